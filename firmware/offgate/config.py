@@ -1,0 +1,64 @@
+"""Gate configuration: defaults, loading from JSON, and validation that names what is wrong.
+
+A gate with a wrong setting must say which one at start-up rather than misbehave at the first scan.
+"""
+import json
+
+# name: (default, type, minimum). A default of None means the setting is required.
+SCHEMA = {
+    "gate_id": (None, int, 0),
+    "zone": (None, int, 0),
+    "max_age_s": (60, int, 1),         # how old a code may be when scanned
+    "skew_s": (30, int, 0),            # tolerated clock difference between phone and gate
+    "cache_size": (32, int, 0),        # credentials whose issuer signature is already verified
+    "replay_slots": (512, int, 16),    # credentials whose counters the gate remembers (16 B each)
+    "max_line": (1024, int, 64),       # longest scanner line accepted
+    "relay_ms": (500, int, 10),
+    "state_dir": ("state", str, None),
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def validate(raw):
+    """Return a complete config dict from `raw`, or raise ConfigError naming every bad setting."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config must be a JSON object")
+    cfg = {}
+    bad = []
+    for key, spec in SCHEMA.items():
+        default, typ, low = spec
+        if key not in raw:
+            if default is None:
+                bad.append(key + ": missing")
+                continue
+            cfg[key] = default
+            continue
+        v = raw[key]
+        # bool is an int subclass in CPython: refuse it explicitly for int settings
+        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+            bad.append("%s: expected %s, got %r" % (key, typ.__name__, v))
+            continue
+        if low is not None and v < low:
+            bad.append("%s: must be >= %d, got %r" % (key, low, v))
+            continue
+        cfg[key] = v
+    for key in raw:
+        if key not in SCHEMA:
+            cfg[key] = raw[key]  # board-specific settings pass through untouched
+    if bad:
+        raise ConfigError("bad gate config: " + "; ".join(bad))
+    return cfg
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise ConfigError("cannot read config %s: %s" % (path, e))
+    except ValueError as e:
+        raise ConfigError("config %s is not valid JSON: %s" % (path, e))
+    return validate(raw)

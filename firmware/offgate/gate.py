@@ -1,0 +1,151 @@
+"""The gate: scan → decide → record → act → report, for every line from the scanner.
+
+Hardware comes in through adapters passed by the entry point (sim_main.py on the unix port,
+main.py on the ESP32): a stream reader for the scanner, an actuator for relay/LEDs, an output
+stream for the one-JSON-line-per-scan report, and a clock. Nothing here imports `machine`.
+"""
+import gc
+import json
+from binascii import hexlify
+
+import offgate
+from offgate import reasons as R
+from offgate.clock import elapsed_us, ticks_us
+from offgate.denylist import DenyList
+from offgate.replay import ReplayGuard
+from offgate.scanner import LineAssembler
+from offgate.trust import TrustError, TrustStore
+from offgate.verifier import Decision, Verifier
+
+READ_CHUNK = 128
+
+
+def state_path(cfg, name):
+    return cfg["state_dir"] + "/" + name
+
+
+class Gate:
+    def __init__(self, cfg, verifier, replay, actuator, out, clock):
+        self.cfg = cfg
+        self.verifier = verifier
+        self.replay = replay
+        self.actuator = actuator
+        self.out = out
+        self.clock = clock
+        self.seq = 0
+        self.opened = 0
+        self.denied = 0
+
+    def scan(self, item):
+        """Handle one scanner line (bytes) or a framing reason (int). Never raises."""
+        t0 = ticks_us()
+        now = self.clock.now()
+        if isinstance(item, int):
+            d = Decision(item)
+        else:
+            try:
+                d = self.verifier.decide(item, now)
+            except Exception:  # MemoryError included: deny this one, keep the gate alive
+                d = Decision(R.INTERNAL_ERROR)
+        if d.reason == R.OK:
+            try:
+                # durable before the relay moves: a power cut after this cannot admit the code twice
+                self.replay.commit(d.cred.cti, d.ctr, d.cred.exp, now)
+            except Exception:
+                d.reason = R.INTERNAL_ERROR  # cannot record it, so do not open
+        us = elapsed_us(t0)
+        self.seq += 1
+        try:
+            if d.reason == R.OK:
+                self.opened += 1
+                self.actuator.open(self.cfg["relay_ms"])
+            else:
+                self.denied += 1
+                self.actuator.deny(d.reason)
+        except Exception:
+            pass  # a failing LED must not stop the gate; the decision is already made
+        self.report(d, now, us)
+        return d
+
+    def report(self, d, now, us):
+        c = d.cred
+        rec = {
+            "event": "scan",
+            "seq": self.seq,
+            "decision": "OPEN" if d.reason == R.OK else "DENY",
+            "reason": R.name(d.reason),
+            "code": d.reason,
+            "cred": hexlify(c.cti).decode() if c is not None else None,
+            "ctr": d.ctr,
+            "t": now,
+            "ms": us // 100 / 10,  # 0.1 ms resolution
+        }
+        self.emit(rec)
+
+    def emit(self, rec):
+        try:
+            self.out.write(json.dumps(rec) + "\n")
+            if hasattr(self.out, "flush"):
+                self.out.flush()
+        except Exception:
+            pass
+
+    def status(self):
+        v = self.verifier
+        return {
+            "event": "status",
+            "gate_id": self.cfg["gate_id"],
+            "zone": self.cfg["zone"],
+            "firmware": offgate.VERSION,
+            "t": self.clock.now(),
+            "scans": self.seq,
+            "opened": self.opened,
+            "denied": self.denied,
+            "trust_keys": len(v.trust.keys),
+            "deny_count": v.deny.count,
+            "replay_used": self.replay.used,
+            "replay_slots": self.replay.slots,
+            "replay_evictions": self.replay.evictions,
+            "replay_skipped": self.replay.skipped,
+            "cache": len(v.cache),
+            "cache_hits": v.cache.hits,
+        }
+
+    async def run(self, reader):
+        """Read the scanner stream until it ends (the sim's EOF; never on a real UART)."""
+        asm = LineAssembler(self.cfg["max_line"])
+        while True:
+            chunk = await reader.read(READ_CHUNK)
+            if not chunk:
+                break
+            for item in asm.feed(chunk):
+                self.scan(item)
+                gc.collect()  # between scans, so no collection lands inside the next decision
+
+
+def build(cfg, actuator, out, clock):
+    """Wire a gate from its config and state files. A missing trust store means no issuer is
+    trusted (every code is refused) rather than a gate that will not start; that is reported."""
+    notes = []
+    # Long-lived buffers first, while the heap is unfragmented (a 16 KB table can fail later on).
+    gc.collect()
+    replay = ReplayGuard(state_path(cfg, "replay.log"), cfg["replay_slots"])
+    try:
+        trust = TrustStore.load(state_path(cfg, "trust.cbor"))
+    except TrustError as e:
+        trust = TrustStore()
+        notes.append(str(e))
+    deny = DenyList()
+    try:
+        deny.open(state_path(cfg, "deny.bin"))
+    except ValueError as e:
+        notes.append(str(e))
+    replay.load(clock.now())
+    verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
+                        cfg["skew_s"], cfg["cache_size"])
+    g = Gate(cfg, verifier, replay, actuator, out, clock)
+    boot = g.status()
+    boot["event"] = "boot"
+    boot["notes"] = notes
+    g.emit(boot)
+    return g

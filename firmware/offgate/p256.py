@@ -1,0 +1,332 @@
+"""P-256 (secp256r1) field and curve arithmetic for ECDSA verification, in plain MicroPython.
+
+Built on MicroPython's arbitrary-precision ints: one C call per big-int operation, so the cost
+model is "number of big-int operations", dominated by `% p` (a schoolbook division, ~2.5x a
+256x256 multiply) and then by multiplications. Choices that follow from that:
+
+* Jacobian coordinates (X, Y, Z) <-> (X/Z^2, Y/Z^3): no field inversion inside the ladder.
+  Doubling uses the a = -3 formula (dbl-2001-b, 3M+5S, 7 reductions). Additions are "mixed"
+  (Jacobian + affine, 9 reductions) for G and Jacobian + Jacobian with cached Z^2, Z^3 for Q
+  (11 reductions). Sums and differences are never reduced on their own: only products are, and
+  a value is always fully reduced when it is stored back into X, Y or Z, so the exact x/y
+  equality tests in the additions (needed for P+P and P+(-P)) are plain `not h`.
+* u1*G + u2*Q by interleaving (Shamir's trick): one shared chain of 256 doublings, with
+  width-w NAF digits for each scalar. G's odd multiples (WG = 7: G, 3G, ..., 63G) are computed
+  once at import and made affine with a single inversion; Q's (WQ = 5: Q..15Q) are built per
+  verify (1 doubling + 7 additions) unless the PublicKey cached them (PublicKey.precompute()).
+* The result is never made affine: x(R) == r (mod n) is checked as r*Z^2 == X (mod p), and
+  also (r+n)*Z^2 == X when r + n < p (x(R) is reduced mod n in ECDSA, and n < p).
+* Inverses (s^-1 mod n, and the one at import) use the extended Euclidean algorithm: on the
+  MicroPython unix port it is ~6x faster than pow(s, n-2, n). Note pow(a, -1, m) is NOT an
+  inverse on MicroPython (it returns 0), so it must never be used.
+* wNAF digits are computed from the scalar's bytes with small-int arithmetic (no big-int
+  allocation per bit) and stored one byte per bit position in a bytearray.
+
+Edge cases handled: intermediate points at infinity (Z == 0), P+P (falls back to doubling),
+P+(-P) (gives infinity), u1 == 0, result at infinity (verification fails).
+Nothing here is constant-time: verification only handles public data.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython (host tooling, tests)
+    def const(x):
+        return x
+
+P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
+N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
+B = const(0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B)
+GX = const(0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296)
+GY = const(0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5)
+_SQRT_EXP = const(0x3FFFFFFFC0000000400000000000000000000000400000000000000000000000)  # (P+1)//4
+
+WG = const(7)  # G table: 2^(WG-2) = 32 affine points (~4 KiB on a 32-bit port), built at import
+WQ = const(5)  # Q table: 8 Jacobian points per verify; w=5 minimises doublings+additions for Q
+
+
+# ---------------------------------------------------------------- field helpers
+
+def inv(a, m):
+    """a^-1 mod m (m prime, a not a multiple of m), by the extended Euclidean algorithm."""
+    lm = 1
+    hm = 0
+    low = a % m
+    high = m
+    if not low:
+        raise ZeroDivisionError("inverse of 0")
+    while low > 1:
+        q = high // low
+        lm, hm = hm - lm * q, lm
+        low, high = high - low * q, low
+    return lm % m
+
+
+def sqrt(a):
+    """A square root of a mod P, or None if a is not a square (P = 3 mod 4)."""
+    a %= P
+    y = pow(a, _SQRT_EXP, P)
+    return y if y * y % P == a else None
+
+
+def on_curve(x, y):
+    """True if the affine point (x, y) with 0 <= x, y < P lies on the curve."""
+    p = P
+    return (y * y - x * (x * x - 3) - B) % p == 0
+
+
+def y_from_x(x, odd):
+    """The y with y^2 = x^3 - 3x + b and y's parity `odd`, or None if x is not an abscissa."""
+    p = P
+    y = sqrt((x * (x * x - 3) + B) % p)
+    if y is None:
+        return None
+    if (y & 1) != odd:
+        y = p - y  # y == 0 is impossible: P-256 has no point of order 2
+    return y
+
+
+# ---------------------------------------------------------------- curve helpers (Jacobian)
+# These are for table building, rare special cases and tests; the hot loop inlines them.
+
+def jdouble(X, Y, Z):
+    """2*(X, Y, Z); infinity is any Z == 0."""
+    if not Z:
+        return 0, 0, 0
+    p = P
+    d = Z * Z % p
+    g = Y * Y % p
+    b = X * g % p
+    a = 3 * (X - d) * (X + d) % p
+    b <<= 2
+    X3 = (a * a - (b << 1)) % p
+    Z3 = 2 * Y * Z % p
+    Y3 = (a * (b - X3) - ((g * g) << 3)) % p
+    return X3, Y3, Z3
+
+
+def jadd(X1, Y1, Z1, X2, Y2, Z2):
+    """(X1, Y1, Z1) + (X2, Y2, Z2), all edge cases (infinity, P+P, P+(-P)) handled."""
+    if not Z1:
+        return X2, Y2, Z2
+    if not Z2:
+        return X1, Y1, Z1
+    p = P
+    z1 = Z1 * Z1 % p
+    z2 = Z2 * Z2 % p
+    u1 = X1 * z2 % p
+    u2 = X2 * z1 % p
+    s1 = Y1 * Z2 * z2 % p
+    s2 = Y2 * Z1 * z1 % p
+    h = u2 - u1
+    r = s2 - s1
+    if not h:
+        if not r:
+            return jdouble(X1, Y1, Z1)
+        return 0, 0, 0
+    hh = h * h % p
+    hhh = h * hh % p
+    v = u1 * hh % p
+    X3 = (r * r - hhh - (v << 1)) % p
+    Y3 = (r * (v - X3) - s1 * hhh) % p
+    Z3 = Z1 * Z2 * h % p
+    return X3, Y3, Z3
+
+
+def to_affine(X, Y, Z):
+    """(x, y) of a Jacobian point, or None for infinity."""
+    if not Z:
+        return None
+    p = P
+    zi = inv(Z, p)
+    zi2 = zi * zi % p
+    return X * zi2 % p, Y * zi2 * zi % p
+
+
+def mul(k, x, y):
+    """k*(x, y) as affine (x, y), or None for infinity. Plain double-and-add: tests only."""
+    R = (0, 0, 0)
+    for i in range(255, -1, -1):
+        R = jdouble(*R)
+        if (k >> i) & 1:
+            R = jadd(R[0], R[1], R[2], x, y, 1)
+    return to_affine(*R)
+
+
+def _odd_multiples(x, y, count):
+    """[(X, Y, Z)] of 1P, 3P, ..., (2*count-1)P in Jacobian coordinates."""
+    out = [(x, y, 1)]
+    d = jdouble(x, y, 1)
+    for i in range(1, count):
+        a = out[i - 1]
+        out.append(jadd(a[0], a[1], a[2], d[0], d[1], d[2]))
+    return out
+
+
+def q_table(x, y):
+    """Per-key table for the ladder: odd multiples of (x, y) as five lists
+    (X, Y, Z, Z^2, Z^3) so each addition skips three reductions."""
+    p = P
+    pts = _odd_multiples(x, y, 1 << (WQ - 2))
+    tx = []
+    ty = []
+    tz = []
+    tz2 = []
+    tz3 = []
+    for X, Y, Z in pts:
+        z2 = Z * Z % p
+        tx.append(X)
+        ty.append(Y)
+        tz.append(Z)
+        tz2.append(z2)
+        tz3.append(z2 * Z % p)
+    return tx, ty, tz, tz2, tz3
+
+
+def _g_table():
+    """Affine odd multiples of G, normalised together with one inversion (Montgomery's trick)."""
+    p = P
+    pts = _odd_multiples(GX, GY, 1 << (WG - 2))
+    # prefix products of the Z's, one inversion, then peel the inverses off backwards
+    acc = [1]
+    for X, Y, Z in pts:
+        acc.append(acc[-1] * Z % p)
+    t = inv(acc[-1], p)
+    xs = [0] * len(pts)
+    ys = [0] * len(pts)
+    for i in range(len(pts) - 1, -1, -1):
+        X, Y, Z = pts[i]
+        zi = t * acc[i] % p
+        t = t * Z % p
+        zi2 = zi * zi % p
+        xs[i] = X * zi2 % p
+        ys[i] = Y * zi2 * zi % p
+    return xs, ys
+
+
+_GTX, _GTY = _g_table()
+
+
+def wnaf(k, w):
+    """Width-w NAF of 0 <= k < 2^256 as (bytearray(257), top). Entry i encodes the digit of
+    2^i: 0 for none, else ((|d| >> 1) + 1) | (0x80 if d < 0), i.e. table index + 1 and sign.
+    top is the highest nonzero position (-1 if k == 0)."""
+    kb = k.to_bytes(34, "big")  # bit i lives in kb[33 - i//8]; kb[0] pads window reads
+    out = bytearray(257)
+    full = 1 << w
+    half = full >> 1
+    mask = full - 1
+    i = 0
+    carry = 0
+    top = -1
+    while i < 257:
+        j = 33 - (i >> 3)
+        s = i & 7
+        if ((kb[j] >> s) & 1) == carry:  # even digit: 0 here, carry unchanged
+            i += 1
+            continue
+        v = (((kb[j - 1] << 8) | kb[j]) >> s) & mask
+        v += carry
+        if v > half:
+            out[i] = (((full - v) >> 1) + 1) | 0x80
+            carry = 1
+        else:
+            out[i] = (v >> 1) + 1
+            carry = 0
+        top = i
+        i += w
+    return out, top
+
+
+# ---------------------------------------------------------------- ECDSA core
+
+def verify_core(e, r, s, qx, qy, qtab=None):
+    """ECDSA check for the hash integer e and 1 <= r, s < N (the caller checks ranges and that
+    (qx, qy) is a valid curve point). qtab: q_table(qx, qy) if cached. Returns bool."""
+    p = P
+    n = N
+    w = inv(s, n)
+    n1, t1 = wnaf(e * w % n, WG)
+    n2, t2 = wnaf(r * w % n, WQ)
+    if qtab is None:
+        qtab = q_table(qx, qy)
+    qtx, qty, qtz, qtz2, qtz3 = qtab
+    gtx = _GTX
+    gty = _GTY
+    X = Y = Z = 0  # Z == 0: the point at infinity
+    i = t1 if t1 > t2 else t2
+    while i >= 0:
+        if Z:
+            # doubling, dbl-2001-b with a = -3 (same as jdouble, inlined: ~25% of all calls)
+            d = Z * Z % p
+            g = Y * Y % p
+            b = X * g % p
+            a = 3 * (X - d) * (X + d) % p
+            b <<= 2
+            X = (a * a - (b << 1)) % p
+            Z = 2 * Y * Z % p
+            Y = (a * (b - X) - ((g * g) << 3)) % p
+        c = n1[i]
+        if c:
+            j = (c & 0x7F) - 1
+            x2 = gtx[j]
+            y2 = gty[j]
+            if c & 0x80:
+                y2 = p - y2
+            if not Z:
+                X = x2
+                Y = y2
+                Z = 1
+            else:
+                # mixed addition (Jacobian + affine)
+                zz = Z * Z % p
+                h = x2 * zz % p - X
+                rr = y2 * Z * zz % p - Y
+                if not h:
+                    if not rr:
+                        X, Y, Z = jdouble(X, Y, Z)
+                    else:
+                        X = Y = Z = 0
+                else:
+                    hh = h * h % p
+                    hhh = h * hh % p
+                    v = X * hh % p
+                    X = (rr * rr - hhh - (v << 1)) % p
+                    Y = (rr * (v - X) - Y * hhh) % p
+                    Z = Z * h % p
+        c = n2[i]
+        if c:
+            j = (c & 0x7F) - 1
+            y2 = qty[j]
+            if c & 0x80:
+                y2 = p - y2
+            if not Z:
+                X = qtx[j]
+                Y = y2
+                Z = qtz[j]
+            else:
+                # Jacobian + Jacobian with the entry's Z^2, Z^3 cached
+                zz = Z * Z % p
+                u1 = X * qtz2[j] % p
+                s1 = Y * qtz3[j] % p
+                h = qtx[j] * zz % p - u1
+                rr = y2 * Z * zz % p - s1
+                if not h:
+                    if not rr:
+                        X, Y, Z = jdouble(X, Y, Z)
+                    else:
+                        X = Y = Z = 0
+                else:
+                    hh = h * h % p
+                    hhh = h * hh % p
+                    v = u1 * hh % p
+                    X = (rr * rr - hhh - (v << 1)) % p
+                    Y = (rr * (v - X) - s1 * hhh) % p
+                    Z = Z * qtz[j] * h % p
+        i -= 1
+    if not Z:
+        return False
+    zz = Z * Z % p
+    if r * zz % p == X:
+        return True
+    # x(R) in [n, p) also reduces to r mod n
+    return r + n < p and (r + n) * zz % p == X

@@ -1,0 +1,89 @@
+"""Trusted issuer keys, by key id, each with its own validity window.
+
+The gate holds public keys only. Several issuers (or an old and a new key during rotation) may be
+trusted at once, and several keys may share a kid: the verifier tries every active one.
+"""
+from offgate import cbor, ecdsa
+
+
+class TrustError(ValueError):
+    pass
+
+
+class IssuerKey:
+    __slots__ = ("kid", "iss", "pub", "key", "nbf", "exp")
+
+    def __init__(self, kid, iss, pub, nbf, exp):
+        self.kid = kid
+        self.iss = iss
+        self.pub = pub
+        self.key = ecdsa.parse_public_key(pub)  # rejects off-curve keys at load, not at scan
+        self.nbf = nbf
+        self.exp = exp
+
+    def active(self, now):
+        return self.nbf <= now < self.exp
+
+
+def _entry(e, i):
+    if not isinstance(e, dict):
+        raise TrustError("trust key %d: not a map" % i)
+    kid, iss, pub, nbf, exp = e.get("kid"), e.get("iss", ""), e.get("pub"), e.get("nbf"), e.get("exp")
+    if not isinstance(kid, bytes) or not 1 <= len(kid) <= 16:
+        raise TrustError("trust key %d: kid must be 1-16 bytes" % i)
+    if not isinstance(pub, bytes) or len(pub) != 65:
+        raise TrustError("trust key %d: pub must be a 65-byte uncompressed point" % i)
+    if not isinstance(iss, str):
+        raise TrustError("trust key %d: iss must be text" % i)
+    for name, v in (("nbf", nbf), ("exp", exp)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise TrustError("trust key %d: %s must be a non-negative integer" % (i, name))
+    if exp <= nbf:
+        raise TrustError("trust key %d: exp must be after nbf" % i)
+    try:
+        return IssuerKey(kid, iss, pub, nbf, exp)
+    except ValueError:
+        raise TrustError("trust key %d: pub is not a valid P-256 point" % i)
+
+
+class TrustStore:
+    # lookup() results
+    FOUND = 0
+    UNKNOWN = 1
+    INACTIVE = 2
+
+    def __init__(self, keys=()):
+        self.keys = list(keys)
+
+    @classmethod
+    def from_bytes(cls, data):
+        """Parse a trust store file; any bad entry rejects the whole file (the caller keeps its old store)."""
+        try:
+            doc = cbor.loads(data)
+        except ValueError as e:
+            raise TrustError("trust store is not valid CBOR: %s" % e)
+        if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("keys"), list):
+            raise TrustError("trust store: expected {'v': 1, 'keys': [...]}")
+        return cls([_entry(e, i) for i, e in enumerate(doc["keys"])])
+
+    @classmethod
+    def load(cls, path):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise TrustError("cannot read trust store %s: %s" % (path, e))
+        return cls.from_bytes(data)
+
+    def lookup(self, kid, now):
+        """Return (FOUND, [active keys]) or (UNKNOWN, []) or (INACTIVE, [])."""
+        found = False
+        active = []
+        for k in self.keys:
+            if k.kid == kid:
+                found = True
+                if k.active(now):
+                    active.append(k)
+        if active:
+            return self.FOUND, active
+        return (self.INACTIVE if found else self.UNKNOWN), active

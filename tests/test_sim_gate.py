@@ -1,0 +1,119 @@
+"""The simulated gate end to end: the real firmware in a MicroPython process (128k heap), fed
+through its scanner stream like a GM65 module would feed the ESP32's UART."""
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+
+from offgate_host import formats
+from offgate_host.backoffice import BackOffice
+from offgate_host.simgate import SimGate, micropython_env, sim_command, write_gate_dir
+from offgate_host.wallet import Wallet
+
+NOW = int(time.time())
+
+
+@pytest.fixture
+def gate_setup(tmp_path):
+    bo = BackOffice(tmp_path / "bo")
+    bo.init_issuer("t", valid_from=NOW - 86400)
+    bo.create_account("a", balance=5000)
+    w = Wallet.create(tmp_path / "w.json")
+    w.set_credential(bo.issue_credential("a", w.pub65, zones=[1], now=NOW))
+    cfg = write_gate_dir(tmp_path / "gate", gate_id=7, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
+    return cfg, w
+
+
+def test_open_then_replay_and_relay_only_on_open(gate_setup):
+    cfg, w = gate_setup
+    with SimGate(cfg) as g:
+        assert g.boot["trust_keys"] == 1
+        code = w.qr_text(w.next_code())
+        r = g.scan(code)
+        assert (r["decision"], r["reason"], r["code"]) == ("OPEN", "OK", 0)
+        assert r["cred"] == formats.parse_credential(w.credential)["cti"].hex()
+        assert r["ctr"] == w.ctr and r["ms"] > 0
+        assert g.scan(code)["reason"] == "REPLAY"
+    acts = g.actions()
+    assert sum("relay: pulse" in a for a in acts) == 1
+    assert sum("REPLAY" in a for a in acts) == 1
+
+
+def test_noise_never_stops_the_loop(gate_setup):
+    cfg, w = gate_setup
+    with SimGate(cfg) as g:
+        assert g.scan(b"")["reason"] == "EMPTY"
+        assert g.scan(b"X" * 5000)["reason"] == "LINE_TOO_LONG"
+        assert g.scan(b"\x00\x01\xfe\xff")["reason"] == "NOT_TEXT"
+        assert g.scan(b"OG1:abc")["reason"] == "BAD_BASE45"
+        assert g.scan(b"OG1:" + b"A" * 300)["reason"] in ("BAD_BASE45", "MALFORMED_CODE")
+        assert g.scan(b"https://example.com/")["reason"] == "BAD_PREFIX"
+        # a code split across writes, ending in CR LF, still reads as one line
+        code = w.qr_text(w.next_code()).encode()
+        g.send_raw(code[:50])
+        g.send_raw(code[50:] + b"\r\n")
+        assert g.read_report()["decision"] == "OPEN"
+        status = g.stop()
+    assert status["scans"] == 7 and status["opened"] == 1 and status["denied"] == 6
+
+
+def test_counters_survive_power_cut(gate_setup):
+    cfg, w = gate_setup
+    code = w.qr_text(w.next_code())
+    g = SimGate(cfg).start()
+    assert g.scan(code)["decision"] == "OPEN"
+    g.kill()  # no clean shutdown
+    with SimGate(cfg) as g2:
+        assert g2.scan(code)["reason"] == "REPLAY"
+        assert g2.scan(w.qr_text(w.next_code()))["decision"] == "OPEN"
+
+
+def test_gate_clock_offset_applies(gate_setup):
+    cfg, w = gate_setup
+    with SimGate(cfg, clock_offset=3600) as g:   # gate clock an hour ahead: the code is stale
+        assert g.scan(w.qr_text(w.next_code()))["reason"] == "CODE_STALE"
+
+
+def test_bad_config_named_at_startup(tmp_path):
+    (tmp_path / "gate.json").write_text(json.dumps({"zone": "one", "skew_s": -5}))
+    r = subprocess.run(sim_command(tmp_path / "gate.json"), capture_output=True, text=True,
+                       env=micropython_env(), timeout=60, cwd=str(tmp_path))
+    assert r.returncode == 2
+    assert "gate_id: missing" in r.stderr and "zone" in r.stderr and "skew_s" in r.stderr
+
+
+def test_missing_trust_store_refuses_everything_but_runs(gate_setup):
+    cfg, w = gate_setup
+    (cfg.parent / "trust.cbor").write_bytes(b"\xff garbage")
+    with SimGate(cfg) as g:
+        assert g.boot["trust_keys"] == 0 and g.boot["notes"]
+        assert g.scan(w.qr_text(w.next_code()))["reason"] == "UNKNOWN_ISSUER"
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_tcp_scanner_stream(gate_setup):
+    cfg, w = gate_setup
+    port = _free_port()
+    p = subprocess.Popen(sim_command(cfg, None, "--tcp", "127.0.0.1:%d" % port), stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, env=micropython_env(), text=True)
+    try:
+        assert json.loads(p.stdout.readline())["event"] == "boot"
+        assert json.loads(p.stdout.readline())["event"] == "listening"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"garbage\r" + w.qr_text(w.next_code()).encode() + b"\r")
+            first = json.loads(p.stdout.readline())
+            second = json.loads(p.stdout.readline())
+        assert first["reason"] == "BAD_PREFIX"
+        assert second["decision"] == "OPEN"
+    finally:
+        p.kill()
+        p.wait()
