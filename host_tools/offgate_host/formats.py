@@ -172,7 +172,7 @@ def cnf_key(rider_pub65, compressed=True) -> dict:
 def make_credential(issuer_key, kid, *, iss, sub, cti, nbf, exp, rider_pub65, zones, iat=None,
                     gates=None, product=0, cap=None, compressed=True) -> bytes:
     """Issuer-signed credential: untagged COSE_Sign1, protected {1: -7, 4: kid}, unprotected {}."""
-    kid = _need_bytes("kid", kid, 8)
+    kid = _need_bytes("kid", kid, _keys.KID_LEN)
     if not isinstance(iss, str) or not isinstance(sub, str):
         raise ValueError("iss and sub must be text")
     claims = {
@@ -329,7 +329,7 @@ def trust_store_bytes(keys) -> bytes:
         pub = _need_bytes("pub", k["pub"], 65)
         if pub[0] != 4:
             raise ValueError("pub must be an uncompressed SEC1 point")
-        kid = _need_bytes("kid", k["kid"], 8)
+        kid = _need_bytes("kid", k["kid"], _keys.KID_LEN)
         if kid != _keys.kid_of(pub):
             raise ValueError("kid %s does not match its public key" % kid.hex())
         if not isinstance(k["iss"], str):

@@ -6,6 +6,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+KID_LEN = 4
+
 CURVE = ec.SECP256R1()
 
 
@@ -49,12 +51,13 @@ def pub_from_xy(x: bytes, y) -> ec.EllipticCurvePublicKey:
 
 
 def kid_of(pub65: bytes) -> bytes:
-    """kid = first 8 bytes of SHA-256 of the 65-byte uncompressed public key."""
+    """kid = first 4 bytes of SHA-256 of the 65-byte uncompressed public key (short to keep the QR
+    small; keys that share a kid are all tried, so a collision costs a verification, not safety)."""
     if not isinstance(pub65, (bytes, bytearray)):
         pub65 = pub_bytes(pub65)
     if len(pub65) != 65 or pub65[0] != 4:
         raise ValueError("kid_of needs the 65-byte uncompressed public key")
-    return hashlib.sha256(bytes(pub65)).digest()[:8]
+    return hashlib.sha256(bytes(pub65)).digest()[:KID_LEN]
 
 
 def private_pem(key) -> bytes:
