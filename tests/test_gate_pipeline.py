@@ -187,3 +187,12 @@ def test_truncated_and_extended_codes_refused(world, mp):
     for cut in (1, 2, 10, 64, len(good) // 2, len(good) - 1):
         assert decide(mp, text(good[:cut])) in DECODE_REASONS
     assert decide(mp, text(good + b"\x00")) == "MALFORMED_CODE"   # trailing bytes are never ignored
+
+
+@pytest.mark.parametrize("payload", [b"\x63abc", b"\x43abc", b"\x83\x01\x02\x03", b"\xa2\x01\x40\x02\x01", b"\x01",
+                                     b"\xa3\x01\x40\x02\x01\x03\x00", b"\xa3\x01\x40\x02\xf5\x03\x01"])
+def test_wrong_payload_shapes_are_malformed(world, mp, payload):
+    """Validly signed codes whose payload is not {1: bstr, 2: uint, 3: uint >= 1}."""
+    rider = world["w"]["rider"]
+    signed = formats._sign1(rider.key, {formats.H_ALG: formats.ALG_ES256}, payload)
+    assert decide(mp, text(signed)) == "MALFORMED_CODE"

@@ -117,3 +117,22 @@ def test_tcp_scanner_stream(gate_setup):
     finally:
         p.kill()
         p.wait()
+
+
+def test_pty_scanner_stream(gate_setup):
+    """A pty stands in for the scanner's serial device, as on a bench with a USB-serial adapter."""
+    import os
+    cfg, w = gate_setup
+    master, slave = os.openpty()
+    p = subprocess.Popen(sim_command(cfg, None, "--pty", os.ttyname(slave)), stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, env=micropython_env(), text=True)
+    try:
+        assert json.loads(p.stdout.readline())["event"] == "boot"
+        os.write(master, b"noise\r" + w.qr_text(w.next_code()).encode() + b"\r")
+        assert json.loads(p.stdout.readline())["reason"] == "BAD_PREFIX"
+        assert json.loads(p.stdout.readline())["decision"] == "OPEN"
+    finally:
+        p.kill()
+        p.wait()
+        os.close(master)
+        os.close(slave)

@@ -115,9 +115,11 @@ class Verifier:
             return Decision(R.BAD_ALG)
         try:
             auth = cbor.loads(s1.payload)
-            cred_bytes, iat, ctr = auth[A_CRED], auth[A_IAT], auth[A_CTR]
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             return Decision(R.MALFORMED_CODE)
+        if not isinstance(auth, dict) or A_CRED not in auth or A_IAT not in auth or A_CTR not in auth:
+            return Decision(R.MALFORMED_CODE)
+        cred_bytes, iat, ctr = auth[A_CRED], auth[A_IAT], auth[A_CTR]
         if (not isinstance(cred_bytes, bytes) or not isinstance(iat, int) or isinstance(iat, bool)
                 or not isinstance(ctr, int) or isinstance(ctr, bool) or not 1 <= ctr <= CTR_MAX
                 or iat < 0):
