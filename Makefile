@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# 32-bit MicroPython (webassembly port, npm) for tests/test_wasm32.py; needs Node.js + npm
+WASM_STAMP := tests/wasm/node_modules/.installed
 
-.PHONY: venv demo test bench mpy clean
+.PHONY: venv demo test bench mpy clean wasm
 
 venv: $(STAMP)
 
@@ -14,10 +16,16 @@ $(STAMP): requirements.txt host_tools/pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e host_tools
 	touch $(STAMP)
 
+wasm: $(WASM_STAMP)
+
+$(WASM_STAMP): tests/wasm/package.json tests/wasm/package-lock.json
+	npm ci --prefix tests/wasm --no-audit --no-fund
+	touch $(WASM_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/offgate demo
 
-test: $(STAMP)
+test: $(STAMP) $(WASM_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)

@@ -24,6 +24,7 @@ from offgate.checksum import crc32
 REC = 20
 SLOT = 16
 PAGE_SLOTS = 64  # 1 KB per page
+EXP_MAX = 0xFFFFFFFF
 
 
 def _record(cti, ctr, exp):
@@ -174,6 +175,7 @@ class ReplayGuard:
     def commit(self, cti, ctr, exp, now):
         """Record an accepted counter durably (appended and flushed) and in the table.
         Call before the gate opens: a cut after this cannot let the same code in twice."""
+        exp = min(exp, EXP_MAX)  # the field is 32 bits: a later expiry is kept until 2106, not wrapped
         if self._f is None:
             self._f = open(self.path, "ab")
         self._f.write(_record(cti, ctr, exp))

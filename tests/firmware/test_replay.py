@@ -89,3 +89,14 @@ def test_file_compacts_when_large():
     h = ReplayGuard(d + "/r.log", 16)
     h.load(NOW)
     assert h.highest(cti(1)) == 199
+
+
+def test_expiry_beyond_2106_is_clamped_not_wrapped():
+    d = scratch_dir("rp")
+    g = ReplayGuard(d + "/r.log", 16)
+    g.load(NOW)
+    g.commit(cti(1), 3, (1 << 32) + 5, NOW)     # would wrap to 5 (long expired) if not clamped
+    g.close()
+    h = ReplayGuard(d + "/r.log", 16)
+    h.load(NOW)
+    assert h.highest(cti(1)) == 3
