@@ -1,0 +1,663 @@
+"""`make bench`: how fast the gate firmware decides, on the MicroPython unix port, and an ESP32 estimate.
+
+Measures (details and method strings go into bench/results.json):
+  1. per scan through the real decision path (Verifier.decide + the durable replay commit, as the
+     gate times it): first-seen credential (cache cold) and returning rider (cached credential, new
+     code), median over N scans, at -X heapsize=128k (ESP32 without PSRAM) and 4m;
+     heap: live heap after setup, bytes requested per scan, GC collections per scan at 128k
+     (callgrind call count of gc_collect), the smallest heap at which scans still open (bisection);
+  2. one ECDSA P-256 verification by the firmware (ecdsa.verify_key / ecdsa.verify) and, in the same
+     run, pyca/cryptography and python-ecdsa (CPython) verifying the same signatures;
+  3. x86-64 instruction counts under callgrind (baseline subtracted) and an ESP32 estimate;
+  4. QR text length and QR version (level M) of a typical code.
+Writes bench/results.json and rewrites the README section between the bench markers.
+No assertion on any timing: numbers are reported, never judged (except against the stated targets).
+"""
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import bench_data
+from offgate_host import qr, simgate
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+README = ROOT / "README.md"
+MARK_START = "<!-- bench:start -->"
+MARK_END = "<!-- bench:end -->"
+
+N_SCANS = 40          # scans per timing run
+N_VERIFY = 20         # signatures for the ECDSA comparison
+CG_K = 3              # measured operations per callgrind run (instructions are divided by it)
+SMALL_HEAP = "128k"   # a no-PSRAM ESP32 gives the firmware about this much
+LARGE_HEAP = "4m"
+ESP32_CPI = 1.9
+ESP32_HZ = 240e6
+TARGET_MS = {"returning": 150, "first": 300}
+
+console = Console(width=None if sys.stdout.isatty() else 110)  # no wrapping in logs
+
+
+def esp32_ms(instr):
+    return instr * ESP32_CPI / ESP32_HZ * 1000
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def note(msg):
+    console.print("[dim]" + msg + "[/]")
+
+
+# --------------------------------------------------------------------------- machine
+
+def machine_info(env):
+    cpu = None
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    r = subprocess.run([simgate.micropython_bin(), "-c",
+                        "import sys; print(sys.version); print('.'.join(map(str, sys.implementation.version)))"],
+                       capture_output=True, text=True, env=env)
+    lines = r.stdout.strip().splitlines()
+    vg = shutil.which("valgrind")
+    vg_ver = subprocess.run([vg, "--version"], capture_output=True, text=True).stdout.strip() if vg else None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python_version": platform.python_version(),
+        "micropython_version": lines[0].split("; ", 1)[-1] if lines else None,
+        "micropython_implementation_version": lines[1] if len(lines) > 1 else None,
+        "valgrind_version": vg_ver,
+        "loadavg_1min_at_start": round(os.getloadavg()[0], 2),  # wall-clock numbers suffer on a busy machine;
+    }                                                            # callgrind counts do not
+
+
+# --------------------------------------------------------------------------- 1. scans
+
+def scan_run(env, data, heap, kind, n):
+    rc, recs, err = bench_data.run_driver(env, data, heap, "scan", kind, n)
+    setup = next((r for r in recs if r.get("event") == "setup"), None)
+    scans = [r for r in recs if r.get("event") == "scan"]
+    if rc != 0 or setup is None or len(scans) != n:
+        raise RuntimeError("driver failed (scan %s %d at %s, exit %s): %s" % (kind, n, heap, rc, err.strip()[-800:]))
+    reasons = {}
+    for r in scans:
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    opened = [r for r in scans if r["reason"] == "OK"]
+    if setup["warmup"] != "OK" or not opened:
+        raise RuntimeError("no scan opened at %s (%s): warm-up %s, %s" % (heap, kind, setup["warmup"], reasons))
+    if len(opened) != n:  # reported, not hidden: a gate that cannot open at 128k is a finding
+        console.print("[bold red]warning:[/] %s scans at %s: %s (medians over the OK scans only)" % (kind, heap, reasons))
+    scans = opened
+    ms = [r["ms"] for r in scans]
+    return {
+        "heap": heap,
+        "n_scans": n,
+        "n_opened": len(opened),
+        "reasons": reasons,
+        "median_ms": round(med(ms), 3),
+        "min_ms": round(min(ms), 3),
+        "max_ms": round(max(ms), 3),
+        "decide_median_ms": round(med([r["decide_ms"] for r in scans]), 3),
+        "alloc_per_scan_median_bytes": med([r["alloc"] for r in scans]),
+        "free_heap_at_scan_start_median_bytes": med([r["free_before"] for r in scans]),
+        "heap_in_use_after_setup_bytes": setup["mem_alloc"],
+        "heap_free_after_setup_bytes": setup["mem_free"],
+    }
+
+
+def scan_works(env, data, heap, kind, leave=None):
+    """(True if setup + warm-up + 3 scans of `kind` all OPEN, free heap at the first scan's start)."""
+    args = ["scan", kind, 3] + ([leave] if leave is not None else [])
+    try:
+        rc, recs, _ = bench_data.run_driver(env, data, heap, *args, timeout=120)
+    except subprocess.TimeoutExpired:
+        return False, None
+    scans = [r for r in recs if r.get("event") == "scan"]
+    setup = next((r for r in recs if r.get("event") == "setup"), None)
+    ok = rc == 0 and setup is not None and setup["warmup"] == "OK" and len(scans) == 3 and all(
+        r["reason"] == "OK" for r in scans)
+    return ok, (scans[0]["free_before"] if scans else None)
+
+
+def min_heap_kib(env, data, kind, lo=16, hi=128):
+    """Smallest -X heapsize (KiB, 1 KiB steps) at which setup + warm-up + 3 scans of `kind` all open."""
+    if not scan_works(env, data, "%dk" % hi, kind)[0]:
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if scan_works(env, data, "%dk" % mid, kind)[0]:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def min_free_for_scan(env, data, kind, free_after_setup, step=512):
+    """Smallest free heap (bytes, `step` resolution) at the start of a scan for 3 scans of `kind` to
+    open, at 128k: the driver fills the heap with ballast after setup, leaving about LEAVE bytes free.
+    Returns (free bytes measured at the first scan's start, LEAVE) or (None, None)."""
+    lo, hi = 0, (free_after_setup // step) * step
+    ok, free = scan_works(env, data, SMALL_HEAP, kind, hi)
+    if not ok:
+        return None, None
+    best = free
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        ok, free = scan_works(env, data, SMALL_HEAP, kind, mid)
+        if ok:
+            hi, best = mid, free
+        else:
+            lo = mid
+    return best, hi
+
+
+# --------------------------------------------------------------------------- 2. ECDSA
+
+def fw_verify(env, data, heap, n):
+    rc, recs, err = bench_data.run_driver(env, data, heap, "verify", n)
+    recs = [r for r in recs if r.get("event") == "verify"]
+    if rc != 0 or len(recs) != n:
+        raise RuntimeError("driver failed (verify at %s, exit %s): %s" % (heap, rc, err.strip()[-800:]))
+    if not all(r["ok_key"] is True and r["ok_bytes"] is True for r in recs):
+        raise RuntimeError("firmware did not verify every benchmark signature at %s" % heap)
+    pre = [r["precomputed_ms"] for r in recs if r["ok_pre"] is True]
+    return {
+        "heap": heap,
+        "n_signatures": n,
+        "verify_key_median_ms": round(med([r["verify_key_ms"] for r in recs]), 3),
+        "verify_bytes_median_ms": round(med([r["verify_ms"] for r in recs]), 3),
+        "parse_public_key_median_ms": round(med([r["parse_ms"] for r in recs]), 3),
+        "verify_key_precomputed_median_ms": round(med(pre), 3) if pre else None,
+        "precompute_median_ms": round(med([r["precompute_ms"] for r in recs if r["ok_pre"] is True]), 3) if pre else None,
+    }
+
+
+def _per_call_ms(fn, reps):
+    fn()  # warm (imports, lazy tables)
+    t0 = time.perf_counter_ns()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter_ns() - t0) / reps / 1e6
+
+
+def cpython_verify(vectors):
+    """pyca/cryptography and python-ecdsa on the same (pub, msg, sig) triples; median per-call ms."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    import ecdsa as pyecdsa
+
+    res = {"cryptography": {"version": None}, "python_ecdsa": {"version": None}}
+    import cryptography
+    res["cryptography"]["version"] = cryptography.__version__
+    res["python_ecdsa"]["version"] = getattr(pyecdsa, "__version__", None)
+
+    c_key, c_bytes, e_key, e_bytes = [], [], [], []
+    for pub, msg, sig in vectors:
+        der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+        algo = ec.ECDSA(hashes.SHA256())
+        ck = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub)
+        ck.verify(der, msg, algo)  # raises if the vectors were wrong
+
+        def c_verify_bytes(pub=pub, der=der, msg=msg, algo=algo):
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub).verify(der, msg, algo)
+
+        c_key.append(_per_call_ms(lambda: ck.verify(der, msg, algo), 100))
+        c_bytes.append(_per_call_ms(c_verify_bytes, 100))
+
+        vk = pyecdsa.VerifyingKey.from_string(pub, curve=pyecdsa.NIST256p, hashfunc=hashlib.sha256)
+        if not vk.verify(sig, msg):
+            raise RuntimeError("python-ecdsa rejected a benchmark signature")
+
+        def e_verify_bytes(pub=pub, sig=sig, msg=msg):
+            pyecdsa.VerifyingKey.from_string(pub, curve=pyecdsa.NIST256p, hashfunc=hashlib.sha256).verify(sig, msg)
+
+        e_key.append(_per_call_ms(lambda: vk.verify(sig, msg), 3))
+        e_bytes.append(_per_call_ms(e_verify_bytes, 3))
+    res["cryptography"].update(verify_key_median_ms=round(med(c_key), 4), verify_bytes_median_ms=round(med(c_bytes), 4))
+    res["python_ecdsa"].update(verify_key_median_ms=round(med(e_key), 4), verify_bytes_median_ms=round(med(e_bytes), 4))
+    return res
+
+
+# --------------------------------------------------------------------------- 3. callgrind
+
+def ensure_valgrind():
+    """(True, None) if valgrind is there (installing it with apt-get if need be), else (False, why)."""
+    if shutil.which("valgrind"):
+        return True, None
+    if not shutil.which("apt-get"):
+        return False, "valgrind is not installed and there is no apt-get to install it"
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        return False, "valgrind is not installed and this user cannot apt-get install it (not root)"
+    note("valgrind missing: apt-get install -y valgrind ...")
+    try:
+        r = subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind",
+                           shell=True, capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        return False, "apt-get install valgrind timed out"
+    if r.returncode != 0 or not shutil.which("valgrind"):
+        return False, "apt-get install valgrind failed: %s" % (r.stderr.strip()[-300:] or r.returncode)
+    return True, None
+
+
+def parse_callgrind(path, count_fn="gc_collect"):
+    """(total Ir, calls to `count_fn`, Ir inclusive in those calls) from a callgrind output file."""
+    total = None
+    target_ids = set()
+    calls = 0
+    incl = 0
+    pending = False   # the last cfn= named count_fn: the next calls= line counts
+    cost_next = False  # the line after a counted calls= line holds the inclusive cost of those calls
+    name_re = re.compile(r"^c?fn=\((\d+)\)(?: (.*))?$")
+    with open(path, errors="replace") as f:
+        for ln in f:
+            if cost_next:
+                cost_next = False
+                parts = ln.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    incl += int(parts[1])
+                continue
+            if ln.startswith("cfn=") or ln.startswith("fn="):
+                m = name_re.match(ln.rstrip("\n"))
+                if m:
+                    fid, name = m.group(1), m.group(2)
+                    if name == count_fn:
+                        target_ids.add(fid)
+                    pending = ln.startswith("cfn=") and fid in target_ids
+                else:
+                    pending = ln.startswith("cfn=") and ln.rstrip("\n")[4:] == count_fn
+                continue
+            if ln.startswith("calls="):
+                if pending:
+                    calls += int(ln[6:].split()[0])
+                    cost_next = True
+                pending = False
+                continue
+            if ln.startswith("totals:") or ln.startswith("summary:"):
+                total = int(ln.split(":", 1)[1].split()[0])
+    return total, calls, incl
+
+
+def callgrind_runs(env, data, work):
+    ok, why = ensure_valgrind()
+    method = ("Each callgrind run executes the same compiled driver (bench/mp_scan.py, `cg KIND K`) in the "
+              "CPython wrapper that hosts MicroPython: identical gate setup, warm-up scan, key parsing and "
+              "input lines, then K=%d operations of KIND with gc.collect() before each (as the gate does between "
+              "scans). The baseline is KIND=none with the same K (setup + the same gc.collect() calls, no "
+              "measured work). Instructions per operation = (Ir(KIND) - Ir(none)) / K, which removes CPython "
+              "start-up, MicroPython init, imports and setup. GC collections per operation = difference in "
+              "calls to gc_collect / K, and GC instructions = difference in Ir inclusive in those calls / K. All runs at -X heapsize=%s, PYTHONHASHSEED=0, each on its own copy "
+              "of the data dir." % (CG_K, SMALL_HEAP))
+    res = {"status": None, "reason": None, "k_per_run": CG_K, "heap": SMALL_HEAP, "baseline_method": method,
+           "esp32_model": "ms = instructions x %.1f cycles/instruction / %.0f MHz x 1000" % (ESP32_CPI, ESP32_HZ / 1e6),
+           "esp32_caveat": "a rough estimate, not a device measurement: the unix port is 64-bit (wider pointers "
+                           "and big-int digits than the ESP32's 32-bit Xtensa build), and GC costs follow the "
+                           "x86-64 heap layout at the same -X heapsize"}
+    if not ok:
+        res["status"] = "skipped"
+        res["reason"] = why
+        return res
+
+    def one(kind):
+        d = work / ("cg-" + kind)
+        shutil.copytree(data, d)
+        (d / "replay.log").unlink(missing_ok=True)
+        out = work / ("callgrind.%s.out" % kind)
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + str(out), sys.executable,
+               *bench_data.driver_cmd(d, SMALL_HEAP, "cg", kind, CG_K)]
+        e = dict(env, PYTHONHASHSEED="0")
+        r = subprocess.run(cmd, env=e, cwd=str(ROOT), capture_output=True, text=True, timeout=600)
+        rec = None
+        for ln in r.stdout.splitlines():
+            if ln.startswith("{"):
+                rec = json.loads(ln)
+        if r.returncode != 0 or rec is None or not out.exists():
+            raise RuntimeError("callgrind run %s failed (exit %s): %s" % (kind, r.returncode, r.stderr.strip()[-600:]))
+        want = 0 if kind == "none" else CG_K
+        if rec["ok"] != want:
+            raise RuntimeError("callgrind run %s: %s of %d operations succeeded" % (kind, rec["ok"], want))
+        return kind, parse_callgrind(out)
+
+    kinds = ["none", "first", "returning", "verify"]
+    t0 = time.time()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(kinds), os.cpu_count() or 1))) as ex:
+            got = dict(ex.map(one, kinds))
+    except Exception as e:  # record why rather than lose the rest of the bench
+        res["status"] = "failed"
+        res["reason"] = str(e)
+        return res
+    base_ir, base_gc, base_gc_ir = got["none"]
+    res["status"] = "ok"
+    res["seconds"] = round(time.time() - t0, 1)
+    res["baseline_total_instructions"] = base_ir
+    for kind, key in (("first", "first_seen_scan"), ("returning", "returning_scan"), ("verify", "verify_key")):
+        ir, gcs, gc_ir = got[kind]
+        per = (ir - base_ir) / CG_K
+        gc_per = (gc_ir - base_gc_ir) / CG_K
+        res[key] = {
+            "run_total_instructions": ir,
+            "instructions_per_op": int(round(per)),
+            "esp32_estimate_ms": round(esp32_ms(per), 1),
+            "gc_collections_per_op": round((gcs - base_gc) / CG_K, 2),
+            "gc_instructions_per_op": int(round(gc_per)),
+            "gc_share_of_instructions": round(gc_per / per, 3) if per > 0 else None,
+        }
+    return res
+
+
+# --------------------------------------------------------------------------- README
+
+def fmt(v, nd=1, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return ("%." + str(nd) + "f%s") % (v, unit)
+    return "%s%s" % (v, unit)
+
+
+def pct(x):
+    return "n/a" if x is None else "%.0f%%" % (x * 100)
+
+
+def kib(b):
+    return "n/a" if b is None else "%.1f" % (b / 1024)
+
+
+def readme_section(R):
+    s = R["scan"]
+    cg = R["callgrind"]
+    v = R["verify"]
+    h = R["heap"]
+
+    def cgv(key, field):
+        return cg.get(key, {}).get(field) if cg["status"] == "ok" else None
+
+    def mcount(x):
+        return None if x is None else "%.1f M" % (x / 1e6)
+
+    esp_f = cgv("first_seen_scan", "esp32_estimate_ms")
+    esp_r = cgv("returning_scan", "esp32_estimate_ms")
+    esp_v = cgv("verify_key", "esp32_estimate_ms")
+
+    def verdict(est, target):
+        if est is None:
+            return "n/a"
+        return "%s ≤%d ms" % ("meets" if est <= target else "**misses**", target)
+
+    rows = [
+        ("", "first-seen scan", "returning scan", "one ECDSA verify"),
+        ("---", "---:", "---:", "---:"),
+        ("unix port, median ms @ 128k heap", fmt(s["first_seen"]["128k"]["median_ms"], 1),
+         fmt(s["returning"]["128k"]["median_ms"], 1), fmt(v["firmware_128k"]["verify_key_median_ms"], 1)),
+        ("unix port, median ms @ 4m heap", fmt(s["first_seen"]["4m"]["median_ms"], 1),
+         fmt(s["returning"]["4m"]["median_ms"], 1), fmt(v["firmware_4m"]["verify_key_median_ms"], 1)),
+        ("x86-64 instructions (callgrind)", fmt(mcount(cgv("first_seen_scan", "instructions_per_op"))),
+         fmt(mcount(cgv("returning_scan", "instructions_per_op"))), fmt(mcount(cgv("verify_key", "instructions_per_op")))),
+        ("**ESP32 estimate, ms** (1.9 CPI, 240 MHz)", "**%s**" % fmt(esp_f, 0), "**%s**" % fmt(esp_r, 0),
+         "**%s**" % fmt(esp_v, 0)),
+        ("target (ESP32)", verdict(esp_f, TARGET_MS["first"]), verdict(esp_r, TARGET_MS["returning"]), "–"),
+        ("GC collections per op @ 128k (share of instructions)",
+         *("%s (%s)" % (fmt(cgv(k, "gc_collections_per_op"), 1), pct(cgv(k, "gc_share_of_instructions")))
+           for k in ("first_seen_scan", "returning_scan", "verify_key"))),
+        ("heap requested per scan (KiB)", fmt(s["first_seen"]["128k"]["alloc_per_scan_median_bytes"] / 1024, 0)
+         if s["first_seen"]["128k"]["alloc_per_scan_median_bytes"] is not None else "n/a",
+         fmt(s["returning"]["128k"]["alloc_per_scan_median_bytes"] / 1024, 0)
+         if s["returning"]["128k"]["alloc_per_scan_median_bytes"] is not None else "n/a", "–"),
+        ("peak heap in use during a scan @ 128k (KiB)", kib(h["peak_heap_in_use_first_seen_bytes"]),
+         kib(h["peak_heap_in_use_returning_bytes"]), "–"),
+        ("free heap a scan needs / has @ 128k (KiB)",
+         "%s / %s" % (kib(h["scan_needs_free_first_seen_bytes"]), kib(h["heap_free_after_setup_bytes"])),
+         "%s / %s" % (kib(h["scan_needs_free_returning_bytes"]), kib(h["heap_free_after_setup_bytes"])), "–"),
+        ("smallest -X heapsize that boots and opens (KiB)", fmt(h["min_heapsize_first_seen_kib"]),
+         fmt(h["min_heapsize_returning_kib"]), "–"),
+    ]
+    table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    fw = v["firmware_128k"]
+    c = v["cpython"]
+    q = R["qr"]
+    lines = [
+        MARK_START,
+        "Generated by `make bench` (`bench/run.py`) on %s: %s, MicroPython %s unix port (%s), CPython %s. "
+        "Load average %s at start: wall-clock ms vary with machine load, instruction counts barely. "
+        "Full numbers and methods: `bench/results.json`." % (
+            R["machine"]["date"][:10], R["machine"]["cpu_model"], R["machine"]["micropython_implementation_version"],
+            R["machine"]["micropython_version"], R["machine"]["python_version"],
+            R["machine"].get("loadavg_1min_at_start")),
+        "",
+        table,
+        "",
+        "ECDSA P-256 verify, same %d signatures, median ms: firmware `verify_key` %s / `verify` (from bytes) %s "
+        "on the unix port; pyca/cryptography %s, python-ecdsa %s on CPython (firmware is %sx cryptography, "
+        "%sx python-ecdsa). Heap in use after gate setup: %s KiB of 128k. Typical code: %d QR characters, "
+        "QR version %d at level M." % (
+            fw["n_signatures"], fmt(fw["verify_key_median_ms"], 2), fmt(fw["verify_bytes_median_ms"], 2),
+            fmt(c["cryptography"]["verify_key_median_ms"], 3), fmt(c["python_ecdsa"]["verify_key_median_ms"], 2),
+            fmt(v["ratios"]["firmware_over_cryptography"], 0), fmt(v["ratios"]["firmware_over_python_ecdsa"], 1),
+            fmt(h["heap_in_use_after_setup_bytes"] / 1024, 0), q["text_length_chars"], q["version"]),
+        "",
+        "Method: scans go through `Verifier.decide` + the durable replay commit (the gate's timed window) on "
+        "compiled firmware, %d scans per row (first-seen: a new credential each scan; returning: cached "
+        "credential, new code); instructions = callgrind Ir of K=%d operations minus an identical run without "
+        "them, / K; ESP32 ms = instructions x 1.9 / 240 MHz (an estimate, not a device measurement); GC count = "
+        "extra calls to `gc_collect`; free heap a scan needs: heap filled with ballast after setup, bisected "
+        "until scans stop opening (peak = in use after setup + that)." % (N_SCANS, CG_K),
+        MARK_END,
+    ]
+    if cg["status"] != "ok":
+        lines.insert(-1, "")
+        lines.insert(-1, "Callgrind %s: %s" % (cg["status"], cg["reason"]))
+    return "\n".join(lines)
+
+
+def write_readme(section):
+    if not README.exists():
+        README.write_text(MARK_START + "\n" + MARK_END + "\n")
+    text = README.read_text()
+    i, j = text.find(MARK_START), text.find(MARK_END)
+    if i < 0 or j < i:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    else:
+        text = text[:i] + section + text[j + len(MARK_END):]
+    README.write_text(text)
+
+
+# --------------------------------------------------------------------------- main
+
+def print_summary(R):
+    s, v, cg, h = R["scan"], R["verify"], R["callgrind"], R["heap"]
+    t = Table(title="offgate bench: gate decision on the MicroPython unix port (+ ESP32 estimate)")
+    for col in ("", "first-seen scan", "returning scan", "ECDSA verify_key"):
+        t.add_column(col, justify="right" if col else "left")
+
+    def cgf(key, field):
+        return cg.get(key, {}).get(field) if cg["status"] == "ok" else None
+
+    t.add_row("median ms @128k", fmt(s["first_seen"]["128k"]["median_ms"], 2), fmt(s["returning"]["128k"]["median_ms"], 2),
+              fmt(v["firmware_128k"]["verify_key_median_ms"], 2))
+    t.add_row("median ms @4m", fmt(s["first_seen"]["4m"]["median_ms"], 2), fmt(s["returning"]["4m"]["median_ms"], 2),
+              fmt(v["firmware_4m"]["verify_key_median_ms"], 2))
+    t.add_row("x86-64 instr (callgrind)", *(fmt(cgf(k, "instructions_per_op")) for k in
+                                            ("first_seen_scan", "returning_scan", "verify_key")))
+    ests = [cgf(k, "esp32_estimate_ms") for k in ("first_seen_scan", "returning_scan", "verify_key")]
+    t.add_row("[bold]ESP32 est. ms[/]", *("[bold]%s[/]" % fmt(e, 0) for e in ests))
+    t.add_row("target ms (ESP32)", "≤%d" % TARGET_MS["first"], "≤%d" % TARGET_MS["returning"], "")
+    t.add_row("GC collections/op @128k", *(fmt(cgf(k, "gc_collections_per_op"), 1) for k in
+                                           ("first_seen_scan", "returning_scan", "verify_key")))
+    t.add_row("GC share of instr @128k", *(pct(cgf(k, "gc_share_of_instructions")) for k in
+                                          ("first_seen_scan", "returning_scan", "verify_key")))
+    t.add_row("heap requested/scan", *("%s KiB" % fmt(x / 1024, 0) if x is not None else "n/a" for x in (
+        s["first_seen"]["128k"]["alloc_per_scan_median_bytes"], s["returning"]["128k"]["alloc_per_scan_median_bytes"])), "")
+    t.add_row("peak heap in use in scan", "%s KiB" % kib(h["peak_heap_in_use_first_seen_bytes"]),
+              "%s KiB" % kib(h["peak_heap_in_use_returning_bytes"]), "")
+    t.add_row("free heap needed / free", *("%s / %s KiB" % (kib(h["scan_needs_free_%s_bytes" % k]),
+                                                             kib(h["heap_free_after_setup_bytes"]))
+                                           for k in ("first_seen", "returning")), "")
+    t.add_row("smallest -X heapsize", "%s KiB" % fmt(h["min_heapsize_first_seen_kib"]),
+              "%s KiB" % fmt(h["min_heapsize_returning_kib"]), "")
+    console.print(t)
+
+    e = Table(title="ECDSA P-256 verify, same %d signatures (median ms per verify)" % v["firmware_128k"]["n_signatures"])
+    for col in ("implementation", "parsed key", "from bytes", "firmware / this"):
+        e.add_column(col, justify="right" if col != "implementation" else "left")
+    fw = v["firmware_128k"]
+    e.add_row("firmware (MicroPython unix, 128k)", fmt(fw["verify_key_median_ms"], 3), fmt(fw["verify_bytes_median_ms"], 3), "1")
+    if fw["verify_key_precomputed_median_ms"] is not None:
+        e.add_row("firmware, key.precompute()d", fmt(fw["verify_key_precomputed_median_ms"], 3), "", "")
+    c = v["cpython"]
+    e.add_row("pyca/cryptography %s (CPython)" % c["cryptography"]["version"],
+              fmt(c["cryptography"]["verify_key_median_ms"], 4), fmt(c["cryptography"]["verify_bytes_median_ms"], 4),
+              fmt(v["ratios"]["firmware_over_cryptography"], 0))
+    e.add_row("python-ecdsa %s (CPython)" % c["python_ecdsa"]["version"],
+              fmt(c["python_ecdsa"]["verify_key_median_ms"], 3), fmt(c["python_ecdsa"]["verify_bytes_median_ms"], 3),
+              fmt(v["ratios"]["firmware_over_python_ecdsa"], 2))
+    console.print(e)
+    console.print("Heap after setup @128k: %d bytes in use, %d free.  QR: %d characters, version %d (level M)." % (
+        h["heap_in_use_after_setup_bytes"], h["heap_free_after_setup_bytes"], R["qr"]["text_length_chars"],
+        R["qr"]["version"]))
+    if cg["status"] != "ok":
+        console.print("[yellow]callgrind %s: %s[/]" % (cg["status"], cg["reason"]))
+
+
+def main():
+    t_start = time.time()
+    console.rule("[bold]offgate bench")
+    env = bench_data.compile_driver()
+    machine = machine_info(env)
+    work = Path(tempfile.mkdtemp(prefix="offgate-bench-"))
+    try:
+        note("building back office, %d first-seen riders, one returning rider ..." % N_SCANS)
+        data, info = bench_data.build(work, n_first=N_SCANS, n_returning=N_SCANS, n_verify=N_VERIFY)
+
+        scan = {"first_seen": {}, "returning": {}}
+        for heap in (SMALL_HEAP, LARGE_HEAP):
+            for kind, key in (("first", "first_seen"), ("returning", "returning")):
+                note("scans: %s x %d at -X heapsize=%s" % (kind, N_SCANS, heap))
+                scan[key][heap] = scan_run(env, data, heap, kind, N_SCANS)
+
+        note("heap a scan needs (ballast bisection at 128k) and smallest working -X heapsize ...")
+        in_use = scan["first_seen"][SMALL_HEAP]["heap_in_use_after_setup_bytes"]
+        free_after = scan["first_seen"][SMALL_HEAP]["heap_free_after_setup_bytes"]
+        heap = {
+            "heap_in_use_after_setup_bytes": in_use,
+            "heap_free_after_setup_bytes": free_after,
+        }
+        for kind, key in (("first", "first_seen"), ("returning", "returning")):
+            need, leave = min_free_for_scan(env, data, kind, free_after)
+            heap["scan_needs_free_%s_bytes" % key] = need
+            heap["peak_heap_in_use_%s_bytes" % key] = None if need is None else in_use + need
+            heap["headroom_at_128k_%s_bytes" % key] = None if need is None else free_after - need
+        heap["min_heapsize_first_seen_kib"] = min_heap_kib(env, data, "first")
+        heap["min_heapsize_returning_kib"] = min_heap_kib(env, data, "returning")
+        heap.update({
+            "method": ("MicroPython has no per-call peak-heap API. Reported instead: (a) heap in use / free after "
+                       "gate setup and the warm-up scan (gc.mem_alloc()/gc.mem_free() after gc.collect(), at 128k); "
+                       "(b) scan_needs_free_*: the least free heap at the start of a scan with which 3 scans of "
+                       "that kind still all OPEN, found at 128k by filling the heap after setup with ballast "
+                       "bytearrays (4096 B chunks first, then 1024/256/64/16 so fragment holes fill too) down to "
+                       "a target, bisected in 512 B steps (a MemoryError anywhere in decide is a DENY, so any "
+                       "allocation failure counts); peak_heap_in_use_* = (a) in use + (b), i.e. the scan's peak "
+                       "including fragmentation losses; headroom = (a) free - (b); (c) bytes requested per scan "
+                       "(micropython.mem_total() delta: gross allocation, mostly short-lived big-int temporaries; "
+                       "it drives the GC count, it is not a peak); (d) GC collections per scan at 128k from "
+                       "callgrind (calls to gc_collect, baseline subtracted); (e) min_heapsize_*: smallest "
+                       "-X heapsize (1 KiB bisection, 16k-128k) at which the driver boots (imports, setup) and 3 "
+                       "scans open; dominated by import/setup, not by the scan."),
+        })
+
+        note("ECDSA: firmware (unix port) and CPython libraries on the same %d signatures ..." % N_VERIFY)
+        vectors = [tuple(bytes.fromhex(x) for x in ln.split()) for ln in info["verify"]]
+        fw128 = fw_verify(env, data, SMALL_HEAP, N_VERIFY)
+        fw4m = fw_verify(env, data, LARGE_HEAP, N_VERIFY)
+        cpy = cpython_verify(vectors)
+        verify = {
+            "firmware_128k": fw128,
+            "firmware_4m": fw4m,
+            "cpython": cpy,
+            "ratios": {
+                "firmware_over_cryptography": round(fw128["verify_key_median_ms"] / cpy["cryptography"]["verify_key_median_ms"], 1),
+                "firmware_over_python_ecdsa": round(fw128["verify_key_median_ms"] / cpy["python_ecdsa"]["verify_key_median_ms"], 2),
+                "note": "firmware verify_key median at 128k (unix port) / library median with a parsed key (CPython); "
+                        "unitless, same machine, same run",
+            },
+            "message_bytes": len(vectors[0][1]),
+            "method": "Messages are the COSE Sig_structures of real rider codes; signatures 64-byte r||s "
+                      "(DER-encoded for cryptography). Firmware: one timed call per signature (ticks_us, gc.collect() "
+                      "before each), median over the signatures. CPython: per-call mean of repeated calls per "
+                      "signature (100 for cryptography, 3 for python-ecdsa, after one warm-up), median over the "
+                      "signatures. 'from bytes' includes decoding the 65-byte SEC1 key.",
+        }
+
+        note("callgrind (x86-64 instruction counts) ...")
+        cg = callgrind_runs(env, data, work)
+
+        text = info["typical_qr_text"]
+        qrinfo = {"text_length_chars": len(text), "version": qr.qr_version(text), "error_level": "M",
+                  "mode": "alphanumeric", "what": "a returning rider's code (second code of a credential)"}
+
+        R = {
+            "schema": 1,
+            "machine": machine,
+            "config": {"n_scans": N_SCANS, "n_verify_signatures": N_VERIFY, "small_heap": SMALL_HEAP,
+                       "large_heap": LARGE_HEAP, "deny_list_entries": info["deny_count"],
+                       "gate": "gate.json defaults (cache_size 32, replay_slots 512), max_age_s 60, skew_s 30"},
+            "units": "keys ending _ms: milliseconds; _bytes: bytes; _kib: KiB (1024 bytes); instructions: x86-64 "
+                     "instructions (callgrind Ir); counts are per operation; ratios unitless",
+            "targets_esp32_ms": {"returning_scan": TARGET_MS["returning"], "first_seen_scan": TARGET_MS["first"]},
+            "scan": scan,
+            "scan_method": ("Per scan: Verifier.decide(line, now) then ReplayGuard.commit (append + flush) when it "
+                            "opens, timed with time.ticks_us like Gate.scan; gc.collect() before each scan (outside "
+                            "the timed window, like the gate). Setup mirrors gate.build (replay guard, trust store, "
+                            "deny list of %d ids, Verifier with config defaults); one warm-up scan puts the "
+                            "returning rider's credential in the cache. first_seen: every scan a different credential "
+                            "(issuer + rider signature); returning: cached credential, new code with counter +1 "
+                            "(rider signature only). Median over %d scans." % (info["deny_count"], N_SCANS)),
+            "heap": heap,
+            "verify": verify,
+            "callgrind": cg,
+            "qr": qrinfo,
+            "bench_seconds": None,
+        }
+        if cg["status"] == "ok":
+            R["targets_met"] = {
+                "returning_scan": cg["returning_scan"]["esp32_estimate_ms"] <= TARGET_MS["returning"],
+                "first_seen_scan": cg["first_seen_scan"]["esp32_estimate_ms"] <= TARGET_MS["first"],
+            }
+        R["machine"]["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)
+        R["bench_seconds"] = round(time.time() - t_start, 1)
+        RESULTS.write_text(json.dumps(R, indent=1) + "\n")
+        write_readme(readme_section(R))
+        print_summary(R)
+        console.print("[dim]wrote %s and the README bench section in %.0f s[/]" % (
+            RESULTS.relative_to(ROOT), R["bench_seconds"]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
