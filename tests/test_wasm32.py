@@ -52,6 +52,9 @@ PURE = {
     "test_oplog": "operation log: hash-chained segment files",
     "test_replay": "replay guard log",
     "test_scanner": "scanner line assembly",
+    "test_frames": "sync framing: headers, CRC-32, resync",
+    "test_oplog_gate": "the gate's use of the operation log (decision, log, relay order)",
+    "test_p256_comb": "fixed-base comb tables for P-256",
 }
 # Firmware test modules NOT run on the 32-bit port, each with the reason (the port lacks viper /
 # native code, cryptolib, `machine` and littlefs). Kept explicit: nothing is skipped silently.

@@ -5,7 +5,9 @@
     parse_public_key(pub) -> PublicKey     ValueError if malformed / not on the curve
     verify_key(key, msg, sig) -> bool      verify with an already-parsed key
 
-verify and verify_key never raise: any malformed input is simply "not verified" (fail closed).
+verify and verify_key never raise for bad input: any malformed input is simply "not verified"
+(fail closed). The one exception is MemoryError, which propagates: it is not evidence of a bad
+signature, and the gate turns it into INTERNAL_ERROR rather than calling a valid rider a forger.
 The arithmetic lives in offgate.p256 (see its docstring for the algorithm choices).
 """
 import hashlib
@@ -18,12 +20,15 @@ _BYTES = (bytes, bytearray, memoryview)
 class PublicKey:
     """A validated P-256 public key: affine x, y (0 <= x, y < p, on the curve, not infinity).
     tab caches the per-key odd-multiples table once precompute() is called (worth it for keys
-    that verify many signatures, e.g. issuer keys; ~2.5 KiB each on a 32-bit port)."""
+    that verify many signatures, e.g. issuer keys; ~2.5 KiB each on a 32-bit port).
+    comb, when set (offgate.keytables.attach, for trusted issuer keys), is the key's fixed-point
+    comb table (an object with row(c)); verification then takes the comb path (~3.5x faster)."""
 
     def __init__(self, x, y):
         self.x = x
         self.y = y
         self.tab = None
+        self.comb = None
 
     def precompute(self):
         if self.tab is None:
@@ -88,8 +93,14 @@ def verify_key(key, msg, sig):
             return False
         # n is 256 bits, so the whole SHA-256 digest is the integer e (no truncation)
         e = int.from_bytes(hashlib.sha256(msg).digest(), "big")
+        if key.comb is not None:
+            return p256.verify_comb(e, rs[0], rs[1], key.comb) is True
         return p256.verify_core(e, rs[0], rs[1], key.x, key.y, key.tab) is True
-    except Exception:  # fail closed (e.g. MemoryError): never let a bad input crash the gate
+    except MemoryError:
+        # Running out of memory says nothing about the signature: reporting "not verified" would
+        # brand a valid rider a forger. Let the caller see it (the gate: INTERNAL_ERROR, deny).
+        raise
+    except Exception:  # fail closed: never let a bad input crash the gate
         return False
 
 
@@ -97,6 +108,8 @@ def verify(pub, msg, sig):
     """True iff sig (r||s) is a valid signature of msg under the SEC1-encoded public key pub."""
     try:
         key = parse_public_key(pub)
+    except MemoryError:
+        raise
     except Exception:
         return False
     return verify_key(key, msg, sig)

@@ -10,13 +10,15 @@ model is "number of big-int operations", dominated by `% p` (a schoolbook divisi
   (11 reductions). Sums and differences are never reduced on their own: only products are, and
   a value is always fully reduced when it is stored back into X, Y or Z, so the exact x/y
   equality tests in the additions (needed for P+P and P+(-P)) are plain `not h`.
-* u1*G + u2*Q by interleaving (Shamir's trick): one shared chain of 256 doublings, with
-  width-w NAF digits for each scalar. G's odd multiples (WG = 7: G, 3G, ..., 63G) are computed
-  once at import and made affine with a single inversion; Q's (WQ = 5: Q..15Q) are built per
-  verify (1 doubling + 7 additions) unless the PublicKey cached them (PublicKey.precompute()).
+* u1*G + u2*Q by interleaving (Shamir's trick): one shared chain of 256 doublings with width-5
+  NAF digits for Q (Q..15Q built per verify, 1 doubling + 7 additions, unless the PublicKey
+  cached them: PublicKey.precompute()); G's part comes from its comb table (p256_gtable, 8 teeth,
+  spacing 32: one mixed addition in each of the last 32 steps, no table built at import).
+* When the key has its own comb table (trusted issuer keys, offgate.keytables), verify_comb
+  shares 31 doublings between the two combs: ~3x fewer instructions (docs/performance.md).
 * The result is never made affine: x(R) == r (mod n) is checked as r*Z^2 == X (mod p), and
   also (r+n)*Z^2 == X when r + n < p (x(R) is reduced mod n in ECDSA, and n < p).
-* Inverses (s^-1 mod n, and the one at import) use the extended Euclidean algorithm: on the
+* Inverses (s^-1 mod n) use the extended Euclidean algorithm: on the
   MicroPython unix port it is ~6x faster than pow(s, n-2, n). Note pow(a, -1, m) is NOT an
   inverse on MicroPython (it returns 0), so it must never be used.
 * wNAF digits are computed from the scalar's bytes with small-int arithmetic (no big-int
@@ -40,7 +42,7 @@ GX = const(0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296)
 GY = const(0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5)
 _SQRT_EXP = const(0x3FFFFFFFC0000000400000000000000000000000400000000000000000000000)  # (P+1)//4
 
-WG = const(7)  # G table: 2^(WG-2) = 32 affine points (~4 KiB on a 32-bit port), built at import
+
 WQ = const(5)  # Q table: 8 Jacobian points per verify; w=5 minimises doublings+additions for Q
 
 
@@ -182,30 +184,6 @@ def q_table(x, y):
     return tx, ty, tz, tz2, tz3
 
 
-def _g_table():
-    """Affine odd multiples of G, normalised together with one inversion (Montgomery's trick)."""
-    p = P
-    pts = _odd_multiples(GX, GY, 1 << (WG - 2))
-    # prefix products of the Z's, one inversion, then peel the inverses off backwards
-    acc = [1]
-    for X, Y, Z in pts:
-        acc.append(acc[-1] * Z % p)
-    t = inv(acc[-1], p)
-    xs = [0] * len(pts)
-    ys = [0] * len(pts)
-    for i in range(len(pts) - 1, -1, -1):
-        X, Y, Z = pts[i]
-        zi = t * acc[i] % p
-        t = t * Z % p
-        zi2 = zi * zi % p
-        xs[i] = X * zi2 % p
-        ys[i] = Y * zi2 * zi % p
-    return xs, ys
-
-
-_GTX, _GTY = _g_table()
-
-
 def wnaf(k, w):
     """Width-w NAF of 0 <= k < 2^256 as (bytearray(257), top). Entry i encodes the digit of
     2^i: 0 for none, else ((|d| >> 1) + 1) | (0x80 if d < 0), i.e. table index + 1 and sign.
@@ -237,62 +215,187 @@ def wnaf(k, w):
     return out, top
 
 
+# ---------------------------------------------------------------- comb tables (fixed points)
+
+class Comb:
+    """Rows of a comb table (see p256_gtable / host_tools/offgate_host/tables.py) held in memory:
+    one bytes-like of 16,320 bytes, or a tuple of equal chunks of whole rows (p256_gtable: 15 x
+    17 rows, so no 16 KB contiguous block is needed). RAM on the unix port, flash when frozen.
+    row(c) for c in 1..255 is the affine point sum over the set bits b of c of 2^(32*b) * P."""
+
+    def __init__(self, data):
+        chunks = data if isinstance(data, tuple) else (data,)
+        if sum(len(c) for c in chunks) != COMB_BYTES or COMB_BYTES % len(chunks[0]) \
+                or (len(chunks[0]) & 63):
+            raise ValueError("comb table must be %d bytes" % COMB_BYTES)
+        self.mvs = [memoryview(c) for c in chunks]
+        self.per = len(chunks[0]) >> 6
+
+    def row(self, c):
+        c -= 1
+        per = self.per
+        mv = self.mvs[c // per]
+        o = (c % per) << 6
+        return int.from_bytes(mv[o:o + 32], "big"), int.from_bytes(mv[o + 32:o + 64], "big")
+
+    def chunks(self):
+        return self.mvs
+
+
+COMB_ROWS = const(255)
+COMB_BYTES = const(16320)  # 255 rows of x || y
+
+# G's comb table: set_gcomb() installs a source (keytables.attach does, from the tables file, so
+# the unix port keeps 16 KB out of its heap); otherwise the first use imports p256_gtable (flash
+# when frozen on the ESP32, heap when loaded from a .mpy).
+GCOMB = None
+
+
+def set_gcomb(src):
+    global GCOMB
+    GCOMB = src
+
+
+def gcomb():
+    global GCOMB
+    if GCOMB is None:
+        try:
+            from offgate.p256_gtable import TABLE
+        except MemoryError:  # needs one free 16 KB block (more when compiled from source)
+            import gc
+            gc.collect()
+            from offgate.p256_gtable import TABLE
+        GCOMB = Comb(TABLE)
+    return GCOMB
+
+
+def comb_digits(k):
+    """Comb indices of 0 <= k < 2^256 (8 teeth, spacing 32) as bytearray(32): entry j holds
+    bit (32*b + j) of k at bit b, so k*P = sum_j 2^j * T[entry j] (T[0] = infinity)."""
+    kb = k.to_bytes(32, "big")  # bit i lives in kb[31 - i//8]
+    out = bytearray(32)
+    for b in range(8):
+        bit = 1 << b
+        base = 31 - 4 * b
+        for c in range(4):
+            v = kb[base - c]
+            j = c << 3
+            while v:
+                if v & 1:
+                    out[j] |= bit
+                v >>= 1
+                j += 1
+    return out
+
+
+def madd(X, Y, Z, x2, y2):
+    """(X, Y, Z) + affine (x2, y2), Jacobian result; all edge cases handled."""
+    if not Z:
+        return x2, y2, 1
+    p = P
+    zz = Z * Z % p
+    h = x2 * zz % p - X
+    rr = y2 * Z * zz % p - Y
+    if not h:
+        if not rr:
+            return jdouble(X, Y, Z)
+        return 0, 0, 0
+    hh = h * h % p
+    hhh = h * hh % p
+    v = X * hh % p
+    X3 = (rr * rr - hhh - (v << 1)) % p
+    return X3, (rr * (v - X3) - Y * hhh) % p, Z * h % p
+
+
+def _x_matches(X, Z, r):
+    """x(X, Y, Z) == r (mod n), without an inversion."""
+    if not Z:
+        return False
+    p = P
+    zz = Z * Z % p
+    if r * zz % p == X:
+        return True
+    # x(R) in [n, p) also reduces to r mod n
+    return r + N < p and (r + N) * zz % p == X
+
+
 # ---------------------------------------------------------------- ECDSA core
+
+def verify_comb(e, r, s, qcomb):
+    """ECDSA check with comb tables for both G and the key (qcomb: an object with row(c), bound
+    to the key by the caller). 31 shared doublings and <= 64 mixed additions."""
+    n = N
+    w = inv(s, n)
+    d1 = comb_digits(e * w % n)
+    d2 = comb_digits(r * w % n)
+    g = gcomb()
+    X = Y = Z = 0
+    for j in range(31, -1, -1):
+        if Z:
+            X, Y, Z = jdouble(X, Y, Z)
+        c = d1[j]
+        if c:
+            x2, y2 = g.row(c)
+            X, Y, Z = madd(X, Y, Z, x2, y2)
+        c = d2[j]
+        if c:
+            x2, y2 = qcomb.row(c)
+            X, Y, Z = madd(X, Y, Z, x2, y2)
+    return _x_matches(X, Z, r)
+
 
 def verify_core(e, r, s, qx, qy, qtab=None):
     """ECDSA check for the hash integer e and 1 <= r, s < N (the caller checks ranges and that
-    (qx, qy) is a valid curve point). qtab: q_table(qx, qy) if cached. Returns bool."""
+    (qx, qy) is a valid curve point). qtab: q_table(qx, qy) if cached. Returns bool.
+    One chain of 256 doublings for the key's width-5 NAF; G's comb rows join in the last 32."""
     p = P
     n = N
     w = inv(s, n)
-    n1, t1 = wnaf(e * w % n, WG)
-    n2, t2 = wnaf(r * w % n, WQ)
+    n1 = comb_digits(e * w % n)
+    n2, i = wnaf(r * w % n, WQ)
+    if i < 31:
+        i = 31
     if qtab is None:
         qtab = q_table(qx, qy)
     qtx, qty, qtz, qtz2, qtz3 = qtab
-    gtx = _GTX
-    gty = _GTY
+    g = gcomb()
     X = Y = Z = 0  # Z == 0: the point at infinity
-    i = t1 if t1 > t2 else t2
     while i >= 0:
         if Z:
-            # doubling, dbl-2001-b with a = -3 (same as jdouble, inlined: ~25% of all calls)
+            # doubling, dbl-2001-b with a = -3 (same as jdouble, inlined: ~2/3 of all the work)
             d = Z * Z % p
-            g = Y * Y % p
-            b = X * g % p
+            gg = Y * Y % p
+            b = X * gg % p
             a = 3 * (X - d) * (X + d) % p
             b <<= 2
             X = (a * a - (b << 1)) % p
             Z = 2 * Y * Z % p
-            Y = (a * (b - X) - ((g * g) << 3)) % p
-        c = n1[i]
-        if c:
-            j = (c & 0x7F) - 1
-            x2 = gtx[j]
-            y2 = gty[j]
-            if c & 0x80:
-                y2 = p - y2
-            if not Z:
-                X = x2
-                Y = y2
-                Z = 1
-            else:
-                # mixed addition (Jacobian + affine)
-                zz = Z * Z % p
-                h = x2 * zz % p - X
-                rr = y2 * Z * zz % p - Y
-                if not h:
-                    if not rr:
-                        X, Y, Z = jdouble(X, Y, Z)
-                    else:
-                        X = Y = Z = 0
+            Y = (a * (b - X) - ((gg * gg) << 3)) % p
+        if i < 32:
+            c = n1[i]
+            if c:
+                x2, y2 = g.row(c)
+                if not Z:
+                    X = x2
+                    Y = y2
+                    Z = 1
                 else:
-                    hh = h * h % p
-                    hhh = h * hh % p
-                    v = X * hh % p
-                    X = (rr * rr - hhh - (v << 1)) % p
-                    Y = (rr * (v - X) - Y * hhh) % p
-                    Z = Z * h % p
+                    # mixed addition (Jacobian + affine), as madd()
+                    zz = Z * Z % p
+                    h = x2 * zz % p - X
+                    rr = y2 * Z * zz % p - Y
+                    if not h:
+                        if not rr:
+                            X, Y, Z = jdouble(X, Y, Z)
+                        else:
+                            X = Y = Z = 0
+                    else:
+                        hh = h * h % p
+                        hhh = h * hh % p
+                        v = X * hh % p
+                        X = (rr * rr - hhh - (v << 1)) % p
+                        Y = (rr * (v - X) - Y * hhh) % p
+                        Z = Z * h % p
         c = n2[i]
         if c:
             j = (c & 0x7F) - 1
@@ -323,10 +426,35 @@ def verify_core(e, r, s, qx, qy, qtab=None):
                     Y = (rr * (v - X) - s1 * hhh) % p
                     Z = Z * qtz[j] * h % p
         i -= 1
-    if not Z:
-        return False
-    zz = Z * Z % p
-    if r * zz % p == X:
-        return True
-    # x(R) in [n, p) also reduces to r mod n
-    return r + n < p and (r + n) * zz % p == X
+    return _x_matches(X, Z, r)
+
+
+def g_odd_multiples(count=32):
+    """Affine G, 3G, ..., (2*count-1)G as two lists (xs, ys), normalised with one inversion
+    (Montgomery's trick). Not used by verification any more (G's comb table replaced it);
+    kept for tests and as the reference for the old import-time table."""
+    p = P
+    pts = _odd_multiples(GX, GY, count)
+    acc = [1]
+    for X, Y, Z in pts:
+        acc.append(acc[-1] * Z % p)
+    t = inv(acc[-1], p)
+    xs = [0] * len(pts)
+    ys = [0] * len(pts)
+    for i in range(len(pts) - 1, -1, -1):
+        X, Y, Z = pts[i]
+        zi = t * acc[i] % p
+        t = t * Z % p
+        zi2 = zi * zi % p
+        xs[i] = X * zi2 % p
+        ys[i] = Y * zi2 * zi % p
+    return xs, ys
+
+
+def __getattr__(name):
+    # _GTX/_GTY (the odd multiples of G the ladder used before the comb table) are built only
+    # if something asks for them, so importing p256 costs no point arithmetic.
+    if name == "_GTX" or name == "_GTY":
+        xs, ys = g_odd_multiples()
+        return xs if name == "_GTX" else ys
+    raise AttributeError(name)

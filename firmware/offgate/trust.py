@@ -5,6 +5,8 @@ trusted at once, and several keys may share a kid: the verifier tries every acti
 """
 from offgate import cbor, ecdsa
 
+TABLES = "issuer_tables.bin"  # comb tables for the keys (offgate.keytables), beside the store
+
 
 class TrustError(ValueError):
     pass
@@ -54,6 +56,16 @@ class TrustStore:
 
     def __init__(self, keys=()):
         self.keys = list(keys)
+        self.tables = (0, 0)  # (attached, refused) issuer comb tables
+
+    def attach_tables(self, path, in_ram=False):
+        """Give keys their comb tables from the file at path (offgate.keytables); a missing or
+        bad file (or record) only leaves those keys on the generic path."""
+        from offgate import keytables, p256
+        self.tables = keytables.attach(path, [k.key for k in self.keys], in_ram)
+        if self.keys:
+            p256.gcomb()  # no G table in the file: load p256_gtable now, while the heap is unfragmented
+        return self.tables
 
     @classmethod
     def from_bytes(cls, data):
@@ -73,7 +85,11 @@ class TrustStore:
                 data = f.read()
         except OSError as e:
             raise TrustError("cannot read trust store %s: %s" % (path, e))
-        return cls.from_bytes(data)
+        store = cls.from_bytes(data)
+        data = None
+        d = path.rpartition("/")[0]
+        store.attach_tables((d + "/" if d else "") + TABLES)
+        return store
 
     def lookup(self, kid, now):
         """Return (FOUND, [active keys]) or (UNKNOWN, []) or (INACTIVE, [])."""

@@ -77,11 +77,15 @@ def sim_command(config_path, heap=None, *args):
             *map(str, args)]
 
 
-def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, **settings):
-    """Create a gate state directory with its config, trust store and deny list. Returns the config path."""
+def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tables: bool = True, **settings):
+    """Create a gate state directory with its config, trust store, the issuer keys' comb tables
+    (unless tables=False) and deny list. Returns the config path."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / "trust.cbor").write_bytes(trust)
+    if tables:  # the issuer keys' comb tables beside the trust store (offgate_host.tables)
+        from .tables import ISSUER_TABLES, issuer_tables_from_trust
+        (path / ISSUER_TABLES).write_bytes(issuer_tables_from_trust(trust))
     if deny is not None:
         (path / "deny.bin").write_bytes(deny)
     cfg = {"gate_id": gate_id, "zone": zone, "state_dir": str(path)}
