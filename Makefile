@@ -33,3 +33,41 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
+
+# ---- ESP32 gate: build, flash, deploy, provision (docs/hardware.md) ----------------------
+# make mpy BOARD=esp32_devkitc                     -> build/<board>/ (.mpy for the board, manifest.py)
+# make flash BOARD=... PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-....bin  (micropython.org/download/<board>/)
+# make deploy BOARD=... PORT=... GATE_ID=7 ZONE=1 [DATA=./offgate-data] [DEPLOY_ARGS=--dry-run]
+BOARD    ?= esp32_devkitc
+PORT     ?=
+FIRMWARE ?=
+GATE_ID  ?=
+ZONE     ?=
+DATA     ?= ./offgate-data
+BOARDS   := $(basename $(notdir $(wildcard board_configs/*.json)))
+
+.PHONY: mpy mpy-all board-validate flash deploy provision
+
+mpy: $(STAMP)
+	$(BIN)/offgate board build $(BOARD)
+
+mpy-all: $(STAMP)
+	@for b in $(BOARDS); do $(BIN)/offgate board build $$b || exit 1; done
+
+board-validate: $(STAMP)
+	$(BIN)/offgate board validate board_configs/*.json
+
+flash: $(STAMP)
+	@test -n "$(FIRMWARE)" || { echo "make flash: FIRMWARE=<MicroPython .bin> is required: download it from https://micropython.org/download/ (ESP32_GENERIC, ESP32_GENERIC_S3; see docs/hardware.md)"; exit 2; }
+	@test -f "$(FIRMWARE)" || { echo "make flash: $(FIRMWARE): no such file"; exit 2; }
+	@test -n "$(PORT)" || { echo "make flash: PORT=<serial port> is required, e.g. PORT=/dev/ttyUSB0"; exit 2; }
+	$(BIN)/offgate board flash --board $(BOARD) --port $(PORT) --firmware $(FIRMWARE)
+
+deploy: mpy
+	@test -n "$(PORT)" || { echo "make deploy: PORT=<serial port> is required, e.g. PORT=/dev/ttyUSB0"; exit 2; }
+	@test -n "$(GATE_ID)" -a -n "$(ZONE)" || { echo "make deploy: GATE_ID=<n> and ZONE=<n> are required"; exit 2; }
+	$(BIN)/offgate deploy --data $(DATA) --board $(BOARD) --port $(PORT) --gate-id $(GATE_ID) --zone $(ZONE) $(DEPLOY_ARGS)
+
+provision: $(STAMP)
+	@test -n "$(PORT)" -a -n "$(GATE_ID)" || { echo "make provision: PORT=<serial port> and GATE_ID=<n> are required"; exit 2; }
+	$(BIN)/offgate provision --data $(DATA) --board $(BOARD) --port $(PORT) --gate-id $(GATE_ID) $(DEPLOY_ARGS)
