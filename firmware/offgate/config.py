@@ -15,6 +15,15 @@ SCHEMA = {
     "max_line": (1024, int, 64),       # longest scanner line accepted
     "relay_ms": (500, int, 10),
     "state_dir": ("state", str, None),
+    # operation log (docs/oplog.md): 64-byte records in segment files of this size
+    "log_segment_bytes": (4096, int, 128),
+    "log_max_segments": (32, int, 1),
+    "log_full_policy": ("refuse", str, None),  # when full of unacknowledged records
+}
+
+# Settings limited to a set of values.
+CHOICES = {
+    "log_full_policy": ("refuse", "admit"),
 }
 
 
@@ -43,6 +52,9 @@ def validate(raw):
             continue
         if low is not None and v < low:
             bad.append("%s: must be >= %d, got %r" % (key, low, v))
+            continue
+        if key in CHOICES and v not in CHOICES[key]:
+            bad.append("%s: must be one of %s, got %r" % (key, "/".join(CHOICES[key]), v))
             continue
         cfg[key] = v
     for key in raw:

@@ -12,6 +12,7 @@ import offgate
 from offgate import reasons as R
 from offgate.clock import elapsed_us, ticks_us
 from offgate.denylist import DenyList
+from offgate.oplog import LogFull, OpLog
 from offgate.replay import ReplayGuard
 from offgate.scanner import LineAssembler
 from offgate.trust import TrustError, TrustStore
@@ -25,8 +26,9 @@ def state_path(cfg, name):
 
 
 class Gate:
-    def __init__(self, cfg, verifier, replay, actuator, out, clock):
+    def __init__(self, cfg, verifier, replay, actuator, out, clock, oplog=None):
         self.cfg = cfg
+        self.oplog = oplog  # offgate.oplog.OpLog (None: decisions are not logged)
         self.verifier = verifier
         self.replay = replay
         self.actuator = actuator
@@ -47,12 +49,18 @@ class Gate:
                 d = self.verifier.decide(item, now)
             except Exception:  # MemoryError included: deny this one, keep the gate alive
                 d = Decision(R.INTERNAL_ERROR)
+        lg = self.oplog
+        if d.reason == R.OK and lg is not None and lg.policy == "refuse" and lg.full():
+            # checked before the replay commit, so the refused rider's code is not spent
+            d.reason = R.LOG_FULL
         if d.reason == R.OK:
             try:
                 # durable before the relay moves: a power cut after this cannot admit the code twice
                 self.replay.commit(d.cred.cti, d.ctr, d.cred.exp, now)
             except Exception:
                 d.reason = R.INTERNAL_ERROR  # cannot record it, so do not open
+        if lg is not None:
+            self.log(d, now)  # also durable before the relay moves: no OPEN without its record
         us = elapsed_us(t0)
         self.seq += 1
         try:
@@ -66,6 +74,20 @@ class Gate:
             pass  # a failing LED must not stop the gate; the decision is already made
         self.report(d, now, us)
         return d
+
+    def log(self, d, now):
+        """Append the decision to the operation log; an OPEN that cannot be logged is denied."""
+        c = d.cred
+        opened = d.reason == R.OK
+        try:
+            self.oplog.append(now, c.cti if c is not None else None, d.ctr,
+                              "OPEN" if opened else "DENY", d.reason)
+        except LogFull:
+            if opened:
+                d.reason = R.LOG_FULL
+        except Exception:  # an I/O error: the log counts it; never open without a record
+            if opened:
+                d.reason = R.INTERNAL_ERROR
 
     def report(self, d, now, us):
         c = d.cred
@@ -92,7 +114,7 @@ class Gate:
 
     def status(self):
         v = self.verifier
-        return {
+        st = {
             "event": "status",
             "gate_id": self.cfg["gate_id"],
             "zone": self.cfg["zone"],
@@ -110,6 +132,10 @@ class Gate:
             "cache": len(v.cache),
             "cache_hits": v.cache.hits,
         }
+        if self.oplog is not None:
+            for k, x in self.oplog.status().items():
+                st["log_" + k] = x
+        return st
 
     async def run(self, reader):
         """Read the scanner stream until it ends (the sim's EOF; never on a real UART)."""
@@ -141,9 +167,16 @@ def build(cfg, actuator, out, clock):
     except ValueError as e:
         notes.append(str(e))
     replay.load(clock.now())
+    oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
+                  cfg["log_full_policy"])
+    rec = oplog.recover()
+    if rec["cut"]:
+        notes.append("oplog: torn/corrupt tail cut (%d)" % rec["cut"])
+    if rec["gap"]:
+        notes.append("oplog: records missing after the acknowledged point")
     verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
                         cfg["skew_s"], cfg["cache_size"])
-    g = Gate(cfg, verifier, replay, actuator, out, clock)
+    g = Gate(cfg, verifier, replay, actuator, out, clock, oplog)
     boot = g.status()
     boot["event"] = "boot"
     boot["notes"] = notes

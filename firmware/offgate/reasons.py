@@ -34,6 +34,7 @@ WRONG_ZONE = const(40)
 WRONG_GATE = const(41)
 REVOKED = const(42)               # credential id on the deny list
 REPLAY = const(43)                # counter not above the highest already accepted here
+LOG_FULL = const(44)              # the operation log is full of unacknowledged records ("refuse")
 # The gate itself.
 INTERNAL_ERROR = const(50)        # an unexpected failure while deciding: deny, log, keep running
 
@@ -59,6 +60,7 @@ NAMES = {
     WRONG_GATE: "WRONG_GATE",
     REVOKED: "REVOKED",
     REPLAY: "REPLAY",
+    LOG_FULL: "LOG_FULL",
     INTERNAL_ERROR: "INTERNAL_ERROR",
 }
 

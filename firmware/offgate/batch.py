@@ -1,0 +1,160 @@
+"""Batch summaries: what the gate did since the last acknowledged record, signed by the gate's
+device key and encrypted to the back office (docs/protocol.md, "Batch summaries").
+
+build() makes the CBOR plaintext: the records after the acknowledged point (up to max_records),
+their aggregates (per decision and reason, per hour), the chain values that tie the batch to
+the log (chain before the first record, after the last, and the log's head), the gate id and
+the clock state. seal() wraps it:
+
+  signed = COSE_Sign1 (tag 18) [ bstr .cbor {1: -7, 4: gate_kid}, {}, plain, r||s ]
+           ES256 by the device key over ["Signature1", protected, h'', plain]
+  sealed = COSE_Encrypt0-style (tag 16) [ bstr .cbor {1: 31, 4: gate_kid, -1: COSE_Key(E)}, {}, ct ]
+           E = fresh ephemeral P-256 key; Z = ECDH(e, back office key) (x coordinate)
+           okm = HKDF-SHA-256(ikm=Z, salt=empty, info="offgate batch v1" || E || BO || G, 45)
+           key = okm[0:32], nonce = okm[32:45]; ct = AES-CCM (16-byte tag, 13-byte nonce, alg 31
+           AES-CCM-16-128/256) of `signed` with AAD = ["Encrypt0", protected, h''] (CBOR)
+  gate_kid = SHA-256(gate public key, 65 bytes)[0:8]
+
+Sign-then-encrypt: the inner signature covers the plaintext itself, so the back office can keep
+(plaintext, signature) as non-repudiable evidence after decryption; observers of the link see
+only the gate's kid and an ephemeral key. A fresh ephemeral key per seal makes every
+(key, nonce) pair single-use, so the nonce can be derived rather than counted.
+"""
+import hashlib
+
+from offgate import aesccm, cbor, devicekey
+from offgate.hkdf import hkdf_sha256
+
+VERSION = 1
+ALG_ES256 = -7
+ALG_CCM_16_128_256 = 31
+INFO = b"offgate batch v1"
+_READ_CHUNK = 32  # records read from the log at a time (bounded heap while building)
+
+
+def gate_kid(pub65):
+    return hashlib.sha256(pub65).digest()[:8]
+
+
+def _clock(clock_state):
+    # a Clock object is summarised; a dict (or None) goes in as given
+    if clock_state is None or isinstance(clock_state, dict):
+        return clock_state if clock_state is not None else {}
+    return {"now": clock_state.now(), "offset": getattr(clock_state, "offset", 0)}
+
+
+def _enc(out, obj):
+    out.extend(cbor.dumps(obj))
+
+
+def build(oplog, gate_id, clock_state, max_records):
+    """CBOR plaintext of the next batch (records after the acknowledged point).
+
+    Written piecewise into one growing buffer (rows are encoded as they are read, never held
+    as a list): a 100-record batch must fit a 128 KB heap next to the gate. The top-level map's
+    keys are in a fixed order (not sorted): receivers must not depend on key order."""
+    aseq, achain = oplog.acked()
+    hseq, hchain = oplog.head()
+    n = hseq - aseq
+    if n > max_records:
+        n = max_records
+    out = bytearray()
+    cbor._head(out, 5, 11)  # a map of 11 entries
+    for k, v in (("v", VERSION), ("gate", gate_id), ("clock", _clock(clock_state)),
+                 ("from", aseq + 1), ("prev", achain), ("head", [hseq, hchain])):
+        _enc(out, k)
+        _enc(out, v)
+    _enc(out, "recs")
+    cbor._head(out, 4, n)  # an array of n rows
+    opened = denied = missed = 0
+    reasons = {}
+    hours = {}
+    last_seq, last_chain = aseq, achain
+    done = 0
+    while done < n:
+        chunk = oplog.read(last_seq + 1, min(_READ_CHUNK, n - done))
+        if not chunk:
+            raise ValueError("operation log shorter than its head")
+        for r in chunk:
+            op = r["decision"] == "OPEN"
+            if op:
+                opened += 1
+            else:
+                denied += 1
+            rc = r["reason"]
+            missed += r["missed"]
+            reasons[rc] = reasons.get(rc, 0) + 1
+            hr = r["t"] - r["t"] % 3600
+            hb = hours.get(hr)
+            if hb is None:
+                hb = hours[hr] = {}
+            hb[rc] = hb.get(rc, 0) + 1
+            _enc(out, [r["seq"], r["t"], r["cti"], r["ctr"], 1 if op else 0, rc, r["missed"]])
+            last_seq, last_chain = r["seq"], r["chain"]
+        done += len(chunk)
+        chunk = None
+    for k, v in (("to", last_seq), ("chain", last_chain),
+                 ("agg", {"open": opened, "deny": denied, "missed": missed, "reasons": reasons,
+                          "hours": hours}),
+                 ("not_logged", oplog.not_logged)):
+        _enc(out, k)
+        _enc(out, v)
+    return bytes(out)
+
+
+def _cose_key(pub65):
+    return {1: 2, -1: 1, -2: pub65[1:33], -3: pub65[33:65]}
+
+
+def _bstr_head(n):
+    h = bytearray()
+    cbor._head(h, 2, n)
+    return bytes(h)
+
+
+def sign1(plain, device_key, hedge=True):
+    """COSE_Sign1 (tagged) of plain, ES256 by the device key. The Sig_structure is hashed in
+    pieces and the result assembled in one buffer: no extra copies of a large plaintext."""
+    prot = cbor.dumps({1: ALG_ES256, 4: gate_kid(device_key.public_bytes())})
+    # ["Signature1", protected, h'', payload] = 84 6A "Signature1" bstr(prot) 40 bstr(plain)
+    h = hashlib.sha256(b"\x84" + cbor.dumps(["Signature1", prot, b""])[1:] + _bstr_head(len(plain)))
+    h.update(plain)
+    sig = device_key.sign_digest(h.digest(), hedge)
+    # D2 84 bstr(prot) A0 bstr(plain) 58 40 sig
+    pre = b"\xd2\x84" + cbor.dumps(prot) + b"\xa0" + _bstr_head(len(plain))
+    out = bytearray(len(pre) + len(plain) + 2 + 64)
+    out[0:len(pre)] = pre
+    o = len(pre) + len(plain)
+    out[len(pre):o] = plain
+    out[o:o + 2] = b"\x58\x40"
+    out[o + 2:] = sig
+    return out
+
+
+def derive(z, eph_pub, bo_pub, gate_pub):
+    """(key 32, nonce 13) for one seal."""
+    okm = hkdf_sha256(z, b"", INFO + eph_pub + bo_pub + gate_pub, 45)
+    return okm[:32], okm[32:]
+
+
+def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True):
+    """Signed by device_key, encrypted to backoffice_pub65. eph (a DeviceKey) and hedge=False
+    only for reproducible test vectors: in service a fresh ephemeral key is made per seal."""
+    bo = bytes(backoffice_pub65)
+    devicekey.parse_point(bo)  # a bad back office key fails here, before anything is signed
+    gate_pub = device_key.public_bytes()
+    signed = sign1(plain, device_key, hedge)
+    e = eph if eph is not None else devicekey.generate()
+    E = e.public_bytes()
+    key, nonce = derive(e.ecdh(bo), E, bo, gate_pub)
+    e = None
+    prot = cbor.dumps({1: ALG_CCM_16_128_256, 4: gate_kid(gate_pub), -1: _cose_key(E)})
+    aad = cbor.dumps(["Encrypt0", prot, b""])
+    # D0 83 bstr(prot) A0 bstr(ct || tag): the ciphertext is written straight into place
+    clen = len(signed) + 16
+    pre = b"\xd0\x83" + cbor.dumps(prot) + b"\xa0" + _bstr_head(clen)
+    out = bytearray(len(pre) + clen)
+    out[0:len(pre)] = pre
+    aesccm.encrypt(key, nonce, signed, aad, 16, memoryview(out)[len(pre):])
+    signed = None  # freed before the final copy
+    return bytes(out)

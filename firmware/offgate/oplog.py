@@ -1,0 +1,506 @@
+"""Append-only operation log: one hash-chained, CRC-checked record per gate decision.
+
+Storage: fixed-size segment files on the gate's littlefs, `<root>/<segno 8 digits>.seg`, plus an
+`ack` file holding the last acknowledged (seq, chain). Why littlefs files and not a raw flash
+region: littlefs already gives atomic sync (a power cut leaves the last synced state, never a
+half-written record), wear levelling across the whole partition, and power-cut-safe rename for
+the ack file; a raw region would need its own erase/program state machine and torn-page logic.
+The price is measured in docs/oplog.md (bench/flash_ops.py): each durable append copies the
+segment's last partial block (1 erase + up to one block programmed) and commits metadata.
+
+Segment file = 64-byte header, then up to (segment_bytes - 64) // 64 records of 64 bytes:
+
+  header  0 "OGL1" | 4 version u8 (1) | 5..7 zero | 8 segno u32 | 12 first_seq u32 |
+          16 prev_chain (32: chain before the segment's first record) | 48..59 zero | 60 crc32
+  record  0 magic 0x4F | 1 decision (1 OPEN, 0 DENY) | 2 reason u8 | 3 flags (bit0: cti present)
+          4 seq u32 | 8 t u32 (gate Unix seconds) | 12 ctr u32 | 16 cti (8) |
+          24 missed u32 (decisions that could not be logged since the previous record)
+          28 chain (32) = SHA-256(previous chain || record[0:28]) | 60 crc32 of record[0:60]
+  All integers big-endian. The chain before seq 1 is 32 zero bytes.
+
+Every record carries its chain value, so each one can be checked against its predecessor alone
+(the ledger does that), and the CRC separates "torn/bit-flipped" from "forged".
+
+Recovery (recover(), at boot): segments are read oldest first; a segment must have a good header,
+follow the previous one (first_seq and prev_chain), and each record must have a good CRC, the
+next seq and the right chain link. At the first failure the rest of the log is cut: the segment is
+rewritten with its good prefix (tmp file + atomic rename) and every later segment is removed.
+Everything before the failure is kept. Recovery is idempotent, so a cut during recovery is
+harmless (a non-full segment followed by another one is itself a cut point).
+
+Records are removed only by acknowledge(seq, chain): the ack file is replaced atomically first,
+then segments whose last record is at or below seq are removed (recovery finishes an interrupted
+removal). When max_segments segments hold unacknowledged records and the last one is full, the
+log is full: policy "refuse" raises LogFull (the gate then refuses to open), policy "admit"
+returns None and counts; either way the count of decisions not logged is reported in status()
+and written into the next record that can be logged (field `missed`).
+"""
+import hashlib
+import os
+import struct
+
+from offgate.checksum import crc32
+
+try:
+    from micropython import const
+except ImportError:  # CPython (host tooling, tests)
+    def const(x):
+        return x
+
+REC = const(64)
+HDR = const(64)
+BODY = const(28)      # the hashed part of a record
+MAGIC = const(0x4F)
+SEG_MAGIC = b"OGL1"
+ACK_MAGIC = b"OGA1"
+ACK_LEN = const(44)   # magic 4 | seq 4 | chain 32 | crc 4
+ZERO32 = bytes(32)
+OPEN = const(1)
+DENY = const(0)
+_ENOSPC = const(28)
+
+
+class LogFull(Exception):
+    """Storage is full of unacknowledged records and the policy is "refuse"."""
+
+
+def _crc(buf, n):
+    return crc32(buf[:n]) & 0xFFFFFFFF
+
+
+def _chain(prev, body):
+    h = hashlib.sha256(prev)
+    h.update(body)
+    return h.digest()
+
+
+def _name(segno):
+    return "%08d.seg" % segno
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _is_open(decision):
+    # accept the gate's wording, ints and bools (bool is not an int on MicroPython)
+    return decision == "OPEN" or decision is True or decision == 1
+
+
+class OpLog:
+    def __init__(self, root, segment_bytes=4096, max_segments=16, full_policy="refuse"):
+        if full_policy != "refuse" and full_policy != "admit":
+            raise ValueError("full_policy must be 'refuse' or 'admit'")
+        per = (segment_bytes - HDR) // REC
+        if per < 1 or max_segments < 1:
+            raise ValueError("segment_bytes must hold at least one record, max_segments >= 1")
+        self.root = root
+        self.segment_bytes = segment_bytes
+        self.per_seg = per
+        self.max_segments = max_segments
+        self.policy = full_policy
+        # Preallocated: an append formats its record here, no per-scan buffers.
+        self._buf = bytearray(REC)
+        self._mv = memoryview(self._buf)
+        self._hdr = bytearray(HDR)
+        self._seq = 0
+        self._chain = ZERO32          # head chain (bytes)
+        self._acked_seq = 0
+        self._acked_chain = ZERO32
+        self._segs = []               # [segno, first_seq, count], oldest first
+        self._f = None                # the last segment, open for appending
+        self._last_segno = 0          # highest segment number seen: new ones go above it
+        self.not_logged = 0           # decisions that could not be logged since boot
+        self._missed = 0              # ... since the last written record (goes into the next one)
+        self.cut = 0                  # records/segments cut at the last recovery
+
+    # -- paths ------------------------------------------------------------------
+    def _path(self, segno):
+        return self.root + "/" + _name(segno)
+
+    def _close(self):
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+            self._f = None
+
+    close = _close
+
+    # -- recovery ---------------------------------------------------------------
+    def _read_ack(self):
+        b = bytearray(ACK_LEN)
+        try:
+            with open(self.root + "/ack", "rb") as f:
+                n = f.readinto(b)
+        except OSError:
+            return None
+        if n != ACK_LEN or b[0:4] != ACK_MAGIC or _crc(b, 40) != struct.unpack_from(">I", b, 40)[0]:
+            return None
+        return struct.unpack_from(">I", b, 4)[0], bytes(b[8:40])
+
+    def _write_ack(self, seq, chain):
+        b = bytearray(ACK_LEN)
+        b[0:4] = ACK_MAGIC
+        struct.pack_into(">I", b, 4, seq)
+        b[8:40] = chain
+        struct.pack_into(">I", b, 40, _crc(b, 40))
+        tmp = self.root + "/ack.tmp"
+        with open(tmp, "wb") as f:
+            f.write(b)
+        os.rename(tmp, self.root + "/ack")  # atomic on littlefs: old or new ack, never half
+
+    def _check_record(self, b, seq, chain):
+        """The chain after record b if it is record `seq` following `chain`, else None."""
+        if b[0] != MAGIC or _crc(b, 60) != struct.unpack_from(">I", b, 60)[0]:
+            return None
+        if struct.unpack_from(">I", b, 4)[0] != seq:
+            return None
+        c = _chain(chain, self._mv[0:BODY])
+        if c != b[28:60]:
+            return None
+        return c
+
+    def _scan_segment(self, segno, expect_seq, expect_chain):
+        """Read one segment. Returns (first_seq, count, chain_after, clean) or None if its header
+        is bad or it does not follow expect_seq/expect_chain (None = no expectation)."""
+        b = self._buf
+        try:
+            f = open(self._path(segno), "rb")
+        except OSError:
+            return None
+        try:
+            h = self._hdr
+            if f.readinto(h) != HDR or h[0:4] != SEG_MAGIC or h[4] != 1:
+                return None
+            if _crc(h, 60) != struct.unpack_from(">I", h, 60)[0]:
+                return None
+            if struct.unpack_from(">I", h, 8)[0] != segno:
+                return None
+            first = struct.unpack_from(">I", h, 12)[0]
+            chain = bytes(h[16:48])
+            if expect_seq is not None and (first != expect_seq or chain != expect_chain):
+                return None
+            n = 0
+            clean = True
+            while n < self.per_seg:
+                k = f.readinto(b)
+                if not k:
+                    break
+                c = self._check_record(b, first + n, chain) if k == REC else None
+                if c is None:
+                    clean = False  # torn or corrupt: cut here
+                    break
+                chain = c
+                n += 1
+            if clean and f.readinto(b):
+                clean = False      # bytes beyond a full segment
+            return first, n, chain, clean
+        finally:
+            f.close()
+
+    def _truncate(self, segno, count):
+        """Keep the first `count` records of a segment: copy them to a tmp file, rename over."""
+        path = self._path(segno)
+        tmp = path + ".tmp"
+        b = self._buf
+        with open(path, "rb") as src:
+            with open(tmp, "wb") as dst:
+                src.readinto(self._hdr)
+                dst.write(self._hdr)
+                for _ in range(count):
+                    src.readinto(b)
+                    dst.write(b)
+        os.rename(tmp, path)
+
+    def recover(self):
+        """Open the log at boot: cut a torn/corrupt tail, finish an interrupted acknowledge,
+        resume the chain. Returns a summary dict."""
+        self._close()
+        try:
+            os.mkdir(self.root)
+        except OSError:
+            pass  # exists
+        names = os.listdir(self.root)
+        segnos = []
+        for nm in names:
+            if nm.endswith(".tmp"):
+                _remove(self.root + "/" + nm)  # leftovers of a cut rewrite: the original stands
+            elif nm.endswith(".seg") and len(nm) == 12:
+                try:
+                    segnos.append(int(nm[:8]))
+                except ValueError:
+                    pass
+        segnos.sort()
+        if segnos and segnos[-1] > self._last_segno:
+            self._last_segno = segnos[-1]
+        ack = self._read_ack()
+        segs = []
+        cut = 0
+        expect_seq = expect_chain = None
+        i = 0
+        while i < len(segnos):
+            segno = segnos[i]
+            r = self._scan_segment(segno, expect_seq, expect_chain)
+            if r is None:
+                break  # bad header or a break in the chain: this segment and all later ones go
+            first, n, chain, clean = r
+            if not clean:
+                cut += 1
+                if n:
+                    self._truncate(segno, n)
+                    segs.append([segno, first, n])
+                else:
+                    _remove(self._path(segno))
+                i += 1
+                expect_seq = first + n
+                expect_chain = chain
+                break
+            if n == 0:
+                break  # an empty segment (header only): drop it and anything after it
+            segs.append([segno, first, n])
+            expect_seq = first + n
+            expect_chain = chain
+            i += 1
+            if n < self.per_seg:
+                break  # only the last segment may be partly filled
+        # everything from segnos[i] on is beyond the cut (newest first: each step stays valid)
+        for j in range(len(segnos) - 1, i - 1, -1):
+            _remove(self._path(segnos[j]))
+            cut += 1
+        if segs:
+            self._seq = expect_seq - 1
+            self._chain = expect_chain
+        else:
+            self._seq = 0
+            self._chain = ZERO32
+        gap = False
+        if ack is not None:
+            aseq, achain = ack
+        elif segs:
+            # no ack file (never acknowledged, or lost): everything present is unacknowledged
+            s0 = segs[0]
+            aseq = s0[1] - 1
+            achain = self._prev_chain_of(s0[0])
+        else:
+            aseq, achain = 0, ZERO32
+        if aseq >= self._seq:
+            # everything logged is acknowledged: finish removing, resume from the ack state
+            for s in segs:
+                _remove(self._path(s[0]))
+            segs = []
+            self._seq = aseq
+            self._chain = achain
+        else:
+            # finish an interrupted acknowledge: drop segments wholly at or below it
+            while segs and segs[0][1] + segs[0][2] - 1 <= aseq:
+                _remove(self._path(segs.pop(0)[0]))
+            gap = segs[0][1] > aseq + 1  # records between the ack and the log were lost
+        self._acked_seq = aseq
+        self._acked_chain = achain
+        self._segs = segs
+        self.cut = cut
+        return {"head": self._seq, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap}
+
+    def _prev_chain_of(self, segno):
+        with open(self._path(segno), "rb") as f:
+            f.readinto(self._hdr)
+        return bytes(self._hdr[16:48])
+
+    # -- appending --------------------------------------------------------------
+    def full(self):
+        """True if the next append cannot be stored (all segments unacknowledged and full)."""
+        segs = self._segs
+        if segs and segs[-1][2] < self.per_seg:
+            return False
+        return len(segs) >= self.max_segments
+
+    def _not_logged(self):
+        self.not_logged += 1
+        self._missed += 1
+        if self.policy == "refuse":
+            raise LogFull("operation log full: %d unacknowledged records" % (self._seq - self._acked_seq))
+        return None
+
+    def append(self, t, cti, ctr, decision, reason):
+        """Log one decision; durable (synced) when it returns. Returns its seq; None under the
+        "admit" policy when the log is full; raises LogFull under "refuse"."""
+        if self.full():
+            return self._not_logged()
+        seq = self._seq + 1
+        b = self._buf
+        b[0] = MAGIC
+        b[1] = OPEN if _is_open(decision) else DENY
+        b[2] = reason & 0xFF
+        struct.pack_into(">III", b, 4, seq, t, ctr or 0)
+        n = len(cti) if cti else 0
+        b[3] = 1 if n else 0
+        for i in range(8):  # in place: a slice assignment of another length would resize b
+            b[16 + i] = cti[i] if i < n else 0
+        struct.pack_into(">I", b, 24, self._missed)
+        chain = _chain(self._chain, self._mv[0:BODY])
+        b[28:60] = chain
+        struct.pack_into(">I", b, 60, _crc(self._mv, 60))
+        try:
+            self._write(seq, chain)
+        except OSError as e:
+            # The handle's state is unknown: drop it and let recovery say what is on flash. If the
+            # record made it (the sync completed), it stands; otherwise nothing was logged.
+            self._close()
+            try:
+                self.recover()
+            except Exception:
+                pass
+            if self._seq >= seq:
+                self._missed = 0
+                return seq
+            if e.args and e.args[0] == _ENOSPC:
+                return self._not_logged()  # the file system (shared) is full: same policy
+            self.not_logged += 1
+            self._missed += 1
+            raise
+        self._seq = seq
+        self._chain = chain
+        self._missed = 0
+        return seq
+
+    def _write(self, seq, chain):
+        segs = self._segs
+        if segs and segs[-1][2] < self.per_seg:
+            s = segs[-1]
+            if self._f is None:
+                self._f = open(self._path(s[0]), "ab")
+            self._f.write(self._mv)
+            self._f.flush()  # lfs_file_sync: the record is committed when this returns
+            s[2] += 1
+            return
+        # a new segment: header and first record written and synced together
+        self._close()
+        segno = self._last_segno + 1
+        h = self._hdr
+        for i in range(HDR):
+            h[i] = 0
+        h[0:4] = SEG_MAGIC
+        h[4] = 1
+        struct.pack_into(">II", h, 8, segno, seq)
+        h[16:48] = self._chain
+        struct.pack_into(">I", h, 60, _crc(h, 60))
+        f = open(self._path(segno), "wb")
+        self._f = f
+        f.write(h)
+        f.write(self._mv)
+        f.flush()
+        self._last_segno = segno
+        segs.append([segno, seq, 1])
+
+    # -- reading ----------------------------------------------------------------
+    def read(self, from_seq, max_records):
+        """Records from from_seq on (at most max_records), oldest first, as dicts."""
+        out = []
+        b = self._buf
+        for segno, first, count in self._segs:
+            last = first + count - 1
+            if last < from_seq:
+                continue
+            if len(out) >= max_records:
+                break
+            start = from_seq - first if from_seq > first else 0
+            with open(self._path(segno), "rb") as f:
+                f.seek(HDR + start * REC)
+                for _ in range(start, count):
+                    if len(out) >= max_records:
+                        break
+                    if f.readinto(b) != REC:
+                        break
+                    out.append(_decode(b))
+        return out
+
+    def _find_chain(self, seq):
+        """The stored chain of record seq, or None if it is not on flash."""
+        r = self.read(seq, 1)
+        if r and r[0]["seq"] == seq:
+            return r[0]["chain"]
+        return None
+
+    def head(self):
+        return self._seq, self._chain
+
+    def acked(self):
+        return self._acked_seq, self._acked_chain
+
+    def acknowledge(self, seq, chain):
+        """The back office has stored everything up to seq, whose chain is `chain`. Checked
+        against the log (False if seq is unknown or the chain differs); then persisted and the
+        segments wholly at or below seq are freed. Re-acknowledging the current point is True."""
+        chain = bytes(chain)
+        if seq == self._acked_seq:
+            return chain == self._acked_chain
+        if seq > self._seq or seq < self._acked_seq:
+            return False  # beyond the head, or already acknowledged further (not checkable)
+        mine = self._chain if seq == self._seq else self._find_chain(seq)
+        if mine is None or mine != chain:
+            return False
+        self._write_ack(seq, chain)
+        self._acked_seq = seq
+        self._acked_chain = chain
+        segs = self._segs
+        while segs and segs[0][1] + segs[0][2] - 1 <= seq:
+            if len(segs) == 1:
+                self._close()  # the segment being appended to is wholly acknowledged
+            _remove(self._path(segs.pop(0)[0]))
+        return True
+
+    def status(self):
+        segs = self._segs
+        recs = 0
+        for s in segs:
+            recs += s[2]
+        return {
+            "policy": self.policy,
+            "head_seq": self._seq,
+            "acked_seq": self._acked_seq,
+            "backlog": self._seq - self._acked_seq,
+            "segments": len(segs),
+            "bytes_used": len(segs) * HDR + recs * REC,
+            "capacity": self.max_segments * (HDR + self.per_seg * REC),
+            "capacity_records": self.max_segments * self.per_seg,
+            "not_logged": self.not_logged,
+            "full": self.full(),
+        }
+
+
+def _decode(b):
+    seq, t, ctr = struct.unpack_from(">III", b, 4)
+    return {
+        "seq": seq,
+        "t": t,
+        "cti": bytes(b[16:24]) if b[3] & 1 else None,
+        "ctr": ctr,
+        "decision": "OPEN" if b[1] == OPEN else "DENY",
+        "reason": b[2],
+        "missed": struct.unpack_from(">I", b, 24)[0],
+        "chain": bytes(b[28:60]),
+    }
+
+
+def verify_records(prev_chain, records):
+    """Recompute the chain over decoded records (as read() returns them) from prev_chain.
+    Returns the final chain, or raises ValueError at the first break. For tests and tools."""
+    b = bytearray(BODY)
+    chain = bytes(prev_chain)
+    for r in records:
+        b[0] = MAGIC
+        b[1] = OPEN if r["decision"] == "OPEN" else DENY
+        b[2] = r["reason"]
+        b[3] = 1 if r["cti"] is not None else 0
+        struct.pack_into(">III", b, 4, r["seq"], r["t"], r["ctr"])
+        b[16:24] = r["cti"] if r["cti"] is not None else ZERO32[:8]
+        struct.pack_into(">I", b, 24, r["missed"])
+        chain = _chain(chain, b)
+        if chain != r["chain"]:
+            raise ValueError("chain breaks at seq %d" % r["seq"])
+    return chain

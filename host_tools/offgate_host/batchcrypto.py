@@ -1,0 +1,123 @@
+"""Open a gate's sealed batch summary on the host: an independent implementation (pyca/cryptography
+and cbor2) of the construction in docs/protocol.md "Batch summaries"; the firmware side is
+firmware/offgate/batch.py.
+
+    open_batch(sealed, backoffice_priv, gate_pub65) -> dict
+
+backoffice_priv: an EllipticCurvePrivateKey, or the 32-byte private scalar. Raises BatchError
+for anything that is not a well-formed batch sealed to this back office and signed by this gate.
+"""
+import hashlib
+import io
+
+import cbor2
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+INFO = b"offgate batch v1"
+ALG_ES256 = -7
+ALG_CCM_16_128_256 = 31
+
+
+class BatchError(ValueError):
+    pass
+
+
+def gate_kid(pub65):
+    return hashlib.sha256(pub65).digest()[:8]
+
+
+def _loads(data, what):
+    """Exactly one CBOR item (trailing bytes refused)."""
+    fp = io.BytesIO(data)
+    try:
+        obj = cbor2.CBORDecoder(fp).decode()
+    except Exception as e:
+        raise BatchError("%s: bad CBOR (%s)" % (what, e))
+    if fp.read(1):
+        raise BatchError("%s: trailing bytes" % what)
+    return obj
+
+
+def _cose(data, tag, n, what):
+    obj = _loads(data, what)
+    if not isinstance(obj, cbor2.CBORTag) or obj.tag != tag:
+        raise BatchError("%s: not tag %d" % (what, tag))
+    v = obj.value
+    if not isinstance(v, list) or len(v) != n or not isinstance(v[0], bytes) or not isinstance(v[1], dict):
+        raise BatchError("%s: bad structure" % what)
+    hdr = _loads(v[0], what + " protected header")
+    if not isinstance(hdr, dict):
+        raise BatchError("%s: protected header is not a map" % what)
+    return v, hdr
+
+
+def _priv(k):
+    if isinstance(k, ec.EllipticCurvePrivateKey):
+        return k
+    if isinstance(k, (bytes, bytearray)):
+        k = int.from_bytes(k, "big")
+    return ec.derive_private_key(k, ec.SECP256R1())
+
+
+def derive(z, eph_pub, bo_pub, gate_pub):
+    okm = HKDF(algorithm=hashes.SHA256(), length=45, salt=None,
+               info=INFO + eph_pub + bo_pub + gate_pub).derive(z)
+    return okm[:32], okm[32:]
+
+
+def open_batch(sealed, backoffice_priv, gate_pub65):
+    gate_pub65 = bytes(gate_pub65)
+    try:
+        gate_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), gate_pub65)
+    except ValueError as e:
+        raise BatchError("bad gate public key: %s" % e)
+    bo = _priv(backoffice_priv)
+    bo_pub = bo.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    kid = gate_kid(gate_pub65)
+
+    # outer: COSE_Encrypt0-style envelope
+    (prot, _unprot, ct), hdr = _cose(sealed, 16, 3, "envelope")
+    if hdr.get(1) != ALG_CCM_16_128_256:
+        raise BatchError("envelope: alg is not AES-CCM-16-128/256")
+    if hdr.get(4) != kid:
+        raise BatchError("envelope: sealed by another gate")
+    ck = hdr.get(-1)
+    if not isinstance(ct, bytes) or not isinstance(ck, dict) or ck.get(1) != 2 or ck.get(-1) != 1:
+        raise BatchError("envelope: bad ephemeral key")
+    x, y = ck.get(-2), ck.get(-3)
+    if not (isinstance(x, bytes) and isinstance(y, bytes) and len(x) == 32 and len(y) == 32):
+        raise BatchError("envelope: bad ephemeral key")
+    eph_pub = b"\x04" + x + y
+    try:
+        eph = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), eph_pub)  # on-curve check
+    except ValueError as e:
+        raise BatchError("envelope: ephemeral key not on P-256 (%s)" % e)
+    z = bo.exchange(ec.ECDH(), eph)
+    key, nonce = derive(z, eph_pub, bo_pub, gate_pub65)
+    aad = cbor2.dumps(["Encrypt0", prot, b""])
+    try:
+        signed = AESCCM(key, tag_length=16).decrypt(nonce, ct, aad)
+    except InvalidTag:
+        raise BatchError("envelope: authentication failed (tampered, or not for this back office)")
+
+    # inner: COSE_Sign1 by the gate's device key
+    (sprot, _sunprot, payload, sig), shdr = _cose(signed, 18, 4, "signature")
+    if shdr.get(1) != ALG_ES256 or shdr.get(4) != kid:
+        raise BatchError("signature: not ES256 by this gate")
+    if not isinstance(payload, bytes) or not isinstance(sig, bytes) or len(sig) != 64:
+        raise BatchError("signature: bad structure")
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    try:
+        gate_key.verify(der, cbor2.dumps(["Signature1", sprot, b"", payload]), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise BatchError("signature: does not verify with the gate's key")
+    plain = _loads(payload, "batch")
+    if not isinstance(plain, dict) or plain.get("v") != 1:
+        raise BatchError("batch: not a version 1 batch summary")
+    return plain

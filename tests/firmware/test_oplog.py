@@ -1,0 +1,140 @@
+from offgate.oplog import OpLog, LogFull, REC, HDR, verify_records, ZERO32
+from fwutil import scratch_dir, read, write, cti
+import os
+
+T = 1800000000
+
+
+def _log(d, **kw):
+    kw.setdefault("segment_bytes", HDR + 4 * REC)   # 4 records per segment
+    kw.setdefault("max_segments", 3)
+    lg = OpLog(d + "/log", **kw)
+    lg.recover()
+    return lg
+
+
+def _fill(lg, n, start=0):
+    for i in range(start, start + n):
+        lg.append(T + i, cti(i), i + 1, "OPEN" if i % 3 else "DENY", 0 if i % 3 else 43)
+
+
+def test_append_read_chain_and_reboot():
+    d = scratch_dir("ol")
+    lg = _log(d)
+    assert lg.head() == (0, ZERO32)
+    _fill(lg, 6)
+    seq, chain = lg.head()
+    assert seq == 6
+    recs = lg.read(1, 100)
+    assert [r["seq"] for r in recs] == [1, 2, 3, 4, 5, 6]
+    assert recs[1]["cti"] == cti(1) and recs[1]["ctr"] == 2 and recs[1]["decision"] == "OPEN"
+    assert recs[0]["decision"] == "DENY" and recs[0]["reason"] == 43
+    assert verify_records(ZERO32, recs) == chain
+    assert [r["seq"] for r in lg.read(5, 1)] == [5]
+    lg.close()
+    lg2 = _log(d)
+    assert lg2.head() == (6, chain)
+    lg2.append(T + 9, None, None, "DENY", 13)   # noise scan: no credential
+    r = lg2.read(7, 5)[0]
+    assert r["cti"] is None and r["ctr"] == 0 and r["reason"] == 13
+    assert verify_records(ZERO32, lg2.read(1, 100)) == lg2.head()[1]
+
+
+def test_torn_tail_and_corrupt_record_are_cut():
+    d = scratch_dir("ol")
+    lg = _log(d)
+    _fill(lg, 6)                       # segments: 4 + 2 records
+    lg.close()
+    p = d + "/log/00000002.seg"
+    data = bytearray(read(p))
+    write(p, bytes(data) + b"\x4f\x01\x02")   # torn third record
+    lg = _log(d)
+    assert lg.head()[0] == 6 and lg.cut == 1
+    assert len(read(p)) == HDR + 2 * REC
+    data[HDR + REC + 7] ^= 1            # corrupt record 6 (second in segment 2)
+    write(p, bytes(data))
+    lg = _log(d)
+    assert lg.head()[0] == 5
+    assert verify_records(ZERO32, lg.read(1, 10)) == lg.head()[1]
+    assert lg.append(T, cti(9), 9, "OPEN", 0) == 6    # the chain resumes after the cut
+    lg = _log(d)
+    assert lg.head()[0] == 6
+
+
+def test_break_in_middle_cuts_later_segments():
+    d = scratch_dir("ol")
+    lg = _log(d)
+    _fill(lg, 10)                      # 4 + 4 + 2
+    lg.close()
+    p = d + "/log/00000002.seg"
+    data = bytearray(read(p))
+    data[HDR + 2 * REC + 30] ^= 0x80   # corrupt seq 7's chain
+    write(p, bytes(data))
+    lg = _log(d)
+    assert lg.head()[0] == 6
+    assert sorted(os.listdir(d + "/log")) == ["00000001.seg", "00000002.seg"]
+
+
+def test_acknowledge_frees_segments_and_checks_chain():
+    d = scratch_dir("ol")
+    lg = _log(d)
+    _fill(lg, 10)
+    recs = lg.read(1, 10)
+    assert not lg.acknowledge(5, bytes(32))           # wrong chain
+    assert not lg.acknowledge(11, recs[-1]["chain"])  # beyond head
+    assert lg.acknowledge(5, recs[4]["chain"])
+    assert lg.acked() == (5, recs[4]["chain"])
+    assert lg.status()["segments"] == 2               # segment 1 (seq 1-4) freed
+    assert lg.read(1, 100)[0]["seq"] == 5             # seg 2 still holds 5..8
+    assert lg.acknowledge(5, recs[4]["chain"])        # idempotent
+    lg.close()
+    lg = _log(d)
+    assert lg.acked()[0] == 5 and lg.head()[0] == 10
+    assert lg.acknowledge(10, recs[9]["chain"])
+    assert lg.status()["segments"] == 0 and lg.status()["backlog"] == 0
+    lg.append(T, cti(1), 99, "OPEN", 0)
+    lg.close()
+    lg = _log(d)
+    r = lg.read(1, 10)
+    assert [x["seq"] for x in r] == [11]
+    assert verify_records(recs[9]["chain"], r) == lg.head()[1]
+
+
+def test_refuse_policy_raises_when_full():
+    d = scratch_dir("ol")
+    lg = _log(d, max_segments=2)
+    _fill(lg, 8)
+    assert lg.full()
+    try:
+        lg.append(T, cti(1), 1, "OPEN", 0)
+        assert False
+    except LogFull:
+        pass
+    st = lg.status()
+    assert st["not_logged"] == 1 and st["full"] and st["policy"] == "refuse" and st["backlog"] == 8
+    assert lg.acknowledge(4, lg.read(4, 1)[0]["chain"])
+    s = lg.append(T, cti(1), 1, "OPEN", 0)
+    assert s == 9 and lg.read(9, 1)[0]["missed"] == 1  # the gap is on record
+
+
+def test_admit_policy_counts():
+    d = scratch_dir("ol")
+    lg = _log(d, max_segments=1, full_policy="admit")
+    _fill(lg, 4)
+    assert lg.append(T, cti(1), 1, "OPEN", 0) is None
+    assert lg.append(T, cti(1), 2, "OPEN", 0) is None
+    assert lg.status()["not_logged"] == 2
+
+
+def test_bad_header_segment_is_dropped():
+    d = scratch_dir("ol")
+    lg = _log(d)
+    _fill(lg, 5)
+    lg.close()
+    write(d + "/log/00000002.seg", b"")            # created, never written (cut at open)
+    write(d + "/log/00000003.seg", b"junk" * 20)
+    write(d + "/log/ack.tmp", b"xx")
+    lg = _log(d)
+    assert lg.head()[0] == 4
+    assert sorted(os.listdir(d + "/log")) == ["00000001.seg"]
+    assert lg.append(T, cti(7), 7, "OPEN", 0) == 5
