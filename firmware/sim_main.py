@@ -1,9 +1,11 @@
 """Simulated gate: the real firmware on the MicroPython unix port.
 
     micropython firmware/sim_main.py CONFIG.json [--tcp HOST:PORT | --pty PATH] [--clock-offset S]
+                                                 [--sync HOST:PORT]
 
 Scanner lines come from stdin (default), a TCP socket or a pty; one JSON line per scan goes to
 stdout; relay/LED actions go to stderr. At the end of stdin a final status line is printed.
+--sync runs the sync link (offgate/syncserver.py) on a TCP port beside the scanner task.
 """
 import sys
 import asyncio
@@ -15,14 +17,14 @@ from sim import streams
 
 
 def usage(msg):
-    sys.stderr.write("sim_main: %s\nusage: sim_main.py CONFIG.json [--tcp HOST:PORT | --pty PATH] [--clock-offset S]\n" % msg)
+    sys.stderr.write("sim_main: %s\nusage: sim_main.py CONFIG.json [--tcp HOST:PORT | --pty PATH] [--clock-offset S] [--sync HOST:PORT]\n" % msg)
     sys.exit(2)
 
 
 def parse_args(argv):
     if not argv:
         usage("missing CONFIG.json")
-    opts = {"config": argv[0], "tcp": None, "pty": None, "offset": 0}
+    opts = {"config": argv[0], "tcp": None, "pty": None, "offset": 0, "sync": None}
     i = 1
     while i < len(argv):
         a = argv[i]
@@ -32,6 +34,9 @@ def parse_args(argv):
         if a == "--tcp":
             host, _, port = v.rpartition(":")
             opts["tcp"] = (host or "127.0.0.1", int(port))
+        elif a == "--sync":
+            host, _, port = v.rpartition(":")
+            opts["sync"] = (host or "127.0.0.1", int(port))
         elif a == "--pty":
             opts["pty"] = v
         elif a == "--clock-offset":
@@ -50,11 +55,13 @@ def main():
         sys.stderr.write("sim_main: %s\n" % e)
         sys.exit(2)
     g = gate.build(cfg, SimActuator(sys.stderr), sys.stdout, Clock(opts["offset"]))
+    if opts["sync"]:
+        streams.start_sync(g, opts["sync"][0], opts["sync"][1])
     if opts["tcp"]:
-        asyncio.run(streams.serve_tcp(g, opts["tcp"][0], opts["tcp"][1]))
+        asyncio.run(streams.with_sync(streams.serve_tcp(g, opts["tcp"][0], opts["tcp"][1])))
     else:
         reader = streams.file_reader(opts["pty"]) if opts["pty"] else streams.stdin_reader()
-        asyncio.run(g.run(reader))
+        asyncio.run(streams.with_sync(g.run(reader)))
         g.emit(g.status())
 
 

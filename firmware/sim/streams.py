@@ -58,3 +58,85 @@ async def serve_tcp(gate, host, port):
     gate.emit({"event": "listening", "host": host, "port": port})
     while True:
         await asyncio.sleep(3600)
+
+
+# ---------------------------------------------------------------------------- sync link (--sync)
+SYNC_IDLE_S = 60  # a silent host is dropped after this long
+# Loaded for a session and dropped after it: an idle gate keeps its whole heap for scanning
+# (on the unix port module bytecode lives in the heap; a device runs it frozen, from flash).
+SYNC_MODULES = ("syncops", "synchs", "syncserver", "batch", "aesccm", "devicekey", "hkdf", "hmac256")
+_sync = {}
+
+
+def start_sync(gate, host, port):
+    """Arrange for with_sync() to run the sync link on host:port."""
+    _sync["gate"] = gate
+    _sync["addr"] = (host, port)
+
+
+def _unload():
+    import gc
+    import offgate
+    for name in SYNC_MODULES:
+        sys.modules.pop("offgate." + name, None)
+        try:
+            delattr(offgate, name)
+        except Exception:  # MicroPython raises KeyError here
+            pass
+    gc.collect()
+
+
+def _log(msg):
+    try:
+        sys.stderr.write("sync: %s\n" % msg)
+    except Exception:
+        pass
+
+
+async def serve_sync(gate, host, port):
+    """One sync session per TCP connection, one at a time (the log has one reader)."""
+    busy = asyncio.Lock()
+
+    async def handle(reader, writer):
+        async with busy:
+            s = None
+            try:
+                import gc
+                gc.collect()
+                _log("session start, heap free %d" % gc.mem_free())
+                from offgate import syncserver
+                s = syncserver.SyncServer(gate, log=sys.stderr).session()
+                while not s.closed:
+                    try:
+                        data = await asyncio.wait_for(reader.read(1024), SYNC_IDLE_S)
+                    except asyncio.TimeoutError:
+                        break
+                    if not data:
+                        break
+                    out = s.feed(data)
+                    if out:
+                        writer.write(out)
+                        await writer.drain()
+            except Exception as e:  # a broken link (or no heap for the sync code) must not stop the gate
+                _log("link: %r" % (e,))
+            finally:
+                if s is not None:
+                    s.close()
+                s = None
+                try:
+                    writer.close()
+                    await writer.wait_closed()
+                except Exception:
+                    pass
+                _unload()
+
+    srv = await asyncio.start_server(handle, host, port)
+    gate.emit({"event": "sync_listening", "host": host, "port": port})
+    return srv
+
+
+async def with_sync(main):
+    """Run the coroutine `main` (the scanner loop) with the sync listener beside it, if configured."""
+    if _sync:
+        await serve_sync(_sync["gate"], _sync["addr"][0], _sync["addr"][1])
+    return await main

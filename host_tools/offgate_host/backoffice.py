@@ -52,6 +52,31 @@ CREATE TABLE IF NOT EXISTS deny (
     cti    BLOB PRIMARY KEY,
     added  INTEGER NOT NULL
 );
+-- holds: issuing a credential with a cap reserves the cap on the account (SEEDS 3); trips are
+-- charged against it at settlement; after the credential expires the unused rest is released.
+CREATE TABLE IF NOT EXISTS holds (
+    cti      BLOB PRIMARY KEY REFERENCES credentials(cti),
+    account  TEXT NOT NULL REFERENCES accounts(id),
+    amount   INTEGER NOT NULL,
+    used     INTEGER NOT NULL DEFAULT 0,
+    exp      INTEGER NOT NULL,
+    state    TEXT NOT NULL DEFAULT 'held',
+    created  INTEGER NOT NULL,
+    released INTEGER
+);
+-- one row per settled trip (gate, seq): the idempotence key of settlement
+CREATE TABLE IF NOT EXISTS charges (
+    gate      INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    cti       BLOB NOT NULL,
+    account   TEXT NOT NULL,
+    amount    INTEGER NOT NULL,
+    from_hold INTEGER NOT NULL,
+    t         INTEGER NOT NULL,
+    settled   INTEGER NOT NULL,
+    PRIMARY KEY (gate, seq)
+);
+CREATE INDEX IF NOT EXISTS charges_cti ON charges (cti);
 """
 
 
@@ -234,6 +259,7 @@ class BackOffice:
         now = _now(now)
         acct = self.get_account(account_id)
         minimum = self.min_balance()
+        acct["balance"] = self.available(account_id)  # what outstanding holds leave of the balance
         if not (acct["balance"] >= minimum or acct["credit"] >= minimum):
             raise IssueRefused("account %r: balance %d and credit %d are both below the minimum %d; "
                                "credential refused" % (account_id, acct["balance"], acct["credit"], minimum))
@@ -268,6 +294,8 @@ class BackOffice:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (cti, account_id, kinfo["kid"], now, nbf, exp, cap, product, json.dumps(zones),
                  json.dumps(list(gates)) if gates is not None else None, rider_pub65))
+            if cap:
+                self._place_hold(cti, account_id, cap, exp, now)
         return cred
 
     def credentials(self, account_id=None) -> list:
@@ -298,3 +326,206 @@ class BackOffice:
 
     def export_deny(self, path) -> Path:
         return _atomic_write(path, self.deny_bytes())
+
+    # ------------------------------------------------------------------ holds (SEEDS 3)
+    def _place_hold(self, cti, account_id, amount, exp, now):
+        # called inside issue_credential's transaction
+        self.db.execute("INSERT INTO holds (cti, account, amount, used, exp, state, created) "
+                        "VALUES (?, ?, ?, 0, ?, 'held', ?)", (cti, account_id, amount, exp, now))
+
+    def holds(self, account_id=None) -> list:
+        q = "SELECT * FROM holds" + (" WHERE account = ?" if account_id is not None else "") + " ORDER BY created, rowid"
+        out = []
+        for r in self.db.execute(q, (account_id,) if account_id is not None else ()):
+            d = dict(r)
+            d["cti"] = bytes(d["cti"])
+            out.append(d)
+        return out
+
+    def outstanding_holds(self, account_id) -> int:
+        r = self.db.execute("SELECT COALESCE(SUM(amount - used), 0) FROM holds WHERE account = ? AND state = 'held'",
+                            (account_id,)).fetchone()
+        return int(r[0])
+
+    def available(self, account_id) -> int:
+        """Balance minus what open holds still reserve."""
+        return self.get_account(account_id)["balance"] - self.outstanding_holds(account_id)
+
+    def credential(self, cti) -> dict:
+        r = self.db.execute("SELECT * FROM credentials WHERE cti = ?", (_cti_bytes(cti),)).fetchone()
+        if r is None:
+            return None
+        d = dict(r)
+        d["cti"], d["kid"], d["rider_pub"] = bytes(d["cti"]), bytes(d["kid"]), bytes(d["rider_pub"])
+        return d
+
+    def charge_trip(self, gate, seq, cti, t, amount, now=None):
+        """Charge one passage (gate, seq) to the credential's account, against its hold first.
+        Idempotent: a (gate, seq) already charged returns None. Returns a dict describing the charge
+        (over_cap = the part beyond the hold, taken straight from the balance)."""
+        return self.charge_trips([(gate, seq, cti, t, amount)], now)[0]
+
+    def charge_trips(self, trips, now=None) -> list:
+        """charge_trip for many (gate, seq, cti, t, amount) in one transaction; one result each."""
+        now = _now(now)
+        out = []
+        with self.db:
+            for gate, seq, cti, t, amount in trips:
+                cred = self.credential(cti)
+                if cred is None:
+                    raise BackOfficeError("unknown credential %s" % bytes(cti).hex())
+                if self.db.execute("SELECT 1 FROM charges WHERE gate = ? AND seq = ?", (gate, seq)).fetchone():
+                    out.append(None)
+                    continue
+                hold = self.db.execute("SELECT * FROM holds WHERE cti = ?", (cred["cti"],)).fetchone()
+                from_hold = 0
+                if hold is not None and hold["state"] == "held":
+                    from_hold = min(amount, hold["amount"] - hold["used"])
+                    self.db.execute("UPDATE holds SET used = used + ? WHERE cti = ?", (from_hold, cred["cti"]))
+                self.db.execute("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                (gate, seq, cred["cti"], cred["account"], amount, from_hold, t, now))
+                self.db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (amount, cred["account"]))
+                total = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?",
+                                        (cred["cti"],)).fetchone()[0]
+                out.append({"account": cred["account"], "amount": amount, "from_hold": from_hold,
+                            "over_cap": amount - from_hold if hold is not None else 0, "cap": cred["cap"],
+                            "charged_total": int(total)})
+        return out
+
+    def release_expired_holds(self, now=None) -> list:
+        """Release the unused part of every hold whose credential has expired. Returns the released holds."""
+        now = _now(now)
+        with self.db:
+            rows = [dict(r) for r in self.db.execute("SELECT * FROM holds WHERE state = 'held' AND exp <= ?", (now,))]
+            self.db.execute("UPDATE holds SET state = 'released', released = ? WHERE state = 'held' AND exp <= ?",
+                            (now, now))
+        for r in rows:
+            r["cti"] = bytes(r["cti"])
+            r["released_amount"] = r["amount"] - r["used"]
+        return rows
+
+    # ------------------------------------------------------------------ root key (signs trust lists, time)
+    def root_key(self):
+        """The back-office root key (created on first use): the gates hold its public key and accept
+        trust lists and time only when signed by it."""
+        path = self.keys_dir / "root.pem"
+        if not path.exists():
+            keys.save_private_pem(path, keys.generate())
+        return keys.load_private_pem(path)
+
+    def root_pub(self) -> bytes:
+        return keys.pub_bytes(self.root_key())
+
+    def root_sign(self, payload: bytes) -> bytes:
+        """COSE_Sign1 (tagged, ES256, kid = root kid) over `payload` with the root key."""
+        k = self.root_key()
+        return formats._sign1(k, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(k))},
+                              payload, tagged=True)
+
+    def batch_key(self):
+        """The key gates encrypt their batch summaries to (created on first use)."""
+        path = self.keys_dir / "batch.pem"
+        if not path.exists():
+            keys.save_private_pem(path, keys.generate())
+        return keys.load_private_pem(path)
+
+    # ------------------------------------------------------------------ operators (sync link)
+    def issue_operator_credential(self, name, operator_pub65, *, valid_seconds=86400, now=None) -> bytes:
+        """An operator credential: an issuer-signed CWT like a rider credential, but with the role claim
+        (-65538: "operator") and no access claim, certifying the operator's key (cnf, uncompressed).
+        A gate accepts a sync session only from the holder of such a key."""
+        now = _now(now)
+        if not isinstance(name, str) or not name:
+            raise BackOfficeError("operator name must be a non-empty string")
+        if isinstance(valid_seconds, bool) or not isinstance(valid_seconds, int) or valid_seconds <= 0:
+            raise BackOfficeError("valid_seconds must be a positive integer")
+        pub65 = keys.pub_bytes(operator_pub65)
+        # Signed by the OLDEST key still active: during a rotation every gate still trusts it,
+        # so the session that brings the gates the new trust list can be opened.
+        active = [k for k in self.issuer_keys() if k["nbf"] <= now < k["exp"]]
+        if not active:
+            self.signing_key(now)  # raises the right error
+        kinfo = active[0]
+        ikey = keys.load_private_pem(self.data_dir / kinfo["key_file"])
+        import cbor2
+        claims = {formats.C_ISS: kinfo["iss"], formats.C_SUB: name, formats.C_EXP: min(now + valid_seconds, kinfo["exp"]),
+                  formats.C_NBF: max(kinfo["nbf"], now - OPERATOR_SKEW), formats.C_CTI: os.urandom(8),
+                  formats.C_CNF: {1: formats.cnf_key(pub65, compressed=False)}, ROLE_CLAIM: ROLE_OPERATOR}
+        return formats._sign1(ikey, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: kinfo["kid"]},
+                              cbor2.dumps(claims), tagged=False)
+
+    def operator_identity(self, name="operator", valid_seconds=3600, now=None):
+        """(private key, credential) for operator `name`: the key is kept under keys/, the credential fresh."""
+        path = self.keys_dir / ("operator-%s.pem" % "".join(c if c.isalnum() or c in "-_" else "_" for c in name))
+        if not path.exists():
+            keys.save_private_pem(path, keys.generate())
+        k = keys.load_private_pem(path)
+        return k, self.issue_operator_credential(name, keys.pub_bytes(k), valid_seconds=valid_seconds, now=now)
+
+
+ROLE_CLAIM = -65538
+OPERATOR_SKEW = 600  # an operator credential is valid from 10 minutes back: gate clocks drift
+ROLE_OPERATOR = "operator"
+
+
+# ---------------------------------------------------------------------------- gates (provisioning)
+# Self-contained on purpose (its own table, created on first use): `offgate provision` registers a
+# gate's device public key, generated on the gate, under its gate id.
+GATES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gates (
+    gate_id    INTEGER PRIMARY KEY,
+    pub        BLOB NOT NULL UNIQUE,
+    board      TEXT NOT NULL,
+    registered INTEGER NOT NULL
+);
+"""
+
+
+def _gates_table(bo):
+    with bo.db:
+        bo.db.executescript(GATES_SCHEMA)
+
+
+def _register_gate(self, gate_id, pub65, board, *, replace=False, now=None) -> dict:
+    """Register gate `gate_id` with its device key (65-byte SEC1, generated on the gate). Idempotent
+    for the same key; a different key for a known gate (a re-flashed gate) needs replace=True."""
+    if isinstance(gate_id, bool) or not isinstance(gate_id, int) or gate_id < 0:
+        raise BackOfficeError("gate id must be a non-negative integer, got %r" % (gate_id,))
+    if not isinstance(board, str) or not board:
+        raise BackOfficeError("board must be a non-empty string")
+    try:
+        pub65 = keys.pub_bytes(keys.pub_from_bytes(bytes(pub65)))
+    except (TypeError, ValueError) as e:
+        raise BackOfficeError("gate %d: bad device key: %s" % (gate_id, e)) from None
+    _gates_table(self)
+    old = self.db.execute("SELECT * FROM gates WHERE gate_id = ?", (gate_id,)).fetchone()
+    if old is not None and bytes(old["pub"]) != pub65 and not replace:
+        raise BackOfficeError("gate %d is already registered with another device key (%s...); "
+                              "re-provisioning a gate needs --replace" % (gate_id, bytes(old["pub"]).hex()[:16]))
+    other = self.db.execute("SELECT gate_id FROM gates WHERE pub = ? AND gate_id != ?", (pub65, gate_id)).fetchone()
+    if other is not None:
+        raise BackOfficeError("that device key already belongs to gate %d" % other["gate_id"])
+    with self.db:
+        self.db.execute("INSERT OR REPLACE INTO gates (gate_id, pub, board, registered) VALUES (?, ?, ?, ?)",
+                        (gate_id, pub65, board, _now(now)))
+    return self.registered_gate(gate_id)
+
+
+def _gate(self, gate_id) -> dict:
+    _gates_table(self)
+    r = self.db.execute("SELECT * FROM gates WHERE gate_id = ?", (gate_id,)).fetchone()
+    if r is None:
+        raise BackOfficeError("unknown gate %r" % (gate_id,))
+    return {"gate_id": r["gate_id"], "pub": bytes(r["pub"]), "board": r["board"], "registered": r["registered"]}
+
+
+def _gates(self) -> list:
+    _gates_table(self)
+    return [{"gate_id": r["gate_id"], "pub": bytes(r["pub"]), "board": r["board"], "registered": r["registered"]}
+            for r in self.db.execute("SELECT * FROM gates ORDER BY gate_id")]
+
+
+BackOffice.register_gate = _register_gate
+BackOffice.registered_gate = _gate
+BackOffice.gates = _gates

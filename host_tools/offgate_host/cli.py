@@ -444,3 +444,285 @@ def gate_run(config, heap, tcp):
     args = ["--tcp", tcp] if tcp else []
     cmd = sim_command(config, heap, *args)
     os.execvpe(cmd[0], cmd, micropython_env())
+
+
+# ----------------------------------------------------------------------------- ESP32: boards, deploy, provisioning
+@main.group("board")
+def board_group():
+    """ESP32 board configs, firmware builds (.mpy) and flashing."""
+
+
+@board_group.command("validate")
+@click.argument("files", nargs=-1, required=True)
+def board_validate_cmd(files):
+    """Check board config FILES (or board names) the way the gate checks gate.json at boot."""
+    from . import board as boardmod
+    failed = 0
+    for f in files:
+        try:
+            raw = boardmod.load_raw(f)
+        except ValueError as e:
+            click.echo("%s: %s" % (f, e))
+            failed += 1
+            continue
+        bad = boardmod.problems(raw)
+        if bad:
+            failed += 1
+            click.echo("%s: %d problem(s)" % (f, len(bad)))
+            for b in bad:
+                click.echo("  " + b)
+        else:
+            click.echo("%s: OK (board %s, chip %s, heap %d KB%s)" % (f, raw["board"], raw["chip"], raw["heap_kb"],
+                                                                     ", PSRAM" if raw.get("psram") else ""))
+    if failed:
+        raise SystemExit(1)
+
+
+@board_group.command("list")
+def board_list_cmd():
+    """List the board configs in board_configs/."""
+    from . import board as boardmod
+    for n in boardmod.board_names():
+        raw = boardmod.load_raw(n)
+        click.echo("%-18s %-8s heap %5d KB  %s" % (n, raw.get("chip"), raw.get("heap_kb", 0), raw.get("description", "")))
+
+
+@board_group.command("build")
+@click.argument("board_name")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="output directory (default build/BOARD)")
+def board_build_cmd(board_name, out):
+    """Cross-compile the firmware for BOARD into build/BOARD (.mpy, main.py, gate.json, manifest.py)."""
+    from .deploy import DeployError, build
+    try:
+        d = build(board_name, out)
+    except (DeployError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    n = len(list(d.rglob("*.mpy")))
+    click.echo("%s: %d .mpy files%s" % (d, n, ", manifest.py" if (d / "manifest.py").exists() else ""))
+
+
+@board_group.command("flash")
+@click.option("--board", "board_name", required=True)
+@click.option("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+@click.option("--firmware", type=click.Path(dir_okay=False), required=False, default=None,
+              help="MicroPython .bin downloaded from micropython.org/download/<BOARD>/")
+@click.option("--no-erase", is_flag=True, help="skip erase-flash (keeps the filesystem, device key included)")
+@click.option("--dry-run", is_flag=True, help="print the esptool commands only")
+def board_flash_cmd(board_name, port, firmware, no_erase, dry_run):
+    """Write a MicroPython image with esptool (erases the flash first, unless --no-erase)."""
+    from .deploy import DeployError, flash_plan, run_plan
+    try:
+        steps = flash_plan(board_name, port, firmware, erase=not no_erase)
+        if dry_run:
+            for s in steps:
+                click.echo(s.line())
+            return
+        run_plan(steps, echo=click.echo)
+    except (DeployError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo("flashed; next: make deploy BOARD=%s PORT=%s" % (board_name, port))
+
+
+def _gate_files(data_dir, board_name, trust, deny, stage):
+    """Trust store / deny list files: given, or exported from the back office into the stage dir."""
+    if trust is None:
+        bo = _bo(data_dir)
+        stage.mkdir(parents=True, exist_ok=True)
+        trust = bo.export_trust(stage / "trust.cbor")
+        if deny is None:
+            deny = bo.export_deny(stage / "deny.bin")
+    return trust, deny
+
+
+@main.command("deploy")
+@data_option
+@click.option("--board", "board_name", required=True)
+@click.option("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+@click.option("--gate-id", type=click.IntRange(min=0), required=True)
+@click.option("--zone", type=click.IntRange(min=0), required=True)
+@click.option("--trust", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="trust.cbor (default: exported from the back office)")
+@click.option("--deny", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="deny.bin (default: exported from the back office)")
+@click.option("--no-provision", is_flag=True, help="do not create/read the device key")
+@click.option("--frozen", is_flag=True, help="the image has the firmware frozen in: copy only main.py and files")
+@click.option("--replace", is_flag=True, help="accept a new device key for an already registered gate id")
+@click.option("--dry-run", is_flag=True, help="print the mpremote commands only")
+@user_errors
+def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provision, frozen, replace, dry_run):
+    """Install the built firmware, gate.json, trust store and deny list on a gate over USB, then provision it."""
+    from . import deploy as dp
+    try:
+        stage = dp.build_dir(board_name) / "stage"
+        trust, deny = _gate_files(data_dir, board_name, trust, deny, stage)
+        steps = dp.deploy_plan(board_name, port, gate_id, zone, trust, deny, stage=stage,
+                               provision=not no_provision, frozen=frozen)
+        if dry_run:
+            for s in steps:
+                click.echo(s.line())
+            return
+        chip = dp.boardmod.load(board_name)["chip"]
+        res = dp.run_plan(steps, chip=chip, echo=click.echo)
+    except dp.DeployError as e:
+        raise click.ClickException(str(e)) from None
+    if "pub" in res:
+        g = _bo(data_dir).register_gate(gate_id, res["pub"], board_name, replace=replace)
+        click.echo("gate %d registered, device key %s" % (g["gate_id"], g["pub"].hex()))
+    click.echo("deployed gate %d (zone %d) on %s" % (gate_id, zone, port))
+
+
+@main.command("provision")
+@data_option
+@click.option("--board", "board_name", required=True)
+@click.option("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+@click.option("--gate-id", type=click.IntRange(min=0), required=True)
+@click.option("--replace", is_flag=True, help="accept a new device key for an already registered gate id")
+@click.option("--dry-run", is_flag=True, help="print the mpremote command only")
+@user_errors
+def provision_cmd(data_dir, board_name, port, gate_id, replace, dry_run):
+    """Make the gate's device key on the gate (kept there), read its public key, register the gate."""
+    from . import deploy as dp
+    try:
+        cfg = dp.boardmod.load(board_name)
+        steps = dp.provision_plan(port, cfg["state_dir"])
+        if dry_run:
+            for s in steps:
+                click.echo(s.line())
+            return
+        res = dp.run_plan(steps, echo=click.echo)
+    except dp.DeployError as e:
+        raise click.ClickException(str(e)) from None
+    g = _bo(data_dir).register_gate(gate_id, res["pub"], board_name, replace=replace)
+    click.echo("gate %d registered, device key %s" % (g["gate_id"], g["pub"].hex()))
+
+
+# ----------------------------------------------------------------------------- sync / ledger
+DB_HELP = "ledger database: a PostgreSQL URL (postgresql://...) or a SQLite file (default: the back office's db)"
+
+
+def _ledger(bo, db):
+    from .ledger import Ledger
+    return Ledger.for_backoffice(bo, db)
+
+
+@main.command("sync")
+@data_option
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.option("--operator", default="operator", show_default=True, help="operator name (its key is kept in the data dir)")
+@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True, help="retries on a broken link")
+@click.option("--max-records", type=click.IntRange(1, 200), default=200, show_default=True, help="records per batch")
+@click.option("--no-push", is_flag=True, help="do not push the deny list and trust list")
+@click.option("--no-time", is_flag=True, help="do not set the gate's clock")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="seconds to wait for the gate")
+@click.option("--drop-after", type=int, default=None, hidden=True, help="testing: cut the link after N frames")
+@user_errors
+def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_time, timeout, drop_after):
+    """Sync gates: TARGET is tcp:HOST:PORT or serial:/dev/ttyUSB0. Pulls and decrypts the batch
+    summaries, ingests them into the ledger (chain verified), acknowledges them, then pushes the
+    deny list, the signed trust list and signed time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from . import syncclient
+    bo = _bo(data_dir)
+    led = _ledger(bo, db)
+    for t in targets:
+        syncclient.parse_target(t)  # bad targets fail before anything happens
+    failed = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[note]}"), console=_console()) as prog:
+        for target in targets:
+            task = prog.add_task(target, total=None, note="connecting")
+
+            def progress(gid, done, backlog, task=task, target=target):
+                prog.update(task, description="%s gate %d" % (target, gid), completed=done,
+                            total=max(backlog, done) or None, note="records")
+
+            def make(target=target):
+                tr = syncclient.parse_target(target, timeout)
+                return syncclient.DropAfter(tr, drop_after) if drop_after else tr
+            try:
+                s = syncclient.sync_with_retries(make, bo, led, retries=retries, operator=operator,
+                                                 push=not no_push, set_time=not no_time,
+                                                 max_records=max_records, progress=progress)
+            except syncclient.SyncError as e:
+                failed += 1
+                prog.update(task, note="[red]FAILED: %s" % e)
+                continue
+            prog.update(task, note="%d new, %d duplicate, %d anomalies, %d fraud; drift %s s"
+                        % (s["new"], s["duplicates"], s["anomalies"], s["fraud"], s.get("drift", "-")))
+    led.close()
+    if failed:
+        raise click.ClickException("%d of %d gate(s) failed to sync" % (failed, len(targets)))
+
+
+@main.command("settle")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.option("--now", type=int, default=None, help="settlement time, Unix seconds (default: now)")
+@user_errors
+def settle_cmd(data_dir, db, now):
+    """Charge settled trips against the accounts' holds, flag use beyond the cap, release the holds
+    of expired credentials."""
+    bo = _bo(data_dir)
+    led = _ledger(bo, db)
+    s = led.settle(bo, now=now)
+    led.close()
+    click.echo("settled %d trip(s), %d charged (%d beyond caps); %d fraud flag(s); %d unknown credential(s); "
+               "%d hold(s) released (%d)" % (s["trips"], s["charged"], s["over_cap"], s["fraud"], s["unknown"],
+                                            s["released"], s["released_amount"]))
+
+
+@main.command("report")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+@user_errors
+def report_cmd(data_dir, db, as_json):
+    """Passages per gate and hour, denials by reason, fraud flags, gate health."""
+    import json
+
+    from . import report
+    bo = _bo(data_dir)
+    led = _ledger(bo, db)
+    rep = led.report()
+    led.close()
+    if as_json:
+        click.echo(json.dumps(report.jsonable(rep), indent=1))
+        return
+    con = _console()
+    for t in report.tables(rep):
+        con.print(t)
+
+
+@main.group("ledger")
+def ledger_group():
+    """Settlement ledger settings."""
+
+
+@ledger_group.command("fare")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.argument("product", type=click.IntRange(min=0))
+@click.argument("amount", type=click.IntRange(min=0), required=False)
+@user_errors
+def ledger_fare(data_dir, db, product, amount):
+    """Show or set the fare (minor units) of PRODUCT."""
+    bo = _bo(data_dir)
+    led = _ledger(bo, db)
+    if amount is not None:
+        led.set_fare(product, amount)
+    click.echo("fare of product %d: %d" % (product, led.fare(product)))
+    led.close()
+
+
+@ledger_group.command("provision")
+@data_option
+@click.argument("gate_dir", type=click.Path(file_okay=False, path_type=Path))
+@user_errors
+def ledger_provision(data_dir, gate_dir):
+    """Put the back office's public root key and batch key into a gate directory (for sync)."""
+    from .syncclient import provision_gate_dir
+    provision_gate_dir(gate_dir, _bo(data_dir))
+    click.echo("root.pub and batch.pub -> %s" % gate_dir)

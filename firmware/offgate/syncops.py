@@ -1,0 +1,331 @@
+"""The sync link's commands (docs/protocol.md "Sync protocol"), run by syncserver.Session once a
+session is authenticated. Kept apart from the handshake so the gate loads this code only for an
+authenticated session, and drops it with the session (see sim/streams.py).
+
+Each op(session, request map) returns a response map or raises SyncError (-> ok: false).
+"""
+import hashlib
+import os
+import struct
+
+from offgate import cbor, cose, frames
+import json
+
+from offgate.syncserver import (BATCH_MAX_RECORDS, BATCH_PUB, DENY_CHUNK, NONCE_LEN, ROOT_PUB, SYNC_STATE, SyncError,
+                                _eq, _read, _uint, urandom)
+
+
+def _sync_fs():
+    try:
+        os.sync()
+    except (AttributeError, OSError):
+        pass
+
+
+def atomic_write(path, data):
+    """Write `data` to `path` through `path.tmp` + rename: readers see the old or the new file whole."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        try:
+            f.flush()
+        except (AttributeError, OSError):
+            pass
+    _sync_fs()
+    try:
+        os.rename(tmp, path)
+    except OSError:  # a VFS that will not rename onto an existing file
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rename(tmp, path)
+    _sync_fs()
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def save_state(srv):
+    atomic_write(srv.path(SYNC_STATE), json.dumps(srv.state).encode())
+
+def root_pub(srv):
+    pub = _read(srv.path(ROOT_PUB))
+    if pub is None or len(pub) != 65:
+        raise SyncError("no root key on the gate (%s)" % ROOT_PUB)
+    return pub
+
+def batch_pub(srv):
+    for name in ("backoffice_pub", "bo_pub", "batch_pub", "server_pub"):
+        v = getattr(srv.gate, name, None)
+        if isinstance(v, (bytes, bytearray)) and len(v) == 65:
+            return bytes(v)
+    pub = _read(srv.path(BATCH_PUB))
+    if pub is None or len(pub) != 65:
+        raise SyncError("no back-office batch key on the gate (%s)" % BATCH_PUB)
+    return pub
+
+# -- clock -------------------------------------------------------------------------
+def clock_state(srv):
+    c = srv.gate.clock
+    st = srv.state
+    return {"now": c.now(), "offset": getattr(c, "offset", 0), "last_set": st.get("last_set"),
+            "drift": st.get("drift")}
+
+
+def drop_deny_tmp(self):
+    if self.deny_tmp is not None:
+        try:
+            self.deny_tmp["f"].close()
+        except Exception:
+            pass
+        _remove(self.srv.path("deny.bin.tmp"))
+        self.deny_tmp = None
+
+
+def op_status(self, req):
+    g = self.gate
+    srv = self.srv
+    st = {}
+    try:
+        st = g.status()
+    except Exception:
+        pass
+    out = {"gate_id": g.cfg["gate_id"], "zone": g.cfg.get("zone"), "firmware": _firmware(),
+           "clock": clock_state(srv), "trust_serial": srv.state.get("trust_serial", 0),
+           "trust_keys": len(g.verifier.trust.keys), "deny_count": g.verifier.deny.count,
+           "scans": st.get("scans"), "opened": st.get("opened"), "denied": st.get("denied")}
+    log = srv.oplog
+    if log is not None:
+        try:
+            ls = log.status()
+            head = log.head()
+            acked = log.acked()
+            out["log"] = _plain(ls)
+            out["head"] = [head[0], bytes(head[1])]
+            out["acked"] = [acked[0], bytes(acked[1])]
+        except Exception as e:
+            out["log_error"] = str(e)
+    try:
+        v = os.statvfs(srv.dir)
+        out["storage"] = {"block": v[0], "blocks": v[2], "free": v[3]}
+    except (AttributeError, OSError):
+        pass
+    return out
+
+def op_config(self, req):
+    return {"config": _plain(self.gate.cfg)}
+
+def op_pull(self, req):
+    from offgate import batch
+    log = self.srv.oplog
+    if log is None:
+        raise SyncError("this gate has no operation log")
+    n = req.get("max", BATCH_MAX_RECORDS)
+    if not _uint(n) or n < 1:
+        raise SyncError("max must be a positive integer")
+    n = min(n, BATCH_MAX_RECORDS)
+    gid = self.gate.cfg["gate_id"]
+    bpub = batch_pub(self.srv)
+    limit = frames.MAX_PAYLOAD - 64
+    while True:
+        plain = batch.build(log, gid, clock_state(self.srv), n)
+        sealed = batch.seal(plain, self.srv.device_key, bpub)
+        if len(sealed) <= limit or n == 1:
+            break
+        n = max(1, n // 2)
+        plain = sealed = None
+    if len(sealed) > limit:
+        raise SyncError("a one-record batch does not fit in a frame")
+    head = log.head()
+    return {"batch": sealed, "head": [head[0], bytes(head[1])]}
+
+def op_ack(self, req):
+    log = self.srv.oplog
+    if log is None:
+        raise SyncError("this gate has no operation log")
+    seq, chain = req.get("seq"), req.get("chain")
+    if not _uint(seq) or not isinstance(chain, bytes) or len(chain) != 32:
+        raise SyncError("ack needs seq (uint) and chain (32 bytes)")
+    ok = bool(log.acknowledge(seq, chain))
+    a = log.acked()
+    return {"acked": ok, "acked_to": [a[0], bytes(a[1])]}
+
+# deny list: begin {size, sha256} / chunk {off, data} / commit
+def op_deny_begin(self, req):
+    size, digest = req.get("size"), req.get("sha256")
+    if not _uint(size) or size < 12 or (size - 12) % 8 or not isinstance(digest, bytes) or len(digest) != 32:
+        raise SyncError("deny_begin needs size (12 + 8n) and sha256 (32 bytes)")
+    self._drop_deny_tmp()
+    f = open(self.srv.path("deny.bin.tmp"), "wb")
+    self.deny_tmp = {"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256()}
+    return {}
+
+def op_deny_chunk(self, req):
+    t = self.deny_tmp
+    if t is None:
+        raise SyncError("deny_chunk without deny_begin")
+    off, data = req.get("off"), req.get("data")
+    if off != t["off"] or not isinstance(data, bytes) or not data or off + len(data) > t["size"]:
+        self._drop_deny_tmp()
+        raise SyncError("deny_chunk out of order or too long")
+    t["f"].write(data)
+    t["h"].update(data)
+    t["off"] += len(data)
+    return {"off": t["off"]}
+
+def op_deny_commit(self, req):
+    from offgate.denylist import DenyListError, check_bytes
+    t = self.deny_tmp
+    if t is None:
+        raise SyncError("deny_commit without deny_begin")
+    try:
+        t["f"].close()
+        if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
+            raise SyncError("deny list incomplete or its SHA-256 does not match")
+        tmp = self.srv.path("deny.bin.tmp")
+        try:
+            n = _check_deny_file(tmp, check_bytes)
+        except DenyListError as e:
+            raise SyncError(str(e))
+        path = self.srv.path("deny.bin")
+        os.rename(tmp, path)
+        _sync_fs()
+        self.deny_tmp = None
+        self.gate.verifier.deny.open(path)
+        self.srv.note("deny list replaced: %d ids" % n)
+        return {"count": self.gate.verifier.deny.count}
+    finally:
+        self._drop_deny_tmp()
+
+def op_trust(self, req):
+    from offgate.trust import TrustError, TrustStore
+    signed = req.get("signed")
+    if not isinstance(signed, bytes):
+        raise SyncError("trust needs 'signed' (a root-signed COSE_Sign1)")
+    body = _root_payload(self.srv, signed, "trust")
+    serial, data = body.get(1), body.get(2)
+    if not _uint(serial) or not isinstance(data, bytes):
+        raise SyncError("signed trust list: bad serial or body")
+    cur = self.srv.state.get("trust_serial", 0)
+    if serial < cur:
+        raise SyncError("trust list serial %d is older than the gate's %d" % (serial, cur))
+    try:
+        store = TrustStore.from_bytes(data)
+    except TrustError as e:
+        raise SyncError(str(e))
+    atomic_write(self.srv.path("trust.cbor"), data)
+    self.srv.state["trust_serial"] = serial
+    save_state(self.srv)
+    self.gate.verifier.set_trust(store)
+    self.srv.note("trust list %d installed: %d keys" % (serial, len(store.keys)))
+    return {"serial": serial, "keys": len(store.keys)}
+
+def op_time_nonce(self, req):
+    self.time_nonce = urandom(NONCE_LEN)
+    return {"nonce": self.time_nonce, "t": self.gate.clock.now()}
+
+def op_set_time(self, req):
+    signed = req.get("signed")
+    if not isinstance(signed, bytes):
+        raise SyncError("set_time needs 'signed' (a root-signed COSE_Sign1)")
+    nonce = self.time_nonce
+    self.time_nonce = None  # one use, whatever happens
+    body = _root_payload(self.srv, signed, "time")
+    gid, n, t = body.get(1), body.get(2), body.get(3)
+    if nonce is None or not isinstance(n, bytes) or not _eq(n, nonce):
+        raise SyncError("signed time does not carry this session's time nonce")
+    if gid != self.gate.cfg["gate_id"] or not _uint(t):
+        raise SyncError("signed time is for another gate or has a bad time")
+    clock = self.gate.clock
+    before = clock.now()
+    drift = t - before
+    clock.offset = getattr(clock, "offset", 0) + drift
+    st = self.srv.state
+    st["last_set"] = t
+    st["drift"] = drift
+    st["offset"] = clock.offset
+    save_state(self.srv)
+    self.srv.note("time set: drift %d s" % drift)
+    return {"drift": drift, "t": clock.now()}
+
+
+
+
+def _firmware():
+    import offgate
+    return offgate.VERSION
+
+
+def _plain(v):
+    """A JSON-ish structure safe for the CBOR encoder (drops what it cannot carry)."""
+    if v is None or v is True or v is False or isinstance(v, (int, str, bytes)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return str(v)
+
+
+def _root_payload(srv, signed, kind):
+    """Verify a root-signed COSE_Sign1 and return its payload map, which must say what it is."""
+    try:
+        payload = cose.sign1_verify(signed, root_pub(srv))
+    except ValueError as e:
+        raise SyncError("%s: not signed by the root key (%s)" % (kind, e))
+    try:
+        body = cbor.loads(payload, max_len=frames.MAX_PAYLOAD)
+    except ValueError as e:
+        raise SyncError("%s: payload is not CBOR (%s)" % (kind, e))
+    if not isinstance(body, dict) or body.get(0) != kind:
+        raise SyncError("signed message is not a %s message" % kind)
+    return body
+
+
+def _check_deny_file(path, check_bytes):
+    """Validate a deny list file before it replaces the current one. Small files go through
+    denylist.check_bytes whole; big ones are checked in pieces the same way (header, length,
+    strictly ascending ids) so a 100,000-id list needs no 800 KB buffer."""
+    from offgate.denylist import HEADER, ID_LEN, DenyListError
+    size = os.stat(path)[6]
+    with open(path, "rb") as f:
+        if size <= DENY_CHUNK:
+            return check_bytes(f.read())
+        head = f.read(HEADER)
+        check_bytes(head[:8] + b"\x00\x00\x00\x00")  # header fields
+        n = struct.unpack(">I", head[8:12])[0]
+        if size != HEADER + n * ID_LEN:
+            raise DenyListError("deny list: length does not match count %d" % n)
+        prev = None
+        i = 0
+        while True:
+            piece = f.read(DENY_CHUNK)
+            if not piece:
+                break
+            for k in range(0, len(piece), ID_LEN):
+                cur = piece[k:k + ID_LEN]
+                if prev is not None and cur <= prev:
+                    raise DenyListError("deny list: ids not strictly ascending at %d" % i)
+                prev = cur
+                i += 1
+        return n
+
+
+OPS = {
+    "status": op_status,
+    "config": op_config,
+    "pull": op_pull,
+    "ack": op_ack,
+    "deny_begin": op_deny_begin,
+    "deny_chunk": op_deny_chunk,
+    "deny_commit": op_deny_commit,
+    "trust": op_trust,
+    "time_nonce": op_time_nonce,
+    "set_time": op_set_time,
+}
+CLOCK_OPS = ("status", "time_nonce", "set_time")

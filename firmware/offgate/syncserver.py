@@ -1,0 +1,305 @@
+"""The gate's side of the sync link (docs/protocol.md "Sync protocol"): bytes in -> bytes out.
+
+Transport-agnostic: the simulator feeds it from a TCP socket (sim/streams.py), a device from the
+USB serial port. One `Session` per connection; the `SyncServer` holds what outlives a session
+(the persisted sync state, the gate it serves).
+
+Handshake (mutual authentication, fresh challenges from both sides):
+
+    host -> gate  HELLO      {1: nonce_h (16), 2: host ephemeral P-256 key (65), 3: operator credential}
+    gate -> host  CHALLENGE  {1: gate_id, 2: nonce_g (16, os.urandom), 3: device key (65),
+                              4: sig_g = DeviceKey.sign(transcript_g), 5: firmware version}
+    host -> gate  AUTH       {1: sig_h = ES256 by the operator's certified key over transcript_h}
+    gate -> host  AUTH_OK    (secured) {"scope": "full" | "clock", "gate_id": ...}
+
+    transcript_g = "OGSYNC1/gate" | nonce_h | nonce_g | eph_h | SHA-256(opcred) | gate_id (4, BE) | device key
+    transcript_h = "OGSYNC1/host" | transcript_g[12:] | sig_g
+    Z    = ECDH(device key, eph_h)                    (32-byte x; only the gate and the host know it)
+    keys = HKDF-SHA256(ikm=Z, salt=nonce_h | nonce_g, info="OGSYNC1/keys" | SHA-256(transcript_h | sig_h), 64)
+    k_hg = keys[:32] (host -> gate MACs), k_gh = keys[32:] (gate -> host MACs)
+
+Secured frame payload: ctr (4, BE) | body (CBOR) | mac (16), mac = HMAC-SHA256(k_dir, frame header |
+ctr | body)[:16]; each direction counts from 1 and a frame must carry exactly the next counter.
+Any bad MAC, counter or frame in a secured session ends it (ERROR, then nothing more is read):
+the link is re-established from a new HELLO with new challenges.
+"""
+import hashlib
+import json
+import os
+import struct
+
+from offgate import cbor, frames
+
+try:
+    from os import urandom
+except ImportError:  # pragma: no cover - some ports keep it elsewhere
+    from random import getrandbits
+
+    def urandom(n):
+        return bytes(getrandbits(8) for _ in range(n))
+
+import sys
+
+if sys.implementation.name == "micropython":
+    from gc import collect as _collect
+else:  # CPython: a full collection per request costs more than it gives
+    def _collect():
+        pass
+
+PROTO = b"OGSYNC1"
+NONCE_LEN = 16
+MAC_LEN = 16
+ROLE_CLAIM = -65538
+ROLE_OPERATOR = "operator"
+DENY_CHUNK = 4096
+SYNC_STATE = "sync.json"
+ROOT_PUB = "root.pub"
+BATCH_PUB = "batch.pub"
+BATCH_MAX_RECORDS = 200
+
+# session states
+IDLE = 0
+CHALLENGED = 1
+OPEN = 2
+DEAD = 3
+
+
+class SyncError(ValueError):
+    pass
+
+
+# ------------------------------------------------------------------------------ crypto glue
+def _sha256(data):
+    return hashlib.sha256(data).digest()
+
+
+def hmac_sha256(key, msg):
+    from offgate import hmac256
+    return hmac256.hmac_sha256(key, msg)
+
+
+def hkdf_sha256(ikm, salt, info, n):
+    from offgate import hkdf
+    return hkdf.hkdf_sha256(ikm, salt, info, n)
+
+
+def _eq(a, b):
+    """Constant-time comparison of two byte strings."""
+    if len(a) != len(b):
+        return False
+    r = 0
+    for i in range(len(a)):
+        r |= a[i] ^ b[i]
+    return r == 0
+
+
+def _u32(v):
+    return struct.pack(">I", v & 0xFFFFFFFF)
+
+
+def _uint(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _unload(name):
+    import offgate
+    sys.modules.pop("offgate." + name, None)
+    try:
+        delattr(offgate, name)
+    except Exception:  # MicroPython raises KeyError
+        pass
+    _collect()
+
+
+# ------------------------------------------------------------------------------ files
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+# ------------------------------------------------------------------------------ server
+class SyncServer:
+    """What the sync link needs from the gate, plus the state that outlives a session."""
+
+    def __init__(self, gate, oplog=None, device_key=None, log=None):
+        self.gate = gate
+        self.cfg = gate.cfg
+        self.dir = gate.cfg["state_dir"]
+        self.oplog = oplog if oplog is not None else getattr(gate, "oplog", None)
+        self._device_key = device_key  # found or loaded on first use (a P-256 key costs heap)
+        self.log = log
+        st = None
+        raw = _read(self.path(SYNC_STATE))
+        if raw:
+            try:
+                st = json.loads(raw)
+            except ValueError:
+                st = None
+        if not isinstance(st, dict):
+            st = {}
+        self.state = st
+        self.sessions = 0
+        self.refused = 0
+
+    @property
+    def device_key(self):
+        if self._device_key is None:
+            self._device_key = self._find_device_key(self.gate)
+        return self._device_key
+
+    def _find_device_key(self, gate):
+        for name in ("device_key", "devkey", "dkey", "key"):
+            k = getattr(gate, name, None)
+            if k is not None and hasattr(k, "sign"):
+                return k
+        from offgate import devicekey
+        return devicekey.load_or_create(self.path("device.key"))
+
+    def path(self, name):
+        return self.dir + "/" + name
+
+    def note(self, msg):
+        if self.log is not None:
+            try:
+                self.log.write("sync: %s\n" % msg)
+            except Exception:
+                pass
+
+    def session(self):
+        self.sessions += 1
+        return Session(self)
+
+# ------------------------------------------------------------------------------ session
+class Session:
+    def __init__(self, server):
+        self.srv = server
+        self.gate = server.gate
+        self.deframer = frames.Deframer()
+        self.state = IDLE
+        self.closed = False
+        self.k_hg = self.k_gh = None
+        self.rx = 0
+        self.tx = 0
+        self.scope = None
+        self.time_nonce = None
+        self.deny_tmp = None
+        self.frames_in = 0
+        self.bad_frames = 0
+
+    def close(self):
+        """The link is gone: forget the keys and any half-received deny list."""
+        self.closed = True
+        self.state = DEAD
+        self.k_hg = self.k_gh = None
+        self._drop_deny_tmp()
+
+    # -- frames ----------------------------------------------------------------------
+    def feed(self, data):
+        """Bytes from the host -> bytes to send back. Never raises."""
+        out = []
+        try:
+            for ftype, payload in self.deframer.feed(data):
+                if self.closed:
+                    break
+                self.frames_in += 1
+                try:
+                    r = self.handle(ftype, payload)
+                except MemoryError:
+                    r = self._fail("gate out of memory")
+                except Exception as e:  # a bug must not take the gate down: end this session
+                    r = self._fail("internal error: %s" % e)
+                if r:
+                    out.append(r)
+        except Exception as e:
+            out.append(self._fail("internal error: %s" % e))
+        return b"".join(out)
+
+    def _error(self, msg):
+        self.srv.note("error: " + msg)
+        return frames.encode(frames.ERROR, cbor.dumps({1: msg}))
+
+    def _fail(self, msg):
+        """End the session: forget the keys, refuse everything after this frame."""
+        self.state = DEAD
+        self.closed = True
+        self.k_hg = self.k_gh = None
+        self._drop_deny_tmp()
+        return self._error(msg)
+
+    def _seal(self, ftype, body):
+        self.tx += 1
+        body = cbor.dumps(body)
+        n = 4 + len(body) + MAC_LEN
+        ctr = _u32(self.tx)
+        mac = hmac_sha256(self.k_gh, frames.header(ftype, n) + ctr + body)[:MAC_LEN]
+        return frames.encode(ftype, ctr + body + mac)
+
+    def _open(self, ftype, payload):
+        n = len(payload)
+        if n < 4 + MAC_LEN:
+            return None
+        ctr = payload[:4]
+        body = payload[4:n - MAC_LEN]
+        mac = hmac_sha256(self.k_hg, frames.header(ftype, n) + ctr + body)[:MAC_LEN]
+        if not _eq(mac, payload[n - MAC_LEN:]):
+            return None
+        if struct.unpack(">I", ctr)[0] != self.rx + 1:
+            return None
+        self.rx += 1
+        return body
+
+    def handle(self, ftype, payload):
+        if self.state == OPEN:
+            if ftype != frames.REQUEST:
+                return self._fail("unexpected frame type %d in a secured session" % ftype)
+            body = self._open(ftype, payload)
+            if body is None:
+                self.srv.refused += 1
+                return self._fail("bad MAC or counter")
+            try:
+                req = cbor.loads(body, max_len=frames.MAX_PAYLOAD)
+            except ValueError:
+                return self._fail("request is not CBOR")
+            if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+                return self._seal(frames.RESPONSE, {"ok": False, "err": "request must be a map with 'op'"})
+            return self._seal(frames.RESPONSE, self.request(req))
+        if ftype == frames.HELLO:
+            from offgate import synchs
+            return synchs.hello(self, payload)
+        if ftype == frames.AUTH and self.state == CHALLENGED:
+            from offgate import synchs
+            r = synchs.auth(self, payload)
+            _unload("synchs")  # not needed again in this session: give its heap to the commands
+            return r
+        self.state = IDLE
+        return self._error("expected HELLO" if ftype != frames.AUTH else "AUTH without a challenge")
+
+    # -- commands (offgate/syncops.py, loaded on the first request) ---------------------
+    def request(self, req):
+        _collect()
+        from offgate import syncops
+        op = req["op"]
+        fn = syncops.OPS.get(op)
+        if fn is None:
+            return {"ok": False, "err": "unknown op %s" % op}
+        if self.scope != "full" and op not in syncops.CLOCK_OPS:
+            return {"ok": False, "err": "operator credential or issuer key not valid at the gate's clock; "
+                                        "only status and set time are allowed"}
+        try:
+            r = fn(self, req)
+        except SyncError as e:
+            return {"ok": False, "err": str(e)}
+        except MemoryError:
+            return {"ok": False, "err": "gate out of memory"}
+        except Exception as e:
+            return {"ok": False, "err": "%s: %s" % (type(e).__name__, e)}
+        r["ok"] = True
+        return r
+
+    def _drop_deny_tmp(self):
+        if self.deny_tmp is not None:
+            from offgate import syncops
+            syncops.drop_deny_tmp(self)

@@ -1,0 +1,406 @@
+"""The settlement ledger: what the gates did, verified, settled against the accounts' holds.
+
+Storage: SQLite (default: the back office's own database file, its own tables) or PostgreSQL given
+a URL (`postgresql://...`). The same SQL runs on both through `_DB`, a thin adapter (placeholders,
+BLOB/BYTEA, autoincrement ids).
+
+Operations data lives here (gates, records, anomalies, fraud flags, fares). Money lives with the
+accounts in the back office (accounts, holds, charges: one SQLite transaction per trip), and the
+ledger marks a record settled only after its charge is committed there; charges are keyed by
+(gate, seq), so a crash between the two commits is repaired by the next settle, never doubled.
+
+Ingest (`ingest(gate, records)`) is idempotent by (gate, seq) and verifies each gate's hash chain:
+  * chain[i] = SHA-256(chain[i-1] || body[i]) (body = the record's first 28 bytes, oplog.py);
+    a mismatch is stored as an anomaly "chain_mismatch" (tampering), never dropped or hidden;
+  * a seq that skips ahead is a "gap", one that goes back inside a batch a "reorder", the same seq
+    with a different chain a "conflict", a record with `missed` > 0 a "not_logged" note.
+Fraud (`fraud` table, and the credential goes onto the back office's deny list):
+  * "double_use": the same credential and counter OPENed twice (two gates, or twice at one);
+  * "cap_exceeded": settled trips beyond the credential's cap (its hold), found at settlement.
+"""
+import hashlib
+import json
+import sqlite3
+import struct
+import time
+from pathlib import Path
+
+DEFAULT_FARE = 250
+CHUNK = 500  # trips settled per transaction
+ZERO32 = bytes(32)
+REC_MAGIC = 0x4F
+
+
+def _now(now=None):
+    return int(time.time() if now is None else now)
+
+
+def record_body(r) -> bytes:
+    """The 28 hashed bytes of an operation-log record (firmware/offgate/oplog.py layout)."""
+    cti = r.get("cti")
+    return struct.pack(">BBBBIII8sI", REC_MAGIC, 1 if r["decision"] == "OPEN" else 0, r["reason"] & 0xFF,
+                       1 if cti else 0, r["seq"], r["t"], r["ctr"] or 0, bytes(cti) if cti else bytes(8),
+                       r.get("missed", 0))
+
+
+def chain_next(prev: bytes, r) -> bytes:
+    return hashlib.sha256(bytes(prev) + record_body(r)).digest()
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger_gates (
+    gate        BIGINT PRIMARY KEY,
+    device_pub  {blob} NOT NULL,
+    enrolled    BIGINT NOT NULL,
+    chain_seq   BIGINT NOT NULL DEFAULT 0,
+    chain_head  {blob} NOT NULL,
+    last_sync   BIGINT,
+    drift       BIGINT,
+    time_set    BIGINT,
+    backlog     BIGINT,
+    status      TEXT
+);
+CREATE TABLE IF NOT EXISTS ledger_records (
+    gate      BIGINT NOT NULL,
+    seq       BIGINT NOT NULL,
+    t         BIGINT NOT NULL,
+    cti       {blob},
+    ctr       BIGINT NOT NULL,
+    decision  TEXT NOT NULL,
+    reason    INTEGER NOT NULL,
+    missed    BIGINT NOT NULL,
+    chain     {blob} NOT NULL,
+    chain_ok  INTEGER NOT NULL,
+    ingested  BIGINT NOT NULL,
+    settled   INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (gate, seq)
+);
+CREATE INDEX IF NOT EXISTS ledger_records_cti ON ledger_records (cti, ctr);
+CREATE TABLE IF NOT EXISTS ledger_anomalies (
+    id      {serial},
+    gate    BIGINT NOT NULL,
+    seq     BIGINT NOT NULL,
+    kind    TEXT NOT NULL,
+    detail  TEXT NOT NULL,
+    t       BIGINT NOT NULL,
+    UNIQUE (gate, seq, kind)
+);
+CREATE TABLE IF NOT EXISTS ledger_fraud (
+    id         {serial},
+    kind       TEXT NOT NULL,
+    cti        {blob} NOT NULL,
+    ctr        BIGINT NOT NULL,
+    gate       BIGINT NOT NULL,
+    seq        BIGINT NOT NULL,
+    other_gate BIGINT,
+    other_seq  BIGINT,
+    detail     TEXT NOT NULL,
+    t          BIGINT NOT NULL,
+    UNIQUE (kind, gate, seq)
+);
+CREATE TABLE IF NOT EXISTS ledger_fares (
+    product  BIGINT PRIMARY KEY,
+    amount   BIGINT NOT NULL
+);
+"""
+
+
+class LedgerError(ValueError):
+    pass
+
+
+class _DB:
+    """The thin adapter: SQL is written with `?` placeholders and {blob}/{serial} type names."""
+
+    def __init__(self, url):
+        self.url = str(url)
+        if self.url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+            self.kind = "pg"
+            self.conn = psycopg.connect(self.url)
+            self.types = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
+        else:
+            path = self.url[len("sqlite:///"):] if self.url.startswith("sqlite:///") else self.url
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.kind = "sqlite"
+            self.conn = sqlite3.connect(path, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.types = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
+
+    def sql(self, q):
+        return q.replace("?", "%s") if self.kind == "pg" else q
+
+    def execute(self, q, args=()):
+        cur = self.conn.cursor()
+        cur.execute(self.sql(q), tuple(args))
+        return cur
+
+    def executemany(self, q, rows):
+        cur = self.conn.cursor()
+        cur.executemany(self.sql(q), rows)
+        return cur
+
+    def rows(self, q, args=()):
+        cur = self.execute(q, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def one(self, q, args=()):
+        r = self.rows(q, args)
+        return r[0] if r else None
+
+    def script(self, text):
+        for stmt in text.format(**self.types).split(";"):
+            if stmt.strip():
+                self.execute(stmt)
+        self.conn.commit()
+
+    def commit(self):
+        self.conn.commit()
+
+    def rollback(self):
+        self.conn.rollback()
+
+    def close(self):
+        self.conn.close()
+
+
+def _b(v):
+    return bytes(v) if v is not None else None
+
+
+class Ledger:
+    def __init__(self, url):
+        self.db = _DB(url)
+        self.db.script(SCHEMA)
+
+    @classmethod
+    def for_backoffice(cls, bo, url=None):
+        """The ledger for a back office: `url` if given, else the back office's own SQLite file."""
+        return cls(url or str(bo.db_path))
+
+    def close(self):
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ fares
+    def set_fare(self, product, amount):
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            raise LedgerError("fare must be a non-negative integer (minor units)")
+        self.db.execute("INSERT INTO ledger_fares (product, amount) VALUES (?, ?) "
+                        "ON CONFLICT (product) DO UPDATE SET amount = excluded.amount", (product, amount))
+        self.db.commit()
+
+    def fare(self, product):
+        r = self.db.one("SELECT amount FROM ledger_fares WHERE product = ?", (product,))
+        return int(r["amount"]) if r else DEFAULT_FARE
+
+    # ------------------------------------------------------------------ gates
+    def enroll_gate(self, gate, device_pub, now=None):
+        """Trust on first use: the first sync records the gate's device key; later syncs must match."""
+        r = self.db.one("SELECT device_pub FROM ledger_gates WHERE gate = ?", (gate,))
+        if r is None:
+            self.db.execute("INSERT INTO ledger_gates (gate, device_pub, enrolled, chain_seq, chain_head) "
+                            "VALUES (?, ?, ?, 0, ?)", (gate, bytes(device_pub), _now(now), ZERO32))
+            self.db.commit()
+            return True
+        if bytes(r["device_pub"]) != bytes(device_pub):
+            from .syncclient import SyncError
+            raise SyncError("gate %d presented a device key that is not the enrolled one "
+                            "(re-enrol it with `offgate ledger forget-gate %d` if it was replaced)" % (gate, gate))
+        return False
+
+    def gate(self, gate):
+        return self.db.one("SELECT * FROM ledger_gates WHERE gate = ?", (gate,))
+
+    def gates(self):
+        return self.db.rows("SELECT * FROM ledger_gates ORDER BY gate")
+
+    def note_status(self, gate, st, now=None):
+        log = st.get("log") or {}
+        self.db.execute("UPDATE ledger_gates SET last_sync = ?, backlog = ?, status = ? WHERE gate = ?",
+                        (_now(now), log.get("backlog"), json.dumps(st, default=lambda b: b.hex()), gate))
+        self.db.commit()
+
+    def note_time(self, gate, drift, now=None):
+        self.db.execute("UPDATE ledger_gates SET drift = ?, time_set = ?, last_sync = ? WHERE gate = ?",
+                        (drift, _now(now), _now(now), gate))
+        self.db.commit()
+
+    # ------------------------------------------------------------------ ingest
+    def ingest(self, gate, records, meta=None, now=None):
+        """Store one batch of a gate's records, in one transaction (durable when it returns).
+        Returns counts and the credential ids to deny."""
+        now = _now(now)
+        db = self.db
+        g = self.gate(gate)
+        if g is None:
+            raise LedgerError("gate %d is not enrolled" % gate)
+        head_seq, head = int(g["chain_seq"]), bytes(g["chain_head"])
+        res = {"new": 0, "duplicates": 0, "anomalies": 0, "fraud": 0, "deny": []}
+        prev_seq = None
+        meta = meta or {}
+        try:
+            if records and meta.get("chain_ok") is False:
+                res["anomalies"] += self._anomaly(gate, records[-1]["seq"], "chain_mismatch",
+                                                  "the batch's records do not lead to the chain the gate "
+                                                  "reports (%s)" % bytes(meta.get("chain") or b"").hex()[:16], now)
+            for r in records:
+                seq = r["seq"]
+                if prev_seq is not None and seq <= prev_seq:
+                    res["anomalies"] += self._anomaly(gate, seq, "reorder",
+                                                      "seq %d after %d in one batch" % (seq, prev_seq), now)
+                prev_seq = seq
+                old = db.one("SELECT chain FROM ledger_records WHERE gate = ? AND seq = ?", (gate, seq))
+                if old is not None:
+                    if bytes(old["chain"]) == bytes(r["chain"]):
+                        res["duplicates"] += 1
+                    else:
+                        res["anomalies"] += self._anomaly(gate, seq, "conflict",
+                                                          "a different record for seq %d was already stored" % seq, now)
+                    continue
+                if seq != head_seq + 1:
+                    if seq > head_seq + 1:
+                        res["anomalies"] += self._anomaly(gate, seq, "gap", "records %d..%d missing"
+                                                          % (head_seq + 1, seq - 1), now)
+                    chain_ok = 0  # cannot be linked to the stored head
+                else:
+                    chain_ok = 1 if chain_next(head, r) == bytes(r["chain"]) else 0
+                    if not chain_ok:
+                        res["anomalies"] += self._anomaly(gate, seq, "chain_mismatch",
+                                                          "chain of seq %d does not follow seq %d" % (seq, head_seq), now)
+                if r.get("missed"):
+                    res["anomalies"] += self._anomaly(gate, seq, "not_logged",
+                                                      "%d decisions before seq %d were not logged" % (r["missed"], seq), now)
+                db.execute("INSERT INTO ledger_records (gate, seq, t, cti, ctr, decision, reason, missed, chain, "
+                           "chain_ok, ingested, settled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                           (gate, seq, r["t"], _b(r.get("cti")), r["ctr"] or 0, r["decision"], r["reason"],
+                            r.get("missed", 0), bytes(r["chain"]), chain_ok, now))
+                res["new"] += 1
+                if seq > head_seq:
+                    head_seq, head = seq, bytes(r["chain"])
+                if r["decision"] == "OPEN" and r.get("cti"):
+                    res["fraud"] += self._double_use(gate, r, now, res["deny"])
+            db.execute("UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?", (head_seq, head, gate))
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        return res
+
+    def _anomaly(self, gate, seq, kind, detail, now):
+        cur = self.db.execute("INSERT INTO ledger_anomalies (gate, seq, kind, detail, t) VALUES (?, ?, ?, ?, ?) "
+                              "ON CONFLICT DO NOTHING", (gate, seq, kind, detail, now))
+        return 1 if cur.rowcount else 0
+
+    def _flag(self, kind, cti, ctr, gate, seq, other_gate, other_seq, detail, now):
+        cur = self.db.execute("INSERT INTO ledger_fraud (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                              (kind, bytes(cti), ctr, gate, seq, other_gate, other_seq, detail, now))
+        return 1 if cur.rowcount else 0
+
+    def _double_use(self, gate, r, now, deny):
+        others = self.db.rows("SELECT gate, seq FROM ledger_records WHERE cti = ? AND ctr = ? AND decision = 'OPEN' "
+                              "AND NOT (gate = ? AND seq = ?) ORDER BY gate, seq",
+                              (bytes(r["cti"]), r["ctr"], gate, r["seq"]))
+        n = 0
+        for o in others:
+            n += self._flag("double_use", r["cti"], r["ctr"], gate, r["seq"], o["gate"], o["seq"],
+                            "counter %d of %s opened at gate %d (seq %d) and gate %d (seq %d)"
+                            % (r["ctr"], bytes(r["cti"]).hex(), o["gate"], o["seq"], gate, r["seq"]), now)
+        if others:
+            deny.append(bytes(r["cti"]))
+        return n
+
+    # ------------------------------------------------------------------ settlement
+    def settle(self, bo, now=None):
+        """Charge every unsettled OPEN passage to its account (against the credential's hold), flag
+        use beyond the cap, release the holds of expired credentials. Idempotent."""
+        now = _now(now)
+        out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0,
+               "released_amount": 0, "deny": []}
+        rows = self.db.rows("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
+                            "AND settled = 0 ORDER BY t, gate, seq")
+        fares = {}
+        for i in range(0, len(rows), CHUNK):
+            chunk = rows[i:i + CHUNK]
+            trips, done, unknown = [], [], []
+            for r in chunk:
+                if r["cti"] is None:
+                    done.append((1, r["gate"], r["seq"]))
+                    continue
+                cti = bytes(r["cti"])
+                cred = bo.credential(cti)
+                if cred is None:
+                    unknown.append(r)
+                    done.append((2, r["gate"], r["seq"]))
+                    continue
+                if cred["product"] not in fares:
+                    fares[cred["product"]] = self.fare(cred["product"])
+                trips.append((r, (r["gate"], r["seq"], cti, r["t"], fares[cred["product"]])))
+            # money first (one back-office transaction), then the ledger's marks (one transaction):
+            # a crash in between is repaired by the next settle, as charges are keyed by (gate, seq)
+            results = bo.charge_trips([t for _, t in trips], now=now) if trips else []
+            for r in unknown:
+                out["unknown"] += self._anomaly(r["gate"], r["seq"], "unknown_credential",
+                                                "OPEN for credential %s the back office never issued"
+                                                % bytes(r["cti"]).hex(), now)
+            for (r, t), c in zip(trips, results):
+                done.append((1, r["gate"], r["seq"]))
+                if c is None:
+                    continue
+                out["trips"] += 1
+                out["charged"] += c["amount"]
+                if c["cap"] is not None and c["charged_total"] > c["cap"]:
+                    cti = t[2]
+                    out["over_cap"] += c["over_cap"]
+                    out["fraud"] += self._flag("cap_exceeded", cti, r["ctr"], r["gate"], r["seq"], None, None,
+                                               "credential %s charged %d in total, cap %d"
+                                               % (cti.hex(), c["charged_total"], c["cap"]), now)
+                    if cti not in out["deny"]:
+                        out["deny"].append(cti)
+            self.db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
+            self.db.commit()
+        for cti in out["deny"]:
+            bo.deny(cti)
+        for h in bo.release_expired_holds(now):
+            out["released"] += 1
+            out["released_amount"] += h["released_amount"]
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def records(self, gate=None):
+        q = "SELECT * FROM ledger_records" + (" WHERE gate = ?" if gate is not None else "") + " ORDER BY gate, seq"
+        return self.db.rows(q, (gate,) if gate is not None else ())
+
+    def anomalies(self):
+        return self.db.rows("SELECT gate, seq, kind, detail, t FROM ledger_anomalies ORDER BY gate, seq, kind")
+
+    def fraud(self):
+        out = self.db.rows("SELECT kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t FROM ledger_fraud "
+                           "ORDER BY t, gate, seq")
+        for f in out:
+            f["cti"] = bytes(f["cti"])
+        return out
+
+    def report(self):
+        """Everything `offgate report` shows, as plain data."""
+        db = self.db
+        return {
+            "passages": db.rows("SELECT gate, (t / 3600) * 3600 AS hour, COUNT(*) AS passages FROM ledger_records "
+                                "WHERE decision = 'OPEN' GROUP BY gate, (t / 3600) * 3600 ORDER BY gate, hour"),
+            "denials": db.rows("SELECT gate, reason, COUNT(*) AS n FROM ledger_records WHERE decision = 'DENY' "
+                               "GROUP BY gate, reason ORDER BY gate, reason"),
+            "fraud": self.fraud(),
+            "anomalies": self.anomalies(),
+            "gates": [{"gate": g["gate"], "last_sync": g["last_sync"], "drift": g["drift"], "time_set": g["time_set"],
+                       "backlog": g["backlog"], "chain_seq": g["chain_seq"],
+                       "records": db.one("SELECT COUNT(*) AS n FROM ledger_records WHERE gate = ?", (g["gate"],))["n"]}
+                      for g in self.gates()],
+        }
