@@ -427,21 +427,29 @@ def gate():
 def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew):
     """Write a gate directory: gate.json, the trust store and the deny list from the back office."""
     from .simgate import write_gate_dir
+    from .syncclient import provision_gate_dir
     bo = _bo(data_dir)
     cfg = write_gate_dir(gate_dir, gate_id=gate_id, zone=zone, trust=bo.trust_bytes(), deny=bo.deny_bytes(),
                          max_age_s=max_age, skew_s=skew)
+    provision_gate_dir(gate_dir, bo)  # root.pub and batch.pub, so the gate can sync
     click.echo(str(cfg))
 
 
 @gate.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--heap", default="128k", show_default=True)
+@click.option("--heap", default=None, help="MicroPython heap [default: 128k; 192k with --sync]")
 @click.option("--tcp", default=None, metavar="HOST:PORT", help="read scanner lines from TCP instead of stdin")
-def gate_run(config, heap, tcp):
+@click.option("--sync", "sync_addr", default=None, metavar="HOST:PORT", help="also listen for the sync tool here")
+def gate_run(config, heap, tcp, sync_addr):
     """Run the simulated gate: scanner lines on stdin (or TCP), one JSON line per scan on stdout."""
     import os
     from .simgate import micropython_env, sim_command
     args = ["--tcp", tcp] if tcp else []
+    if sync_addr:
+        args += ["--sync", sync_addr]
+    # a sync session (handshake, sealing) does not fit next to the bytecode in 128k on the unix
+    # port, where the firmware's bytecode lives in the heap; frozen on a device, it would
+    heap = heap or ("192k" if sync_addr else "128k")
     cmd = sim_command(config, heap, *args)
     os.execvpe(cmd[0], cmd, micropython_env())
 
