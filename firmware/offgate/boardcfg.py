@@ -263,15 +263,7 @@ def validate(raw):
 
 def load(path):
     """Read and validate a board config file (gate.json on the gate)."""
-    import json
-    try:
-        with open(path) as f:
-            raw = json.load(f)
-    except OSError as e:
-        raise ConfigError("cannot read config %s: %s" % (path, e))
-    except ValueError as e:
-        raise ConfigError("config %s is not valid JSON: %s" % (path, e))
-    return validate(raw)
+    return validate(config.read_json(path))
 
 
 def section(cfg, name):

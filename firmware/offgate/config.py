@@ -65,12 +65,16 @@ def validate(raw):
     return cfg
 
 
-def load(path):
+def read_json(path):
+    """The raw JSON object of a config file, or ConfigError saying what is wrong with the file."""
     try:
         with open(path) as f:
-            raw = json.load(f)
+            return json.load(f)
     except OSError as e:
         raise ConfigError("cannot read config %s: %s" % (path, e))
     except ValueError as e:
         raise ConfigError("config %s is not valid JSON: %s" % (path, e))
-    return validate(raw)
+
+
+def load(path):
+    return validate(read_json(path))

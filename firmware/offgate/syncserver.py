@@ -84,13 +84,9 @@ def hkdf_sha256(ikm, salt, info, n):
 
 
 def _eq(a, b):
-    """Constant-time comparison of two byte strings."""
-    if len(a) != len(b):
-        return False
-    r = 0
-    for i in range(len(a)):
-        r |= a[i] ^ b[i]
-    return r == 0
+    """Constant-time comparison of two byte strings (hmac256.equal, loaded like the rest of the glue)."""
+    from offgate import hmac256
+    return hmac256.equal(a, b)
 
 
 def _u32(v):
