@@ -466,12 +466,44 @@ def readme_section(R):
         "them, / K; ESP32 ms = instructions x 1.9 / 240 MHz (an estimate, not a device measurement); GC count = "
         "extra calls to `gc_collect`; free heap a scan needs: heap filled with ballast after setup, bisected "
         "until scans stop opening (peak = in use after setup + that)." % (N_SCANS, CG_K),
+        "",
+        flash_sync_summary(R),
         MARK_END,
     ]
     if cg["status"] != "ok":
         lines.insert(-1, "")
         lines.insert(-1, "Callgrind %s: %s" % (cg["status"], cg["reason"]))
     return "\n".join(lines)
+
+
+def flash_sync_summary(R):
+    """One line each for the flash and sync benches (full numbers in results.json)."""
+    parts = []
+    f = R.get("flash_ops", {})
+    if f.get("status") == "ok":
+        ls, op, raw = f["per_logged_scan"], f["per_open_scan"], f["raw_region_estimate"]
+        parts.append(
+            "Flash per logged scan (operation log on littlefs, 4 KB sectors, %d scans): %.2f erases, %.1f programs, "
+            "%.0f bytes programmed (mean); an OPEN (log + replay commit): %.2f erases, %.0f bytes; a raw flash "
+            "region would need ~%.3f erases and %d bytes." % (
+                f["scans"], ls["erases_mean"], ls["programs_mean"], ls["prog_bytes_mean"], op["erases_mean"],
+                op["prog_bytes_mean"], raw["erases_mean"], raw["prog_bytes_mean"]))
+    s = R.get("sync", {})
+    if s.get("status") == "ok":
+        for r in s.get("results", []):
+            parts.append(
+                "Sync of a gate holding %d records, %s ledger (host side; the gate's part run under CPython): "
+                "%s records/s pulled and opened end to end, %s records/s ingested, %s trips/s settled." % (
+                    r["records"], r["db"], r["sync_records_per_s"], r["ingest_records_per_s"],
+                    r["settle_trips_per_s"]))
+        rec = s.get("oplog_recovery")
+        if rec:
+            parts.append("Operation log recovery at boot: %.2f s clean, %.2f s after a torn tail." % (
+                rec["recover_clean_s"], rec["recover_after_cut_s"]))
+    for name, x in (("flash", f), ("sync", s)):
+        if x.get("status") not in (None, "ok"):
+            parts.append("The %s bench %s (see bench/results.json)." % (name, x.get("status")))
+    return "\n".join(parts)
 
 
 def write_readme(section):
@@ -541,6 +573,20 @@ def print_summary(R):
         R["qr"]["version"]))
     if cg["status"] != "ok":
         console.print("[yellow]callgrind %s: %s[/]" % (cg["status"], cg["reason"]))
+
+
+def run_json_script(args, timeout):
+    """Run one of the standalone bench scripts (they print one JSON object); record failures."""
+    cmd = [sys.executable] + [str(a) for a in args]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "command": " ".join(cmd[1:])}
+    if r.returncode != 0:
+        return {"status": "failed", "command": " ".join(cmd[1:]), "stderr": r.stderr[-2000:]}
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    out["status"] = "ok"
+    return out
 
 
 def main():
@@ -615,6 +661,14 @@ def main():
         note("callgrind (x86-64 instruction counts) ...")
         cg = callgrind_runs(env, data, work)
 
+        note("flash operations per logged scan (littlefs over a counting NOR block device) ...")
+        flash = run_json_script([ROOT / "bench" / "flash_ops.py"], 600)
+        n_sync = int(os.environ.get("OFFGATE_BENCH_SYNC_RECORDS", "100000"))
+        note("sync throughput, %d records (SQLite%s) ..." % (
+            n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
+            "for PostgreSQL"))
+        sync = run_json_script([ROOT / "bench" / "sync_bench.py", "--records", n_sync], 3600)
+
         text = info["typical_qr_text"]
         qrinfo = {"text_length_chars": len(text), "version": qr.qr_version(text), "error_level": "M",
                   "mode": "alphanumeric", "what": "a returning rider's code (second code of a credential)"}
@@ -640,6 +694,8 @@ def main():
             "verify": verify,
             "callgrind": cg,
             "qr": qrinfo,
+            "flash_ops": flash,
+            "sync": sync,
             "bench_seconds": None,
         }
         if cg["status"] == "ok":

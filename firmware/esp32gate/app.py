@@ -233,6 +233,8 @@ def main(path=CONFIG):
     out = LogOut(lg["dir"], lg["max_kb"], lg["files"], lg.get("echo", False))
     app = App(cfg, out, actuator=act, counter=counter)
     app.locked = locked
+    if cfg.get("sync"):
+        import esp32gate.synclink  # noqa: F401  registers the sync link's task hook
     for hook in TASK_HOOKS:
         t = hook(app)
         if t is not None:

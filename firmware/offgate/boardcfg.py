@@ -244,6 +244,22 @@ def check_board(raw):
         c.get_int(s, "log", "max_kb", 1, 1024)
         c.get_int(s, "log", "files", 1, 8)
         c.get_bool(s, "log", "echo", False)
+    s = c.section("sync", required=False)
+    if s is not None:  # the sync link on a device (esp32gate.synclink)
+        port = s.get("port", "console")
+        if port == "console":
+            hd = raw.get("hardening")
+            if isinstance(hd, dict) and hd.get("detach_repl") is False and chip != "unix":
+                c.err("sync.port", "the console carries the REPL unless hardening.detach_repl is true")
+        elif port == "uart":
+            u = c.get_int(s, "sync", "uart", 1, 2)
+            if u is not None and isinstance(raw.get("scanner"), dict) and raw["scanner"].get("uart") == u:
+                c.err("sync.uart", "UART %d is the scanner's" % u)
+            c.pin(s, "sync", "tx", True)
+            c.pin(s, "sync", "rx", False)
+            c.get_int(s, "sync", "baud", 1200, 2000000, 115200)
+        else:
+            c.err("sync.port", "must be 'console' or 'uart', got %r" % (port,))
     return c.bad
 
 

@@ -247,7 +247,22 @@ class Session:
         self.rx += 1
         return body
 
+    def _restart(self):
+        """Forget the session's keys and state, as if the link had just come up."""
+        self.state = IDLE
+        self.k_hg = self.k_gh = None
+        self.rx = self.tx = 0
+        self.scope = None
+        self.time_nonce = None
+        self._drop_deny_tmp()
+
     def handle(self, ftype, payload):
+        if ftype == frames.HELLO and self.state != IDLE:
+            # A new handshake supersedes the session: a serial line has no connection boundary to
+            # end the old one. Whoever can send this could as well cut the link; nothing is read
+            # or changed without completing the new handshake.
+            self.srv.note("new HELLO: previous session ended")
+            self._restart()
         if self.state == OPEN:
             if ftype != frames.REQUEST:
                 return self._fail("unexpected frame type %d in a secured session" % ftype)

@@ -4,34 +4,13 @@ Each gives an asyncio stream reader with .read(n), the same interface the ESP32 
 offers, so the gate loop cannot tell them apart.
 """
 import asyncio
-import select
 import sys
 
+from offgate.pollread import PollReader
 
-class FileReader:
-    """A blocking file (stdin, a pty) as a stream that returns what has arrived.
 
-    asyncio's StreamReader.read(n) on a blocking file waits for all n bytes, which would hold a
-    short scanner line forever; sockets and the ESP32 UART don't have that problem. So: wait for
-    the first byte through asyncio, then take only the bytes poll() says are already there."""
-
-    def __init__(self, f):
-        self.f = f
-        self._first = asyncio.StreamReader(f)
-        self._poll = select.poll()
-        self._poll.register(f, select.POLLIN)
-
-    async def read(self, n):
-        first = await self._first.read(1)
-        if not first:
-            return b""
-        buf = bytearray(first)
-        while len(buf) < n and self._poll.poll(0):
-            b = self.f.read(1)
-            if not b:
-                break
-            buf += b
-        return bytes(buf)
+# The sim's scanner streams are plain blocking files: read them like the ESP32 console is read.
+FileReader = PollReader
 
 
 def stdin_reader():

@@ -1,0 +1,47 @@
+"""The ESP32's sync link over a serial line: esp32gate.synclink serving the real firmware's sync
+sessions on its console, the host's `offgate sync serial:…` transport (pyserial) on the other end
+of a pty. What only a board adds: the USB-serial chip and the detached REPL."""
+import os
+import subprocess
+import time
+
+from offgate_host.backoffice import BackOffice
+from offgate_host.ledger import Ledger
+from offgate_host.simgate import SimGate, micropython_bin, micropython_env, repo_root, write_gate_dir
+from offgate_host.syncclient import SerialTransport, provision_gate_dir, sync_gate
+from offgate_host.wallet import Wallet
+
+NOW = int(time.time())
+SYNC_HEAP = os.environ.get("OFFGATE_SYNC_HEAP", "192k")  # see tests/test_sync_e2e.py
+
+
+def test_sync_over_serial_console(tmp_path):
+    bo = BackOffice(tmp_path / "bo")
+    bo.init_issuer("t", valid_from=NOW - 86400)
+    bo.create_account("a", balance=5000)
+    w = Wallet.create(tmp_path / "w.json")
+    w.set_credential(bo.issue_credential("a", w.pub65, zones=[1], now=NOW))
+    cfg = write_gate_dir(tmp_path / "gate", gate_id=31, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
+    provision_gate_dir(cfg.parent, bo)
+    with SimGate(cfg) as g:                      # three passages, logged
+        for _ in range(3):
+            assert g.scan(w.qr_text(w.next_code()))["decision"] == "OPEN"
+
+    master, slave = os.openpty()
+    err = open(tmp_path / "sync.err", "w")
+    p = subprocess.Popen([micropython_bin(), "-X", "heapsize=" + SYNC_HEAP,
+                          str(repo_root() / "tests" / "esp32" / "synclink_driver.py"), str(cfg)],
+                         stdin=master, stdout=master, stderr=err, env=micropython_env(), cwd=str(tmp_path))
+    try:
+        led = Ledger.for_backoffice(bo)
+        s = sync_gate(SerialTransport(os.ttyname(slave), timeout=60), bo, led)
+        assert s["new"] == 3 and s["anomalies"] == 0
+        again = sync_gate(SerialTransport(os.ttyname(slave), timeout=60), bo, led)   # a second session
+        assert again["new"] == 0
+    finally:
+        p.kill()
+        p.wait()
+        err.close()
+        os.close(master)
+        os.close(slave)
+    assert p.returncode is not None
