@@ -17,3 +17,12 @@ def mp():
     o = Oracle()
     yield o
     o.close()
+
+
+@pytest.fixture(scope="module")
+def mp_isolated():
+    """A MicroPython process of the test module's own (same 128k heap as `mp`), for modules whose
+    imports would otherwise stay in the session-wide oracle that other tests measure memory in."""
+    o = Oracle()
+    yield o
+    o.close()

@@ -6,6 +6,7 @@ tests can push thousands of cases through the firmware without paying process st
 """
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -98,3 +99,12 @@ class Oracle:
         if self.proc and self.proc.poll() is None:
             self.proc.stdin.close()
             self.proc.wait(timeout=10)
+
+
+def free_port():
+    """A free TCP port on the loopback interface, for a simulated gate's listener."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

@@ -9,16 +9,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from offgate_host.batchcrypto import BatchError, open_batch
-from mpbridge import Oracle
 
 
 @pytest.fixture(scope="module")
-def mp():
-    """This module's own MicroPython process (same 128k heap as the shared `mp`): the crypto and
-    batch modules it loads stay out of the session-wide oracle other tests measure memory in."""
-    o = Oracle()
-    yield o
-    o.close()
+def mp(mp_isolated):
+    """The crypto and batch modules this loads stay out of the session-wide oracle."""
+    return mp_isolated
 
 
 GATE_D = bytes.fromhex("C9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721")

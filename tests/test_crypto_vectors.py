@@ -12,16 +12,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from mpbridge import Oracle
 
 
 @pytest.fixture(scope="module")
-def mp():
-    """This module's own MicroPython process (same 128k heap as the shared `mp`): the crypto and
-    batch modules it loads stay out of the session-wide oracle other tests measure memory in."""
-    o = Oracle()
-    yield o
-    o.close()
+def mp(mp_isolated):
+    """The crypto and batch modules this loads stay out of the session-wide oracle."""
+    return mp_isolated
 
 
 WYCHE = Path(__file__).parents[2] / "shared" / "vectors" / "wycheproof"

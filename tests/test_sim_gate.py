@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from mpbridge import free_port
+
 from offgate_host import formats
 from offgate_host.backoffice import BackOffice
 from offgate_host.simgate import SimGate, micropython_env, sim_command, write_gate_dir
@@ -92,17 +94,9 @@ def test_missing_trust_store_refuses_everything_but_runs(gate_setup):
         assert g.scan(w.qr_text(w.next_code()))["reason"] == "UNKNOWN_ISSUER"
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_tcp_scanner_stream(gate_setup):
     cfg, w = gate_setup
-    port = _free_port()
+    port = free_port()
     p = subprocess.Popen(sim_command(cfg, None, "--tcp", "127.0.0.1:%d" % port), stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, env=micropython_env(), text=True)
     try:

@@ -6,11 +6,12 @@ fraudulent credential at its next scan."""
 import json
 import os
 import random
-import socket
 import time
 from pathlib import Path
 
 import pytest
+
+from mpbridge import free_port
 
 from offgate_host import formats
 from offgate_host.backoffice import BackOffice
@@ -27,14 +28,6 @@ SYNC_HEAP = os.environ.get("OFFGATE_SYNC_HEAP", "192k")
 
 pytestmark = pytest.mark.skipif(not (firmware_dir() / "offgate" / "batch.py").exists(),
                                 reason="needs the gate-side batch summaries (offgate/batch.py)")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class SyncSimGate(SimGate):
