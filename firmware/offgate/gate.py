@@ -131,6 +131,7 @@ class Gate:
             "replay_skipped": self.replay.skipped,
             "cache": len(v.cache),
             "cache_hits": v.cache.hits,
+            "cache_trimmed": v.cache.trimmed,
         }
         if self.oplog is not None:
             for k, x in self.oplog.status().items():
@@ -147,6 +148,15 @@ class Gate:
             for item in asm.feed(chunk):
                 self.scan(item)
                 gc.collect()  # between scans, so no collection lands inside the next decision
+            self.idle()  # nothing queued: precomputation for the next scans
+
+    def idle(self):
+        """Between scans (never inside a decision): the verifier's precomputation. Never raises."""
+        try:
+            if self.verifier.idle():
+                gc.collect()
+        except Exception:  # MemoryError included: it is only an optimisation
+            pass
 
 
 def build(cfg, actuator, out, clock):

@@ -49,6 +49,14 @@ class FileComb:
         mv = _MV
         return int.from_bytes(mv[0:32], "big"), int.from_bytes(mv[32:64], "big")
 
+    def rowbuf(self, c):
+        """(buffer, offset) of row c's 64 bytes, read into a shared buffer (offgate.p256fast)."""
+        f = self.f
+        f.seek(self.off + ((c - 1) << 6))
+        if f.readinto(_BUF) != 64:
+            raise OSError("short read from comb table")
+        return _BUF, 0
+
 
 def _read_exact(f, n):
     b = f.read(n)

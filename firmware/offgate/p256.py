@@ -238,6 +238,12 @@ class Comb:
         o = (c % per) << 6
         return int.from_bytes(mv[o:o + 32], "big"), int.from_bytes(mv[o + 32:o + 64], "big")
 
+    def rowbuf(self, c):
+        """(buffer, offset) of row c's 64 bytes x || y, without decoding (offgate.p256fast)."""
+        c -= 1
+        per = self.per
+        return self.mvs[c // per], (c % per) << 6
+
     def chunks(self):
         return self.mvs
 

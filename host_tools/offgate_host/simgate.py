@@ -4,6 +4,7 @@ Used by `offgate demo`, `offgate gate run` and the end-to-end tests. The firmwar
 that goes onto the ESP32; only the adapters (stdin scanner, stderr relay) differ.
 """
 import json
+import functools
 import os
 import shutil
 import subprocess
@@ -43,13 +44,33 @@ def mpy_cross_bin():
     return str(cand) if cand.exists() else (shutil.which("mpy-cross") or "mpy-cross")
 
 
+# sys.implementation._mpy >> 10 -> mpy-cross -march (py/persistentcode.h MP_NATIVE_ARCH_*)
+_MPY_ARCHS = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em", 7: "armv7emsp",
+              8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc", 12: "rv64imc"}
+
+
+@functools.lru_cache(maxsize=None)
+def unix_native_arch():
+    """The native-code architecture of the unix-port micropython binary ("x64" on x86-64), or
+    None if it has no native emitter (then viper modules are left out and the firmware uses its
+    big-integer fallbacks, as on any port without viper)."""
+    r = subprocess.run([micropython_bin(), "-c", "import sys; print(sys.implementation._mpy)"],
+                       capture_output=True, text=True)
+    try:
+        return _MPY_ARCHS.get((int(r.stdout.strip()) >> 10) & 0x0F)
+    except ValueError:
+        return None
+
+
 def compile_firmware(out=None):
-    """Compile firmware/*.py to bytecode .mpy under build/unix-mpy (only what changed).
+    """Compile firmware/*.py to .mpy under build/unix-mpy (only what changed), with native code
+    (viper) for the unix port's architecture.
 
     A device runs compiled (or frozen) firmware, never source: compiling on a 128 KB heap would
     spend most of it on the compiler. The simulator runs the same kind of image."""
     src = firmware_dir()
     out = Path(out) if out else repo_root() / "build" / "unix-mpy"
+    arch = unix_native_arch()
     for py in sorted(src.rglob("*.py")):
         rel = py.relative_to(src)
         mpy = out / rel.with_suffix(".mpy")
@@ -57,8 +78,12 @@ def compile_firmware(out=None):
             continue
         mpy.parent.mkdir(parents=True, exist_ok=True)
         tmp = mpy.with_name(mpy.name + ".tmp%d" % os.getpid())
-        r = subprocess.run([mpy_cross_bin(), "-s", str(rel), "-o", str(tmp), str(py)], capture_output=True,
-                           text=True)
+        march = ["-march=" + arch] if arch else []
+        r = subprocess.run([mpy_cross_bin(), "-s", str(rel), *march, "-o", str(tmp), str(py)],
+                           capture_output=True, text=True)
+        if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
+            mpy.unlink(missing_ok=True)  # a viper module on a port without native code: left out
+            continue
         if r.returncode != 0:
             raise RuntimeError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
         os.replace(tmp, mpy)
