@@ -510,6 +510,8 @@ def readme_section(R):
         "extra calls to `gc_collect`; free heap a scan needs: heap filled with ballast after setup, bisected "
         "until scans stop opening (peak = in use after setup + that)." % (N_SCANS, CG_K),
         "",
+        verify_paths_summary(R),
+        "",
         flash_sync_summary(R),
         MARK_END,
     ]
@@ -517,6 +519,28 @@ def readme_section(R):
         lines.insert(-1, "")
         lines.insert(-1, "Callgrind %s: %s" % (cg["status"], cg["reason"]))
     return "\n".join(lines)
+
+
+def verify_paths_summary(R):
+    """One verification by each firmware path (callgrind, ESP32 estimate) and what the viper code is."""
+    cg = R["callgrind"]
+    if cg.get("status") != "ok":
+        return ""
+
+    def one(key):
+        x = cg[key]
+        return "%.1f M instructions = %.0f ms" % (x["instructions_per_op"] / 1e6, x["esp32_estimate_ms"])
+
+    vc = R.get("viper_code", {})
+    nat = [cg[k].get("native_code_share_of_instructions") for k in ("first_seen_scan", "returning_scan")]
+    return (
+        "One ECDSA verification by each firmware path (ESP32 estimate at 1.9 cycles per x86-64 instruction, "
+        "also for the viper code): big-integer reference %s; viper field arithmetic, generic key %s; "
+        "viper, key with its idle-time 2^128 multiple (returning rider) %s. That precomputation, done between "
+        "scans: %s. Share of a scan's instructions spent in viper native code: first-seen %s, returning %s. "
+        "Viper code (offgate/p256field.py) as .mpy: %s bytes x64, %s bytes xtensawin." % (
+            one("verify_key_bigint"), one("verify_key"), one("verify_key_split"), one("idle_precompute_split"),
+            pct(nat[0]), pct(nat[1]), vc.get("x64_mpy_bytes"), vc.get("xtensawin_mpy_bytes")))
 
 
 def flash_sync_summary(R):
@@ -531,6 +555,17 @@ def flash_sync_summary(R):
             "region would need ~%.3f erases and %d bytes." % (
                 f["scans"], ls["erases_mean"], ls["programs_mean"], ls["prog_bytes_mean"], op["erases_mean"],
                 op["prog_bytes_mean"], raw["erases_mean"], raw["prog_bytes_mean"]))
+    k = R.get("soak", {})
+    if k.get("status") == "ok":
+        parts.append(
+            "Soak at -X heapsize=%s: %d scans in a row on the simulated gate (%d riders: %d first-seen, %d returning "
+            "scans), %d opened, denied %s; heap in use after each scan %.1f-%.1f KiB (after setup %.1f), at least "
+            "%.1f KiB free, largest free block at least %.1f KiB (fragmentation at most %.0f %%)." % (
+                k["heap"], k["scans"], k["riders"], k["first_seen_scans"], k["returning_scans"], k["opened"],
+                k["denied"] or "none", k["heap_in_use_after_setup_bytes"] / 1024,
+                k["max_heap_in_use_between_scans_bytes"] / 1024, k["heap_in_use_after_setup_bytes"] / 1024,
+                k["min_free_between_scans_bytes"] / 1024, k["largest_free_block_min_bytes"] / 1024,
+                100 * k["fragmentation_max"]))
     s = R.get("sync", {})
     if s.get("status") == "ok":
         for r in s.get("results", []):
@@ -543,7 +578,7 @@ def flash_sync_summary(R):
         if rec:
             parts.append("Operation log recovery at boot: %.2f s clean, %.2f s after a torn tail." % (
                 rec["recover_clean_s"], rec["recover_after_cut_s"]))
-    for name, x in (("flash", f), ("sync", s)):
+    for name, x in (("flash", f), ("soak", k), ("sync", s)):
         if x.get("status") not in (None, "ok"):
             parts.append("The %s bench %s (see bench/results.json)." % (name, x.get("status")))
     return "\n".join(parts)
@@ -707,6 +742,9 @@ def main():
 
         note("flash operations per logged scan (littlefs over a counting NOR block device) ...")
         flash = run_json_script([ROOT / "bench" / "flash_ops.py"], 600)
+        n_soak = int(os.environ.get("OFFGATE_BENCH_SOAK_SCANS", "10000"))
+        note("soak: %d scans in a row on the simulated gate at -X heapsize=%s ..." % (n_soak, SMALL_HEAP))
+        soak = run_json_script([ROOT / "bench" / "soak_128k.py", "--scans", n_soak, "--heap", SMALL_HEAP], 3600)
         n_sync = int(os.environ.get("OFFGATE_BENCH_SYNC_RECORDS", "100000"))
         note("sync throughput, %d records (SQLite%s) ..." % (
             n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
@@ -722,7 +760,7 @@ def main():
             "machine": machine,
             "config": {"n_scans": N_SCANS, "n_verify_signatures": N_VERIFY, "small_heap": SMALL_HEAP,
                        "large_heap": LARGE_HEAP, "deny_list_entries": info["deny_count"],
-                       "gate": "gate.json defaults (cache_size 32, replay_slots 512), max_age_s 60, skew_s 30"},
+                       "gate": "gate.json defaults (cache_size 16, replay_slots 512), max_age_s 60, skew_s 30"},
             "units": "keys ending _ms: milliseconds; _bytes: bytes; _kib: KiB (1024 bytes); instructions: x86-64 "
                      "instructions (callgrind Ir); counts are per operation; ratios unitless",
             "targets_esp32_ms": {"returning_scan": TARGET_MS["returning"], "first_seen_scan": TARGET_MS["first"]},
@@ -741,6 +779,7 @@ def main():
             "viper_code": viper,
             "qr": qrinfo,
             "flash_ops": flash,
+            "soak": soak,
             "sync": sync,
             "bench_seconds": None,
         }

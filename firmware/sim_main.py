@@ -10,7 +10,7 @@ stdout; relay/LED actions go to stderr. At the end of stdin a final status line 
 import sys
 import asyncio
 
-from offgate import config, gate
+from offgate import gate, unload
 from offgate.clock import Clock
 from sim.actuators import SimActuator
 from sim import streams
@@ -49,11 +49,14 @@ def parse_args(argv):
 
 def main():
     opts = parse_args(sys.argv[1:])
+    from offgate import config
     try:
         cfg = config.load(opts["config"])
     except config.ConfigError as e:
         sys.stderr.write("sim_main: %s\n" % e)
         sys.exit(2)
+    config = None
+    unload("offgate.config")  # boot-only: its bytecode (~4 KB on the unix port) goes back to the heap
     g = gate.build(cfg, SimActuator(sys.stderr), sys.stdout, Clock(opts["offset"]))
     if opts["sync"]:
         streams.start_sync(g, opts["sync"][0], opts["sync"][1])

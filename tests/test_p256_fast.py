@@ -31,6 +31,13 @@ def _load_fw(name):
     return m
 
 
+
+@pytest.fixture(scope="module")
+def mp(mp_isolated):
+    """This module's own MicroPython process: comb tables and key precomputations held in the
+    session-wide oracle would leave other modules too little of its 128k heap (and vice versa)."""
+    return mp_isolated
+
 def test_gtable_module_is_current():
     assert (FIRMWARE / "offgate" / "p256_gtable.py").read_text() == tables.gtable_module_source()
     assert b"".join(_load_fw("p256_gtable").TABLE) == tables.g_table()

@@ -24,6 +24,13 @@ OPS = "test_p256_field.probe_ops"
 VERIFY = "test_p256_field.probe_verify"
 
 
+
+@pytest.fixture(scope="module")
+def mp(mp_isolated):
+    """This module's own MicroPython process: comb tables and key precomputations held in the
+    session-wide oracle would leave other modules too little of its 128k heap (and vice versa)."""
+    return mp_isolated
+
 def test_generated_module_is_current():
     assert (FIRMWARE / "offgate" / "p256field.py").read_text() == fieldgen.module_source()
 

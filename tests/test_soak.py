@@ -88,3 +88,19 @@ def test_soak_every_code_opens_relay_once_each(board, soak):
     assert r["opened"] == N and r["denied"] == {}, r
     if board != "sim":
         assert r["pulses"] == N and r["restarts"] == {} and r["wdt_feeds"] > 0, r
+
+
+def test_sim_gate_at_128k_stays_flat():
+    """The issue's memory criterion at the raw budget, shortened for `make test` (`make bench` runs
+    10,000 scans): the simulated gate at -X heapsize=128k on this 64-bit port, riders mixing
+    first-seen and returning, every code opens and the heap stays flat and unfragmented enough."""
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import soak_128k
+    r = soak_128k.run(n_scans=1500, n_riders=100, heap="128k", every=500)
+    assert r["status"] == "ok", r
+    assert r["opened"] == 1500 and not r["denied"], r
+    assert r["first_seen_scans"] > 300 and r["returning_scans"] > 300, r
+    used = [c["used"] for c in r["checkpoints"]]
+    assert max(used) - used[0] <= GROWTH_BOUND, used
+    assert r["largest_free_block_min_bytes"] >= 4096, r  # room for a scan's biggest allocations

@@ -31,13 +31,14 @@ except ImportError:
 
 import sys
 
+from offgate import unload
 from offgate.clock import Clock
 from esp32gate.actuators import Esp32Actuator
 from esp32gate.scanner import GM65, open_uart
 from esp32gate.watchdog import Watchdog
 
 # Heap: the board checker (offgate.boardcfg) and the boot-only helpers are imported by main() before
-# the gate and dropped once they have run (`_unload`): ~15 KB a no-PSRAM ESP32 gets back.
+# the gate and dropped once they have run (`offgate.unload`): ~15 KB a no-PSRAM ESP32 gets back.
 MIN_UNIX = 1735689600  # esp32gate.rtc.MIN_UNIX: an earlier gate time means the RTC lost its time
 
 CONFIG = "gate.json"
@@ -185,18 +186,6 @@ def _boot_error(msg):
         pass
 
 
-def _unload(name):
-    """Forget a module so the GC can take its bytecode back (it is not needed after boot)."""
-    sys.modules.pop(name, None)
-    pkg, _, attr = name.rpartition(".")
-    parent = sys.modules.get(pkg)
-    if parent is not None:
-        try:
-            delattr(parent, attr)
-        except AttributeError:
-            pass
-
-
 def load_config(path):
     """(cfg, None) or (None, message): the board config validated, the checker then unloaded."""
     from offgate import boardcfg
@@ -204,7 +193,7 @@ def load_config(path):
         cfg, err = boardcfg.load(path), None
     except boardcfg.ConfigError as e:
         cfg, err = None, str(e)
-    _unload("offgate.boardcfg")
+    unload("offgate.boardcfg")
     gc.collect()
     return cfg, err
 
@@ -227,7 +216,7 @@ def main(path=CONFIG):
         _boot_error("SAFE MODE: %s -- gate stopped, relay off, REPL available" % why)
         return None
     locked = hardening.lock_console() if h["detach_repl"] else []
-    _unload("esp32gate.hardening")  # the counter object keeps its class
+    unload("esp32gate.hardening")  # the counter object keeps its class
     from esp32gate.logout import LogOut
     lg = cfg["log"]
     out = LogOut(lg["dir"], lg["max_kb"], lg["files"], lg.get("echo", False))

@@ -1,2 +1,16 @@
 """offgate gate firmware (MicroPython; also importable under CPython for tooling)."""
+import sys
+
 VERSION = "0.1.0"
+
+
+def unload(name):
+    """Forget a module so the GC can take its bytecode back (boot-only code: config checkers)."""
+    sys.modules.pop(name, None)
+    pkg, _, attr = name.rpartition(".")
+    parent = sys.modules.get(pkg)
+    if parent is not None:
+        try:
+            delattr(parent, attr)
+        except Exception:  # MicroPython raises KeyError for a missing module attribute
+            pass

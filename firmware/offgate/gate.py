@@ -11,6 +11,7 @@ from binascii import hexlify
 import offgate
 from offgate import reasons as R
 from offgate.clock import elapsed_us, ticks_us
+from offgate.credcache import CredCache
 from offgate.denylist import DenyList
 from offgate.oplog import LogFull, OpLog
 from offgate.replay import ReplayGuard
@@ -26,8 +27,9 @@ def state_path(cfg, name):
 
 
 class Gate:
-    def __init__(self, cfg, verifier, replay, actuator, out, clock, oplog=None):
+    def __init__(self, cfg, verifier, replay, actuator, out, clock, oplog=None, asm=None):
         self.cfg = cfg
+        self.asm = asm  # the scanner line buffer, made by build() before the heap fragments
         self.oplog = oplog  # offgate.oplog.OpLog (None: decisions are not logged)
         self.verifier = verifier
         self.replay = replay
@@ -131,7 +133,6 @@ class Gate:
             "replay_skipped": self.replay.skipped,
             "cache": len(v.cache),
             "cache_hits": v.cache.hits,
-            "cache_trimmed": v.cache.trimmed,
         }
         if self.oplog is not None:
             for k, x in self.oplog.status().items():
@@ -140,7 +141,7 @@ class Gate:
 
     async def run(self, reader):
         """Read the scanner stream until it ends (the sim's EOF; never on a real UART)."""
-        asm = LineAssembler(self.cfg["max_line"])
+        asm = self.asm or LineAssembler(self.cfg["max_line"])
         while True:
             chunk = await reader.read(READ_CHUNK)
             if not chunk:
@@ -163,8 +164,11 @@ def build(cfg, actuator, out, clock):
     """Wire a gate from its config and state files. A missing trust store means no issuer is
     trusted (every code is refused) rather than a gate that will not start; that is reported."""
     notes = []
-    # Long-lived buffers first, while the heap is unfragmented (a 16 KB table can fail later on).
+    # Long-lived buffers first, while the heap is unfragmented (after the trust store's table
+    # check the largest free block of a 128 KB heap can be under 1 KB).
     gc.collect()
+    asm = LineAssembler(cfg["max_line"])
+    cache = CredCache(cfg["cache_size"])
     replay = ReplayGuard(state_path(cfg, "replay.log"), cfg["replay_slots"])
     try:
         trust = TrustStore.load(state_path(cfg, "trust.cbor"))
@@ -185,8 +189,8 @@ def build(cfg, actuator, out, clock):
     if rec["gap"]:
         notes.append("oplog: records missing after the acknowledged point")
     verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
-                        cfg["skew_s"], cfg["cache_size"])
-    g = Gate(cfg, verifier, replay, actuator, out, clock, oplog)
+                        cfg["skew_s"], cache)
+    g = Gate(cfg, verifier, replay, actuator, out, clock, oplog, asm)
     boot = g.status()
     boot["event"] = "boot"
     boot["notes"] = notes

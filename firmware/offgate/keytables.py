@@ -17,7 +17,7 @@ heap kept); in_ram=True keeps each 16 KB table as bytes instead.
 """
 import hashlib
 
-from offgate import p256
+from offgate import p256, p256fast
 
 MAGIC = b"OGKT"
 VERSION = 1
@@ -154,12 +154,13 @@ def validate(comb, x, y):
         return False
     for b in range(1, TEETH):
         px, py = comb.row(1 << (b - 1))
-        X, Y, Z = px, py, 1
-        for _ in range(SPACING):
-            X, Y, Z = p256.jdouble(X, Y, Z)
-        qx, qy = comb.row(1 << b)
-        zz = Z * Z % p
-        if not Z or X != qx * zz % p or Y != qy * zz * Z % p:
+        q = p256fast.mul_pow2(px, py, SPACING)  # viper doublings; None on a port without viper
+        if q is None:
+            X, Y, Z = px, py, 1
+            for _ in range(SPACING):
+                X, Y, Z = p256.jdouble(X, Y, Z)  # loads offgate.p256ref
+            q = p256.to_affine(X, Y, Z)
+        if q != comb.row(1 << b):
             return False
     for i in range(3, p256.COMB_ROWS + 1):
         lo = i & -i

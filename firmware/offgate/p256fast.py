@@ -4,7 +4,7 @@ Same algorithms as offgate.p256 (read its docstring first): Jacobian coordinates
 doubling, u1*G from G's comb table, u2*Q by width-5 NAF over one shared chain of doublings, or
 both from comb tables (verify_comb). What changes is the arithmetic under them:
 
-* Field elements live in one preallocated workspace (array('i'), WS_SLOTS slots of 20 limbs):
+* Field elements live in one preallocated workspace (array('H'), WS_SLOTS slots of 20 limbs):
   a verification allocates no big integers in its hot loop, so it triggers no garbage
   collection (at 128 KB the big-int path ran ~24 collections per scan).
 * Each point operation is one call into p256field.run with a small program of field ops
@@ -37,8 +37,8 @@ if OK:
     from offgate.p256field import (DBL, MADD_RAW, SET_RAW, JADD_POS, JADD_NEG, SETJ_POS, SETJ_NEG,
                                    Q_FIRST, Q_NEXT, XCHECK, X, Y, Z, ONE, R2, OX, OY, RR, QTAB, QTAB2, QSTEP,
                                    WS_SLOTS)
-    # the one workspace: every field element of a verification lives here (4,960 bytes)
-    _ws = array("i", bytes(WS_SLOTS * F.SLOT_BYTES))
+    # the one workspace: every field element of a verification lives here (2,480 bytes)
+    _ws = array("H", bytes(WS_SLOTS * F.SLOT_BYTES))
     for _i in range(F.LIMBS):
         _ws[ONE * F.LIMBS + _i] = F.ONE_LIMBS[_i]
         _ws[R2 * F.LIMBS + _i] = F.R2_LIMBS[_i]
@@ -192,16 +192,16 @@ def _verify_core(e, r, s, qx, qy):
 SPLIT = 128
 
 
-def pow2_128(qx, qy):
-    """2^128 (qx, qy) as 64 bytes x || y (plain, affine), or None without the fast path.
-    128 doublings here plus one inversion: run it when the gate is idle, not in a decision."""
+def mul_pow2(qx, qy, k):
+    """2^k (qx, qy) as affine (x, y) ints (None for infinity), or None without the fast path:
+    k doublings here plus one inversion."""
     if not OK:
         return None
     ws = _ws
     _load(OX, qx)
     _load(OY, qy)
     _run(ws, SET_RAW, _N_SET, 0)
-    for _ in range(SPLIT):
+    for _ in range(k):
         _run(ws, DBL, _N_DBL, 0)
     p = p256.P
     out = bytearray(33)
@@ -209,8 +209,16 @@ def pow2_128(qx, qy):
     for slot in (X, Y, Z):
         F.pack(ws, slot, out)
         v.append(int.from_bytes(out, "big") * F.RINV % p)  # out of Montgomery form
-    x, y = p256.to_affine(v[0], v[1], v[2])
-    return x.to_bytes(32, "big") + y.to_bytes(32, "big")
+    return p256.to_affine(v[0], v[1], v[2])
+
+
+def pow2_128(qx, qy):
+    """2^128 (qx, qy) as 64 bytes x || y (plain, affine), or None without the fast path.
+    128 doublings: run it when the gate is idle, not in a decision."""
+    q = mul_pow2(qx, qy, SPLIT)
+    if q is None:
+        return None
+    return q[0].to_bytes(32, "big") + q[1].to_bytes(32, "big")
 
 
 def verify_split(e, r, s, qx, qy, hi):

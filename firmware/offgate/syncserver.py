@@ -99,11 +99,7 @@ def _uint(v):
 
 def _unload(name):
     import offgate
-    sys.modules.pop("offgate." + name, None)
-    try:
-        delattr(offgate, name)
-    except Exception:  # MicroPython raises KeyError
-        pass
+    offgate.unload("offgate." + name)
     _collect()
 
 

@@ -42,12 +42,6 @@ def _printable(line):
     return True
 
 
-# Heap a scan may need, kept free between scans by shrinking the credential cache (measured with
-# `make bench`: a first-seen scan needs ~14 KB free at 128 KB on the unix port; the rest is margin
-# for fragmentation and the idle-time precomputation).
-CACHE_MIN_FREE = 20 * 1024
-
-
 class Verifier:
     def __init__(self, trust, deny, replay, gate_id, zone, max_age_s=60, skew_s=30, cache_size=32):
         self.trust = trust
@@ -57,20 +51,19 @@ class Verifier:
         self.zone = zone
         self.max_age_s = max_age_s
         self.skew_s = skew_s
-        self.cache = CredCache(cache_size)
-        self._pending = None  # the last newly cached credential, for idle()
+        # cache_size: a count, or a CredCache made earlier (gate.build makes it before the heap fragments)
+        self.cache = CredCache(cache_size) if isinstance(cache_size, int) else cache_size
+        self._pending = None  # digest of the last newly cached credential, for idle()
 
     def idle(self):
-        """Work for the gap between scans: keep CACHE_MIN_FREE bytes of heap free for the next
-        scan (the credential cache gives way), then make the newest rider's key faster to verify
-        on the rider's next scan (2^128 * key, ecdsa.PublicKey.precompute_split: a returning
-        rider's verification then needs half the doublings). True if it did something."""
-        did = self.cache.trim(CACHE_MIN_FREE) > 0
-        c = self._pending
-        if c is None:
-            return did
+        """Work for the gap between scans: make the newest cached rider's key faster to verify on
+        the rider's next scan (2^128 * key, ecdsa.PublicKey.precompute_split: a returning rider's
+        verification then needs half the doublings). True if it did something."""
+        d = self._pending
+        if d is None:
+            return False
         self._pending = None
-        return c.rider.precompute_split() or did
+        return self.cache.precompute(d)
 
     def set_trust(self, trust):
         self.trust = trust
@@ -112,8 +105,8 @@ class Verifier:
             return R.MALFORMED_CREDENTIAL, None
         c.key_nbf = signer.nbf
         c.key_exp = signer.exp
-        self.cache.put(digest, c)
-        self._pending = c
+        if self.cache.put(digest, c):
+            self._pending = digest
         return R.OK, c
 
     def decide(self, line, now):

@@ -57,11 +57,7 @@ def _unload():
     import gc
     import offgate
     for name in SYNC_MODULES:
-        sys.modules.pop("offgate." + name, None)
-        try:
-            delattr(offgate, name)
-        except Exception:  # MicroPython raises KeyError here
-            pass
+        offgate.unload("offgate." + name)
     gc.collect()
 
 

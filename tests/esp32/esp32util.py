@@ -49,8 +49,8 @@ def fresh_cfg(sc, **over):
         else:
             raw[k] = v
     cfg = boardcfg.validate(raw)
-    from esp32gate.app import _unload
-    _unload("offgate.boardcfg")  # as main() does: the checker is not kept after boot
+    from offgate import unload
+    unload("offgate.boardcfg")  # as main() does: the checker is not kept after boot
     return cfg
 
 

@@ -20,7 +20,6 @@ class Empty:
     keys = ()
     count = 0
     hits = 0
-    trimmed = 0
 
     def __len__(self):
         return 0
