@@ -3,8 +3,7 @@
 A returning rider then costs one signature check (the rider's), not two. Bounded, least recently
 used out first; a new trust store empties it (a key may have been withdrawn).
 
-Stored as fixed 260-byte records allocated at boot (one bytearray each: no large block needed),
-not as objects: cached
+Stored as fixed 260-byte records in 1 KB pages (4 records) allocated at boot, not as objects: cached
 credentials were ~0.9 KB of small objects each on the 64-bit unix port, made in the middle of
 scans and freed later, and after a few thousand scans at 128 KB the heap had 19 KB free in holes
 of at most 384 bytes (bench/soak_128k.py). A hit rebuilds a short-lived Credential from its
@@ -20,6 +19,7 @@ import struct
 from offgate import credential, ecdsa
 
 REC = 260
+PAGE = 4
 MAXN = 8
 _NONE = 0xFFFFFFFF
 _FIELDS = ">IIIIII"
@@ -49,18 +49,23 @@ def _fits(c):
 class CredCache:
     def __init__(self, size):
         self.size = size if size > 0 else 0
-        self.recs = [memoryview(bytearray(REC)) for _ in range(self.size)]
+        # pages of PAGE records: a 1 KB block is easier to find than one of REC * size on a
+        # fragmented heap (the unix port's, where bytecode and loader temporaries interleave)
+        self.pages = [memoryview(bytearray(REC * PAGE)) for _ in range((self.size + PAGE - 1) // PAGE)]
         self.stamp = [0] * self.size   # 0 = empty, else last use (higher = more recent)
         self.clock = 0
         self.n = 0
         self.hits = 0
         self.misses = 0
 
+    def _rec(self, i):
+        o = (i % PAGE) * REC
+        return self.pages[i // PAGE][o:o + REC]
+
     def _find(self, digest):
-        recs = self.recs
         st = self.stamp
         for i in range(self.size):
-            if st[i] and recs[i][0:32] == digest:
+            if st[i] and self._rec(i)[0:32] == digest:
                 return i
         return -1
 
@@ -76,7 +81,7 @@ class CredCache:
         return self._load(i)
 
     def _load(self, i):
-        mv = self.recs[i]
+        mv = self._rec(i)
         c = credential.Credential()
         c.cti = bytes(mv[32:40])
         c.iss = c.sub = ""  # not kept: the gate decides on the fields below
@@ -106,7 +111,7 @@ class CredCache:
                 break
         if not st[i]:
             self.n += 1
-        mv = self.recs[i]
+        mv = self._rec(i)
         mv[0:32] = digest
         mv[32:40] = c.cti
         struct.pack_into(_FIELDS, mv, _O_FIELDS, c.nbf, c.exp, c.key_nbf, c.key_exp, c.product,
@@ -130,7 +135,7 @@ class CredCache:
         i = self._find(digest)
         if i < 0:
             return False
-        mv = self.recs[i]
+        mv = self._rec(i)
         if mv[_O_COUNTS + 2]:
             return False
         key = ecdsa.PublicKey(int.from_bytes(mv[_O_KEY:_O_KEY + 32], "big"),

@@ -12,8 +12,10 @@ right multiple of the key (no trust in the file at all: a crafted table with a r
 digest is refused too). G's record must match G's table's SHA-256 pinned below. Anything else
 is refused and the key keeps verifying the generic way, so no table file can change a result.
 
-Rows are read from the open file on demand by default (FileComb: 64 bytes per addition, no
-heap kept); in_ram=True keeps each 16 KB table as bytes instead.
+Rows are read from the open file on demand by default (p256.FileComb: 64 bytes per addition, no
+heap kept); in_ram=True keeps each 16 KB table as bytes instead. Boot-time code: TrustStore
+unloads this module once the tables are attached (its bytecode is ~3 KB of heap on the unix
+port); what verification needs afterwards (FileComb, Comb) lives in offgate.p256.
 """
 import hashlib
 
@@ -30,32 +32,7 @@ _TAG = b"offgate comb v1\0"
 # SHA-256 of G's table (= p256_gtable.TABLE): a G record is accepted only with exactly this table
 _G_SHA256 = b"\xa9\xcaIjR\xe92\x90\x82\x85A\xdc\xe5}\xce\xd5\xe0)$\x8b\x0e`\xc1\xb1\x05\x8a\xa1L\xaf6\x11,"
 
-_BUF = bytearray(64)  # one row; verification is single-threaded
-_MV = memoryview(_BUF)
-
-
-class FileComb:
-    """Rows of a comb table read from an open file when needed (seek + readinto, 64 bytes)."""
-
-    def __init__(self, f, off):
-        self.f = f
-        self.off = off
-
-    def row(self, c):
-        f = self.f
-        f.seek(self.off + ((c - 1) << 6))
-        if f.readinto(_BUF) != 64:
-            raise OSError("short read from comb table")
-        mv = _MV
-        return int.from_bytes(mv[0:32], "big"), int.from_bytes(mv[32:64], "big")
-
-    def rowbuf(self, c):
-        """(buffer, offset) of row c's 64 bytes, read into a shared buffer (offgate.p256fast)."""
-        f = self.f
-        f.seek(self.off + ((c - 1) << 6))
-        if f.readinto(_BUF) != 64:
-            raise OSError("short read from comb table")
-        return _BUF, 0
+FileComb = p256.FileComb  # (kept here for callers of the old location)
 
 
 def _read_exact(f, n):

@@ -132,17 +132,6 @@ class OpLog:
     close = _close
 
     # -- recovery ---------------------------------------------------------------
-    def _read_ack(self):
-        b = bytearray(ACK_LEN)
-        try:
-            with open(self.root + "/ack", "rb") as f:
-                n = f.readinto(b)
-        except OSError:
-            return None
-        if n != ACK_LEN or b[0:4] != ACK_MAGIC or _crc(b, 40) != struct.unpack_from(">I", b, 40)[0]:
-            return None
-        return struct.unpack_from(">I", b, 4)[0], bytes(b[8:40])
-
     def _write_ack(self, seq, chain):
         b = bytearray(ACK_LEN)
         b[0:4] = ACK_MAGIC
@@ -154,162 +143,16 @@ class OpLog:
             f.write(b)
         os.rename(tmp, self.root + "/ack")  # atomic on littlefs: old or new ack, never half
 
-    def _check_record(self, b, seq, chain):
-        """The chain after record b if it is record `seq` following `chain`, else None."""
-        if b[0] != MAGIC or _crc(b, 60) != struct.unpack_from(">I", b, 60)[0]:
-            return None
-        if struct.unpack_from(">I", b, 4)[0] != seq:
-            return None
-        c = _chain(chain, self._mv[0:BODY])
-        if c != b[28:60]:
-            return None
-        return c
-
-    def _scan_segment(self, segno, expect_seq, expect_chain):
-        """Read one segment. Returns (first_seq, count, chain_after, clean) or None if its header
-        is bad or it does not follow expect_seq/expect_chain (None = no expectation)."""
-        b = self._buf
-        try:
-            f = open(self._path(segno), "rb")
-        except OSError:
-            return None
-        try:
-            h = self._hdr
-            if f.readinto(h) != HDR or h[0:4] != SEG_MAGIC or h[4] != 1:
-                return None
-            if _crc(h, 60) != struct.unpack_from(">I", h, 60)[0]:
-                return None
-            if struct.unpack_from(">I", h, 8)[0] != segno:
-                return None
-            first = struct.unpack_from(">I", h, 12)[0]
-            chain = bytes(h[16:48])
-            if expect_seq is not None and (first != expect_seq or chain != expect_chain):
-                return None
-            n = 0
-            clean = True
-            while n < self.per_seg:
-                k = f.readinto(b)
-                if not k:
-                    break
-                c = self._check_record(b, first + n, chain) if k == REC else None
-                if c is None:
-                    clean = False  # torn or corrupt: cut here
-                    break
-                chain = c
-                n += 1
-            if clean and f.readinto(b):
-                clean = False      # bytes beyond a full segment
-            return first, n, chain, clean
-        finally:
-            f.close()
-
-    def _truncate(self, segno, count):
-        """Keep the first `count` records of a segment: copy them to a tmp file, rename over."""
-        path = self._path(segno)
-        tmp = path + ".tmp"
-        b = self._buf
-        with open(path, "rb") as src:
-            with open(tmp, "wb") as dst:
-                src.readinto(self._hdr)
-                dst.write(self._hdr)
-                for _ in range(count):
-                    src.readinto(b)
-                    dst.write(b)
-        os.rename(tmp, path)
-
     def recover(self):
-        """Open the log at boot: cut a torn/corrupt tail, finish an interrupted acknowledge,
-        resume the chain. Returns a summary dict."""
-        self._close()
+        """Open the log at boot (offgate.oplogrecover, loaded for the call and unloaded after:
+        boot and I/O-error code that need not sit in a 128 KB heap between scans)."""
+        import offgate
+        from offgate import oplogrecover
         try:
-            os.mkdir(self.root)
-        except OSError:
-            pass  # exists
-        names = os.listdir(self.root)
-        segnos = []
-        for nm in names:
-            if nm.endswith(".tmp"):
-                _remove(self.root + "/" + nm)  # leftovers of a cut rewrite: the original stands
-            elif nm.endswith(".seg") and len(nm) == 12:
-                try:
-                    segnos.append(int(nm[:8]))
-                except ValueError:
-                    pass
-        segnos.sort()
-        if segnos and segnos[-1] > self._last_segno:
-            self._last_segno = segnos[-1]
-        ack = self._read_ack()
-        segs = []
-        cut = 0
-        expect_seq = expect_chain = None
-        i = 0
-        while i < len(segnos):
-            segno = segnos[i]
-            r = self._scan_segment(segno, expect_seq, expect_chain)
-            if r is None:
-                break  # bad header or a break in the chain: this segment and all later ones go
-            first, n, chain, clean = r
-            if not clean:
-                cut += 1
-                if n:
-                    self._truncate(segno, n)
-                    segs.append([segno, first, n])
-                else:
-                    _remove(self._path(segno))
-                i += 1
-                expect_seq = first + n
-                expect_chain = chain
-                break
-            if n == 0:
-                break  # an empty segment (header only): drop it and anything after it
-            segs.append([segno, first, n])
-            expect_seq = first + n
-            expect_chain = chain
-            i += 1
-            if n < self.per_seg:
-                break  # only the last segment may be partly filled
-        # everything from segnos[i] on is beyond the cut (newest first: each step stays valid)
-        for j in range(len(segnos) - 1, i - 1, -1):
-            _remove(self._path(segnos[j]))
-            cut += 1
-        if segs:
-            self._seq = expect_seq - 1
-            self._chain = expect_chain
-        else:
-            self._seq = 0
-            self._chain = ZERO32
-        gap = False
-        if ack is not None:
-            aseq, achain = ack
-        elif segs:
-            # no ack file (never acknowledged, or lost): everything present is unacknowledged
-            s0 = segs[0]
-            aseq = s0[1] - 1
-            achain = self._prev_chain_of(s0[0])
-        else:
-            aseq, achain = 0, ZERO32
-        if aseq >= self._seq:
-            # everything logged is acknowledged: finish removing, resume from the ack state
-            for s in segs:
-                _remove(self._path(s[0]))
-            segs = []
-            self._seq = aseq
-            self._chain = achain
-        else:
-            # finish an interrupted acknowledge: drop segments wholly at or below it
-            while segs and segs[0][1] + segs[0][2] - 1 <= aseq:
-                _remove(self._path(segs.pop(0)[0]))
-            gap = segs[0][1] > aseq + 1  # records between the ack and the log were lost
-        self._acked_seq = aseq
-        self._acked_chain = achain
-        self._segs = segs
-        self.cut = cut
-        return {"head": self._seq, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap}
-
-    def _prev_chain_of(self, segno):
-        with open(self._path(segno), "rb") as f:
-            f.readinto(self._hdr)
-        return bytes(self._hdr[16:48])
+            return oplogrecover.recover(self)
+        finally:
+            oplogrecover = None
+            offgate.unload("offgate.oplogrecover")
 
     # -- appending --------------------------------------------------------------
     def full(self):

@@ -146,6 +146,34 @@ class Comb:
         return self.mvs
 
 
+_ROW = bytearray(64)  # one row; verification is single-threaded
+_ROWMV = memoryview(_ROW)
+
+
+class FileComb:
+    """Rows of a comb table read from an open file when needed (seek + readinto, 64 bytes)."""
+
+    def __init__(self, f, off):
+        self.f = f
+        self.off = off
+
+    def row(self, c):
+        f = self.f
+        f.seek(self.off + ((c - 1) << 6))
+        if f.readinto(_ROW) != 64:
+            raise OSError("short read from comb table")
+        mv = _ROWMV
+        return int.from_bytes(mv[0:32], "big"), int.from_bytes(mv[32:64], "big")
+
+    def rowbuf(self, c):
+        """(buffer, offset) of row c's 64 bytes, read into a shared buffer (offgate.p256fast)."""
+        f = self.f
+        f.seek(self.off + ((c - 1) << 6))
+        if f.readinto(_ROW) != 64:
+            raise OSError("short read from comb table")
+        return _ROW, 0
+
+
 COMB_ROWS = const(255)
 COMB_BYTES = const(16320)  # 255 rows of x || y
 

@@ -61,8 +61,11 @@ class TrustStore:
     def attach_tables(self, path, in_ram=False):
         """Give keys their comb tables from the file at path (offgate.keytables); a missing or
         bad file (or record) only leaves those keys on the generic path."""
+        import offgate
         from offgate import keytables, p256
         self.tables = keytables.attach(path, [k.key for k in self.keys], in_ram)
+        keytables = None
+        offgate.unload("offgate.keytables")  # boot-time code: what rows need is in offgate.p256
         if self.keys:
             p256.gcomb()  # no G table in the file: load p256_gtable now, while the heap is unfragmented
         return self.tables
