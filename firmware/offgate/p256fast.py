@@ -161,6 +161,13 @@ def _verify_core(e, r, s, qx, qy):
     _load(QTAB + 1, qy)
     if not _build_qtab(QTAB, 8):
         return None
+    return _chain(i, n1, n2, QTAB, None, 0, r)
+
+
+def _chain(i, n1, d1, t1, d2, t2, r):
+    """The shared doubling chain from position i down: G's comb digits n1 (positions < 32), the
+    wNAF digits d1 over the table at t1 and, for a split scalar, d2 over the table at t2; then
+    the x-coordinate check against r. True / False / None (exceptional case)."""
     g = p256.gcomb()
     ws = _ws
     run = _run
@@ -174,11 +181,17 @@ def _verify_core(e, r, s, qx, qy):
                 if not _add_row(g, c, inf):
                     return None
                 inf = False
-        c = n2[i]
+        c = d1[i]
         if c:
-            if not _add_digit(c, QTAB, inf):
+            if not _add_digit(c, t1, inf):
                 return None
             inf = False
+        if d2 is not None:
+            c = d2[i]
+            if c:
+                if not _add_digit(c, t2, inf):
+                    return None
+                inf = False
         i -= 1
     if inf:
         return False
@@ -246,29 +259,4 @@ def _verify_split(e, r, s, qx, qy, hi):
     _unpack(ws, QTAB2 + 1, hi, 32)
     if not (_build_qtab(QTAB, 4) and _build_qtab(QTAB2, 4)):
         return None
-    g = p256.gcomb()
-    run = _run
-    inf = True
-    while i >= 0:
-        if not inf:
-            run(ws, DBL, _N_DBL, 0)
-        if i < 32:
-            c = n1[i]
-            if c:
-                if not _add_row(g, c, inf):
-                    return None
-                inf = False
-        c = lo[i]
-        if c:
-            if not _add_digit(c, QTAB, inf):
-                return None
-            inf = False
-        c = hd[i]
-        if c:
-            if not _add_digit(c, QTAB2, inf):
-                return None
-            inf = False
-        i -= 1
-    if inf:
-        return False
-    return _x_matches(r)
+    return _chain(i, n1, lo, QTAB, hd, QTAB2, r)
