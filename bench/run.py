@@ -533,6 +533,11 @@ def verify_paths_summary(R):
 
     vc = R.get("viper_code", {})
     nat = [cg[k].get("native_code_share_of_instructions") for k in ("first_seen_scan", "returning_scan")]
+    bp = R["verify"]["ratios"].get("by_path", {})
+    wall = "; ".join("%s %s ms (%sx cryptography, %sx python-ecdsa)" % (
+        name, fmt(bp[k]["firmware_ms"], 2), fmt(bp[k]["over_cryptography"], 0), fmt(bp[k]["over_python_ecdsa"], 2))
+        for k, name in (("viper_generic", "viper generic"), ("viper_split", "viper split"),
+                        ("big_integer", "big-integer")) if k in bp)
     return (
         "One ECDSA verification by each firmware path (ESP32 estimate at 1.9 cycles per x86-64 instruction, "
         "also for the viper code): big-integer reference %s; viper field arithmetic, generic key %s; "
@@ -540,7 +545,8 @@ def verify_paths_summary(R):
         "scans: %s. Share of a scan's instructions spent in viper native code: first-seen %s, returning %s. "
         "Viper code (offgate/p256field.py) as .mpy: %s bytes x64, %s bytes xtensawin." % (
             one("verify_key_bigint"), one("verify_key"), one("verify_key_split"), one("idle_precompute_split"),
-            pct(nat[0]), pct(nat[1]), vc.get("x64_mpy_bytes"), vc.get("xtensawin_mpy_bytes")))
+            pct(nat[0]), pct(nat[1]), vc.get("x64_mpy_bytes"), vc.get("xtensawin_mpy_bytes"))
+        + (" Wall clock per path on the unix port at 128k, same signatures, same run: %s." % wall if wall else ""))
 
 
 def flash_sync_summary(R):
@@ -727,6 +733,13 @@ def main():
                 "firmware_over_python_ecdsa": round(fw128["verify_key_median_ms"] / cpy["python_ecdsa"]["verify_key_median_ms"], 2),
                 "note": "firmware verify_key median at 128k (unix port) / library median with a parsed key (CPython); "
                         "unitless, same machine, same run",
+                "by_path": {path: {"firmware_ms": fw128[key],
+                                   "over_cryptography": round(fw128[key] / cpy["cryptography"]["verify_key_median_ms"], 1),
+                                   "over_python_ecdsa": round(fw128[key] / cpy["python_ecdsa"]["verify_key_median_ms"], 2)}
+                            for path, key in (("viper_generic", "verify_key_median_ms"),
+                                              ("viper_split", "verify_key_split_median_ms"),
+                                              ("big_integer", "verify_key_bigint_median_ms"))
+                            if fw128.get(key) is not None},
             },
             "message_bytes": len(vectors[0][1]),
             "method": "Messages are the COSE Sig_structures of real rider codes; signatures 64-byte r||s "
