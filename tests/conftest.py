@@ -26,3 +26,13 @@ def mp_isolated():
     o = Oracle()
     yield o
     o.close()
+
+
+def own_oracle():
+    """`mp = own_oracle()` in a test module gives it a MicroPython process of its own under the
+    usual fixture name: for modules whose comb tables or key precomputations would leave the
+    session-wide oracle's 128k heap too small for the others (and vice versa)."""
+    @pytest.fixture(scope="module")
+    def mp(mp_isolated):
+        return mp_isolated
+    return mp

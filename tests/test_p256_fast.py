@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import own_oracle
 from mpbridge import FIRMWARE
 from offgate_host import tables
 from test_ecdsa_vectors import WYCHEPROOF_FILE, wycheproof_cases
@@ -32,11 +33,7 @@ def _load_fw(name):
 
 
 
-@pytest.fixture(scope="module")
-def mp(mp_isolated):
-    """This module's own MicroPython process: comb tables and key precomputations held in the
-    session-wide oracle would leave other modules too little of its 128k heap (and vice versa)."""
-    return mp_isolated
+mp = own_oracle()
 
 def test_gtable_module_is_current():
     assert (FIRMWARE / "offgate" / "p256_gtable.py").read_text() == tables.gtable_module_source()

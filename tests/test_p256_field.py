@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import own_oracle
 from mpbridge import FIRMWARE
 from offgate_host import fieldgen
 from test_ecdsa_vectors import wycheproof_cases
@@ -25,11 +26,7 @@ VERIFY = "test_p256_field.probe_verify"
 
 
 
-@pytest.fixture(scope="module")
-def mp(mp_isolated):
-    """This module's own MicroPython process: comb tables and key precomputations held in the
-    session-wide oracle would leave other modules too little of its 128k heap (and vice versa)."""
-    return mp_isolated
+mp = own_oracle()
 
 def test_generated_module_is_current():
     assert (FIRMWARE / "offgate" / "p256field.py").read_text() == fieldgen.module_source()
