@@ -32,7 +32,7 @@ _TAG = b"offgate comb v1\0"
 # SHA-256 of G's table (= p256_gtable.TABLE): a G record is accepted only with exactly this table
 _G_SHA256 = b"\xa9\xcaIjR\xe92\x90\x82\x85A\xdc\xe5}\xce\xd5\xe0)$\x8b\x0e`\xc1\xb1\x05\x8a\xa1L\xaf6\x11,"
 
-FileComb = p256.FileComb  # (kept here for callers of the old location)
+FileComb = p256.FileComb  # attach() hands these out; the class lives in p256 (kept after unload)
 
 
 def _read_exact(f, n):

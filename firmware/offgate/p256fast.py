@@ -31,7 +31,6 @@ from array import array
 from offgate import p256
 
 ENABLED = True  # bench/tests switch the fast path off to measure/compare the big-int path
-STATS = [0, 0]  # verifications decided here, handed to the big-int path (exceptional cases)
 
 if OK:
     from offgate.p256field import (DBL, MADD_RAW, SET_RAW, JADD_POS, JADD_NEG, SETJ_POS, SETJ_NEG,
@@ -81,20 +80,11 @@ def _add_row(comb, c, inf):
     return not _run(ws, MADD_RAW, _N_MADD, 0)
 
 
-def _counted(res):
-    STATS[0 if res is not None else 1] += 1
-    return res
-
-
 def verify_comb(e, r, s, qcomb):
     """As p256.verify_comb (both points from comb tables). True / False / None (exceptional:
     the caller redoes it with the big-int path)."""
     if not (OK and ENABLED):
         return None
-    return _counted(_verify_comb(e, r, s, qcomb))
-
-
-def _verify_comb(e, r, s, qcomb):
     n = p256.N
     w = p256.inv(s, n)
     d1 = p256.comb_digits(e * w % n)
@@ -147,10 +137,6 @@ def verify_core(e, r, s, qx, qy):
     path)."""
     if not (OK and ENABLED):
         return None
-    return _counted(_verify_core(e, r, s, qx, qy))
-
-
-def _verify_core(e, r, s, qx, qy):
     n = p256.N
     w = p256.inv(s, n)
     n1 = p256.comb_digits(e * w % n)
@@ -238,10 +224,6 @@ def verify_split(e, r, s, qx, qy, hi):
     """As verify_core, with hi = pow2_128(qx, qy). True / False / None (use the big-int path)."""
     if not (OK and ENABLED):
         return None
-    return _counted(_verify_split(e, r, s, qx, qy, hi))
-
-
-def _verify_split(e, r, s, qx, qy, hi):
     n = p256.N
     w = p256.inv(s, n)
     n1 = p256.comb_digits(e * w % n)

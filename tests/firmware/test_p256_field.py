@@ -93,10 +93,6 @@ def probe_verify(pub, msg, sig):
             p256fast.verify_split(e, r, s, key.x, key.y, hi)]
 
 
-def probe_stats():
-    return list(p256fast.STATS)
-
-
 # ---------------------------------------------------------------- tests
 
 def test_fast_path_present_exactly_where_viper_is():
