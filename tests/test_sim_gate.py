@@ -1,4 +1,4 @@
-"""The simulated gate end to end: the real firmware in a MicroPython process (128k heap), fed
+"""The simulated gate end to end: the real firmware in a MicroPython process (the simulator's 144k heap), fed
 through its scanner stream like a GM65 module would feed the ESP32's UART."""
 import json
 import socket

@@ -403,7 +403,7 @@ def inspect_cmd(data_dir, qrtext, trust_file):
 
 
 @main.command("demo")
-@click.option("--heap", default="128k", show_default=True, help="MicroPython heap for the simulated gate")
+@click.option("--heap", default=None, help="MicroPython heap for the simulated gate [default: 144k]")
 @click.option("--keep", type=click.Path(file_okay=False), default=None,
               help="put the demo's back office, wallets and gate files here instead of a temp dir")
 def demo_cmd(heap, keep):
@@ -437,19 +437,19 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew):
 
 @gate.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--heap", default=None, help="MicroPython heap [default: 128k; 192k with --sync]")
+@click.option("--heap", default=None, help="MicroPython heap [default: 144k; 192k with --sync]")
 @click.option("--tcp", default=None, metavar="HOST:PORT", help="read scanner lines from TCP instead of stdin")
 @click.option("--sync", "sync_addr", default=None, metavar="HOST:PORT", help="also listen for the sync tool here")
 def gate_run(config, heap, tcp, sync_addr):
     """Run the simulated gate: scanner lines on stdin (or TCP), one JSON line per scan on stdout."""
     import os
-    from .simgate import micropython_env, sim_command
+    from .simgate import DEFAULT_HEAP, micropython_env, sim_command
     args = ["--tcp", tcp] if tcp else []
     if sync_addr:
         args += ["--sync", sync_addr]
-    # a sync session (handshake, sealing) does not fit next to the bytecode in 128k on the unix
+    # a sync session (handshake, sealing) does not fit next to the bytecode in 144k on the unix
     # port, where the firmware's bytecode lives in the heap; frozen on a device, it would
-    heap = heap or ("192k" if sync_addr else "128k")
+    heap = heap or ("192k" if sync_addr else DEFAULT_HEAP)
     cmd = sim_command(config, heap, *args)
     os.execvpe(cmd[0], cmd, micropython_env())
 

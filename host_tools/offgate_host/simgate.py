@@ -11,7 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-DEFAULT_HEAP = "128k"  # what a no-PSRAM ESP32 can give the firmware at best
+# The simulator process: the gate plus the simulator's own adapters (asyncio streams, TCP, pty,
+# sync listener), and on this 64-bit unix port the bytecode of all of it in the heap too, where a
+# frozen ESP32 build keeps it in flash. The gate itself runs at 128k (bench/soak_128k.py,
+# tests/test_soak.py); the simulator boots from ~132k and gets 144k so its margin does not hang on
+# path lengths and state files.
+DEFAULT_HEAP = "144k"
 
 
 def repo_root():
