@@ -8,8 +8,9 @@
 verify and verify_key never raise for bad input: any malformed input is simply "not verified"
 (fail closed). The one exception is MemoryError, which propagates: it is not evidence of a bad
 signature, and the gate turns it into INTERNAL_ERROR rather than calling a valid rider a forger.
-The arithmetic lives in offgate.p256 (big integers: the reference, and the path for every
-exceptional case) and offgate.p256fast (viper field arithmetic, used when the port has viper).
+The arithmetic lives in offgate.p256fast (viper field arithmetic, used when the port has viper)
+and offgate.p256ref (big integers, reached as p256.verify_*: the reference, and the path for every
+exceptional case and for ports without viper).
 """
 import hashlib
 
@@ -34,7 +35,7 @@ class PublicKey:
 
     def precompute_split(self):
         """Make hi = 2^128 * key so later verifications need 128 doublings, not 256 (fast path
-        only; ~5M host instructions, ~40 ms on an ESP32: for idle time). True if it did work."""
+        only; ~7M host instructions, ~60 ms estimated on an ESP32: for idle time). True if it did work."""
         if self.hi is not None or self.comb is not None or not p256fast.OK:
             return False
         self.hi = p256fast.pow2_128(self.x, self.y)
