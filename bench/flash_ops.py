@@ -1,5 +1,5 @@
 """Flash erases, programs and programmed bytes per logged scan: the operation log (and the replay
-commit an OPEN also makes) on real littlefs (os.VfsLfs2) over a counting NOR block device with
+commit an OPEN also makes, written between scans as Gate.idle does) on real littlefs (os.VfsLfs2) over a counting NOR block device with
 the ESP32's geometry (4096-byte sectors, MicroPython's default read/prog size 32).
 
     python bench/flash_ops.py [SCANS]      (re-runs itself on the MicroPython unix port)
@@ -50,14 +50,19 @@ def measure(with_replay):
         if rp:
             rp.load(T0)
         per = []
+        idle = []
         acks = []
         for i in range(SCANS):
             c = dev.counters()
             cti = bytes([i & 255, (i >> 8) & 255, 1, 2, 3, 4, 5, 6])
-            if rp:
-                rp.commit(cti, i + 1, T0 + 86400, T0)
+            if rp:  # as Gate.scan: the replay record is made durable by the log's record
+                rp.commit(cti, i + 1, T0 + 86400, T0, durable=False)
             lg.append(T0 + i, cti, i + 1, "OPEN", 0)
             per.append(diff(c, dev.counters()))
+            if rp:  # as Gate.idle, after the relay: the replay file's write
+                c = dev.counters()
+                rp.sync()
+                idle.append(diff(c, dev.counters()))
             if i % 200 == 199:  # a sync every 200 scans acknowledges all but the newest 10
                 c = dev.counters()
                 s = lg.head()[0] - 10
@@ -77,17 +82,18 @@ def measure(with_replay):
             out[k + "_mean"] = round(sum(v) / n, 2)
             out[k + "_max"] = max(v)
         return out
-    return stats(per), stats(acks) if acks else None
+    return stats(per), stats(acks) if acks else None, stats(idle) if idle else None
 
 
-log_only, ack = measure(False)
-open_scan, _ = measure(True)
+log_only, ack, _ = measure(False)
+open_scan, _, open_idle = measure(True)
 print(json.dumps({
     "geometry": {"block_size": BS, "blocks": BLOCKS, "prog_size": 32, "segment_bytes": 4096,
                  "record_bytes": 64},
     "scans": SCANS,
     "per_logged_scan": log_only,          # oplog.append (every scan, OPEN or DENY)
-    "per_open_scan": open_scan,           # replay.commit + oplog.append (an OPEN)
+    "per_open_scan": open_scan,           # replay.commit (queued) + oplog.append: an OPEN's decision path
+    "per_open_idle": open_idle,           # the replay file's write after the relay (Gate.idle)
     "per_acknowledge": ack,
     "raw_region_estimate": {"erases_mean": round(64 / 4096, 4), "programs_mean": 1, "prog_bytes_mean": 64},
 }))

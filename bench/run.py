@@ -555,12 +555,14 @@ def flash_sync_summary(R):
     f = R.get("flash_ops", {})
     if f.get("status") == "ok":
         ls, op, raw = f["per_logged_scan"], f["per_open_scan"], f["raw_region_estimate"]
+        oi = f.get("per_open_idle") or {}
         parts.append(
             "Flash per logged scan (operation log on littlefs, 4 KB sectors, %d scans): %.2f erases, %.1f programs, "
-            "%.0f bytes programmed (mean); an OPEN (log + replay commit): %.2f erases, %.0f bytes; a raw flash "
-            "region would need ~%.3f erases and %d bytes." % (
+            "%.0f bytes programmed (mean); an OPEN's decision path (the log's durable record, the replay record "
+            "queued): %.2f erases, %.0f bytes; then, between scans, the replay file's write: %s erases; a raw "
+            "flash region would need ~%.3f erases and %d bytes." % (
                 f["scans"], ls["erases_mean"], ls["programs_mean"], ls["prog_bytes_mean"], op["erases_mean"],
-                op["prog_bytes_mean"], raw["erases_mean"], raw["prog_bytes_mean"]))
+                op["prog_bytes_mean"], oi.get("erases_mean", "n/a"), raw["erases_mean"], raw["prog_bytes_mean"]))
     k = R.get("soak", {})
     if k.get("status") == "ok":
         parts.append(

@@ -57,12 +57,21 @@ class Gate:
             d.reason = R.LOG_FULL
         if d.reason == R.OK:
             try:
-                # durable before the relay moves: a power cut after this cannot admit the code twice
-                self.replay.commit(d.cred.cti, d.ctr, d.cred.exp, now)
+                # Durable before the relay moves, so a power cut cannot admit the code twice: through
+                # the operation log when there is one (its flushed OPEN record holds cti and ctr,
+                # and build() restores the replay table from it), so an OPEN costs one flash sync
+                # (one block erase on littlefs) instead of two; the replay file's write waits for
+                # idle(). Without a log the replay file itself is flushed here.
+                self.replay.commit(d.cred.cti, d.ctr, d.cred.exp, now, durable=lg is None)
             except Exception:
                 d.reason = R.INTERNAL_ERROR  # cannot record it, so do not open
         if lg is not None:
-            self.log(d, now)  # also durable before the relay moves: no OPEN without its record
+            logged = self.log(d, now)  # durable before the relay moves: no OPEN without its record
+            if d.reason == R.OK and not logged:
+                try:
+                    self.replay.sync()  # admitted without a log record ("admit" policy, log full)
+                except Exception:
+                    d.reason = R.INTERNAL_ERROR
         us = elapsed_us(t0)
         self.seq += 1
         try:
@@ -78,18 +87,20 @@ class Gate:
         return d
 
     def log(self, d, now):
-        """Append the decision to the operation log; an OPEN that cannot be logged is denied."""
+        """Append the decision to the operation log; an OPEN that cannot be logged is denied.
+        True if the record is on flash."""
         c = d.cred
         opened = d.reason == R.OK
         try:
-            self.oplog.append(now, c.cti if c is not None else None, d.ctr,
-                              "OPEN" if opened else "DENY", d.reason)
+            return self.oplog.append(now, c.cti if c is not None else None, d.ctr,
+                                     "OPEN" if opened else "DENY", d.reason) is not None
         except LogFull:
             if opened:
                 d.reason = R.LOG_FULL
         except Exception:  # an I/O error: the log counts it; never open without a record
             if opened:
                 d.reason = R.INTERNAL_ERROR
+        return False
 
     def report(self, d, now, us):
         c = d.cred
@@ -152,12 +163,30 @@ class Gate:
             self.idle()  # nothing queued: precomputation for the next scans
 
     def idle(self):
-        """Between scans (never inside a decision): the verifier's precomputation. Never raises."""
+        """Between scans (never inside a decision): write the replay file's queued records, then
+        the verifier's precomputation. Never raises."""
+        try:
+            self.replay.sync()
+        except Exception:  # the operation log still holds the counters; boot restores them
+            pass
         try:
             if self.verifier.idle():
                 gc.collect()
         except Exception:  # MemoryError included: it is only an optimisation
             pass
+
+
+def _restore_replay(replay, oplog, now):
+    """Put back into the replay table what a power cut took before the replay file's write: the
+    OPEN records the log holds (those not yet acknowledged), read 32 at a time."""
+    seq = oplog.acked()[0] + 1
+    n = 0
+    while True:
+        recs = oplog.read(seq, 32)
+        if not recs:
+            return n
+        n += replay.restore(recs, now)
+        seq = recs[-1]["seq"] + 1
 
 
 def build(cfg, actuator, out, clock):
@@ -184,6 +213,10 @@ def build(cfg, actuator, out, clock):
     oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
                   cfg["log_full_policy"])
     rec = oplog.recover()
+    oplog.before_free = replay.sync  # the log may drop records only once the replay file has them
+    n = _restore_replay(replay, oplog, clock.now())
+    if n:
+        notes.append("replay: %d accepted counters restored from the operation log" % n)
     if rec["cut"]:
         notes.append("oplog: torn/corrupt tail cut (%d)" % rec["cut"])
     if rec["gap"]:

@@ -116,6 +116,8 @@ class OpLog:
         self.not_logged = 0           # decisions that could not be logged since boot
         self._missed = 0              # ... since the last written record (goes into the next one)
         self.cut = 0                  # records/segments cut at the last recovery
+        self.before_free = None       # called before acknowledged records are dropped (gate.build:
+                                      # the replay file's write, which those records back up)
 
     # -- paths ------------------------------------------------------------------
     def _path(self, segno):
@@ -287,6 +289,8 @@ class OpLog:
         mine = self._chain if seq == self._seq else self._find_chain(seq)
         if mine is None or mine != chain:
             return False
+        if self.before_free is not None:
+            self.before_free()
         self._write_ack(seq, chain)
         self._acked_seq = seq
         self._acked_chain = chain

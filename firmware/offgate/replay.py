@@ -24,6 +24,7 @@ from offgate.checksum import crc32
 REC = 20
 SLOT = 16
 PAGE_SLOTS = 64  # 1 KB per page
+PEND = 8         # records commit(durable=False) may queue before sync()
 EXP_MAX = 0xFFFFFFFF
 
 
@@ -47,6 +48,8 @@ class ReplayGuard:
         self.skipped = 0        # torn or corrupt records found at load
         self.records = 0        # records in the file
         self._f = None
+        self._pend = bytearray(REC * PEND)  # records of commit(durable=False) not yet written
+        self._npend = 0
 
     def _slot(self, i):
         """(page, byte offset) of slot i."""
@@ -128,6 +131,7 @@ class ReplayGuard:
     def load(self, now=0):
         """Rebuild the table from the file. Safe on a missing, torn or corrupt file."""
         self.close()
+        self._npend = 0
         self._rebuild(())
         self.records = self.skipped = 0
         buf = bytearray(REC)
@@ -162,6 +166,7 @@ class ReplayGuard:
 
     def compact(self):
         """Rewrite the file with one record per live table entry (tmp file + atomic rename)."""
+        self._npend = 0  # queued records are in the table, so in the rewritten file
         self.close()
         tmp = self.path + ".tmp"
         n = 0
@@ -172,18 +177,53 @@ class ReplayGuard:
         os.rename(tmp, self.path)
         self.records = n
 
-    def commit(self, cti, ctr, exp, now):
-        """Record an accepted counter durably (appended and flushed) and in the table.
-        Call before the gate opens: a cut after this cannot let the same code in twice."""
+    def commit(self, cti, ctr, exp, now, durable=True):
+        """Record an accepted counter in the table and the file, before the gate opens.
+        durable: appended and flushed before returning, so a cut after this cannot let the same
+        code in twice. durable=False only queues the record (up to PEND) for sync(): on littlefs
+        every append to a flushed file costs a block erase, tens of ms on NOR flash. Only for a
+        caller that has its own durable record of (cti, ctr) before the relay moves, from which
+        restore() completes the table at boot: the gate's operation log."""
         exp = min(exp, EXP_MAX)  # the field is 32 bits: a later expiry is kept until 2106, not wrapped
-        if self._f is None:
-            self._f = open(self.path, "ab")
-        self._f.write(_record(cti, ctr, exp))
-        self._f.flush()
-        self.records += 1
+        rec = _record(cti, ctr, exp)
+        if not durable and self._npend < PEND:
+            o = self._npend * REC
+            self._pend[o:o + REC] = rec
+            self._npend += 1
+        else:
+            self._append(rec)
         self._put(cti, ctr, exp, now)
         if self.records > 4 * self.slots:
             self.compact()
+
+    def _append(self, data):
+        if self._f is None:
+            self._f = open(self.path, "ab")
+        self._f.write(data)
+        self._f.flush()
+        self.records += len(data) // REC
+
+    def sync(self):
+        """Write and flush what commit(durable=False) queued (between scans). True if it did."""
+        n = self._npend
+        if not n:
+            return False
+        self._npend = 0
+        self._append(memoryview(self._pend)[:n * REC])
+        return True
+
+    def restore(self, records, now):
+        """Complete the table from the operation log: records as OpLog.read gives them; every
+        OPEN whose counter the table lacks (its queued append was lost with the power) is
+        committed again, durably, with the widest expiry (the log does not hold it: kept until
+        evicted). Returns how many were restored."""
+        n = 0
+        for r in records:
+            c = r["cti"]
+            if r["decision"] == "OPEN" and c is not None and r["ctr"] > self.highest(c):
+                self.commit(c, r["ctr"], EXP_MAX, now)
+                n += 1
+        return n
 
     def close(self):
         if self._f is not None:

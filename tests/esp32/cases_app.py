@@ -66,8 +66,10 @@ def test_relay_pulses_only_after_durable_open():
         assert level(pin) == 1 - active  # pulse over
 
     run_app(app, body)
-    # exactly one activation, and by then the counter was on flash (and the decision in the op log)
-    assert len(seen) == 1 and seen[0][0] is True and seen[0][1] in (True, None), seen
+    # exactly one activation, and by then the counter was on flash: in the operation log's OPEN
+    # record when the gate keeps one (the replay file's write waits for idle time and is restored
+    # from the log at boot), else in the replay file
+    assert len(seen) == 1 and (seen[0][1] is True or (seen[0][1] is None and seen[0][0] is True)), seen
     assert app.actuator.pulses == 1 and app.actuator.denies == 1
 
 
