@@ -6,9 +6,7 @@ through the fast path in tests/test_ecdsa_vectors.py (ecdsa.verify uses it)."""
 import random
 
 import pytest
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +14,7 @@ from conftest import own_oracle
 from mpbridge import FIRMWARE
 from offgate_host import fieldgen
 from test_ecdsa_vectors import wycheproof_cases
+from test_p256_fast import _pub65, _sign
 
 P = fieldgen.P
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -81,16 +80,6 @@ def test_mul_accepts_inputs_below_2_258(mp):
     a = (1 << 258) - 1
     (mul, ok), (sqr, sok) = mp.call(OPS, a, a)[:2]
     assert ok and sok and mul % P == a * a * RINV % P and sqr % P == a * a * RINV % P
-
-
-def _sign(priv, msg):
-    r, s = decode_dss_signature(priv.sign(msg, ec.ECDSA(hashes.SHA256())))
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-
-def _pub65(priv):
-    n = priv.public_key().public_numbers()
-    return b"\x04" + n.x.to_bytes(32, "big") + n.y.to_bytes(32, "big")
 
 
 _RND = random.Random(11)
