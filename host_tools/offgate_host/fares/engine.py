@@ -6,11 +6,12 @@ Steps (docs/fares.md):
      an exit of another, no entry of the account between). An entry left over is incomplete once
      max_journey_s has passed (before that it is pending: its exit may not be synced yet); an exit
      left over is an unmatched exit (flagged).
-  2. price_leg(): fare_leg_rules.txt matching (GTFS reference, "fare_leg_rules.txt"): without a
-     rule_priority column, field by field (network_id, from_area_id, to_area_id,
-     from_timeframe_group_id, to_timeframe_group_id) the rules whose value matches the leg, or,
-     if none does, the rules that leave the field empty; with rule_priority, empty fields match
-     anything and the matching rules of the highest priority are kept. Among the remaining rules,
+  2. price_leg(): fare_leg_rules.txt matching (GTFS reference, "fare_leg_rules.txt") on
+     network_id, from_area_id, to_area_id, from_timeframe_group_id, to_timeframe_group_id:
+     without a rule_priority column a field matches when it names the leg's value (exact match),
+     and an empty field stands for every value the column does not name ("all others"); with
+     rule_priority, an empty field matches anything and the matching rules of the highest
+     priority are kept. Among the remaining rules,
      a fare product the credential already holds (a pass) costs 0, else the cheapest product for
      the rider category and fare medium is charged (best fare for the rider).
   3. transfers(): fare_transfer_rules.txt between consecutive complete journeys, matched on
@@ -98,7 +99,10 @@ class Engine:
             self.products.setdefault(p["fare_product_id"], []).append(p)
         self.caps = {str(c.get("rider_category_id", "*")): c for c in cfg["caps"]}
         self._areas = {}
-        self._max = {}
+        self._columns = {f: sorted({r[f] for r in table["leg_rules"] if r[f]}) for f in FIELDS}
+        self._listed_cache = {}
+        self._tcolumns = {f: {r[f] for r in table["transfer_rules"] if r[f]}
+                          for f in ("from_leg_group_id", "to_leg_group_id")}
 
     # ------------------------------------------------------------------ products
     def _media(self):
@@ -156,8 +160,21 @@ class Engine:
             return self.cal.in_group(value, leg["t_from"])
         return self.cal.in_group(value, leg["t_to"])
 
+    def _listed(self, f, leg):
+        """True if the leg's value of field f is among the values the column lists (so an empty
+        field, meaning "all others", does not cover it)."""
+        r = self._listed_cache.get(f)  # reset for every leg by leg_rules()
+        if r is None:
+            r = any(self._field_match(f, v, leg) for v in self._columns[f])
+            self._listed_cache[f] = r
+        return r
+
     def leg_rules(self, leg):
-        """The fare_leg_rules.txt rows that apply to `leg` (GTFS matching, module docstring)."""
+        """The fare_leg_rules.txt rows that apply to `leg` (GTFS reference, fare_leg_rules.txt):
+        without rule_priority, a field matches if it names the leg's value, or if it is empty and
+        no row of the file names the leg's value in that column ("all others"); with
+        rule_priority, an empty field matches anything and only the matching rows of the highest
+        rule_priority are kept."""
         rules = self.table["leg_rules"]
         if self.table["priority_mode"]:
             cand = [r for r in rules if all(not r[f] or self._field_match(f, r[f], leg) for f in FIELDS)]
@@ -165,13 +182,9 @@ class Engine:
                 top = max(r["rule_priority"] for r in cand)
                 cand = [r for r in cand if r["rule_priority"] == top]
             return cand
-        cand = rules
-        for f in FIELDS:
-            exact = [r for r in cand if r[f] and self._field_match(f, r[f], leg)]
-            cand = exact if exact else [r for r in cand if not r[f]]
-            if not cand:
-                break
-        return cand
+        self._listed_cache = {}
+        return [r for r in rules
+                if all(self._field_match(f, r[f], leg) if r[f] else not self._listed(f, leg) for f in FIELDS)]
 
     def make_leg(self, from_station, to_station, t_from, t_to):
         return {"from_areas": self.areas(from_station), "to_areas": self.areas(to_station) if to_station else set(),
@@ -209,10 +222,10 @@ class Engine:
     def _transfer_rule(self, prev, cur, first, count):
         prev_g = prev["leg_rule"]["leg_group_id"] if prev.get("leg_rule") else ""
         cur_g = cur["leg_rule"]["leg_group_id"] if cur.get("leg_rule") else ""
-        cand = self.table["transfer_rules"]
-        for f, v in (("from_leg_group_id", prev_g), ("to_leg_group_id", cur_g)):
-            exact = [r for r in cand if r[f] and r[f] == v]
-            cand = exact if exact else [r for r in cand if not r[f]]
+        # empty from/to_leg_group_id: every leg group the column does not list (GTFS reference)
+        cand = [r for r in self.table["transfer_rules"]
+                if all((r[f] == v) if r[f] else (v not in self._tcolumns[f])
+                       for f, v in (("from_leg_group_id", prev_g), ("to_leg_group_id", cur_g)))]
         out = []
         for r in cand:
             if r["from_leg_group_id"] == r["to_leg_group_id"] and r["transfer_count"] not in (None, -1) \
@@ -252,6 +265,9 @@ class Engine:
                     amt = 0
                 elif rule["fare_product_id"] in passes:
                     notes.append("covered by pass %s" % rule["fare_product_id"])
+                elif row is not None and row["rider_category_id"] not in (cat, ""):
+                    notes.append("no %s product for rider category %s: category %s's fare"
+                                 % (rule["fare_product_id"], cat, row["rider_category_id"]))
             elif j["kind"] == "incomplete":
                 if self.cfg["incomplete_fare"] == "max":
                     amt, rule, row = self.max_fare(j["entry"]["station"], j["entry"]["t"], cat)
