@@ -401,64 +401,78 @@ class BackOffice:
         return out
 
     def set_journey_charges(self, account_id, since, charges, now=None) -> list:
+        """set_journey_charges_many for one account (below)."""
+        return self.set_journey_charges_many([(account_id, since, charges)], now)[0]
+
+    def set_journey_charges_many(self, work, now=None) -> list:
         """Make the account's charges from `since` (Unix seconds, by the charge's tap time) exactly
-        `charges`: [(gate, seq, cti, t, amount)], keyed by the journey's first tap (gate, seq).
+        `charges`: [(gate, seq, cti, t, amount)], keyed by the journey's first tap (gate, seq), for
+        each (account_id, since, charges) of `work`.
         A new key is charged as charge_trip does (against the credential's hold first); a changed
         amount is charged or refunded by the difference (a refund goes back to the hold first); a
         key no longer among them (a journey re-rated away, e.g. an incomplete journey whose exit
         arrived late) is refunded and removed. One transaction; idempotent (the same call twice
-        changes nothing the second time). Returns one dict per charge: account, amount, delta,
-        from_hold, over_cap, cap, charged_total."""
+        changes nothing the second time). Returns, per account, one dict per charge: account,
+        amount, delta, from_hold, over_cap, cap, charged_total."""
         now = _now(now)
-        out = []
         with self.db:
-            old = {(r["gate"], r["seq"]): dict(r) for r in self.db.execute(
-                "SELECT gate, seq, cti, amount, from_hold FROM charges WHERE account = ? AND t >= ?", (account_id, since))}
-            want = set()
+            return [self._set_journey_charges(a, since, charges, now) for a, since, charges in work]
 
-            def hold_of(cti):
-                return self.db.execute("SELECT * FROM holds WHERE cti = ?", (cti,)).fetchone()
+    def _set_journey_charges(self, account_id, since, charges, now):
+        out = []
+        # runs inside set_journey_charges_many's transaction
+        old = {(r["gate"], r["seq"]): dict(r) for r in self.db.execute(
+            "SELECT gate, seq, cti, amount, from_hold FROM charges WHERE account = ? AND t >= ?", (account_id, since))}
+        want = set()
+        caps = {}
 
-            def move(cti, delta, from_hold):
-                """Apply delta to the balance, and to the hold; returns the new from_hold."""
-                hold = hold_of(cti)
-                if hold is not None and hold["state"] == "held":
-                    if delta > 0:
-                        take = min(delta, hold["amount"] - hold["used"])
-                    else:
-                        take = -min(-delta, from_hold)
-                    if take:
-                        self.db.execute("UPDATE holds SET used = used + ? WHERE cti = ?", (take, cti))
-                    from_hold += take
-                self.db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (delta, account_id))
-                return from_hold
+        def hold_of(cti):
+            return self.db.execute("SELECT * FROM holds WHERE cti = ?", (cti,)).fetchone()
 
-            for gate, seq, cti, t, amount in charges:
-                cti = bytes(cti)
-                want.add((gate, seq))
-                o = old.get((gate, seq))
-                if o is None:
-                    fh = move(cti, amount, 0)
-                    self.db.execute("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
-                                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (gate, seq, cti, account_id, amount, fh, t, now))
-                    delta = amount
+        def move(cti, delta, from_hold):
+            """Apply delta to the balance, and to the hold; returns the new from_hold."""
+            hold = hold_of(cti)
+            if hold is not None and hold["state"] == "held":
+                if delta > 0:
+                    take = min(delta, hold["amount"] - hold["used"])
                 else:
-                    delta = amount - o["amount"]
-                    fh = o["from_hold"]
-                    if delta:
-                        fh = move(bytes(o["cti"]), delta, fh)
-                        self.db.execute("UPDATE charges SET amount = ?, from_hold = ?, settled = ? WHERE gate = ? AND seq = ?",
-                                        (amount, fh, now, gate, seq))
+                    take = -min(-delta, from_hold)
+                if take:
+                    self.db.execute("UPDATE holds SET used = used + ? WHERE cti = ?", (take, cti))
+                from_hold += take
+            self.db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (delta, account_id))
+            return from_hold
+
+        for gate, seq, cti, t, amount in charges:
+            cti = bytes(cti)
+            want.add((gate, seq))
+            o = old.get((gate, seq))
+            if o is None:
+                fh = move(cti, amount, 0)
+                self.db.execute("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (gate, seq, cti, account_id, amount, fh, t, now))
+                delta = amount
+            else:
+                delta = amount - o["amount"]
+                fh = o["from_hold"]
+                if delta:
+                    fh = move(bytes(o["cti"]), delta, fh)
+                    self.db.execute("UPDATE charges SET amount = ?, from_hold = ?, settled = ? WHERE gate = ? AND seq = ?",
+                                    (amount, fh, now, gate, seq))
+            if cti not in caps:
                 cred = self.credential(cti)
-                hold = hold_of(cti)
-                total = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?", (cti,)).fetchone()[0]
-                out.append({"account": account_id, "amount": amount, "delta": delta, "from_hold": fh,
-                            "over_cap": amount - fh if hold is not None else 0, "cap": cred["cap"] if cred else None,
-                            "charged_total": int(total)})
-            for key, o in old.items():
-                if key not in want:
-                    move(bytes(o["cti"]), -o["amount"], o["from_hold"])
-                    self.db.execute("DELETE FROM charges WHERE gate = ? AND seq = ?", key)
+                caps[cti] = cred["cap"] if cred else None
+            total = None
+            if caps[cti] is not None:  # only a capped credential (one with a hold) needs its total
+                total = int(self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?",
+                                            (cti,)).fetchone()[0])
+            out.append({"account": account_id, "amount": amount, "delta": delta, "from_hold": fh,
+                        "over_cap": amount - fh if caps[cti] is not None else 0, "cap": caps[cti],
+                        "charged_total": total})
+        for key, o in old.items():
+            if key not in want:
+                move(bytes(o["cti"]), -o["amount"], o["from_hold"])
+                self.db.execute("DELETE FROM charges WHERE gate = ? AND seq = ?", key)
         return out
 
     def release_expired_holds(self, now=None) -> list:

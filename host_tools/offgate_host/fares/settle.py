@@ -64,8 +64,10 @@ def settle(led, bo, now=None, eng=None):
             continue
         a = cred["account"]
         first[a] = min(first.get(a, r["t"]), int(r["t"]))
-    for account in sorted(first):
-        _settle_account(led, bo, eng, version, account, first[account], mj, now, out)
+    accounts = sorted(first)
+    for i in range(0, len(accounts), CHUNK_ACCOUNTS):
+        work = [_rate_account(led, bo, eng, a, first[a], mj, now) for a in accounts[i:i + CHUNK_ACCOUNTS]]
+        _apply(led, bo, version, work, now, out)
     for cti in out["deny"]:
         bo.deny(cti)
     for h in bo.release_expired_holds(now):
@@ -74,55 +76,67 @@ def settle(led, bo, now=None, eng=None):
     return out
 
 
-def _settle_account(led, bo, eng, version, account, first_t, mj, now, out):
-    db = led.db
+def _rate_account(led, bo, eng, account, first_t, mj, now):
+    """(account, ws, journeys, pending, taps): the account re-rated from the week start ws."""
     ws = eng.cal.week_start_t(first_t - mj)
     creds = {c["cti"]: c for c in bo.credentials(account)}
     ctis = list(creds)
     marks = ",".join("?" * len(ctis))
-    taps = db.rows("SELECT gate, seq, t, cti, station, direction, settled FROM ledger_records WHERE decision = 'OPEN' "
-                   "AND cti IN (%s) AND t >= ? ORDER BY t, gate, seq" % marks, ctis + [ws - mj])
+    taps = led.db.rows("SELECT gate, seq, t, cti, station, direction, settled FROM ledger_records WHERE decision = 'OPEN' "
+                       "AND cti IN (%s) AND t >= ? ORDER BY t, gate, seq" % marks, ctis + [ws - mj])
     for tp in taps:
         tp["cti"] = bytes(tp["cti"])
     journeys, pending = eng.rate(taps, creds, now)
-    journeys = [j for j in journeys if j["t"] >= ws]
-    results = bo.set_journey_charges(account, ws, [(j["key"][0], j["key"][1], j["cti"], j["t"], j["charged"])
-                                                   for j in journeys], now=now)
-    for j, c in zip(journeys, results):
-        out["journeys"] += 1
-        out["charged"] += c["delta"]
-        if c["delta"]:
-            out["trips"] += 1
-        out["incomplete"] += j["kind"] == "incomplete"
-        out["unmatched_exits"] += j["kind"] == "unmatched_exit"
-        out["capped"] += j["cap"] is not None
-        if j["kind"] == "unmatched_exit":
-            led._anomaly(j["exit"]["gate"], j["exit"]["seq"], "exit_without_entry",
-                         "exit at %s by credential %s with no entry before it" % (j["exit"]["station"], j["cti"].hex()), now)
-        if c["cap"] is not None and c["charged_total"] > c["cap"] and c["delta"] > 0:
-            out["over_cap"] += c["over_cap"]
-            out["fraud"] += led._flag("cap_exceeded", j["cti"], 0, j["key"][0], j["key"][1], None, None,
-                                      "credential %s charged %d in total, cap %d"
-                                      % (j["cti"].hex(), c["charged_total"], c["cap"]), now)
-            if j["cti"] not in out["deny"]:
-                out["deny"].append(j["cti"])
-    out["pending"] += len(pending)
-    out["accounts"] += 1
-    # the ledger's side in one transaction: the priced journeys, then the taps' marks
-    db.execute("DELETE FROM fare_journeys WHERE account = ? AND t >= ?", (account, ws))
-    db.executemany(
-        "INSERT INTO fare_journeys (account, cti, gate, seq, t, kind, from_station, to_station, exit_gate, exit_seq, "
-        "exit_t, rider_category, fare_product, leg_rule, transfer_rule, cap, fare, charge, charged, service_date, "
-        "version, explain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(account, j["cti"], j["key"][0], j["key"][1], j["t"], j["kind"],
-          j["entry"]["station"] if j["entry"] else None, j["exit"]["station"] if j["exit"] else None,
-          j["exit"]["gate"] if j["exit"] else None, j["exit"]["seq"] if j["exit"] else None,
-          j["exit"]["t"] if j["exit"] else None, j["category"], j["product"],
-          _rule_name(j["leg_rule"]), _transfer_name(j["transfer"]), _cap_name(j["cap"]),
-          j["fare"], j["charge"], j["charged"], j["service_date"], version, j["explain"]) for j in journeys])
-    keep = {(p["gate"], p["seq"]) for p in pending}
-    db.executemany("UPDATE ledger_records SET settled = 1 WHERE gate = ? AND seq = ?",
-                   [(tp["gate"], tp["seq"]) for tp in taps if not tp["settled"] and (tp["gate"], tp["seq"]) not in keep])
+    return account, ws, [j for j in journeys if j["t"] >= ws], pending, taps
+
+
+def _apply(led, bo, version, work, now, out):
+    """Money first (one back-office transaction for the chunk of accounts), then the ledger's side
+    (one transaction): the priced journeys and the taps' marks. Both are absolute (set, not add),
+    so a crash in between is repaired by the next settle."""
+    db = led.db
+    results = bo.set_journey_charges_many(
+        [(account, ws, [(j["key"][0], j["key"][1], j["cti"], j["t"], j["charged"]) for j in journeys])
+         for account, ws, journeys, _, _ in work], now=now)
+    rows, marks = [], []
+    for (account, ws, journeys, pending, taps), res in zip(work, results):
+        for j, c in zip(journeys, res):
+            out["journeys"] += 1
+            out["charged"] += c["delta"]
+            if c["delta"]:
+                out["trips"] += 1
+            out["incomplete"] += j["kind"] == "incomplete"
+            out["unmatched_exits"] += j["kind"] == "unmatched_exit"
+            out["capped"] += j["cap"] is not None
+            if j["kind"] == "unmatched_exit":
+                led._anomaly(j["exit"]["gate"], j["exit"]["seq"], "exit_without_entry",
+                             "exit at %s by credential %s with no entry before it" % (j["exit"]["station"], j["cti"].hex()),
+                             now)
+            if c["cap"] is not None and c["charged_total"] > c["cap"] and c["delta"] > 0:
+                out["over_cap"] += c["over_cap"]
+                out["fraud"] += led._flag("cap_exceeded", j["cti"], 0, j["key"][0], j["key"][1], None, None,
+                                          "credential %s charged %d in total, cap %d"
+                                          % (j["cti"].hex(), c["charged_total"], c["cap"]), now)
+                if j["cti"] not in out["deny"]:
+                    out["deny"].append(j["cti"])
+            rows.append((account, j["cti"], j["key"][0], j["key"][1], j["t"], j["kind"],
+                         j["entry"]["station"] if j["entry"] else None, j["exit"]["station"] if j["exit"] else None,
+                         j["exit"]["gate"] if j["exit"] else None, j["exit"]["seq"] if j["exit"] else None,
+                         j["exit"]["t"] if j["exit"] else None, j["category"], j["product"],
+                         _rule_name(j["leg_rule"]), _transfer_name(j["transfer"]), _cap_name(j["cap"]),
+                         j["fare"], j["charge"], j["charged"], j["service_date"], version, j["explain"]))
+        out["pending"] += len(pending)
+        out["accounts"] += 1
+        keep = {(p["gate"], p["seq"]) for p in pending}
+        marks += [(tp["gate"], tp["seq"]) for tp in taps if not tp["settled"] and (tp["gate"], tp["seq"]) not in keep]
+        db.execute("DELETE FROM fare_journeys WHERE account = ? AND t >= ?", (account, ws))
+    if rows:
+        db.executemany(
+            "INSERT INTO fare_journeys (account, cti, gate, seq, t, kind, from_station, to_station, exit_gate, exit_seq, "
+            "exit_t, rider_category, fare_product, leg_rule, transfer_rule, cap, fare, charge, charged, service_date, "
+            "version, explain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if marks:
+        db.executemany("UPDATE ledger_records SET settled = 1 WHERE gate = ? AND seq = ?", marks)
     db.commit()
 
 
