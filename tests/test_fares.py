@@ -581,3 +581,12 @@ def test_cli_load_versions_statement_and_one_line_errors(tmp_path):
     assert _cli("account", "create", "rider", "--balance", "1000", env=env).returncode == 0
     r = _cli("fares", "statement", "rider", "--json", env=env)
     assert r.returncode == 0 and '"journeys": []' in r.stdout
+
+
+def test_fares_bench_runs_small():
+    """bench/fares_bench.py has not rotted (no timing checked)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fares_bench
+    r = fares_bench.run("sqlite", 300, 6, True)
+    ref = fares_bench.run("sqlite", 300, 6, False)
+    assert r["taps"] == ref["taps"] == 300 and r["journeys"] > 100 and ref["passages"] == 300

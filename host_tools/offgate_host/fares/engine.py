@@ -101,6 +101,10 @@ class Engine:
         self._areas = {}
         self._columns = {f: sorted({r[f] for r in table["leg_rules"] if r[f]}) for f in FIELDS}
         self._listed_cache = {}
+        # without timeframes in any leg rule a leg's price depends only on its stations, category
+        # and passes: remembered (bounded by stations^2 x categories x products)
+        self._memo = None if any(r["from_timeframe_group_id"] or r["to_timeframe_group_id"]
+                                 for r in table["leg_rules"]) else {}
         self._tcolumns = {f: {r[f] for r in table["transfer_rules"] if r[f]}
                           for f in ("from_leg_group_id", "to_leg_group_id")}
 
@@ -258,8 +262,14 @@ class Engine:
             j["leg_rule"] = j["product"] = j["transfer"] = j["cap"] = None
             notes = []
             if j["kind"] == "complete":
-                leg = self.make_leg(j["entry"]["station"], j["exit"]["station"], j["entry"]["t"], j["exit"]["t"])
-                amt, rule, row = self.price_leg(leg, cat, passes)
+                key = (j["entry"]["station"], j["exit"]["station"], cat, tuple(passes))
+                hit = self._memo.get(key) if self._memo is not None else None
+                if hit is None:
+                    leg = self.make_leg(j["entry"]["station"], j["exit"]["station"], j["entry"]["t"], j["exit"]["t"])
+                    hit = self.price_leg(leg, cat, passes)
+                    if self._memo is not None:
+                        self._memo[key] = hit
+                amt, rule, row = hit
                 if amt is None:
                     notes.append("no fare_leg_rules.txt row prices %s -> %s" % (j["entry"]["station"], j["exit"]["station"]))
                     amt = 0
