@@ -723,6 +723,11 @@ def settle_cmd(data_dir, db, now):
     led = _ledger(bo, db)
     s = led.settle(bo, now=now)
     led.close()
+    if "journeys" in s:  # priced by a fare table (docs/fares.md)
+        click.echo("fare table version %d: %d account(s), %d journey(s) priced (%d incomplete, %d exit(s) without "
+                   "entry, %d capped), %d entr(ies) pending; charges changed by %d"
+                   % (s["version"], s["accounts"], s["journeys"], s["incomplete"], s["unmatched_exits"], s["capped"],
+                      s["pending"], s["charged"]))
     click.echo("settled %d trip(s), %d charged (%d beyond caps); %d fraud flag(s); %d unknown credential(s); "
                "%d hold(s) released (%d)" % (s["trips"], s["charged"], s["over_cap"], s["fraud"], s["unknown"],
                                             s["released"], s["released_amount"]))
