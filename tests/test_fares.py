@@ -429,6 +429,23 @@ def test_exit_without_entry_is_flagged(world):
     assert [a["kind"] for a in w.led.anomalies()] == ["exit_without_entry"]
 
 
+def test_gate_without_a_place_is_not_charged_but_flagged(world):
+    w = world
+    store.add_version(w.led.db, ZAK, read_feed(ZAK), {})
+    _zak_world(w)
+    w.led.enroll_gate(99, b"\x04" + b"\x63" * 64)
+    w.gates[99] = {"seq": 0, "prev": ZERO32, "queue": []}
+    cti = w.cred("rider")
+    t = at(W, 2026, 6, 1, 8)
+    w.tap(99, t, cti)
+    w.tap(22, t + 900, cti)
+    w.sync_all()
+    s = w.led.settle(w.bo, now=t + 86400)
+    assert s["charged"] == 0 and s["journeys"] == 1
+    assert "no_place" in [a["kind"] for a in w.led.anomalies()]
+    assert "gate 99 has no station registered" in statement(w.led.db, "rider")[0]["explain"]
+
+
 def test_hold_charged_and_cap_exceeded(world):
     w = world
     store.add_version(w.led.db, ZAK, read_feed(ZAK), {})
@@ -508,7 +525,7 @@ def test_property_caps_never_exceeded_and_charges_add_up(taps, incomplete_counts
     assert [j["charged"] for j in rate(eng, list(reversed(taps)))] == [j["charged"] for j in js]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_property_order_of_syncs_does_not_change_charges(tmp_path_factory, data):
     """The same taps, synced gate by gate in different orders and sizes with settlements in

@@ -101,10 +101,14 @@ class Engine:
         self._areas = {}
         self._columns = {f: sorted({r[f] for r in table["leg_rules"] if r[f]}) for f in FIELDS}
         self._listed_cache = {}
-        # without timeframes in any leg rule a leg's price depends only on its stations, category
-        # and passes: remembered (bounded by stations^2 x categories x products)
-        self._memo = None if any(r["from_timeframe_group_id"] or r["to_timeframe_group_id"]
-                                 for r in table["leg_rules"]) else {}
+        # a leg's price depends only on its stations, the timeframe groups its entry and exit
+        # times fall in, the rider category and the passes: remembered under that key
+        self._memo = {}
+        self._groups = sorted({r[f] for r in table["leg_rules"] for f in FIELDS[3:] if r[f]})
+        # rows by from_area_id, so a leg looks at the rows of its areas and the empty ones only
+        self._by_from = {}
+        for r in table["leg_rules"]:
+            self._by_from.setdefault(r["from_area_id"], []).append(r)
         self._tcolumns = {f: {r[f] for r in table["transfer_rules"] if r[f]}
                           for f in ("from_leg_group_id", "to_leg_group_id")}
 
@@ -179,7 +183,10 @@ class Engine:
         no row of the file names the leg's value in that column ("all others"); with
         rule_priority, an empty field matches anything and only the matching rows of the highest
         rule_priority are kept."""
-        rules = self.table["leg_rules"]
+        rules = list(self._by_from.get("", ()))
+        for a in sorted(leg["from_areas"]):
+            rules += self._by_from.get(a, ())
+        rules.sort(key=lambda r: r["line"])
         if self.table["priority_mode"]:
             cand = [r for r in rules if all(not r[f] or self._field_match(f, r[f], leg) for f in FIELDS)]
             if cand:
@@ -189,6 +196,14 @@ class Engine:
         self._listed_cache = {}
         return [r for r in rules
                 if all(self._field_match(f, r[f], leg) if r[f] else not self._listed(f, leg) for f in FIELDS)]
+
+    def groups_at(self, t):
+        """The timeframe groups (those fare_leg_rules.txt uses) that Unix time t falls in."""
+        return tuple(g for g in self._groups if self.cal.in_group(g, t))
+
+    def price_key(self, from_station, to_station, t_from, t_to, category, passes):
+        return (from_station, to_station, self.groups_at(t_from) if self._groups else (),
+                self.groups_at(t_to) if self._groups else (), category, tuple(passes))
 
     def make_leg(self, from_station, to_station, t_from, t_to):
         return {"from_areas": self.areas(from_station), "to_areas": self.areas(to_station) if to_station else set(),
@@ -261,14 +276,19 @@ class Engine:
             passes = (self.cfg["products"].get(str(c.get("product")), {}) or {}).get("passes", ())
             j["leg_rule"] = j["product"] = j["transfer"] = j["cap"] = None
             notes = []
-            if j["kind"] == "complete":
-                key = (j["entry"]["station"], j["exit"]["station"], cat, tuple(passes))
-                hit = self._memo.get(key) if self._memo is not None else None
+            unplaced = [tp for tp in (j["entry"], j["exit"]) if tp is not None and not tp.get("station")]
+            if unplaced:
+                # a gate with no registered place (offgate gate place): the rider is not charged
+                # for the operator's missing configuration; settlement flags it
+                amt, rule, row = 0, None, None
+                notes.append("gate %s has no station registered" % ", ".join(str(tp["gate"]) for tp in unplaced))
+            elif j["kind"] == "complete":
+                key = self.price_key(j["entry"]["station"], j["exit"]["station"], j["entry"]["t"], j["exit"]["t"],
+                                     cat, passes)
+                hit = self._memo.get(key)
                 if hit is None:
                     leg = self.make_leg(j["entry"]["station"], j["exit"]["station"], j["entry"]["t"], j["exit"]["t"])
-                    hit = self.price_leg(leg, cat, passes)
-                    if self._memo is not None:
-                        self._memo[key] = hit
+                    hit = self._memo[key] = self.price_leg(leg, cat, passes)
                 amt, rule, row = hit
                 if amt is None:
                     notes.append("no fare_leg_rules.txt row prices %s -> %s" % (j["entry"]["station"], j["exit"]["station"]))
@@ -280,7 +300,11 @@ class Engine:
                                  % (rule["fare_product_id"], cat, row["rider_category_id"]))
             elif j["kind"] == "incomplete":
                 if self.cfg["incomplete_fare"] == "max":
-                    amt, rule, row = self.max_fare(j["entry"]["station"], j["entry"]["t"], cat)
+                    key = ("max",) + self.price_key(j["entry"]["station"], None, j["entry"]["t"], j["entry"]["t"], cat, ())
+                    hit = self._memo.get(key)
+                    if hit is None:
+                        hit = self._memo[key] = self.max_fare(j["entry"]["station"], j["entry"]["t"], cat)
+                    amt, rule, row = hit
                     notes.append("incomplete: maximum fare from %s" % j["entry"]["station"])
                     if amt is None:
                         amt = 0
@@ -310,6 +334,8 @@ class Engine:
         count = 0
         prev = None
         for cur in legs:
+            if prev is not None and self.cal.week(prev["t"]) != self.cal.week(cur["t"]):
+                prev = None  # no transfer across the start of a service week (settle.py re-rates by week)
             if prev is not None and first is not None:
                 rules = self._transfer_rule(prev, cur, first, count)
                 best = None

@@ -108,6 +108,11 @@ def _apply(led, bo, version, work, now, out):
             out["incomplete"] += j["kind"] == "incomplete"
             out["unmatched_exits"] += j["kind"] == "unmatched_exit"
             out["capped"] += j["cap"] is not None
+            for tp in (j["entry"], j["exit"]):
+                if tp is not None and not tp.get("station"):
+                    led._anomaly(tp["gate"], tp["seq"], "no_place",
+                                 "tap at gate %d, which had no station registered when it synced: not charged"
+                                 % tp["gate"], now)
             if j["kind"] == "unmatched_exit":
                 led._anomaly(j["exit"]["gate"], j["exit"]["seq"], "exit_without_entry",
                              "exit at %s by credential %s with no entry before it" % (j["exit"]["station"], j["cti"].hex()),
@@ -128,7 +133,13 @@ def _apply(led, bo, version, work, now, out):
         out["pending"] += len(pending)
         out["accounts"] += 1
         keep = {(p["gate"], p["seq"]) for p in pending}
-        marks += [(tp["gate"], tp["seq"]) for tp in taps if not tp["settled"] and (tp["gate"], tp["seq"]) not in keep]
+        for tp in taps:
+            k = (tp["gate"], tp["seq"])
+            if k in keep:
+                if tp["settled"]:  # priced before, pending again: must be re-rated by a later settle
+                    marks.append((0, tp["gate"], tp["seq"]))
+            elif not tp["settled"]:
+                marks.append((1, tp["gate"], tp["seq"]))
         db.execute("DELETE FROM fare_journeys WHERE account = ? AND t >= ?", (account, ws))
     if rows:
         db.executemany(
@@ -136,7 +147,7 @@ def _apply(led, bo, version, work, now, out):
             "exit_t, rider_category, fare_product, leg_rule, transfer_rule, cap, fare, charge, charged, service_date, "
             "version, explain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     if marks:
-        db.executemany("UPDATE ledger_records SET settled = 1 WHERE gate = ? AND seq = ?", marks)
+        db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", marks)
     db.commit()
 
 
