@@ -214,6 +214,15 @@ def test_transfers_count_duration_and_types():
     assert js[1]["transfer"]["fare_transfer_type"] == 1 and "fare_transfer_rules.txt line 3" in js[1]["explain"]
 
 
+def test_transfer_count_selects_the_smallest_count_that_covers_the_transfer():
+    """bus2: the first transfer is free (transfer_count 1), later ones cost 0.50 (-1, no limit),
+    even though the free rule would be cheaper."""
+    eng = engine(FIX / "bus2")
+    t0 = at(W, 2026, 6, 1, 12)
+    legs = [(t0 + i * 15 * 60, "B1", "B2") for i in range(4)]
+    assert _charges(eng, legs) == [200, 0, 50, 50]
+
+
 def test_empty_area_means_all_others_without_rule_priority():
     eng = engine(FIX / "bus")
     t0 = at(W, 2026, 6, 1, 12)

@@ -257,6 +257,14 @@ class Engine:
                 if b - a > r["duration_limit"]:
                     continue
             out.append(r)
+        # "If a sub-journey matches multiple records with different transfer_counts, then the rule
+        # with the minimum transfer_count that is greater than or equal to the current transfer
+        # count of the sub-journey is to be selected" (GTFS reference); -1 (no limit) ranks last
+        counted = [r for r in out if r["transfer_count"] is not None]
+        if len({r["transfer_count"] for r in counted}) > 1:
+            best = min(r["transfer_count"] if r["transfer_count"] != -1 else float("inf") for r in counted)
+            out = [r for r in out if r["transfer_count"] is None
+                   or (r["transfer_count"] if r["transfer_count"] != -1 else float("inf")) == best]
         return out
 
     # ------------------------------------------------------------------ the whole account
