@@ -151,6 +151,8 @@ class Gate:
             "cache": len(v.cache),
             "cache_hits": v.cache.hits,
         }
+        if self.passback is not None:
+            st["passback_refused"] = self.passback.refused
         if self.oplog is not None:
             for k, x in self.oplog.status().items():
                 st["log_" + k] = x

@@ -81,3 +81,4 @@ def test_gate_refuses_passback_without_spending_the_code():
     assert g.scan(b"open:2:1").reason == R.OK  # another rider passes
     clk.t += 120
     assert g.scan(b"open:1:6").reason == R.OK  # after the window
+    assert g.status()["passback_refused"] == 1
