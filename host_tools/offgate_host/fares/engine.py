@@ -322,6 +322,9 @@ class Engine:
             else:
                 amt, rule, row = self.cfg["unmatched_exit_fare"], None, None
                 notes.append("exit with no entry")
+            if amt < 0:  # a negative product (the reference allows them for discounts) is no leg fare
+                notes.append("negative fare %d charged as 0" % amt)
+                amt = 0
             j["fare"] = amt
             if rule is not None:
                 j["leg_rule"] = {"line": rule["line"], "leg_group_id": rule["leg_group_id"],
