@@ -283,8 +283,9 @@ class BackOffice:
         else:  # pragma: no cover
             raise BackOfficeError("could not allocate a credential id")
         try:
-            cred = formats.make_credential(ikey, kinfo["kid"], iss=kinfo["iss"], sub=account_id, cti=cti,
-                                           nbf=nbf, exp=exp, rider_pub65=rider_pub65, zones=zones,
+            # compact credential (docs/protocol.md §2): no iss/sub; nbf only for a future start
+            cred = formats.make_credential(ikey, kinfo["kid"], cti=cti, nbf=nbf if nbf > now else None,
+                                           exp=exp, rider_pub65=rider_pub65, zones=zones,
                                            gates=gates, product=product, cap=cap, compressed=True)
         except ValueError as e:
             raise BackOfficeError(str(e)) from None
