@@ -1,0 +1,190 @@
+"""`offgate serve` without a browser (Starlette's TestClient): staff login, sessions, CSRF, roles,
+the JSON API, CSV export; wallet enrolment by single-use expiring invite, signed renewal, re-enrolment
+that revokes the old wallet, and refusal of unauthenticated and cross-account requests."""
+import hashlib
+import time
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from offgate_host import formats, keys  # noqa: E402
+from offgate_host.backoffice import BackOffice  # noqa: E402
+from offgate_host.web import store  # noqa: E402
+from offgate_host.web.app import ENROL_MSG, RENEW_MSG, create_app  # noqa: E402
+
+PW = "correct horse battery"
+
+
+def p1363(key, msg):
+    r, s = decode_dss_signature(key.sign(msg, ec.ECDSA(hashes.SHA256())))
+    return (r.to_bytes(32, "big") + s.to_bytes(32, "big")).hex()
+
+
+class Rider:
+    """A wallet as the web page is, in Python: a P-256 key and the two signed requests."""
+
+    def __init__(self):
+        self.key = keys.generate()
+        self.pub = keys.pub_bytes(self.key)
+        self.t = int(time.time())
+
+    def enrol(self, client, invite, signer=None):
+        msg = ENROL_MSG + hashlib.sha256(invite.encode()).digest() + self.pub
+        return client.post("/api/wallet/enrol", json={"invite": invite, "pub": self.pub.hex(),
+                                                      "sig": p1363(signer or self.key, msg)})
+
+    def renew(self, client, signer=None, pub=None, t=None):
+        self.t += 1
+        t = self.t if t is None else t
+        pub = pub or self.pub
+        return client.post("/api/wallet/renew", json={"pub": pub.hex(), "t": t,
+                                                      "sig": p1363(signer or self.key, RENEW_MSG + t.to_bytes(8, "big") + pub)})
+
+
+@pytest.fixture
+def site(tmp_path):
+    with BackOffice(tmp_path) as bo:
+        bo.init_issuer("web", valid_from=int(time.time()) - 3600)
+        bo.create_account("acct-a", balance=2000)
+        bo.create_account("acct-b", balance=2000)
+        bo.create_account("poor", balance=10)
+        store.add_staff(bo, "olga", PW, "operator")
+        store.add_staff(bo, "vic", PW, "viewer")
+    app = create_app(tmp_path, base_url="http://127.0.0.1:9")
+    return tmp_path, app
+
+
+def client(app):
+    return TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
+
+
+def login(app, name):
+    c = client(app)
+    r = c.get("/login")
+    csrf = r.text.split('name="csrf" value="')[1].split('"')[0]
+    r = c.post("/login", data={"name": name, "password": PW, "csrf": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    return c, c.get("/api/session").json()["csrf"]
+
+
+def invite(app, account="acct-a", **kw):
+    c, csrf = login(app, "olga")
+    body = {"zones": [1, 2]}
+    body.update(kw)
+    r = c.post("/api/accounts/%s/invite" % account, json=body, headers={"x-csrf-token": csrf})
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["url"] == "http://127.0.0.1:9/wallet/#invite=" + j["token"]
+    return j["token"]
+
+
+def test_nothing_but_login_without_a_session(site):
+    _, app = site
+    c = client(app)
+    for path in ("/", "/gates", "/denials", "/fraud", "/accounts", "/accounts/acct-a", "/denylist", "/api/docs",
+                 "/export/accounts.csv"):
+        r = c.get(path)
+        assert r.status_code == 303 and r.headers["location"] == "/login", path
+    for path in ("/api/gates", "/api/accounts", "/api/accounts/acct-a", "/api/fraud", "/api/denylist",
+                 "/api/openapi.json", "/api/session"):
+        assert c.get(path).status_code == 401, path
+    assert c.post("/api/accounts/acct-a/topup", json={"amount": 5}).status_code == 401
+    assert c.get("/login").status_code == 200
+    # the rider's wallet page is public: it holds no data until enrolled
+    assert c.get("/wallet/").status_code == 200
+
+
+def test_login_csrf_roles_and_logout(site):
+    d, app = site
+    c = client(app)
+    r = c.get("/login")
+    assert c.post("/login", data={"name": "olga", "password": PW, "csrf": "forged"}).status_code == 403
+    csrf = r.text.split('name="csrf" value="')[1].split('"')[0]
+    r = c.post("/login", data={"name": "olga", "password": "wrong password!", "csrf": csrf})
+    assert r.status_code == 303 and "error" in r.headers["location"]
+    c, token = login(app, "olga")
+    assert c.get("/").status_code == 200 and c.get("/api/docs").status_code == 200
+    assert "/api/wallet/enrol" in c.get("/api/openapi.json").json()["paths"]
+    # writes need the CSRF token: header for the API, form field for the pages
+    assert c.post("/api/accounts/acct-a/topup", json={"amount": 500}).status_code == 403
+    assert c.post("/accounts/acct-a/topup", data={"amount": "500"}).status_code == 403
+    r = c.post("/api/accounts/acct-a/topup", json={"amount": 500}, headers={"x-csrf-token": token})
+    assert r.status_code == 200 and r.json()["balance"] == 2500
+    assert c.post("/accounts/acct-a/topup", data={"amount": "100", "csrf": token}).status_code == 303
+    a = c.get("/api/accounts/acct-a").json()
+    assert a["balance"] == 2600 and [m["amount"] for m in a["statement"]] == [500, 100]
+    assert c.get("/export/accounts.csv").text.splitlines()[0].startswith("id,balance")
+    # a viewer reads but does not write
+    v, vtoken = login(app, "vic")
+    assert v.get("/api/accounts").status_code == 200
+    assert v.post("/api/accounts/acct-a/topup", json={"amount": 5}, headers={"x-csrf-token": vtoken}).status_code == 403
+    assert v.post("/api/accounts/acct-a/invite", json={"zones": [1]}, headers={"x-csrf-token": vtoken}).status_code == 403
+    # logout ends the session server-side
+    sid = c.cookies.get("og_session")
+    assert c.post("/logout", data={"csrf": token}).status_code == 303
+    c.cookies.set("og_session", sid)
+    assert c.get("/api/session").status_code == 401
+
+
+def test_enrol_renew_and_cross_account_refusals(site):
+    d, app = site
+    c = client(app)
+    a, b = Rider(), Rider()
+    tok_a, tok_b = invite(app, "acct-a"), invite(app, "acct-b")
+    # proof of possession: a signature by another key than the one enrolled is refused
+    assert a.enrol(c, tok_a, signer=b.key).status_code == 403
+    r = a.enrol(c, tok_a)
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["account"] == "acct-a" and j["zones"] == [1, 2] and j["balance"] == 2000 and j["receipts"] == []
+    cred = bytes.fromhex(j["credential"])
+    with BackOffice(d) as bo:
+        info = formats.parse_credential(cred, [k["pub"] for k in bo.issuer_keys()])
+    assert info["verified"] and info["rider_pub65"] == a.pub
+    # single use: the same link again, by anyone, is refused
+    assert Rider().enrol(c, tok_a).status_code == 403
+    assert "already been used" in Rider().enrol(c, tok_a).json()["detail"]
+    assert b.enrol(c, tok_b).json()["account"] == "acct-b"
+    # renewal signed by the wallet key
+    r = a.renew(c)
+    assert r.status_code == 200 and r.json()["account"] == "acct-a" and r.json()["cti"] != info["cti"].hex()
+    # cross-account: A cannot renew as B (B's public key, A's signature), nor replay an old request
+    assert a.renew(c, pub=b.pub).status_code == 403
+    assert a.renew(c, t=a.t - 1).status_code == 403
+    assert a.renew(c, t=int(time.time()) + 3600).status_code == 403
+    # an unknown key gets nothing
+    assert Rider().renew(c).status_code == 403
+
+
+def test_invite_expires_and_refused_issue_keeps_it(site):
+    d, app = site
+    c = client(app)
+    with BackOffice(d) as bo:
+        old = store.create_invite(bo, "acct-a", zones=[1], ttl=60, now=int(time.time()) - 120)["token"]
+        poor = store.create_invite(bo, "poor", zones=[1])["token"]
+    r = Rider().enrol(c, old)
+    assert r.status_code == 403 and "expired" in r.json()["detail"]
+    assert Rider().enrol(c, "no-such-token").status_code == 403
+    r = Rider().enrol(c, poor)  # below the minimum balance: refused, the link stays usable
+    assert r.status_code == 409 and "minimum" in r.json()["detail"]
+    with BackOffice(d) as bo:
+        bo.top_up("poor", 1000)
+    assert Rider().enrol(c, poor).status_code == 200
+
+
+def test_reenrol_after_lost_key_revokes_the_old_wallet(site):
+    d, app = site
+    c = client(app)
+    lost, new = Rider(), Rider()
+    old_cti = lost.enrol(c, invite(app)).json()["cti"]
+    assert new.enrol(c, invite(app, replace=True)).status_code == 200
+    r = lost.renew(c)
+    assert r.status_code == 403 and "revoked" in r.json()["detail"]
+    with BackOffice(d) as bo:
+        assert bytes.fromhex(old_cti) in bo.deny_list()
+    assert new.renew(c).status_code == 200
