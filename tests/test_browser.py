@@ -248,3 +248,29 @@ def test_wallet_survives_reload_and_browser_restart(site, browser, enrolled):
     # renewal signed by the wallet key: a new credential for the same key
     r = page.evaluate("window.offgateWallet.renew()")
     assert r["cti"] != before["cti"] and r["account"] == "acct-a"
+
+
+def test_wallet_works_offline_and_refreshes_the_shown_code(site, browser):
+    page = wallet_page(browser, site["url"] + "/wallet/")
+    assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
+    browser.ctx.set_offline(True)
+    try:
+        page.reload()  # served by the service worker's cache
+        page.wait_for_selector("body[data-ready='1']")
+        # really offline: the network is unreachable (the service worker leaves /api/ alone)
+        assert page.evaluate("fetch('/api/session').then(() => 'reached', () => 'unreachable')") == "unreachable"
+        assert page.inner_text("#status") == "Ready."
+        assert page.inner_text("#zones") == "1, 2"
+        page.clock.install()  # the page's timers on a fake clock: 15 s pass at once
+        page.click("#show")
+        page.wait_for_selector("#qr svg")
+        first = int(page.get_attribute("#qr", "data-ctr"))
+        # while shown, a new code (new counter) at least every 15 s; none while hidden
+        page.clock.run_for(15000)
+        page.wait_for_function("c => +document.getElementById('qr').dataset.ctr > c", arg=first, timeout=5000)
+        page.click("#hide")
+        hidden_at = page.evaluate("window.offgateWallet.state().then(s => s.ctr)")
+        page.wait_for_timeout(500)
+        assert page.evaluate("window.offgateWallet.state().then(s => s.ctr)") == hidden_at
+    finally:
+        browser.ctx.set_offline(False)

@@ -164,6 +164,7 @@ async function showCode () {
     $('qr').innerHTML = renderSVG(c.text, { ecc: 'M', border: 4, pixelSize: 8 })
     $('qr').dataset.text = c.text
     $('qr').dataset.version = qr.version
+    $('qr').dataset.ctr = c.ctr
     $('qr-info').textContent = 'code ' + c.ctr + ' · ' + new Date(c.iat * 1000).toLocaleTimeString()
     $('ctr').textContent = c.ctr
   } catch (e) { say(e.message) }
