@@ -188,3 +188,21 @@ def test_reenrol_after_lost_key_revokes_the_old_wallet(site):
     with BackOffice(d) as bo:
         assert bytes.fromhex(old_cti) in bo.deny_list()
     assert new.renew(c).status_code == 200
+
+
+def test_admin_manages_staff_others_cannot(site):
+    d, app = site
+    with BackOffice(d) as bo:
+        store.add_staff(bo, "ada", PW, "admin")
+    c, token = login(app, "olga")
+    assert c.get("/staff").status_code == 403  # operator: not an admin
+    assert c.post("/staff", data={"name": "x", "role": "admin", "password": PW, "csrf": token}).status_code == 403
+    a, atoken = login(app, "ada")
+    assert a.get("/staff").status_code == 200
+    assert a.post("/staff", data={"name": "newbie", "role": "viewer", "password": PW}).status_code == 403  # no CSRF
+    assert a.post("/staff", data={"name": "newbie", "role": "viewer", "password": PW, "csrf": atoken}).status_code == 303
+    assert login(app, "newbie")[0].get("/accounts").status_code == 200
+    assert a.post("/staff/olga/disable", data={"csrf": atoken}).status_code == 303
+    assert c.get("/api/session").status_code == 401  # disabling ends the sessions
+    with BackOffice(d) as bo:
+        assert [s["name"] for s in store.list_staff(bo) if s["disabled"]] == ["olga"]

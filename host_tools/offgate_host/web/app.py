@@ -337,6 +337,28 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
         else:
             raise HTTPException(404, "unknown action %r" % action)
 
+    @app.get("/staff", response_class=HTMLResponse, include_in_schema=False)
+    def staff_page(request: Request):
+        with open_bo() as bo:
+            s = staff(request, bo, "admin")
+            return page(request, "staff.html", s, people=store.list_staff(bo))
+
+    @app.post("/staff", include_in_schema=False)
+    async def staff_form(request: Request):
+        bo, s, form = await form_action(request, "admin")
+        with bo:
+            store.add_staff(bo, str(form.get("name", "")), str(form.get("password", "")), str(form.get("role", "")))
+        return RedirectResponse("/staff", status_code=303)
+
+    @app.post("/staff/{name}/disable", include_in_schema=False)
+    async def staff_disable(request: Request, name: str):
+        bo, s, form = await form_action(request, "admin")
+        with bo:
+            if name == s["name"]:
+                raise HTTPException(400, "you cannot disable your own account")
+            store.disable_staff(bo, name)
+        return RedirectResponse("/staff", status_code=303)
+
     # ------------------------------------------------------------------ CSV export
     @app.get("/export/{table}.csv", include_in_schema=False)
     def export(request: Request, table: str):

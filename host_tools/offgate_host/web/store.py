@@ -113,6 +113,15 @@ def list_staff(bo):
             for r in bo.db.execute("SELECT * FROM web_staff ORDER BY name")]
 
 
+def disable_staff(bo, name):
+    """Disable a staff account and end its sessions (kept for the record, not deleted)."""
+    ensure(bo)
+    with bo.db:
+        if bo.db.execute("UPDATE web_staff SET disabled = 1 WHERE name = ?", (name,)).rowcount != 1:
+            raise WebError("no staff account %r" % name)
+        bo.db.execute("DELETE FROM web_sessions WHERE name = ?", (name,))
+
+
 def check_password(bo, name, password):
     """The staff row if name/password match (constant work whether or not the name exists), else None."""
     ensure(bo)
