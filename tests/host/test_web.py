@@ -206,3 +206,59 @@ def test_admin_manages_staff_others_cannot(site):
     assert c.get("/api/session").status_code == 401  # disabling ends the sessions
     with BackOffice(d) as bo:
         assert [s["name"] for s in store.list_staff(bo) if s["disabled"]] == ["olga"]
+
+
+# ---------------------------------------------------------------- dashboard data on SQLite and PostgreSQL
+from test_ledger import issue, make_records, world  # noqa: E402,F401  (the ledger tests' two-database fixture)
+
+
+def test_dashboard_data_on_both_ledgers(world):
+    """The page/API/CSV rows from a ledger with passages, denials, a double use and a gate status."""
+    from offgate_host.web import data
+    bo, led = world
+    now = int(time.time())
+    cti = issue(bo, "acct-x")
+    led.enroll_gate(1, b"\x04" + bytes(64))
+    led.enroll_gate(2, b"\x04" + b"\x01" * 64)
+    opens = make_records(3, cti=cti, t0=now - 10)
+    denies = make_records(2, start_seq=4, prev=opens[-1]["chain"], decision="DENY", t0=now - 5)
+    led.ingest(1, opens + denies)
+    for c in led.ingest(2, make_records(1, cti=cti, t0=now - 8))["deny"]:  # same cti, ctr 1 at gate 2: double use
+        bo.deny(c)  # as sync_gate does
+    led.note_status(1, {"log": {"bytes_used": 900, "capacity": 1000, "backlog": 0, "not_logged": 0}, "deny_count": 0})
+    led.note_time(1, 3)
+    assert sum(r["passages"] for r in data.passages_by_hour(led, now)) == 4
+    assert {r["station"] for r in data.passages_by_hour(led, now)} == {"gate 1", "gate 2"}
+    assert [(r["reason_name"], r["n"]) for r in data.denials(led, now)] == [("BAD_BASE45 (14)", 2)]
+    g1, g2 = data.gates(bo, led, now)
+    assert (g1["gate"], g1["records"], g1["log_fill"], g1["drift_s"]) == (1, 5, 0.9, 3)
+    assert g1["alerts"] == ["operation log 90% full"]
+    assert g2["alerts"] == ["not synced for ever"]
+    f = data.fraud(bo, led)
+    assert [(c["kind"], c["cti"], c["account"], c["denied"]) for c in f] == [("double_use", cti.hex(), "acct-x", True)]
+    dl = data.denylist(bo, led, now)
+    assert dl["count"] == 1 and dl["size"] == 20 and dl["entries"][0]["account"] == "acct-x"
+    assert {g["gate"]: g["current"] for g in dl["gates"]} == {1: False, 2: False}
+    assert bo.undeny(cti) and data.fraud(bo, led)[0]["denied"] is False
+
+
+def test_cli_invite_and_staff(tmp_path):
+    from click.testing import CliRunner
+
+    from offgate_host.cli import main
+    run = lambda *a, **kw: CliRunner().invoke(main, [*a, "--data", str(tmp_path)], **kw)  # noqa: E731
+    assert run("issuer", "init").exit_code == 0
+    assert run("account", "create", "acct-1", "--balance", "900").exit_code == 0
+    r = run("account", "invite", "acct-1", "--zones", "1,3", "--base-url", "https://pay.example")
+    assert r.exit_code == 0, r.output
+    url = r.stdout.splitlines()[0]
+    assert url.startswith("https://pay.example/wallet/#invite=")
+    with BackOffice(tmp_path) as bo:
+        (inv,) = store.list_invites(bo, "acct-1")
+        assert (inv["zones"], inv["used"], inv["replace_old"]) == ("[1, 3]", None, 0)
+    r = run("account", "invite", "nobody", "--zones", "1")
+    assert r.exit_code == 1 and r.output.strip().splitlines()[-1] == "Error: unknown account 'nobody'"
+    assert run("staff", "add", "ann", "--role", "admin", "--password-stdin", input=PW + "\n").exit_code == 0
+    r = run("staff", "add", "bob", "--password-stdin", input="short\n")
+    assert r.exit_code == 1 and "at least 10" in r.output and "Traceback" not in r.output
+    assert "ann\tadmin" in run("staff", "list").output
