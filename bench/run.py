@@ -586,7 +586,15 @@ def flash_sync_summary(R):
         if rec:
             parts.append("Operation log recovery at boot: %.2f s clean, %.2f s after a torn tail." % (
                 rec["recover_clean_s"], rec["recover_after_cut_s"]))
-    for name, x in (("flash", f), ("soak", k), ("sync", s)):
+    w = R.get("wallet", {})
+    if w.get("status") == "ok" and "skipped" not in w:
+        parts.append(
+            "Web wallet in chromium (tests/test_browser.py's setup): %s ms per code (IndexedDB counter, cborg, "
+            "WebCrypto ES256, base45) and %s ms for its QR as SVG (uqr); host library for the same credential: "
+            "%s ms per code (cwt/pyca), %s ms per QR (segno); medians of %d." % (
+                w["browser_code_median_ms"], w["browser_qr_svg_median_ms"], w["host_code_median_ms"],
+                w["host_qr_median_ms"], w["codes"]))
+    for name, x in (("flash", f), ("soak", k), ("sync", s), ("wallet", w)):
         if x.get("status") not in (None, "ok"):
             parts.append("The %s bench %s (see bench/results.json)." % (name, x.get("status")))
     return "\n".join(parts)
@@ -766,6 +774,9 @@ def main():
             "for PostgreSQL"))
         sync = run_json_script([ROOT / "bench" / "sync_bench.py", "--records", n_sync], 3600)
 
+        note("web wallet: codes made in chromium vs the host library ...")
+        wallet = run_json_script([ROOT / "bench" / "wallet_bench.py", "--codes", 50], 600)
+
         text = info["typical_qr_text"]
         qrinfo = {"text_length_chars": len(text), "version": qr.qr_version(text), "error_level": "M",
                   "mode": "alphanumeric", "what": "a returning rider's code (second code of a credential)"}
@@ -796,6 +807,7 @@ def main():
             "flash_ops": flash,
             "soak": soak,
             "sync": sync,
+            "wallet": wallet,
             "bench_seconds": None,
         }
         if cg["status"] == "ok":
