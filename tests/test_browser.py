@@ -274,3 +274,45 @@ def test_wallet_works_offline_and_refreshes_the_shown_code(site, browser):
         assert page.evaluate("window.offgateWallet.state().then(s => s.ctr)") == hidden_at
     finally:
         browser.ctx.set_offline(False)
+
+
+def test_browser_refusals_expired_link_unauthenticated_and_cross_account(site, browser):
+    with BackOffice(site["dir"]) as bo:
+        bo.create_account("acct-b", balance=5000)
+        expired = store.create_invite(bo, "acct-a", zones=[1], ttl=60, now=NOW - 120)["token"]
+        other = store.create_invite(bo, "acct-b", zones=[1])["token"]
+    # an expired link: the page says so, and enrols nothing (another origin = another, empty wallet)
+    page = wallet_page(browser, site["url"].replace("127.0.0.1", "localhost") + "/wallet/#invite=" + expired)
+    assert "expired" in page.inner_text("#status")
+    assert page.evaluate("window.offgateWallet.state().then(s => s.cred === undefined)")
+    page.close()
+    # without the staff session cookie, the staff API answers 401
+    page = wallet_page(browser, site["url"] + "/wallet/")
+    assert page.evaluate("fetch('/api/accounts', {credentials: 'omit'}).then(r => r.status)") == 401
+    # B's wallet key (enrolled elsewhere); this wallet signs a renewal for B's key: refused
+    b_pub = page.evaluate("""async inv => {
+        const kp = await crypto.subtle.generateKey({name: 'ECDSA', namedCurve: 'P-256'}, false, ['sign'])
+        const pub = new Uint8Array(await crypto.subtle.exportKey('raw', kp.publicKey))
+        const hex = b => Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
+        const te = new TextEncoder()
+        const h = new Uint8Array(await crypto.subtle.digest('SHA-256', te.encode(inv)))
+        const msg = new Uint8Array([...te.encode('offgate-enrol-v1'), ...h, ...pub])
+        const sig = new Uint8Array(await crypto.subtle.sign({name: 'ECDSA', hash: 'SHA-256'}, kp.privateKey, msg))
+        const r = await fetch('/api/wallet/enrol', {method: 'POST', headers: {'content-type': 'application/json'},
+                                                    body: JSON.stringify({invite: inv, pub: hex(pub), sig: hex(sig)})})
+        return r.ok ? hex(pub) : null
+    }""", other)
+    assert b_pub
+    status = page.evaluate("""async bpub => {
+        const s = await window.offgateWallet.state()
+        const t = Math.floor(Date.now() / 1000) + 1
+        const tb = new Uint8Array(8); new DataView(tb.buffer).setBigUint64(0, BigInt(t))
+        const unhex = h => new Uint8Array(h.match(/../g).map(x => parseInt(x, 16)))
+        const msg = new Uint8Array([...new TextEncoder().encode('offgate-renew-v1'), ...tb, ...unhex(bpub)])
+        const sig = new Uint8Array(await crypto.subtle.sign({name: 'ECDSA', hash: 'SHA-256'}, s.keys.privateKey, msg))
+        const hex = b => Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
+        const r = await fetch('/api/wallet/renew', {method: 'POST', headers: {'content-type': 'application/json'},
+                                                    body: JSON.stringify({pub: bpub, t, sig: hex(sig)})})
+        return r.status
+    }""", b_pub)
+    assert status == 403
