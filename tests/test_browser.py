@@ -40,6 +40,7 @@ from offgate_host.web.app import VENDOR, create_app  # noqa: E402
 if not VENDOR.is_dir():
     pytest.skip("the wallet's JavaScript libraries are missing: run `make web`", allow_module_level=True)
 
+from conftest import own_oracle  # noqa: E402
 from test_sync_e2e import SyncSimGate  # noqa: E402  (a simulated gate with its sync link)
 
 from offgate_host.simgate import write_gate_dir  # noqa: E402
@@ -50,6 +51,7 @@ FARE = 250
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage",
         "--disable-extensions", "--no-first-run", "--disable-component-update"]
 GATE_ID = 7
+mp = own_oracle()  # the gate decision loads verifier and tables: not into the session-wide oracle
 
 
 @pytest.fixture(scope="module")
