@@ -262,3 +262,37 @@ def test_cli_invite_and_staff(tmp_path):
     r = run("staff", "add", "bob", "--password-stdin", input="short\n")
     assert r.exit_code == 1 and "at least 10" in r.output and "Traceback" not in r.output
     assert "ann\tadmin" in run("staff", "list").output
+
+
+def test_fraud_actions_deny_undeny_note(site):
+    from offgate_host.ledger import Ledger
+    d, app = site
+    now = int(time.time())
+    with BackOffice(d) as bo:
+        cti = issue(bo, "acct-a")
+        led = Ledger.for_backoffice(bo)
+        led.enroll_gate(1, b"\x04" + bytes(64))
+        led.enroll_gate(2, b"\x04" + b"\x01" * 64)
+        led.ingest(1, make_records(1, cti=cti, t0=now - 10))
+        led.ingest(2, make_records(1, cti=cti, t0=now - 9))  # the same code at gate 2: double use
+        led.close()
+    c, token = login(app, "olga")
+    (case,) = c.get("/api/fraud").json()["fraud"]
+    assert (case["kind"], case["account"], case["denied"]) == ("double_use", "acct-a", False)
+    url = "/api/fraud/%d/" % case["id"]
+    assert c.post(url + "deny").status_code == 403  # no CSRF token
+    assert c.post(url + "deny", headers={"x-csrf-token": token}).status_code == 200
+    assert c.post("/fraud/%d/note" % case["id"], data={"csrf": token, "text": "rider called"}).status_code == 303
+    (case,) = c.get("/api/fraud").json()["fraud"]
+    assert case["denied"] and [n["text"] for n in case["notes"]] == ["denied", "rider called"]
+    with BackOffice(d) as bo:
+        assert cti in bo.deny_list()
+    assert cti.hex() in c.get("/denylist").text and "rider called" in c.get("/fraud").text
+    assert c.post(url + "undeny", headers={"x-csrf-token": token}).status_code == 200
+    assert c.post(url + "explode", headers={"x-csrf-token": token}).status_code == 404
+    with BackOffice(d) as bo:
+        assert cti not in bo.deny_list()
+    v, vtoken = login(app, "vic")
+    assert v.post(url + "deny", headers={"x-csrf-token": vtoken}).status_code == 403
+    assert "Undeny" not in v.get("/fraud").text and "Deny" not in v.get("/fraud").text.split("<table")[1]
+    assert "double_use" in v.get("/export/fraud.csv").text
