@@ -318,3 +318,16 @@ def test_browser_refusals_expired_link_unauthenticated_and_cross_account(site, b
         return r.status
     }""", b_pub)
     assert status == 403
+
+
+def test_phone_clock_off_by_minutes_still_makes_fresh_codes(site, browser):
+    with BackOffice(site["dir"]) as bo:
+        token = store.create_invite(bo, "acct-a", zones=[1])["token"]
+    page = browser.ctx.new_page()
+    page.clock.set_system_time(time.time() - 600)  # this phone's clock is 10 minutes slow
+    page.goto("http://localhost:%s/wallet/#invite=%s" % (site["url"].rsplit(":", 1)[1], token))
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.inner_text("#status") == "Enrolled."
+    c = page.evaluate("window.offgateWallet.makeCode()")
+    assert abs(c["iat"] - time.time()) < 30  # on the server's clock: within the gates' skew
+    assert page.evaluate("window.offgateWallet.renew().then(r => r.account)") == "acct-a"  # t corrected too

@@ -86,7 +86,9 @@ export async function makeCode (nowMs) {
   const [keys, cred] = [await get('keys'), await get('cred')]
   if (!keys || !cred) throw new Error('no credential: enrol first')
   const ctr = await nextCtr()
-  const iat = Math.floor((nowMs ?? Date.now()) / 1000)
+  // iat on the server's clock as of the last contact: a phone whose clock is off by more than the
+  // gates' skew (30 s) would otherwise make codes they refuse as stale or future
+  const iat = Math.floor((nowMs ?? Date.now() + ((await get('clockOffsetMs')) || 0)) / 1000)
   const payload = encode(new Map([[1, unhex(cred.credential)], [2, iat], [3, ctr]]))
   const tbs = encode(['Signature1', PROTECTED, new Uint8Array(0), payload])
   const sig = await sign(keys.privateKey, tbs)
@@ -108,19 +110,26 @@ export async function enrol (invite) {
   const msg = concat(te.encode('offgate-enrol-v1'), await sha256(te.encode(invite)), pub)
   const reply = await post('/api/wallet/enrol', { invite, pub: hex(pub), sig: hex(await sign(kp.privateKey, msg)) })
   // the counter is kept: it never goes back, whatever key or credential comes next
-  await put({ keys: kp, pub: hex(pub), cred: reply })
+  await put({ keys: kp, pub: hex(pub), cred: reply, clockOffsetMs: clockOffset(reply) })
   return reply
 }
 
 export async function renew () {
   const [keys, pub] = [await get('keys'), await get('pub')]
   if (!keys) throw new Error('no wallet key: enrol first')
-  const t = Math.floor(Date.now() / 1000)
+  const t = Math.floor((Date.now() + ((await get('clockOffsetMs')) || 0)) / 1000)
   const tb = new Uint8Array(8); new DataView(tb.buffer).setBigUint64(0, BigInt(t))
   const msg = concat(te.encode('offgate-renew-v1'), tb, unhex(pub))
   const reply = await post('/api/wallet/renew', { pub, t, sig: hex(await sign(keys.privateKey, msg)) })
-  await put({ cred: reply })
+  await put({ cred: reply, clockOffsetMs: clockOffset(reply) })
   return reply
+}
+
+// server time minus this phone's time, in ms; small differences (the request's own latency) are
+// taken as none, so a phone with a good clock uses it unchanged
+function clockOffset (reply) {
+  const d = reply.contact * 1000 - Date.now()
+  return Math.abs(d) > 5000 ? d : 0
 }
 
 export async function state () {
