@@ -260,17 +260,18 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
             s = staff(request, bo)
             return page(request, "accounts.html", s, accounts=data.accounts(bo))
 
-    @app.get("/accounts/{account_id}", response_class=HTMLResponse, include_in_schema=False)
-    def account_page(request: Request, account_id: str, invite: str = ""):
-        with open_bo() as bo:
-            s = staff(request, bo)
-            a = data.account(bo, account_id)
+    def account_view(request, bo, s, account_id, token=None):
         inv = None
-        if invite:
+        if token:
             import segno
-            url = invite_url(base(request), invite)
+            url = invite_url(base(request), token)
             inv = {"url": url, "svg": segno.make(url, error="m").svg_inline(scale=4)}
-        return page(request, "account.html", s, a=a, invite=inv)
+        return page(request, "account.html", s, a=data.account(bo, account_id), invite=inv)
+
+    @app.get("/accounts/{account_id}", response_class=HTMLResponse, include_in_schema=False)
+    def account_page(request: Request, account_id: str):
+        with open_bo() as bo:
+            return account_view(request, bo, staff(request, bo), account_id)
 
     @app.get("/denylist", response_class=HTMLResponse, include_in_schema=False)
     def denylist_page(request: Request):
@@ -317,7 +318,8 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
             zones = [int(z) for z in str(form.get("zones", "")).replace(" ", "").split(",") if z]
             inv = store.create_invite(bo, account_id, zones=zones, product=int(form.get("product") or 1),
                                       replace=bool(form.get("replace")), by=s["name"])
-        return RedirectResponse("/accounts/%s?invite=%s" % (account_id, inv["token"]), status_code=303)
+            # shown in this response only: the token never goes into a URL the server (or a proxy) logs
+            return account_view(request, bo, s, account_id, inv["token"])
 
     @app.post("/accounts/{account_id}/topup", include_in_schema=False)
     async def topup_form(request: Request, account_id: str):
