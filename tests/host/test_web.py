@@ -296,3 +296,12 @@ def test_fraud_actions_deny_undeny_note(site):
     assert v.post(url + "deny", headers={"x-csrf-token": vtoken}).status_code == 403
     assert "Undeny" not in v.get("/fraud").text and "Deny" not in v.get("/fraud").text.split("<table")[1]
     assert "double_use" in v.get("/export/fraud.csv").text
+
+
+def test_hourly_bars_svg():
+    from offgate_host.web import charts
+    h = 1_800_000_000 // 3600 * 3600
+    svg = charts.hourly_bars([{"hour": h, "s": "<gate>", "n": 3}, {"hour": h + 3 * 3600, "s": "b", "n": 1}], "n", "s")
+    assert svg.startswith("<svg") and svg.endswith("</svg>") and "<gate>" not in svg and "&lt;gate&gt;" in svg
+    assert svg.count("<title>") == 2 and svg.count('font-size="10"') == 4  # 4 hour labels: quiet hours shown too
+    assert "no data" in charts.hourly_bars([], "n", "s")

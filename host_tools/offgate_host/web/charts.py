@@ -9,7 +9,8 @@ def hourly_bars(rows, value_key, series_key, width=720, height=220):
     """Stacked bars: one bar per hour (rows' "hour", Unix seconds), one colour per series_key value."""
     if not rows:
         return '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="40" role="img"><text x="4" y="24">no data</text></svg>' % width
-    hours = sorted({r["hour"] for r in rows})
+    seen = [r["hour"] for r in rows]
+    hours = list(range(min(seen), max(seen) + 3600, 3600))  # every hour in the range, quiet ones too
     series = sorted({str(r[series_key]) for r in rows})
     colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(series)}
     totals = {h: 0 for h in hours}
@@ -20,7 +21,7 @@ def hourly_bars(rows, value_key, series_key, width=720, height=220):
     plot_h = height - bottom - legend_h
     bw = (width - left) / max(len(hours), 1)
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" class="chart">' % (width, height),
-           '<text x="2" y="12" font-size="11">%d</text>' % top,
+           '<text x="2" y="%d" font-size="11">%d</text>' % (legend_h + 10, top),
            '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#999"/>' % (left, legend_h + plot_h, width, legend_h + plot_h)]
     stack = {h: 0 for h in hours}
     for r in sorted(rows, key=lambda r: (r["hour"], str(r[series_key]))):
