@@ -734,3 +734,22 @@ def ledger_provision(data_dir, gate_dir):
     from .syncclient import provision_gate_dir
     provision_gate_dir(gate_dir, _bo(data_dir))
     click.echo("root.pub and batch.pub -> %s" % gate_dir)
+
+
+# ----------------------------------------------------------------------------- statistics and receipts
+def db_option(f):
+    return click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)(f)
+
+
+def _open_ledger(data_dir, db, bo=None):
+    """The ledger (a context manager) of the back office in data_dir, or at --db."""
+    from .ledger import Ledger
+    if bo is None:
+        with _bo(data_dir) as b:
+            return Ledger.for_backoffice(b, db)
+    return Ledger.for_backoffice(bo, db)
+
+
+from . import cli_stats  # noqa: E402  (registers `offgate stats` and `offgate station`)
+
+cli_stats.register(main, data_option, db_option, user_errors, _open_ledger)
