@@ -225,6 +225,8 @@ def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, v
     cred = _bo(data_dir).issue_credential(account_id, w.pub65, zones=zones, product=product, gates=gates,
                                           valid_seconds=max(1, int(valid_hours * 3600)), cap=cap)
     w.set_credential(cred)
+    from .receipts import register_enc_key  # enrolment: the wallet's receipt encryption key
+    register_enc_key(_bo(data_dir), w.pub65, w.ensure_enc_key())
     c = formats.parse_credential(cred)
     click.echo("credential %s issued to %s (%d bytes, kid %s, valid %s .. %s) -> %s"
                % (c["cti"].hex(), account_id, len(cred), c["kid"].hex(), _ts(c["nbf"]), _ts(c["exp"]), wallet_path))
@@ -753,3 +755,7 @@ def _open_ledger(data_dir, db, bo=None):
 from . import cli_stats  # noqa: E402  (registers `offgate stats` and `offgate station`)
 
 cli_stats.register(main, data_option, db_option, user_errors, _open_ledger)
+
+from . import cli_receipts  # noqa: E402  (registers `offgate receipt` and `offgate wallet receipt`)
+
+cli_receipts.register(main, wallet, data_option, db_option, user_errors, _open_ledger)

@@ -528,3 +528,24 @@ def audit(bo, led) -> dict:
             problems.append("receipt %s: its stored bytes differ from what log entry %d recorded (altered)"
                             % (bytes(r["id"]).hex(), r["idx"]))
     return {"size": n, "receipts": len(recs), "tree_heads": len(sths), "problems": problems}
+
+
+def read_bundle(bundle_bytes, enc_priv=None) -> dict:
+    """The receipt body inside a bundle, decrypted with the wallet's key (not verified: see
+    verify_bundle)."""
+    b = parse_bundle(bundle_bytes)
+    signed = b["signed"] if "signed" in b else decrypt_with(enc_priv, b["receipt"]) if enc_priv else None
+    if signed is None:
+        raise ReceiptError("the receipt is encrypted: give the rider's wallet")
+    try:
+        _, _, _, payload = formats._split_sign1(signed, "receipt")
+        return formats._decode_map(payload, "receipt")
+    except ValueError as e:
+        raise ReceiptError(str(e)) from None
+
+
+def stored(led, account=None) -> list:
+    """The back office's receipts: [{"id", "idx", "account", "created"}], oldest first."""
+    _ensure(led)
+    q = "SELECT id, idx, account, created FROM receipts" + (" WHERE account = ?" if account else "") + " ORDER BY idx"
+    return [dict(r, id=bytes(r["id"])) for r in led.db.rows(q, (account,) if account else ())]
