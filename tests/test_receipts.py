@@ -224,3 +224,19 @@ def test_tampered_bundles_do_not_verify(world):
     obj.value[2] = cbor2.dumps(forged)
     with pytest.raises(receipts.ReceiptError, match="receipt: signature"):
         receipts.verify_bundle(cbor2.dumps(dict(plain, signed=cbor2.dumps(obj))), world.rpub, world.lpub)
+
+
+def test_two_writers_at_once_do_not_fork_the_log(world, monkeypatch):
+    """A second back-office process that read the log's right edge before the first appended:
+    its insert fails on the index, and it retries on the new edge."""
+    stale = receipts._frontier(world.led)
+    receipts.issue(world.bo, world.led, world.request(trip=(11, 1)), now=NOW)
+    real, calls = receipts._frontier, []
+
+    def once_stale(led):
+        calls.append(1)
+        return stale if len(calls) == 1 else real(led)
+    monkeypatch.setattr(receipts, "_frontier", once_stale)
+    b = receipts.issue(world.bo, world.led, world.request(trip=(11, 2)), now=NOW)
+    assert len(calls) == 2 and cbor2.loads(b)["index"] == 1
+    assert world.verify(b) and receipts.audit(world.bo, world.led)["problems"] == []

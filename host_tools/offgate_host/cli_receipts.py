@@ -122,8 +122,12 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
         enc = Wallet.load(wallet_path).enc_key if wallet_path else None
         data = bundle.read_bytes()
         if keys_file:
-            k = json.loads(keys_file.read_text())
-            res = receipts.verify_bundle(data, bytes.fromhex(k["receipt_pub"]), bytes.fromhex(k["log_pub"]), enc)
+            try:
+                k = json.loads(keys_file.read_text())
+                rpub, lpub = bytes.fromhex(k["receipt_pub"]), bytes.fromhex(k["log_pub"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise receipts.ReceiptError("%s is not a receipt keys file (offgate receipt keys)" % keys_file) from None
+            res = receipts.verify_bundle(data, rpub, lpub, enc)
         else:
             if not (Path(data_dir) / "offgate.db").exists():
                 raise receipts.ReceiptError("no back office at %s: give --keys FILE or --data DIR" % data_dir)

@@ -311,10 +311,29 @@ def _trips(bo, led, account, ctis, request):
     return out
 
 
+def _is_conflict(e):
+    # sqlite3.IntegrityError, psycopg.IntegrityError (UniqueViolation): another writer took the index
+    return any(c.__name__ == "IntegrityError" for c in type(e).__mro__)
+
+
 def issue(bo, led, request, now=None) -> bytes:
     """Process a signed receipt request (bytes); returns the rider's bundle (CBOR bytes).
     Raises ReceiptError (nothing stored) for an unknown credential, a bad signature, a stale or
-    replayed request, a rider with no registered encryption key, or no charged trips."""
+    replayed request, a rider with no registered encryption key, or no charged trips.
+    Two back-office processes appending at once: the loser's transaction fails on the log index
+    and is retried on the new right edge."""
+    for attempt in range(5):
+        try:
+            return _issue(bo, led, request, now)
+        except Exception as e:
+            if not _is_conflict(e) or attempt == 4:
+                if _is_conflict(e):
+                    raise ReceiptError("the receipt log was busy; try again") from None
+                raise
+    raise AssertionError("unreachable")
+
+
+def _issue(bo, led, request, now):
     _ensure(led)
     now = _now(now)
     try:

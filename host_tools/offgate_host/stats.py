@@ -166,7 +166,7 @@ def check_round(spec) -> dict:
         raise StatsError("bad round id %r" % (spec.get("round"),))
     _check_index(spec.get("index"))
     ps = spec.get("parties")
-    if not isinstance(ps, list) or len(ps) < 2:
+    if not isinstance(ps, list) or len(ps) < 2 or not all(isinstance(p, dict) for p in ps):
         raise StatsError("a round needs at least two parties")
     names = [p.get("name") for p in ps]
     pubs = [p.get("pub") for p in ps]
@@ -175,7 +175,7 @@ def check_round(spec) -> dict:
     for p in ps:
         try:
             keys.pub_from_bytes(bytes.fromhex(p["pub"]))
-        except (TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             raise StatsError("party %r: bad public key" % p.get("name")) from None
     return spec
 
