@@ -91,6 +91,23 @@ def register(main, data_option, db_option, user_errors, open_ledger):
         if len(parties) == 2:
             click.echo("warning: with two parties each one learns the other's counts from the totals", err=True)
 
+    @stats_group.command("rerun")
+    @click.argument("round_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.argument("new_round_id")
+    @click.option("--without", "without", multiple=True, required=True, help="a party to leave out (repeat)")
+    @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+    @user_errors
+    def stats_rerun(round_file, new_round_id, without, out):
+        """A failed round again, without the parties that did not submit, under NEW_ROUND_ID."""
+        from . import stats
+        spec = stats.rerun(stats.load_round(round_file), new_round_id, list(without))
+        out.write_text(json.dumps(spec, indent=1) + "\n")
+        click.echo("round %s: %d parties (%s), %d cells -> %s" % (new_round_id, len(spec["parties"]),
+                                                                 ", ".join(p["name"] for p in spec["parties"]),
+                                                                 stats.n_cells(spec["index"]), out))
+        if len(spec["parties"]) == 2:
+            click.echo("warning: with two parties each one learns the other's counts from the totals", err=True)
+
     @stats_group.command("submit")
     @data_option
     @db_option

@@ -158,6 +158,18 @@ def new_round(round_id, parties, index, now=None) -> dict:
     return spec
 
 
+def rerun(spec, new_round_id, without, now=None) -> dict:
+    """The same index with the parties not named in `without`, under a new round id (so new masks)."""
+    check_round(spec)
+    names = {p["name"] for p in spec["parties"]}
+    unknown = [n for n in without if n not in names]
+    if unknown:
+        raise StatsError("not a party of round %s: %s" % (spec["round"], ", ".join(unknown)))
+    if new_round_id == spec["round"]:
+        raise StatsError("a re-run needs a new round id (masks are never reused)")
+    return new_round(new_round_id, [p for p in spec["parties"] if p["name"] not in without], spec["index"], now)
+
+
 def check_round(spec) -> dict:
     """Validate a round definition (as loaded from its JSON file); returns it."""
     if not isinstance(spec, dict) or spec.get("version") != ROUND_VERSION:
