@@ -250,3 +250,40 @@ def test_cli_round_submit_aggregate_and_one_line_errors(tmp_path):
     finally:
         for o in ops:
             o.close()
+
+
+def test_three_back_offices_from_their_gates_operation_logs(tmp_path):
+    """The counts come from what the gates logged: each operator's gate (the firmware's operation
+    log, run in-process as in the sync tests) is synced into that operator's own ledger."""
+    from synchelp import FakeGate, LoopTransport
+    from offgate import syncserver
+    from offgate_host.syncclient import sync_gate
+
+    ops, want = [], [0] * (len(STATIONS) * HOURS * len(PRODUCTS))
+    spec_index = {"start": START, "hours": HOURS, "stations": STATIONS, "products": PRODUCTS}
+    for i, name in enumerate(("metro", "bus", "tram")):
+        bo = BackOffice(tmp_path / name)
+        bo.init_issuer(name, valid_from=NOW - 5 * 86400)
+        bo.create_account("a", balance=100000)
+        ctis = {p: parse_credential(bo.issue_credential("a", keys.pub_bytes(keys.generate()), zones=[1], product=p,
+                                                        valid_seconds=5 * 86400, now=NOW - 4 * 86400))["cti"]
+                for p in PRODUCTS}
+        led = Ledger.for_backoffice(bo)
+        gid = 10 + i
+        stations.set_station(led, gid, STATIONS[i % 2])
+        g = FakeGate(tmp_path / (name + "-gate"), gid, bo)
+        for k in range(12 + 3 * i):
+            p, h = PRODUCTS[k % 2], k % HOURS
+            g.log(ctis[p], k + 1, t=START + h * 3600 + 60 * k)
+            want[stats.cell_of(spec_index, i % 2, h, k % 2)] += 1
+        g.log(ctis[1], 99, "DENY", 14, t=START + 10)   # a denial is not a passage
+        assert sync_gate(LoopTransport(syncserver.SyncServer(g)), bo, led)["new"] == 13 + 3 * i
+        ops.append((name, bo, led))
+    spec = stats.new_round("gates-1", [stats.party_info(bo, n) for n, bo, _ in ops], spec_index)
+    agg_bo = BackOffice(tmp_path / "region")
+    agg = Ledger.for_backoffice(agg_bo)
+    res = stats.aggregate(agg, spec, [stats.submit(bo, led, spec) for _, bo, led in ops])
+    assert [c["count"] for c in res["cells"]] == want and res["total"] == 12 + 15 + 18
+    for _, bo, led in ops + [("region", agg_bo, agg)]:
+        led.close()
+        bo.close()
