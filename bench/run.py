@@ -594,10 +594,37 @@ def flash_sync_summary(R):
             "%s ms per code (cwt/pyca), %s ms per QR (segno); medians of %d." % (
                 w["browser_code_median_ms"], w["browser_qr_svg_median_ms"], w["host_code_median_ms"],
                 w["host_qr_median_ms"], w["codes"]))
-    for name, x in (("flash", f), ("soak", k), ("sync", s), ("wallet", w)):
+    p = R.get("privacy", {})
+    parts += privacy_summary(p)
+    for name, x in (("flash", f), ("soak", k), ("sync", s), ("privacy", p), ("wallet", w)):
         if x.get("status") not in (None, "ok"):
             parts.append("The %s bench %s (see bench/results.json)." % (name, x.get("status")))
     return "\n".join(parts)
+
+
+def privacy_summary(p):
+    """README lines for bench/privacy_bench.py: statistics rounds, receipts, log proofs."""
+    parts = []
+    if p.get("status") != "ok":
+        return parts
+    st, pr = p["stats"], p["proofs"]
+    parts.append(
+        "Statistics round, %d parties over %d cells (stats.py): masking one party's vector %.3f s (AES-256-CTR "
+        "PRF; HMAC-SHA256 per cell, same run: %.3f s), submission %d bytes, aggregation (verify, sum, store) "
+        "%.3f s." % (st["parties"], st["cells"], st["mask_one_party_s"], st["mask_hmac_reference_s"],
+                     st["submission_bytes"], st["aggregate_s"]))
+    for r in p["receipts"]:
+        parts.append(
+            "Receipts, %s: %s issued/s (sign, encrypt, log, signed tree head), %s verified/s with the keys "
+            "alone, %s/s against the back office (consistency, ledger records); bundle %d bytes." % (
+                r["db"], r["issued_per_s"], r["verify_keys_only_per_s"], r["verify_against_back_office_per_s"],
+                r["bundle_bytes_median"]))
+    parts.append("Receipt log proofs: inclusion %s hashes and consistency %s hashes at 10^3 / 10^4 / 10^5 / "
+                 "10^6 entries; appends %s/s (pymerkle, same entries: %s/s)." % (
+                     " / ".join(str(x["inclusion_hashes"]) for x in pr["sizes"]),
+                     " / ".join(str(x["consistency_hashes"]) for x in pr["sizes"]),
+                     pr["merklelog_append_per_s"], pr["pymerkle_append_per_s"]))
+    return parts
 
 
 def write_readme(section):
@@ -773,6 +800,8 @@ def main():
             n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
             "for PostgreSQL"))
         sync = run_json_script([ROOT / "bench" / "sync_bench.py", "--records", n_sync], 3600)
+        note("receipts (issue, verify, proof sizes) and a statistics round over 100000 cells ...")
+        privacy = run_json_script([ROOT / "bench" / "privacy_bench.py", "--cells", 100000, "--receipts", 300], 1800)
 
         note("web wallet: codes made in chromium vs the host library ...")
         wallet = run_json_script([ROOT / "bench" / "wallet_bench.py", "--codes", 50], 600)
@@ -807,6 +836,7 @@ def main():
             "flash_ops": flash,
             "soak": soak,
             "sync": sync,
+            "privacy": privacy,
             "wallet": wallet,
             "bench_seconds": None,
         }

@@ -225,6 +225,8 @@ def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, v
     cred = _bo(data_dir).issue_credential(account_id, w.pub65, zones=zones, product=product, gates=gates,
                                           valid_seconds=max(1, int(valid_hours * 3600)), cap=cap)
     w.set_credential(cred)
+    from .receipts import register_enc_key  # enrolment: the wallet's receipt encryption key
+    register_enc_key(_bo(data_dir), w.pub65, w.ensure_enc_key())
     c = formats.parse_credential(cred)
     click.echo("credential %s issued to %s (%d bytes, kid %s, valid %s .. %s) -> %s"
                % (c["cti"].hex(), account_id, len(cred), c["kid"].hex(), _ts(c["nbf"]), _ts(c["exp"]), wallet_path))
@@ -814,3 +816,24 @@ def serve(data_dir, db, host, port, base_url):
         raise click.ClickException("the wallet's JavaScript libraries are missing: run `make web` "
                                    "(npm ci in host_tools/offgate_host/web)")
     uvicorn.run(create_app(data_dir, db, base_url), host=host, port=port, log_level="warning")
+# ----------------------------------------------------------------------------- statistics and receipts
+def db_option(f):
+    return click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)(f)
+
+
+def _open_ledger(data_dir, db, bo=None):
+    """The ledger (a context manager) of the back office in data_dir, or at --db."""
+    from .ledger import Ledger
+    if bo is None:
+        with _bo(data_dir) as b:
+            return Ledger.for_backoffice(b, db)
+    return Ledger.for_backoffice(bo, db)
+
+
+from . import cli_stats  # noqa: E402  (registers `offgate stats` and `offgate station`)
+
+cli_stats.register(main, data_option, db_option, user_errors, _open_ledger)
+
+from . import cli_receipts  # noqa: E402  (registers `offgate receipt` and `offgate wallet receipt`)
+
+cli_receipts.register(main, wallet, data_option, db_option, user_errors, _open_ledger)
