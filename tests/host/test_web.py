@@ -229,9 +229,13 @@ def test_dashboard_data_on_both_ledgers(world):
     led.note_time(1, 3)
     assert sum(r["passages"] for r in data.passages_by_hour(led, now)) == 4
     assert {r["station"] for r in data.passages_by_hour(led, now)} == {"gate 1", "gate 2"}
+    from offgate_host import stations
+    stations.set_station(led, 1, "Rynek")  # the operator's station map (offgate station set)
+    stations.set_station(led, 2, "Rynek")
+    assert [(r["station"], r["passages"]) for r in data.passages_by_hour(led, now)] == [("Rynek", 4)]
     assert [(r["reason_name"], r["n"]) for r in data.denials(led, now)] == [("BAD_BASE45 (14)", 2)]
     g1, g2 = data.gates(bo, led, now)
-    assert (g1["gate"], g1["records"], g1["log_fill"], g1["drift_s"]) == (1, 5, 0.9, 3)
+    assert (g1["gate"], g1["station"], g1["records"], g1["log_fill"], g1["drift_s"]) == (1, "Rynek", 5, 0.9, 3)
     assert g1["alerts"] == ["operation log 90% full"]
     assert g2["alerts"] == ["not synced for ever"]
     f = data.fraud(bo, led)

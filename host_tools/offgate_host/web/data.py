@@ -5,6 +5,7 @@ ledger (records, gates, fraud); writes nothing.
 import json
 import time
 
+from .. import stations
 from ..report import _reason_name
 from . import store
 
@@ -14,11 +15,6 @@ DRIFT_ALERT_S = 30       # the gates' skew_s default: beyond it, fresh codes loo
 LOG_FILL_ALERT = 0.8     # operation log this full: sync before it refuses (log_full_policy refuse)
 
 
-def station_of(gate):
-    """The station a gate belongs to. Until gates carry a station (issue #16), each gate is its own."""
-    return "gate %d" % gate
-
-
 def passages_by_hour(led, now=None, hours=24):
     """[{"station", "hour" (Unix s, hour start), "passages"}] of OPEN records in the last `hours`."""
     now = int(time.time() if now is None else now)
@@ -26,9 +22,10 @@ def passages_by_hour(led, now=None, hours=24):
     rows = led.db.rows("SELECT gate, (t / 3600) * 3600 AS hour, COUNT(*) AS n FROM ledger_records "
                        "WHERE decision = 'OPEN' AND t >= ? GROUP BY gate, (t / 3600) * 3600 ORDER BY hour, gate",
                        (since,))
+    smap = stations.station_map(led)  # `offgate station set GATE NAME`; unmapped: "gate N"
     out = {}
     for r in rows:
-        k = (station_of(r["gate"]), int(r["hour"]))
+        k = (stations.station_of(smap, r["gate"]), int(r["hour"]))
         out[k] = out.get(k, 0) + int(r["n"])
     return [{"station": s, "hour": h, "passages": n} for (s, h), n in sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
 
@@ -38,6 +35,7 @@ def gates(bo, led, now=None):
     "records", "opened", "denied", "deny_count", "firmware", "alerts": [text]}]."""
     now = int(time.time() if now is None else now)
     boards = {g["gate_id"]: g["board"] for g in bo.gates()}
+    smap = stations.station_map(led)
     anomalies = {}
     for a in led.anomalies():
         anomalies[a["gate"]] = anomalies.get(a["gate"], 0) + 1
@@ -62,14 +60,14 @@ def gates(bo, led, now=None):
             alerts.append("%d decisions not logged" % log["not_logged"])
         if anomalies.get(gid):
             alerts.append("%d ledger anomalies (chain, gaps)" % anomalies[gid])
-        out.append({"gate": gid, "station": station_of(gid), "board": boards.get(gid, "-"),
+        out.append({"gate": gid, "station": stations.station_of(smap, gid), "board": boards.get(gid, "-"),
                     "last_sync": g["last_sync"], "sync_age_s": age, "drift_s": g["drift"], "backlog": g["backlog"],
                     "log_fill": None if fill is None else round(fill, 4), "records": int(n),
                     "opened": st.get("opened"), "denied": st.get("denied"), "deny_count": st.get("deny_count"),
                     "firmware": st.get("firmware"), "alerts": alerts})
     for gid, board in sorted(boards.items()):
         if gid not in seen:
-            out.append({"gate": gid, "station": station_of(gid), "board": board, "last_sync": None, "sync_age_s": None,
+            out.append({"gate": gid, "station": stations.station_of(smap, gid), "board": board, "last_sync": None, "sync_age_s": None,
                         "drift_s": None, "backlog": None, "log_fill": None, "records": 0, "opened": None,
                         "denied": None, "deny_count": None, "firmware": None, "alerts": ["registered, never synced"]})
     return sorted(out, key=lambda g: g["gate"])
