@@ -154,7 +154,7 @@ def enrolled(browser, site):
     again = wallet_page(browser, link.replace("127.0.0.1", "localhost"))
     assert "already been used" in again.inner_text("#status")
     again.close()
-    return {"staff": staff, "page": page}
+    return {"staff": staff, "page": page, "dir": site["dir"]}
 
 
 def test_end_to_end_invite_enrol_scan_gate_sync_dashboard(site, enrolled, tmp_path):
@@ -209,6 +209,21 @@ def test_key_is_not_extractable(enrolled):
                 usages: s.keys.privateKey.usages, curve: s.keys.privateKey.algorithm.namedCurve, exported}
     }""")
     assert out == {"extractable": False, "type": "private", "usages": ["sign"], "curve": "P-256", "exported": None}
+    # the second key, for receipts (ECDH): not extractable either, and registered at enrolment
+    enc = page.evaluate("""async () => {
+        const s = await window.offgateWallet.state()
+        const k = await new Promise(r => {
+            const o = indexedDB.open('offgate-wallet')
+            o.onsuccess = () => { const g = o.result.transaction('kv').objectStore('kv').get('encKeys'); g.onsuccess = () => r(g.result) }
+        })
+        const pub = new Uint8Array(await crypto.subtle.exportKey('raw', k.publicKey))
+        return {extractable: k.privateKey.extractable, alg: k.privateKey.algorithm.name, usages: k.privateKey.usages,
+                pub: Array.from(pub, x => x.toString(16).padStart(2, '0')).join(''), wallet: s.pub}
+    }""")
+    assert (enc["extractable"], enc["alg"], enc["usages"]) == (False, "ECDH", ["deriveBits"])
+    from offgate_host.receipts import enc_key_of
+    with BackOffice(enrolled["dir"]) as bo:
+        assert enc_key_of(bo, bytes.fromhex(enc["wallet"])) == bytes.fromhex(enc["pub"])
 
 
 def test_browser_code_verifies_on_firmware_byte_for_byte(site, enrolled, mp, tmp_path):

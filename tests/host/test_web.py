@@ -146,6 +146,9 @@ def test_enrol_renew_and_cross_account_refusals(site):
     with BackOffice(d) as bo:
         info = formats.parse_credential(cred, [k["pub"] for k in bo.issuer_keys()])
     assert info["verified"] and info["rider_pub65"] == a.pub
+    from offgate_host.receipts import enc_key_of
+    with BackOffice(d) as bo:
+        assert enc_key_of(bo, a.pub) is None  # enrolled without a receipt key: none registered
     # single use: the same link again, by anyone, is refused
     assert Rider().enrol(c, tok_a).status_code == 403
     assert "already been used" in Rider().enrol(c, tok_a).json()["detail"]
@@ -309,3 +312,21 @@ def test_hourly_bars_svg():
     assert svg.startswith("<svg") and svg.endswith("</svg>") and "<gate>" not in svg and "&lt;gate&gt;" in svg
     assert svg.count("<title>") == 2 and svg.count('font-size="10"') == 4  # 4 hour labels: quiet hours shown too
     assert "no data" in charts.hourly_bars([], "n", "s")
+
+
+def test_enrol_registers_the_receipt_encryption_key(site):
+    from offgate_host.receipts import enc_key_of
+    d, app = site
+    c = client(app)
+    r, enc = Rider(), keys.pub_bytes(keys.generate())
+    tok = invite(app)
+
+    def enrol(enc_pub, signed=None):
+        msg = ENROL_MSG + hashlib.sha256(tok.encode()).digest() + r.pub + (enc if signed is None else signed)
+        return c.post("/api/wallet/enrol", json={"invite": tok, "pub": r.pub.hex(), "enc_pub": enc_pub.hex(),
+                                                 "sig": p1363(r.key, msg)})
+    assert enrol(enc, signed=b"").status_code == 403  # enc_pub must be under the signature
+    assert enrol(b"\x04" + bytes(64), signed=b"\x04" + bytes(64)).status_code == 400  # not a point; link kept
+    assert enrol(enc).status_code == 200
+    with BackOffice(d) as bo:
+        assert enc_key_of(bo, r.pub) == enc

@@ -74,7 +74,8 @@ def verify_p1363(pub65: bytes, sig: bytes, msg: bytes) -> bool:
 class EnrolRequest(BaseModel):
     invite: str
     pub: str   # 65-byte uncompressed SEC1 point, hex
-    sig: str   # r||s hex over "offgate-enrol-v1" | SHA-256(invite) | pub
+    sig: str   # r||s hex over "offgate-enrol-v1" | SHA-256(invite) | pub [| enc_pub]
+    enc_pub: str | None = None  # the wallet's second P-256 key (ECDH only), receipts are encrypted to it
 
 
 class RenewRequest(BaseModel):
@@ -529,9 +530,17 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     def wallet_enrol(body: EnrolRequest):
         pub = _hexbytes(body.pub, 65, "pub")
         sig = _hexbytes(body.sig, 64, "sig")
-        msg = ENROL_MSG + hashlib.sha256(body.invite.encode()).digest() + pub
+        enc_pub = _hexbytes(body.enc_pub, 65, "enc_pub") if body.enc_pub is not None else b""
+        msg = ENROL_MSG + hashlib.sha256(body.invite.encode()).digest() + pub + enc_pub
         if not verify_p1363(pub, sig, msg):
             raise HTTPException(403, "proof of possession failed")
+        if enc_pub:
+            try:
+                keys.pub_from_bytes(enc_pub)
+            except ValueError:
+                raise HTTPException(400, "enc_pub is not a P-256 point")
+            if enc_pub == pub:
+                raise HTTPException(400, "the encryption key must not be the signing key")
         with open_bo() as bo:
             if store.wallet(bo, pub) is not None:
                 raise HTTPException(409, "this key is already enrolled")
@@ -546,6 +555,9 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
                 store.release_invite(bo, body.invite)
                 raise
             store.add_wallet(bo, pub, inv)
+            if enc_pub:
+                from ..receipts import register_enc_key  # issue #15: receipts are encrypted to this key
+                register_enc_key(bo, pub, enc_pub)
             if inv["replace_old"]:
                 store.revoke_wallets(bo, inv["account"], keep_pub=pub)
             return wallet_reply(bo, pub, cred)

@@ -107,10 +107,15 @@ async function post (path, body) {
 export async function enrol (invite) {
   const kp = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
   const pub = new Uint8Array(await crypto.subtle.exportKey('raw', kp.publicKey))
-  const msg = concat(te.encode('offgate-enrol-v1'), await sha256(te.encode(invite)), pub)
-  const reply = await post('/api/wallet/enrol', { invite, pub: hex(pub), sig: hex(await sign(kp.privateKey, msg)) })
+  // receipts (docs/receipts.md) are encrypted to a second key: an ECDSA key cannot do ECDH
+  const ek = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, false, ['deriveBits'])
+  const encPub = new Uint8Array(await crypto.subtle.exportKey('raw', ek.publicKey))
+  const msg = concat(te.encode('offgate-enrol-v1'), await sha256(te.encode(invite)), pub, encPub)
+  const reply = await post('/api/wallet/enrol', {
+    invite, pub: hex(pub), enc_pub: hex(encPub), sig: hex(await sign(kp.privateKey, msg))
+  })
   // the counter is kept: it never goes back, whatever key or credential comes next
-  await put({ keys: kp, pub: hex(pub), cred: reply, clockOffsetMs: clockOffset(reply) })
+  await put({ keys: kp, encKeys: ek, pub: hex(pub), cred: reply, clockOffsetMs: clockOffset(reply) })
   return reply
 }
 
