@@ -586,9 +586,17 @@ def flash_sync_summary(R):
         if rec:
             parts.append("Operation log recovery at boot: %.2f s clean, %.2f s after a torn tail." % (
                 rec["recover_clean_s"], rec["recover_after_cut_s"]))
+    w = R.get("wallet", {})
+    if w.get("status") == "ok" and "skipped" not in w:
+        parts.append(
+            "Web wallet in chromium (tests/test_browser.py's setup): %s ms per code (IndexedDB counter, cborg, "
+            "WebCrypto ES256, base45) and %s ms for its QR as SVG (uqr); host library for the same credential: "
+            "%s ms per code (cwt/pyca), %s ms per QR (segno); medians of %d." % (
+                w["browser_code_median_ms"], w["browser_qr_svg_median_ms"], w["host_code_median_ms"],
+                w["host_qr_median_ms"], w["codes"]))
     p = R.get("privacy", {})
     parts += privacy_summary(p)
-    for name, x in (("flash", f), ("soak", k), ("sync", s), ("privacy", p)):
+    for name, x in (("flash", f), ("soak", k), ("sync", s), ("privacy", p), ("wallet", w)):
         if x.get("status") not in (None, "ok"):
             parts.append("The %s bench %s (see bench/results.json)." % (name, x.get("status")))
     return "\n".join(parts)
@@ -795,6 +803,9 @@ def main():
         note("receipts (issue, verify, proof sizes) and a statistics round over 100000 cells ...")
         privacy = run_json_script([ROOT / "bench" / "privacy_bench.py", "--cells", 100000, "--receipts", 300], 1800)
 
+        note("web wallet: codes made in chromium vs the host library ...")
+        wallet = run_json_script([ROOT / "bench" / "wallet_bench.py", "--codes", 50], 600)
+
         text = info["typical_qr_text"]
         qrinfo = {"text_length_chars": len(text), "version": qr.qr_version(text), "error_level": "M",
                   "mode": "alphanumeric", "what": "a returning rider's code (second code of a credential)"}
@@ -826,6 +837,7 @@ def main():
             "soak": soak,
             "sync": sync,
             "privacy": privacy,
+            "wallet": wallet,
             "bench_seconds": None,
         }
         if cg["status"] == "ok":
