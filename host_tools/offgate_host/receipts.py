@@ -86,9 +86,7 @@ def _now(now=None):
 
 
 def _ensure(led):
-    if not getattr(led, "_receipts_ready", False):
-        led.db.script(SCHEMA)
-        led._receipts_ready = True
+    led.db.ensure("receipts", SCHEMA)
 
 
 def _sha(b):

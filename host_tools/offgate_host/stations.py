@@ -14,9 +14,7 @@ CREATE TABLE IF NOT EXISTS gate_stations (
 
 
 def _ensure(led):
-    if not getattr(led, "_stations_ready", False):
-        led.db.script(SCHEMA)
-        led._stations_ready = True
+    led.db.ensure("stations", SCHEMA)
 
 
 def default_name(gate) -> str:

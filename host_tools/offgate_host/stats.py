@@ -82,9 +82,7 @@ def _now(now=None):
 
 
 def _ensure(led):
-    if not getattr(led, "_stats_ready", False):
-        led.db.script(SCHEMA)
-        led._stats_ready = True
+    led.db.ensure("stats", SCHEMA)
 
 
 # ---------------------------------------------------------------------------- keys and parties
