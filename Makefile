@@ -5,8 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # 32-bit MicroPython (webassembly port, npm) for tests/test_wasm32.py; needs Node.js + npm
 WASM_STAMP := tests/wasm/node_modules/.installed
+# the rider wallet's JavaScript libraries (cborg, uqr; npm, pinned), served by `offgate serve`
+WEB_DIR    := host_tools/offgate_host/web
+WEB_STAMP  := $(WEB_DIR)/node_modules/.installed
 
-.PHONY: venv demo test bench mpy clean wasm
+.PHONY: venv demo test bench mpy clean wasm web serve
 
 venv: $(STAMP)
 
@@ -22,17 +25,26 @@ $(WASM_STAMP): tests/wasm/package.json tests/wasm/package-lock.json
 	npm ci --prefix tests/wasm --no-audit --no-fund
 	touch $(WASM_STAMP)
 
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	npm ci --prefix $(WEB_DIR) --no-audit --no-fund
+	touch $(WEB_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/offgate demo
 
-test: $(STAMP) $(WASM_STAMP)
+serve: $(STAMP) $(WEB_STAMP)
+	$(BIN)/offgate serve
+
+test: $(STAMP) $(WASM_STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) build .pytest_cache $(WEB_DIR)/node_modules
 
 # ---- ESP32 gate: build, flash, deploy, provision (docs/hardware.md) ----------------------
 # make mpy BOARD=esp32_devkitc                     -> build/<board>/ (.mpy for the board, manifest.py)

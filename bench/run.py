@@ -598,10 +598,45 @@ def flash_sync_summary(R):
                     "passage on the same taps, same run: %.1f s, %d taps/s." % (
                         "PostgreSQL" if db == "pg" else "SQLite", x["taps"], x["riders"], x["journeys"],
                         x["incomplete"], x["settle_s"], x["taps_per_s"], ref["settle_s"], ref["taps_per_s"]))
-    for name, x in (("flash", f), ("soak", k), ("sync", s), ("fares", fa)):
+    w = R.get("wallet", {})
+    if w.get("status") == "ok" and "skipped" not in w:
+        parts.append(
+            "Web wallet in chromium (tests/test_browser.py's setup): %s ms per code (IndexedDB counter, cborg, "
+            "WebCrypto ES256, base45) and %s ms for its QR as SVG (uqr); host library for the same credential: "
+            "%s ms per code (cwt/pyca), %s ms per QR (segno); medians of %d." % (
+                w["browser_code_median_ms"], w["browser_qr_svg_median_ms"], w["host_code_median_ms"],
+                w["host_qr_median_ms"], w["codes"]))
+    p = R.get("privacy", {})
+    parts += privacy_summary(p)
+    for name, x in (("flash", f), ("soak", k), ("sync", s), ("privacy", p), ("wallet", w), ("fares", fa)):
         if x.get("status") not in (None, "ok"):
             parts.append("The %s bench %s (see bench/results.json)." % (name, x.get("status")))
     return "\n".join(parts)
+
+
+def privacy_summary(p):
+    """README lines for bench/privacy_bench.py: statistics rounds, receipts, log proofs."""
+    parts = []
+    if p.get("status") != "ok":
+        return parts
+    st, pr = p["stats"], p["proofs"]
+    parts.append(
+        "Statistics round, %d parties over %d cells (stats.py): masking one party's vector %.3f s (AES-256-CTR "
+        "PRF; HMAC-SHA256 per cell, same run: %.3f s), submission %d bytes, aggregation (verify, sum, store) "
+        "%.3f s." % (st["parties"], st["cells"], st["mask_one_party_s"], st["mask_hmac_reference_s"],
+                     st["submission_bytes"], st["aggregate_s"]))
+    for r in p["receipts"]:
+        parts.append(
+            "Receipts, %s: %s issued/s (sign, encrypt, log, signed tree head), %s verified/s with the keys "
+            "alone, %s/s against the back office (consistency, ledger records); bundle %d bytes." % (
+                r["db"], r["issued_per_s"], r["verify_keys_only_per_s"], r["verify_against_back_office_per_s"],
+                r["bundle_bytes_median"]))
+    parts.append("Receipt log proofs: inclusion %s hashes and consistency %s hashes at 10^3 / 10^4 / 10^5 / "
+                 "10^6 entries; appends %s/s (pymerkle, same entries: %s/s)." % (
+                     " / ".join(str(x["inclusion_hashes"]) for x in pr["sizes"]),
+                     " / ".join(str(x["consistency_hashes"]) for x in pr["sizes"]),
+                     pr["merklelog_append_per_s"], pr["pymerkle_append_per_s"]))
+    return parts
 
 
 def write_readme(section):
@@ -782,6 +817,11 @@ def main():
             n_taps, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else ""))
         fares = run_json_script([ROOT / "bench" / "fares_bench.py", "--taps", n_taps,
                                  "--riders", max(10, n_taps // 50)], 3600)
+        note("receipts (issue, verify, proof sizes) and a statistics round over 100000 cells ...")
+        privacy = run_json_script([ROOT / "bench" / "privacy_bench.py", "--cells", 100000, "--receipts", 300], 1800)
+
+        note("web wallet: codes made in chromium vs the host library ...")
+        wallet = run_json_script([ROOT / "bench" / "wallet_bench.py", "--codes", 50], 600)
 
         text = info["typical_qr_text"]
         qrinfo = {"text_length_chars": len(text), "version": qr.qr_version(text), "error_level": "M",
@@ -814,6 +854,8 @@ def main():
             "soak": soak,
             "sync": sync,
             "fares": fares,
+            "privacy": privacy,
+            "wallet": wallet,
             "bench_seconds": None,
         }
         if cg["status"] == "ok":

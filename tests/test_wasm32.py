@@ -252,10 +252,10 @@ def _pipeline_cases(work):
     bo.init_issuer("y2038", valid_from=t31 - 30 * day, valid_days=365 * 80)  # until past 2**32 s
     bo.create_account("a", balance=5000)
 
-    def wallet(tag, start, secs):
+    def wallet(tag, start, secs, issued=None):
         w = Wallet.create(work / (tag + ".json"))
         w.set_credential(bo.issue_credential("a", w.pub65, zones=[1], valid_from=start, valid_seconds=secs,
-                                             now=start))
+                                             now=start if issued is None else issued))
         return w
 
     def code(w, iat, ctr):
@@ -280,7 +280,7 @@ def _pipeline_cases(work):
         cases.append((now, code(w, now, 1 << 33), "MALFORMED_CODE"))
         cases.append((now, code(w, now - 91, 5), "CODE_STALE"))
         cases.append((now, code(w, now + 31, 5), "CODE_FUTURE"))
-    e = wallet("edge", t31 - 60, 120)  # valid [2**31 - 60, 2**31 + 60)
+    e = wallet("edge", t31 - 60, 120, issued=t31 - 3600)  # valid [2**31 - 60, 2**31 + 60): future-dated, so nbf is in it
     for now, want in ((t31 + 59, "OK"), (t31 + 60, "CRED_EXPIRED"), (t31 - 61, "CRED_NOT_YET_VALID"),
                       (t31 - 60, "OK")):
         cases.append((now, code(e, now, 1 + len(cases)), want))

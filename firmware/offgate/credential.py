@@ -12,7 +12,7 @@ NBF = 5
 IAT = 6
 CTI = 7
 CNF = 8
-ACCESS = -65537   # private-use claim: {1: zones, 2: gates, 3: product, 4: cap}
+ACCESS = -1       # offgate's access claim, 1-byte label (QR size): {1: zones, 2: gates, 3: product, 4: cap}
 ACC_ZONES = 1
 ACC_GATES = 2
 ACC_PRODUCT = 3
@@ -86,7 +86,8 @@ def parse(payload):
     c.sub = claims.get(SUB, "")
     if not isinstance(c.iss, str) or not isinstance(c.sub, str):
         raise CredentialError("iss and sub must be text")
-    c.nbf = _uint(claims, NBF, "nbf")
+    # nbf is optional (RFC 8392 §3.1.5): the issuer leaves it out when validity starts at issuance
+    c.nbf = _uint(claims, NBF, "nbf", False) or 0
     c.exp = _uint(claims, EXP, "exp")
     if c.exp <= c.nbf:
         raise CredentialError("exp must be after nbf")

@@ -290,8 +290,9 @@ class BackOffice:
         else:  # pragma: no cover
             raise BackOfficeError("could not allocate a credential id")
         try:
-            cred = formats.make_credential(ikey, kinfo["kid"], iss=kinfo["iss"], sub=account_id, cti=cti,
-                                           nbf=nbf, exp=exp, rider_pub65=rider_pub65, zones=zones,
+            # compact credential (docs/protocol.md §2): no iss/sub; nbf only for a future start
+            cred = formats.make_credential(ikey, kinfo["kid"], cti=cti, nbf=nbf if nbf > now else None,
+                                           exp=exp, rider_pub65=rider_pub65, zones=zones,
                                            gates=gates, product=product, cap=cap, compressed=True)
         except ValueError as e:
             raise BackOfficeError(str(e)) from None
@@ -611,3 +612,65 @@ def _gates(self) -> list:
 BackOffice.register_gate = _register_gate
 BackOffice.registered_gate = _gate
 BackOffice.gates = _gates
+
+
+# ---------------------------------------------------------------------------- top-ups, statement, undeny
+# Self-contained like the gate registry (own table, created on first use): used by `offgate serve`.
+TOPUPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topups (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    account  TEXT NOT NULL REFERENCES accounts(id),
+    amount   INTEGER NOT NULL,
+    by       TEXT NOT NULL,
+    t        INTEGER NOT NULL
+);
+"""
+
+
+def _top_up(self, account_id, amount, by="back office", now=None) -> dict:
+    """Add `amount` (minor units, > 0) to the account's balance and record who did it."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise BackOfficeError("a top-up must be a positive integer (minor units), got %r" % (amount,))
+    self.get_account(account_id)
+    with self.db:
+        self.db.executescript(TOPUPS_SCHEMA)
+    with self.db:
+        self.db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, account_id))
+        self.db.execute("INSERT INTO topups (account, amount, by, t) VALUES (?, ?, ?, ?)",
+                        (account_id, amount, by, _now(now)))
+    return self.get_account(account_id)
+
+
+def _statement(self, account_id) -> list:
+    """The account's movements, oldest first: dicts {t, kind ("top-up" | "trip"), amount (signed,
+    minor units), detail}. Trips are the settled charges (gate, seq)."""
+    self.get_account(account_id)
+    with self.db:
+        self.db.executescript(TOPUPS_SCHEMA)
+    out = [{"t": r["t"], "kind": "top-up", "amount": r["amount"], "detail": "by %s" % r["by"]}
+           for r in self.db.execute("SELECT * FROM topups WHERE account = ?", (account_id,))]
+    out += [{"t": r["t"], "kind": "trip", "amount": -r["amount"],
+             "detail": "gate %d seq %d, credential %s%s" % (r["gate"], r["seq"], bytes(r["cti"]).hex(),
+                                                           " (from hold)" if r["from_hold"] else "")}
+            for r in self.db.execute("SELECT * FROM charges WHERE account = ?", (account_id,))]
+    return sorted(out, key=lambda m: m["t"])
+
+
+def _undeny(self, cti) -> bool:
+    """Take a credential id off the deny list (a fraud case closed in the rider's favour).
+    True if it was on the list. The gates get the shorter list at their next sync."""
+    cti = _cti_bytes(cti)
+    with self.db:
+        cur = self.db.execute("DELETE FROM deny WHERE cti = ?", (cti,))
+    return cur.rowcount == 1
+
+
+def _deny_entries(self) -> list:
+    """The deny list with when each id was added: [{"cti": bytes, "added": t}], by cti."""
+    return [{"cti": bytes(r["cti"]), "added": r["added"]} for r in self.db.execute("SELECT * FROM deny ORDER BY cti")]
+
+
+BackOffice.top_up = _top_up
+BackOffice.statement = _statement
+BackOffice.undeny = _undeny
+BackOffice.deny_entries = _deny_entries

@@ -227,6 +227,8 @@ def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, v
                                           valid_seconds=max(1, int(valid_hours * 3600)), cap=cap,
                                           rider_category=rider_category)
     w.set_credential(cred)
+    from .receipts import register_enc_key  # enrolment: the wallet's receipt encryption key
+    register_enc_key(_bo(data_dir), w.pub65, w.ensure_enc_key())
     c = formats.parse_credential(cred)
     click.echo("credential %s issued to %s (%d bytes, kid %s, valid %s .. %s) -> %s"
                % (c["cti"].hex(), account_id, len(cred), c["kid"].hex(), _ts(c["nbf"]), _ts(c["exp"]), wallet_path))
@@ -385,11 +387,11 @@ def inspect_cmd(data_dir, qrtext, trust_file):
     t.add_row("credential", "%d bytes" % len(auth["cred"]))
     t.add_row("issuer signature", issuer_status)
     t.add_row("kid", c["kid"].hex() if c["kid"] else "-")
-    t.add_row("iss", c["iss"])
-    t.add_row("sub (account)", c["sub"])
+    t.add_row("iss", c.get("iss", "- (the kid names the issuer)"))
+    t.add_row("sub (account)", c.get("sub", "- (the back office finds it by cti)"))
     t.add_row("cti", c["cti"].hex())
     t.add_row("iat (issued)", _ts(c["iat"]) if "iat" in c else "-")
-    t.add_row("nbf", _ts(c["nbf"]))
+    t.add_row("nbf", _ts(c["nbf"]) if c["nbf"] is not None else "- (from issuance)")
     t.add_row("exp", _ts(c["exp"]))
     t.add_row("zones", ", ".join(map(str, c["zones"])))
     t.add_row("gates", ", ".join(map(str, c["gates"])) if "gates" in c else "any")
@@ -871,3 +873,104 @@ def fares_statement(data_dir, account_id, db, as_json):
         return
     from .fares.show import statement_table
     _console().print(statement_table(account_id, rows))
+
+
+# ----------------------------------------------------------------------------- web server (issue #14)
+@account.command("invite")
+@data_option
+@click.argument("account_id")
+@click.option("--zones", required=True, help="comma-separated zone ids the wallet's credentials admit")
+@click.option("--product", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--valid-hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+              help="validity of each credential the wallet gets")
+@click.option("--cap", type=click.IntRange(min=0), default=None, help="offline spending cap, minor units")
+@click.option("--replace", is_flag=True, help="a lost or replaced phone: revoke the account's other wallets on use")
+@click.option("--ttl-hours", type=click.FloatRange(min=0.02, max=720), default=24.0, show_default=True,
+              help="how long the link stays usable")
+@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True, help="where `offgate serve` is reachable")
+@user_errors
+def account_invite(data_dir, account_id, zones, product, valid_hours, cap, replace, ttl_hours, base_url):
+    """A single-use, expiring wallet enrolment link for ACCOUNT_ID (printed as URL and QR)."""
+    import segno
+
+    from .web import store
+    from .web.app import invite_url
+    bo = _bo(data_dir)
+    inv = store.create_invite(bo, account_id, zones=_uint_list(zones, "zones"), product=product,
+                              valid_seconds=int(valid_hours * 3600), cap=cap, replace=replace,
+                              ttl=int(ttl_hours * 3600), by="cli")
+    url = invite_url(base_url, inv["token"])
+    click.echo(url)
+    click.echo("single use, expires %s" % _iso(inv["expires"]), err=True)
+    segno.make(url, error="m").terminal(out=sys.stderr, compact=True)
+
+
+@main.group()
+def staff():
+    """Back-office staff accounts for `offgate serve`."""
+
+
+@staff.command("add")
+@data_option
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), default="viewer", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input (else prompt)")
+@user_errors
+def staff_add(data_dir, name, role, password_stdin):
+    """Create (or reset) staff account NAME with a password (stored as an argon2id hash)."""
+    from .web import store
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    store.add_staff(_bo(data_dir), name, password, role)
+    click.echo("staff %s (%s)" % (name, role))
+
+
+@staff.command("list")
+@data_option
+@user_errors
+def staff_list(data_dir):
+    """List staff accounts."""
+    from .web import store
+    for s in store.list_staff(_bo(data_dir)):
+        click.echo("%s\t%s%s" % (s["name"], s["role"], "\tdisabled" if s["disabled"] else ""))
+
+
+@main.command("serve")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--base-url", default=None, help="public origin for enrolment links (default: the request's)")
+@user_errors
+def serve(data_dir, db, host, port, base_url):
+    """The back office's web server: rider wallet (/wallet/) and staff dashboard (/)."""
+    import uvicorn
+
+    from .web.app import VENDOR, create_app
+    if not VENDOR.is_dir():
+        raise click.ClickException("the wallet's JavaScript libraries are missing: run `make web` "
+                                   "(npm ci in host_tools/offgate_host/web)")
+    uvicorn.run(create_app(data_dir, db, base_url), host=host, port=port, log_level="warning")
+# ----------------------------------------------------------------------------- statistics and receipts
+def db_option(f):
+    return click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)(f)
+
+
+def _open_ledger(data_dir, db, bo=None):
+    """The ledger (a context manager) of the back office in data_dir, or at --db."""
+    from .ledger import Ledger
+    if bo is None:
+        with _bo(data_dir) as b:
+            return Ledger.for_backoffice(b, db)
+    return Ledger.for_backoffice(bo, db)
+
+
+from . import cli_stats  # noqa: E402  (registers `offgate stats` and `offgate station`)
+
+cli_stats.register(main, data_option, db_option, user_errors, _open_ledger)
+
+from . import cli_receipts  # noqa: E402  (registers `offgate receipt` and `offgate wallet receipt`)
+
+cli_receipts.register(main, wallet, data_option, db_option, user_errors, _open_ledger)

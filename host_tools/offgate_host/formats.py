@@ -20,9 +20,10 @@ H_ALG, H_KID = 1, 4
 COSE_SIGN1_TAG = 18
 
 C_ISS, C_SUB, C_EXP, C_NBF, C_IAT, C_CTI, C_CNF = 1, 2, 4, 5, 6, 7, 8
-# One private-use claim holds the access rights as a small map: one 5-byte label instead of four
-# (every byte counts toward the QR version).
-C_ACCESS = -65537
+# One claim holds the access rights as a small map, under a 1-byte label: every byte counts
+# toward the QR version (docs/protocol.md §4). -1 is unregistered in the IANA CWT registry; the
+# credential is read only by offgate gates (a closed system), which is why it may take it.
+C_ACCESS = -1
 ACC_ZONES, ACC_GATES, ACC_PRODUCT, ACC_CAP = 1, 2, 3, 4
 # The authorization code payload is offgate's own map, not a claims set: one-byte keys.
 A_CRED, A_IAT, A_CTR = 1, 2, 3
@@ -169,23 +170,29 @@ def cnf_key(rider_pub65, compressed=True) -> dict:
     return {1: 2, -1: 1, -2: x, -3: bool(y[-1] & 1) if compressed else y}
 
 
-def make_credential(issuer_key, kid, *, iss, sub, cti, nbf, exp, rider_pub65, zones, iat=None,
-                    gates=None, product=0, cap=None, compressed=True) -> bytes:
-    """Issuer-signed credential: untagged COSE_Sign1, protected {1: -7, 4: kid}, unprotected {}."""
+def make_credential(issuer_key, kid, *, cti, exp, rider_pub65, zones, nbf=None, iss=None, sub=None,
+                    iat=None, gates=None, product=0, cap=None, compressed=True) -> bytes:
+    """Issuer-signed credential: untagged COSE_Sign1, protected {1: -7, 4: kid}, unprotected {}.
+
+    The compact form (docs/protocol.md §2) leaves out iss (the kid names the issuer), sub (the back
+    office finds the account by cti; the QR does not show it to anyone nearby) and nbf (a credential
+    valid from issuance needs none): pass them only for a future start (nbf) or for tests."""
     kid = _need_bytes("kid", kid, _keys.KID_LEN)
-    if not isinstance(iss, str) or not isinstance(sub, str):
+    if iss is not None and not isinstance(iss, str) or sub is not None and not isinstance(sub, str):
         raise ValueError("iss and sub must be text")
-    claims = {
-        C_ISS: iss,
-        C_SUB: sub,
-        C_EXP: _need_uint("exp", exp),
-        C_NBF: _need_uint("nbf", nbf),
-    }
+    claims = {}
+    if iss is not None:
+        claims[C_ISS] = iss
+    if sub is not None:
+        claims[C_SUB] = sub
+    claims[C_EXP] = _need_uint("exp", exp)
+    if nbf is not None:
+        claims[C_NBF] = _need_uint("nbf", nbf)
     if iat is not None:  # optional: nbf already says when it starts, and it costs QR bytes
         claims[C_IAT] = _need_uint("iat", iat)
     claims[C_CTI] = _need_bytes("cti", cti, 8)
     claims[C_CNF] = {1: cnf_key(rider_pub65, compressed)}
-    if exp <= nbf:
+    if nbf is not None and exp <= nbf:
         raise ValueError("exp must be after nbf")
     access = {ACC_ZONES: _need_uint_list("zones", zones)}
     if gates is not None:
@@ -223,11 +230,15 @@ def parse_credential(cred_bytes, issuer_pub65=None) -> dict:
     if not isinstance(access, dict):
         raise ValueError("credential: missing access claim %d" % C_ACCESS)
     out.update({ACCESS_NAMES[k]: val for k, val in access.items() if k in ACCESS_NAMES})
-    for name in ("iss", "sub", "exp", "nbf", "cti", "cnf", "zones", "product"):
+    for name in ("exp", "cti", "cnf", "zones", "product"):
         if name not in out:
             raise ValueError("credential: missing claim %s" % name)
+    for name in ("iss", "sub"):
+        if name in out and not isinstance(out[name], str):
+            raise ValueError("credential: %s must be text" % name)
+    out.setdefault("nbf", None)  # absent: valid from issuance
     for name in ("exp", "nbf", "iat", "product"):
-        if name in out:
+        if out.get(name) is not None:
             _need_uint("credential " + name, out[name])
     _need_bytes("credential cti", out["cti"], 8)
     _need_uint_list("credential zones", out["zones"])
@@ -268,14 +279,15 @@ def parse_credential(cred_bytes, issuer_pub65=None) -> dict:
 
 # --------------------------------------------------------------------------- authorization code
 
-def make_auth_code(rider_key, cred_bytes, *, iat, ctr) -> bytes:
-    """Rider-signed authorization code: COSE_Sign1 {1: -7}, payload {1: cred, 2: iat, 3: ctr}."""
+def make_auth_code(rider_key, cred_bytes, *, iat, ctr, tagged=False) -> bytes:
+    """Rider-signed authorization code: COSE_Sign1 {1: -7}, payload {1: cred, 2: iat, 3: ctr};
+    untagged by default (the `OG1:` prefix says what it is; the tag would cost a QR byte)."""
     cred_bytes = _need_bytes("cred", cred_bytes)
     _need_uint("iat", iat)
     if not _is_uint(ctr, CTR_MAX) or ctr < 1:
         raise ValueError("ctr must be in 1 .. 2^32-1, got %r" % (ctr,))
     auth = {A_CRED: cred_bytes, A_IAT: iat, A_CTR: ctr}
-    return _sign1(rider_key, {H_ALG: ALG_ES256}, cbor2.dumps(auth))
+    return _sign1(rider_key, {H_ALG: ALG_ES256}, cbor2.dumps(auth), tagged=tagged)
 
 
 def parse_auth_code(code_bytes, verify=True, issuer_pub65=None) -> dict:

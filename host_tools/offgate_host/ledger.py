@@ -129,6 +129,7 @@ class _DB:
 
     def __init__(self, url):
         self.url = str(url)
+        self._ensured = set()   # names of extension schemas already created (ensure())
         if self.url.startswith(("postgresql://", "postgres://")):
             import psycopg
             self.kind = "pg"
@@ -170,6 +171,15 @@ class _DB:
             if stmt.strip():
                 self.execute(stmt)
         self.conn.commit()
+
+    def ensure(self, name, text):
+        """Run schema `text` (CREATE ... IF NOT EXISTS) once per connection; `name` keys it.
+
+        Modules that keep their own tables in the ledger database (stats, receipts, stations)
+        call this before use instead of marking the Ledger object themselves."""
+        if name not in self._ensured:
+            self.script(text)
+            self._ensured.add(name)
 
     def commit(self):
         self.conn.commit()

@@ -28,10 +28,14 @@ def _write_json_0600(path: Path, obj) -> None:
 
 
 class Wallet:
-    def __init__(self, path, key, credential=None, ctr=0, created=None):
+    def __init__(self, path, key, credential=None, ctr=0, created=None, enc_key=None, receipts=None):
         self.path = Path(path)
         self.key = key
         self.pub65 = keys.pub_bytes(key)
+        # a second P-256 key, for ECDH only: receipts are encrypted to it (a WebCrypto ECDSA key
+        # cannot do ECDH); its public half is registered at enrolment
+        self.enc_key = enc_key
+        self.receipts = list(receipts or [])  # receipt bundles (bytes), as the back office sent them
         self.credential = credential
         self.ctr = ctr
         self.created = created if created is not None else int(time.time())
@@ -42,7 +46,7 @@ class Wallet:
         path = Path(path)
         if path.exists() and not overwrite:
             raise WalletError("wallet file %s already exists" % path)
-        w = cls(path, keys.generate())
+        w = cls(path, keys.generate(), enc_key=keys.generate())
         w.save()
         return w
 
@@ -58,7 +62,9 @@ class Wallet:
         try:
             key = keys.load_private_pem_bytes(d["private_key_pem"].encode("ascii"))
             cred = bytes.fromhex(d["credential"]) if d.get("credential") else None
-            w = cls(path, key, cred, int(d.get("ctr", 0)), d.get("created"))
+            enc = keys.load_private_pem_bytes(d["enc_key_pem"].encode("ascii")) if d.get("enc_key_pem") else None
+            w = cls(path, key, cred, int(d.get("ctr", 0)), d.get("created"), enc,
+                    [bytes.fromhex(r) for r in d.get("receipts", [])])
         except (KeyError, ValueError, TypeError) as e:
             raise WalletError("wallet %s is malformed: %s" % (path, e)) from None
         if d.get("pub65") and bytes.fromhex(d["pub65"]) != w.pub65:
@@ -73,10 +79,23 @@ class Wallet:
             "private_key_pem": keys.private_pem(self.key).decode("ascii"),
             "credential": self.credential.hex() if self.credential else None,
             "ctr": self.ctr,
+            "enc_key_pem": keys.private_pem(self.enc_key).decode("ascii") if self.enc_key else None,
+            "receipts": [r.hex() for r in self.receipts],
         }
 
     def save(self) -> None:
         _write_json_0600(self.path, self.to_json())
+
+    @property
+    def enc_pub65(self):
+        return keys.pub_bytes(self.enc_key) if self.enc_key else None
+
+    def ensure_enc_key(self) -> bytes:
+        """The receipt encryption key's public half; a wallet made before receipts gets one now."""
+        if self.enc_key is None:
+            self.enc_key = keys.generate()
+            self.save()
+        return self.enc_pub65
 
     # -- credential and codes
     def set_credential(self, cred_bytes: bytes) -> None:

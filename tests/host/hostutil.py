@@ -9,10 +9,10 @@ T0 = 1_800_000_000  # a fixed Unix time for deterministic claims
 
 
 def typical_credential(issuer=None, rider=None, *, compressed=True, **over):
-    """A credential like the back office makes (no iat unless passed in `over`)."""
+    """A credential like the back office makes: compact (no iss, sub, nbf or iat unless passed in `over`)."""
     issuer = issuer or keys.generate()
     rider = rider or keys.generate()
-    kw = dict(iss="offgate-demo", sub="acct-0001", cti=os.urandom(8), nbf=T0, exp=T0 + 86400,
+    kw = dict(cti=os.urandom(8), exp=T0 + 86400,
               rider_pub65=keys.pub_bytes(rider), zones=[1, 2], product=1, compressed=compressed)
     kw.update(over)
     kid = keys.kid_of(keys.pub_bytes(issuer))

@@ -52,16 +52,17 @@ def test_allowed_via_balance_and_via_credit(bo):
         rp = rider_pub()
         cred = bo.issue_credential(acct, rp, zones=[1, 2], now=T0)
         c = formats.parse_credential(cred, [k["pub"] for k in bo.issuer_keys()])
-        assert c["sub"] == acct and c["iss"] == "offgate-demo" and c["rider_pub65"] == rp
-        assert c["verified"] and c["nbf"] == T0 and c["exp"] == T0 + 86400
-        assert "iat" not in c  # the back office leaves iat out (nbf says when validity starts)
+        # compact (protocol.md §2): no iss, sub, nbf or iat; the account is found by cti
+        assert "sub" not in c and "iss" not in c and c["rider_pub65"] == rp
+        assert c["verified"] and c["nbf"] is None and c["exp"] == T0 + 86400
+        assert "iat" not in c
         assert c["product"] == 1 and c["zones"] == [1, 2] and "gates" not in c and "cap" not in c
         assert c["cnf_compressed"]
-        # on the wire: untagged COSE_Sign1, no claim 6, access rights in the one -65537 map
+        # on the wire: untagged COSE_Sign1, access rights in the one -1 map
         assert cred[0] == 0x84
         claims = credential_claims(cred)
-        assert list(claims) == [1, 2, 4, 5, 7, 8, -65537]
-        assert claims[-65537] == {1: [1, 2], 3: 1}
+        assert list(claims) == [4, 7, 8, -1]
+        assert claims[-1] == {1: [1, 2], 3: 1}
         rec = bo.credentials(acct)
         assert len(rec) == 1 and rec[0]["cti"] == c["cti"] and rec[0]["kid"] == c["kid"]
         assert (rec[0]["nbf"], rec[0]["exp"], rec[0]["cap"]) == (T0, T0 + 86400, None)
@@ -77,8 +78,8 @@ def test_min_balance_config(bo):
     rec = bo.credentials("a")[0]
     assert rec["cap"] == 700 and rec["gates"] == [4] and rec["product"] == 2 and rec["zones"] == [3]
     claims = credential_claims(cred)
-    assert 6 not in claims and claims[-65537] == {1: [3], 2: [4], 3: 2, 4: 700}
-    assert list(claims[-65537]) == [1, 2, 3, 4]
+    assert 6 not in claims and claims[-1] == {1: [3], 2: [4], 3: 2, 4: 700}
+    assert list(claims[-1]) == [1, 2, 3, 4]
     c = formats.parse_credential(cred, bo.issuer_keys()[0]["pub"])
     assert (c["zones"], c["gates"], c["product"], c["cap"]) == ([3], [4], 2, 700) and "iat" not in c
     bo.set_min_balance(101)

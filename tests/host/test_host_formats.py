@@ -46,12 +46,12 @@ def pyca_sign1(priv, protected: dict, payload, tagged, unprotected=None):
 def hand_claims(rider, *, iat=None, access=None):
     """Claims map written straight from protocol.md (not through formats)."""
     pub = keys.pub_bytes(rider)
-    c = {1: "offgate-demo", 2: "acct-0001", 4: T0 + 86400, 5: T0}
+    c = {4: T0 + 86400}  # compact, as the back office issues (no iss, sub, nbf)
     if iat is not None:
         c[6] = iat
     c[7] = bytes(range(8))
     c[8] = {1: {1: 2, -1: 1, -2: pub[1:33], -3: bool(pub[-1] & 1)}}
-    c[-65537] = {1: [1, 2], 3: 1} if access is None else access
+    c[-1] = {1: [1, 2], 3: 1} if access is None else access
     return c
 
 
@@ -72,11 +72,12 @@ def test_keys_pub_kid_pem(tmp_path):
 
 # ------------------------------------------------------------------------ credential
 
-ACCESS_LABEL = bytes.fromhex("3a00010000")  # CBOR nint -65537: the one private-use claim label
+ACCESS_LABEL = bytes.fromhex("20")  # CBOR nint -1: the one access claim label (1 byte)
 
 
 def test_credential_layout_and_claims():
-    issuer, rider, kid, cred = typical_credential(gates=[7, 9], cap=2500, iat=T0 - 5)
+    issuer, rider, kid, cred = typical_credential(gates=[7, 9], cap=2500, iat=T0 - 5, iss="offgate-demo",
+                                                  sub="acct-0001", nbf=T0)
     assert cred[0] == 0x84  # untagged: a bare 4-element array, no 0xd2 (tag 18)
     arr = cbor2.loads(cred)
     assert isinstance(arr, list) and len(arr) == 4
@@ -86,19 +87,19 @@ def test_credential_layout_and_claims():
     assert unprot == {}
     assert len(sig) == 64
     claims = cbor2.loads(payload)
-    assert list(claims) == [1, 2, 4, 5, 6, 7, 8, -65537]
+    assert list(claims) == [1, 2, 4, 5, 6, 7, 8, -1]
     assert claims[1] == "offgate-demo" and claims[2] == "acct-0001"
     assert (claims[4], claims[5], claims[6]) == (T0 + 86400, T0, T0 - 5)
     assert isinstance(claims[7], bytes) and len(claims[7]) == 8
     ck = claims[8][1]
     assert set(claims[8]) == {1}
     assert ck[1] == 2 and ck[-1] == 1 and ck[-2] == keys.pub_bytes(rider)[1:33] and isinstance(ck[-3], bool)
-    # zones / gates / product / cap live in ONE map under -65537, in key order 1, 2, 3, 4
-    access = claims[-65537]
+    # zones / gates / product / cap live in ONE map under -1, in key order 1, 2, 3, 4
+    access = claims[-1]
     assert list(access) == [1, 2, 3, 4]
     assert access == {1: [1, 2], 2: [7, 9], 3: 1, 4: 2500}
-    assert not {-65538, -65539, -65540, -65541, -65542} & set(claims)
-    assert payload.count(ACCESS_LABEL) == 1
+    assert not {-65537, -65538, -65539, -65540, -65541, -65542} & set(claims)
+    assert payload.endswith(ACCESS_LABEL + cbor2.dumps(access))
     # the payload is exactly the canonical encoding of that map (no extras, definite lengths)
     assert payload == cbor2.dumps(claims)
 
@@ -106,8 +107,8 @@ def test_credential_layout_and_claims():
 def test_credential_optional_claims_absent():
     _, _, _, cred = typical_credential()
     claims = credential_claims(cred)
-    assert list(claims) == [1, 2, 4, 5, 7, 8, -65537]  # no iat (6) by default
-    assert claims[-65537] == {1: [1, 2], 3: 1} and list(claims[-65537]) == [1, 3]
+    assert list(claims) == [4, 7, 8, -1]  # compact: no iss, sub, nbf, iat by default
+    assert claims[-1] == {1: [1, 2], 3: 1} and list(claims[-1]) == [1, 3]
     c = formats.parse_credential(cred)
     assert "iat" not in c and "gates" not in c and "cap" not in c
     assert "access" not in c and "unknown_claims" not in c  # flattened, not passed through
@@ -123,7 +124,7 @@ def test_credential_iat_optional():
     assert len(with_iat) - len(without) == 6  # key 0x06 + 0x1a + 4-byte uint
     assert credential_claims(without) == credential_claims(explicit_none)
     cw = credential_claims(with_iat)
-    assert cw[6] == T0 and list(cw) == [1, 2, 4, 5, 6, 7, 8, -65537]
+    assert cw[6] == T0 and list(cw) == [4, 6, 7, 8, -1]
     ipub = keys.pub_bytes(issuer)
     assert formats.parse_credential(with_iat, ipub)["iat"] == T0
     assert "iat" not in formats.parse_credential(without, ipub)
@@ -140,8 +141,8 @@ def test_credential_round_trip_and_cross_checks():
     ipub = keys.pub_bytes(issuer)
     c = formats.parse_credential(cred, ipub)
     assert c["verified"] and c["kid"] == kid and c["alg"] == -7 and c["issuer_pub65"] == ipub
-    assert c["iss"] == "offgate-demo" and c["sub"] == "acct-0001"
-    assert (c["nbf"], c["exp"]) == (T0, T0 + 86400)
+    assert "iss" not in c and "sub" not in c
+    assert (c["nbf"], c["exp"]) == (None, T0 + 86400)
     assert c["zones"] == [1, 2] and c["gates"] == [3] and c["product"] == 1 and c["cap"] == 0
     assert c["rider_pub65"] == keys.pub_bytes(rider) and c["cnf_compressed"]
     assert c["signature"] == sign1_parts(cred)[3]
@@ -215,7 +216,7 @@ def test_credential_kid_in_unprotected_header():
 
 @pytest.mark.parametrize("access, needle", [
     (None, "access"),                                   # claim missing entirely
-    ([1, 2], "access"),                                 # old layout: -65537 was the zones array
+    ([1, 2], "access"),                                 # an array is not the access map
     (7, "access"),
     ({3: 1}, "zones"),                                  # zones missing
     ({1: [1, 2]}, "product"),                           # product missing
@@ -234,9 +235,9 @@ def test_credential_access_claim_rejections(access, needle):
     ipub = keys.pub_bytes(issuer)
     claims = hand_claims(rider)
     if access is None:
-        del claims[-65537]
+        del claims[-1]
     else:
-        claims[-65537] = access
+        claims[-1] = access
     cred = pyca_sign1(issuer, {1: -7, 4: keys.kid_of(ipub)}, claims, False)  # validly signed
     for trust in (None, ipub):
         with pytest.raises(ValueError, match=needle):
@@ -244,10 +245,11 @@ def test_credential_access_claim_rejections(access, needle):
 
 
 def test_credential_old_four_claim_layout_rejected():
-    """The pre-trim layout (-65537..-65540 as separate claims) must not be half-accepted."""
+    """Older layouts (-65537..-65540 as separate claims, or the access map under -65537) are refused."""
     issuer, rider = keys.generate(), keys.generate()
     ipub = keys.pub_bytes(issuer)
     claims = hand_claims(rider, iat=T0)
+    del claims[-1]
     claims[-65537] = [1, 2]
     claims[-65538], claims[-65539], claims[-65540] = [7], 1, 2500
     cred = pyca_sign1(issuer, {1: -7, 4: keys.kid_of(ipub)}, claims, True)
@@ -278,7 +280,7 @@ def test_credential_rejections():
     # a flipped bit in the access map (zones [1, 2] -> [1, 3]) breaks the issuer signature
     i = cred.index(ACCESS_LABEL + bytes.fromhex("a201820102"))
     bad = bytearray(cred)
-    bad[i + 9] = 0x03
+    bad[i + 5] = 0x03
     assert formats.parse_credential(bytes(bad))["zones"] == [1, 3]
     with pytest.raises(ValueError, match="signature"):
         formats.parse_credential(bytes(bad), ipub)
@@ -363,10 +365,9 @@ def test_compressed_is_smaller():
 def test_auth_code_layout_round_trip_and_cross_check():
     issuer, rider, kid, cred = typical_credential()
     code = formats.make_auth_code(rider, cred, iat=T0 + 60, ctr=42)
-    assert code[0] == 0xD2  # the code itself stays tagged (tag 18)
-    tag = cbor2.loads(code)
-    assert isinstance(tag, cbor2.CBORTag) and tag.tag == 18
-    prot, unprot, payload, sig = tag.value
+    assert code[0] == 0x84  # untagged by default: the OG1: prefix says what it is (protocol.md §3)
+    assert formats.make_auth_code(rider, cred, iat=T0 + 60, ctr=42, tagged=True)[0] == 0xD2
+    prot, unprot, payload, sig = cbor2.loads(code)
     assert prot == bytes.fromhex("a10126") and unprot == {} and len(sig) == 64
     auth = cbor2.loads(payload)
     assert list(auth) == [1, 2, 3]  # {1: cred, 2: iat, 3: ctr}, one-byte keys
@@ -379,11 +380,11 @@ def test_auth_code_layout_round_trip_and_cross_check():
     a = formats.parse_auth_code(code)
     assert a["verified"] and a["iat"] == T0 + 60 and a["ctr"] == 42 and a["cred"] == cred
     assert a["alg"] == -7 and a["signature"] == sig
-    assert a["credential"]["sub"] == "acct-0001" and a["credential"]["zones"] == [1, 2]
+    assert "sub" not in a["credential"] and a["credential"]["zones"] == [1, 2]
     assert a["credential"]["verified"] is False  # no issuer key given
     assert formats.parse_auth_code(code, issuer_pub65=keys.pub_bytes(issuer))["credential"]["verified"]
     rpub = keys.pub_bytes(rider)
-    COSE.new().decode(code, cwt_pub(rpub))
+    COSE.new().decode(b"\xd2" + code, cwt_pub(rpub))  # cwt needs the tag (unsigned) to know the type
     crypto_verify_sign1(code, rpub)
 
 
@@ -393,7 +394,7 @@ def test_auth_code_made_independently_from_spec():
         code = pyca_sign1(rider, {1: -7}, {1: cred, 2: T0 + 1, 3: 9}, tagged)
         a = formats.parse_auth_code(code, issuer_pub65=keys.pub_bytes(issuer))
         assert a["verified"] and a["credential"]["verified"] and (a["iat"], a["ctr"]) == (T0 + 1, 9)
-    ours = formats.make_auth_code(rider, cred, iat=T0, ctr=1)
+    ours = formats.make_auth_code(rider, cred, iat=T0, ctr=1, tagged=True)
     assert formats.parse_auth_code(ours[1:])["verified"]  # untagged form of our own code
 
 

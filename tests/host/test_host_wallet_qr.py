@@ -71,14 +71,14 @@ def test_qr_renderers(issued, tmp_path):
     assert sym.error == "M" and sym.mode == "alphanumeric"
 
 
-def _typical_qr_text(ctr=1, iat=T0 + 30):
-    """The protocol.md "typical code": iss offgate-demo, sub acct-0001, zones [1, 2], product 1,
-    compressed cnf key, no credential iat."""
+def _typical_qr_text(ctr=1, iat=T0 + 30, **over):
+    """The protocol.md §4 "typical code": the back office's compact credential (exp, cti, compressed
+    cnf key, zones [1, 2], product 1; no iss, sub, nbf, iat), untagged code."""
     issuer, rider = keys.generate(), keys.generate()
     kid = keys.kid_of(keys.pub_bytes(issuer))
-    cred = formats.make_credential(issuer, kid, iss="offgate-demo", sub="acct-0001", cti=bytes(8),
-                                   nbf=T0, exp=T0 + 86400, rider_pub65=keys.pub_bytes(rider),
-                                   zones=[1, 2], product=1, compressed=True)
+    kw = dict(cti=bytes(8), exp=T0 + 86400, rider_pub65=keys.pub_bytes(rider), zones=[1, 2], product=1)
+    kw.update(over)
+    cred = formats.make_credential(issuer, kid, **kw)
     code = formats.make_auth_code(rider, cred, iat=iat, ctr=ctr)
     return cred, code, formats.qr_text(code)
 
@@ -98,19 +98,13 @@ def test_qr_version_typical_code():
     v = qr.qr_version(text)
     print("\ntypical code: credential %d B, code %d B, QR text %d chars, QR version %d-M"
           % (len(cred), len(code), len(text), v))
-    # Every field of the typical code has a fixed-size encoding (64-byte signatures, 8-byte cti and
-    # kid, 4-byte times, ctr 1 in one byte), so the sizes are exact, not approximate.
-    assert (len(cred), len(code), len(text)) == (185, 272, 412)
+    # Every field of the typical code has a fixed-size encoding (64-byte signatures, 8-byte cti,
+    # 4-byte kid and times, ctr 1 in one byte), so the sizes are exact, not approximate.
+    assert (len(cred), len(code), len(text)) == (150, 236, 358)
     assert len(text) == 4 + (len(code) // 2) * 3 + (len(code) % 2) * 2  # OG1: + base45
-    assert v == 12 and qr.make(text).error == "M"
-    assert not _fits(text, 11, "m")  # 11-M holds at most 362 chars: out of reach
-    assert _fits(text, 12, "m")
-    assert _fits(text, 11, "l")  # protocol.md: version 11 at level L
-    assert not _fits(text, 10, "l")
-
-
-def test_qr_version_target_12():
-    assert qr.qr_version(_typical_qr_text()[2]) <= 12
+    assert v == 11 and qr.make(text).error == "M"  # issue #14: version 11 at level M
+    assert _fits(text, 11, "m") and not _fits(text, 10, "m")
+    assert _fits("A" * 366, 11, "m") and not _fits("A" * 367, 11, "m")  # 11-M: 366 chars = 241-byte code
 
 
 @pytest.mark.parametrize("ctr, extra", [(1, 0), (23, 0), (24, 1), (255, 1), (256, 2), (65535, 2),
@@ -118,25 +112,32 @@ def test_qr_version_target_12():
 def test_code_size_by_ctr_encoding(ctr, extra):
     """The only size variation in a code is the CBOR width of ctr (and of iat, 4 bytes until 2106)."""
     cred, code, text = _typical_qr_text(ctr=ctr)
-    assert len(cred) == 185 and len(code) == 272 + extra
+    assert len(cred) == 150 and len(code) == 236 + extra
     assert formats.parse_auth_code(code)["ctr"] == ctr
-    # with a 4-byte kid every counter up to 2^32-1 keeps the code at version 12, level M
-    assert qr.qr_version(text) == 12 and _fits(text, 11, "l")
+    # every counter up to 2^32-1 keeps the code at version 11, level M
+    assert qr.qr_version(text) == 11 and _fits(text, 11, "m")
 
 
 def test_code_size_iat_encoding():
     for iat in (2 ** 16, T0, 2 ** 32 - 1):  # all 4-byte uints: same size
-        assert len(_typical_qr_text(iat=iat)[1]) == 272
-    assert len(_typical_qr_text(iat=2 ** 32)[1]) == 276  # 8-byte uint after 2106
+        assert len(_typical_qr_text(iat=iat)[1]) == 236
+    assert len(_typical_qr_text(iat=2 ** 32)[1]) == 240  # 8-byte uint after 2106
+
+
+def test_code_size_optional_claims():
+    """What the optional parts cost (protocol.md §4): nbf 6 bytes (version 12), a 1-gate list 3, a cap of 900 4."""
+    assert len(_typical_qr_text(nbf=T0)[1]) == 242 and qr.qr_version(_typical_qr_text(nbf=T0)[2]) == 12
+    assert len(_typical_qr_text(gates=[7])[1]) == 239
+    assert len(_typical_qr_text(cap=900)[1]) == 240
 
 
 def test_back_office_wallet_code_is_typical_size(issued):
     """The real issue path (back office -> wallet -> QR) gives the typical sizes too."""
     bo, w = issued
-    assert len(w.credential) == 185 and w.credential[0] == 0x84
+    assert len(w.credential) == 150 and w.credential[0] == 0x84
     code = w.next_code(now=T0 + 30)
     text = w.qr_text(code)
-    assert (len(code), len(text)) == (272, 412)
-    assert qr.qr_version(text) == 12 and _fits(text, 11, "l")
+    assert (len(code), len(text)) == (236, 358)
+    assert qr.qr_version(text) == 11 and _fits(text, 11, "m")
     a = formats.parse_auth_code(code, issuer_pub65=[k["pub"] for k in bo.issuer_keys()])
     assert a["verified"] and a["credential"]["verified"] and "iat" not in a["credential"]

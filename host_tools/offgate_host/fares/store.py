@@ -47,7 +47,7 @@ CREATE INDEX IF NOT EXISTS fare_journeys_account ON fare_journeys (account, t)
 
 
 def ensure(db):
-    db.script(SCHEMA)
+    db.ensure("fares", SCHEMA)  # once per connection (the ledger adapter's one home for schemas)
 
 
 def add_version(db, source, table, cfg_raw, now=None):
