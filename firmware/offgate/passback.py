@@ -17,7 +17,7 @@ a reboot forgets it (lenient again).
 """
 
 ENTRY = 12
-WAYS = 4
+WAYS = 8
 
 
 class Passback:
