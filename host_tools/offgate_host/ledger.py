@@ -406,9 +406,9 @@ class Ledger:
         by it instead (offgate_host.fares.settle, docs/fares.md)."""
         from .fares import settle as fare_settle
         eng = fare_settle.active_engine(self.db)
-        if eng is not None:
-            return fare_settle.settle(self, bo, now, eng)
         now = _now(now)
+        if eng is not None:
+            return self._settle_end(bo, now, fare_settle.settle(self, bo, now, eng))
         out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0,
                "released_amount": 0, "deny": []}
         rows = self.db.rows("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
@@ -453,6 +453,10 @@ class Ledger:
                         out["deny"].append(cti)
             self.db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
             self.db.commit()
+        return self._settle_end(bo, now, out)
+
+    def _settle_end(self, bo, now, out):
+        """Both settlements end alike: deny the credentials flagged, release expired holds."""
         for cti in out["deny"]:
             bo.deny(cti)
         for h in bo.release_expired_holds(now):

@@ -36,7 +36,8 @@ def active_engine(db, version=None):
 def settle(led, bo, now=None, eng=None):
     """Price and charge every account with unsettled taps. Returns the ledger's settle summary
     (trips = journeys charged, charged = sum of charge changes) plus journeys, incomplete,
-    unmatched_exits, pending, capped and accounts."""
+    unmatched_exits, pending, capped and accounts. The credentials to deny are listed in "deny";
+    Ledger.settle denies them and releases expired holds, as for the flat fare."""
     now = _now(now)
     db = led.db
     if eng is None:
@@ -68,12 +69,7 @@ def settle(led, bo, now=None, eng=None):
     for i in range(0, len(accounts), CHUNK_ACCOUNTS):
         work = [_rate_account(led, bo, eng, a, first[a], mj, now) for a in accounts[i:i + CHUNK_ACCOUNTS]]
         _apply(led, bo, version, work, now, out)
-    for cti in out["deny"]:
-        bo.deny(cti)
-    for h in bo.release_expired_holds(now):
-        out["released"] += 1
-        out["released_amount"] += h["released_amount"]
-    return out
+    return out  # the ledger denies out["deny"] and releases expired holds
 
 
 def _rate_account(led, bo, eng, account, first_t, mj, now):
