@@ -586,6 +586,18 @@ def flash_sync_summary(R):
         if rec:
             parts.append("Operation log recovery at boot: %.2f s clean, %.2f s after a torn tail." % (
                 rec["recover_clean_s"], rec["recover_after_cut_s"]))
+    fa = R.get("fares", {})
+    if fa.get("status") == "ok":
+        for db in ("sqlite", "pg"):
+            r = fa.get(db)
+            if r:
+                x, ref = r["fares"], r["flat_fare_reference"]
+                parts.append(
+                    "Fares (%s ledger): settling %d taps of %d riders (pairing into %d journeys, zakroczym GTFS-Fares "
+                    "v2 leg rules, daily and weekly caps, %d incomplete) took %.1f s, %d taps/s; the flat fare per "
+                    "passage on the same taps, same run: %.1f s, %d taps/s." % (
+                        "PostgreSQL" if db == "pg" else "SQLite", x["taps"], x["riders"], x["journeys"],
+                        x["incomplete"], x["settle_s"], x["taps_per_s"], ref["settle_s"], ref["taps_per_s"]))
     w = R.get("wallet", {})
     if w.get("status") == "ok" and "skipped" not in w:
         parts.append(
@@ -596,7 +608,7 @@ def flash_sync_summary(R):
                 w["host_qr_median_ms"], w["codes"]))
     p = R.get("privacy", {})
     parts += privacy_summary(p)
-    for name, x in (("flash", f), ("soak", k), ("sync", s), ("privacy", p), ("wallet", w)):
+    for name, x in (("flash", f), ("soak", k), ("sync", s), ("privacy", p), ("wallet", w), ("fares", fa)):
         if x.get("status") not in (None, "ok"):
             parts.append("The %s bench %s (see bench/results.json)." % (name, x.get("status")))
     return "\n".join(parts)
@@ -800,6 +812,11 @@ def main():
             n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
             "for PostgreSQL"))
         sync = run_json_script([ROOT / "bench" / "sync_bench.py", "--records", n_sync], 3600)
+        n_taps = int(os.environ.get("OFFGATE_BENCH_FARE_TAPS", "100000"))
+        note("fares: settle %d taps with pairing, GTFS fares and caps (SQLite%s) ..." % (
+            n_taps, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else ""))
+        fares = run_json_script([ROOT / "bench" / "fares_bench.py", "--taps", n_taps,
+                                 "--riders", max(10, n_taps // 50)], 3600)
         note("receipts (issue, verify, proof sizes) and a statistics round over 100000 cells ...")
         privacy = run_json_script([ROOT / "bench" / "privacy_bench.py", "--cells", 100000, "--receipts", 300], 1800)
 
@@ -836,6 +853,7 @@ def main():
             "flash_ops": flash,
             "soak": soak,
             "sync": sync,
+            "fares": fares,
             "privacy": privacy,
             "wallet": wallet,
             "bench_seconds": None,

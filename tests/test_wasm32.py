@@ -57,6 +57,7 @@ PURE = {
     "test_p256_comb": "fixed-base comb tables for P-256",
     "test_p256_field": "viper fast path absent here: big-int fallback",
     "test_credcache": "verified-credential cache, LRU and heap trim",
+    "test_passback": "passback table (entry gates) and its place in Gate.scan",
 }
 # Firmware test modules NOT run on the 32-bit port, each with the reason (the port lacks viper /
 # native code, cryptolib, `machine` and littlefs). Kept explicit: nothing is skipped silently.

@@ -19,11 +19,20 @@ SCHEMA = {
     "log_segment_bytes": (4096, int, 128),
     "log_max_segments": (32, int, 1),
     "log_full_policy": ("refuse", str, None),  # when full of unacknowledged records
+    # where and which way (docs/fares.md): the GTFS stop_id or area_id of the gate's station, and
+    # whether its taps start journeys (entry), end them (exit) or either (both: a bus validator)
+    "station": ("", str, None),
+    "direction": ("both", str, None),
+    # passback (offgate/passback.py): an entry gate refuses a credential that entered here less
+    # than passback_s ago (0: off); passback_slots credentials remembered (12 B each)
+    "passback_s": (120, int, 0),
+    "passback_slots": (128, int, 8),
 }
 
 # Settings limited to a set of values.
 CHOICES = {
     "log_full_policy": ("refuse", "admit"),
+    "direction": ("entry", "exit", "both"),
 }
 
 

@@ -36,6 +36,7 @@ class Gate:
         self.actuator = actuator
         self.out = out
         self.clock = clock
+        self.passback = None  # offgate.passback.Passback on entry gates; set by build()
         self.seq = 0
         self.opened = 0
         self.denied = 0
@@ -55,6 +56,9 @@ class Gate:
         if d.reason == R.OK and lg is not None and lg.policy == "refuse" and lg.full():
             # checked before the replay commit, so the refused rider's code is not spent
             d.reason = R.LOG_FULL
+        pb = self.passback
+        if d.reason == R.OK and pb is not None and pb.refuses(d.cred.cti, now):
+            d.reason = R.PASSBACK  # before the replay commit: the refused code is not spent
         if d.reason == R.OK:
             try:
                 # Durable before the relay moves, so a power cut cannot admit the code twice: through
@@ -72,6 +76,8 @@ class Gate:
                     self.replay.sync()  # admitted without a log record ("admit" policy, log full)
                 except Exception:
                     d.reason = R.INTERNAL_ERROR
+        if d.reason == R.OK and pb is not None:
+            pb.passed(d.cred.cti, now)
         us = elapsed_us(t0)
         self.seq += 1
         try:
@@ -145,6 +151,8 @@ class Gate:
             "cache": len(v.cache),
             "cache_hits": v.cache.hits,
         }
+        if self.passback is not None:
+            st["passback_refused"] = self.passback.refused
         if self.oplog is not None:
             for k, x in self.oplog.status().items():
                 st["log_" + k] = x
@@ -199,6 +207,10 @@ def build(cfg, actuator, out, clock):
     asm = LineAssembler(cfg["max_line"])
     cache = CredCache(cfg["cache_size"])
     replay = ReplayGuard(state_path(cfg, "replay.log"), cfg["replay_slots"])
+    passback = None
+    if cfg.get("direction") == "entry" and cfg.get("passback_s", 0) > 0:
+        from offgate.passback import Passback
+        passback = Passback(cfg["passback_s"], cfg.get("passback_slots", 128))
     try:
         trust = TrustStore.load(state_path(cfg, "trust.cbor"))
     except TrustError as e:
@@ -224,6 +236,7 @@ def build(cfg, actuator, out, clock):
     verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
                         cfg["skew_s"], cache)
     g = Gate(cfg, verifier, replay, actuator, out, clock, oplog, asm)
+    g.passback = passback
     boot = g.status()
     boot["event"] = "boot"
     boot["notes"] = notes

@@ -35,6 +35,7 @@ WRONG_GATE = const(41)
 REVOKED = const(42)               # credential id on the deny list
 REPLAY = const(43)                # counter not above the highest already accepted here
 LOG_FULL = const(44)              # the operation log is full of unacknowledged records ("refuse")
+PASSBACK = const(45)              # entered at this entry gate moments ago, no exit since (passback.py)
 # The gate itself.
 INTERNAL_ERROR = const(50)        # an unexpected failure while deciding: deny, log, keep running
 
@@ -61,6 +62,7 @@ NAMES = {
     REVOKED: "REVOKED",
     REPLAY: "REPLAY",
     LOG_FULL: "LOG_FULL",
+    PASSBACK: "PASSBACK",
     INTERNAL_ERROR: "INTERNAL_ERROR",
 }
 

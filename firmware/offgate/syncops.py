@@ -96,6 +96,7 @@ def op_status(self, req):
     except Exception:
         pass
     out = {"gate_id": g.cfg["gate_id"], "zone": g.cfg.get("zone"), "firmware": _firmware(),
+           "station": g.cfg.get("station", ""), "direction": g.cfg.get("direction", "both"),
            "clock": clock_state(srv), "trust_serial": srv.state.get("trust_serial", 0),
            "trust_keys": len(g.verifier.trust.keys), "deny_count": g.verifier.deny.count,
            "scans": st.get("scans"), "opened": st.get("opened"), "denied": st.get("denied")}

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS credentials (
     product   INTEGER NOT NULL,
     zones     TEXT NOT NULL,
     gates     TEXT,
-    rider_pub BLOB NOT NULL
+    rider_pub BLOB NOT NULL,
+    rider_category TEXT  -- GTFS rider_categories.txt id (docs/fares.md); back office only, not in the CWT
 );
 CREATE TABLE IF NOT EXISTS deny (
     cti    BLOB PRIMARY KEY,
@@ -137,6 +138,9 @@ class BackOffice:
         self.db.execute("PRAGMA foreign_keys = ON")
         with self.db:
             self.db.executescript(SCHEMA)
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(credentials)")}
+            if "rider_category" not in cols:  # a back office from before fares
+                self.db.execute("ALTER TABLE credentials ADD COLUMN rider_category TEXT")
 
     def close(self):
         self.db.close()
@@ -253,9 +257,12 @@ class BackOffice:
 
     # ------------------------------------------------------------------ credentials
     def issue_credential(self, account_id, rider_pub65, *, zones, product=1, gates=None, valid_from=None,
-                         valid_seconds=86400, cap=None, now=None) -> bytes:
+                         valid_seconds=86400, cap=None, rider_category=None, now=None) -> bytes:
         """Issue a credential for `account_id`'s rider key. Refused (IssueRefused) unless the account's
-        balance or its credit is at least the configured minimum."""
+        balance or its credit is at least the configured minimum. rider_category: the GTFS
+        rider_category_id fares are charged for (kept here, not in the credential: no QR growth)."""
+        if rider_category is not None and (not isinstance(rider_category, str) or not rider_category):
+            raise BackOfficeError("rider category must be a non-empty GTFS rider_category_id")
         now = _now(now)
         acct = self.get_account(account_id)
         minimum = self.min_balance()
@@ -291,10 +298,10 @@ class BackOffice:
             raise BackOfficeError(str(e)) from None
         with self.db:
             self.db.execute(
-                "INSERT INTO credentials (cti, account, kid, iat, nbf, exp, cap, product, zones, gates, rider_pub) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO credentials (cti, account, kid, iat, nbf, exp, cap, product, zones, gates, rider_pub, "
+                "rider_category) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (cti, account_id, kinfo["kid"], now, nbf, exp, cap, product, json.dumps(zones),
-                 json.dumps(list(gates)) if gates is not None else None, rider_pub65))
+                 json.dumps(list(gates)) if gates is not None else None, rider_pub65, rider_category))
             if cap:
                 self._place_hold(cti, account_id, cap, exp, now)
         return cred
@@ -392,6 +399,81 @@ class BackOffice:
                 out.append({"account": cred["account"], "amount": amount, "from_hold": from_hold,
                             "over_cap": amount - from_hold if hold is not None else 0, "cap": cred["cap"],
                             "charged_total": int(total)})
+        return out
+
+    def set_journey_charges(self, account_id, since, charges, now=None) -> list:
+        """set_journey_charges_many for one account (below)."""
+        return self.set_journey_charges_many([(account_id, since, charges)], now)[0]
+
+    def set_journey_charges_many(self, work, now=None) -> list:
+        """Make the account's charges from `since` (Unix seconds, by the charge's tap time) exactly
+        `charges`: [(gate, seq, cti, t, amount)], keyed by the journey's first tap (gate, seq), for
+        each (account_id, since, charges) of `work`.
+        A new key is charged as charge_trip does (against the credential's hold first); a changed
+        amount is charged or refunded by the difference (a refund goes back to the hold first); a
+        key no longer among them (a journey re-rated away, e.g. an incomplete journey whose exit
+        arrived late) is refunded and removed. One transaction; idempotent (the same call twice
+        changes nothing the second time). Returns, per account, one dict per charge: account,
+        amount, delta, from_hold, over_cap, cap, charged_total."""
+        now = _now(now)
+        with self.db:
+            return [self._set_journey_charges(a, since, charges, now) for a, since, charges in work]
+
+    def _set_journey_charges(self, account_id, since, charges, now):
+        out = []
+        # runs inside set_journey_charges_many's transaction
+        old = {(r["gate"], r["seq"]): dict(r) for r in self.db.execute(
+            "SELECT gate, seq, cti, amount, from_hold FROM charges WHERE account = ? AND t >= ?", (account_id, since))}
+        want = set()
+        caps = {}
+
+        def hold_of(cti):
+            return self.db.execute("SELECT * FROM holds WHERE cti = ?", (cti,)).fetchone()
+
+        def move(cti, delta, from_hold):
+            """Apply delta to the balance, and to the hold; returns the new from_hold."""
+            hold = hold_of(cti)
+            if hold is not None and hold["state"] == "held":
+                if delta > 0:
+                    take = min(delta, hold["amount"] - hold["used"])
+                else:
+                    take = -min(-delta, from_hold)
+                if take:
+                    self.db.execute("UPDATE holds SET used = used + ? WHERE cti = ?", (take, cti))
+                from_hold += take
+            self.db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (delta, account_id))
+            return from_hold
+
+        for gate, seq, cti, t, amount in charges:
+            cti = bytes(cti)
+            want.add((gate, seq))
+            o = old.get((gate, seq))
+            if o is None:
+                fh = move(cti, amount, 0)
+                self.db.execute("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (gate, seq, cti, account_id, amount, fh, t, now))
+                delta = amount
+            else:
+                delta = amount - o["amount"]
+                fh = o["from_hold"]
+                if delta:
+                    fh = move(bytes(o["cti"]), delta, fh)
+                    self.db.execute("UPDATE charges SET amount = ?, from_hold = ?, settled = ? WHERE gate = ? AND seq = ?",
+                                    (amount, fh, now, gate, seq))
+            if cti not in caps:
+                cred = self.credential(cti)
+                caps[cti] = cred["cap"] if cred else None
+            total = None
+            if caps[cti] is not None:  # only a capped credential (one with a hold) needs its total
+                total = int(self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?",
+                                            (cti,)).fetchone()[0])
+            out.append({"account": account_id, "amount": amount, "delta": delta, "from_hold": fh,
+                        "over_cap": amount - fh if caps[cti] is not None else 0, "cap": caps[cti],
+                        "charged_total": total})
+        for key, o in old.items():
+            if key not in want:
+                move(bytes(o["cti"]), -o["amount"], o["from_hold"])
+                self.db.execute("DELETE FROM charges WHERE gate = ? AND seq = ?", key)
         return out
 
     def release_expired_holds(self, now=None) -> list:

@@ -214,8 +214,9 @@ def credential():
 @click.option("--product", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--valid-hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True)
 @click.option("--cap", type=click.IntRange(min=0), default=None, help="offline spending cap, minor units")
+@click.option("--rider-category", default=None, help="GTFS rider_category_id fares are charged for (docs/fares.md)")
 @user_errors
-def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, valid_hours, cap):
+def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, valid_hours, cap, rider_category):
     """Issue a credential for ACCOUNT_ID to a wallet."""
     from . import formats
     from .wallet import Wallet
@@ -223,7 +224,8 @@ def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, v
     gates = _uint_list(gates, "--gates")
     w = Wallet.load(wallet_path)
     cred = _bo(data_dir).issue_credential(account_id, w.pub65, zones=zones, product=product, gates=gates,
-                                          valid_seconds=max(1, int(valid_hours * 3600)), cap=cap)
+                                          valid_seconds=max(1, int(valid_hours * 3600)), cap=cap,
+                                          rider_category=rider_category)
     w.set_credential(cred)
     from .receipts import register_enc_key  # enrolment: the wallet's receipt encryption key
     register_enc_key(_bo(data_dir), w.pub65, w.ensure_enc_key())
@@ -426,15 +428,59 @@ def gate():
 @click.option("--zone", type=int, required=True)
 @click.option("--max-age", type=int, default=60, show_default=True, help="seconds a code stays valid")
 @click.option("--skew", type=int, default=30, show_default=True, help="tolerated clock difference, seconds")
-def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew):
-    """Write a gate directory: gate.json, the trust store and the deny list from the back office."""
+@click.option("--station", default=None, help="GTFS stop_id or area_id of the gate's station (docs/fares.md)")
+@click.option("--direction", type=click.Choice(["entry", "exit", "both"]), default="both", show_default=True,
+              help="which way the gate counts taps")
+@click.option("--passback", type=click.IntRange(min=0), default=None,
+              help="entry gates: seconds a credential that entered is refused again (0: off) [default: 120]")
+@click.option("--db", default=None, envvar="OFFGATE_DB", help="ledger database the gate's place is registered in")
+@user_errors
+def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, direction, passback, db):
+    """Write a gate directory: gate.json, the trust store and the deny list from the back office.
+    With --station, the gate's place (station, direction) is also registered in the ledger."""
     from .simgate import write_gate_dir
     from .syncclient import provision_gate_dir
     bo = _bo(data_dir)
+    extra = {}
+    if station is not None:
+        extra.update(station=station, direction=direction)
+    if passback is not None:
+        extra["passback_s"] = passback
+    if station is not None:
+        led = _ledger(bo, db)
+        led.set_place(gate_id, station, direction)  # checked before anything is written
+        led.close()
     cfg = write_gate_dir(gate_dir, gate_id=gate_id, zone=zone, trust=bo.trust_bytes(), deny=bo.deny_bytes(),
-                         max_age_s=max_age, skew_s=skew)
+                         max_age_s=max_age, skew_s=skew, **extra)
     provision_gate_dir(gate_dir, bo)  # root.pub and batch.pub, so the gate can sync
     click.echo(str(cfg))
+
+
+@gate.command("place")
+@data_option
+@click.argument("gate_id", type=click.IntRange(min=0))
+@click.argument("station", required=False)
+@click.argument("direction", type=click.Choice(["entry", "exit", "both"]), required=False)
+@click.option("--db", default=None, envvar="OFFGATE_DB", help="ledger database")
+@user_errors
+def gate_place(data_dir, gate_id, station, direction, db):
+    """Show or set where GATE_ID is (STATION: GTFS stop_id or area_id) and which way it counts
+    (DIRECTION: entry, exit or both). Records synced from then on carry the new place; set the
+    same in the gate's gate.json (station, direction)."""
+    led = _ledger(_bo(data_dir), db)
+    try:
+        if station is not None:
+            if direction is None:
+                raise click.ClickException("give both STATION and DIRECTION")
+            led.set_place(gate_id, station, direction)
+        hist = [p for p in led.places() if p["gate"] == gate_id]
+    finally:
+        led.close()
+    if not hist:
+        raise click.ClickException("gate %d has no place registered" % gate_id)
+    for p in hist:
+        click.echo("gate %d: station %s, %s, since %s (%s)" % (gate_id, p["station"], p["direction"], _iso(p["since"]),
+                                                               p["source"]))
 
 
 @gate.command("run")
@@ -679,6 +725,11 @@ def settle_cmd(data_dir, db, now):
     led = _ledger(bo, db)
     s = led.settle(bo, now=now)
     led.close()
+    if "journeys" in s:  # priced by a fare table (docs/fares.md)
+        click.echo("fare table version %d: %d account(s), %d journey(s) priced (%d incomplete, %d exit(s) without "
+                   "entry, %d capped), %d entr(ies) pending; charges changed by %d"
+                   % (s["version"], s["accounts"], s["journeys"], s["incomplete"], s["unmatched_exits"], s["capped"],
+                      s["pending"], s["charged"]))
     click.echo("settled %d trip(s), %d charged (%d beyond caps); %d fraud flag(s); %d unknown credential(s); "
                "%d hold(s) released (%d)" % (s["trips"], s["charged"], s["over_cap"], s["fraud"], s["unknown"],
                                             s["released"], s["released_amount"]))
@@ -697,6 +748,10 @@ def report_cmd(data_dir, db, as_json):
     bo = _bo(data_dir)
     led = _ledger(bo, db)
     rep = led.report()
+    from .fares import settle as fare_settle
+    from .fares import store as fare_store
+    if fare_store.versions(led.db):
+        rep["revenue"] = fare_settle.revenue(led.db)
     led.close()
     if as_json:
         click.echo(json.dumps(report.jsonable(rep), indent=1))
@@ -704,6 +759,10 @@ def report_cmd(data_dir, db, as_json):
     con = _console()
     for t in report.tables(rep):
         con.print(t)
+    if "revenue" in rep:
+        from .fares.show import revenue_tables
+        for t in revenue_tables(rep["revenue"]):
+            con.print(t)
 
 
 @main.group("ledger")
@@ -736,6 +795,84 @@ def ledger_provision(data_dir, gate_dir):
     from .syncclient import provision_gate_dir
     provision_gate_dir(gate_dir, _bo(data_dir))
     click.echo("root.pub and batch.pub -> %s" % gate_dir)
+
+
+# ----------------------------------------------------------------------------- fares (docs/fares.md)
+@main.group("fares")
+def fares_group():
+    """Fare tables from GTFS-Fares v2, statements (docs/fares.md)."""
+
+
+@fares_group.command("load")
+@data_option
+@click.argument("feed", type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="offgate fare config JSON: caps, service day start, journey time, incomplete fare, passes")
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@user_errors
+def fares_load(data_dir, feed, config_path, db):
+    """Validate the GTFS-Fares v2 files of FEED (a directory or a .zip) and store them, with the
+    fare config, as the next fare table version; settlement uses the newest."""
+    from .fares import config as fcfg
+    from .fares import feed as ffeed
+    from .fares import store
+    table = ffeed.read_feed(feed)
+    raw = fcfg.load(config_path) if config_path else {}
+    cfg = fcfg.validate(raw, table)
+    led = _ledger(_bo(data_dir), db)
+    try:
+        v = store.add_version(led.db, feed, table, fcfg.raw_of(cfg))
+    finally:
+        led.close()
+    click.echo("fare table version %d from %s: %d fare products, %d leg rules, %d transfer rules, %d timeframes, "
+               "%d areas; currency %s, time zone %s, service day from %s, %d cap(s)"
+               % (v, feed, len(table["fare_products"]), len(table["leg_rules"]), len(table["transfer_rules"]),
+                  len(table["timeframes"]), len(table["areas"]), table["currency"], cfg["timezone"],
+                  cfg["service_day_start"], len(cfg["caps"])))
+
+
+@fares_group.command("versions")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@user_errors
+def fares_versions(data_dir, db):
+    """List the stored fare table versions (the newest is in use)."""
+    from .fares import store
+    led = _ledger(_bo(data_dir), db)
+    try:
+        vs = store.versions(led.db)
+    finally:
+        led.close()
+    if not vs:
+        click.echo("no fare table loaded: settlement charges the flat fare per product (offgate ledger fare)")
+    for v in vs:
+        click.echo("version %d  loaded %s  %s  sha256 %s" % (v["version"], _iso(v["loaded"]), v["source"], v["digest"][:16]))
+
+
+@fares_group.command("statement")
+@data_option
+@click.argument("account_id")
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@user_errors
+def fares_statement(data_dir, account_id, db, as_json):
+    """ACCOUNT_ID's journeys, each with the rules that made its charge (leg rule, transfer, cap)."""
+    import json
+
+    from .fares import settle as fare_settle
+    bo = _bo(data_dir)
+    bo.get_account(account_id)
+    led = _ledger(bo, db)
+    try:
+        rows = fare_settle.statement(led.db, account_id)
+    finally:
+        led.close()
+    if as_json:
+        from . import report
+        click.echo(json.dumps(report.jsonable({"account": account_id, "journeys": rows}), indent=1))
+        return
+    from .fares.show import statement_table
+    _console().print(statement_table(account_id, rows))
 
 
 # ----------------------------------------------------------------------------- web server (issue #14)

@@ -73,6 +73,8 @@ CREATE TABLE IF NOT EXISTS ledger_records (
     chain_ok  INTEGER NOT NULL,
     ingested  BIGINT NOT NULL,
     settled   INTEGER NOT NULL DEFAULT 0,
+    station   TEXT,
+    direction TEXT,
     UNIQUE (gate, seq)
 );
 CREATE INDEX IF NOT EXISTS ledger_records_cti ON ledger_records (cti, ctr);
@@ -98,6 +100,16 @@ CREATE TABLE IF NOT EXISTS ledger_fraud (
     t          BIGINT NOT NULL,
     UNIQUE (kind, gate, seq)
 );
+-- where each gate is and which way it counts (docs/fares.md): one row per change, so a record is
+-- stamped at ingest with the place in effect then and a later change does not rewrite history
+CREATE TABLE IF NOT EXISTS ledger_gate_places (
+    gate      BIGINT NOT NULL,
+    since     BIGINT NOT NULL,
+    station   TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    source    TEXT NOT NULL,
+    PRIMARY KEY (gate, since)
+);
 CREATE TABLE IF NOT EXISTS ledger_fares (
     product  BIGINT PRIMARY KEY,
     amount   BIGINT NOT NULL
@@ -107,6 +119,9 @@ CREATE TABLE IF NOT EXISTS ledger_fares (
 
 class LedgerError(ValueError):
     pass
+
+
+DIRECTIONS = ("entry", "exit", "both")
 
 
 class _DB:
@@ -184,6 +199,17 @@ class Ledger:
     def __init__(self, url):
         self.db = _DB(url)
         self.db.script(SCHEMA)
+        self._migrate()
+
+    def _migrate(self):
+        # ledgers made before gates had a place: add the record columns (NULL = unknown place)
+        for col in ("station", "direction"):
+            try:
+                self.db.execute("SELECT %s FROM ledger_records WHERE 1 = 0" % col)
+            except Exception:
+                self.db.rollback()
+                self.db.execute("ALTER TABLE ledger_records ADD COLUMN %s TEXT" % col)
+        self.db.commit()
 
     @classmethod
     def for_backoffice(cls, bo, url=None):
@@ -232,7 +258,50 @@ class Ledger:
     def gates(self):
         return self.db.rows("SELECT * FROM ledger_gates ORDER BY gate")
 
+    # ------------------------------------------------------------------ gate places
+    def set_place(self, gate, station, direction, source="operator", now=None):
+        """Record that `gate` is at `station` (a GTFS stop_id or area_id) counting taps as
+        `direction` (entry/exit/both) from `now` on (Unix seconds). Records ingested from then on
+        carry it; earlier records keep theirs. LedgerError on a bad value."""
+        if not isinstance(station, str) or not station.strip():
+            raise LedgerError("station must be a non-empty GTFS stop_id or area_id")
+        if direction not in DIRECTIONS:
+            raise LedgerError("direction must be one of %s, got %r" % ("/".join(DIRECTIONS), direction))
+        cur = self.place(gate)
+        if cur and cur["station"] == station and cur["direction"] == direction:
+            return cur
+        now = _now(now)
+        if cur and cur["since"] >= now:
+            now = cur["since"] + 1  # keep the history strictly ordered
+        self.db.execute("INSERT INTO ledger_gate_places (gate, since, station, direction, source) VALUES (?, ?, ?, ?, ?)",
+                        (gate, now, station.strip(), direction, source))
+        self.db.commit()
+        return self.place(gate)
+
+    def place(self, gate):
+        """The gate's current place: dict(gate, since, station, direction, source) or None."""
+        return self.db.one("SELECT gate, since, station, direction, source FROM ledger_gate_places WHERE gate = ? "
+                           "ORDER BY since DESC LIMIT 1", (gate,))
+
+    def places(self):
+        return self.db.rows("SELECT gate, since, station, direction, source FROM ledger_gate_places ORDER BY gate, since")
+
+    def _place_from_status(self, gate, st, now):
+        # The registry is the operator's word; the gate's own config (sync status) fills it in at
+        # enrolment, and a disagreement later is an anomaly to look at, never a silent change.
+        station, direction = st.get("station") or "", st.get("direction") or ""
+        if not station or direction not in DIRECTIONS:
+            return
+        cur = self.place(gate)
+        if cur is None:
+            self.set_place(gate, station, direction, source="gate", now=now)
+        elif (cur["station"], cur["direction"]) != (station, direction):
+            self._anomaly(gate, self.gate(gate)["chain_seq"], "place_mismatch",
+                          "gate config says station %r %s, the registry %r %s"
+                          % (station, direction, cur["station"], cur["direction"]), now)
+
     def note_status(self, gate, st, now=None):
+        self._place_from_status(gate, st, _now(now))
         log = st.get("log") or {}
         self.db.execute("UPDATE ledger_gates SET last_sync = ?, backlog = ?, status = ? WHERE gate = ?",
                         (_now(now), log.get("backlog"), json.dumps(st, default=lambda b: b.hex()), gate))
@@ -256,6 +325,7 @@ class Ledger:
         res = {"new": 0, "duplicates": 0, "anomalies": 0, "fraud": 0, "deny": []}
         prev_seq = None
         meta = meta or {}
+        place = self.place(gate) or {"station": None, "direction": None}  # in effect for this batch
         try:
             if records and meta.get("chain_ok") is False:
                 res["anomalies"] += self._anomaly(gate, records[-1]["seq"], "chain_mismatch",
@@ -289,9 +359,9 @@ class Ledger:
                     res["anomalies"] += self._anomaly(gate, seq, "not_logged",
                                                       "%d decisions before seq %d were not logged" % (r["missed"], seq), now)
                 db.execute("INSERT INTO ledger_records (gate, seq, t, cti, ctr, decision, reason, missed, chain, "
-                           "chain_ok, ingested, settled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                           "chain_ok, ingested, settled, station, direction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                            (gate, seq, r["t"], _b(r.get("cti")), r["ctr"] or 0, r["decision"], r["reason"],
-                            r.get("missed", 0), bytes(r["chain"]), chain_ok, now))
+                            r.get("missed", 0), bytes(r["chain"]), chain_ok, now, place["station"], place["direction"]))
                 res["new"] += 1
                 if seq > head_seq:
                     head_seq, head = seq, bytes(r["chain"])
@@ -331,8 +401,14 @@ class Ledger:
     # ------------------------------------------------------------------ settlement
     def settle(self, bo, now=None):
         """Charge every unsettled OPEN passage to its account (against the credential's hold), flag
-        use beyond the cap, release the holds of expired credentials. Idempotent."""
+        use beyond the cap, release the holds of expired credentials. Idempotent.
+        With a fare table loaded (`offgate fares load`) taps are paired into journeys and priced
+        by it instead (offgate_host.fares.settle, docs/fares.md)."""
+        from .fares import settle as fare_settle
+        eng = fare_settle.active_engine(self.db)
         now = _now(now)
+        if eng is not None:
+            return self._settle_end(bo, now, fare_settle.settle(self, bo, now, eng))
         out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0,
                "released_amount": 0, "deny": []}
         rows = self.db.rows("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
@@ -377,6 +453,10 @@ class Ledger:
                         out["deny"].append(cti)
             self.db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
             self.db.commit()
+        return self._settle_end(bo, now, out)
+
+    def _settle_end(self, bo, now, out):
+        """Both settlements end alike: deny the credentials flagged, release expired holds."""
         for cti in out["deny"]:
             bo.deny(cti)
         for h in bo.release_expired_holds(now):

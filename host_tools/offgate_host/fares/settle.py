@@ -1,0 +1,188 @@
+"""Journey settlement: the ledger's taps priced by the active fare table, charged to the accounts.
+
+Used by Ledger.settle when a fare table is loaded (`offgate fares load`); without one the ledger
+keeps its flat fare per passage. Takes the Ledger and the BackOffice as arguments (this module
+imports neither: data flows ledger → fares → back office).
+
+Order independence: an account with new taps is re-rated from the start of the service week
+that held its earliest new tap (less max_journey_s: a late exit can finish a journey begun in the
+week before), from every tap the ledger holds in that window, and its charges from then on are
+set to the result (BackOffice.set_journey_charges: new charges, differences, refunds). So the
+charges after all taps have arrived do not depend on the order they arrived in, a re-run changes
+nothing, and a crash between the money and the ledger's marks is repaired by the next settle.
+Transfers and caps never reach across the start of a service week (caps restart there anyway).
+"""
+import time
+
+from . import config, store
+from .engine import Engine
+
+CHUNK_ACCOUNTS = 200
+
+
+def _now(now):
+    return int(time.time() if now is None else now)
+
+
+def active_engine(db, version=None):
+    """(version, Engine) of the newest (or given) fare table version, or None."""
+    act = store.active(db, version)
+    if act is None:
+        return None
+    v, table, raw = act
+    return v, Engine(table, config.validate(raw, table))
+
+
+def settle(led, bo, now=None, eng=None):
+    """Price and charge every account with unsettled taps. Returns the ledger's settle summary
+    (trips = journeys charged, charged = sum of charge changes) plus journeys, incomplete,
+    unmatched_exits, pending, capped and accounts. The credentials to deny are listed in "deny";
+    Ledger.settle denies them and releases expired holds, as for the flat fare."""
+    now = _now(now)
+    db = led.db
+    if eng is None:
+        eng = active_engine(db)
+    version, eng = eng
+    mj = eng.cfg["max_journey_s"]
+    out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0, "released_amount": 0,
+           "deny": [], "journeys": 0, "incomplete": 0, "unmatched_exits": 0, "pending": 0, "capped": 0,
+           "accounts": 0, "version": version}
+    db.execute("UPDATE ledger_records SET settled = 1 WHERE decision = 'OPEN' AND settled = 0 AND cti IS NULL")
+    db.commit()
+    rows = db.rows("SELECT cti, MIN(t) AS t FROM ledger_records WHERE decision = 'OPEN' AND settled = 0 "
+                   "GROUP BY cti ORDER BY cti")
+    first = {}
+    for r in rows:
+        cti = bytes(r["cti"])
+        cred = bo.credential(cti)
+        if cred is None:
+            for u in db.rows("SELECT gate, seq FROM ledger_records WHERE cti = ? AND decision = 'OPEN' AND settled = 0",
+                             (cti,)):
+                out["unknown"] += led._anomaly(u["gate"], u["seq"], "unknown_credential",
+                                               "OPEN for credential %s the back office never issued" % cti.hex(), now)
+            db.execute("UPDATE ledger_records SET settled = 2 WHERE cti = ? AND decision = 'OPEN' AND settled = 0", (cti,))
+            db.commit()
+            continue
+        a = cred["account"]
+        first[a] = min(first.get(a, r["t"]), int(r["t"]))
+    accounts = sorted(first)
+    for i in range(0, len(accounts), CHUNK_ACCOUNTS):
+        work = [_rate_account(led, bo, eng, a, first[a], mj, now) for a in accounts[i:i + CHUNK_ACCOUNTS]]
+        _apply(led, bo, version, work, now, out)
+    return out  # the ledger denies out["deny"] and releases expired holds
+
+
+def _rate_account(led, bo, eng, account, first_t, mj, now):
+    """(account, ws, journeys, pending, taps): the account re-rated from the week start ws."""
+    ws = eng.cal.week_start_t(first_t - mj)
+    creds = {c["cti"]: c for c in bo.credentials(account)}
+    ctis = list(creds)
+    marks = ",".join("?" * len(ctis))
+    taps = led.db.rows("SELECT gate, seq, t, cti, station, direction, settled FROM ledger_records WHERE decision = 'OPEN' "
+                       "AND cti IN (%s) AND t >= ? ORDER BY t, gate, seq" % marks, ctis + [ws - mj])
+    for tp in taps:
+        tp["cti"] = bytes(tp["cti"])
+    journeys, pending = eng.rate(taps, creds, now)
+    return account, ws, [j for j in journeys if j["t"] >= ws], pending, taps
+
+
+def _apply(led, bo, version, work, now, out):
+    """Money first (one back-office transaction for the chunk of accounts), then the ledger's side
+    (one transaction): the priced journeys and the taps' marks. Both are absolute (set, not add),
+    so a crash in between is repaired by the next settle."""
+    db = led.db
+    results = bo.set_journey_charges_many(
+        [(account, ws, [(j["key"][0], j["key"][1], j["cti"], j["t"], j["charged"]) for j in journeys])
+         for account, ws, journeys, _, _ in work], now=now)
+    rows, marks = [], []
+    for (account, ws, journeys, pending, taps), res in zip(work, results):
+        for j, c in zip(journeys, res):
+            out["journeys"] += 1
+            out["charged"] += c["delta"]
+            if c["delta"]:
+                out["trips"] += 1
+            out["incomplete"] += j["kind"] == "incomplete"
+            out["unmatched_exits"] += j["kind"] == "unmatched_exit"
+            out["capped"] += j["cap"] is not None
+            for tp in (j["entry"], j["exit"]):
+                if tp is not None and not tp.get("station"):
+                    led._anomaly(tp["gate"], tp["seq"], "no_place",
+                                 "tap at gate %d, which had no station registered when it synced: not charged"
+                                 % tp["gate"], now)
+            if j["kind"] == "unmatched_exit":
+                led._anomaly(j["exit"]["gate"], j["exit"]["seq"], "exit_without_entry",
+                             "exit at %s by credential %s with no entry before it" % (j["exit"]["station"], j["cti"].hex()),
+                             now)
+            if c["cap"] is not None and c["charged_total"] > c["cap"] and c["delta"] > 0:
+                out["over_cap"] += c["over_cap"]
+                out["fraud"] += led._flag("cap_exceeded", j["cti"], 0, j["key"][0], j["key"][1], None, None,
+                                          "credential %s charged %d in total, cap %d"
+                                          % (j["cti"].hex(), c["charged_total"], c["cap"]), now)
+                if j["cti"] not in out["deny"]:
+                    out["deny"].append(j["cti"])
+            rows.append((account, j["cti"], j["key"][0], j["key"][1], j["t"], j["kind"],
+                         j["entry"]["station"] if j["entry"] else None, j["exit"]["station"] if j["exit"] else None,
+                         j["exit"]["gate"] if j["exit"] else None, j["exit"]["seq"] if j["exit"] else None,
+                         j["exit"]["t"] if j["exit"] else None, j["category"], j["product"],
+                         _rule_name(j["leg_rule"]), _transfer_name(j["transfer"]), _cap_name(j["cap"]),
+                         j["fare"], j["charge"], j["charged"], j["service_date"], version, j["explain"]))
+        out["pending"] += len(pending)
+        out["accounts"] += 1
+        keep = {(p["gate"], p["seq"]) for p in pending}
+        for tp in taps:
+            k = (tp["gate"], tp["seq"])
+            if k in keep:
+                if tp["settled"]:  # priced before, pending again: must be re-rated by a later settle
+                    marks.append((0, tp["gate"], tp["seq"]))
+            elif not tp["settled"]:
+                marks.append((1, tp["gate"], tp["seq"]))
+        db.execute("DELETE FROM fare_journeys WHERE account = ? AND t >= ?", (account, ws))
+    if rows:
+        db.executemany(
+            "INSERT INTO fare_journeys (account, cti, gate, seq, t, kind, from_station, to_station, exit_gate, exit_seq, "
+            "exit_t, rider_category, fare_product, leg_rule, transfer_rule, cap, fare, charge, charged, service_date, "
+            "version, explain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if marks:
+        db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", marks)
+    db.commit()
+
+
+def _rule_name(r):
+    if not r:
+        return None
+    return "fare_leg_rules.txt:%d%s" % (r["line"], "/" + r["leg_group_id"] if r["leg_group_id"] else "")
+
+
+def _transfer_name(r):
+    if not r:
+        return None
+    return "fare_transfer_rules.txt:%d/type %d" % (r["line"], r["fare_transfer_type"])
+
+
+def _cap_name(c):
+    if not c:
+        return None
+    return "%s %d (-%d)" % (c["kind"], c["amount"], c["reduction"])
+
+
+# ---------------------------------------------------------------------------- reading back
+def statement(db, account):
+    """The account's priced journeys, oldest first (dicts, fare_journeys columns)."""
+    store.ensure(db)
+    out = db.rows("SELECT * FROM fare_journeys WHERE account = ? ORDER BY t, gate, seq", (account,))
+    for r in out:
+        r["cti"] = bytes(r["cti"])
+    return out
+
+
+def revenue(db):
+    """Revenue (sum of charged, minor units) and journeys per fare product, entry station and
+    rider category: {"by_product": [...], "by_station": [...], "by_category": [...]}."""
+    store.ensure(db)
+    q = ("SELECT {col} AS {name}, COUNT(*) AS journeys, SUM(charged) AS revenue, SUM(fare - charged) AS discounts "
+         "FROM fare_journeys GROUP BY {col} ORDER BY {col}")
+    return {
+        "by_product": db.rows(q.format(col="fare_product", name="fare_product")),
+        "by_station": db.rows(q.format(col="COALESCE(from_station, to_station)", name="station")),
+        "by_category": db.rows(q.format(col="rider_category", name="rider_category")),
+    }
