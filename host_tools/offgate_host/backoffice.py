@@ -5,15 +5,23 @@ State lives in one directory: SQLite database `offgate.db` and issuer private ke
 """
 import json
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
 
 from . import formats, keys
+from .errors import NoBackOffice, OffgateError
 
 DEFAULT_ISSUER = "offgate-demo"
 DEFAULT_MIN_BALANCE = 500
 DAY = 86400
+# Largest balance, credit, cap or movement (minor units): 10 billion in major units, far beyond any
+# rider account, so that sums over many accounts stay inside a 64-bit integer (SQLite, BIGINT).
+MAX_AMOUNT = 10 ** 12
+# A credential's cap travels in the credential and the gate keeps it as an unsigned 32-bit value
+# (firmware/offgate/credcache.py, 0xFFFFFFFF = no cap).
+MAX_CAP = 2 ** 32 - 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (
@@ -81,7 +89,10 @@ CREATE INDEX IF NOT EXISTS charges_cti ON charges (cti);
 """
 
 
-class BackOfficeError(Exception):
+ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}\Z")
+
+
+class BackOfficeError(OffgateError):
     """A user-facing back-office problem."""
 
 
@@ -110,8 +121,11 @@ def _cti_bytes(cti) -> bytes:
 
 
 def _atomic_write(path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp file, fsync, rename). The directory must exist:
+    an output path with a typo must not make directories."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise BackOfficeError("cannot write %s: directory %s does not exist" % (path, path.parent))
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -121,26 +135,52 @@ def _atomic_write(path, data: bytes) -> Path:
     return path
 
 
-def _amount(name, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise BackOfficeError("%s must be a non-negative integer (minor units), got %r" % (name, v))
+def _amount(name, v, maximum=MAX_AMOUNT) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v > maximum:
+        raise BackOfficeError("%s must be an integer from 0 to %d (minor units), got %r" % (name, maximum, v))
     return v
 
 
+DB_NAME = "offgate.db"
+
+
+def exists(data_dir) -> bool:
+    """Whether `data_dir` holds a back office (its database file)."""
+    return (Path(data_dir) / DB_NAME).is_file()
+
+
 class BackOffice:
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, create=True):
+        """Open the back office in `data_dir`. With create=False (every CLI command but `offgate
+        init`) a directory without a back office raises NoBackOffice instead of getting a fresh,
+        empty one: a mistyped --data or OFFGATE_DATA must not look like an empty back office.
+        With create=True the directory itself may be made, never its missing parents.
+        A file that is not an offgate database raises BackOfficeError."""
         self.data_dir = Path(data_dir)
         self.keys_dir = self.data_dir / "keys"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.data_dir / "offgate.db"
-        self.db = sqlite3.connect(str(self.db_path))
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA foreign_keys = ON")
-        with self.db:
-            self.db.executescript(SCHEMA)
-            cols = {r[1] for r in self.db.execute("PRAGMA table_info(credentials)")}
-            if "rider_category" not in cols:  # a back office from before fares
-                self.db.execute("ALTER TABLE credentials ADD COLUMN rider_category TEXT")
+        self.db_path = self.data_dir / DB_NAME
+        if not self.db_path.is_file():
+            if not create:
+                raise NoBackOffice("no back office in %s (create one with `offgate init --data %s`, or point "
+                                   "--data / OFFGATE_DATA at an existing one)" % (self.data_dir, self.data_dir))
+            if self.data_dir.exists() and not self.data_dir.is_dir():
+                raise BackOfficeError("%s exists and is not a directory" % self.data_dir)
+            if not self.data_dir.parent.is_dir():
+                raise BackOfficeError("cannot create a back office in %s: %s does not exist"
+                                      % (self.data_dir, self.data_dir.parent))
+            self.data_dir.mkdir(exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.db_path))
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA foreign_keys = ON")
+            with self.db:
+                self.db.executescript(SCHEMA)
+                cols = {r[1] for r in self.db.execute("PRAGMA table_info(credentials)")}
+                if "rider_category" not in cols:  # a back office from before fares
+                    self.db.execute("ALTER TABLE credentials ADD COLUMN rider_category TEXT")
+        except sqlite3.DatabaseError as e:
+            raise BackOfficeError("%s is not a usable offgate database (%s); restore it from a backup"
+                                  % (self.db_path, e)) from None
 
     def close(self):
         self.db.close()
@@ -227,8 +267,11 @@ class BackOffice:
 
     # ------------------------------------------------------------------ accounts
     def create_account(self, account_id, balance=0, credit=0) -> dict:
-        if not isinstance(account_id, str) or not account_id:
-            raise BackOfficeError("account id must be a non-empty string")
+        """A new account: id of 1-64 letters, digits and . _ @ + - (starting with a letter or
+        digit); balance and credit in minor units, 0..MAX_AMOUNT."""
+        if not isinstance(account_id, str) or not ACCOUNT_ID.match(account_id):
+            raise BackOfficeError("account id must be 1-64 letters, digits or . _ @ + - (starting with a letter or "
+                                  "digit), got %r" % (account_id,))
         try:
             with self.db:
                 self.db.execute("INSERT INTO accounts (id, balance, credit, created) VALUES (?, ?, ?, ?)",

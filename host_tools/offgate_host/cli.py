@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-DATA_HELP = "back-office data directory (env OFFGATE_DATA)"
+from .errors import OffgateError, UsageError
+
+DATA_HELP = "back-office data directory (env OFFGATE_DATA); `offgate init` creates it"
+# bounded parameter types: a huge number is a one-line usage error, never an overflow deeper down
+MAX_AMOUNT = 10 ** 12  # = backoffice.MAX_AMOUNT (not imported here: the CLI loads lazily)
+AMOUNT = click.IntRange(0, MAX_AMOUNT)
+CAP = click.IntRange(0, 2 ** 32 - 2)  # = backoffice.MAX_CAP
+ID = click.IntRange(0, 2 ** 30 - 1)  # gate ids, zones, products: = formats.MAX_ID
+UNIX_T = click.IntRange(0, 2 ** 32 - 1)
 
 
 def _ts(t):
@@ -28,20 +36,82 @@ def data_option(f):
 
 
 def user_errors(f):
-    """Turn expected failures into one-line click errors (exit status 1, no traceback)."""
+    """Turn expected failures of a command into one-line errors (exit status 1, no traceback).
+    OffgateError needs no wrapping (OffgateGroup prints it); this covers the standard exceptions
+    a command's I/O raises."""
     @functools.wraps(f)
     def wrapper(*a, **kw):
-        from .backoffice import BackOfficeError
-        from .wallet import WalletError
+        from .errors import OffgateError
         try:
             return f(*a, **kw)
-        except (BackOfficeError, WalletError, ValueError) as e:
-            raise click.ClickException(str(e)) from None
+        except OffgateError:
+            raise
+        except ValueError as e:
+            raise OffgateError(str(e)) from None
         except FileNotFoundError as e:
-            raise click.ClickException("file not found: %s" % (e.filename or e)) from None
+            raise OffgateError("file not found: %s" % (e.filename or e)) from None
         except OSError as e:
-            raise click.ClickException("%s: %s" % (e.filename or "I/O error", e.strerror or e)) from None
+            raise OffgateError("%s: %s" % (e.filename or "I/O error", e.strerror or e)) from None
     return wrapper
+
+
+class OffgateGroup(click.Group):
+    """The entry point's error policy (host_tools/offgate_host/errors.py): an OffgateError or a
+    click error that is not a usage error prints `offgate: <message>` (one line, exit 1, or 2 for
+    a bad value); click's usage errors stay click's (usage line + message, exit 2); Ctrl-C prints
+    `offgate: interrupted` (exit 130); anything else is a bug: one line naming it (exit 3), the
+    traceback only with OFFGATE_DEBUG=1."""
+
+    def invoke(self, ctx):
+        from .errors import Interrupted
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # before click's own handler, which would print an empty line and "Aborted!"
+            raise Interrupted("interrupted") from None
+        except EOFError as e:
+            # end of input at a prompt, or a truncated CBOR file (cbor2's decode errors are EOFErrors)
+            raise OffgateError("unexpected end of input%s" % (": %s" % e if str(e) else "")) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import os
+
+        from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OffgateError
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort as e:
+            if isinstance(e.__context__, KeyboardInterrupt) or isinstance(e.__cause__, KeyboardInterrupt):
+                click.echo("offgate: interrupted", err=True)
+                sys.exit(EXIT_INTERRUPTED)
+            click.echo("offgate: aborted", err=True)
+            sys.exit(1)
+        except click.ClickException as e:
+            click.echo("offgate: %s" % " ".join(e.format_message().split()), err=True)
+            sys.exit(e.exit_code)
+        except OffgateError as e:
+            click.echo("offgate: %s" % e, err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("offgate: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `offgate report | head`
+            sys.exit(1)
+        except Exception as e:
+            if os.environ.get("OFFGATE_DEBUG"):
+                raise
+            click.echo("offgate: internal error (a bug, please report it with OFFGATE_DEBUG=1 output): %s: %s"
+                       % (type(e).__name__, " ".join(str(e).split())), err=True)
+            sys.exit(EXIT_INTERNAL)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+        sys.exit(0)
 
 
 def _uint_list(text, what):
@@ -57,8 +127,10 @@ def _uint_list(text, what):
 
 
 def _bo(data_dir):
+    """The existing back office in data_dir (NoBackOffice if there is none: only `offgate init`
+    creates one)."""
     from .backoffice import BackOffice
-    return BackOffice(data_dir)
+    return BackOffice(data_dir, create=False)
 
 
 def _console():
@@ -66,10 +138,38 @@ def _console():
     return Console(width=max(160, shutil.get_terminal_size((160, 24)).columns))
 
 
-@click.group()
+@click.group(cls=OffgateGroup)
 @click.version_option(package_name="offgate-host")
 def main():
     """offgate host tools."""
+
+
+# ----------------------------------------------------------------------------- init
+@main.command("init")
+@data_option
+@click.option("--name", default="offgate-demo", show_default=True, help="issuer name (iss claim)")
+@click.option("--valid-from", type=click.IntRange(0, 2 ** 32 - 1), default=None,
+              help="first issuer key's nbf, Unix seconds (default: now)")
+@click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True)
+@click.option("--db", default=None, envvar="OFFGATE_DB",
+              help="also create the ledger here: a PostgreSQL URL or a new SQLite file (default: the back office's db)")
+@user_errors
+def init_cmd(data_dir, name, valid_from, valid_days, db):
+    """Create the back office in the data directory (its database and first issuer key); the only
+    command that creates one. Idempotent on an existing back office."""
+    from .backoffice import BackOffice, exists
+    from .ledger import Ledger
+    from .ledger import parse_url
+    if db is not None:
+        parse_url(db)  # a bad URL fails before anything is created
+    new = not exists(data_dir)
+    with BackOffice(data_dir, create=True) as bo:
+        had = bool(bo.issuer_keys())
+        kid = bo.init_issuer(name, valid_from=valid_from, valid_days=valid_days)
+        Ledger.for_backoffice(bo, db, create=True).close()
+    click.echo("%s %s; issuer key %s: kid %s%s" % ("back office created in" if new else "back office already in",
+                                                   data_dir, "already present" if had else "created", kid.hex(),
+                                                   "; ledger %s" % db if db else ""))
 
 
 # ----------------------------------------------------------------------------- issuer
@@ -81,11 +181,12 @@ def issuer():
 @issuer.command("init")
 @data_option
 @click.option("--name", default="offgate-demo", show_default=True, help="issuer name (iss claim)")
-@click.option("--valid-from", type=int, default=None, help="key nbf, Unix seconds (default: now)")
-@click.option("--valid-days", type=click.IntRange(min=1), default=365, show_default=True)
+@click.option("--valid-from", type=UNIX_T, default=None, help="key nbf, Unix seconds (default: now)")
+@click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True)
 @user_errors
 def issuer_init(data_dir, name, valid_from, valid_days):
-    """Create the first issuer key (no-op if one exists)."""
+    """Create the first issuer key of an existing back office (no-op if one exists; `offgate init`
+    creates the back office with its first key)."""
     bo = _bo(data_dir)
     had = bool(bo.issuer_keys())
     kid = bo.init_issuer(name, valid_from=valid_from, valid_days=valid_days)
@@ -94,8 +195,8 @@ def issuer_init(data_dir, name, valid_from, valid_days):
 
 @issuer.command("rotate")
 @data_option
-@click.option("--valid-from", type=int, default=None, help="key nbf, Unix seconds (default: now)")
-@click.option("--valid-days", type=click.IntRange(min=1), default=365, show_default=True)
+@click.option("--valid-from", type=UNIX_T, default=None, help="key nbf, Unix seconds (default: now)")
+@click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True)
 @user_errors
 def issuer_rotate(data_dir, valid_from, valid_days):
     """Add a new issuer key alongside the old ones (re-export the trust store afterwards)."""
@@ -152,8 +253,8 @@ def account():
 @account.command("create")
 @data_option
 @click.argument("account_id")
-@click.option("--balance", type=click.IntRange(min=0), default=0, show_default=True, help="minor units")
-@click.option("--credit", type=click.IntRange(min=0), default=0, show_default=True, help="minor units")
+@click.option("--balance", type=AMOUNT, default=0, show_default=True, help="minor units")
+@click.option("--credit", type=AMOUNT, default=0, show_default=True, help="minor units")
 @user_errors
 def account_create(data_dir, account_id, balance, credit):
     """Create account ACCOUNT_ID."""
@@ -188,7 +289,7 @@ def config():
 
 @config.command("min-balance")
 @data_option
-@click.argument("amount", type=click.IntRange(min=0), required=False)
+@click.argument("amount", type=AMOUNT, required=False)
 @user_errors
 def config_min_balance(data_dir, amount):
     """Show or set the minimum balance-or-credit for issuing credentials (minor units)."""
@@ -211,9 +312,9 @@ def credential():
               help="wallet JSON: the rider key is read from it and the credential stored into it")
 @click.option("--zones", required=True, help="comma-separated zone ids, e.g. 1,2")
 @click.option("--gates", default=None, help="comma-separated gate ids (default: any gate)")
-@click.option("--product", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--valid-hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True)
-@click.option("--cap", type=click.IntRange(min=0), default=None, help="offline spending cap, minor units")
+@click.option("--product", type=ID, default=1, show_default=True)
+@click.option("--valid-hours", type=click.FloatRange(min=0, max=24 * 366, min_open=True), default=24.0, show_default=True)
+@click.option("--cap", type=CAP, default=None, help="offline spending cap, minor units")
 @click.option("--rider-category", default=None, help="GTFS rider_category_id fares are charged for (docs/fares.md)")
 @user_errors
 def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, valid_hours, cap, rider_category):
@@ -274,7 +375,7 @@ def wallet_new(data_dir, path, force):
 @wallet.command("code")
 @data_option
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--iat", type=click.IntRange(min=0), default=None, help="code time, Unix seconds (default: now)")
+@click.option("--iat", type=UNIX_T, default=None, help="code time, Unix seconds (default: now)")
 @click.option("--ctr", type=click.IntRange(min=1, max=2 ** 32 - 1), default=None,
               help="explicit counter (default: the wallet's next counter, saved)")
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write a PNG")
@@ -344,7 +445,10 @@ def deny_export(data_dir, out):
 def _issuer_keys_for_inspect(data_dir, trust_file):
     from . import formats
     if trust_file is not None:
-        return [k["pub"] for k in formats.parse_trust_store(Path(trust_file).read_bytes())], str(trust_file)
+        try:
+            return [k["pub"] for k in formats.parse_trust_store(Path(trust_file).read_bytes())], str(trust_file)
+        except (ValueError, EOFError, LookupError, TypeError) as e:  # cbor2's decode errors included
+            raise UsageError("%s is not a trust store (trust.cbor): %s" % (trust_file, e or type(e).__name__)) from None
     if data_dir is not None and (Path(data_dir) / "offgate.db").exists():
         return [k["pub"] for k in _bo(data_dir).issuer_keys()], str(Path(data_dir) / "offgate.db")
     return None, None
@@ -361,13 +465,13 @@ def inspect_cmd(data_dir, qrtext, trust_file):
     from rich.table import Table
 
     from . import formats, qr
+    issuer_pubs, source = _issuer_keys_for_inspect(data_dir, trust_file)  # a bad trust file fails first
     if qrtext == "-":
         qrtext = sys.stdin.readline()
     qrtext = qrtext.strip()
     code = formats.code_from_qr_text(qrtext)
     auth = formats.parse_auth_code(code, verify=True)
     c = auth["credential"]
-    issuer_pubs, source = _issuer_keys_for_inspect(data_dir, trust_file)
     if issuer_pubs is None:
         issuer_status = "not checked (no trust store or back-office data)"
     else:
@@ -421,17 +525,54 @@ def gate():
     """Simulated gate (the real firmware on the MicroPython unix port)."""
 
 
+def _check_gate_dir(gdir, gate_id) -> bool:
+    """Check that gate init may write gate `gate_id` into `gdir`: a new or empty directory (its
+    parent must exist), or the directory of that same gate (a refresh: True). A directory of
+    another gate is refused: its device key and operation log belong to that gate."""
+    import json
+    if gdir.exists():
+        if not gdir.is_dir():
+            raise UsageError("%s exists and is not a directory" % gdir)
+        cfgp = gdir / "gate.json"
+        if cfgp.exists():
+            try:
+                old = json.loads(cfgp.read_text())["gate_id"]
+            except (ValueError, KeyError, TypeError, OSError) as e:
+                raise UsageError("%s is not a gate config (%s): gate init will not overwrite it" % (cfgp, e)) from None
+            if old != gate_id:
+                raise UsageError("%s holds gate %r (its device key and log belong to that gate): gate init will not "
+                                 "re-id it; use a new directory" % (gdir, old))
+            return True
+        if any(gdir.iterdir()):
+            raise UsageError("%s is not empty and holds no gate.json: use a new directory" % gdir)
+    elif not gdir.parent.is_dir():
+        raise UsageError("cannot create %s: %s does not exist" % (gdir, gdir.parent))
+    return False
+
+
+def _gate_registered(bo, led, gate_id):
+    """Where gate_id is already registered (provisioned gates, gates enrolled by sync, gate
+    places), as a phrase, or None."""
+    if any(g["gate_id"] == gate_id for g in bo.gates()):
+        return "provisioned in the back office"
+    if any(g["gate"] == gate_id for g in led.gates()):
+        return "enrolled in the ledger"
+    if any(p["gate"] == gate_id for p in led.places()):
+        return "has a place in the ledger"
+    return None
+
+
 @gate.command("init")
 @data_option
 @click.argument("gate_dir", type=click.Path(file_okay=False))
-@click.option("--gate-id", type=int, required=True)
-@click.option("--zone", type=int, required=True)
-@click.option("--max-age", type=int, default=60, show_default=True, help="seconds a code stays valid")
-@click.option("--skew", type=int, default=30, show_default=True, help="tolerated clock difference, seconds")
+@click.option("--gate-id", type=ID, required=True)
+@click.option("--zone", type=ID, required=True)
+@click.option("--max-age", type=click.IntRange(1, 86400), default=60, show_default=True, help="seconds a code stays valid")
+@click.option("--skew", type=click.IntRange(0, 86400), default=30, show_default=True, help="tolerated clock difference, seconds")
 @click.option("--station", default=None, help="GTFS stop_id or area_id of the gate's station (docs/fares.md)")
 @click.option("--direction", type=click.Choice(["entry", "exit", "both"]), default="both", show_default=True,
               help="which way the gate counts taps")
-@click.option("--passback", type=click.IntRange(min=0), default=None,
+@click.option("--passback", type=click.IntRange(0, 86400), default=None,
               help="entry gates: seconds a credential that entered is refused again (0: off) [default: 120]")
 @click.option("--db", default=None, envvar="OFFGATE_DB", help="ledger database the gate's place is registered in")
 @user_errors
@@ -441,6 +582,15 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, directi
     from .simgate import write_gate_dir
     from .syncclient import provision_gate_dir
     bo = _bo(data_dir)
+    same = _check_gate_dir(Path(gate_dir), gate_id)
+    if not same:
+        led = _ledger(bo, db)
+        try:
+            where = _gate_registered(bo, led, gate_id)
+        finally:
+            led.close()
+        if where:
+            raise UsageError("gate id %d is already in use (%s): give each gate its own id" % (gate_id, where))
     extra = {}
     if station is not None:
         extra.update(station=station, direction=direction)
@@ -458,7 +608,7 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, directi
 
 @gate.command("place")
 @data_option
-@click.argument("gate_id", type=click.IntRange(min=0))
+@click.argument("gate_id", type=ID)
 @click.argument("station", required=False)
 @click.argument("direction", type=click.Choice(["entry", "exit", "both"]), required=False)
 @click.option("--db", default=None, envvar="OFFGATE_DB", help="ledger database")
@@ -483,6 +633,29 @@ def gate_place(data_dir, gate_id, station, direction, db):
                                                                p["source"]))
 
 
+def _host_port(what, addr):
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError("%s must be HOST:PORT (port 1..65535), got %r" % (what, addr))
+    return host, int(port)
+
+
+def _check_port_free(host, port):
+    """Fail with one line if host:port cannot be listened on (in use, or not an address here)."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UsageError("cannot listen on %s: %s" % (host, e.strerror or e)) from None
+    fam, typ, proto, _, sa = infos[0]
+    with socket.socket(fam, typ, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(sa)
+        except OSError as e:
+            raise OffgateError("cannot listen on %s port %d: %s" % (host, port, e.strerror or e)) from None
+
+
 @gate.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--heap", default=None, help="MicroPython heap [default: 144k; 192k with --sync]")
@@ -491,7 +664,12 @@ def gate_place(data_dir, gate_id, station, direction, db):
 def gate_run(config, heap, tcp, sync_addr):
     """Run the simulated gate: scanner lines on stdin (or TCP), one JSON line per scan on stdout."""
     import os
-    from .simgate import DEFAULT_HEAP, micropython_env, sim_command
+
+    from .simgate import DEFAULT_HEAP, check_config, micropython_env, sim_command
+    check_config(config)  # a junk or wrong gate.json is a one-line error here, not a firmware crash
+    for what, addr in (("--tcp", tcp), ("--sync", sync_addr)):
+        if addr is not None:
+            _host_port(what, addr)
     args = ["--tcp", tcp] if tcp else []
     if sync_addr:
         args += ["--sync", sync_addr]
@@ -595,8 +773,8 @@ def _gate_files(data_dir, board_name, trust, deny, stage):
 @data_option
 @click.option("--board", "board_name", required=True)
 @click.option("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
-@click.option("--gate-id", type=click.IntRange(min=0), required=True)
-@click.option("--zone", type=click.IntRange(min=0), required=True)
+@click.option("--gate-id", type=ID, required=True)
+@click.option("--zone", type=ID, required=True)
 @click.option("--trust", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="trust.cbor (default: exported from the back office)")
 @click.option("--deny", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -632,7 +810,7 @@ def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provis
 @data_option
 @click.option("--board", "board_name", required=True)
 @click.option("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
-@click.option("--gate-id", type=click.IntRange(min=0), required=True)
+@click.option("--gate-id", type=ID, required=True)
 @click.option("--replace", is_flag=True, help="accept a new device key for an already registered gate id")
 @click.option("--dry-run", is_flag=True, help="print the mpremote command only")
 @user_errors
@@ -659,7 +837,7 @@ DB_HELP = "ledger database: a PostgreSQL URL (postgresql://...) or a SQLite file
 
 def _ledger(bo, db):
     from .ledger import Ledger
-    return Ledger.for_backoffice(bo, db)
+    return Ledger.for_backoffice(bo, db, create=False)
 
 
 @main.command("sync")
@@ -667,11 +845,11 @@ def _ledger(bo, db):
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
 @click.option("--operator", default="operator", show_default=True, help="operator name (its key is kept in the data dir)")
-@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True, help="retries on a broken link")
+@click.option("--retries", type=click.IntRange(0, 100), default=3, show_default=True, help="retries on a broken link")
 @click.option("--max-records", type=click.IntRange(1, 200), default=200, show_default=True, help="records per batch")
 @click.option("--no-push", is_flag=True, help="do not push the deny list and trust list")
 @click.option("--no-time", is_flag=True, help="do not set the gate's clock")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="seconds to wait for the gate")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True, help="seconds to wait for the gate")
 @click.option("--drop-after", type=int, default=None, hidden=True, help="testing: cut the link after N frames")
 @user_errors
 def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_time, timeout, drop_after):
@@ -716,7 +894,7 @@ def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_
 @main.command("settle")
 @data_option
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
-@click.option("--now", type=int, default=None, help="settlement time, Unix seconds (default: now)")
+@click.option("--now", type=UNIX_T, default=None, help="settlement time, Unix seconds (default: now)")
 @user_errors
 def settle_cmd(data_dir, db, now):
     """Charge settled trips against the accounts' holds, flag use beyond the cap, release the holds
@@ -773,8 +951,8 @@ def ledger_group():
 @ledger_group.command("fare")
 @data_option
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
-@click.argument("product", type=click.IntRange(min=0))
-@click.argument("amount", type=click.IntRange(min=0), required=False)
+@click.argument("product", type=ID)
+@click.argument("amount", type=AMOUNT, required=False)
 @user_errors
 def ledger_fare(data_dir, db, product, amount):
     """Show or set the fare (minor units) of PRODUCT."""
@@ -880,10 +1058,10 @@ def fares_statement(data_dir, account_id, db, as_json):
 @data_option
 @click.argument("account_id")
 @click.option("--zones", required=True, help="comma-separated zone ids the wallet's credentials admit")
-@click.option("--product", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--valid-hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+@click.option("--product", type=ID, default=1, show_default=True)
+@click.option("--valid-hours", type=click.FloatRange(min=0, max=24 * 366, min_open=True), default=24.0, show_default=True,
               help="validity of each credential the wallet gets")
-@click.option("--cap", type=click.IntRange(min=0), default=None, help="offline spending cap, minor units")
+@click.option("--cap", type=CAP, default=None, help="offline spending cap, minor units")
 @click.option("--replace", is_flag=True, help="a lost or replaced phone: revoke the account's other wallets on use")
 @click.option("--ttl-hours", type=click.FloatRange(min=0.02, max=720), default=24.0, show_default=True,
               help="how long the link stays usable")
@@ -949,6 +1127,10 @@ def serve(data_dir, db, host, port, base_url):
     import uvicorn
 
     from .web.app import VENDOR, create_app
+    _bo(data_dir).close()  # an existing back office, or one line saying there is none
+    if db is not None:
+        _ledger(_bo(data_dir), db).close()
+    _check_port_free(host, port)
     if not VENDOR.is_dir():
         raise click.ClickException("the wallet's JavaScript libraries are missing: run `make web` "
                                    "(npm ci in host_tools/offgate_host/web)")
@@ -963,8 +1145,8 @@ def _open_ledger(data_dir, db, bo=None):
     from .ledger import Ledger
     if bo is None:
         with _bo(data_dir) as b:
-            return Ledger.for_backoffice(b, db)
-    return Ledger.for_backoffice(bo, db)
+            return Ledger.for_backoffice(b, db, create=False)
+    return Ledger.for_backoffice(bo, db, create=False)
 
 
 from . import cli_stats  # noqa: E402  (registers `offgate stats` and `offgate station`)

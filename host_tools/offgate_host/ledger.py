@@ -24,6 +24,7 @@ import sqlite3
 import struct
 import time
 from pathlib import Path
+from .errors import OffgateError
 
 DEFAULT_FARE = 250
 CHUNK = 500  # trips settled per transaction
@@ -117,31 +118,73 @@ CREATE TABLE IF NOT EXISTS ledger_fares (
 """
 
 
-class LedgerError(ValueError):
+class LedgerError(OffgateError, ValueError):
     pass
 
 
 DIRECTIONS = ("entry", "exit", "both")
 
 
+def _first_line(e) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _safe_url(url) -> str:
+    """The URL without its password (for messages)."""
+    import re
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+def parse_url(url):
+    """("pg", url) for a PostgreSQL URL (postgresql:// or postgres://), ("sqlite", path) for a
+    SQLite file (a plain path or sqlite:///path). Any other URL scheme raises LedgerError: a
+    typo such as mysql://x must not become a file or directory named after it."""
+    import re
+    url = str(url)
+    if not url.strip():
+        raise LedgerError("empty database URL")
+    if url.startswith(("postgresql://", "postgres://")):
+        return "pg", url
+    if url.startswith("sqlite:///"):
+        return "sqlite", url[len("sqlite:///"):]
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url)
+    if m and (len(m.group(1)) > 1 or url[2:3] not in ("\\", "/")):  # not a Windows drive letter
+        raise LedgerError("unsupported database %r: give a PostgreSQL URL (postgresql://user@host/db) or a "
+                          "SQLite file path" % _safe_url(url))
+    return "sqlite", url
+
+
 class _DB:
     """The thin adapter: SQL is written with `?` placeholders and {blob}/{serial} type names."""
 
-    def __init__(self, url):
+    def __init__(self, url, create=True):
         self.url = str(url)
         self._ensured = set()   # names of extension schemas already created (ensure())
-        if self.url.startswith(("postgresql://", "postgres://")):
+        kind, where = parse_url(self.url)
+        if kind == "pg":
             import psycopg
             self.kind = "pg"
-            self.conn = psycopg.connect(self.url)
+            try:
+                self.conn = psycopg.connect(self.url, connect_timeout=10)
+            except psycopg.Error as e:
+                raise LedgerError("cannot connect to PostgreSQL at %s: %s" % (_safe_url(self.url), _first_line(e))) from None
             self.types = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
         else:
-            path = self.url[len("sqlite:///"):] if self.url.startswith("sqlite:///") else self.url
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(where)
+            if not path.parent.is_dir():
+                raise LedgerError("ledger database %s: directory %s does not exist" % (path, path.parent))
+            if path.is_dir():
+                raise LedgerError("ledger database %s is a directory" % path)
+            if not create and not path.is_file():
+                raise LedgerError("no ledger database %s (create it with `offgate init --db %s`)" % (path, self.url))
             self.kind = "sqlite"
-            self.conn = sqlite3.connect(path, timeout=30)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
+            try:
+                self.conn = sqlite3.connect(str(path), timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.DatabaseError as e:
+                raise LedgerError("%s is not a usable SQLite database (%s)" % (path, e)) from None
             self.types = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
 
     def sql(self, q):
@@ -196,8 +239,11 @@ def _b(v):
 
 
 class Ledger:
-    def __init__(self, url):
-        self.db = _DB(url)
+    def __init__(self, url, create=True):
+        """Open (create=True: and create, if it is a new SQLite file) the ledger at `url`;
+        LedgerError for an unsupported URL, a missing directory, an unreachable PostgreSQL or,
+        with create=False, a SQLite file that does not exist."""
+        self.db = _DB(url, create=create)
         self.db.script(SCHEMA)
         self._migrate()
 
@@ -212,9 +258,10 @@ class Ledger:
         self.db.commit()
 
     @classmethod
-    def for_backoffice(cls, bo, url=None):
-        """The ledger for a back office: `url` if given, else the back office's own SQLite file."""
-        return cls(url or str(bo.db_path))
+    def for_backoffice(cls, bo, url=None, create=True):
+        """The ledger for a back office: `url` if given, else the back office's own SQLite file.
+        create=False (the CLI): a SQLite `url` must already exist (`offgate init --db` makes it)."""
+        return cls(url or str(bo.db_path), create=create or not url)
 
     def close(self):
         self.db.close()

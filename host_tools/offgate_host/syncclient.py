@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.exceptions import InvalidSignature
 
 from . import keys
+from .errors import OffgateError
 
 MAGIC = b"OGSY"
 VERSION = 1
@@ -40,7 +41,7 @@ MAC_LEN = 16
 DENY_CHUNK = 4096
 
 
-class SyncError(Exception):
+class SyncError(OffgateError):
     """A sync failed in a way a retry will not fix (authentication, a refused command)."""
 
 
@@ -404,7 +405,8 @@ def provision_gate_dir(path, bo):
     to it). Both are public."""
     from pathlib import Path
     p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
+    if not p.is_dir():  # a typo must not become a new directory
+        raise SyncError("%s is not a gate directory (`offgate gate init` makes one)" % p)
     (p / "root.pub").write_bytes(bo.root_pub())
     (p / "batch.pub").write_bytes(keys.pub_bytes(bo.batch_key()))
     return p

@@ -172,6 +172,7 @@ def test_deny_and_exports(bo, tmp_path):
         bo.deny("abcd")
     with pytest.raises(BackOfficeError):
         bo.deny("not hex at all!!")
+    (tmp_path / "out").mkdir()
     out = bo.export_deny(tmp_path / "out" / "deny.bin")
     assert out.read_bytes() == b"OGDL\x01\0\0\0\0\0\0\x02" + bytes([1] * 8) + bytes([9] * 8) == bo.deny_bytes()
     t = bo.export_trust(tmp_path / "out" / "trust.cbor")

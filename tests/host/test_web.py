@@ -254,7 +254,7 @@ def test_cli_invite_and_staff(tmp_path):
 
     from offgate_host.cli import main
     run = lambda *a, **kw: CliRunner().invoke(main, [*a, "--data", str(tmp_path)], **kw)  # noqa: E731
-    assert run("issuer", "init").exit_code == 0
+    assert run("init").exit_code == 0
     assert run("account", "create", "acct-1", "--balance", "900").exit_code == 0
     r = run("account", "invite", "acct-1", "--zones", "1,3", "--base-url", "https://pay.example")
     assert r.exit_code == 0, r.output
@@ -264,7 +264,7 @@ def test_cli_invite_and_staff(tmp_path):
         (inv,) = store.list_invites(bo, "acct-1")
         assert (inv["zones"], inv["used"], inv["replace_old"]) == ("[1, 3]", None, 0)
     r = run("account", "invite", "nobody", "--zones", "1")
-    assert r.exit_code == 1 and r.output.strip().splitlines()[-1] == "Error: unknown account 'nobody'"
+    assert r.exit_code == 1 and r.output.strip().splitlines()[-1] == "offgate: unknown account 'nobody'"
     assert run("staff", "add", "ann", "--role", "admin", "--password-stdin", input=PW + "\n").exit_code == 0
     r = run("staff", "add", "bob", "--password-stdin", input="short\n")
     assert r.exit_code == 1 and "at least 10" in r.output and "Traceback" not in r.output
