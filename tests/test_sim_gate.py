@@ -1,5 +1,6 @@
-"""The simulated gate end to end: the real firmware in a MicroPython process (the simulator's 144k heap), fed
-through its scanner stream like a GM65 module would feed the ESP32's UART."""
+"""The simulated gate end to end: the real firmware in a MicroPython process, fed through its scanner
+stream like a GM65 module would feed the ESP32's UART. Every test runs on the 64-bit PyPI port (144k)
+and on the 32-bit build (the device budget, 128k), chosen as a user would: OFFGATE_MICROPYTHON."""
 import json
 import socket
 import subprocess
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from mpbridge import free_port
+from mpbridge import RUNTIMES, free_port
 
 from offgate_host import formats
 from offgate_host.backoffice import BackOffice
@@ -15,6 +16,16 @@ from offgate_host.simgate import SimGate, micropython_env, sim_command, write_ga
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
+
+
+@pytest.fixture(autouse=True, params=RUNTIMES)
+def runtime(request, monkeypatch):
+    """The interpreter the simulator runs on, picked through OFFGATE_MICROPYTHON."""
+    if request.param:
+        monkeypatch.setenv("OFFGATE_MICROPYTHON", request.param)
+    else:
+        monkeypatch.delenv("OFFGATE_MICROPYTHON", raising=False)
+    return request.param
 
 
 @pytest.fixture
