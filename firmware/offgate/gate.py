@@ -142,6 +142,7 @@ class Gate:
             "replay_slots": self.replay.slots,
             "replay_evictions": self.replay.evictions,
             "replay_skipped": self.replay.skipped,
+            "replay_compact_errors": self.replay.compact_errors,
             "cache": len(v.cache),
             "cache_hits": v.cache.hits,
         }
@@ -176,10 +177,11 @@ class Gate:
             pass
 
 
-def _restore_replay(replay, oplog, now):
+def _restore_replay(replay, oplog, now, everything=False):
     """Put back into the replay table what a power cut took before the replay file's write: the
-    OPEN records the log holds (those not yet acknowledged), read 32 at a time."""
-    seq = oplog.acked()[0] + 1
+    OPEN records the log holds (those not yet acknowledged; every record it still has if
+    `everything`, when the replay file was unreadable), read 32 at a time."""
+    seq = 1 if everything else oplog.acked()[0] + 1
     n = 0
     while True:
         recs = oplog.read(seq, 32)
@@ -198,7 +200,9 @@ def build(cfg, actuator, out, clock):
     gc.collect()
     asm = LineAssembler(cfg["max_line"])
     cache = CredCache(cfg["cache_size"])
-    replay = ReplayGuard(state_path(cfg, "replay.log"), cfg["replay_slots"])
+    # an accepted counter matters only while codes at or below it can still be fresh
+    replay = ReplayGuard(state_path(cfg, "replay.log"), cfg["replay_slots"],
+                         cfg["max_age_s"] + 2 * cfg["skew_s"])
     try:
         trust = TrustStore.load(state_path(cfg, "trust.cbor"))
     except TrustError as e:
@@ -209,14 +213,24 @@ def build(cfg, actuator, out, clock):
         deny.open(state_path(cfg, "deny.bin"))
     except ValueError as e:
         notes.append(str(e))
-    replay.load(clock.now())
+    replay.load(clock.now())  # never raises: what it found is in the notes below
+    if replay.load_error is not None:
+        notes.append("replay: replay.log unreadable (errno %d); rebuilt from the operation log" % replay.load_error)
+    if replay.skipped:
+        notes.append("replay: %d torn/corrupt records skipped" % replay.skipped)
+    if replay.stale_tmp:
+        notes.append("replay: stale replay.log.tmp removed")
+    if replay.compact_errors:
+        notes.append("replay: compaction failed (filesystem full?); postponed")
     oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
                   cfg["log_full_policy"])
     rec = oplog.recover()
     oplog.before_free = replay.sync  # the log may drop records only once the replay file has them
-    n = _restore_replay(replay, oplog, clock.now())
+    n = _restore_replay(replay, oplog, clock.now(), replay.load_error is not None)
     if n:
         notes.append("replay: %d accepted counters restored from the operation log" % n)
+        if not replay.sync():  # one rewrite of the replay file; housekeeping, so it may fail
+            notes.append("replay: could not write the restored counters (filesystem full?); the log keeps them")
     if rec["cut"]:
         notes.append("oplog: torn/corrupt tail cut (%d)" % rec["cut"])
     if rec["gap"]:
