@@ -57,7 +57,7 @@ def test_open_then_replay_and_relay_only_on_open(gate_setup):
 def test_noise_never_stops_the_loop(gate_setup):
     cfg, w = gate_setup
     with SimGate(cfg) as g:
-        assert g.scan(b"")["reason"] == "EMPTY"
+        g.send_raw(b"\r\n\r\n\n\r")  # terminators alone: no scan, no report
         assert g.scan(b"X" * 5000)["reason"] == "LINE_TOO_LONG"
         assert g.scan(b"\x00\x01\xfe\xff")["reason"] == "NOT_TEXT"
         assert g.scan(b"OG1:abc")["reason"] == "BAD_BASE45"
@@ -69,8 +69,15 @@ def test_noise_never_stops_the_loop(gate_setup):
         g.send_raw(code[50:] + b"\r\n")
         rep = g.read_report()
         assert rep["decision"] == "OPEN", rep
+        # an unterminated fragment (noise, a half read), then silence longer than line_gap_ms
+        # (300 ms): dropped, not glued onto the next rider's code
+        g.send_raw(b"OG1:HALFREAD")
+        time.sleep(1.0)
+        rep = g.scan(w.qr_text(w.next_code()))
+        assert rep["decision"] == "OPEN", rep
         status = g.stop()
-    assert status["scans"] == 7 and status["opened"] == 1 and status["denied"] == 6
+    assert status["scans"] == 7 and status["opened"] == 2 and status["denied"] == 5
+    assert status["partial_lines_dropped"] == 1
 
 
 def test_counters_survive_power_cut(gate_setup):
@@ -138,6 +145,13 @@ def test_tcp_scanner_stream(gate_setup):
             second = json.loads(p.stdout.readline())
         assert first["reason"] == "BAD_PREFIX"
         assert second["decision"] == "OPEN"
+        # a connection that ends mid-line leaves nothing behind for the next one
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"OG1:HALF")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(w.qr_text(w.next_code()).encode() + b"\r")
+            third = json.loads(p.stdout.readline())
+        assert third["decision"] == "OPEN", third
     finally:
         p.kill()
         p.wait()

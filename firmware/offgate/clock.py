@@ -33,9 +33,18 @@ if hasattr(time, "ticks_us"):
 
     def elapsed_us(start):
         return time.ticks_diff(time.ticks_us(), start)
+
+    ticks_ms = time.ticks_ms
+    ticks_diff = time.ticks_diff
 else:  # CPython
     def ticks_us():
         return int(time.perf_counter() * 1000000)
 
     def elapsed_us(start):
         return ticks_us() - start
+
+    def ticks_ms():
+        return int(time.perf_counter() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b

@@ -13,6 +13,7 @@ SCHEMA = {
     "cache_size": (8, int, 0),         # credentials whose issuer signature is already verified (260 B each)
     "replay_slots": (512, int, 16),    # credentials whose counters the gate remembers (16 B each)
     "max_line": (1024, int, 64),       # longest scanner line accepted
+    "line_gap_ms": (300, int, 0),      # a partial line idle this long is dropped (0: never)
     "relay_ms": (500, int, 10),
     "state_dir": ("state", str, None),
     # operation log (docs/oplog.md): 64-byte records in segment files of this size

@@ -10,7 +10,7 @@ from binascii import hexlify
 
 import offgate
 from offgate import reasons as R
-from offgate.clock import elapsed_us, ticks_us
+from offgate.clock import elapsed_us, ticks_diff, ticks_ms, ticks_us
 from offgate.credcache import CredCache
 from offgate.denylist import DenyList
 from offgate.oplog import LogFull, OpLog
@@ -145,6 +145,7 @@ class Gate:
             "replay_compact_errors": self.replay.compact_errors,
             "cache": len(v.cache),
             "cache_hits": v.cache.hits,
+            "partial_lines_dropped": self.asm.dropped if self.asm is not None else 0,
         }
         if self.oplog is not None:
             for k, x in self.oplog.status().items():
@@ -152,12 +153,23 @@ class Gate:
         return st
 
     async def run(self, reader):
-        """Read the scanner stream until it ends (the sim's EOF; never on a real UART)."""
+        """Read the scanner stream until it ends (the sim's EOF; never on a real UART). A new
+        stream (connection) starts with no partial line; a partial line older than
+        cfg["line_gap_ms"] when the next bytes arrive is dropped, not glued to them (a scanner
+        sends a code's bytes back to back: a gap means noise or a half read)."""
         asm = self.asm or LineAssembler(self.cfg["max_line"])
+        self.asm = asm
+        asm.drop_partial()
+        gap = self.cfg.get("line_gap_ms", 300)
+        last = ticks_ms()
         while True:
             chunk = await reader.read(READ_CHUNK)
             if not chunk:
                 break
+            t = ticks_ms()
+            if gap and asm.pending() and ticks_diff(t, last) > gap:
+                asm.drop_partial()
+            last = t
             for item in asm.feed(chunk):
                 self.scan(item)
                 gc.collect()  # between scans, so no collection lands inside the next decision
