@@ -14,3 +14,4 @@ def unload(name):
             delattr(parent, attr)
         except Exception:  # MicroPython raises KeyError for a missing module attribute
             pass
+

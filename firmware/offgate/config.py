@@ -20,11 +20,20 @@ SCHEMA = {
     "log_segment_bytes": (4096, int, 128),
     "log_max_segments": (32, int, 1),
     "log_full_policy": ("refuse", str, None),  # when full of unacknowledged records
+    # time after a power loss with no trusted clock (offgate.timekeep, docs/security.md "Time")
+    "untrusted_time_policy": ("degraded", str, None),
+    "degraded_max_s": (86400, int, 0),     # degraded mode lasts at most this long (gate time)
+    "degraded_ahead_s": (86400, int, 0),   # how far a code's iat may be ahead of the floor clock
+    # no valid deny list (missing, damaged): refuse every code, or admit with the revocations
+    # unknown, loudly reported (docs/security.md "Damaged state")
+    "deny_list_policy": ("refuse", str, None),
 }
 
 # Settings limited to a set of values.
 CHOICES = {
     "log_full_policy": ("refuse", "admit"),
+    "untrusted_time_policy": ("refuse", "degraded"),
+    "deny_list_policy": ("refuse", "admit"),
 }
 
 

@@ -302,15 +302,15 @@ class ReplayGuard:
         self.records = n
         return True
 
-    def commit(self, cti, ctr, exp, now, durable=True):
+    def commit(self, cti, ctr, exp, now, durable=True, iat=None):
         """Record an accepted counter in the table and the file, before the gate opens.
         durable: appended and flushed before returning, so a cut after this cannot let the same
         code in twice. durable=False only queues the record (up to PEND) for sync(): on littlefs
         every append to a flushed file costs a block erase, tens of ms on NOR flash. Only for a
         caller that has its own durable record of (cti, ctr) before the relay moves, from which
         restore() completes the table at boot: the gate's operation log."""
-        if self.horizon:
-            exp = min(exp, now + self.horizon)
+        if self.horizon:  # from the code's iat if later than now (degraded time: offgate.timekeep)
+            exp = min(exp, (iat if iat is not None and iat > now else now) + self.horizon)
         exp = min(exp, EXP_MAX)  # the field is 32 bits: a later expiry is kept until 2106, not wrapped
         rec = _record(cti, ctr, exp)
         if not durable and self._npend < PEND:

@@ -282,3 +282,86 @@ def test_main_failing_task_resets_chip_never_the_relay():
     finally:
         machine.UART.fail_any_after[0] = None
         os.chdir(cwd)
+
+
+def _fake_ds3231(t=None, osf=False):
+    """A DS3231 on the fake I2C bus at 0x68 holding Unix time t (BCD registers), OSF as given."""
+    from esp32gate import ds3231
+    machine.I2C.devices[0x68] = bytearray(19)
+    d = ds3231.DS3231(machine.I2C(0))
+    if t is not None:
+        d.set_unix(t)
+    if osf:
+        machine.I2C.devices[0x68][0x0F] |= 0x80
+    return d
+
+
+def test_ds3231_driver_bcd_century_12h_and_osf():
+    from esp32gate import ds3231
+    machine.clear()
+    d = _fake_ds3231(1800000120)
+    regs = machine.I2C.devices[0x68]
+    # 2027-01-15 08:02:00 UTC: BCD seconds, minutes, hours, weekday 1-7, date, month, year
+    assert bytes(regs[0:7]) == bytes([0x00, 0x02, 0x08, 5, 0x15, 0x01, 0x27]), bytes(regs[0:7])
+    assert d.unix() == 1800000120 and not d.stopped()
+    for t in (946684800, 2147483648, 4102444799, 4107542400):  # 2000, past 2^31, 2099, 2100 (century bit)
+        d.set_unix(t)
+        assert d.unix() == t, t
+    regs[0:7] = bytes([0x00, 0x02, 0x40 | 0x20 | 0x08, 5, 0x15, 0x01, 0x27])  # 12-hour mode, 8 PM
+    assert d.unix() == 1800000120 + 12 * 3600
+    regs[0x0F] |= 0x80
+    assert d.stopped()
+    d.set_unix(1800000120)  # setting the time clears the oscillator-stop flag
+    assert not d.stopped()
+    machine.I2C.devices.clear()
+    try:
+        ds3231.DS3231(machine.I2C(0)).stopped()
+        raise AssertionError("a missing device answered")
+    except OSError:
+        pass
+
+
+def _app_with_rtc(osf, t=1800000120):
+    from esp32util import make_app
+    cfg = fresh_cfg(scenario(), scanner={"probe": [], "configure": False},
+                    rtc={"type": "ds3231", "i2c": 0, "scl": 22, "sda": 21})
+    app, out = make_app(cfg)
+    _fake_ds3231(t, osf)
+    app.i2c_cls = machine.I2C
+    app.pin_cls = machine.Pin
+
+    async def main():
+        await app.start()
+    asyncio.run(main())
+    return app, out
+
+
+def test_ds3231_sets_the_clock_at_boot_unless_its_oscillator_stopped():
+    app, out = _app_with_rtc(False)
+    rtc = out.events("rtc")[0]
+    assert rtc["used"] and rtc["t"] == 1800000120, rtc
+    boot = out.events("boot")[0]
+    assert boot["clock_trusted"] and boot["clock_source"] == "ds3231", boot
+    assert abs(app.clock.now() - 1800000120) < 5
+    assert [e for e in machine.TIMELINE if e[1] == "rtc_set"]  # the ESP32 RTC was set from it
+    app, out = _app_with_rtc(True)  # battery flat: its time is not believed
+    rtc = out.events("rtc")[0]
+    assert not rtc["used"] and "oscillator stopped" in rtc["note"], rtc
+    assert out.events("boot")[0]["clock_source"] != "ds3231"
+
+
+def test_signed_time_sets_rtc_and_ds3231_and_survives_a_reset():
+    from offgate import timekeep
+    app, out = _app_with_rtc(True)
+    g = app.gate
+    assert timekeep.check_signed(g.time, 0) is not None           # implausible
+    assert timekeep.check_signed(g.time, 1 << 40) is not None     # implausible
+    assert timekeep.check_signed(g.time, 1800000300) is None
+    timekeep.set_signed(g.time, app.clock, 1800000300)
+    assert machine.RTC.state["dt"][:3] == (2027, 1, 15)         # the ESP32 RTC holds it
+    d = app.ds3231
+    assert not d.stopped() and abs(d.unix() - 1800000300) < 2   # and the DS3231, OSF cleared
+    assert g.time.trusted and g.time.source == "signed" and g.time.floor == 1800000300
+    # below the floor: refused unless forced
+    assert "floor" in timekeep.check_signed(g.time, 1800000300 - 7200)
+    assert timekeep.check_signed(g.time, 1800000300 - 7200, force=True) is None
