@@ -7,6 +7,7 @@ MicroPython build at the device heap (128k), firmware from .mpy files. Field cas
   the gate reboots and keeps refusing replays of what it still holds;
 - double-terminator: a run of CR/LF is one terminator (ESP32 app, GM65 driver, fake pins);
 """
+import json
 import os
 import shutil
 from pathlib import Path
@@ -74,3 +75,128 @@ def test_field_case_double_terminator_on_the_esp32_app(tmp_path, mp):
         else:
             os.environ["OFFGATE_SCENARIO"] = env_old
     assert "1 passed, 0 failed" in r.stdout, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------------------- time across resets
+DAY = 86400
+
+
+class ClockSimGate(SimGate):
+    """A simulated gate with its sync link on a loopback port and a chosen simulated RTC."""
+
+    def __init__(self, cfg, port, mp=None, clock_offset=0, rtc_start=None):
+        super().__init__(cfg, heap=None, clock_offset=clock_offset, mp=mp, rtc_start=rtc_start)
+        self.port = port
+
+    def start(self):
+        import subprocess
+        from offgate_host.simgate import SYNC_HEAP_32, SYNC_HEAP_64, micropython_env, repo_root, sim_command, word_bits
+        heap = SYNC_HEAP_32 if word_bits(self.mp) == 32 else SYNC_HEAP_64
+        extra = ["--rtc-start", self.rtc_start] if self.rtc_start is not None else []
+        cmd = sim_command(self.config_path, heap, "--clock-offset", self.clock_offset, *extra,
+                          "--sync", "127.0.0.1:%d" % self.port, mp=self.mp)
+        self._actions = open(self.actions_path, "a")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._actions,
+                                     env=micropython_env(mp=self.mp), cwd=str(repo_root()))
+        self.boot = self._read()
+        assert self.boot.get("event") == "boot", self.boot
+        assert self._read().get("event") == "sync_listening"
+        return self
+
+    def sync(self, bo, led, **kw):
+        from offgate_host.syncclient import TcpTransport, sync_gate
+        return sync_gate(TcpTransport("127.0.0.1", self.port, timeout=60), bo, led, **kw)
+
+
+def _time_setup(tmp_path, **settings):
+    from offgate_host.backoffice import BackOffice
+    from offgate_host.ledger import Ledger
+    from offgate_host.syncclient import provision_gate_dir
+    from offgate_host.wallet import Wallet
+    bo = BackOffice(tmp_path / "bo")
+    bo.init_issuer("t", valid_from=NOW - 90 * DAY)
+    bo.create_account("a", balance=5000)
+    w = Wallet.create(tmp_path / "w.json")
+    w.set_credential(bo.issue_credential("a", w.pub65, zones=[1], now=NOW, valid_seconds=7 * DAY))
+    old = Wallet.create(tmp_path / "old.json")  # a credential that expired yesterday
+    old.set_credential(bo.issue_credential("a", old.pub65, zones=[1], now=NOW - 3 * DAY, valid_seconds=2 * DAY))
+    cfg = write_gate_dir(tmp_path / "gate", gate_id=5, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes(),
+                         **settings)
+    provision_gate_dir(cfg.parent, bo)
+    return bo, Ledger.for_backoffice(bo), w, old, cfg
+
+
+@needs_field("time-lost-at-reset")
+@pytest.mark.parametrize("mp", RUNTIMES)
+def test_field_case_time_lost_at_reset(tmp_path, mp):
+    """Clock 30 days behind: refused; a sync sets signed time: opens; a reset keeps the time."""
+    from mpbridge import free_port
+    bo, led, w, old, cfg = _time_setup(tmp_path)
+    code = lambda: w.qr_text(w.next_code())  # noqa: E731
+    g = ClockSimGate(cfg, free_port(), mp=mp, clock_offset=-30 * DAY).start()
+    try:
+        assert g.scan(code())["decision"] == "DENY"      # its clock is wrong: expected
+        s = g.sync(bo, led)
+        assert abs(s.get("drift", s.get("time_fixed", 0)) - 30 * DAY) < 60, s
+        if "time_fixed" in s:  # the operator credential looked invalid: the time came first
+            g.sync(bo, led)
+        assert g.scan(code())["decision"] == "OPEN"
+    finally:
+        g.stop()
+    g = ClockSimGate(cfg, free_port(), mp=mp, clock_offset=-30 * DAY).start()  # a reset
+    try:
+        assert g.boot["clock_trusted"] and g.boot["clock_source"] == "signed", g.boot
+        assert abs(g.boot["t"] - NOW) < 600, g.boot
+        assert g.scan(code())["decision"] == "OPEN"
+    finally:
+        g.stop()
+
+
+@pytest.mark.parametrize("policy", ["degraded", "refuse"])
+def test_power_loss_boot_scans_sync(tmp_path, policy):
+    """Power loss (the RTC restarts at 2000-01-01): the clock runs on from its floor, untrusted;
+    "refuse" refuses every code, "degraded" admits valid codes but never an expired or revoked
+    credential; a sync's signed time makes it trusted again."""
+    from mpbridge import free_port
+    bo, led, w, old, cfg = _time_setup(tmp_path, untrusted_time_policy=policy)
+    code = lambda: w.qr_text(w.next_code())  # noqa: E731
+    g = ClockSimGate(cfg, free_port()).start()
+    try:
+        assert g.scan(code())["decision"] == "OPEN"
+        g.sync(bo, led)                                  # signed time: floor = now
+    finally:
+        g.stop()
+    bo.deny(formats_cti(w))                               # revoked while the gate is dark ...
+    revoked_ok = w.qr_text(w.next_code())
+    g = ClockSimGate(cfg, free_port(), rtc_start=946684800).start()
+    try:
+        b = g.boot
+        assert not b["clock_trusted"] and b["clock_source"] == "floor", b
+        assert any("lost its time" in n for n in b["notes"]), b["notes"]
+        assert b["t"] >= NOW - 600                       # never below the floor
+        assert b["clock_mode"] == ("degraded" if policy == "degraded" else "refuse")
+        r = g.scan(revoked_ok)                           # ... but this gate has not heard yet
+        assert r["decision"] == ("OPEN" if policy == "degraded" else "DENY"), r
+        if policy == "refuse":
+            assert r["reason"] == "CLOCK_UNTRUSTED"
+        r = g.scan(old.qr_text(old.code(NOW, 1)))        # expired before the floor: never
+        assert r["decision"] == "DENY", r
+        r = g.scan(old.qr_text(old.code(NOW - 3 * DAY + 60, 2)))  # an old iat: stale against the floor
+        assert r["decision"] == "DENY", r
+        s = g.sync(bo, led)                              # deny list and signed time arrive
+        st = json.loads(led.db.execute("SELECT status FROM ledger_gates WHERE gate = 5").fetchone()[0])
+        assert st["clock"]["trusted"] is False and st["clock"]["source"] == "floor", st["clock"]
+        g2 = g.scan(code())
+        assert g2["reason"] == "REVOKED", g2             # trusted again, and the revocation holds
+    finally:
+        g.stop()
+    g = ClockSimGate(cfg, free_port()).start()
+    try:
+        assert g.boot["clock_trusted"] and g.boot["clock_source"] == "signed", g.boot
+    finally:
+        g.stop()
+
+
+def formats_cti(w):
+    from offgate_host import formats
+    return formats.parse_credential(w.credential)["cti"]
