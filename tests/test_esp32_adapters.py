@@ -93,7 +93,7 @@ def scenario(tmp_path_factory):
     return make_scenario(tmp_path_factory.mktemp("esp32"), n_codes=16)
 
 
-@pytest.mark.parametrize("module,expect", [("cases_app", 11), ("cases_units", 12)])
+@pytest.mark.parametrize("module,expect", [("cases_app", 11), ("cases_units", 10), ("cases_clock", 2)])
 def test_esp32_cases_on_micropython(module, expect, scenario):
     passed, failed, out = run_cases(module, scenario)
     assert failed == 0, out

@@ -12,7 +12,7 @@ import offgate
 from offgate import reasons as R
 from offgate.fsutil import fs_free
 from offgate.clock import elapsed_us, ticks_diff, ticks_ms, ticks_us
-from offgate.oplog import LogFull
+from offgate.oplog import DiskFull, LogFull
 from offgate.scanner import LineAssembler
 from offgate.verifier import Decision
 
@@ -99,6 +99,10 @@ class Gate:
         try:
             return self.oplog.append(now, c.cti if c is not None else None, d.ctr,
                                      "OPEN" if opened else "DENY", d.reason) is not None
+        except DiskFull:
+            self.disk_full = True
+            if opened:
+                d.reason = R.DISK_FULL
         except LogFull:
             if opened:
                 d.reason = R.LOG_FULL
@@ -128,8 +132,24 @@ class Gate:
         self.emit(rec)
 
     def emit(self, rec):
+        """One JSON line on the report stream. Never raises; on a heap too full for the line,
+        collects and tries again, then sends the essentials (event, notes, decision)."""
+        line = None
+        for _ in range(2):
+            try:
+                line = json.dumps(rec)
+                break
+            except MemoryError:
+                gc.collect()
         try:
-            self.out.write(json.dumps(rec) + "\n")
+            if line is None:
+                short = {"event": rec.get("event"), "truncated": True}
+                for k in ("decision", "reason", "seq", "notes", "clock_trusted", "deny_list"):
+                    if k in rec:
+                        short[k] = rec[k]
+                line = json.dumps(short)
+            self.out.write(line)
+            self.out.write("\n")  # separately: no copy of a long line just to add its end
             if hasattr(self.out, "flush"):
                 self.out.flush()
         except Exception:

@@ -69,9 +69,17 @@ def build(cfg, actuator, out, clock, Gate):
                          cfg["max_age_s"] + 2 * cfg["skew_s"])
     try:
         trust = TrustStore.load(state_path(cfg, "trust.cbor"))
+        att, bad = trust.tables
+        if trust.keys and (bad or not att):
+            notes.append("issuer tables: %s (%d records refused): keys without a table are verified on the generic path" % (
+                "damaged" if bad else "missing", bad))
     except TrustError as e:
         trust = TrustStore()
-        notes.append(str(e))
+        notes.append(str(e) + ": no issuer trusted")
+    except MemoryError:
+        trust = TrustStore()
+        gc.collect()
+        notes.append("trust store: does not fit the heap: no issuer trusted")
     deny = DenyList()
     deny_ok = True
     try:
@@ -123,6 +131,19 @@ def build(cfg, actuator, out, clock, Gate):
                         cfg["skew_s"], cache)
     g = Gate(cfg, verifier, replay, actuator, out, clock, oplog, asm, tk)
     g.deny_ok = deny_ok
+    # can this flash take the records an OPEN needs? (one tiny file, created and removed)
+    probe = state_path(cfg, ".probe")
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"1")
+        import os
+        os.remove(probe)
+    except OSError as e:
+        code = e.args[0] if e.args else 0
+        if code == 28:
+            g.disk_full = True
+        else:
+            notes.append("filesystem: not writable (%s): OPENs cannot be recorded and are refused" % e)
     free = fs_free(cfg["state_dir"])
     if free is not None and free < 2 * 4096:
         g.disk_full = True

@@ -41,16 +41,24 @@ def _int(v):
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+MAX_STATE_BYTES = 512
+
+
 def _read(path):
     """(state dict, damaged?)"""
     try:
+        import os
+        if os.stat(path)[6] > MAX_STATE_BYTES:
+            return {}, True
         with open(path) as f:
             raw = f.read()
     except OSError as e:
         return {}, bool(e.args and e.args[0] != 2)
+    except Exception:  # not text (UnicodeError)
+        return {}, True
     try:
         st = json.loads(raw)
-    except ValueError:
+    except Exception:
         return {}, True
     return (st, False) if isinstance(st, dict) else ({}, True)
 
