@@ -16,6 +16,7 @@ import pytest
 
 from fieldhelp import NOW, Issuer
 from mpbridge import FW_TESTS, MP32, RUNTIMES, needs_mp32, run_micropython
+from offgate_host import formats
 from offgate_host.simgate import SimGate, write_gate_dir
 
 N_DISTINCT = 2000
@@ -200,3 +201,25 @@ def test_power_loss_boot_scans_sync(tmp_path, policy):
 def formats_cti(w):
     from offgate_host import formats
     return formats.parse_credential(w.credential)["cti"]
+
+
+# ---------------------------------------------------------------------------- trust store budget
+def test_trust_store_over_the_key_budget_is_no_issuer_trusted_not_a_crash(tmp_path):
+    """More keys than a 128k gate is sized for (trust.MAX_KEYS = 16; 20 measured to fit): refused
+    whole and reported, the gate runs and refuses (UNKNOWN_ISSUER) instead of failing to boot."""
+    main = Issuer()
+    ks = [Issuer().entry() for _ in range(16)] + [main.entry()]
+    cfg = write_gate_dir(tmp_path / "g", gate_id=1, zone=1, trust=formats.trust_store_bytes(ks), tables=False)
+    with SimGate(cfg) as g:
+        assert g.boot["trust_keys"] == 0 and any("more than 16" in n for n in g.boot["notes"]), g.boot
+        assert g.scan(main.code(main.credential()[1], NOW, 1))["reason"] == "UNKNOWN_ISSUER"
+
+
+def test_back_office_never_ships_expired_keys(tmp_path):
+    from offgate_host.backoffice import BackOffice
+    bo = BackOffice(tmp_path / "bo")
+    bo.init_issuer("t", valid_from=NOW - 400 * DAY, valid_days=365)   # expired a month ago
+    bo.rotate_issuer(valid_from=NOW - DAY, valid_days=365)
+    keys = formats.parse_trust_store(bo.trust_bytes(now=NOW))
+    assert len(keys) == 1 and keys[0]["exp"] > NOW
+    assert len(formats.parse_trust_store(bo.trust_bytes(now=NOW - 390 * DAY))) == 2  # a future key ships early
