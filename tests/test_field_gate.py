@@ -187,6 +187,8 @@ def test_power_loss_boot_scans_sync(tmp_path, policy):
         s = g.sync(bo, led)                              # deny list and signed time arrive
         st = json.loads(led.db.execute("SELECT status FROM ledger_gates WHERE gate = 5").fetchone()[0])
         assert st["clock"]["trusted"] is False and st["clock"]["source"] == "floor", st["clock"]
+        gr = [x for x in led.report()["gates"] if x["gate"] == 5][0]     # the back office shows it
+        assert gr["clock"]["trusted"] is False and gr["clock"]["source"] == "floor", gr
         g2 = g.scan(code())
         assert g2["reason"] == "REVOKED", g2             # trusted again, and the revocation holds
     finally:

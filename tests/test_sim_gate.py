@@ -174,3 +174,24 @@ def test_pty_scanner_stream(gate_setup):
         p.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_gate_run_takes_the_interpreter(gate_setup, runtime):
+    """`offgate gate run --micropython PATH` (or OFFGATE_MICROPYTHON) runs the gate on that build;
+    a wrong path is one line and a non-zero exit."""
+    import os
+    import sys
+    from pathlib import Path
+    from offgate_host.simgate import default_micropython_bin
+    cfg, w = gate_setup
+    mp = runtime or default_micropython_bin()
+    off = str(Path(sys.executable).with_name("offgate"))
+    env = {k: v for k, v in os.environ.items() if k != "OFFGATE_MICROPYTHON"}
+    r = subprocess.run([off, "gate", "run", str(cfg), "--micropython", mp], input=w.qr_text(w.next_code()) + "\r",
+                       capture_output=True, text=True, timeout=120, env=env)
+    reps = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert reps[0]["event"] == "boot" and [x["decision"] for x in reps if x.get("event") == "scan"] == ["OPEN"], r
+    r = subprocess.run([off, "gate", "run", str(cfg), "--micropython", "/nonexistent/micropython"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode != 0 and "not an executable file" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
