@@ -761,7 +761,7 @@ def main():
         flash = run_json_script([ROOT / "bench" / "flash_ops.py"], 600)
         n_soak = int(os.environ.get("OFFGATE_BENCH_SOAK_SCANS", "10000"))
         note("soak: %d scans in a row on the simulated gate at -X heapsize=%s ..." % (n_soak, SMALL_HEAP))
-        soak = run_json_script([ROOT / "bench" / "soak_128k.py", "--scans", n_soak, "--heap", SMALL_HEAP], 3600)
+        soak = run_json_script([ROOT / "bench" / "soak_128k.py", "--scans", n_soak], 3600)  # 32-bit build at 128k
         note("heap on the 32-bit build (.mpy and ROMFS) beside the 64-bit port (bench/heap32.py) ...")
         heap32 = run_json_script([ROOT / "bench" / "heap32.py"], 1800)
         for name, v in heap32.items():
