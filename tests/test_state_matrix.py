@@ -5,7 +5,8 @@ the operation log's segment, clock.json) x every damage (missing, empty, truncat
 bit flips, wrong version, oversized, a directory in its place), plus the filesystem-wide rows
 (full, read-only) on littlefs, and the field case full-fs-boot. For each: the gate boots or names
 why it cannot (gate.json only), its boot report's notes say what it found, and it never opens for
-a code the intact state refuses (B1: a replay; R1: a revoked credential). A1 (valid) may be
+a code the intact state refuses (B1: a replay of a code accepted before a sync acknowledged its
+log record, so only replay.log remembers it; R1: a revoked credential). A1 (valid) may be
 refused; what it gets is printed. The driver is tests/firmware/state_matrix.py; policy per file
 in offgate/gateboot.py and docs/security.md "Damaged state".
 """
@@ -123,7 +124,7 @@ def test_field_case_full_fs_boot(matrix):
     assert any("filesystem: full" in n for n in row["notes"]), row["notes"]
     assert any("torn/corrupt records skipped" in n for n in row["notes"]), row["notes"]
     assert row["replay_kept"] == 300 and not row["tmp_left"], row
-    assert row["B1"] != 0 and row["R1"] != 0 and row["A1"] == 52, row
+    assert row["B1"] != 0 and row["R1"] != 0 and row["A1"] in (43, 52), row  # held off, or DISK_FULL
 
 
 @pytest.mark.parametrize("file,damage", _cases())

@@ -25,6 +25,7 @@ class Gate:
         self.cfg = cfg
         self.time = time  # offgate.clock.ClockTrust (None: the clock is trusted)
         self.deny_ok = True  # False: no valid deny list (build() checks; a sync installing one sets it)
+        self.holdoff = None  # (until, iat limit): replay state possibly lost at boot (gateboot)
         self.disk_full = False
         self.asm = asm  # the scanner line buffer, made by build() before the heap fragments
         self.oplog = oplog  # offgate.oplog.OpLog (None: decisions are not logged)
@@ -52,6 +53,12 @@ class Gate:
                 d = self.verifier.decide(item, now, mode) if mode else self.verifier.decide(item, now)
             except Exception:  # MemoryError included: deny this one, keep the gate alive
                 d = Decision(R.INTERNAL_ERROR)
+        ho = self.holdoff
+        if ho is not None and d.reason == R.OK:
+            if now >= ho[0]:
+                self.holdoff = None
+            elif d.iat is not None and d.iat <= ho[1]:
+                d.reason = R.REPLAY  # issued before the boot that lost counters: cannot be shown new
         if d.reason == R.OK and not self.deny_ok and self.cfg.get("deny_list_policy", "refuse") == "refuse":
             d.reason = R.DENY_LIST_MISSING  # revocations cannot be checked: refused, loudly
         lg = self.oplog

@@ -118,6 +118,24 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("replay: %d accepted counters restored from the operation log" % n)
         if not replay.sync():  # one rewrite of the replay file; housekeeping, so it may fail
             notes.append("replay: could not write the restored counters (filesystem full?); the log keeps them")
+    # Counters that may be lost: the replay file unreadable or corrupt, or missing/empty though a
+    # sync has acknowledged (and so freed) log records, or torn with nothing in the log to restore
+    # it from; and the gate logged something within one freshness horizon (older counters no
+    # longer matter). Then, for one horizon, a code issued before the boot (iat <= now + skew)
+    # cannot be shown to be new and is refused as REPLAY; the rider's next code (later iat) opens.
+    try:
+        acked = oplog.acked()[0]
+    except Exception:
+        acked = 0
+    recent = _last_log_time(oplog) + replay.horizon > clock.now()
+    if recent and (replay.load_error is not None or replay.corrupt or replay.torn and not n
+                   or (replay.missing or not replay.records) and acked > 0):
+        now = clock.now()
+        holdoff = (now + replay.horizon, now + cfg["skew_s"])
+        notes.append("replay: accepted counters may be lost: codes issued before this boot refused as REPLAY "
+                     "for %d s" % replay.horizon)
+    else:
+        holdoff = None
     if rec["cut"]:
         notes.append("oplog: torn/corrupt tail cut (%d)" % rec["cut"])
     if rec["gap"]:
@@ -131,6 +149,7 @@ def build(cfg, actuator, out, clock, Gate):
                         cfg["skew_s"], cache)
     g = Gate(cfg, verifier, replay, actuator, out, clock, oplog, asm, tk)
     g.deny_ok = deny_ok
+    g.holdoff = holdoff
     # can this flash take the records an OPEN needs? (one tiny file, created and removed)
     probe = state_path(cfg, ".probe")
     try:

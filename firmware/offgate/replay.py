@@ -66,6 +66,9 @@ class ReplayGuard:
         self.compact_errors = 0  # compactions that failed (e.g. filesystem full); the table is intact
         self.stale_tmp = False   # a temporary file from a cut compaction was found at load
         self.load_error = None   # errno of an unreadable file at load (e.g. 21: a directory)
+        self.corrupt = 0         # records with a bad CRC at load (damage, not a power cut)
+        self.torn = False        # the file ended mid-record (a power cut mid-append, or truncation)
+        self.missing = False     # no file at load
         self._f = None
         self._pend = bytearray(REC * PEND)  # records of commit(durable=False) not yet written
         self._npend = 0
@@ -228,8 +231,9 @@ class ReplayGuard:
         self._npend = 0
         self._dirty = False
         self._clear()
-        self.records = self.skipped = 0
+        self.records = self.skipped = self.corrupt = 0
         self.load_error = None
+        self.torn = self.missing = False
         self.stale_tmp = self._remove(self.path + ".tmp")  # left by a compaction a power cut interrupted
         buf = bytearray(REC)
         f = None
@@ -241,10 +245,12 @@ class ReplayGuard:
                     break
                 if n < REC:
                     self.skipped += 1  # torn tail
+                    self.torn = True
                     break
                 body = bytes(buf[:16])
                 if (crc32(body) & 0xFFFFFFFF) != struct.unpack_from(">I", buf, 16)[0]:
                     self.skipped += 1
+                    self.corrupt += 1
                     continue
                 ctr, exp = struct.unpack_from(">II", buf, 8)
                 if exp == 0:
@@ -256,6 +262,8 @@ class ReplayGuard:
         except OSError as e:
             if e.args and e.args[0] != 2:  # ENOENT: no file yet, nothing accepted yet
                 self.load_error = e.args[0]
+            else:
+                self.missing = True
         finally:
             if f is not None:
                 f.close()

@@ -321,6 +321,9 @@ def main():
         r = g.scan(sc["codes"]["B1"].encode()).reason
         assert r == 0, r
         g.idle()  # the replay file's queued record written
+        h = g.oplog.head()  # a sync acknowledged it: from now on only replay.log remembers B1
+        assert g.oplog.acknowledge(h[0], h[1])
+        g.scan(b"garbage")  # a DENY record after it, so the log has a segment to damage
         g.replay.close()
         g.oplog._close()
         g = None
