@@ -225,3 +225,25 @@ def test_back_office_never_ships_expired_keys(tmp_path):
     keys = formats.parse_trust_store(bo.trust_bytes(now=NOW))
     assert len(keys) == 1 and keys[0]["exp"] > NOW
     assert len(formats.parse_trust_store(bo.trust_bytes(now=NOW - 390 * DAY))) == 2  # a future key ships early
+
+
+def test_signed_time_out_of_bounds_or_below_the_floor_is_refused_unless_forced(tmp_path):
+    """Through a real sync session: 0 and 2^40 (accepted before) and a time a week below the
+    floor are refused, the clock unchanged; the root key can force it."""
+    from mpbridge import free_port
+    from offgate_host.syncclient import GateRefused, SyncClient, TcpTransport
+    bo, led, w, old, cfg = _time_setup(tmp_path)
+    g = ClockSimGate(cfg, free_port()).start()
+    try:
+        g.sync(bo, led)                                   # floor = now
+        op_key, op_cred = bo.operator_identity("operator")
+        with SyncClient(TcpTransport("127.0.0.1", g.port, timeout=60), op_key, op_cred) as c:
+            c.handshake()
+            for t in (0, 1 << 40, NOW - 7 * DAY):
+                with pytest.raises(GateRefused, match="outside|floor"):
+                    c.set_time(bo.root_sign, now=t)
+            assert abs(c.request("status")["clock"]["now"] - NOW) < 600
+            r = c.set_time(bo.root_sign, now=NOW - 7 * DAY, force=True)
+            assert abs(r["t"] - (NOW - 7 * DAY)) < 600, r
+    finally:
+        g.stop()
