@@ -18,8 +18,8 @@ firmware's bytecode (.mpy files) is fragmented: measured 59 KB free with no free
 Making room never allocates per entry: expired entries are deleted in place (backward-shift
 deletion, Knuth 6.4 Algorithm R, so no tombstones and every probe chain stays intact); if the
 table is still 3/4 full of live entries, those kept-until earliest are evicted down to half,
-chosen by a bisection over the time left (1 s resolution, <= 24 counting passes, no sort,
-no list). Evictions are counted (`evictions`); an evicted credential's older codes that are still
+chosen by a bisection over the time left (1 s resolution, <= 25 counting passes, ~8 with the
+gate's horizon; no sort, no list). Evictions are counted (`evictions`); an evicted credential's older codes that are still
 within their freshness window could be accepted once more at this gate (docs/security.md).
 
 File: 20-byte records (cti 8 | ctr 4 BE | keep-until 4 BE | crc32 4 BE). A torn last record
@@ -198,15 +198,23 @@ class ReplayGuard:
 
     def _make_room(self, now):
         """Delete expired entries; if the table is still 3/4 full, evict those kept-until earliest
-        down to half. In place: no list of entries, no sort; at most 26 passes over the table."""
+        down to half. In place: no list of entries, no sort; at most 27 passes over the table."""
         nh = now >> 16
         nl = now & 0xFFFF
         self._sweep(nh, nl, 0, 0)
         if self.used * 4 < self.slots * 3:
             return
         need = self.used - self.slots // 2
-        # the smallest K with at least `need` entries kept at most K seconds more: bisection
-        lo, hi = 1, 0xFFFFFF
+        # the smallest K with at least `need` entries kept at most K seconds more: bisection up to
+        # the largest time left (~7 passes with the gate's 120 s horizon, at most 24)
+        hi = 1
+        for mv in self.pages:
+            for o in range(0, len(mv), SLOT):
+                if mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]:
+                    k = self._rel(mv, o, nh, nl)
+                    if k > hi:
+                        hi = k
+        lo = 1
         while lo < hi:
             mid = (lo + hi) >> 1
             if self._count_le(mid, nh, nl) >= need:

@@ -14,8 +14,8 @@ from pathlib import Path
 # The simulator process: the gate plus the simulator's own adapters (asyncio streams, TCP, pty,
 # sync listener), the bytecode of all of it in the heap (.mpy files, as a stock ESP32 image runs
 # them). The device budget is 128k, and that is what the simulator gets on the 32-bit build
-# (micropython32, the ESP32 stand-in), where it boots and opens from ~101k. The 64-bit PyPI port
-# needs ~1.3-1.5x the heap for the same objects (8-byte pointers) and boots and opens from ~139k:
+# (micropython32, the ESP32 stand-in), where it boots and opens from ~105k. The 64-bit PyPI port
+# needs ~1.3-1.5x the heap for the same objects (8-byte pointers) and boots and opens from ~143k:
 # it gets 160k (128k x 1.25). heap_for() picks by the interpreter's word size.
 DEVICE_HEAP = "128k"
 DEFAULT_HEAP = DEVICE_HEAP
