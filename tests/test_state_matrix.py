@@ -59,9 +59,8 @@ def matrix(tmp_path_factory):
     if not fullfs.is_file():
         ROWS.remove(("*", "full_fs_boot"))
     # the driver compiled (as firmware is): its source would take ~10 KB of the 128k heap. The
-    # intact state is made once (B1 accepted) by the first process; then one process per file
-    # (a fresh heap per group of boots, as a device reboots)
-    import os
+    # intact state is made once (B1 accepted) by the first process; then one process per row
+    # (a fresh heap per boot, as a device reboots)
     from offgate_host.deploy import _native_mpy_cross
     drv = ROOT / "build" / "matrix-driver"
     drv.mkdir(parents=True, exist_ok=True)

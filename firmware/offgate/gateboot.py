@@ -15,7 +15,6 @@ boot report's notes say exactly what was found. Policy per file (docs/security.m
 """
 import gc
 
-import offgate
 from offgate.fsutil import fs_free
 from offgate.clock import ClockTrust
 from offgate.credcache import CredCache
