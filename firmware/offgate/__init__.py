@@ -14,4 +14,3 @@ def unload(name):
             delattr(parent, attr)
         except Exception:  # MicroPython raises KeyError for a missing module attribute
             pass
-
