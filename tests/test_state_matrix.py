@@ -100,16 +100,18 @@ def matrix(tmp_path_factory):
 
 DAMAGES = ["missing", "empty", "truncated", "garbage", "bitflip1", "bitflip2", "wrong_version", "oversized",
            "directory"]
-ROWS = [(f, d) for f in FILES[:-1] for d in DAMAGES] + [("*", "fs_full"), ("*", "read_only"), ("*", "full_fs_boot")]
+ROWS = [(f, d) for f in FILES[:-1] for d in DAMAGES] + [("*", "fs_full"), ("*", "read_only"), ("*", "stale_tmp"),
+                                                         ("*", "full_fs_boot")]
 
 
 def _cases():
     out = []
-    for f, d in ROWS[:-3]:
+    for f, d in [r for r in ROWS if r[0] != "*"]:
         marks = [pytest.mark.xfail(strict=False, reason="needs deny-list integrity from #11")] \
             if (f, d) in NEEDS_11 else []
         out.append(pytest.param(f, d, marks=marks, id="%s-%s" % (f, d)))
-    out += [pytest.param("*", "fs_full", id="fs-full"), pytest.param("*", "read_only", id="read-only")]
+    out += [pytest.param("*", "fs_full", id="fs-full"), pytest.param("*", "read_only", id="read-only"),
+            pytest.param("*", "stale_tmp", id="stale-tmp")]
     return out
 
 
@@ -139,6 +141,9 @@ def test_damaged_state(matrix, file, damage):
     assert row["B1"] != 0 and row["R1"] != 0, row   # 0 = OK: never open for what the intact gate refuses
     if (file, damage) not in SILENT_OK:
         assert row["notes"], row                     # says what it found
+    if damage == "stale_tmp":                         # housekeeping at boot
+        assert row["tmp_left"] == [] and any("stale temporary files" in n for n in row["notes"]), row
+        assert row["A1"] == 0, row
     if damage == "fs_full":                           # its own reason, and free space reported right
         assert row["A1"] == 52 and row["disk_full"] and row["fs_free_bytes"] < 8192, row
         assert not row["log_full"], row

@@ -44,6 +44,25 @@ def _restore_replay(replay, oplog, now, everything=False):
         seq = recs[-1]["seq"] + 1
 
 
+def _remove_stale_tmp(d):
+    """Remove the `.tmp` files an atomic write left when the power went before its rename (the
+    committed file is the old one or the new one, never the .tmp). Housekeeping: never raises.
+    The operation log's own directory is oplogrecover's. Returns the names removed."""
+    out = []
+    try:
+        import os
+        for name in os.listdir(d):
+            if name.endswith(".tmp"):
+                try:
+                    os.remove(d + "/" + name)
+                    out.append(name)
+                except OSError:
+                    pass
+    except Exception:
+        pass
+    return out
+
+
 def _last_log_time(oplog):
     """Time of the newest operation-log record (the last time this gate knew), or 0."""
     try:
@@ -66,6 +85,9 @@ def build(cfg, actuator, out, clock, Gate):
     # an accepted counter matters only while codes at or below it can still be fresh
     replay = ReplayGuard(state_path(cfg, "replay.log"), cfg["replay_slots"],
                          cfg["max_age_s"] + 2 * cfg["skew_s"])
+    stale = _remove_stale_tmp(cfg["state_dir"])
+    if stale:
+        notes.append("housekeeping: stale temporary files removed (%s)" % ", ".join(stale))
     try:
         trust = TrustStore.load(state_path(cfg, "trust.cbor"))
         att, bad = trust.tables

@@ -261,6 +261,9 @@ def lfs_row(sc, kind, clock, tmpdir):
     os.mount(vfs, LFS)
     try:
         copytree(sc["dir"] + "/accepted", LFS + "/state")
+        if kind == "stale_tmp":  # power cuts before the renames of atomic writes
+            for n in ("deny.bin.tmp", "trust.cbor.tmp", "clock.json.tmp", "sync.json.tmp", "replay.log.tmp"):
+                write(LFS + "/state/" + n, b"\x01" * 50)
         if kind == "full_fs_boot":  # field case: a torn replay file, a stale .tmp, then a full fs
             copy(sc["fullfs"], LFS + "/state/replay.log")
             write(LFS + "/state/replay.log.tmp", b"\x00" * 100)
@@ -278,6 +281,8 @@ def lfs_row(sc, kind, clock, tmpdir):
             vfs = os.VfsLfs2(bdev)
             os.mount(vfs, LFS, readonly=True)
         row = run_row(sc, LFS + "/state", "*", kind, clock)
+        if kind == "stale_tmp" and row["boot"] == "ok":
+            row["tmp_left"] = [n for n in os.listdir(LFS + "/state") if n.endswith(".tmp")]
         if kind == "full_fs_boot" and row["boot"] == "ok":
             row["tmp_left"] = "replay.log.tmp" in os.listdir(LFS + "/state")
             kept = 0
