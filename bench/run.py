@@ -9,7 +9,9 @@ Measures (details and method strings go into bench/results.json):
   2. one ECDSA P-256 verification by the firmware (ecdsa.verify_key / ecdsa.verify) and, in the same
      run, pyca/cryptography and python-ecdsa (CPython) verifying the same signatures;
   3. x86-64 instruction counts under callgrind (baseline subtracted) and an ESP32 estimate;
-  4. QR text length and QR version (level M) of a typical code.
+  4. QR text length and QR version (level M) of a typical code;
+  5. the gate's heap on the 32-bit build (ESP32 stand-in) from .mpy files and from a ROMFS image,
+     beside the 64-bit port (bench/heap32.py).
 Writes bench/results.json and rewrites the README section between the bench markers.
 No assertion on any timing: numbers are reported, never judged (except against the stated targets).
 """
@@ -806,7 +808,17 @@ def main():
         flash = run_json_script([ROOT / "bench" / "flash_ops.py"], 600)
         n_soak = int(os.environ.get("OFFGATE_BENCH_SOAK_SCANS", "10000"))
         note("soak: %d scans in a row on the simulated gate at -X heapsize=%s ..." % (n_soak, SMALL_HEAP))
-        soak = run_json_script([ROOT / "bench" / "soak_128k.py", "--scans", n_soak, "--heap", SMALL_HEAP], 3600)
+        soak = run_json_script([ROOT / "bench" / "soak_128k.py", "--scans", n_soak], 3600)  # 32-bit build at 128k
+        note("heap on the 32-bit build (.mpy and ROMFS) beside the 64-bit port (bench/heap32.py) ...")
+        heap32 = run_json_script([ROOT / "bench" / "heap32.py"], 1800)
+        for name, v in heap32.items():
+            if isinstance(v, dict):
+                a = v.get("at_128k") or {}
+                b = v.get("at_256k") or {}
+                note("  %-13s in use after boot %s B (at 256k: %s B), free at 128k after 5 scans %s B, "
+                     "smallest heap %s KiB" % (name, a.get("in_use_after_boot_bytes", "-"),
+                                               b.get("in_use_after_boot_bytes", "-"), a.get("free_bytes", "-"),
+                                               v.get("min_heapsize_kib")))
         n_sync = int(os.environ.get("OFFGATE_BENCH_SYNC_RECORDS", "100000"))
         note("sync throughput, %d records (SQLite%s) ..." % (
             n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
@@ -846,6 +858,7 @@ def main():
                             "(issuer + rider signature); returning: cached credential, new code with counter +1 "
                             "(rider signature only). Median over %d scans." % (info["deny_count"], N_SCANS)),
             "heap": heap,
+            "heap_32bit": heap32,
             "verify": verify,
             "callgrind": cg,
             "viper_code": viper,

@@ -1,10 +1,13 @@
 """Simulated gate: the real firmware on the MicroPython unix port.
 
     micropython firmware/sim_main.py CONFIG.json [--tcp HOST:PORT | --pty PATH] [--clock-offset S]
-                                                 [--sync HOST:PORT]
+                                                 [--rtc-start T] [--sync HOST:PORT]
 
 Scanner lines come from stdin (default), a TCP socket or a pty; one JSON line per scan goes to
 stdout; relay/LED actions go to stderr. At the end of stdin a final status line is printed.
+The simulated RTC is the host clock plus --clock-offset S, or (--rtc-start T) starts at Unix time
+T when the process starts, as an ESP32 RTC restarts at 946684800 (2000-01-01) after a power loss.
+The gate's correction of it (signed time) is kept in the state directory (offgate.timekeep).
 --sync runs the sync link (offgate/syncserver.py) on a TCP port beside the scanner task.
 """
 import sys
@@ -17,14 +20,14 @@ from sim import streams
 
 
 def usage(msg):
-    sys.stderr.write("sim_main: %s\nusage: sim_main.py CONFIG.json [--tcp HOST:PORT | --pty PATH] [--clock-offset S] [--sync HOST:PORT]\n" % msg)
+    sys.stderr.write("sim_main: %s\nusage: sim_main.py CONFIG.json [--tcp HOST:PORT | --pty PATH] [--clock-offset S] [--rtc-start T] [--sync HOST:PORT]\n" % msg)
     sys.exit(2)
 
 
 def parse_args(argv):
     if not argv:
         usage("missing CONFIG.json")
-    opts = {"config": argv[0], "tcp": None, "pty": None, "offset": 0, "sync": None}
+    opts = {"config": argv[0], "tcp": None, "pty": None, "offset": 0, "sync": None, "rtc_start": None}
     i = 1
     while i < len(argv):
         a = argv[i]
@@ -41,10 +44,21 @@ def parse_args(argv):
             opts["pty"] = v
         elif a == "--clock-offset":
             opts["offset"] = int(v)
+        elif a == "--rtc-start":
+            opts["rtc_start"] = int(v)
         else:
             usage("unknown option " + a)
         i += 2
     return opts
+
+
+def sim_rtc(opts):
+    """The simulated RTC (Unix seconds): host clock + offset, or counting from --rtc-start."""
+    from offgate.clock import unix_now
+    off = opts["offset"]
+    if opts["rtc_start"] is not None:
+        off = opts["rtc_start"] - unix_now()
+    return lambda: unix_now() + off
 
 
 def main():
@@ -57,7 +71,7 @@ def main():
         sys.exit(2)
     config = None
     unload("offgate.config")  # boot-only: its bytecode (~4 KB on the unix port) goes back to the heap
-    g = gate.build(cfg, SimActuator(sys.stderr), sys.stdout, Clock(opts["offset"]))
+    g = gate.build(cfg, SimActuator(sys.stderr), sys.stdout, Clock(source=sim_rtc(opts)))
     if opts["sync"]:
         streams.start_sync(g, opts["sync"][0], opts["sync"][1])
     if opts["tcp"]:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mpbridge import Oracle  # noqa: E402
+from mpbridge import MP32, MP32_MISSING, Oracle  # noqa: E402
 
 # tests/firmware/ holds MicroPython test modules; test_firmware_unit.py runs them (on MicroPython
 # and on CPython), so pytest must not import them itself.
@@ -15,6 +15,17 @@ collect_ignore = ["firmware"]
 def mp():
     """A live MicroPython process (ESP32-sized heap) running the firmware: mp.call("offgate.x.f", ...)."""
     o = Oracle()
+    yield o
+    o.close()
+
+
+@pytest.fixture(scope="session")
+def mp32():
+    """Like `mp`, on the 32-bit MicroPython build (the ESP32 stand-in) at the same 128k heap;
+    skips when the build is not there."""
+    if MP32 is None:
+        pytest.skip(MP32_MISSING)
+    o = Oracle(mp=MP32)
     yield o
     o.close()
 

@@ -2,8 +2,9 @@
 against a fake `machine` (tests/fakes/machine.py: Pin, UART, WDT, RTC with a recorded timeline) and
 a fake GM65 module: the real gate firmware decides real codes made here by the host tools.
 
-The MicroPython side is tests/esp32/cases_*.py, run with tests/firmware/mptest.py; the firmware
-is the compiled .mpy from build/unix-mpy (as simgate runs it), the test helpers are source."""
+The MicroPython side is tests/esp32/cases_*.py, run with tests/firmware/mptest.py on the 64-bit
+port and on the 32-bit build (the ESP32 stand-in, skipped when absent); the firmware is the
+compiled .mpy from build/unix-mpy or build/unix-mpy-x86 (as simgate runs it)."""
 import json
 import re
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mpbridge import FW_TESTS, ROOT, run_micropython
+from mpbridge import FW_TESTS, ROOT, RUNTIMES, run_micropython
 from offgate_host import formats
 from offgate_host.backoffice import BackOffice
 from offgate_host.wallet import Wallet
@@ -71,12 +72,13 @@ def compiled_helpers():
     return out
 
 
-def run_cases(module, scenario_dir, heap=CASES_HEAP):
+def run_cases(module, scenario_dir, heap=CASES_HEAP, mp=None):
     import os
     old = os.environ.get("OFFGATE_SCENARIO")
     os.environ["OFFGATE_SCENARIO"] = str(scenario_dir)
     try:
-        r = run_micropython(FW_TESTS / "mptest.py", module, heap=heap, extra_path=[compiled_helpers()], timeout=120)
+        r = run_micropython(FW_TESTS / "mptest.py", module, heap=heap, extra_path=[compiled_helpers()], timeout=120,
+                            mp=mp)
     finally:
         if old is None:
             del os.environ["OFFGATE_SCENARIO"]
@@ -93,9 +95,10 @@ def scenario(tmp_path_factory):
     return make_scenario(tmp_path_factory.mktemp("esp32"), n_codes=16)
 
 
-@pytest.mark.parametrize("module,expect", [("cases_app", 11), ("cases_units", 9)])
-def test_esp32_cases_on_micropython(module, expect, scenario):
-    passed, failed, out = run_cases(module, scenario)
+@pytest.mark.parametrize("mp", RUNTIMES)
+@pytest.mark.parametrize("module,expect", [("cases_app", 11), ("cases_units", 10), ("cases_clock", 2)])
+def test_esp32_cases_on_micropython(module, expect, scenario, mp):
+    passed, failed, out = run_cases(module, scenario, mp=mp)
     assert failed == 0, out
     assert passed == expect, out
 

@@ -1,5 +1,6 @@
 """Runs every firmware unit-test module (tests/firmware/test_*.py) on the MicroPython unix port
-with an ESP32-sized heap, and the same modules under CPython (as microdot does): the firmware is
+with an ESP32-sized heap (the 64-bit PyPI build and the 32-bit build, native code -march=x86
+for the latter), and the same modules under CPython (as microdot does): the firmware is
 plain Python that must behave the same on both."""
 import os
 import re
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from mpbridge import FIRMWARE, FW_TESTS, run_micropython
+from mpbridge import FIRMWARE, FW_TESTS, MP32, needs_mp32, run_micropython
 
 MODULES = sorted(p.stem for p in FW_TESTS.glob("test_*.py"))
 
@@ -24,6 +25,13 @@ def _check(stdout, stderr, returncode):
 @pytest.mark.parametrize("module", MODULES)
 def test_on_micropython(module):
     r = run_micropython(FW_TESTS / "mptest.py", module)
+    _check(r.stdout, r.stderr, r.returncode)
+
+
+@needs_mp32
+@pytest.mark.parametrize("module", MODULES)
+def test_on_micropython32(module):
+    r = run_micropython(FW_TESTS / "mptest.py", module, mp=MP32)
     _check(r.stdout, r.stderr, r.returncode)
 
 

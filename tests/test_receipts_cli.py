@@ -41,7 +41,7 @@ def test_receipt_from_gate_log_to_wallet_and_verification(tmp_path):
     assert w.enc_key is not None
     cti = parse_credential(w.credential)["cti"]
     run("ledger", "fare", "1", "280", *d)
-    run("station", "set", "31", "Rynek", *d)
+    run("gate", "place", "31", "Rynek", "both", *d)
     run("receipt", "config", "--tax-id", "PL5250001009", *d)
 
     bo = BackOffice(data)

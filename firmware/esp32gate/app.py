@@ -39,7 +39,6 @@ from esp32gate.watchdog import Watchdog
 
 # Heap: the board checker (offgate.boardcfg) and the boot-only helpers are imported by main() before
 # the gate and dropped once they have run (`offgate.unload`): ~15 KB a no-PSRAM ESP32 gets back.
-MIN_UNIX = 1735689600  # esp32gate.rtc.MIN_UNIX: an earlier gate time means the RTC lost its time
 
 CONFIG = "gate.json"
 # Hook for more tasks (e.g. the sync link on the console): functions f(app) -> (name, coroutine
@@ -71,11 +70,14 @@ def mkdirs(path):
 
 class App:
     def __init__(self, cfg, out, actuator=None, uart=None, pin_cls=None, wdt_cls=None, clock=None,
-                 counter=None):
+                 counter=None, i2c_cls=None):
         self.cfg = cfg
         self.actuator = actuator if actuator is not None else Esp32Actuator(cfg, pin_cls)
         self.out = out
-        self.clock = clock if clock is not None else Clock()
+        self.pin_cls = pin_cls
+        self.i2c_cls = i2c_cls
+        self.ds3231 = None
+        self.clock = clock if clock is not None else Clock(setter=self._set_rtc)
         self.counter = counter
         self.wdt_cls = wdt_cls
         sc = cfg["scanner"]
@@ -97,6 +99,53 @@ class App:
         except Exception:
             pass
 
+    def _set_rtc(self, t):
+        """Clock.setter: signed time into the ESP32 RTC, and into the DS3231 when there is one
+        (clearing its oscillator-stop flag)."""
+        from esp32gate.rtc import set_unix_time
+        set_unix_time(t)
+        if self.ds3231 is not None:
+            try:
+                self.ds3231.set_unix(t)
+            except OSError:
+                pass  # the internal RTC has the time; the next boot reports the DS3231 as not trusted
+
+    def _clock_from_ds3231(self):
+        """Board with a DS3231 (cfg rtc.type): set the clock from it unless its oscillator stopped.
+        Returns a report dict."""
+        sec = self.cfg.get("rtc")
+        if not isinstance(sec, dict) or sec.get("type") != "ds3231":
+            return None
+        from esp32gate import ds3231
+        rep = {"event": "rtc", "type": "ds3231"}
+        try:
+            self.ds3231 = ds3231.from_config(sec, self.i2c_cls, self.pin_cls)
+            if self.ds3231.stopped():
+                rep["used"] = False
+                rep["note"] = "oscillator stopped (battery flat or removed): its time is not trusted"
+            else:
+                t = self.ds3231.unix()
+                rep["t"] = t
+                from offgate.timekeep import plausible
+                if plausible(t):
+                    self.clock.setter = None  # set the internal RTC without writing the DS3231 back
+                    from esp32gate.rtc import set_unix_time
+                    try:
+                        set_unix_time(t)
+                    except Exception:
+                        pass
+                    self.clock.set(t)
+                    self.clock.setter = self._set_rtc
+                    self.clock.source_name = "ds3231"
+                    rep["used"] = True
+                else:
+                    rep["used"] = False
+                    rep["note"] = "implausible time"
+        except OSError as e:
+            rep["used"] = False
+            rep["note"] = "not answering on I2C (%s)" % e
+        return rep
+
     def _feed(self):
         if self.watchdog is not None:
             self.watchdog.feed()
@@ -107,6 +156,7 @@ class App:
         mkdirs(cfg["state_dir"])
         rep = await self.scanner.setup(cfg["scanner"])
         self._feed()
+        rtc_rep = self._clock_from_ds3231()
         gc.collect()
         from offgate import gate as gatemod  # here, not at the top: main() sets the outputs first
         self.gate = gatemod.build(cfg, self.actuator, self.out, self.clock)  # emits the boot line
@@ -115,10 +165,13 @@ class App:
         if self.locked:
             rep["console"] = self.locked
         self.emit(rep)
-        now = self.clock.now()
-        if now < MIN_UNIX:
-            self.emit({"event": "clock", "valid": False, "t": now,
-                       "note": "RTC lost its time (power loss): decisions need signed time from a sync"})
+        if rtc_rep is not None:
+            self.emit(rtc_rep)
+        tk = self.gate.time
+        if tk is not None and not tk.trusted:  # also in the boot line: clock_* fields and a note
+            st = {"event": "clock", "valid": False, "t": self.clock.now()}
+            tk.report(st, st["t"])
+            self.emit(st)
         self.watchdog.watch("scanner", lambda: self.scanner.last_poll)
         self.watchdog.watch("actuator", lambda: self.actuator.last_tick)
 

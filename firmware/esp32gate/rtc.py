@@ -11,9 +11,9 @@ everything after is small ints. The RTC survives a reset, not a power loss: `pla
 the app whether the clock can be believed at boot (a gate with a 2000-01-01 clock must be
 given signed time before its decisions mean anything; the sync link does that).
 """
+from offgate.timekeep import MAX_UNIX, MIN_UNIX  # noqa: F401  (the bounds have one home)
+
 EPOCH_2000 = 946684800   # Unix seconds at 2000-01-01T00:00:00Z (ESP32 port epoch)
-MIN_UNIX = 1735689600    # 2025-01-01: any earlier gate time means the RTC lost its time
-MAX_UNIX = 4102444800    # 2100-01-01
 
 
 def civil_from_days(z):

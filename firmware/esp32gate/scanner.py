@@ -5,8 +5,10 @@ What comes out of `read(n)` is the scanner's data stream, cleaned up:
   sends in the data stream after a command are removed (and counted; the last one is kept);
 - the same code reported twice within `debounce_ms` (a continuous-mode module re-reports a code
   while it stays in view) is dropped; the window slides while the code keeps being reported;
-- everything else, noise included, passes through: the gate's LineAssembler turns an endless or
-  binary line (wrong baud, noise after a baud change) into LINE_TOO_LONG / NOT_TEXT.
+- everything else, noise included, passes through: the gate's LineAssembler (offgate.scanner, the
+  one home of the line rules: a run of CR/LF is one terminator, an empty line is no scan, a
+  partial line is dropped after an idle gap) turns an endless or binary line (wrong baud, noise
+  after a baud change) into LINE_TOO_LONG / NOT_TEXT.
 
 Memory: one hold buffer of `max_line` bytes (a line is held until its terminator so a duplicate can
 be dropped), one output buffer, a 16-byte frame buffer; a line longer than the hold buffer is
@@ -184,8 +186,7 @@ class GM65:
         n = self._n
         self._n = 0
         if n == 0:
-            self._emit_byte(CR)  # an empty line: the gate reports it (EMPTY)
-            return
+            return  # a run of CR/LF: one terminator; an empty line is never a scan (offgate.scanner)
         line = memoryview(self._hold)[:n]
         h = crc32(line)
         now = self._ticks()

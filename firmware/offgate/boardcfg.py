@@ -244,6 +244,13 @@ def check_board(raw):
         c.get_int(s, "log", "max_kb", 1, 1024)
         c.get_int(s, "log", "files", 1, 8)
         c.get_bool(s, "log", "echo", False)
+    s = c.section("rtc", required=False)
+    if s is not None:  # a battery-backed RTC (esp32gate.ds3231): keeps time across a power loss
+        if s.get("type") != "ds3231":
+            c.err("rtc.type", "must be \"ds3231\", got %r" % (s.get("type"),))
+        c.get_int(s, "rtc", "i2c", 0, 1, 0)
+        c.pin(s, "rtc", "scl", True)
+        c.pin(s, "rtc", "sda", True)
     s = c.section("sync", required=False)
     if s is not None:  # the sync link on a device (esp32gate.synclink)
         port = s.get("port", "console")

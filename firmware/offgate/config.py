@@ -13,6 +13,7 @@ SCHEMA = {
     "cache_size": (8, int, 0),         # credentials whose issuer signature is already verified (260 B each)
     "replay_slots": (512, int, 16),    # credentials whose counters the gate remembers (16 B each)
     "max_line": (1024, int, 64),       # longest scanner line accepted
+    "line_gap_ms": (300, int, 0),      # a partial line idle this long is dropped (0: never)
     "relay_ms": (500, int, 10),
     "state_dir": ("state", str, None),
     # operation log (docs/oplog.md): 64-byte records in segment files of this size
@@ -27,12 +28,21 @@ SCHEMA = {
     # than passback_s ago (0: off); passback_slots credentials remembered (12 B each)
     "passback_s": (120, int, 0),
     "passback_slots": (128, int, 8),
+    # time after a power loss with no trusted clock (offgate.timekeep, docs/security.md "Time")
+    "untrusted_time_policy": ("degraded", str, None),
+    "degraded_max_s": (86400, int, 0),     # degraded mode lasts at most this long (gate time)
+    "degraded_ahead_s": (86400, int, 0),   # how far a code's iat may be ahead of the floor clock
+    # no valid deny list (missing, damaged): refuse every code, or admit with the revocations
+    # unknown, loudly reported (docs/security.md "Damaged state")
+    "deny_list_policy": ("refuse", str, None),
 }
 
 # Settings limited to a set of values.
 CHOICES = {
     "log_full_policy": ("refuse", "admit"),
     "direction": ("entry", "exit", "both"),
+    "untrusted_time_policy": ("refuse", "degraded"),
+    "deny_list_policy": ("refuse", "admit"),
 }
 
 

@@ -10,25 +10,23 @@ from binascii import hexlify
 
 import offgate
 from offgate import reasons as R
-from offgate.clock import elapsed_us, ticks_us
-from offgate.credcache import CredCache
-from offgate.denylist import DenyList
-from offgate.oplog import LogFull, OpLog
-from offgate.replay import ReplayGuard
+from offgate.fsutil import fs_free
+from offgate.clock import elapsed_us, ticks_diff, ticks_ms, ticks_us
+from offgate.oplog import DiskFull, LogFull
 from offgate.scanner import LineAssembler
-from offgate.trust import TrustError, TrustStore
-from offgate.verifier import Decision, Verifier
+from offgate.verifier import Decision
 
 READ_CHUNK = 128
-
-
-def state_path(cfg, name):
-    return cfg["state_dir"] + "/" + name
+ENOSPC = 28
 
 
 class Gate:
-    def __init__(self, cfg, verifier, replay, actuator, out, clock, oplog=None, asm=None):
+    def __init__(self, cfg, verifier, replay, actuator, out, clock, oplog=None, asm=None, time=None):
         self.cfg = cfg
+        self.time = time  # offgate.clock.ClockTrust (None: the clock is trusted)
+        self.deny_ok = True  # False: no valid deny list (build() checks; a sync installing one sets it)
+        self.holdoff = None  # (until, iat limit): replay state possibly lost at boot (gateboot)
+        self.disk_full = False
         self.asm = asm  # the scanner line buffer, made by build() before the heap fragments
         self.oplog = oplog  # offgate.oplog.OpLog (None: decisions are not logged)
         self.verifier = verifier
@@ -45,13 +43,25 @@ class Gate:
         """Handle one scanner line (bytes) or a framing reason (int). Never raises."""
         t0 = ticks_us()
         now = self.clock.now()
+        tk = self.time
+        mode = tk.mode(now) if tk is not None else 0
         if isinstance(item, int):
             d = Decision(item)
+        elif mode < 0:
+            d = Decision(R.CLOCK_UNTRUSTED)
         else:
             try:
-                d = self.verifier.decide(item, now)
+                d = self.verifier.decide(item, now, mode) if mode else self.verifier.decide(item, now)
             except Exception:  # MemoryError included: deny this one, keep the gate alive
                 d = Decision(R.INTERNAL_ERROR)
+        ho = self.holdoff
+        if ho is not None and d.reason == R.OK:
+            if now >= ho[0]:
+                self.holdoff = None
+            elif d.iat is not None and d.iat <= ho[1]:
+                d.reason = R.REPLAY  # issued before the boot that lost counters: cannot be shown new
+        if d.reason == R.OK and not self.deny_ok and self.cfg.get("deny_list_policy", "refuse") == "refuse":
+            d.reason = R.DENY_LIST_MISSING  # revocations cannot be checked: refused, loudly
         lg = self.oplog
         if d.reason == R.OK and lg is not None and lg.policy == "refuse" and lg.full():
             # checked before the replay commit, so the refused rider's code is not spent
@@ -66,7 +76,9 @@ class Gate:
                 # and build() restores the replay table from it), so an OPEN costs one flash sync
                 # (one block erase on littlefs) instead of two; the replay file's write waits for
                 # idle(). Without a log the replay file itself is flushed here.
-                self.replay.commit(d.cred.cti, d.ctr, d.cred.exp, now, durable=lg is None)
+                self.replay.commit(d.cred.cti, d.ctr, d.cred.exp, now, durable=lg is None, iat=d.iat)
+            except OSError as e:
+                d.reason = R.DISK_FULL if e.args and e.args[0] == ENOSPC else R.INTERNAL_ERROR
             except Exception:
                 d.reason = R.INTERNAL_ERROR  # cannot record it, so do not open
         if lg is not None:
@@ -100,10 +112,19 @@ class Gate:
         try:
             return self.oplog.append(now, c.cti if c is not None else None, d.ctr,
                                      "OPEN" if opened else "DENY", d.reason) is not None
+        except DiskFull:
+            self.disk_full = True
+            if opened:
+                d.reason = R.DISK_FULL
         except LogFull:
             if opened:
                 d.reason = R.LOG_FULL
-        except Exception:  # an I/O error: the log counts it; never open without a record
+        except OSError as e:  # an I/O error: never open without a record
+            full = bool(e.args) and e.args[0] == ENOSPC
+            self.disk_full = self.disk_full or full
+            if opened:
+                d.reason = R.DISK_FULL if full else R.INTERNAL_ERROR
+        except Exception:
             if opened:
                 d.reason = R.INTERNAL_ERROR
         return False
@@ -124,8 +145,24 @@ class Gate:
         self.emit(rec)
 
     def emit(self, rec):
+        """One JSON line on the report stream. Never raises; on a heap too full for the line,
+        collects and tries again, then sends the essentials (event, notes, decision)."""
+        line = None
+        for _ in range(2):
+            try:
+                line = json.dumps(rec)
+                break
+            except MemoryError:
+                gc.collect()
         try:
-            self.out.write(json.dumps(rec) + "\n")
+            if line is None:
+                short = {"event": rec.get("event"), "truncated": True}
+                for k in ("decision", "reason", "seq", "notes", "clock_trusted", "deny_list"):
+                    if k in rec:
+                        short[k] = rec[k]
+                line = json.dumps(short)
+            self.out.write(line)
+            self.out.write("\n")  # separately: no copy of a long line just to add its end
             if hasattr(self.out, "flush"):
                 self.out.flush()
         except Exception:
@@ -148,23 +185,43 @@ class Gate:
             "replay_slots": self.replay.slots,
             "replay_evictions": self.replay.evictions,
             "replay_skipped": self.replay.skipped,
+            "replay_compact_errors": self.replay.compact_errors,
             "cache": len(v.cache),
             "cache_hits": v.cache.hits,
+            "partial_lines_dropped": self.asm.dropped if self.asm is not None else 0,
+            "deny_list": "ok" if self.deny_ok else "missing (%s)" % self.cfg.get("deny_list_policy", "refuse"),
+            "disk_full": self.disk_full,
         }
         if self.passback is not None:
             st["passback_refused"] = self.passback.refused
+        fs = fs_free(self.cfg.get("state_dir", "."))
+        if fs is not None:
+            st["fs_free_bytes"] = fs
+        if self.time is not None:
+            self.time.report(st, self.clock.now())
         if self.oplog is not None:
             for k, x in self.oplog.status().items():
                 st["log_" + k] = x
         return st
 
     async def run(self, reader):
-        """Read the scanner stream until it ends (the sim's EOF; never on a real UART)."""
+        """Read the scanner stream until it ends (the sim's EOF; never on a real UART). A new
+        stream (connection) starts with no partial line; a partial line older than
+        cfg["line_gap_ms"] when the next bytes arrive is dropped, not glued to them (a scanner
+        sends a code's bytes back to back: a gap means noise or a half read)."""
         asm = self.asm or LineAssembler(self.cfg["max_line"])
+        self.asm = asm
+        asm.drop_partial()
+        gap = self.cfg.get("line_gap_ms", 300)
+        last = ticks_ms()
         while True:
             chunk = await reader.read(READ_CHUNK)
             if not chunk:
                 break
+            t = ticks_ms()
+            if gap and asm.pending() and ticks_diff(t, last) > gap:
+                asm.drop_partial()
+            last = t
             for item in asm.feed(chunk):
                 self.scan(item)
                 gc.collect()  # between scans, so no collection lands inside the next decision
@@ -184,61 +241,14 @@ class Gate:
             pass
 
 
-def _restore_replay(replay, oplog, now):
-    """Put back into the replay table what a power cut took before the replay file's write: the
-    OPEN records the log holds (those not yet acknowledged), read 32 at a time."""
-    seq = oplog.acked()[0] + 1
-    n = 0
-    while True:
-        recs = oplog.read(seq, 32)
-        if not recs:
-            return n
-        n += replay.restore(recs, now)
-        seq = recs[-1]["seq"] + 1
-
-
 def build(cfg, actuator, out, clock):
-    """Wire a gate from its config and state files. A missing trust store means no issuer is
-    trusted (every code is refused) rather than a gate that will not start; that is reported."""
-    notes = []
-    # Long-lived buffers first, while the heap is unfragmented (after the trust store's table
-    # check the largest free block of a 128 KB heap can be under 1 KB).
-    gc.collect()
-    asm = LineAssembler(cfg["max_line"])
-    cache = CredCache(cfg["cache_size"])
-    replay = ReplayGuard(state_path(cfg, "replay.log"), cfg["replay_slots"])
-    passback = None
-    if cfg.get("direction") == "entry" and cfg.get("passback_s", 0) > 0:
-        from offgate.passback import Passback
-        passback = Passback(cfg["passback_s"], cfg.get("passback_slots", 128))
+    """Wire a gate from its config and state files (offgate.gateboot, loaded for the boot and
+    unloaded after: boot-only code need not sit in a 128 KB heap between scans). Never fails on
+    damaged state: what it found is in the boot report's notes."""
+    from offgate import gateboot
     try:
-        trust = TrustStore.load(state_path(cfg, "trust.cbor"))
-    except TrustError as e:
-        trust = TrustStore()
-        notes.append(str(e))
-    deny = DenyList()
-    try:
-        deny.open(state_path(cfg, "deny.bin"))
-    except ValueError as e:
-        notes.append(str(e))
-    replay.load(clock.now())
-    oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
-                  cfg["log_full_policy"])
-    rec = oplog.recover()
-    oplog.before_free = replay.sync  # the log may drop records only once the replay file has them
-    n = _restore_replay(replay, oplog, clock.now())
-    if n:
-        notes.append("replay: %d accepted counters restored from the operation log" % n)
-    if rec["cut"]:
-        notes.append("oplog: torn/corrupt tail cut (%d)" % rec["cut"])
-    if rec["gap"]:
-        notes.append("oplog: records missing after the acknowledged point")
-    verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
-                        cfg["skew_s"], cache)
-    g = Gate(cfg, verifier, replay, actuator, out, clock, oplog, asm)
-    g.passback = passback
-    boot = g.status()
-    boot["event"] = "boot"
-    boot["notes"] = notes
-    g.emit(boot)
-    return g
+        return gateboot.build(cfg, actuator, out, clock, Gate)
+    finally:
+        gateboot = None
+        offgate.unload("offgate.gateboot")
+        offgate.unload("offgate.timekeep")

@@ -64,6 +64,11 @@ class LogFull(Exception):
     """Storage is full of unacknowledged records and the policy is "refuse"."""
 
 
+class DiskFull(LogFull):
+    """The filesystem (shared with the other state files) is full, not the log's own segments:
+    the gate reports DISK_FULL, not LOG_FULL. Same policy as a full log."""
+
+
 def _crc(buf, n):
     return crc32(buf[:n]) & 0xFFFFFFFF
 
@@ -164,11 +169,11 @@ class OpLog:
             return False
         return len(segs) >= self.max_segments
 
-    def _not_logged(self):
+    def _not_logged(self, exc=LogFull):
         self.not_logged += 1
         self._missed += 1
         if self.policy == "refuse":
-            raise LogFull("operation log full: %d unacknowledged records" % (self._seq - self._acked_seq))
+            raise exc("operation log full: %d unacknowledged records" % (self._seq - self._acked_seq))
         return None
 
     def append(self, t, cti, ctr, decision, reason):
@@ -204,7 +209,7 @@ class OpLog:
                 self._missed = 0
                 return seq
             if e.args and e.args[0] == _ENOSPC:
-                return self._not_logged()  # the file system (shared) is full: same policy
+                return self._not_logged(DiskFull)  # the file system (shared) is full: same policy
             self.not_logged += 1
             self._missed += 1
             raise

@@ -38,6 +38,9 @@ LOG_FULL = const(44)              # the operation log is full of unacknowledged 
 PASSBACK = const(45)              # entered at this entry gate moments ago, no exit since (passback.py)
 # The gate itself.
 INTERNAL_ERROR = const(50)        # an unexpected failure while deciding: deny, log, keep running
+CLOCK_UNTRUSTED = const(51)       # the clock lost its time (power loss) and policy says refuse (docs/security.md)
+DISK_FULL = const(52)             # the filesystem is full: an OPEN cannot be recorded (not LOG_FULL)
+DENY_LIST_MISSING = const(53)     # no valid deny list and deny_list_policy "refuse": revocations unknown
 
 NAMES = {
     OK: "OK",
@@ -64,6 +67,9 @@ NAMES = {
     LOG_FULL: "LOG_FULL",
     PASSBACK: "PASSBACK",
     INTERNAL_ERROR: "INTERNAL_ERROR",
+    CLOCK_UNTRUSTED: "CLOCK_UNTRUSTED",
+    DISK_FULL: "DISK_FULL",
+    DENY_LIST_MISSING: "DENY_LIST_MISSING",
 }
 
 

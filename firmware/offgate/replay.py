@@ -5,17 +5,29 @@ A code is accepted only if its counter is above the highest one seen here for it
 survives a reboot: every accepted counter is appended to a small file and flushed *before* the
 gate opens; at boot the file is replayed into the table.
 
-Memory: preallocated 1 KB pages of 16-byte slots (cti 8 | ctr 4 | exp 4), open addressing with
-linear probing. Pages rather than one block because a 128 KB heap that has
-loaded the firmware's bytecode (the unix port, or an ESP32 running .mpy files rather than frozen
-ones) is fragmented: measured 59 KB free with no free run above 7 KB. Entries of expired credentials are dropped when room is needed; if every slot
-holds a live credential the one expiring first is evicted and counted (see `evictions`), since a
-gate must keep admitting riders. Size `slots` for the riders a gate sees per credential lifetime.
+How long an entry is kept: until its credential expires, or `horizon` seconds after the accept,
+whichever is first. The gate sets horizon = max_age_s + 2 * skew_s: a code older than that is
+refused as CODE_STALE anyway (an honest wallet's counter rises with its iat, so every code with a
+counter at or below the accepted one has an iat at most skew_s after the accept), so forgetting
+the entry then costs nothing. The table therefore only has to hold the distinct credentials one
+gate admits within one horizon (default 120 s), not within a credential's lifetime.
 
-File: 20-byte records (cti 8 | ctr 4 BE | exp 4 BE | crc32 4 BE). A torn last record (power cut
-mid-append) or a record with a bad CRC is skipped and counted; the file is rewritten compactly at
-boot when that happens or when it has grown to 4x the table, via a temporary file and an atomic
-rename (littlefs), so a cut during compaction leaves either the old or the new file.
+Memory: preallocated 1 KB pages of 16-byte slots (cti 8 | ctr 4 | keep-until 4), open addressing
+with linear probing. Pages rather than one block because a 128 KB heap that has loaded the
+firmware's bytecode (.mpy files) is fragmented: measured 59 KB free with no free run above 7 KB.
+Making room never allocates per entry: expired entries are deleted in place (backward-shift
+deletion, Knuth 6.4 Algorithm R, so no tombstones and every probe chain stays intact); if the
+table is still 3/4 full of live entries, those kept-until earliest are evicted down to half,
+chosen by a bisection over the time left (1 s resolution, <= 25 counting passes, ~8 with the
+gate's horizon; no sort, no list). Evictions are counted (`evictions`); an evicted credential's older codes that are still
+within their freshness window could be accepted once more at this gate (docs/security.md).
+
+File: 20-byte records (cti 8 | ctr 4 BE | keep-until 4 BE | crc32 4 BE). A torn last record
+(power cut mid-append) or a record with a bad CRC is skipped and counted; the file is rewritten
+compactly when that happens or when it has grown to 4x the table, via a temporary file and an
+atomic rename (littlefs), so a cut during compaction leaves either the old or the new file.
+Compaction is housekeeping: if it fails (a full filesystem) the table is already complete, the
+temporary file is removed and the failure is counted (`compact_errors`), never raised.
 """
 import os
 import struct
@@ -26,6 +38,7 @@ SLOT = 16
 PAGE_SLOTS = 64  # 1 KB per page
 PEND = 8         # records commit(durable=False) may queue before sync()
 EXP_MAX = 0xFFFFFFFF
+_ZERO = bytes(SLOT)
 
 
 def _record(cti, ctr, exp):
@@ -34,9 +47,12 @@ def _record(cti, ctr, exp):
 
 
 class ReplayGuard:
-    def __init__(self, path, slots=512):
+    def __init__(self, path, slots=512, horizon=0):
+        """path: the replay file; slots: table size (16 bytes each); horizon: seconds an accepted
+        counter is kept at most (0: until the credential expires)."""
         self.path = path
         self.slots = slots
+        self.horizon = horizon
         self.pages = []
         left = slots
         while left > 0:
@@ -47,9 +63,16 @@ class ReplayGuard:
         self.evictions = 0
         self.skipped = 0        # torn or corrupt records found at load
         self.records = 0        # records in the file
+        self.compact_errors = 0  # compactions that failed (e.g. filesystem full); the table is intact
+        self.stale_tmp = False   # a temporary file from a cut compaction was found at load
+        self.load_error = None   # errno of an unreadable file at load (e.g. 21: a directory)
+        self.corrupt = 0         # records with a bad CRC at load (damage, not a power cut)
+        self.torn = False        # the file ended mid-record (a power cut mid-append, or truncation)
+        self.missing = False     # no file at load
         self._f = None
         self._pend = bytearray(REC * PEND)  # records of commit(durable=False) not yet written
         self._npend = 0
+        self._dirty = False      # restore() added entries the file lacks: sync() rewrites it
 
     def _slot(self, i):
         """(page, byte offset) of slot i."""
@@ -108,82 +131,202 @@ class ReplayGuard:
                 if exp:
                     yield bytes(mv[o:o + 8]), ctr, exp
 
-    def _make_room(self, now):
-        live = [e for e in self._entries() if e[2] > now]
-        if len(live) * 4 >= self.slots * 3:
-            # every slot holds a live credential: evict those expiring first
-            live.sort(key=lambda e: e[2])
-            drop = len(live) - self.slots // 2
-            self.evictions += drop
-            live = live[drop:]
-        self._rebuild(live)
+    @staticmethod
+    def _rel(mv, o, nh, nl):
+        """Seconds from now until the keep-until of the slot at (mv, o) (<= 0: expired), capped at
+        2^24 - 1 (~194 days); nh, nl = now >> 16, now & 0xFFFF. Small ints only: the 32-bit value
+        itself would be a heap-allocated int on a 32-bit MicroPython, once per slot."""
+        d = ((mv[o + 12] << 8) | mv[o + 13]) - nh
+        if d >= 255:
+            return 0xFFFFFF
+        if d < -1:
+            return -1
+        return d * 65536 + ((mv[o + 14] << 8) | mv[o + 15]) - nl
 
-    def _rebuild(self, entries):
-        z = bytes(SLOT)
+    def _delete(self, i):
+        """Empty slot i and close the gap behind it in place (backward-shift deletion): each entry
+        after it in the same run moves back unless that would put it before its home slot."""
+        slots = self.slots
+        mi, oi = self._slot(i)
+        mi[oi:oi + SLOT] = _ZERO
+        self.used -= 1
+        j = i
+        while True:
+            j += 1
+            if j == slots:
+                j = 0
+            mj, oj = self._slot(j)
+            if mj[oj + 12] == 0 and mj[oj + 13] == 0 and mj[oj + 14] == 0 and mj[oj + 15] == 0:
+                return
+            h = ((mj[oj] << 16) | (mj[oj + 1] << 8) | mj[oj + 2]) % slots
+            # the entry at j may fill the hole at i unless its home lies cyclically in (i, j]
+            if (i < h <= j) if i <= j else (h > i or h <= j):
+                continue
+            mi, oi = self._slot(i)
+            mi[oi:oi + SLOT] = mj[oj:oj + SLOT]
+            mj[oj:oj + SLOT] = _ZERO
+            i = j
+
+    def _sweep(self, nh, nl, kmax, eq):
+        """Delete (in place) expired entries, those with _rel below kmax, and `eq` of those at
+        kmax. Returns how many live entries were deleted."""
+        evicted = 0
+        i = 0
+        while i < self.slots:
+            mv, o = self._slot(i)
+            if mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]:
+                k = self._rel(mv, o, nh, nl)
+                if k <= 0:
+                    self._delete(i)
+                    continue  # slot i now holds the next entry of its run: look again
+                if k < kmax or (k == kmax and eq > 0):
+                    if k == kmax:
+                        eq -= 1
+                    self._delete(i)
+                    evicted += 1
+                    continue
+            i += 1
+        return evicted
+
+    def _count_le(self, key, nh, nl):
+        n = 0
         for mv in self.pages:
             for o in range(0, len(mv), SLOT):
-                mv[o:o + SLOT] = z  # clear in place: no temporary copy of the table
+                if (mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]) and self._rel(mv, o, nh, nl) <= key:
+                    n += 1
+        return n
+
+    def _make_room(self, now):
+        """Delete expired entries; if the table is still 3/4 full, evict those kept-until earliest
+        down to half. In place: no list of entries, no sort; at most 27 passes over the table."""
+        nh = now >> 16
+        nl = now & 0xFFFF
+        self._sweep(nh, nl, 0, 0)
+        if self.used * 4 < self.slots * 3:
+            return
+        need = self.used - self.slots // 2
+        # the smallest K with at least `need` entries kept at most K seconds more: bisection up to
+        # the largest time left (~7 passes with the gate's 120 s horizon, at most 24)
+        hi = 1
+        for mv in self.pages:
+            for o in range(0, len(mv), SLOT):
+                if mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]:
+                    k = self._rel(mv, o, nh, nl)
+                    if k > hi:
+                        hi = k
+        lo = 1
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self._count_le(mid, nh, nl) >= need:
+                hi = mid
+            else:
+                lo = mid + 1
+        below = self._count_le(lo - 1, nh, nl)
+        self.evictions += self._sweep(nh, nl, lo, need - below)
+
+    def _clear(self):
+        for mv in self.pages:
+            for o in range(0, len(mv), SLOT):
+                mv[o:o + SLOT] = _ZERO  # in place: no temporary copy of the table
         self.used = 0
-        for cti, ctr, exp in entries:
-            self._put(cti, ctr, exp, 0)
 
     # -- persistence ------------------------------------------------------------
     def load(self, now=0):
-        """Rebuild the table from the file. Safe on a missing, torn or corrupt file."""
+        """Rebuild the table from the file. Safe on a missing, torn, corrupt or unreadable file
+        (`load_error` then names the OSError; what was read so far stays) and on a full
+        filesystem (compaction is skipped). Never raises."""
         self.close()
         self._npend = 0
-        self._rebuild(())
-        self.records = self.skipped = 0
+        self._dirty = False
+        self._clear()
+        self.records = self.skipped = self.corrupt = 0
+        self.load_error = None
+        self.torn = self.missing = False
+        self.stale_tmp = self._remove(self.path + ".tmp")  # left by a compaction a power cut interrupted
         buf = bytearray(REC)
+        f = None
         try:
             f = open(self.path, "rb")
-        except OSError:
-            f = None
-        if f is not None:
-            try:
-                while True:
-                    n = f.readinto(buf)
-                    if not n:
-                        break
-                    if n < REC:
-                        self.skipped += 1  # torn tail
-                        break
-                    body = bytes(buf[:16])
-                    if (crc32(body) & 0xFFFFFFFF) != struct.unpack_from(">I", buf, 16)[0]:
-                        self.skipped += 1
-                        continue
-                    ctr, exp = struct.unpack_from(">II", buf, 8)
-                    if exp == 0:
-                        self.skipped += 1
-                        continue
-                    self.records += 1
-                    if exp > now:
-                        self._put(body[:8], ctr, exp, now)
-            finally:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                if n < REC:
+                    self.skipped += 1  # torn tail
+                    self.torn = True
+                    break
+                body = bytes(buf[:16])
+                if (crc32(body) & 0xFFFFFFFF) != struct.unpack_from(">I", buf, 16)[0]:
+                    self.skipped += 1
+                    self.corrupt += 1
+                    continue
+                ctr, exp = struct.unpack_from(">II", buf, 8)
+                if exp == 0:
+                    self.skipped += 1
+                    continue
+                self.records += 1
+                if exp > now:
+                    self._put(body[:8], ctr, exp, now)
+        except OSError as e:
+            if e.args and e.args[0] != 2:  # ENOENT: no file yet, nothing accepted yet
+                self.load_error = e.args[0]
+            else:
+                self.missing = True
+        finally:
+            if f is not None:
                 f.close()
-        if self.skipped or self.records > 4 * self.slots:
+        if self.load_error is None and (self.skipped or self.records > 4 * self.slots):
             self.compact()
 
+    @staticmethod
+    def _remove(path):
+        try:
+            os.remove(path)
+            return True
+        except OSError:
+            return False
+
     def compact(self):
-        """Rewrite the file with one record per live table entry (tmp file + atomic rename)."""
-        self._npend = 0  # queued records are in the table, so in the rewritten file
+        """Rewrite the file with one record per live table entry (tmp file + atomic rename).
+        Housekeeping: True if done; on failure (e.g. ENOSPC) the old file stays, the temporary
+        file is removed, `compact_errors` counts it and False is returned; never raises."""
+        if self._npend:
+            try:
+                self.sync()
+            except Exception:
+                pass  # the queued records are in the table; the rewrite below holds them
         self.close()
         tmp = self.path + ".tmp"
         n = 0
-        with open(tmp, "wb") as f:
-            for cti, ctr, exp in self._entries():
-                f.write(_record(cti, ctr, exp))
-                n += 1
-        os.rename(tmp, self.path)
+        rec = bytearray(REC)
+        try:
+            with open(tmp, "wb") as f:
+                for mv in self.pages:
+                    for o in range(0, len(mv), SLOT):
+                        if mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]:
+                            rec[0:16] = mv[o:o + 16]
+                            struct.pack_into(">I", rec, 16, crc32(memoryview(rec)[:16]) & 0xFFFFFFFF)
+                            f.write(rec)
+                            n += 1
+            os.rename(tmp, self.path)
+        except Exception:  # OSError 28 on a full filesystem, above all
+            self.compact_errors += 1
+            self._remove(tmp)
+            return False
+        self._npend = 0
+        self._dirty = False
         self.records = n
+        return True
 
-    def commit(self, cti, ctr, exp, now, durable=True):
+    def commit(self, cti, ctr, exp, now, durable=True, iat=None):
         """Record an accepted counter in the table and the file, before the gate opens.
         durable: appended and flushed before returning, so a cut after this cannot let the same
         code in twice. durable=False only queues the record (up to PEND) for sync(): on littlefs
         every append to a flushed file costs a block erase, tens of ms on NOR flash. Only for a
         caller that has its own durable record of (cti, ctr) before the relay moves, from which
         restore() completes the table at boot: the gate's operation log."""
+        if self.horizon:  # from the code's iat if later than now (degraded time: offgate.timekeep)
+            exp = min(exp, (iat if iat is not None and iat > now else now) + self.horizon)
         exp = min(exp, EXP_MAX)  # the field is 32 bits: a later expiry is kept until 2106, not wrapped
         rec = _record(cti, ctr, exp)
         if not durable and self._npend < PEND:
@@ -194,7 +337,7 @@ class ReplayGuard:
             self._append(rec)
         self._put(cti, ctr, exp, now)
         if self.records > 4 * self.slots:
-            self.compact()
+            self.compact()  # never raises: the record above is already written
 
     def _append(self, data):
         if self._f is None:
@@ -204,7 +347,10 @@ class ReplayGuard:
         self.records += len(data) // REC
 
     def sync(self):
-        """Write and flush what commit(durable=False) queued (between scans). True if it did."""
+        """Write and flush what commit(durable=False) queued (between scans), or rewrite the file
+        if restore() put entries into the table only. True if it did."""
+        if self._dirty:
+            return self.compact()
         n = self._npend
         if not n:
             return False
@@ -214,15 +360,24 @@ class ReplayGuard:
 
     def restore(self, records, now):
         """Complete the table from the operation log: records as OpLog.read gives them; every
-        OPEN whose counter the table lacks (its queued append was lost with the power) is
-        committed again, durably, with the widest expiry (the log does not hold it: kept until
-        evicted). Returns how many were restored."""
+        OPEN whose counter the table lacks (its queued append was lost with the power) goes back
+        into the table, kept for the horizon from the record's time (the log does not hold the
+        credential's expiry; without a horizon: until evicted); records older than the horizon
+        are no longer needed. Table only: the log still holds them, and sync() (called before
+        the log frees records) rewrites the file from the table. Returns how many were restored."""
         n = 0
+        h = self.horizon
         for r in records:
             c = r["cti"]
-            if r["decision"] == "OPEN" and c is not None and r["ctr"] > self.highest(c):
-                self.commit(c, r["ctr"], EXP_MAX, now)
-                n += 1
+            if r["decision"] != "OPEN" or c is None or r["ctr"] <= self.highest(c):
+                continue
+            t = r.get("t") or now
+            keep = EXP_MAX if not h else max(t, now) + h
+            if h and t + h <= now:
+                continue
+            self._put(c, r["ctr"], min(keep, EXP_MAX), now)
+            self._dirty = True
+            n += 1
         return n
 
     def close(self):

@@ -11,36 +11,9 @@ import struct
 from offgate import cbor, cose, frames
 import json
 
+from offgate.fsutil import _sync_fs, atomic_write, fs_free  # noqa: F401  (atomic_write: re-exported)
 from offgate.syncserver import (BATCH_MAX_RECORDS, BATCH_PUB, DENY_CHUNK, NONCE_LEN, ROOT_PUB, SYNC_STATE, SyncError,
                                 _eq, _read, _uint, urandom)
-
-
-def _sync_fs():
-    try:
-        os.sync()
-    except (AttributeError, OSError):
-        pass
-
-
-def atomic_write(path, data):
-    """Write `data` to `path` through `path.tmp` + rename: readers see the old or the new file whole."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        try:
-            f.flush()
-        except (AttributeError, OSError):
-            pass
-    _sync_fs()
-    try:
-        os.rename(tmp, path)
-    except OSError:  # a VFS that will not rename onto an existing file
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        os.rename(tmp, path)
-    _sync_fs()
 
 
 def _remove(path):
@@ -73,8 +46,16 @@ def batch_pub(srv):
 def clock_state(srv):
     c = srv.gate.clock
     st = srv.state
-    return {"now": c.now(), "offset": getattr(c, "offset", 0), "last_set": st.get("last_set"),
-            "drift": st.get("drift")}
+    out = {"now": c.now(), "offset": getattr(c, "offset", 0), "last_set": st.get("last_set"),
+           "drift": st.get("drift")}
+    tk = getattr(srv.gate, "time", None)
+    if tk is not None:  # whether the clock is trusted, since when, from which source
+        st = {}
+        tk.report(st, c.now())
+        for k, v in st.items():
+            out[k[6:]] = v  # clock_trusted -> trusted ...
+        out["policy"] = tk.policy
+    return out
 
 
 def drop_deny_tmp(self):
@@ -113,7 +94,8 @@ def op_status(self, req):
             out["log_error"] = str(e)
     try:
         v = os.statvfs(srv.dir)
-        out["storage"] = {"block": v[0], "blocks": v[2], "free": v[3]}
+        # free blocks from fs_free (a full littlefs can report 2^32 - 3 free blocks)
+        out["storage"] = {"block": v[0], "blocks": v[2], "free": (fs_free(srv.dir) or 0) // (v[0] or 1)}
     except (AttributeError, OSError):
         pass
     return out
@@ -152,7 +134,15 @@ def op_ack(self, req):
     seq, chain = req.get("seq"), req.get("chain")
     if not _uint(seq) or not isinstance(chain, bytes) or len(chain) != 32:
         raise SyncError("ack needs seq (uint) and chain (32 bytes)")
+    tk = getattr(self.gate, "time", None)
+    t = None
+    if tk is not None:  # the acknowledged records' time becomes the floor: the log may free them now
+        r = log.read(seq, 1)
+        t = r[0]["t"] if r and r[0]["seq"] == seq else None
     ok = bool(log.acknowledge(seq, chain))
+    if ok and t is not None:
+        from offgate import timekeep
+        timekeep.raise_floor(tk, self.gate.clock, t)
     a = log.acked()
     return {"acked": ok, "acked_to": [a[0], bytes(a[1])]}
 
@@ -198,6 +188,7 @@ def op_deny_commit(self, req):
         _sync_fs()
         self.deny_tmp = None
         self.gate.verifier.deny.open(path)
+        self.gate.deny_ok = True  # a valid list again: DENY_LIST_MISSING ends
         self.srv.note("deny list replaced: %d ids" % n)
         return {"count": self.gate.verifier.deny.count}
     finally:
@@ -243,9 +234,17 @@ def op_set_time(self, req):
     if gid != self.gate.cfg["gate_id"] or not _uint(t):
         raise SyncError("signed time is for another gate or has a bad time")
     clock = self.gate.clock
-    before = clock.now()
-    drift = t - before
-    clock.offset = getattr(clock, "offset", 0) + drift
+    tk = getattr(self.gate, "time", None)
+    force = body.get(4) is True  # only the root key can force a time below the floor
+    if tk is not None:
+        from offgate import timekeep
+        why = timekeep.check_signed(tk, t, force)
+        if why is not None:
+            raise SyncError(why)
+        drift = timekeep.set_signed(tk, clock, t)  # sets the RTC on a device, persists time and floor
+    else:
+        drift = t - clock.now()
+        clock.offset = getattr(clock, "offset", 0) + drift
     st = self.srv.state
     st["last_set"] = t
     st["drift"] = drift

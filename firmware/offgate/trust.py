@@ -6,6 +6,11 @@ trusted at once, and several keys may share a kid: the verifier tries every acti
 from offgate import cbor, ecdsa
 
 TABLES = "issuer_tables.bin"  # comb tables for the keys (offgate.keytables), beside the store
+# A bigger store is refused whole ("no issuer trusted", reported) rather than read into the heap:
+# each key costs ~0.5 KB of heap on a 32-bit build once parsed (docs/hardware.md, measured), and
+# the back office ships only keys that are not expired.
+MAX_BYTES = 4096
+MAX_KEYS = 16
 
 
 class TrustError(ValueError):
@@ -79,11 +84,17 @@ class TrustStore:
             raise TrustError("trust store is not valid CBOR: %s" % e)
         if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("keys"), list):
             raise TrustError("trust store: expected {'v': 1, 'keys': [...]}")
+        if len(doc["keys"]) > MAX_KEYS:
+            raise TrustError("trust store: %d keys, more than %d" % (len(doc["keys"]), MAX_KEYS))
         return cls([_entry(e, i) for i, e in enumerate(doc["keys"])])
 
     @classmethod
     def load(cls, path):
         try:
+            import os
+            n = os.stat(path)[6]
+            if n > MAX_BYTES:
+                raise TrustError("trust store %s: %d bytes, more than %d: not loaded" % (path, n, MAX_BYTES))
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as e:

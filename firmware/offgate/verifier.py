@@ -109,7 +109,10 @@ class Verifier:
             self._pending = digest
         return R.OK, c
 
-    def decide(self, line, now):
+    def decide(self, line, now, ahead=0):
+        """Decision for one scanner line at gate time `now` (Unix s). ahead > 0: the clock is not
+        trusted (offgate.timekeep degraded mode): a code whose iat lies in [now - max_age - skew,
+        now + ahead] is judged at its own iat instead of `now`."""
         if not line:
             return Decision(R.EMPTY)
         if not _printable(line):
@@ -137,6 +140,8 @@ class Verifier:
                 or not isinstance(ctr, int) or isinstance(ctr, bool) or not 1 <= ctr <= CTR_MAX
                 or iat < 0):
             return Decision(R.MALFORMED_CODE)
+        if ahead and now - self.max_age_s - self.skew_s <= iat <= now + ahead:
+            now = iat  # degraded time: bounded in docs/security.md "Time"
 
         reason, c = self._credential(cred_bytes, now)
         if c is None:

@@ -256,10 +256,19 @@ class BackOffice:
         k = sorted(active, key=lambda k: (k["nbf"], k["created"]))[-1]  # stable: later rowid wins ties
         return k, keys.load_private_pem(self.data_dir / k["key_file"])
 
-    def trust_bytes(self) -> bytes:
-        ks = self.issuer_keys()
+    # what a gate accepts (firmware offgate/trust.py MAX_KEYS): more is refused whole there
+    GATE_MAX_KEYS = 16
+
+    def trust_bytes(self, now=None) -> bytes:
+        """The gate's trust store: the issuer keys not yet expired at `now` (Unix s; default
+        the current time), newest last; an expired key is never shipped (each costs gate heap,
+        and a gate refuses a store of more than GATE_MAX_KEYS). BackOfficeError if none is left."""
+        now = _now(now)
+        ks = [k for k in self.issuer_keys() if k["exp"] > now]
         if not ks:
-            raise BackOfficeError("no issuer key; run `offgate issuer init` first")
+            raise BackOfficeError("no issuer key valid now; run `offgate issuer init` or rotate the key")
+        if len(ks) > self.GATE_MAX_KEYS:
+            raise BackOfficeError("%d unexpired issuer keys: a gate holds at most %d" % (len(ks), self.GATE_MAX_KEYS))
         return formats.trust_store_bytes(ks)
 
     def export_trust(self, path) -> Path:

@@ -511,7 +511,7 @@ def inspect_cmd(data_dir, qrtext, trust_file):
 
 
 @main.command("demo")
-@click.option("--heap", default=None, help="MicroPython heap for the simulated gate [default: 144k]")
+@click.option("--heap", default=None, help="MicroPython heap for the simulated gate [default: 128k on a 32-bit build, 144k on the 64-bit port]")
 @click.option("--keep", type=click.Path(file_okay=False), default=None,
               help="put the demo's back office, wallets and gate files here instead of a temp dir")
 def demo_cmd(heap, keep):
@@ -658,26 +658,35 @@ def _check_port_free(host, port):
 
 @gate.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--heap", default=None, help="MicroPython heap [default: 144k; 192k with --sync]")
+@click.option("--heap", default=None,
+              help="MicroPython heap [default: 128k on a 32-bit build, 144k on the 64-bit port; more with --sync]")
 @click.option("--tcp", default=None, metavar="HOST:PORT", help="read scanner lines from TCP instead of stdin")
 @click.option("--sync", "sync_addr", default=None, metavar="HOST:PORT", help="also listen for the sync tool here")
-def gate_run(config, heap, tcp, sync_addr):
+@click.option("--micropython", "mp", default=None, envvar="OFFGATE_MICROPYTHON", metavar="PATH",
+              help="MicroPython binary to run the gate on, e.g. the 32-bit build "
+                   "../shared/tools/micropython32/micropython32 [env OFFGATE_MICROPYTHON; default: the venv's]")
+def gate_run(config, heap, tcp, sync_addr, mp):
     """Run the simulated gate: scanner lines on stdin (or TCP), one JSON line per scan on stdout."""
     import os
-
-    from .simgate import DEFAULT_HEAP, check_config, micropython_env, sim_command
+    from .simgate import SYNC_HEAP_32, SYNC_HEAP_64, check_config, micropython_env, sim_command, word_bits
+    if mp is not None and not (os.path.isfile(mp) and os.access(mp, os.X_OK)):
+        raise UsageError("--micropython %s: not an executable file" % mp)
     check_config(config)  # a junk or wrong gate.json is a one-line error here, not a firmware crash
     for what, addr in (("--tcp", tcp), ("--sync", sync_addr)):
         if addr is not None:
             _host_port(what, addr)
-    args = ["--tcp", tcp] if tcp else []
-    if sync_addr:
-        args += ["--sync", sync_addr]
-    # a sync session (handshake, sealing) does not fit next to the bytecode in 144k on the unix
-    # port, where the firmware's bytecode lives in the heap; frozen on a device, it would
-    heap = heap or ("192k" if sync_addr else DEFAULT_HEAP)
-    cmd = sim_command(config, heap, *args)
-    os.execvpe(cmd[0], cmd, micropython_env())
+    try:
+        args = ["--tcp", tcp] if tcp else []
+        if sync_addr:
+            args += ["--sync", sync_addr]
+            # a sync session (handshake, sealing) loads its modules into the heap beside the gate's
+            # bytecode (.mpy files); frozen/ROMFS on a device, it would not
+            heap = heap or (SYNC_HEAP_32 if word_bits(mp) == 32 else SYNC_HEAP_64)
+        cmd = sim_command(config, heap, *args, mp=mp)
+        env = micropython_env(mp=mp)
+    except RuntimeError as e:
+        raise OffgateError(str(e)) from None
+    os.execvpe(cmd[0], cmd, env)
 
 
 # ----------------------------------------------------------------------------- ESP32: boards, deploy, provisioning

@@ -1,4 +1,4 @@
-"""`offgate stats ...` and `offgate station ...`: masked aggregate statistics across operators
+"""`offgate stats ...`: masked aggregate statistics across operators
 (stats.py, docs/stats.md). Registered by cli.py through `register`, which hands over its shared
 option and error helpers (so this module does not import cli.py back)."""
 import json
@@ -9,34 +9,6 @@ import click
 
 
 def register(main, data_option, db_option, user_errors, open_ledger):
-    @main.group("station")
-    def station_group():
-        """Which station each gate stands in (for statistics and receipts)."""
-
-    @station_group.command("set")
-    @data_option
-    @db_option
-    @click.argument("gate", type=click.IntRange(0, 2 ** 30 - 1))
-    @click.argument("name")
-    @user_errors
-    def station_set(data_dir, db, gate, name):
-        """Put GATE in station NAME."""
-        from . import stations
-        with open_ledger(data_dir, db) as led:
-            stations.set_station(led, gate, name)
-        click.echo("gate %d -> station %s" % (gate, name))
-
-    @station_group.command("list")
-    @data_option
-    @db_option
-    @user_errors
-    def station_list(data_dir, db):
-        """List the gate -> station map."""
-        from . import stations
-        with open_ledger(data_dir, db) as led:
-            for g, s in sorted(stations.station_map(led).items()):
-                click.echo("%d\t%s" % (g, s))
-
     @main.group("stats")
     def stats_group():
         """Masked aggregate statistics across operators (docs/stats.md)."""

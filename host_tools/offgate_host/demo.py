@@ -13,7 +13,7 @@ from rich.table import Table
 
 from . import formats, qr
 from .backoffice import BackOffice, IssueRefused
-from .simgate import DEFAULT_HEAP, SimGate, write_gate_dir
+from .simgate import SimGate, heap_for, write_gate_dir
 from .wallet import Wallet
 
 GATE_ID = 101
@@ -82,7 +82,7 @@ def run(heap=None, keep=None):
     console = Console()
     now = int(time.time())
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="offgate-demo-"))
-    heap = heap or DEFAULT_HEAP
+    heap = heap or heap_for()
     console.rule("[bold]offgate demo: offline gate, real firmware on MicroPython (-X heapsize=%s)" % heap)
     console.print("Back office and rider wallets in %s" % work)
     cfg, steps, valid = build_scenario(work, now, out=console.print)

@@ -118,6 +118,18 @@ CREATE TABLE IF NOT EXISTS ledger_fares (
 """
 
 
+def _clock_at_sync(g):
+    """The gate's clock as it reported it at its last sync, before signed time was set: trusted?,
+    source ("signed", "ds3231", "rtc", "floor"), since (Unix s), mode; None if not reported."""
+    try:
+        c = json.loads(g["status"] or "{}").get("clock") or {}
+    except (ValueError, TypeError):
+        return None
+    if "trusted" not in c:
+        return None
+    return {k: c.get(k) for k in ("trusted", "source", "since", "mode")}
+
+
 class LedgerError(OffgateError, ValueError):
     pass
 
@@ -537,7 +549,7 @@ class Ledger:
             "fraud": self.fraud(),
             "anomalies": self.anomalies(),
             "gates": [{"gate": g["gate"], "last_sync": g["last_sync"], "drift": g["drift"], "time_set": g["time_set"],
-                       "backlog": g["backlog"], "chain_seq": g["chain_seq"],
+                       "backlog": g["backlog"], "chain_seq": g["chain_seq"], "clock": _clock_at_sync(g),
                        "records": db.one("SELECT COUNT(*) AS n FROM ledger_records WHERE gate = ?", (g["gate"],))["n"]}
                       for g in self.gates()],
         }

@@ -36,11 +36,15 @@ def _iso(t):
 def tables(rep):
     out = []
     t = Table(title="gate health")
-    for c in ("gate", "records", "chain head", "last sync", "clock drift (s)", "time set", "backlog at sync"):
+    for c in ("gate", "records", "chain head", "last sync", "clock drift (s)", "time set", "clock at sync",
+              "backlog at sync"):
         t.add_column(c)
     for g in rep["gates"]:
+        c = g.get("clock")
+        clock = "-" if not c else ("trusted (%s since %s)" % (c["source"], _iso(c["since"])) if c["trusted"]
+                                   else "NOT trusted (%s, %s)" % (c["source"], c["mode"]))
         t.add_row(str(g["gate"]), str(g["records"]), str(g["chain_seq"]), _iso(g["last_sync"]),
-                  "-" if g["drift"] is None else str(g["drift"]), _iso(g["time_set"]),
+                  "-" if g["drift"] is None else str(g["drift"]), _iso(g["time_set"]), clock,
                   "-" if g["backlog"] is None else str(g["backlog"]))
     out.append(t)
     t = Table(title="passages per gate and hour (UTC)")

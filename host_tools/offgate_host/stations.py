@@ -1,43 +1,34 @@
-"""Which station each gate stands in: the operator's own map, kept in the ledger database.
+"""Which station each gate stands in, as statistics, receipts and the dashboard name it.
 
-Statistics (stats.py) count passages per station and receipts (receipts.py) name the station of
-each trip. A gate with no entry is its own station, named "gate N". Table `gate_stations`
-(SQLite or PostgreSQL, through the ledger's adapter).
+The one home of a gate's place is the ledger's registry (`ledger_gate_places`, set by
+`offgate gate place GATE STATION DIRECTION` or filled in from the gate's own config at its first
+sync; docs/fares.md). Each ledger record is stamped at ingest with the station in effect then, so
+readers prefer the record's own `station` and fall back to the gate's current place; a gate with
+no place is its own station, "gate N".
 """
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS gate_stations (
-    gate     BIGINT PRIMARY KEY,
-    station  TEXT NOT NULL
-);
-"""
-
-
-def _ensure(led):
-    led.db.ensure("stations", SCHEMA)
 
 
 def default_name(gate) -> str:
     return "gate %d" % int(gate)
 
 
-def set_station(led, gate, station) -> None:
-    """Put gate `gate` (int) in station `station` (non-empty text). Raises ValueError."""
+def set_station(led, gate, station, direction=None) -> None:
+    """Put gate `gate` (int >= 0) in `station` (a GTFS stop_id/area_id or a name), keeping its
+    direction (default "both" for a gate with no place yet). Raises ValueError on a bad value."""
     if isinstance(gate, bool) or not isinstance(gate, int) or gate < 0:
         raise ValueError("gate id must be a non-negative integer, got %r" % (gate,))
     if not isinstance(station, str) or not station.strip():
-        raise ValueError("station name must be non-empty text")
-    _ensure(led)
-    led.db.execute("INSERT INTO gate_stations (gate, station) VALUES (?, ?) "
-                   "ON CONFLICT (gate) DO UPDATE SET station = excluded.station", (gate, station.strip()))
-    led.db.commit()
+        raise ValueError("station must be non-empty text")
+    cur = led.place(gate)
+    led.set_place(gate, station.strip(), direction or (cur["direction"] if cur else "both"))
 
 
 def station_map(led) -> dict:
-    """{gate: station name} for every mapped gate."""
-    _ensure(led)
-    return {int(r["gate"]): r["station"] for r in led.db.rows("SELECT gate, station FROM gate_stations")}
+    """{gate: station} for every gate with a place (its current one)."""
+    return {int(p["gate"]): p["station"] for p in led.places()}  # ordered by since: last wins
 
 
-def station_of(mapping: dict, gate) -> str:
-    return mapping.get(int(gate)) or default_name(gate)
+def station_of(mapping: dict, gate, stamped=None) -> str:
+    """The station of a record at `gate`: `stamped` (the record's own, from ingest) if given,
+    else the gate's current place in `mapping` (station_map), else "gate N"."""
+    return stamped or mapping.get(int(gate)) or default_name(gate)

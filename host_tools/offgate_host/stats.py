@@ -220,13 +220,13 @@ def count_cells(bo, led, spec):
     vec = [0] * n_cells(index)
     outside = 0
     products = {}
-    for r in led.db.rows("SELECT gate, t, cti FROM ledger_records WHERE decision = 'OPEN' AND t >= ? AND t < ?",
+    for r in led.db.rows("SELECT gate, t, cti, station FROM ledger_records WHERE decision = 'OPEN' AND t >= ? AND t < ?",
                          (t0, t1)):
         cti = bytes(r["cti"]) if r["cti"] is not None else None
         if cti not in products:
             cred = bo.credential(cti) if cti else None
             products[cti] = cred["product"] if cred else None
-        s = spos.get(stations.station_of(smap, r["gate"]))
+        s = spos.get(stations.station_of(smap, r["gate"], r["station"]))
         p = ppos.get(products[cti])
         if s is None or p is None:
             outside += 1

@@ -383,11 +383,15 @@ class SyncClient:
     def push_trust(self, signed: bytes):
         return self.request("trust", signed=signed)
 
-    def set_time(self, root_sign, now=None):
-        """root_sign(payload bytes) -> COSE_Sign1 by the root key."""
+    def set_time(self, root_sign, now=None, force=False):
+        """root_sign(payload bytes) -> COSE_Sign1 by the root key. The gate refuses a time below
+        its floor (the last time it knew) or outside 2025..2100 unless `force` (key 4) is signed in."""
         n = self.request("time_nonce")
         t = int(time.time()) if now is None else int(now)
-        signed = root_sign(cbor2.dumps({0: "time", 1: self.gate_id, 2: n["nonce"], 3: t}))
+        body = {0: "time", 1: self.gate_id, 2: n["nonce"], 3: t}
+        if force:
+            body[4] = True
+        signed = root_sign(cbor2.dumps(body))
         return self.request("set_time", signed=signed)
 
 

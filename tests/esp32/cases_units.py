@@ -282,3 +282,40 @@ def test_main_failing_task_resets_chip_never_the_relay():
     finally:
         machine.UART.fail_any_after[0] = None
         os.chdir(cwd)
+
+
+def _fake_ds3231(t=None, osf=False):
+    """A DS3231 on the fake I2C bus at 0x68 holding Unix time t (BCD registers), OSF as given."""
+    from esp32gate import ds3231
+    machine.I2C.devices[0x68] = bytearray(19)
+    d = ds3231.DS3231(machine.I2C(0))
+    if t is not None:
+        d.set_unix(t)
+    if osf:
+        machine.I2C.devices[0x68][0x0F] |= 0x80
+    return d
+
+
+def test_ds3231_driver_bcd_century_12h_and_osf():
+    from esp32gate import ds3231
+    machine.clear()
+    d = _fake_ds3231(1800000120)
+    regs = machine.I2C.devices[0x68]
+    # 2027-01-15 08:02:00 UTC: BCD seconds, minutes, hours, weekday 1-7, date, month, year
+    assert bytes(regs[0:7]) == bytes([0x00, 0x02, 0x08, 5, 0x15, 0x01, 0x27]), bytes(regs[0:7])
+    assert d.unix() == 1800000120 and not d.stopped()
+    for t in (946684800, 2147483648, 4102444799, 4107542400):  # 2000, past 2^31, 2099, 2100 (century bit)
+        d.set_unix(t)
+        assert d.unix() == t, t
+    regs[0:7] = bytes([0x00, 0x02, 0x40 | 0x20 | 0x08, 5, 0x15, 0x01, 0x27])  # 12-hour mode, 8 PM
+    assert d.unix() == 1800000120 + 12 * 3600
+    regs[0x0F] |= 0x80
+    assert d.stopped()
+    d.set_unix(1800000120)  # setting the time clears the oscillator-stop flag
+    assert not d.stopped()
+    machine.I2C.devices.clear()
+    try:
+        ds3231.DS3231(machine.I2C(0)).stopped()
+        raise AssertionError("a missing device answered")
+    except OSError:
+        pass

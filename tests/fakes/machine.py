@@ -36,6 +36,7 @@ def clear():
     UART.fail_any_after[0] = None
     WDT.instances.clear()
     RTC.state.clear()
+    I2C.devices.clear()
 
 
 def events(kind=None, ident=None):
@@ -183,6 +184,30 @@ class RTC:
             return RTC.state.get("dt", (2000, 1, 1, 5, 0, 0, 0, 0))
         RTC.state["dt"] = tuple(dt)
         _event("rtc_set", 0, tuple(dt))
+
+
+class I2C:
+    """I2C bus with fake devices: I2C.devices[addr] = bytearray of its registers (a DS3231 at
+    0x68 in the tests). A missing device raises OSError(19) (ENODEV), as the ESP32 port does."""
+    devices = {}
+
+    def __init__(self, id=0, scl=None, sda=None, freq=400000):
+        self.id = id
+
+    def _dev(self, addr):
+        d = I2C.devices.get(addr)
+        if d is None:
+            raise OSError(19)
+        return d
+
+    def readfrom_mem(self, addr, reg, n):
+        d = self._dev(addr)
+        return bytes(d[reg:reg + n])
+
+    def writeto_mem(self, addr, reg, buf):
+        d = self._dev(addr)
+        d[reg:reg + len(buf)] = buf
+        _event("i2c_write", addr, (reg, bytes(buf)))
 
 
 class ResetCalled(Exception):

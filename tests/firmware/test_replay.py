@@ -100,3 +100,110 @@ def test_expiry_beyond_2106_is_clamped_not_wrapped():
     h = ReplayGuard(d + "/r.log", 16)
     h.load(NOW)
     assert h.highest(cti(1)) == 3
+
+
+def _rcti(i):
+    """A random-looking 8-byte credential id for index i (as real ids are: 64 random bits)."""
+    x = (i * 2654435761 + 12345) & 0xFFFFFFFF
+    y = (x * 1103515245 + 12345) & 0xFFFFFFFF
+    return bytes([x >> 24, (x >> 16) & 255, (x >> 8) & 255, x & 255,
+                  y >> 24, (y >> 16) & 255, (y >> 8) & 255, y & 255])
+
+
+def _check_reachable(g):
+    """Every entry the table holds is found from its home slot; returns how many there are."""
+    n = 0
+    for mv in g.pages:
+        for o in range(0, len(mv), 16):
+            if mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]:
+                n += 1
+                i = g._find(bytes(mv[o:o + 8]))
+                assert i is not None and i >= 0
+    assert n == g.used
+    return n
+
+
+def test_many_times_slots_distinct_credentials_in_place_and_across_reboots():
+    d = scratch_dir("rp")
+    slots = 64
+    g = ReplayGuard(d + "/r.log", slots)
+    g.load(NOW)
+    # 5 x slots distinct live credentials: the table evicts, in place, and never raises
+    for i in range(5 * slots):
+        c = _rcti(i)
+        g.commit(c, i + 1, EXP + i, NOW)
+        assert g.highest(c) == i + 1
+        assert g.used * 4 <= slots * 3
+    assert g.evictions >= 4 * slots - slots
+    for i in range(5 * slots):
+        assert g.highest(_rcti(i)) in (-1, i + 1)
+    _check_reachable(g)
+    for i in range(5 * slots - slots // 2, 5 * slots):  # the latest-expiring are the ones kept
+        assert g.highest(_rcti(i)) == i + 1
+    g.close()
+    for boot in range(3):  # reboots: load takes the same in-place path
+        h = ReplayGuard(d + "/r.log", slots)
+        h.load(NOW)
+        for i in range(5 * slots - slots // 2, 5 * slots):
+            assert h.highest(_rcti(i)) == i + 1
+        h.commit(_rcti(10000 + boot), 1, EXP + 10000, NOW)
+        h.close()
+
+
+def _colliding(i):
+    return bytes([0, 0, i % 5]) + _rcti(i)[3:]  # five home slots only: long runs
+
+
+def test_backward_shift_delete_keeps_every_probe_chain():
+    # a small table, colliding homes, entries expiring out of order: every unexpired entry stays
+    # reachable through the in-place deletions
+    d = scratch_dir("rp")
+    g = ReplayGuard(d + "/r.log", 32)
+    g.load(NOW)
+    for i in range(400):
+        t = NOW + i
+        g.commit(_colliding(i), i + 1, t + 3 + (i * 7) % 11, t)
+        for j in range(max(0, i - 14), i + 1):
+            if NOW + j + 3 + (j * 7) % 11 > t:
+                assert g.highest(_colliding(j)) == j + 1
+        _check_reachable(g)
+    assert g.evictions == 0
+
+
+def test_horizon_limits_how_long_a_counter_is_kept():
+    d = scratch_dir("rp")
+    g = ReplayGuard(d + "/r.log", 16, horizon=120)
+    g.load(NOW)
+    g.commit(cti(1), 5, EXP, NOW)
+    assert not g.fresh(cti(1), 5)
+    # 12 more riders two minutes later fill the table to 3/4: the first entry has served its
+    # purpose and makes room, nothing live is evicted
+    for i in range(12):
+        g.commit(_rcti(i), 1, EXP, NOW + 121 + i)
+    assert g.highest(cti(1)) == -1
+    assert g.evictions == 0
+    g.close()
+    h = ReplayGuard(d + "/r.log", 16, horizon=120)
+    h.load(NOW + 200)
+    assert h.highest(_rcti(11)) == 1
+
+
+def test_compaction_failure_is_housekeeping():
+    d = scratch_dir("rp")
+    g = ReplayGuard(d + "/r.log", 16)
+    g.load(NOW)
+    g.commit(cti(1), 3, EXP, NOW)
+    g.path = d + "/missing-dir/r.log"  # any write there fails like a full filesystem
+    assert g.compact() is False and g.compact_errors == 1
+    assert g.highest(cti(1)) == 3
+
+
+def test_unreadable_file_and_stale_tmp_do_not_stop_load():
+    d = scratch_dir("rp")
+    import os
+    os.mkdir(d + "/r.log")           # a directory where the file should be
+    write(d + "/r.log.tmp", b"x" * 7)
+    g = ReplayGuard(d + "/r.log", 16)
+    g.load(NOW)
+    assert g.stale_tmp
+    assert g.used == 0

@@ -21,9 +21,22 @@ def test_split_anywhere():
     assert out == [b"OG1:ABC", b"OG1:DEF"]
 
 
-def test_empty_lines_reported():
+def test_a_run_of_terminators_is_one_and_empty_lines_are_no_scan():
+    # field case double-terminator: CR CR, LF CR, CR LF CR LF after one code gave a phantom EMPTY
+    for term in (b"\r\r", b"\n\r", b"\r\n\r\n", b"\r\n\n\r\r"):
+        asm = LineAssembler(64)
+        assert feed_all(asm, [b"OG1:A" + term + b"OG1:B" + term]) == [b"OG1:A", b"OG1:B"], term
+        asm = LineAssembler(64)  # split between the terminators
+        assert feed_all(asm, [b"OG1:A" + term[:1], term[1:]]) == [b"OG1:A"], term
+    assert feed_all(LineAssembler(64), [b"\r\r\n\n"]) == []
+
+
+def test_partial_line_dropped_not_glued():
     asm = LineAssembler(64)
-    assert feed_all(asm, [b"\r\r\n\n"]) == [b"", b"", b""]
+    assert feed_all(asm, [b"NOISE"]) == []
+    assert asm.drop_partial() and asm.dropped == 1 and asm.pending() == 0
+    assert feed_all(asm, [b"OG1:A\r"]) == [b"OG1:A"]
+    assert not asm.drop_partial()
 
 
 def test_over_long_line_dropped_once_then_recovers():
