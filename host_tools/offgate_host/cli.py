@@ -281,6 +281,84 @@ def account_list(data_dir):
     _console().print(t)
 
 
+def _operator_name():
+    import getpass
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (a container): still an audit entry
+        return "operator"
+
+
+@account.command("topup")
+@data_option
+@click.argument("account_id")
+@click.argument("amount", type=click.IntRange(1, MAX_AMOUNT))
+@click.option("--reason", required=True, help="why (payment reference, counter receipt...): kept in the audit trail")
+@click.option("--by", default=None, help="who did it (default: the login name)")
+@user_errors
+def account_topup(data_dir, account_id, amount, reason, by):
+    """Add AMOUNT (minor units) to ACCOUNT_ID's balance."""
+    a = _bo(data_dir).top_up(account_id, amount, by=by or _operator_name(), reason=reason)
+    click.echo("account %s topped up by %d: balance %d" % (account_id, amount, a["balance"]))
+
+
+@account.command("adjust")
+@data_option
+@click.argument("account_id")
+@click.argument("amount", type=click.IntRange(-MAX_AMOUNT, MAX_AMOUNT))
+@click.option("--reason", required=True, help="why (refund, correction, write-off...): kept in the audit trail")
+@click.option("--by", default=None, help="who did it (default: the login name)")
+@click.option("--credit", type=AMOUNT, default=None, help="also set the credit limit (minor units)")
+@user_errors
+def account_adjust(data_dir, account_id, amount, reason, by, credit):
+    """Change ACCOUNT_ID's balance by AMOUNT (minor units, signed; use -- before a negative
+    amount, after the options: `offgate account adjust A --reason "..." -- -250`), with a reason
+    in the audit trail."""
+    bo = _bo(data_dir)
+    who = by or _operator_name()
+    if amount:
+        bo.adjust(account_id, amount, reason, by=who)
+    if credit is not None:
+        bo.update_account(account_id, credit=credit, reason=reason, by=who)
+    if not amount and credit is None:
+        raise UsageError("nothing to adjust: AMOUNT is 0 and no --credit")
+    a = bo.get_account(account_id)
+    click.echo("account %s: balance %d, credit %d" % (account_id, a["balance"], a["credit"]))
+
+
+@account.command("show")
+@data_option
+@click.argument("account_id")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+@user_errors
+def account_show(data_dir, account_id, as_json):
+    """ACCOUNT_ID's balance, credit, holds and statement (opening, top-ups, adjustments, trips,
+    holds, releases) with a running balance that ends at the balance."""
+    import json
+    bo = _bo(data_dir)
+    a = bo.get_account(account_id)
+    st = bo.statement(account_id)
+    held = bo.outstanding_holds(account_id)
+    summary = {"account": account_id, "balance": a["balance"], "credit": a["credit"], "held": held,
+               "available": a["balance"] + a["credit"] - held, "credentials": len(bo.credentials(account_id)),
+               "reconciles": (st[-1]["balance"] if st else 0) == a["balance"]}
+    if as_json:
+        click.echo(json.dumps(dict(summary, statement=st), indent=1))
+        return
+    click.echo("account %s: balance %d, credit limit %d, held %d, can cover %d; %d credential(s)"
+               % (account_id, a["balance"], a["credit"], held, summary["available"], summary["credentials"]))
+    click.echo("%-17s %-10s %9s %9s %7s  %s" % ("when (UTC)", "kind", "amount", "balance", "hold", "detail"))
+    for m in st:
+        line = "%-17s %-10s %9s %9d %7s  %s" % (_iso(m["t"])[:16], m["kind"], "%+d" % m["amount"] if m["amount"] else "",
+                                               m["balance"], "%+d" % m["hold"] if m["hold"] else "", m["detail"])
+        click.echo(line[:200])
+    click.echo("closing balance %d %s the account's balance %d" % (st[-1]["balance"] if st else 0,
+                                                                   "=" if summary["reconciles"] else "DIFFERS FROM",
+                                                                   a["balance"]))
+    if not summary["reconciles"]:
+        raise OffgateError("account %s: the statement does not reconcile with the balance" % account_id)
+
+
 # ----------------------------------------------------------------------------- config
 @main.group()
 def config():
@@ -305,6 +383,19 @@ def credential():
     """Rider credentials."""
 
 
+@config.command("default-cap")
+@data_option
+@click.argument("amount", type=click.IntRange(1, 2 ** 32 - 2), required=False)
+@user_errors
+def config_default_cap(data_dir, amount):
+    """Show or set the cap (hold, minor units) of a credential issued without --cap; it is never
+    more than the account can cover (balance + credit - open holds)."""
+    bo = _bo(data_dir)
+    if amount is not None:
+        bo.set_default_cap(amount)
+    click.echo("default cap: %d" % bo.default_cap())
+
+
 @credential.command("issue")
 @data_option
 @click.argument("account_id")
@@ -314,7 +405,9 @@ def credential():
 @click.option("--gates", default=None, help="comma-separated gate ids (default: any gate)")
 @click.option("--product", type=ID, default=1, show_default=True)
 @click.option("--valid-hours", type=click.FloatRange(min=0, max=24 * 366, min_open=True), default=24.0, show_default=True)
-@click.option("--cap", type=CAP, default=None, help="offline spending cap, minor units")
+@click.option("--cap", type=CAP, default=None,
+              help="spending cap, minor units, held on the account [default: offgate config default-cap, at most "
+                   "what the account can cover]; given here, it is also written into the credential")
 @click.option("--rider-category", default=None, help="GTFS rider_category_id fares are charged for (docs/fares.md)")
 @user_errors
 def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, valid_hours, cap, rider_category):
@@ -331,8 +424,10 @@ def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, v
     from .receipts import register_enc_key  # enrolment: the wallet's receipt encryption key
     register_enc_key(_bo(data_dir), w.pub65, w.ensure_enc_key())
     c = formats.parse_credential(cred)
-    click.echo("credential %s issued to %s (%d bytes, kid %s, valid %s .. %s) -> %s"
-               % (c["cti"].hex(), account_id, len(cred), c["kid"].hex(), _ts(c["nbf"]), _ts(c["exp"]), wallet_path))
+    held = _bo(data_dir).credential(c["cti"])["cap"]
+    click.echo("credential %s issued to %s (%d bytes, kid %s, valid %s .. %s, cap %d held) -> %s"
+               % (c["cti"].hex(), account_id, len(cred), c["kid"].hex(), _ts(c["nbf"]), _ts(c["exp"]), held,
+                  wallet_path))
 
 
 @credential.command("list")

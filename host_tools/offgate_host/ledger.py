@@ -16,7 +16,8 @@ Ingest (`ingest(gate, records)`) is idempotent by (gate, seq) and verifies each 
     with a different chain a "conflict", a record with `missed` > 0 a "not_logged" note.
 Fraud (`fraud` table, and the credential goes onto the back office's deny list):
   * "double_use": the same credential and counter OPENed twice (two gates, or twice at one);
-  * "cap_exceeded": settled trips beyond the credential's cap (its hold), found at settlement.
+  * "cap_exceeded": settled trips beyond the credential's cap (its hold), found at settlement;
+  * "overdraft": a settled charge took the account below its credit limit (balance < -credit).
 """
 import hashlib
 import json
@@ -510,9 +511,22 @@ class Ledger:
                                                % (cti.hex(), c["charged_total"], c["cap"]), now)
                     if cti not in out["deny"]:
                         out["deny"].append(cti)
+                if c.get("overdrawn"):
+                    out["fraud"] += self._overdraft(c, t[2], r["ctr"], r["gate"], r["seq"], now, out)
             self.db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
             self.db.commit()
         return self._settle_end(bo, now, out)
+
+    def _overdraft(self, c, cti, ctr, gate, seq, now, out):
+        """A charge took the account below its credit limit: flag it (fraud kind "overdraft") and
+        deny the credential; the back office refuses new credentials until the account is topped
+        up (issue_credential). Returns 1 if newly flagged."""
+        if cti not in out["deny"]:
+            out["deny"].append(cti)
+        out["overdrafts"] = out.get("overdrafts", 0) + 1
+        return self._flag("overdraft", cti, ctr, gate, seq, None, None,
+                          "account %s below its credit limit after charging %d for credential %s"
+                          % (c["account"], c["amount"], cti.hex()), now)
 
     def _settle_end(self, bo, now, out):
         """Both settlements end alike: deny the credentials flagged, release expired holds."""

@@ -26,7 +26,7 @@ def test_cli_full_flow(env):
     run, tmp = env
     assert "issuer key created" in run("init").output
     assert "already present" in run("issuer", "init").output
-    run("account", "create", "acct-0001", "--balance", "600")
+    run("account", "create", "acct-0001", "--balance", "1500")
     run("account", "create", "poor", "--balance", "10", "--credit", "20")
     assert "acct-0001" in run("account", "list").output
     wallet = str(tmp / "w.json")
@@ -74,7 +74,7 @@ def _wallet_with_credential(run, tmp, with_iat):
     """A wallet holding a credential for acct-0001: back-office issued (no iat), or signed with the
     back office's current issuer key but carrying claim 6 (iat) and the optional iss, sub, nbf."""
     run("init")
-    run("account", "create", "acct-0001", "--balance", "600")
+    run("account", "create", "acct-0001", "--balance", "1500")
     wallet = str(tmp / "w.json")
     run("wallet", "new", wallet)
     run("credential", "issue", "acct-0001", "--wallet", wallet, "--zones", "1,2", "--cap", "900",

@@ -53,6 +53,7 @@ def site(tmp_path):
         bo.create_account("acct-a", balance=2000)
         bo.create_account("acct-b", balance=2000)
         bo.create_account("poor", balance=10)
+        bo.set_default_cap(500)  # each credential holds 500: enrol, re-enrol and renew fit in 2000
         store.add_staff(bo, "olga", PW, "operator")
         store.add_staff(bo, "vic", PW, "viewer")
     app = create_app(tmp_path, base_url="http://127.0.0.1:9")
@@ -117,7 +118,7 @@ def test_login_csrf_roles_and_logout(site):
     assert r.status_code == 200 and r.json()["balance"] == 2500
     assert c.post("/accounts/acct-a/topup", data={"amount": "100", "csrf": token}).status_code == 303
     a = c.get("/api/accounts/acct-a").json()
-    assert a["balance"] == 2600 and [m["amount"] for m in a["statement"]] == [500, 100]
+    assert a["balance"] == 2600 and [m["amount"] for m in a["statement"]] == [2000, 500, 100]
     assert c.get("/export/accounts.csv").text.splitlines()[0].startswith("id,balance")
     # a viewer reads but does not write
     v, vtoken = login(app, "vic")
