@@ -24,6 +24,8 @@ C_ISS, C_SUB, C_EXP, C_NBF, C_IAT, C_CTI, C_CNF = 1, 2, 4, 5, 6, 7, 8
 # toward the QR version (docs/protocol.md §4). -1 is unregistered in the IANA CWT registry; the
 # credential is read only by offgate gates (a closed system), which is why it may take it.
 C_ACCESS = -1
+C_ACCESS_V1 = -65537  # the first label of the same claim: still read, so credentials issued before
+                      # the compaction stay valid until they expire (never written any more)
 ACC_ZONES, ACC_GATES, ACC_PRODUCT, ACC_CAP = 1, 2, 3, 4
 # The authorization code payload is offgate's own map, not a claims set: one-byte keys.
 A_CRED, A_IAT, A_CTR = 1, 2, 3
@@ -224,6 +226,10 @@ def parse_credential(cred_bytes, issuer_pub65=None) -> dict:
     if kid is not None and not isinstance(kid, bytes):
         raise ValueError("credential: kid must be a bstr")
     raw = _decode_map(payload, "credential")
+    if C_ACCESS_V1 in raw:
+        if C_ACCESS in raw:
+            raise ValueError("credential: access claim given under both labels")
+        raw[C_ACCESS] = raw.pop(C_ACCESS_V1)
     unknown = [k for k in raw if k not in CLAIM_NAMES]
     out = {CLAIM_NAMES[k]: val for k, val in raw.items() if k in CLAIM_NAMES}
     access = out.pop("access", None)
