@@ -212,7 +212,7 @@ def test_link_cut_at_every_frame_loses_and_doubles_nothing(env):
     total = probe.count  # frames in one complete sync (both ways)
     assert total > 25
     for n in range(1, total):
-        g, srv = _gate_with_records(bo, tmp / ("g%d" % n), 100 + n)
+        g, srv = _gate_with_records(bo, tmp / ("cut%d" % n), 100 + n)
         led = Ledger(str(tmp / ("l%d.db" % n)))
         with pytest.raises(LinkError):
             sync_gate(DropAfter(LoopTransport(srv), n), bo, led, max_records=100)

@@ -424,6 +424,7 @@ def gate():
 @click.option("--zone", type=int, required=True)
 @click.option("--max-age", type=int, default=60, show_default=True, help="seconds a code stays valid")
 @click.option("--skew", type=int, default=30, show_default=True, help="tolerated clock difference, seconds")
+@user_errors
 def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew):
     """Write a gate directory: gate.json, the trust store and the deny list from the back office."""
     from .simgate import write_gate_dir
@@ -431,7 +432,9 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew):
     bo = _bo(data_dir)
     cfg = write_gate_dir(gate_dir, gate_id=gate_id, zone=zone, trust=bo.trust_bytes(), deny=bo.deny_bytes(),
                          max_age_s=max_age, skew_s=skew)
-    provision_gate_dir(gate_dir, bo)  # root.pub and batch.pub, so the gate can sync
+    # root.pub and batch.pub, so the gate can sync; the device key made in the gate's directory and
+    # registered under its id: that registration is what the ledger enrols the gate with
+    provision_gate_dir(gate_dir, bo, gate_id=gate_id)
     click.echo(str(cfg))
 
 
@@ -734,3 +737,60 @@ def ledger_provision(data_dir, gate_dir):
     from .syncclient import provision_gate_dir
     provision_gate_dir(gate_dir, _bo(data_dir))
     click.echo("root.pub and batch.pub -> %s" % gate_dir)
+
+
+# ----------------------------------------------------------------------------- gates (enrolment)
+@main.group("gates")
+def gates_group():
+    """Gates the ledger believes: enrolment of device keys (logged)."""
+
+
+@gates_group.command("enroll")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.argument("gate_id", type=click.IntRange(min=0))
+@click.option("--key", "key_hex", default=None, help="the gate's device public key, 130 hex digits (65 bytes)")
+@click.option("--gate-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="read the key from a simulated gate's state directory instead")
+@click.option("--replace", is_flag=True, help="the gate was replaced: accept a new key for an enrolled gate id")
+@click.option("--by", "by_whom", default=None, help="who enrols (logged; default: $USER)")
+@user_errors
+def gates_enroll(data_dir, db, gate_id, key_hex, gate_dir, replace, by_whom):
+    """Enrol GATE_ID with its device key: from then on the ledger accepts its syncs and batches."""
+    import os
+
+    from .syncclient import device_pub_of_dir
+    if (key_hex is None) == (gate_dir is None):
+        raise click.ClickException("give exactly one of --key HEX and --gate-dir DIR")
+    if key_hex is not None:
+        try:
+            pub = bytes.fromhex(key_hex.strip())
+        except ValueError:
+            raise click.ClickException("--key must be hex (130 digits)") from None
+    else:
+        pub = device_pub_of_dir(gate_dir)
+    bo = _bo(data_dir)
+    bo.register_gate(gate_id, pub, "enrolled", replace=replace)  # validates the point
+    led = _ledger(bo, db)
+    try:
+        new = led.enroll_gate(gate_id, pub, by=by_whom or os.environ.get("USER", "operator"), replace=replace)
+    finally:
+        led.close()
+    click.echo("gate %d %s, device key %s" % (gate_id, "enrolled" if new else "already enrolled with that key",
+                                             pub.hex()))
+
+
+@gates_group.command("list")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@user_errors
+def gates_list(data_dir, db):
+    """Enrolled gates and the enrolment log."""
+    bo = _bo(data_dir)
+    led = _ledger(bo, db)
+    for g in led.gates():
+        click.echo("gate %d  key %s...  enrolled %s" % (g["gate"], bytes(g["device_pub"]).hex()[:24], _iso(g["enrolled"])))
+    for r in led.gate_log():
+        click.echo("  %s gate %d %s by %s (%s...)" % (_iso(r["t"]), r["gate"], r["action"], r["by_whom"],
+                                                     r["device_pub"].hex()[:16]))
+    led.close()

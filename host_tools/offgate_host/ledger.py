@@ -98,6 +98,15 @@ CREATE TABLE IF NOT EXISTS ledger_fraud (
     t          BIGINT NOT NULL,
     UNIQUE (kind, gate, seq)
 );
+-- every enrolment of a gate's device key (who, how, when): the ledger believes only these keys
+CREATE TABLE IF NOT EXISTS ledger_gate_log (
+    id          {serial},
+    gate        BIGINT NOT NULL,
+    device_pub  {blob} NOT NULL,
+    action      TEXT NOT NULL,
+    by_whom     TEXT NOT NULL,
+    t           BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ledger_fares (
     product  BIGINT PRIMARY KEY,
     amount   BIGINT NOT NULL
@@ -107,6 +116,10 @@ CREATE TABLE IF NOT EXISTS ledger_fares (
 
 class LedgerError(ValueError):
     pass
+
+
+class GateNotEnrolled(LedgerError):
+    """A gate id the ledger does not believe: not enrolled, or enrolled with another device key."""
 
 
 class _DB:
@@ -202,19 +215,67 @@ class Ledger:
         return int(r["amount"]) if r else DEFAULT_FARE
 
     # ------------------------------------------------------------------ gates
-    def enroll_gate(self, gate, device_pub, now=None):
-        """Trust on first use: the first sync records the gate's device key; later syncs must match."""
+    def enroll_gate(self, gate, device_pub, *, by="operator", how="enroll", replace=False, now=None):
+        """Enrol gate `gate` with its device key (65-byte SEC1): the explicit, logged operator action
+        (`offgate gates enroll`), also taken at provisioning. Returns True if the key is new for the
+        gate, False if it was already enrolled with it. A different key for an enrolled gate (a
+        replaced board, or an impostor) raises GateNotEnrolled unless replace=True.
+        Every change is logged in ledger_gate_log (gate, key, action, by whom, when)."""
+        device_pub = bytes(device_pub)
+        if isinstance(gate, bool) or not isinstance(gate, int) or gate < 0:
+            raise LedgerError("gate id must be a non-negative integer")
+        if len(device_pub) != 65 or device_pub[0] != 4:
+            raise LedgerError("gate %d: device key must be a 65-byte uncompressed P-256 point" % gate)
         r = self.db.one("SELECT device_pub FROM ledger_gates WHERE gate = ?", (gate,))
+        if r is not None and bytes(r["device_pub"]) == device_pub:
+            return False
+        if r is not None and not replace:
+            raise GateNotEnrolled("gate %d is enrolled with another device key (%s...); if the gate was "
+                                  "replaced, re-enrol it: offgate gates enroll %d --key NEW_KEY_HEX --replace"
+                                  % (gate, bytes(r["device_pub"]).hex()[:16], gate))
         if r is None:
             self.db.execute("INSERT INTO ledger_gates (gate, device_pub, enrolled, chain_seq, chain_head) "
-                            "VALUES (?, ?, ?, 0, ?)", (gate, bytes(device_pub), _now(now), ZERO32))
-            self.db.commit()
+                            "VALUES (?, ?, ?, 0, ?)", (gate, device_pub, _now(now), ZERO32))
+        else:  # replaced board: a new key; its log starts where the old gate's chain stood
+            self.db.execute("UPDATE ledger_gates SET device_pub = ?, enrolled = ? WHERE gate = ?",
+                            (device_pub, _now(now), gate))
+        self.db.execute("INSERT INTO ledger_gate_log (gate, device_pub, action, by_whom, t) VALUES (?, ?, ?, ?, ?)",
+                        (gate, device_pub, ("replace:" if r is not None else "") + how, str(by), _now(now)))
+        self.db.commit()
+        return True
+
+    def check_gate(self, gate, device_pub, registered=None, now=None):
+        """May the ledger believe gate `gate` speaking with `device_pub`? Yes only if the gate is
+        enrolled with exactly that key. A gate the ledger has not seen yet is enrolled here if
+        `registered` (the back office's provisioning registry: gate id -> device key, written by
+        `offgate provision`/`deploy`/`gate init`) holds that key for it. Raises GateNotEnrolled
+        (one line, says what to do) otherwise: trust is never given on first contact."""
+        device_pub = bytes(device_pub)
+        r = self.db.one("SELECT device_pub FROM ledger_gates WHERE gate = ?", (gate,))
+        if r is not None:
+            if bytes(r["device_pub"]) == device_pub:
+                return True
+            raise GateNotEnrolled("gate %d presented device key %s..., not the enrolled one (%s...); if the gate "
+                                  "was replaced, re-enrol it: offgate gates enroll %d --key NEW_KEY_HEX --replace"
+                                  % (gate, device_pub.hex()[:16], bytes(r["device_pub"]).hex()[:16], gate))
+        reg = (registered or {}).get(gate)
+        if reg is not None and bytes(reg) == device_pub:
+            self.enroll_gate(gate, device_pub, by="provisioning", how="provisioned", now=now)
             return True
-        if bytes(r["device_pub"]) != bytes(device_pub):
-            from .syncclient import SyncError
-            raise SyncError("gate %d presented a device key that is not the enrolled one "
-                            "(re-enrol it with `offgate ledger forget-gate %d` if it was replaced)" % (gate, gate))
-        return False
+        if reg is not None:
+            raise GateNotEnrolled("gate %d presented device key %s..., not the one it was provisioned with (%s...); "
+                                  "if the gate was replaced, re-enrol it: offgate gates enroll %d --key NEW_KEY_HEX "
+                                  "--replace" % (gate, device_pub.hex()[:16], bytes(reg).hex()[:16], gate))
+        raise GateNotEnrolled("gate %d is not enrolled (device key %s...); enrol it after checking the key on the "
+                              "gate: offgate gates enroll %d --key KEY_HEX" % (gate, device_pub.hex()[:16], gate))
+
+    def gate_log(self, gate=None):
+        q = "SELECT gate, device_pub, action, by_whom, t FROM ledger_gate_log" + \
+            (" WHERE gate = ?" if gate is not None else "") + " ORDER BY id"
+        out = self.db.rows(q, (gate,) if gate is not None else ())
+        for r in out:
+            r["device_pub"] = bytes(r["device_pub"])
+        return out
 
     def gate(self, gate):
         return self.db.one("SELECT * FROM ledger_gates WHERE gate = ?", (gate,))
@@ -234,14 +295,19 @@ class Ledger:
         self.db.commit()
 
     # ------------------------------------------------------------------ ingest
-    def ingest(self, gate, records, meta=None, now=None):
+    def ingest(self, gate, records, meta=None, now=None, device_pub=None):
         """Store one batch of a gate's records, in one transaction (durable when it returns).
-        Returns counts and the credential ids to deny."""
+        `device_pub`: the key the batch was signed with; it must be the gate's enrolled key.
+        Returns counts and the credential ids to deny. Raises GateNotEnrolled for a gate (or key)
+        that is not enrolled: nothing is stored."""
         now = _now(now)
         db = self.db
         g = self.gate(gate)
         if g is None:
-            raise LedgerError("gate %d is not enrolled" % gate)
+            raise GateNotEnrolled("gate %d is not enrolled; nothing ingested" % gate)
+        if device_pub is not None and bytes(g["device_pub"]) != bytes(device_pub):
+            raise GateNotEnrolled("batch for gate %d is signed by a key that is not the enrolled one; nothing "
+                                  "ingested" % gate)
         head_seq, head = int(g["chain_seq"]), bytes(g["chain_head"])
         res = {"new": 0, "duplicates": 0, "anomalies": 0, "fraud": 0, "deny": []}
         prev_seq = None

@@ -52,6 +52,10 @@ class GateRefused(SyncError):
     """The gate answered with an ERROR frame or ok=False."""
 
 
+class GateNotEnrolled(SyncError):
+    """The gate is not enrolled in the ledger with the device key it presented: nothing is pulled."""
+
+
 # --------------------------------------------------------------------------- framing
 def frame_header(ftype, n):
     return MAGIC + struct.pack(">BBH", VERSION, ftype, n)
@@ -314,8 +318,10 @@ class SyncClient:
             raise SyncError("expected frame type 0x%02x, got 0x%02x" % (want, ftype))
         return payload
 
-    def handshake(self, expected_device_pub=None):
-        """Mutual authentication. Returns the CHALLENGE fields (gate id, device key, firmware)."""
+    def handshake(self, expected_device_pub=None, check_gate=None):
+        """Mutual authentication. Returns the CHALLENGE fields (gate id, device key, firmware).
+        `check_gate(gate_id, device_pub)` runs once the gate's signature has verified and before
+        this side authenticates: it raises to refuse a gate that is not enrolled with that key."""
         eph = ec.generate_private_key(ec.SECP256R1())
         eph_pub = keys.pub_bytes(eph)
         nonce_h = os.urandom(NONCE_LEN)
@@ -330,6 +336,8 @@ class SyncClient:
         tr = nonce_h + nonce_g + eph_pub + hashlib.sha256(self.op_cred).digest() + struct.pack(">I", gid) + dpub
         if not _verify_p1363(dpub, PROTO + b"/gate" + tr, sig_g):
             raise SyncError("gate %d: device signature does not verify" % gid)
+        if check_gate is not None:
+            check_gate(gid, dpub)
         msg = PROTO + b"/host" + tr + sig_g
         sig_h = _sig_p1363(self.op_key, msg)
         self._send(AUTH, cbor2.dumps({1: sig_h}))
@@ -398,15 +406,45 @@ def signed_trust(bo) -> bytes:
     return bo.root_sign(cbor2.dumps({0: "trust", 1: serial, 2: bo.trust_bytes()})), serial
 
 
-def provision_gate_dir(path, bo):
+DEVICE_KEY = "device.key"
+
+
+def _device_key_file(d: int) -> bytes:
+    """The gate's key file layout (firmware/offgate/devicekey.py): b"OGK1" | d (32, BE) | CRC-32."""
+    b = b"OGK1" + d.to_bytes(32, "big")
+    return b + struct.pack(">I", zlib.crc32(b) & 0xFFFFFFFF)
+
+
+def device_pub_of_dir(path) -> bytes:
+    """The public key of the device key file in a (simulated) gate's state directory."""
+    from pathlib import Path
+    raw = (Path(path) / DEVICE_KEY).read_bytes()
+    if len(raw) != 40 or raw[:4] != b"OGK1" or struct.unpack(">I", raw[36:])[0] != zlib.crc32(raw[:36]) & 0xFFFFFFFF:
+        raise ValueError("device key file in %s is corrupt" % path)
+    return keys.pub_bytes(ec.derive_private_key(int.from_bytes(raw[4:36], "big"), ec.SECP256R1()))
+
+
+def provision_gate_dir(path, bo, gate_id=None, replace=False):
     """Give a gate directory what the sync link needs from the back office: the root public key
     (root.pub, verifies trust lists and time) and the batch key (batch.pub, summaries are encrypted
-    to it). Both are public."""
+    to it). Both are public.
+
+    With `gate_id` this is provisioning of a simulated gate: its device key is made now in the
+    gate's state directory (the simulator's flash; on a device `offgate provision` makes it on the
+    gate) unless one is there, and registered under that gate id in the back office, which is what
+    the ledger enrols the gate with at its first sync. Returns the directory."""
     from pathlib import Path
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
     (p / "root.pub").write_bytes(bo.root_pub())
     (p / "batch.pub").write_bytes(keys.pub_bytes(bo.batch_key()))
+    if gate_id is not None:
+        if not (p / DEVICE_KEY).exists():
+            d = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
+            tmp = p / (DEVICE_KEY + ".tmp")
+            tmp.write_bytes(_device_key_file(d))
+            os.replace(tmp, p / DEVICE_KEY)
+        bo.register_gate(gate_id, device_pub_of_dir(p), "sim", replace=replace)
     return p
 
 
@@ -447,10 +485,20 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
     op_key, op_cred = bo.operator_identity(operator, now=now)
     summary = {"target": str(transport), "pulled": 0, "new": 0, "duplicates": 0, "batches": 0,
                "anomalies": 0, "fraud": 0}
+    from .ledger import LedgerError
+    registered = {g["gate_id"]: g["pub"] for g in bo.gates()}
+
+    def check_gate(gid, dpub):
+        # the ledger believes only gates enrolled with this device key (provisioning or an explicit
+        # operator command); anything else is refused before this side authenticates
+        try:
+            ledger.check_gate(gid, dpub, registered, now=now)
+        except LedgerError as e:
+            raise GateNotEnrolled(str(e)) from None
+
     with SyncClient(transport, op_key, op_cred) as c:
-        c.handshake()
+        c.handshake(check_gate=check_gate)
         gid = c.gate_id
-        ledger.enroll_gate(gid, c.device_pub)  # TOFU: refuses a different key for a known gate
         summary["gate_id"] = gid
         if c.scope != "full":
             # the gate's clock is off so far that the operator credential looks invalid: fix the time
@@ -472,7 +520,7 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
                 raise SyncError("batch says gate %r but the session is with gate %d" % (bgid, gid))
             if not recs:
                 break
-            res = ledger.ingest(gid, recs, meta=meta)  # durable when it returns
+            res = ledger.ingest(gid, recs, meta=meta, device_pub=c.device_pub)  # durable when it returns
             summary["batches"] += 1
             summary["pulled"] += len(recs)
             for k in ("new", "duplicates", "anomalies", "fraud"):
