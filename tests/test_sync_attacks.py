@@ -97,3 +97,72 @@ def test_explicit_enrolment_command_is_logged_and_then_sync_works(world):
     assert [(x["action"], x["by_whom"]) for x in led.gate_log(40)] == [("enroll", "alice")]
     r = CliRunner().invoke(main, ["gates", "enroll", "--data", str(tmp / "bo"), "40", "--key", "04" + "00" * 64])
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- 2. revocable operators; an ack covers only what was pulled
+def _gate_files(g):
+    d = g.cfg["state_dir"]
+    return {n: open(d + "/" + n, "rb").read() for n in ("deny.bin", "trust.cbor")}, g.oplog.acked(), g.oplog.head()
+
+
+def test_revoked_operator_credential_is_refused_in_every_scope(world):
+    bo, led, cti, tmp = world
+    g = FakeGate(tmp / "g5", 5, bo)
+    srv = syncserver.SyncServer(g)
+    for i in range(6):
+        g.log(cti, i + 1)
+    thief_key, thief_cred = bo.operator_identity("night-shift")     # stolen from a laptop
+    assert bo.revoke_operator("night-shift")                         # the back office revokes it
+    sync_gate(LoopTransport(srv), bo, led)                           # the next sync brings the deny list
+    before = _gate_files(g)
+    with SyncClient(LoopTransport(srv), thief_key, thief_cred) as c:
+        with pytest.raises(GateRefused, match="revoked"):
+            c.handshake()
+    g.clock.offset = 30 * 86400                                      # and in the clock-only scope too
+    with SyncClient(LoopTransport(srv), thief_key, thief_cred) as c:
+        with pytest.raises(GateRefused, match="revoked"):
+            c.handshake()
+    assert _gate_files(g) == before
+    from offgate_host.backoffice import BackOfficeError
+    with pytest.raises(BackOfficeError, match="revoked"):
+        bo.operator_identity("night-shift")
+
+
+def test_ack_without_pull_frees_nothing(world):
+    bo, led, cti, tmp = world
+    g = FakeGate(tmp / "g6", 6, bo)
+    srv = syncserver.SyncServer(g)
+    for i in range(6):
+        g.log(cti, i + 1)
+    head = g.oplog.head()
+    with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:
+        c.handshake()
+        with pytest.raises(GateRefused, match="beyond what this session pulled"):
+            c.request("ack", seq=head[0], chain=head[1])
+        c.request("pull", max=2)
+        with pytest.raises(GateRefused, match="beyond what this session pulled"):
+            c.request("ack", seq=head[0], chain=head[1])
+        two = g.oplog.read(2, 1)[0]["chain"]
+        assert c.request("ack", seq=2, chain=two)["acked"]
+    with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:  # a new session pulled nothing
+        c.handshake()
+        with pytest.raises(GateRefused, match="beyond what this session pulled"):
+            c.request("ack", seq=head[0], chain=head[1])
+    assert g.oplog.acked()[0] == 2 and g.oplog.head()[0] == 6
+    assert sync_gate(LoopTransport(srv), bo, led)["new"] == 4   # all but the two this test pulled itself
+
+
+def test_expired_operator_credential_reads_nothing(world):
+    bo, led, cti, tmp = world
+    g = FakeGate(tmp / "g7", 7, bo)
+    srv = syncserver.SyncServer(g)
+    g.log(cti, 1)
+    k, cred = bo.operator_identity("old", now=NOW - 7200)             # expired an hour ago
+    with SyncClient(LoopTransport(srv), k, cred) as c:
+        assert c.handshake()["scope"] == "clock"
+        for op in ("status", "config", "pull"):
+            with pytest.raises(GateRefused, match="only signed time"):
+                c.request(op)
+        with pytest.raises(GateRefused, match="only signed time"):
+            c.request("ack", seq=1, chain=g.oplog.head()[1])
+    assert g.oplog.acked()[0] == 0

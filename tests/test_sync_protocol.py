@@ -188,7 +188,7 @@ def test_clock_scope_when_the_gate_clock_is_wrong(env):
     g.clock.offset = -10 * 86400  # ten days behind: the issuer key is not valid yet at the gate
     with client(srv, bo) as c:
         assert c.handshake()["scope"] == "clock"
-        with pytest.raises(GateRefused, match="only status and set time"):
+        with pytest.raises(GateRefused, match="only signed time"):
             c.request("pull")
         c.set_time(bo.root_sign)
     with client(srv, bo) as c:

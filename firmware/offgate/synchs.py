@@ -35,9 +35,14 @@ def check_operator(srv, cred, now):
         raise SyncError("operator claims: %s" % e)
     if not isinstance(claims, dict) or claims.get(ROLE_CLAIM) != ROLE_OPERATOR:
         raise SyncError("credential has no operator role")
-    nbf, exp, name = claims.get(5), claims.get(4), claims.get(2, "")
+    nbf, exp, name, cti = claims.get(5), claims.get(4), claims.get(2, ""), claims.get(7)
     if not _uint(nbf) or not _uint(exp) or not isinstance(name, str):
         raise SyncError("operator credential: bad nbf/exp/sub")
+    if not isinstance(cti, bytes) or len(cti) != 8:
+        raise SyncError("operator credential: cti must be 8 bytes")
+    if srv.gate.verifier.deny.contains(cti):
+        # revoked operators are on the same deny list as riders: refused in every scope
+        raise SyncError("operator credential revoked")
     try:
         key = rider_key(claims.get(8))
     except CredentialError as e:

@@ -142,6 +142,10 @@ def op_pull(self, req):
     if len(sealed) > limit:
         raise SyncError("a one-record batch does not fit in a frame")
     head = log.head()
+    # what this session has been given: an ack may cover these records and no more
+    to = log.acked()[0] + min(n, head[0] - log.acked()[0])
+    if to > self.pulled_to:
+        self.pulled_to = to
     return {"batch": sealed, "head": [head[0], bytes(head[1])]}
 
 def op_ack(self, req):
@@ -151,6 +155,10 @@ def op_ack(self, req):
     seq, chain = req.get("seq"), req.get("chain")
     if not _uint(seq) or not isinstance(chain, bytes) or len(chain) != 32:
         raise SyncError("ack needs seq (uint) and chain (32 bytes)")
+    if seq > self.pulled_to and seq != log.acked()[0]:
+        # an ack frees records: only those this session has actually pulled (and the back office
+        # could therefore have stored) may be freed
+        raise SyncError("ack of seq %d beyond what this session pulled (%d)" % (seq, self.pulled_to))
     ok = bool(log.acknowledge(seq, chain))
     a = log.acked()
     return {"acked": ok, "acked_to": [a[0], bytes(a[1])]}
@@ -328,4 +336,7 @@ OPS = {
     "time_nonce": op_time_nonce,
     "set_time": op_set_time,
 }
-CLOCK_OPS = ("status", "time_nonce", "set_time")
+# What each scope may do (docs/protocol.md "Scopes"). "full": every op above. "clock" (operator
+# credential or its issuer key not valid at the gate's clock): read the gate's time, write
+# root-signed time; nothing else is read or written.
+CLOCK_OPS = ("time_nonce", "set_time")

@@ -178,6 +178,7 @@ class Session:
         self.scope = None
         self.time_nonce = None
         self.deny_tmp = None
+        self.pulled_to = 0   # highest seq sent in a batch in THIS session: an ack may not go beyond it
         self.frames_in = 0
         self.bad_frames = 0
 
@@ -250,6 +251,7 @@ class Session:
         self.rx = self.tx = 0
         self.scope = None
         self.time_nonce = None
+        self.pulled_to = 0
         self._drop_deny_tmp()
 
     def handle(self, ftype, payload):
@@ -294,7 +296,7 @@ class Session:
             return {"ok": False, "err": "unknown op %s" % op}
         if self.scope != "full" and op not in syncops.CLOCK_OPS:
             return {"ok": False, "err": "operator credential or issuer key not valid at the gate's clock; "
-                                        "only status and set time are allowed"}
+                                        "only signed time is allowed"}
         try:
             r = fn(self, req)
         except SyncError as e:

@@ -441,6 +441,9 @@ class BackOffice:
         if isinstance(valid_seconds, bool) or not isinstance(valid_seconds, int) or valid_seconds <= 0:
             raise BackOfficeError("valid_seconds must be a positive integer")
         pub65 = keys.pub_bytes(operator_pub65)
+        _operators_table(self)
+        if self.db.execute("SELECT 1 FROM operator_revoked WHERE name = ?", (name,)).fetchone():
+            raise BackOfficeError("operator %r is revoked; no credential issued" % name)
         # Signed by the OLDEST key still active: during a rotation every gate still trusts it,
         # so the session that brings the gates the new trust list can be opened.
         active = [k for k in self.issuer_keys() if k["nbf"] <= now < k["exp"]]
@@ -449,9 +452,14 @@ class BackOffice:
         kinfo = active[0]
         ikey = keys.load_private_pem(self.data_dir / kinfo["key_file"])
         import cbor2
-        claims = {formats.C_ISS: kinfo["iss"], formats.C_SUB: name, formats.C_EXP: min(now + valid_seconds, kinfo["exp"]),
-                  formats.C_NBF: max(kinfo["nbf"], now - OPERATOR_SKEW), formats.C_CTI: os.urandom(8),
+        cti = os.urandom(8)
+        exp = min(now + valid_seconds, kinfo["exp"])
+        claims = {formats.C_ISS: kinfo["iss"], formats.C_SUB: name, formats.C_EXP: exp,
+                  formats.C_NBF: max(kinfo["nbf"], now - OPERATOR_SKEW), formats.C_CTI: cti,
                   formats.C_CNF: {1: formats.cnf_key(pub65, compressed=False)}, ROLE_CLAIM: ROLE_OPERATOR}
+        with self.db:  # every operator credential is recorded, so that revoking its holder can deny it
+            self.db.execute("INSERT INTO operator_credentials (cti, name, exp, issued) VALUES (?, ?, ?, ?)",
+                            (cti, name, exp, now))
         return formats._sign1(ikey, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: kinfo["kid"]},
                               cbor2.dumps(claims), tagged=False)
 
@@ -463,6 +471,42 @@ class BackOffice:
         k = keys.load_private_pem(path)
         return k, self.issue_operator_credential(name, keys.pub_bytes(k), valid_seconds=valid_seconds, now=now)
 
+
+def _operators_table(bo):
+    with bo.db:
+        bo.db.executescript(OPERATORS_SCHEMA)
+
+
+OPERATORS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operator_credentials (
+    cti    BLOB PRIMARY KEY,
+    name   TEXT NOT NULL,
+    exp    INTEGER NOT NULL,
+    issued INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operator_revoked (
+    name    TEXT PRIMARY KEY,
+    revoked INTEGER NOT NULL
+);
+"""
+
+
+def _revoke_operator(self, name, now=None) -> list:
+    """Revoke operator `name`: no new credential is issued to it, and every credential it holds
+    that has not expired goes onto the deny list (gates refuse a sync session from a credential
+    on their deny list, in every scope). Returns the denied credential ids. Idempotent."""
+    now = _now(now)
+    _operators_table(self)
+    with self.db:
+        self.db.execute("INSERT OR IGNORE INTO operator_revoked (name, revoked) VALUES (?, ?)", (name, now))
+    ctis = [bytes(r["cti"]) for r in self.db.execute(
+        "SELECT cti FROM operator_credentials WHERE name = ? AND exp > ?", (name, now))]
+    for c in ctis:
+        self.deny(c)
+    return ctis
+
+
+BackOffice.revoke_operator = _revoke_operator
 
 ROLE_CLAIM = -65538
 OPERATOR_SKEW = 600  # an operator credential is valid from 10 minutes back: gate clocks drift

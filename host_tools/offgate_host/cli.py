@@ -794,3 +794,20 @@ def gates_list(data_dir, db):
         click.echo("  %s gate %d %s by %s (%s...)" % (_iso(r["t"]), r["gate"], r["action"], r["by_whom"],
                                                      r["device_pub"].hex()[:16]))
     led.close()
+
+
+# ----------------------------------------------------------------------------- operators
+@main.group("operator")
+def operator_group():
+    """Operator credentials (they open sync sessions)."""
+
+
+@operator_group.command("revoke")
+@data_option
+@click.argument("name")
+@user_errors
+def operator_revoke(data_dir, name):
+    """Revoke operator NAME: no new credential, and its unexpired ones go onto the deny list
+    (gates refuse them once synced with it)."""
+    ctis = _bo(data_dir).revoke_operator(name)
+    click.echo("operator %s revoked; %d credential id(s) denied; sync the gates to deliver it" % (name, len(ctis)))
