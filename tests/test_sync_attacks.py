@@ -166,3 +166,133 @@ def test_expired_operator_credential_reads_nothing(world):
         with pytest.raises(GateRefused, match="only signed time"):
             c.request("ack", seq=1, chain=g.oplog.head()[1])
     assert g.oplog.acked()[0] == 0
+
+
+# ---------------------------------------------------------------- 3. lists that cannot be rolled back
+def test_field_case_deny_rollback_on_the_simulated_gate(world):
+    """../shared/field-cases/deny-rollback: a copy of the back office taken before a revocation
+    syncs the gate; the gate keeps the newer list and the revoked credential stays refused."""
+    import shutil
+
+    from mpbridge import free_port
+    from offgate_host.simgate import write_gate_dir
+    from offgate_host.syncclient import provision_gate_dir
+    from test_sync_e2e import SyncSimGate
+    bo, led, cti, tmp = world
+    cfg = write_gate_dir(tmp / "gate", gate_id=21, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
+    provision_gate_dir(cfg.parent, bo, gate_id=21)
+    led.close()
+    shutil.copytree(tmp / "bo", tmp / "backup")           # the back-office copy, before the revocation
+    bo.deny(cti)                                            # offgate deny add CTI
+    led = Ledger.for_backoffice(bo)
+    g = SyncSimGate(cfg, free_port()).start()
+    try:
+        s = sync_gate(g.transport(), bo, led)
+        assert s["deny_count"] == 1
+        serial = s["deny_serial"]
+        code = _victim_code(tmp)
+        assert g.scan(code)["reason"] == "REVOKED"
+        old = BackOffice(tmp / "backup")
+        old_led = Ledger.for_backoffice(old)
+        s = sync_gate(g.transport(), old, old_led)          # the restored copy syncs the same gate
+        assert "deny_serial" not in s and any("newer than this back office" in x for x in s["warnings"])
+        with SyncClient(g.transport(), *old.operator_identity()) as c:   # and pushing it anyway
+            c.handshake()
+            with pytest.raises(GateRefused, match="not newer than the gate's %d" % serial):
+                c.push_deny(old.deny_bytes())
+            old.deny("0909090909090909")                    # even a copy that revokes on its own
+            with pytest.raises(GateRefused, match="not newer"):
+                c.push_deny(old.deny_bytes())
+            st = c.request("status")
+        assert st["deny"]["serial"] == serial and st["deny"]["count"] == 1 and st["deny"]["signed"]
+        assert 0 <= st["deny"]["age"] < 600 and st["trust"]["serial"] == bo.trust_serial()
+        assert g.scan(_victim_code(tmp))["reason"] == "REVOKED"
+    finally:
+        g.kill()
+
+
+def _victim_code(tmp):
+    w = Wallet.load(tmp / "victim.json")
+    return w.qr_text(w.next_code())
+
+
+def test_trust_serial_lives_in_the_file_a_lost_sync_json_cannot_reset_it(world):
+    bo, led, cti, tmp = world
+    import os
+    g = FakeGate(tmp / "g8", 8, bo)
+    srv = syncserver.SyncServer(g)
+    sniffed, s1 = __import__("offgate_host.syncclient", fromlist=["signed_trust"]).signed_trust(bo)
+    bo.rotate_issuer(valid_from=NOW - 10)
+    assert sync_gate(LoopTransport(srv), bo, led)["trust_serial"] == s1 + 1
+    try:
+        os.remove(g.cfg["state_dir"] + "/sync.json")
+    except OSError:
+        pass
+    from offgate.trust import TrustStore
+    g.verifier.set_trust(TrustStore.load(g.cfg["state_dir"] + "/trust.cbor"))   # a reboot
+    srv = syncserver.SyncServer(g)
+    with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:
+        c.handshake()
+        assert c.request("status")["trust"]["serial"] == s1 + 1
+        with pytest.raises(GateRefused, match="not newer"):
+            c.push_trust(sniffed)                                  # the older, sniffed, root-signed list
+    assert len(g.verifier.trust.keys) == 2
+
+
+def test_host_refuses_to_sign_its_own_wrong_clock(world):
+    bo, led, cti, tmp = world
+    from offgate_host.backoffice import ClockRefused
+    g = FakeGate(tmp / "g9", 9, bo)
+    srv = syncserver.SyncServer(g)
+    assert "drift" in sync_gate(LoopTransport(srv), bo, led)         # a good clock: time set
+    last = g.clock.now()
+    before = g.clock.offset
+    with pytest.raises(ClockRefused, match="behind the newest time this back office has already signed"):
+        sync_gate(LoopTransport(srv), bo, led, now=NOW - 3 * 3600)  # a laptop three hours behind
+    assert g.clock.offset == before
+    with pytest.raises(ClockRefused, match="ahead of the newest time"):
+        bo.signing_time(NOW + 90 * 86400)
+    other = BackOffice(tmp / "bo2")                                   # a fresh data dir knows no floor,
+    with pytest.raises(ClockRefused, match="behind the time this gate was last given"):
+        other.signing_time(last - 3600, not_before=last)             # but the gate's last time is one
+    s = sync_gate(LoopTransport(srv), bo, led, now=NOW - 3 * 3600, force_time=True)  # deliberate
+    assert s.get("drift", s.get("time_fixed")) < -3 * 3600 + 600
+
+
+def test_stale_deny_list_policy(world):
+    bo, led, cti, tmp = world
+    from offgate.denylist import DenyList
+    from offgate.verifier import Verifier
+    d = tmp / "stale"
+    d.mkdir()
+    (d / "deny.bin").write_bytes(bo.deny_bytes())
+    dl = DenyList(str(d / "deny.bin"))
+    assert not dl.stale(NOW, 7 * 86400) and dl.stale(NOW + 8 * 86400, 7 * 86400)
+    from offgate import config
+    assert config.validate({"gate_id": 1, "zone": 1})["list_stale_policy"] == "report"
+    with pytest.raises(config.ConfigError, match="list_stale_policy"):
+        config.validate({"gate_id": 1, "zone": 1, "list_stale_policy": "ignore"})
+
+
+def test_deny_list_v2_vector(tmp_path):
+    """The version-2 deny list vector of docs/protocol.md §6, on the host and on the firmware."""
+    import re
+    from pathlib import Path
+    from offgate import cose
+    from offgate.denylist import DenyList
+    from offgate_host import formats
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    data = bytes.fromhex(re.search(r"\n(4f47444c02[0-9a-f]+)\n", doc).group(1))
+    pub = bytes.fromhex(re.search(r"`(043d68c7[0-9a-f]+)`", doc).group(1))
+    info = formats.deny_list_info(data, pub)
+    assert (info["serial"], info["issued"], info["signed"]) == (7, 1800000000, True)
+    assert info["ids"] == [bytes.fromhex("0102030405060708"), bytes.fromhex("a1a2a3a4a5a6a7a8")]
+    (tmp_path / "deny.bin").write_bytes(data)
+    dl = DenyList(str(tmp_path / "deny.bin"))
+    assert (dl.count, dl.serial, dl.issued) == (2, 7, 1800000000) and dl.contains(bytes.fromhex("a1a2a3a4a5a6a7a8"))
+    sig = data[24 + 16 + 2:-4]
+    assert cbor2.loads(cose.sign1_verify(sig, pub))[1] == 7
+    bad = bytearray(data)
+    bad[30] ^= 1
+    with pytest.raises(ValueError, match="CRC|ascending"):
+        formats.deny_list_info(bytes(bad), pub)

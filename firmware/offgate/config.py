@@ -19,11 +19,17 @@ SCHEMA = {
     "log_segment_bytes": (4096, int, 128),
     "log_max_segments": (32, int, 1),
     "log_full_policy": ("refuse", str, None),  # when full of unacknowledged records
+    # how old (since the back office signed it) the deny list may get before it counts as stale,
+    # and what a stale list means: "report" (status and boot notes say so) or "refuse" (every code
+    # is denied LIST_STALE until a newer list arrives). 0 = no limit.
+    "list_max_age_s": (7 * 86400, int, 0),
+    "list_stale_policy": ("report", str, None),
 }
 
 # Settings limited to a set of values.
 CHOICES = {
     "log_full_policy": ("refuse", "admit"),
+    "list_stale_policy": ("report", "refuse"),
 }
 
 

@@ -138,6 +138,9 @@ class Gate:
             "denied": self.denied,
             "trust_keys": len(v.trust.keys),
             "deny_count": v.deny.count,
+            "deny_serial": getattr(v.deny, "serial", 0),
+            "deny_issued": getattr(v.deny, "issued", 0),
+            "trust_serial": getattr(v.trust, "serial", 0),
             "replay_used": self.replay.used,
             "replay_slots": self.replay.slots,
             "replay_evictions": self.replay.evictions,
@@ -223,6 +226,11 @@ def build(cfg, actuator, out, clock):
         notes.append("oplog: records missing after the acknowledged point")
     verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
                         cfg["skew_s"], cache)
+    verifier.list_max_age_s = cfg["list_max_age_s"]
+    verifier.list_stale_refuse = cfg["list_stale_policy"] == "refuse"
+    if deny.stale(clock.now(), cfg["list_max_age_s"]):
+        notes.append("deny list stale: serial %d, issued %d (policy %s)" % (deny.serial, deny.issued,
+                                                                          cfg["list_stale_policy"]))
     g = Gate(cfg, verifier, replay, actuator, out, clock, oplog, asm)
     boot = g.status()
     boot["event"] = "boot"

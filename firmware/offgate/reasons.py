@@ -35,6 +35,7 @@ WRONG_GATE = const(41)
 REVOKED = const(42)               # credential id on the deny list
 REPLAY = const(43)                # counter not above the highest already accepted here
 LOG_FULL = const(44)              # the operation log is full of unacknowledged records ("refuse")
+LIST_STALE = const(46)            # the deny list is older than list_max_age_s and list_stale_policy is "refuse"
 # The gate itself.
 INTERNAL_ERROR = const(50)        # an unexpected failure while deciding: deny, log, keep running
 
@@ -61,6 +62,7 @@ NAMES = {
     REVOKED: "REVOKED",
     REPLAY: "REPLAY",
     LOG_FULL: "LOG_FULL",
+    LIST_STALE: "LIST_STALE",
     INTERNAL_ERROR: "INTERNAL_ERROR",
 }
 

@@ -91,13 +91,17 @@ def op_status(self, req):
     g = self.gate
     srv = self.srv
     st = {}
+    tr = g.verifier.trust
+    now = g.clock.now()
     try:
         st = g.status()
     except Exception:
         pass
     out = {"gate_id": g.cfg["gate_id"], "zone": g.cfg.get("zone"), "firmware": _firmware(),
-           "clock": clock_state(srv), "trust_serial": srv.state.get("trust_serial", 0),
-           "trust_keys": len(g.verifier.trust.keys), "deny_count": g.verifier.deny.count,
+           "clock": clock_state(srv), "trust_serial": tr.serial,
+           "trust": {"serial": tr.serial, "issued": tr.issued, "age": (now - tr.issued) if tr.issued else None},
+           "deny": g.verifier.deny.info(now),
+           "trust_keys": len(tr.keys), "deny_count": g.verifier.deny.count,
            "scans": st.get("scans"), "opened": st.get("opened"), "denied": st.get("denied")}
     log = srv.oplog
     if log is not None:
@@ -166,8 +170,8 @@ def op_ack(self, req):
 # deny list: begin {size, sha256} / chunk {off, data} / commit
 def op_deny_begin(self, req):
     size, digest = req.get("size"), req.get("sha256")
-    if not _uint(size) or size < 12 or (size - 12) % 8 or not isinstance(digest, bytes) or len(digest) != 32:
-        raise SyncError("deny_begin needs size (12 + 8n) and sha256 (32 bytes)")
+    if not _uint(size) or size < 30 or not isinstance(digest, bytes) or len(digest) != 32:
+        raise SyncError("deny_begin needs size (a signed version-2 list, >= 30 bytes) and sha256 (32 bytes)")
     self._drop_deny_tmp()
     f = open(self.srv.path("deny.bin.tmp"), "wb")
     self.deny_tmp = {"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256()}
@@ -187,7 +191,11 @@ def op_deny_chunk(self, req):
     return {"off": t["off"]}
 
 def op_deny_commit(self, req):
-    from offgate.denylist import DenyListError, check_bytes
+    """Install the received list, only if it is whole (size, SHA-256), undamaged (CRC, order), a
+    signed version 2 list whose root signature covers its header and ids, and newer (serial above
+    the installed one). Otherwise the gate keeps its list and says why."""
+    from offgate.denycheck import check_file
+    from offgate.denylist import DenyListError
     t = self.deny_tmp
     if t is None:
         raise SyncError("deny_commit without deny_begin")
@@ -196,21 +204,37 @@ def op_deny_commit(self, req):
         if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
             raise SyncError("deny list incomplete or its SHA-256 does not match")
         tmp = self.srv.path("deny.bin.tmp")
+        h = hashlib.sha256()
         try:
-            n = _check_deny_file(tmp, check_bytes)
+            with open(tmp, "rb") as f:
+                v, _, n, serial, issued, sig = check_file(f, t["size"], h)
         except DenyListError as e:
             raise SyncError(str(e))
+        if v != 2 or not sig:
+            raise SyncError("deny list refused: unsigned (version %d); the gate keeps its list" % v)
+        body = _root_payload(self.srv, sig, "deny")
+        if body.get(1) != serial or body.get(2) != issued or body.get(3) != n or \
+                not isinstance(body.get(4), bytes) or not _eq(body.get(4), h.digest()):
+            raise SyncError("deny list refused: its signature does not cover this header and these ids")
+        cur = self.gate.verifier.deny
+        if serial <= cur.serial:
+            raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
+                            % (serial, cur.serial))
         path = self.srv.path("deny.bin")
         os.rename(tmp, path)
         _sync_fs()
         self.deny_tmp = None
-        self.gate.verifier.deny.open(path)
-        self.srv.note("deny list replaced: %d ids" % n)
-        return {"count": self.gate.verifier.deny.count}
+        cur.open(path)
+        self.srv.note("deny list %d installed: %d ids" % (serial, n))
+        return {"count": cur.count, "serial": cur.serial}
     finally:
         self._drop_deny_tmp()
 
 def op_trust(self, req):
+    """Install a root-signed trust list {0: "trust", 1: serial, 2: trust.cbor bytes}. The serial and
+    issue time live inside trust.cbor itself (and must equal the envelope's serial), so the file on
+    flash says which list it is: a power cut or a lost sync.json cannot reset the gate's serial.
+    Refused unless the serial is above the installed one and the issue time not before it."""
     from offgate.trust import TrustError, TrustStore
     signed = req.get("signed")
     if not isinstance(signed, bytes):
@@ -219,16 +243,17 @@ def op_trust(self, req):
     serial, data = body.get(1), body.get(2)
     if not _uint(serial) or not isinstance(data, bytes):
         raise SyncError("signed trust list: bad serial or body")
-    cur = self.srv.state.get("trust_serial", 0)
-    if serial < cur:
-        raise SyncError("trust list serial %d is older than the gate's %d" % (serial, cur))
     try:
         store = TrustStore.from_bytes(data)
     except TrustError as e:
         raise SyncError(str(e))
+    if store.serial != serial:
+        raise SyncError("signed trust list: serial %d outside, %d inside the file" % (serial, store.serial))
+    cur = self.gate.verifier.trust
+    if serial <= cur.serial or store.issued < cur.issued:
+        raise SyncError("trust list serial %d is not newer than the gate's %d; the gate keeps its list"
+                        % (serial, cur.serial))
     atomic_write(self.srv.path("trust.cbor"), data)
-    self.srv.state["trust_serial"] = serial
-    save_state(self.srv)
     self.gate.verifier.set_trust(store)
     self.srv.note("trust list %d installed: %d keys" % (serial, len(store.keys)))
     return {"serial": serial, "keys": len(store.keys)}
@@ -293,35 +318,6 @@ def _root_payload(srv, signed, kind):
     if not isinstance(body, dict) or body.get(0) != kind:
         raise SyncError("signed message is not a %s message" % kind)
     return body
-
-
-def _check_deny_file(path, check_bytes):
-    """Validate a deny list file before it replaces the current one. Small files go through
-    denylist.check_bytes whole; big ones are checked in pieces the same way (header, length,
-    strictly ascending ids) so a 100,000-id list needs no 800 KB buffer."""
-    from offgate.denylist import HEADER, ID_LEN, DenyListError
-    size = os.stat(path)[6]
-    with open(path, "rb") as f:
-        if size <= DENY_CHUNK:
-            return check_bytes(f.read())
-        head = f.read(HEADER)
-        check_bytes(head[:8] + b"\x00\x00\x00\x00")  # header fields
-        n = struct.unpack(">I", head[8:12])[0]
-        if size != HEADER + n * ID_LEN:
-            raise DenyListError("deny list: length does not match count %d" % n)
-        prev = None
-        i = 0
-        while True:
-            piece = f.read(DENY_CHUNK)
-            if not piece:
-                break
-            for k in range(0, len(piece), ID_LEN):
-                cur = piece[k:k + ID_LEN]
-                if prev is not None and cur <= prev:
-                    raise DenyListError("deny list: ids not strictly ascending at %d" % i)
-                prev = cur
-                i += 1
-        return n
 
 
 OPS = {

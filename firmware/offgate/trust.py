@@ -54,8 +54,10 @@ class TrustStore:
     UNKNOWN = 1
     INACTIVE = 2
 
-    def __init__(self, keys=()):
+    def __init__(self, keys=(), serial=0, issued=0):
         self.keys = list(keys)
+        self.serial = serial  # inside the (root-signed) file: a lost sync.json cannot reset it
+        self.issued = issued  # Unix seconds the back office made it (0: unknown)
         self.tables = (0, 0)  # (attached, refused) issuer comb tables
 
     def attach_tables(self, path, in_ram=False):
@@ -79,7 +81,11 @@ class TrustStore:
             raise TrustError("trust store is not valid CBOR: %s" % e)
         if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("keys"), list):
             raise TrustError("trust store: expected {'v': 1, 'keys': [...]}")
-        return cls([_entry(e, i) for i, e in enumerate(doc["keys"])])
+        serial, issued = doc.get("serial", 0), doc.get("issued", 0)
+        for name, v in (("serial", serial), ("issued", issued)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise TrustError("trust store: %s must be a non-negative integer" % name)
+        return cls([_entry(e, i) for i, e in enumerate(doc["keys"])], serial, issued)
 
     @classmethod
     def load(cls, path):

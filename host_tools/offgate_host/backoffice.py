@@ -88,6 +88,10 @@ class IssueRefused(BackOfficeError):
     """The account does not qualify for a credential (balance and credit below the minimum)."""
 
 
+class ClockRefused(BackOfficeError):
+    """The host's clock fails its plausibility check: nothing is signed with it."""
+
+
 class UnknownAccount(BackOfficeError, LookupError):
     def __str__(self):
         return "unknown account %r" % self.args[0] if self.args else "unknown account"
@@ -95,6 +99,15 @@ class UnknownAccount(BackOfficeError, LookupError):
 
 def _now(now=None) -> int:
     return int(time.time() if now is None else now)
+
+
+def _utc(t) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
+
+
+DENY_REISSUE_S = 6 * 3600      # a deny list older than this is re-signed (new serial) at the next sync
+CLOCK_TOLERANCE_S = 300        # how far the host clock may be behind what it already signed
+CLOCK_MAX_JUMP_S = 30 * 86400  # the host clock is implausible this far ahead of what it last signed
 
 
 def _cti_bytes(cti) -> bytes:
@@ -182,6 +195,7 @@ class BackOffice:
         with self.db:
             self.db.execute("INSERT INTO issuer_keys (kid, iss, pub, nbf, exp, created, key_file) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (kid, name, pub, nbf, exp, _now(), rel))
+        self._bump_trust_serial()
         return kid
 
     def init_issuer(self, name=DEFAULT_ISSUER, valid_from=None, valid_days=365) -> bytes:
@@ -212,11 +226,19 @@ class BackOffice:
         k = sorted(active, key=lambda k: (k["nbf"], k["created"]))[-1]  # stable: later rowid wins ties
         return k, keys.load_private_pem(self.data_dir / k["key_file"])
 
-    def trust_bytes(self) -> bytes:
+    def trust_serial(self) -> int:
+        """The trust list's serial: grows with every change of the issuer keys (never goes back)."""
+        return self._get_config("trust_serial", 0)
+
+    def _bump_trust_serial(self):
+        self._set_config("trust_serial", self.trust_serial() + 1)
+
+    def trust_bytes(self, now=None) -> bytes:
+        """trust.cbor with its serial and issue time inside (the gate keeps them in the file)."""
         ks = self.issuer_keys()
         if not ks:
             raise BackOfficeError("no issuer key; run `offgate issuer init` first")
-        return formats.trust_store_bytes(ks)
+        return formats.trust_store_bytes(ks, serial=self.trust_serial(), issued=self._issued_time(now))
 
     def export_trust(self, path) -> Path:
         return _atomic_write(path, self.trust_bytes())
@@ -315,14 +337,74 @@ class BackOffice:
         """Add a credential id (8 bytes or 16 hex digits) to the deny list. Idempotent."""
         cti = _cti_bytes(cti)
         with self.db:
-            self.db.execute("INSERT OR IGNORE INTO deny (cti, added) VALUES (?, ?)", (cti, _now()))
+            cur = self.db.execute("INSERT OR IGNORE INTO deny (cti, added) VALUES (?, ?)", (cti, _now()))
+            if cur.rowcount:
+                self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
         return cti
 
     def deny_list(self) -> list:
         return [bytes(r["cti"]) for r in self.db.execute("SELECT cti FROM deny ORDER BY cti")]
 
-    def deny_bytes(self) -> bytes:
-        return formats.deny_list_bytes(self.deny_list())
+    def deny_bytes(self, now=None) -> bytes:
+        """The current signed deny list (version 2, docs/protocol.md §6). A new one, with the next
+        serial and a fresh issue time, is signed when the list changed or the current one is older
+        than `deny_reissue_s` (default 6 h, so gates can tell a fresh list from a stale one); the
+        host's clock is checked first (`signing_time`)."""
+        cur = self._get_config("deny_current")
+        t = _now(now)
+        reissue = self._get_config("deny_reissue_s", DENY_REISSUE_S)
+        if cur is None or self._get_config("deny_dirty", False) or t - cur["issued"] >= reissue:
+            t = self._issued_time(now)
+            serial = (cur["serial"] if cur else 0) + 1
+            data = formats.signed_deny_list_bytes(self.deny_list(), serial, t, self.root_sign)
+            cur = {"serial": serial, "issued": t, "data": data.hex()}
+            with self.db:
+                for k, v in (("deny_current", cur), ("deny_dirty", False)):
+                    self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (k, json.dumps(v)))
+        return bytes.fromhex(cur["data"])
+
+    def deny_serial(self) -> int:
+        """Serial of the newest signed deny list (0: none signed yet)."""
+        cur = self._get_config("deny_current")
+        return cur["serial"] if cur else 0
+
+    # ------------------------------------------------------------------ the host's clock
+    def time_floor(self) -> int:
+        """The newest time this back office has signed or recorded (issuer key creation included):
+        its clock must not be behind it."""
+        created = [k["created"] for k in self.issuer_keys()]
+        return max([self._get_config("time_floor", 0)] + created)
+
+    def signing_time(self, now=None, *, not_before=None, force=False) -> int:
+        """The host's time, checked before anything is signed with it (time for gates, deny and
+        trust list issue times). Refused (ClockRefused, one line) if it is more than
+        CLOCK_TOLERANCE_S behind what this back office already signed (`time_floor`) or behind
+        `not_before` (e.g. the time a gate was last given), or further than `clock_max_jump_s`
+        (default 30 days) ahead of the floor; `force=True` (--force-time) overrides after a
+        deliberate clock check. Raises the floor to the time returned."""
+        t = _now(now)
+        floor = self.time_floor()
+        tol = CLOCK_TOLERANCE_S
+        if not force:
+            if floor and t < floor - tol:
+                raise ClockRefused("host clock %s is %d s behind the newest time this back office has already "
+                                   "signed (%s); fix the host clock (or --force-time): not signing"
+                                   % (_utc(t), floor - t, _utc(floor)))
+            if not_before and t < not_before - tol:
+                raise ClockRefused("host clock %s is %d s behind the time this gate was last given (%s); fix the "
+                                   "host clock (or --force-time): not signing" % (_utc(t), not_before - t,
+                                                                                  _utc(not_before)))
+            jump = self._get_config("clock_max_jump_s", CLOCK_MAX_JUMP_S)
+            if floor and jump and t > floor + jump:
+                raise ClockRefused("host clock %s is %d days ahead of the newest time this back office has signed "
+                                   "(%s), more than the plausible %d; check the host clock (or --force-time): not "
+                                   "signing" % (_utc(t), (t - floor) // DAY, _utc(floor), jump // DAY))
+        if t > self._get_config("time_floor", 0):
+            self._set_config("time_floor", t)
+        return t
+
+    def _issued_time(self, now=None) -> int:
+        return self.signing_time(now)
 
     def export_deny(self, path) -> Path:
         return _atomic_write(path, self.deny_bytes())

@@ -627,15 +627,18 @@ def _ledger(bo, db):
 @click.option("--no-push", is_flag=True, help="do not push the deny list and trust list")
 @click.option("--no-time", is_flag=True, help="do not set the gate's clock")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="seconds to wait for the gate")
+@click.option("--force-time", is_flag=True, help="sign the host's time even if it fails the plausibility check "
+              "(after checking the host clock by hand)")
 @click.option("--drop-after", type=int, default=None, hidden=True, help="testing: cut the link after N frames")
 @user_errors
-def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_time, timeout, drop_after):
+def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_time, timeout, force_time, drop_after):
     """Sync gates: TARGET is tcp:HOST:PORT or serial:/dev/ttyUSB0. Pulls and decrypts the batch
     summaries, ingests them into the ledger (chain verified), acknowledges them, then pushes the
     deny list, the signed trust list and signed time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from . import syncclient
+    from .backoffice import BackOfficeError
     bo = _bo(data_dir)
     led = _ledger(bo, db)
     for t in targets:
@@ -656,13 +659,15 @@ def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_
             try:
                 s = syncclient.sync_with_retries(make, bo, led, retries=retries, operator=operator,
                                                  push=not no_push, set_time=not no_time,
-                                                 max_records=max_records, progress=progress)
-            except syncclient.SyncError as e:
+                                                 max_records=max_records, progress=progress,
+                                                 force_time=force_time)
+            except (syncclient.SyncError, BackOfficeError) as e:
                 failed += 1
                 prog.update(task, note="[red]FAILED: %s" % e)
                 continue
-            prog.update(task, note="%d new, %d duplicate, %d anomalies, %d fraud; drift %s s"
-                        % (s["new"], s["duplicates"], s["anomalies"], s["fraud"], s.get("drift", "-")))
+            prog.update(task, note="%d new, %d duplicate, %d anomalies, %d fraud; drift %s s%s"
+                        % (s["new"], s["duplicates"], s["anomalies"], s["fraud"], s.get("drift", "-"),
+                           "".join("; [yellow]%s" % w for w in s.get("warnings", ()))))
     led.close()
     if failed:
         raise click.ClickException("%d of %d gate(s) failed to sync" % (failed, len(targets)))

@@ -390,20 +390,22 @@ class SyncClient:
     def push_trust(self, signed: bytes):
         return self.request("trust", signed=signed)
 
-    def set_time(self, root_sign, now=None):
-        """root_sign(payload bytes) -> COSE_Sign1 by the root key."""
+    def set_time(self, root_sign, now=None, check=None):
+        """root_sign(payload bytes) -> COSE_Sign1 by the root key. `check(t) -> t` vets the host's
+        time before it is signed (BackOffice.signing_time); it raises to refuse."""
         n = self.request("time_nonce")
         t = int(time.time()) if now is None else int(now)
+        if check is not None:
+            t = check(t)
         signed = root_sign(cbor2.dumps({0: "time", 1: self.gate_id, 2: n["nonce"], 3: t}))
         return self.request("set_time", signed=signed)
 
 
-def signed_trust(bo) -> bytes:
-    """The back office's trust store, signed by its root key, with a serial that only grows
-    (the newest issuer key's creation time, at least 1)."""
-    ks = bo.issuer_keys()
-    serial = max([k["created"] for k in ks] + [1])
-    return bo.root_sign(cbor2.dumps({0: "trust", 1: serial, 2: bo.trust_bytes()})), serial
+def signed_trust(bo, now=None) -> bytes:
+    """The back office's trust store (serial and issue time inside it), signed by its root key as
+    {0: "trust", 1: serial, 2: trust.cbor}. The serial grows with every change of the issuer keys."""
+    serial = bo.trust_serial()
+    return bo.root_sign(cbor2.dumps({0: "trust", 1: serial, 2: bo.trust_bytes(now)})), serial
 
 
 DEVICE_KEY = "device.key"
@@ -477,14 +479,14 @@ def _normalize_batch(opened, gate_id):
 
 
 def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time=True, max_records=200,
-              progress=None, now=None, open_batch=None):
+              progress=None, now=None, open_batch=None, force_time=False):
     """One full sync with one gate. Returns a summary dict. Raises LinkError on a broken link
     (everything committed before the break stays committed; the next sync resumes)."""
     if open_batch is None:
         from .batchcrypto import open_batch
     op_key, op_cred = bo.operator_identity(operator, now=now)
     summary = {"target": str(transport), "pulled": 0, "new": 0, "duplicates": 0, "batches": 0,
-               "anomalies": 0, "fraud": 0}
+               "anomalies": 0, "fraud": 0, "warnings": []}
     from .ledger import LedgerError
     registered = {g["gate_id"]: g["pub"] for g in bo.gates()}
 
@@ -502,7 +504,7 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
         summary["gate_id"] = gid
         if c.scope != "full":
             # the gate's clock is off so far that the operator credential looks invalid: fix the time
-            r = c.set_time(bo.root_sign, now)
+            r = c.set_time(bo.root_sign, now, check=lambda t: bo.signing_time(t, force=force_time))
             ledger.note_time(gid, r["drift"], now)
             summary["time_fixed"] = r["drift"]
             return summary
@@ -534,14 +536,29 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
             if progress:
                 progress(gid, summary["pulled"], log.get("backlog", 0))
         if push:
-            d = c.push_deny(bo.deny_bytes())
-            summary["deny_count"] = d.get("count")
-            signed, serial = signed_trust(bo)
+            # lists go only forward: pushed when the back office's is newer than the gate's
+            deny = bo.deny_bytes()
+            gate_deny = (st.get("deny") or {}).get("serial", 0)
+            if bo.deny_serial() > gate_deny:
+                d = c.push_deny(deny)
+                summary["deny_serial"] = d.get("serial")
+                summary["deny_count"] = d.get("count")
+            else:
+                summary["deny_count"] = st.get("deny_count")
+                if bo.deny_serial() < gate_deny:
+                    summary["warnings"].append("gate %d holds deny list %d, newer than this back office's %d: "
+                                               "this data directory is behind (a restored copy?)"
+                                               % (gid, gate_deny, bo.deny_serial()))
+            signed, serial = signed_trust(bo, now)
             if st.get("trust_serial", 0) < serial:
                 c.push_trust(signed)
                 summary["trust_serial"] = serial
+            elif st.get("trust_serial", 0) > serial:
+                summary["warnings"].append("gate %d holds trust list %d, newer than this back office's %d"
+                                           % (gid, st.get("trust_serial"), serial))
         if set_time:
-            r = c.set_time(bo.root_sign, now)
+            last = (st.get("clock") or {}).get("last_set")
+            r = c.set_time(bo.root_sign, now, check=lambda t: bo.signing_time(t, not_before=last, force=force_time))
             ledger.note_time(gid, r["drift"], now)
             summary["drift"] = r["drift"]
     return summary
