@@ -765,6 +765,8 @@ def main():
             n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
             "for PostgreSQL"))
         sync = run_json_script([ROOT / "bench" / "sync_bench.py", "--records", n_sync], 3600)
+        note("scan latency while a stranger floods the sync port (idle / HELLO flood / AUTH flood) ...")
+        hello_flood = run_json_script([ROOT / "bench" / "hello_flood.py", "--scans", 60], 900)
 
         text = info["typical_qr_text"]
         qrinfo = {"text_length_chars": len(text), "version": qr.qr_version(text), "error_level": "M",
@@ -796,6 +798,7 @@ def main():
             "flash_ops": flash,
             "soak": soak,
             "sync": sync,
+            "hello_flood": hello_flood,
             "bench_seconds": None,
         }
         if cg["status"] == "ok":

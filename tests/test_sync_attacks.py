@@ -296,3 +296,98 @@ def test_deny_list_v2_vector(tmp_path):
     bad[30] ^= 1
     with pytest.raises(ValueError, match="CRC|ascending"):
         formats.deny_list_info(bytes(bad), pub)
+
+
+# ---------------------------------------------------------------- 4. a confidential link; no work for strangers
+class Tap(LoopTransport):
+    """A passive listener on the link: keeps every byte both ways."""
+
+    def __init__(self, server):
+        super().__init__(server)
+        self.heard = []
+
+    def send(self, data):
+        self.heard.append(bytes(data))
+        super().send(data)
+
+    def recv(self):
+        d = super().recv()
+        self.heard.append(bytes(d))
+        return d
+
+
+def test_passive_listener_reads_nothing(world):
+    bo, led, cti, tmp = world
+    g = FakeGate(tmp / "g30", 30, bo)
+    srv = syncserver.SyncServer(g)
+    g.log(cti, 1)
+    bo.deny(cti)
+    k, cred = bo.operator_identity()
+    tap = Tap(srv)
+    import offgate_host.backoffice as bom
+    orig = bom.BackOffice.operator_identity
+    bom.BackOffice.operator_identity = lambda self, *a, **kw: (k, cred)
+    try:
+        s = sync_gate(tap, bo, led)
+    finally:
+        bom.BackOffice.operator_identity = orig
+    assert s["deny_count"] == 1 and g.verifier.deny.contains(cti)
+    wire = b"".join(tap.heard)
+    for secret in (cred, cti, cred[20:60], b"trust_serial", b"deny_count", b"acked", b"status", b"set_time",
+                   bo.trust_bytes()[:40], b"operator"):
+        assert secret not in wire, secret
+
+
+def test_off_curve_key_and_handshake_flood_cost_the_gate_no_signature(world):
+    bo, led, cti, tmp = world
+    import os
+    from offgate_host.syncclient import AUTH, ERROR, HELLO, CHALLENGE, Deframer, encode_frame
+    g = FakeGate(tmp / "g31", 31, bo)
+    calls = {"sign": 0, "ecdh": 0}
+    dk = g.device_key
+    sign, ecdh = dk.sign, dk.ecdh
+    dk.sign = lambda *a, **kw: (calls.__setitem__("sign", calls["sign"] + 1), sign(*a, **kw))[1]
+    dk.ecdh = lambda *a, **kw: (calls.__setitem__("ecdh", calls["ecdh"] + 1), ecdh(*a, **kw))[1]
+    srv = syncserver.SyncServer(g)
+    sess = srv.session()
+    bad = b"\x04" + (1).to_bytes(32, "big") + (1).to_bytes(32, "big")   # (1, 1) is not on P-256
+    out = Deframer().feed(sess.feed(encode_frame(HELLO, cbor2.dumps({1: os.urandom(16), 2: bad}))))
+    assert out[0][0] == ERROR and b"not a point" in out[0][1]
+    good_eph = keys.pub_bytes(keys.generate())
+    answers = []
+    for i in range(40):                      # a flood of HELLOs, each followed by a junk AUTH
+        sess = srv.session()
+        answers += Deframer().feed(sess.feed(encode_frame(HELLO, cbor2.dumps({1: os.urandom(16), 2: good_eph}))))
+        answers += Deframer().feed(sess.feed(encode_frame(AUTH, cbor2.dumps({1: os.urandom(200)}))))
+    kinds = [a[0] for a in answers]
+    assert kinds.count(CHALLENGE) == 40
+    busy = sum(1 for a in answers if a[0] == ERROR and b"busy" in a[1])
+    assert busy >= 30                       # the rate limit stops the expensive step
+    assert calls["sign"] == 0               # the gate signed nothing for anyone
+    assert calls["ecdh"] <= 40 - busy
+    with pytest.raises(GateRefused, match="busy"):   # a real operator is told to come back ...
+        with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:
+            c.handshake(busy_retries=0)
+    with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:   # ... and gets in a second later
+        assert c.handshake()["scope"] == "full"
+
+
+def test_secured_frame_vector():
+    """docs/protocol.md §9: a secured REQUEST, made by the host and opened by the firmware."""
+    import re
+    from pathlib import Path
+    from offgate import frames
+    from offgate_host import syncclient as h
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    vec = bytes.fromhex(re.search(r"\n(4f4753590110001f[0-9a-f]+)\n", doc).group(1))
+    c = h.SyncClient(None, None, b"")
+    c.k_hg = bytes(range(32))
+    assert c._seal(h.REQUEST, {"op": "status"}) == vec
+    sess = syncserver.Session.__new__(syncserver.Session)
+    sess.k_hg, sess.rx = bytes(range(32)), 0
+    (ftype, payload), = frames.Deframer().feed(vec)
+    assert cbor2.loads(sess._open(ftype, payload)) == {"op": "status"}
+    tampered = bytearray(payload)
+    tampered[6] ^= 1
+    sess.rx = 0
+    assert sess._open(ftype, bytes(tampered)) is None

@@ -13,7 +13,6 @@ The framing is implemented again here (not imported from the firmware) so the tw
 check each other in the tests.
 """
 import hashlib
-import hmac
 import os
 import socket
 import struct
@@ -25,7 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from . import keys
 
@@ -34,7 +34,7 @@ VERSION = 1
 HEADER = 8
 MAX_PAYLOAD = 16384
 HELLO, CHALLENGE, AUTH, AUTH_OK, REQUEST, RESPONSE, ERROR = 0x01, 0x02, 0x03, 0x04, 0x10, 0x11, 0x7F
-PROTO = b"OGSYNC1"
+PROTO = b"OGSYNC2"
 NONCE_LEN = 16
 MAC_LEN = 16
 DENY_CHUNK = 4096
@@ -271,8 +271,9 @@ def hkdf_sha256(ikm, salt, info, n):
     return HKDF(algorithm=hashes.SHA256(), length=n, salt=salt, info=info).derive(ikm)
 
 
-def mac16(key, data):
-    return hmac.new(key, data, hashlib.sha256).digest()[:MAC_LEN]
+def _nonce(direction, ctr):
+    """13-byte CCM nonce of a secured frame: direction (1 host->gate, 2 gate->host) | 8 zero | ctr."""
+    return bytes([direction]) + bytes(8) + ctr
 
 
 # --------------------------------------------------------------------------- client
@@ -318,33 +319,51 @@ class SyncClient:
             raise SyncError("expected frame type 0x%02x, got 0x%02x" % (want, ftype))
         return payload
 
-    def handshake(self, expected_device_pub=None, check_gate=None):
-        """Mutual authentication. Returns the CHALLENGE fields (gate id, device key, firmware).
-        `check_gate(gate_id, device_pub)` runs once the gate's signature has verified and before
-        this side authenticates: it raises to refuse a gate that is not enrolled with that key."""
+    def handshake(self, expected_device_pub=None, check_gate=None, busy_retries=5):
+        """Mutual authentication (docs/protocol.md §9). Returns the CHALLENGE fields (gate id,
+        device key, firmware) and the scope. `check_gate(gate_id, device_pub)` runs before the
+        operator credential is sent (sealed to that device key): it raises to refuse a gate that
+        is not enrolled with that key, which then learns nothing. A gate that answers "busy"
+        (its handshake rate limit) is asked again after a second, up to busy_retries times."""
+        for attempt in range(busy_retries + 1):
+            try:
+                return self._handshake(expected_device_pub, check_gate)
+            except GateRefused as e:
+                if "busy" not in str(e) or attempt == busy_retries:
+                    raise
+                time.sleep(1.05)
+
+    def _handshake(self, expected_device_pub, check_gate):
         eph = ec.generate_private_key(ec.SECP256R1())
         eph_pub = keys.pub_bytes(eph)
         nonce_h = os.urandom(NONCE_LEN)
-        self._send(HELLO, cbor2.dumps({1: nonce_h, 2: eph_pub, 3: self.op_cred}))
+        self.k_hg = self.k_gh = None
+        self._send(HELLO, cbor2.dumps({1: nonce_h, 2: eph_pub}))
         ch = cbor2.loads(self._expect(CHALLENGE))
-        gid, nonce_g, dpub, sig_g = ch.get(1), ch.get(2), ch.get(3), ch.get(4)
+        gid, nonce_g, dpub = ch.get(1), ch.get(2), ch.get(3)
         if not isinstance(gid, int) or not isinstance(nonce_g, bytes) or len(nonce_g) != NONCE_LEN \
                 or not isinstance(dpub, bytes) or len(dpub) != 65:
             raise SyncError("malformed CHALLENGE")
+        try:
+            gate_key = keys.pub_from_bytes(dpub)  # validated on the curve before any use
+        except ValueError:
+            raise SyncError("gate %d: device key is not a point on P-256" % gid) from None
         if expected_device_pub is not None and bytes(expected_device_pub) != dpub:
             raise SyncError("gate %d presented a device key that is not the enrolled one" % gid)
-        tr = nonce_h + nonce_g + eph_pub + hashlib.sha256(self.op_cred).digest() + struct.pack(">I", gid) + dpub
-        if not _verify_p1363(dpub, PROTO + b"/gate" + tr, sig_g):
-            raise SyncError("gate %d: device signature does not verify" % gid)
         if check_gate is not None:
             check_gate(gid, dpub)
-        msg = PROTO + b"/host" + tr + sig_g
+        z = eph.exchange(ec.ECDH(), gate_key)
+        salt = nonce_h + nonce_g
+        tr0 = nonce_h + nonce_g + eph_pub + struct.pack(">I", gid) + dpub
+        k_hs = hkdf_sha256(z, salt, PROTO + b"/hs" + hashlib.sha256(tr0).digest(), 32)
+        msg = PROTO + b"/host" + tr0 + hashlib.sha256(self.op_cred).digest()
         sig_h = _sig_p1363(self.op_key, msg)
-        self._send(AUTH, cbor2.dumps({1: sig_h}))
-        z = eph.exchange(ec.ECDH(), keys.pub_from_bytes(dpub))
-        k = hkdf_sha256(z, nonce_h + nonce_g, PROTO + b"/keys" + hashlib.sha256(msg + sig_h).digest(), 64)
+        box = AESCCM(k_hs, tag_length=MAC_LEN).encrypt(bytes(13), cbor2.dumps({1: self.op_cred, 2: sig_h}), tr0)
+        self._send(AUTH, cbor2.dumps({1: box}))
+        k = hkdf_sha256(z, salt, PROTO + b"/keys" + hashlib.sha256(msg + sig_h).digest(), 64)
         self.k_hg, self.k_gh = k[:32], k[32:]
         self.tx = self.rx = 0
+        # AUTH_OK opens only with keys from Z: proof that the gate holds its device key
         ok = self._open_secured(AUTH_OK, self._expect(AUTH_OK))
         self.gate_id, self.device_pub, self.firmware = gid, dpub, ch.get(5)
         self.scope = ok.get("scope")
@@ -355,17 +374,21 @@ class SyncClient:
         b = cbor2.dumps(body)
         ctr = struct.pack(">I", self.tx)
         n = 4 + len(b) + MAC_LEN
-        return encode_frame(ftype, ctr + b + mac16(self.k_hg, frame_header(ftype, n) + ctr + b))
+        return encode_frame(ftype, ctr + AESCCM(self.k_hg, tag_length=MAC_LEN).encrypt(
+            _nonce(1, ctr), b, frame_header(ftype, n) + ctr))
 
     def _open_secured(self, ftype, payload):
         n = len(payload)
         if n < 4 + MAC_LEN:
             raise SyncError("secured frame too short")
-        ctr, body, mac = payload[:4], payload[4:-MAC_LEN], payload[-MAC_LEN:]
-        if not hmac.compare_digest(mac, mac16(self.k_gh, frame_header(ftype, n) + ctr + body)):
-            raise SyncError("gate frame has a bad MAC")
+        ctr = payload[:4]
         if struct.unpack(">I", ctr)[0] != self.rx + 1:
             raise SyncError("gate frame counter out of order (replay?)")
+        try:
+            body = AESCCM(self.k_gh, tag_length=MAC_LEN).decrypt(_nonce(2, ctr), payload[4:],
+                                                                  frame_header(ftype, n) + ctr)
+        except InvalidTag:
+            raise SyncError("gate frame does not authenticate (bad tag)") from None
         self.rx += 1
         return cbor2.loads(body)
 
