@@ -391,3 +391,76 @@ def test_secured_frame_vector():
     tampered[6] ^= 1
     sess.rx = 0
     assert sess._open(ftype, bytes(tampered)) is None
+
+
+# ---------------------------------------------------------------- 5. a damaged log never loses a passage quietly
+def _reboot(g):
+    from offgate.oplog import OpLog
+    g.oplog.close()
+    g.oplog = OpLog(g.cfg["state_dir"] + "/oplog")
+    rec = g.oplog.recover()
+    return syncserver.SyncServer(g), rec
+
+
+def test_flipped_bit_in_the_log_skips_one_record_and_keeps_its_bytes(world):
+    bo, led, cti, tmp = world
+    import os
+    g = FakeGate(tmp / "g50", 50, bo)
+    for i in range(22):
+        g.log(cti, i + 1)
+    d = g.cfg["state_dir"] + "/oplog"
+    seg = sorted(n for n in os.listdir(d) if n.endswith(".seg"))[0]
+    data = bytearray(open(d + "/" + seg, "rb").read())
+    data[64 + 6 * 64 + 13] ^= 0x01                  # one bit inside seq 7's counter
+    open(d + "/" + seg, "wb").write(bytes(data))
+    srv, rec = _reboot(g)
+    assert rec["head"] == 22 and rec["damaged"] == [7] and rec["cut"] == 0
+    s = sync_gate(LoopTransport(srv), bo, led)
+    assert s["new"] == 21 and g.oplog.acked()[0] == 22
+    kept = led.anomaly_records(50)
+    assert [(r["seq"], r["kind"], r["ctr"]) for r in kept] == [(7, "damaged", 7 + (1 << 16))]  # as damaged
+    assert kept[0]["raw"] == bytes(data[64 + 6 * 64:64 + 7 * 64]) and kept[0]["cti"] == cti
+    assert any(a["kind"] == "damaged_record" and a["seq"] == 7 for a in led.anomalies())
+    rep = led.report()
+    assert rep["anomaly_records"][0]["kind"] == "damaged" and rep["gates"][0]["log_damaged"] == 1
+
+
+def test_lost_ack_file_never_reuses_a_seq_and_nothing_goes_uncharged(world):
+    bo, led, cti, tmp = world
+    import os
+    g = FakeGate(tmp / "g51", 51, bo)
+    srv = syncserver.SyncServer(g)
+    for i in range(11):
+        g.log(cti, i + 1)
+    sync_gate(LoopTransport(srv), bo, led)
+    os.remove(g.cfg["state_dir"] + "/oplog/ack")                 # flash damage: the ack file is gone
+    srv, rec = _reboot(g)
+    for i in range(5):
+        g.log(cti, 100 + i)
+    assert [r["seq"] for r in g.oplog.read(1, 10)] == [12, 13, 14, 15, 16]
+    s = sync_gate(LoopTransport(srv), bo, led)
+    assert s["new"] == 5 and led.anomaly_records() == [] and len(led.records(51)) == 16
+
+
+def test_conflicting_records_are_stored_with_their_data_and_checked(world):
+    """Even if a gate did reuse seqs (an old firmware, or both marks lost), the ledger keeps the
+    conflicting passages with their data, checks them for double use, reports them, and the sync
+    acknowledges only what was stored."""
+    bo, led, cti, tmp = world
+    import shutil
+    g = FakeGate(tmp / "g52", 52, bo)
+    srv = syncserver.SyncServer(g)
+    for i in range(11):
+        g.log(cti, i + 1)
+    sync_gate(LoopTransport(srv), bo, led)
+    shutil.rmtree(g.cfg["state_dir"] + "/oplog")                 # the whole log directory lost
+    srv, rec = _reboot(g)
+    assert rec["head"] == 0
+    for i in range(5):
+        g.log(cti, 3 + i)                                        # seqs 1..5 again; ctr 3 was seq 3's too
+    s = sync_gate(LoopTransport(srv), bo, led)
+    kept = led.anomaly_records(52)
+    assert [(r["seq"], r["kind"], r["ctr"]) for r in kept] == [(i + 1, "conflict", 3 + i) for i in range(5)]
+    assert s["fraud"] >= 1 and cti in bo.deny_list()              # same counter opened twice: double use
+    assert g.oplog.acked()[0] == 5                               # acknowledged: all five are stored
+    assert len(led.report()["anomaly_records"]) == 5

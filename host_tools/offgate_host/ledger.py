@@ -98,6 +98,25 @@ CREATE TABLE IF NOT EXISTS ledger_fraud (
     t          BIGINT NOT NULL,
     UNIQUE (kind, gate, seq)
 );
+-- records that could not go into ledger_records, kept with their data (never dropped): "conflict"
+-- (a different record under a seq already stored), "damaged" (the gate found it damaged on flash;
+-- raw = its 64 bytes, the other fields decoded from them as they are)
+CREATE TABLE IF NOT EXISTS ledger_anomaly_records (
+    id        {serial},
+    gate      BIGINT NOT NULL,
+    seq       BIGINT NOT NULL,
+    kind      TEXT NOT NULL,
+    t         BIGINT,
+    cti       {blob},
+    ctr       BIGINT,
+    decision  TEXT,
+    reason    INTEGER,
+    missed    BIGINT,
+    chain     {blob} NOT NULL,
+    raw       {blob},
+    ingested  BIGINT NOT NULL,
+    UNIQUE (gate, seq, kind, chain)
+);
 -- every enrolment of a gate's device key (who, how, when): the ledger believes only these keys
 CREATE TABLE IF NOT EXISTS ledger_gate_log (
     id          {serial},
@@ -181,6 +200,28 @@ class _DB:
 
 def _b(v):
     return bytes(v) if v is not None else None
+
+
+def _health(status_json):
+    """What the gate's last status said about its log damage and its lists (for the report)."""
+    try:
+        st = json.loads(status_json) if status_json else {}
+    except ValueError:
+        st = {}
+    log = st.get("log") or {}
+    deny = st.get("deny") or {}
+    return {"log_damaged": log.get("damaged"), "log_cut": log.get("cut"), "deny_serial": deny.get("serial"),
+            "deny_age": deny.get("age"), "trust_serial": st.get("trust_serial")}
+
+
+def _decode_raw(seq, raw):
+    """A damaged 64-byte oplog record decoded as it is (fields may be wrong: that is the damage)."""
+    r = {"seq": seq, "raw": raw, "chain": raw[28:60] if len(raw) == 64 else bytes(32)}
+    if len(raw) == 64:
+        _, op, reason, flags, _s, t, ctr = struct.unpack(">BBBBIII", raw[:16])
+        r.update(t=t, ctr=ctr, reason=reason, decision="OPEN" if op == 1 else "DENY" if op == 0 else "?",
+                 cti=raw[16:24] if flags & 1 else None, missed=struct.unpack(">I", raw[24:28])[0])
+    return r
 
 
 class Ledger:
@@ -319,6 +360,17 @@ class Ledger:
                                                   "reports (%s)" % bytes(meta.get("chain") or b"").hex()[:16], now)
             for r in records:
                 seq = r["seq"]
+                if "damaged" in r:
+                    # kept with its bytes; the seq counts as stored (nothing is lost quietly)
+                    res["anomalies"] += self._anomaly(gate, seq, "damaged_record",
+                                                      "the gate found record %d damaged on flash: %s"
+                                                      % (seq, bytes(r["damaged"]).hex()), now)
+                    self._keep(gate, "damaged", _decode_raw(seq, bytes(r["damaged"])), now)
+                    res["damaged"] = res.get("damaged", 0) + 1
+                    if seq > head_seq:
+                        head_seq, head = seq, bytes(r["chain"])
+                    prev_seq = seq
+                    continue
                 if prev_seq is not None and seq <= prev_seq:
                     res["anomalies"] += self._anomaly(gate, seq, "reorder",
                                                       "seq %d after %d in one batch" % (seq, prev_seq), now)
@@ -329,7 +381,12 @@ class Ledger:
                         res["duplicates"] += 1
                     else:
                         res["anomalies"] += self._anomaly(gate, seq, "conflict",
-                                                          "a different record for seq %d was already stored" % seq, now)
+                                                          "a different record for seq %d was already stored; "
+                                                          "kept in ledger_anomaly_records" % seq, now)
+                        self._keep(gate, "conflict", r, now)
+                        res["conflicts"] = res.get("conflicts", 0) + 1
+                        if r["decision"] == "OPEN" and r.get("cti"):
+                            res["fraud"] += self._double_use(gate, r, now, res["deny"])
                     continue
                 if seq != head_seq + 1:
                     if seq > head_seq + 1:
@@ -353,12 +410,30 @@ class Ledger:
                     head_seq, head = seq, bytes(r["chain"])
                 if r["decision"] == "OPEN" and r.get("cti"):
                     res["fraud"] += self._double_use(gate, r, now, res["deny"])
+            if records and meta.get("chain") and head_seq == records[-1]["seq"]:
+                head = bytes(meta["chain"])  # the gate's own chain: the next batch links to it
             db.execute("UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?", (head_seq, head, gate))
             db.commit()
+            res["stored_to"] = records[-1]["seq"] if records else None
         except BaseException:
             db.rollback()
             raise
         return res
+
+    def _keep(self, gate, kind, r, now):
+        self.db.execute("INSERT INTO ledger_anomaly_records (gate, seq, kind, t, cti, ctr, decision, reason, missed, "
+                        "chain, raw, ingested) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (gate, r["seq"], kind, r.get("t"), _b(r.get("cti")), r.get("ctr"), r.get("decision"),
+                         r.get("reason"), r.get("missed"), bytes(r["chain"]), _b(r.get("raw")), now))
+
+    def anomaly_records(self, gate=None):
+        q = "SELECT * FROM ledger_anomaly_records" + (" WHERE gate = ?" if gate is not None else "") + \
+            " ORDER BY gate, seq, id"
+        out = self.db.rows(q, (gate,) if gate is not None else ())
+        for r in out:
+            for k in ("cti", "chain", "raw"):
+                r[k] = _b(r[k])
+        return out
 
     def _anomaly(self, gate, seq, kind, detail, now):
         cur = self.db.execute("INSERT INTO ledger_anomalies (gate, seq, kind, detail, t) VALUES (?, ?, ?, ?, ?) "
@@ -465,8 +540,11 @@ class Ledger:
                                "GROUP BY gate, reason ORDER BY gate, reason"),
             "fraud": self.fraud(),
             "anomalies": self.anomalies(),
-            "gates": [{"gate": g["gate"], "last_sync": g["last_sync"], "drift": g["drift"], "time_set": g["time_set"],
-                       "backlog": g["backlog"], "chain_seq": g["chain_seq"],
-                       "records": db.one("SELECT COUNT(*) AS n FROM ledger_records WHERE gate = ?", (g["gate"],))["n"]}
+            "anomaly_records": [{k: (v.hex() if isinstance(v, bytes) else v) for k, v in r.items()}
+                                for r in self.anomaly_records()],
+            "gates": [dict({"gate": g["gate"], "last_sync": g["last_sync"], "drift": g["drift"],
+                            "time_set": g["time_set"], "backlog": g["backlog"], "chain_seq": g["chain_seq"],
+                            "records": db.one("SELECT COUNT(*) AS n FROM ledger_records WHERE gate = ?",
+                                              (g["gate"],))["n"]}, **_health(g["status"]))
                       for g in self.gates()],
         }

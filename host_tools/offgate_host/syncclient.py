@@ -487,6 +487,13 @@ def _normalize_batch(opened, gate_id):
     chain = prev
     out = []
     for row in rows:
+        if isinstance(row, list) and len(row) == 3 and row[1] == "damaged" and isinstance(row[2], bytes):
+            # a record the gate found damaged on its flash: kept with its bytes, never dropped
+            raw = bytes(row[2])
+            r = {"seq": int(row[0]), "damaged": raw, "chain": raw[28:60] if len(raw) == 64 else bytes(32)}
+            chain = r["chain"]
+            out.append(r)
+            continue
         if not isinstance(row, list) or len(row) != 7:
             raise SyncError("malformed record row in batch")
         seq, t, cti, ctr, op, reason, missed = row
@@ -553,6 +560,10 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
             for cti in res.get("deny", ()):
                 bo.deny(cti)
             last = recs[-1]
+            if res.get("stored_to") != last["seq"]:
+                # never acknowledge what the ledger has not stored: the gate keeps it for next time
+                raise SyncError("gate %d: the ledger stored up to seq %s of a batch ending at %d; not acknowledged"
+                                % (gid, res.get("stored_to"), last["seq"]))
             a = c.request("ack", seq=last["seq"], chain=meta["chain"] if meta.get("chain") else last["chain"])
             if not a.get("acked"):
                 raise SyncError("gate %d refused the acknowledgement of seq %d" % (gid, last["seq"]))
