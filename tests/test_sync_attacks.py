@@ -464,3 +464,82 @@ def test_conflicting_records_are_stored_with_their_data_and_checked(world):
     assert s["fraud"] >= 1 and cti in bo.deny_list()              # same counter opened twice: double use
     assert g.oplog.acked()[0] == 5                               # acknowledged: all five are stored
     assert len(led.report()["anomaly_records"]) == 5
+
+
+# ---------------------------------------------------------------- 6. key rotation that cannot lock a gate out
+def test_field_case_rotation_lockout_recovered_remotely(tmp_path):
+    """../shared/field-cases/rotation-lockout: the gate trusts issuer key A only; the back office
+    rotated to B and A expired before the gate was synced again. The root-signed operator
+    credential opens the session, the root-signed trust list brings B; riders open again."""
+    from mpbridge import free_port
+    from offgate_host.simgate import write_gate_dir
+    from offgate_host.syncclient import provision_gate_dir
+    from test_sync_e2e import SyncSimGate
+    bo = BackOffice(tmp_path / "bo")
+    bo.init_issuer("t", valid_from=NOW - 10 * 86400, valid_days=9)          # key A, expired yesterday
+    cfg = write_gate_dir(tmp_path / "gate", gate_id=61, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
+    provision_gate_dir(cfg.parent, bo, gate_id=61)
+    bo.rotate_issuer(valid_from=NOW - 2 * 86400, lead_days=0)              # key B
+    bo.create_account("r", balance=5000)
+    w = Wallet.create(tmp_path / "r.json")
+    w.set_credential(bo.issue_credential("r", w.pub65, zones=[1], now=NOW))
+    led = Ledger.for_backoffice(bo)
+    g = SyncSimGate(cfg, free_port()).start()
+    try:
+        assert g.scan(w.qr_text(w.next_code()))["reason"] == "UNKNOWN_ISSUER"
+        k = bo.operator_identity()[0]
+        with SyncClient(g.transport(), k, bo.issue_operator_credential(
+                "operator", keys.pub_bytes(k), signer="issuer", now=NOW)) as c:
+            with pytest.raises(GateRefused, match="root key or a trusted issuer"):
+                c.handshake()                                               # what locked the gate out
+        s = sync_gate(g.transport(), bo, led)
+        assert s["trust_serial"] == bo.trust_serial() and s["tables"] >= 2   # both keys' comb tables
+        assert g.scan(w.qr_text(w.next_code()))["decision"] == "OPEN"
+    finally:
+        g.kill()
+
+
+def test_damaged_trust_store_recovered_remotely(tmp_path):
+    from mpbridge import free_port
+    from offgate_host.simgate import write_gate_dir
+    from offgate_host.syncclient import provision_gate_dir
+    from test_sync_e2e import SyncSimGate
+    bo = BackOffice(tmp_path / "bo")
+    bo.init_issuer("t", valid_from=NOW - 86400)
+    bo.create_account("r", balance=5000)
+    w = Wallet.create(tmp_path / "r.json")
+    w.set_credential(bo.issue_credential("r", w.pub65, zones=[1], now=NOW))
+    t = bytearray(bo.trust_bytes())
+    t[len(t) // 2] ^= 0x20                                                   # one flipped bit
+    cfg = write_gate_dir(tmp_path / "gate", gate_id=62, zone=1, trust=bytes(t), deny=bo.deny_bytes(), tables=False)
+    provision_gate_dir(cfg.parent, bo, gate_id=62)
+    led = Ledger.for_backoffice(bo)
+    g = SyncSimGate(cfg, free_port()).start()
+    try:
+        before = g.scan(w.qr_text(w.next_code()))
+        assert before["decision"] == "DENY"
+        sync_gate(g.transport(), bo, led)
+        assert g.scan(w.qr_text(w.next_code()))["decision"] == "OPEN"
+    finally:
+        g.kill()
+
+
+def test_staged_rotation_signs_only_once_the_gates_have_the_key(world):
+    bo, led, cti, tmp = world
+    g1, g2 = FakeGate(tmp / "s1", 71, bo), FakeGate(tmp / "s2", 72, bo)
+    old = bo.signing_key()[0]["kid"]
+    sync_gate(LoopTransport(syncserver.SyncServer(g1)), bo, led)
+    sync_gate(LoopTransport(syncserver.SyncServer(g2)), bo, led)
+    new = bo.rotate_issuer(valid_from=NOW - 10)                      # lead time: 7 days by default
+    assert bo.signing_key()[0]["kid"] == old                          # staged: not signing yet
+    s = sync_gate(LoopTransport(syncserver.SyncServer(g1)), bo, led)
+    assert s["trust_serial"] == bo.trust_serial() and s["tables"] >= 2
+    assert any("missing at gate(s) [72]" in w for w in s["warnings"])  # the back office warns
+    assert bo.signing_key()[0]["kid"] == old
+    s = sync_gate(LoopTransport(syncserver.SyncServer(g2)), bo, led)
+    assert s.get("promoted") == [new.hex()] and bo.signing_key()[0]["kid"] == new
+    assert len(g2.verifier.trust.keys) == 2 and g2.verifier.trust.tables[0] >= 2
+    bo.retire(old)                                                    # and the old key can go
+    sync_gate(LoopTransport(syncserver.SyncServer(g1)), bo, led)
+    assert [k.kid for k in g1.verifier.trust.keys] == [new]
+    assert bo.signing_key(NOW + 30 * 86400)[0]["kid"] == new

@@ -224,6 +224,8 @@ def build(cfg, actuator, out, clock):
         notes.append("oplog: torn/corrupt tail cut (%d)" % rec["cut"])
     if rec["gap"]:
         notes.append("oplog: records missing after the acknowledged point")
+    if rec.get("damaged"):
+        notes.append("oplog: damaged records kept, seqs %s" % rec["damaged"])
     verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
                         cfg["skew_s"], cache)
     verifier.list_max_age_s = cfg["list_max_age_s"]

@@ -78,12 +78,13 @@ def clock_state(srv):
 
 
 def drop_deny_tmp(self):
+    """Forget a half-received file upload (deny list or comb tables) and its tmp file."""
     if self.deny_tmp is not None:
         try:
             self.deny_tmp["f"].close()
         except Exception:
             pass
-        _remove(self.srv.path("deny.bin.tmp"))
+        _remove(self.deny_tmp["tmp"])
         self.deny_tmp = None
 
 
@@ -172,19 +173,63 @@ def op_deny_begin(self, req):
     size, digest = req.get("size"), req.get("sha256")
     if not _uint(size) or size < 30 or not isinstance(digest, bytes) or len(digest) != 32:
         raise SyncError("deny_begin needs size (a signed version-2 list, >= 30 bytes) and sha256 (32 bytes)")
+    return _begin(self, "deny", size, digest)
+
+
+def _begin(self, kind, size, digest):
     self._drop_deny_tmp()
-    f = open(self.srv.path("deny.bin.tmp"), "wb")
-    self.deny_tmp = {"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256()}
+    tmp = self.srv.path(UPLOADS[kind] + ".tmp")
+    f = open(tmp, "wb")
+    self.deny_tmp = {"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256(), "kind": kind,
+                     "tmp": tmp}
     return {}
 
-def op_deny_chunk(self, req):
+
+def op_tables_begin(self, req):
+    size, digest = req.get("size"), req.get("sha256")
+    if not _uint(size) or size < 8 or size > TABLES_MAX or not isinstance(digest, bytes) or len(digest) != 32:
+        raise SyncError("tables_begin needs size (8 .. %d) and sha256 (32 bytes)" % TABLES_MAX)
+    return _begin(self, "tables", size, digest)
+
+
+def op_tables_chunk(self, req):
+    return _chunk(self, req, "tables")
+
+
+def op_tables_commit(self, req):
+    """Install issuer comb tables: whole (size, SHA-256), then attached to the trusted keys; the
+    attach checks every table row by row against its key, and a key whose table is bad stays on the
+    generic path (keytables.attach). The tables are public data, so they need no signature."""
     t = self.deny_tmp
-    if t is None:
-        raise SyncError("deny_chunk without deny_begin")
+    if t is None or t["kind"] != "tables":
+        raise SyncError("tables_commit without tables_begin")
+    try:
+        t["f"].close()
+        if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
+            raise SyncError("tables incomplete or their SHA-256 does not match")
+        from offgate.trust import TABLES
+        path = self.srv.path(TABLES)
+        os.rename(t["tmp"], path)
+        _sync_fs()
+        self.deny_tmp = None
+        got = self.gate.verifier.trust.attach_tables(path)
+        self.srv.note("issuer tables installed: %d attached, %d refused" % (got[0], got[1]))
+        return {"tables": got[0], "refused": got[1]}
+    finally:
+        self._drop_deny_tmp()
+
+def op_deny_chunk(self, req):
+    return _chunk(self, req, "deny")
+
+
+def _chunk(self, req, kind):
+    t = self.deny_tmp
+    if t is None or t["kind"] != kind:
+        raise SyncError("%s_chunk without %s_begin" % (kind, kind))
     off, data = req.get("off"), req.get("data")
     if off != t["off"] or not isinstance(data, bytes) or not data or off + len(data) > t["size"]:
         self._drop_deny_tmp()
-        raise SyncError("deny_chunk out of order or too long")
+        raise SyncError("%s_chunk out of order or too long" % kind)
     t["f"].write(data)
     t["h"].update(data)
     t["off"] += len(data)
@@ -197,13 +242,13 @@ def op_deny_commit(self, req):
     from offgate.denycheck import check_file
     from offgate.denylist import DenyListError
     t = self.deny_tmp
-    if t is None:
+    if t is None or t["kind"] != "deny":
         raise SyncError("deny_commit without deny_begin")
     try:
         t["f"].close()
         if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
             raise SyncError("deny list incomplete or its SHA-256 does not match")
-        tmp = self.srv.path("deny.bin.tmp")
+        tmp = t["tmp"]
         h = hashlib.sha256()
         try:
             with open(tmp, "rb") as f:
@@ -320,7 +365,13 @@ def _root_payload(srv, signed, kind):
     return body
 
 
+UPLOADS = {"deny": "deny.bin", "tables": "issuer_tables.bin"}
+TABLES_MAX = 256 * 1024
+
 OPS = {
+    "tables_begin": op_tables_begin,
+    "tables_chunk": op_tables_chunk,
+    "tables_commit": op_tables_commit,
     "status": op_status,
     "config": op_config,
     "pull": op_pull,

@@ -156,6 +156,11 @@ class SyncServer:
         from offgate import devicekey
         return devicekey.load_or_create(self.path("device.key"))
 
+    def root_pub(self):
+        """The back office's root public key (65 bytes) from root.pub, or None."""
+        pub = _read(self.path(ROOT_PUB))
+        return pub if pub is not None and len(pub) == 65 else None
+
     def path(self, name):
         return self.dir + "/" + name
 

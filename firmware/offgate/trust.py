@@ -81,6 +81,11 @@ class TrustStore:
             raise TrustError("trust store is not valid CBOR: %s" % e)
         if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("keys"), list):
             raise TrustError("trust store: expected {'v': 1, 'keys': [...]}")
+        if "crc" in doc:
+            from offgate.checksum import crc32
+            n = len(data)
+            if n < 9 or data[n - 9:n - 4] != b"\x63crc\x1a" or doc["crc"] != crc32(data[:n - 9]) & 0xFFFFFFFF:
+                raise TrustError("trust store damaged: CRC mismatch")
         serial, issued = doc.get("serial", 0), doc.get("issued", 0)
         for name, v in (("serial", serial), ("issued", issued)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:

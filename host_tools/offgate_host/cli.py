@@ -96,11 +96,67 @@ def issuer_init(data_dir, name, valid_from, valid_days):
 @data_option
 @click.option("--valid-from", type=int, default=None, help="key nbf, Unix seconds (default: now)")
 @click.option("--valid-days", type=click.IntRange(min=1), default=365, show_default=True)
+@click.option("--lead-days", type=click.FloatRange(min=0), default=7, show_default=True,
+              help="the new key signs only after this many days (or once every enrolled gate holds it)")
 @user_errors
-def issuer_rotate(data_dir, valid_from, valid_days):
-    """Add a new issuer key alongside the old ones (re-export the trust store afterwards)."""
-    kid = _bo(data_dir).rotate_issuer(valid_from=valid_from, valid_days=valid_days)
-    click.echo("new issuer key: kid %s" % kid.hex())
+def issuer_rotate(data_dir, valid_from, valid_days, lead_days):
+    """Add a new issuer key alongside the old ones (staged: syncs bring it to the gates first)."""
+    bo = _bo(data_dir)
+    kid = bo.rotate_issuer(valid_from=valid_from, valid_days=valid_days, lead_days=lead_days)
+    click.echo("new issuer key: kid %s; signs from %s (or once every enrolled gate holds it)"
+               % (kid.hex(), _iso(bo.staged_keys()[kid.hex()]["sign_from"])))
+
+
+def _gate_trust_serials(bo, db):
+    import json
+    led = _ledger(bo, db)
+    try:
+        out = {}
+        for g in led.gates():
+            try:
+                out[g["gate"]] = (json.loads(g["status"]) if g["status"] else {}).get("trust_serial", 0)
+            except ValueError:
+                out[g["gate"]] = 0
+        return out
+    finally:
+        led.close()
+
+
+@issuer.command("rollout")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help="ledger database (default: the back office's db)")
+@user_errors
+def issuer_rollout(data_dir, db):
+    """Staged issuer keys and the enrolled gates that do not hold them yet (sync those first)."""
+    bo = _bo(data_dir)
+    for r in bo.rollout(_gate_trust_serials(bo, db)):
+        state = "signing" if r["signing"] else "signs from %s" % _iso(r["sign_from"])
+        if r["lacking"]:
+            click.echo("WARNING: key %s (%s) is missing at gate(s) %s: their riders will be UNKNOWN_ISSUER"
+                       % (r["kid"], state, ", ".join(map(str, r["lacking"]))))
+        else:
+            click.echo("key %s (%s): every enrolled gate holds it" % (r["kid"], state))
+
+
+@issuer.command("promote")
+@data_option
+@click.argument("kid")
+@user_errors
+def issuer_promote(data_dir, kid):
+    """Let a staged key sign now (check `offgate issuer rollout` first)."""
+    _bo(data_dir).promote(kid)
+    click.echo("issuer key %s signs from now" % kid)
+
+
+@issuer.command("retire")
+@data_option
+@click.argument("kid")
+@user_errors
+def issuer_retire(data_dir, kid):
+    """Retire an issuer key: it signs nothing more and leaves the trust list at the next sync."""
+    bo = _bo(data_dir)
+    bo.retire(kid)
+    click.echo("issuer key %s retired; trust list serial %d" % (kid, bo.trust_serial()))
 
 
 @issuer.command("list")

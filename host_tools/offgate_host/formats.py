@@ -347,11 +347,17 @@ def trust_store_bytes(keys, serial=None, issued=None) -> bytes:
         out.append({"kid": kid, "iss": k["iss"], "pub": pub,
                     "nbf": _need_uint("nbf", k["nbf"]), "exp": _need_uint("exp", k["exp"])})
     doc = {"v": TRUST_VERSION}
-    if serial is not None:
-        doc["serial"] = _need_uint("serial", serial)
-        doc["issued"] = _need_uint("issued", issued or 0)
+    if serial is None:
+        doc["keys"] = out
+        return cbor2.dumps(doc)
+    doc["serial"] = _need_uint("serial", serial)
+    doc["issued"] = _need_uint("issued", issued or 0)
     doc["keys"] = out
-    return cbor2.dumps(doc)
+    # integrity at rest: a last entry "crc" = CRC-32 (4-byte uint) of every byte before that entry,
+    # the map header counting it (docs/protocol.md §6)
+    body = cbor2.dumps(doc)
+    body = bytes([body[0] + 1]) + body[1:]
+    return body + b"\x63crc\x1a" + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
 def parse_trust_store(data: bytes) -> list:

@@ -107,7 +107,7 @@ def test_rotation_new_key_signs(bo):
     bo.create_account("a", balance=1000)
     old = bo.issuer_keys()[0]["kid"]
     c_old = bo.issue_credential("a", rider_pub(), zones=[1], now=T0)
-    new = bo.rotate_issuer(valid_from=T0 + 10)
+    new = bo.rotate_issuer(valid_from=T0 + 10, lead_days=0)
     ks = bo.issuer_keys()
     assert len(ks) == 2 and {k["kid"] for k in ks} == {old, new} and old != new
     # before the new key's nbf the old one still signs; afterwards the new one
@@ -127,7 +127,7 @@ def test_rotation_new_key_signs(bo):
 def test_rotation_same_second_newest_wins(tmp_path):
     b = BackOffice(tmp_path)
     b.init_issuer(valid_from=T0)
-    new = b.rotate_issuer(valid_from=T0)
+    new = b.rotate_issuer(valid_from=T0, lead_days=0)
     b.create_account("a", balance=1000)
     assert formats.parse_credential(b.issue_credential("a", rider_pub(), zones=[1], now=T0 + 1))["kid"] == new
 
