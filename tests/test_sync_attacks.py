@@ -543,3 +543,127 @@ def test_staged_rotation_signs_only_once_the_gates_have_the_key(world):
     sync_gate(LoopTransport(syncserver.SyncServer(g1)), bo, led)
     assert [k.kid for k in g1.verifier.trust.keys] == [new]
     assert bo.signing_key(NOW + 30 * 86400)[0]["kid"] == new
+
+
+# ---------------------------------------------------------------- 7. one strictness for gate and host
+# a copy of ../shared/field-cases/host-gate-differential (its README says what each code is)
+FIELD_DIR = __import__("pathlib").Path(__file__).resolve().parent / "fixtures" / "host-gate-differential"
+
+
+def _field_dir():
+    return FIELD_DIR
+
+
+def _fw_decide(trust_bytes, line, now, gate_id=101, zone=1, deny_ids=()):
+    """The firmware's verdict (offgate.verifier, in-process), its reason name."""
+    import tempfile
+    from offgate import reasons
+    from offgate.denylist import DenyList
+    from offgate.trust import TrustError, TrustStore
+    from offgate.verifier import Verifier
+
+    class Fresh:
+        def fresh(self, cti, ctr):
+            return True
+    try:
+        trust = TrustStore.from_bytes(trust_bytes)
+    except TrustError:
+        trust = TrustStore()
+    v = Verifier(trust, DenyList(), Fresh(), gate_id, zone, 60, 30, 0)
+    d = v.decide(line.encode() if isinstance(line, str) else line, now)
+    return reasons.name(d.reason)
+
+
+@pytest.mark.parametrize("case", ["duplicate-key", "true-key", "trailing-byte", "indefinite-map"])
+def test_field_case_host_gate_differential(case, tmp_path):
+    d = _field_dir()
+    line = (d / (case + ".txt")).read_text().strip()
+    trust = (d / "trust.cbor").read_bytes()
+    from offgate_host import gateview
+    assert _fw_decide(trust, line, 1800000120) == "MALFORMED_CODE"
+    verdict, info = gateview.decide(line, gateview.trust_keys(trust), 1800000120, 101, 1)
+    assert verdict == "MALFORMED_CODE" and "credential" not in info and "ctr" not in info
+    r = CliRunner().invoke(main, ["inspect", "--data", str(tmp_path / "none"), "--trust", str(d / "trust.cbor"),
+                                  "--now", "1800000120", "--gate-id", "101", "--zone", "1", line])
+    assert r.exit_code == 1 and "the gate would decide MALFORMED_CODE" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert "500" not in r.output and "someone-else" not in r.output and "valid" not in r.output
+
+
+def test_inspect_says_what_the_gate_would_decide(world):
+    bo, led, cti, tmp = world
+    w = Wallet.load(tmp / "victim.json")
+    line = w.qr_text(w.code(NOW, 5))
+    (tmp / "trust.cbor").write_bytes(bo.trust_bytes())
+    r = CliRunner().invoke(main, ["inspect", "--trust", str(tmp / "trust.cbor"), "--now", str(NOW), "--zone", "1", line])
+    assert r.exit_code == 0 and "OK" in r.output
+    r = CliRunner().invoke(main, ["inspect", "--trust", str(tmp / "trust.cbor"), "--now", str(NOW + 600), line])
+    assert r.exit_code == 0 and "CODE_STALE" in r.output
+
+
+def _resign(rider_key, payload, tagged=True):
+    from offgate_host import formats
+    return formats._sign1(rider_key, {formats.H_ALG: formats.ALG_ES256}, payload, tagged=tagged)
+
+
+_CBOR_VARIANTS = [
+    lambda p: p + b"\x00",                                          # trailing byte
+    lambda p: bytes([0xBF]) + p[1:] + b"\xff",                      # indefinite-length map
+    lambda p: bytes([p[0] + 1]) + p[1:] + b"\x03\x19\x01\xf4",      # duplicate key 3 (counter 500)
+    lambda p: bytes([p[0] + 1]) + p[1:] + b"\xf5\x01",              # a `true` key
+    lambda p: bytes([p[0] + 1]) + p[1:] + b"\x04\xf9\x3c\x00",      # a float value
+    lambda p: bytes([p[0] + 1]) + p[1:] + b"\x04\xc1\x00",          # a tag inside
+    lambda p: bytes([p[0] + 1]) + p[1:] + b"\x04\xf7",              # undefined
+    lambda p: bytes([p[0] + 1]) + p[1:] + b"\x18\x03\x02",          # key 3 again, non-shortest head
+    lambda p: bytes([p[0] + 1]) + p[1:] + b"\x63\x63\x74\x72\x01",  # an extra text key "ctr"
+    lambda p: p,                                                     # unchanged (re-signed)
+]
+
+
+@pytest.fixture(scope="module")
+def diff_world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("diff")
+    bo = BackOffice(tmp / "bo")
+    bo.init_issuer("t", valid_from=NOW - 86400)
+    bo.create_account("a", balance=5000)
+    w = Wallet.create(tmp / "w.json")
+    w.set_credential(bo.issue_credential("a", w.pub65, zones=[1], gates=[101, 102], valid_seconds=3600, now=NOW))
+    return bo.trust_bytes(), w
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["flip", "insert", "delete", "cbor", "cred_flip", "text"]),
+       pos=st.integers(0, 10 ** 6), val=st.integers(0, 255), variant=st.integers(0, len(_CBOR_VARIANTS) - 1),
+       dt=st.sampled_from([0, 45, 95, -40, 4000]))
+def test_host_and_gate_agree_on_mutated_codes(diff_world, kind, pos, val, variant, dt):
+    """The same mutated inputs to the firmware verifier and to the host's gateview: same verdict."""
+    import cbor2
+    from offgate_host import formats, gateview
+    trust, w = diff_world
+    code = bytearray(w.code(NOW, 7))
+    if kind == "flip":
+        code[pos % len(code)] ^= (val or 1)
+    elif kind == "insert":
+        code.insert(pos % (len(code) + 1), val)
+    elif kind == "delete":
+        del code[pos % len(code)]
+    elif kind in ("cbor", "cred_flip"):
+        s = cbor2.loads(bytes(code)).value                          # [prot, {}, payload, sig]
+        payload = s[2]
+        if kind == "cred_flip":                                      # damage inside the credential, re-sign
+            auth = cbor2.loads(payload)
+            cred = bytearray(auth[1])
+            cred[pos % len(cred)] ^= (val or 1)
+            auth[1] = bytes(cred)
+            payload = cbor2.dumps(auth)
+        else:
+            payload = _CBOR_VARIANTS[variant](payload)
+        code = bytearray(_resign(w.key, payload, tagged=bool(val & 1)))
+    line = formats.qr_text(bytes(code)) if kind != "text" else w.qr_text(bytes(code))[:max(4, pos % 420)] + \
+        chr(32 + val % 95) * (val % 3)
+    now = NOW + dt
+    host, _ = gateview.decide(line, gateview.trust_keys(trust), now, 101, 1)
+    assert _fw_decide(trust, line, now) == host, (kind, line)

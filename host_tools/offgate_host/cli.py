@@ -407,15 +407,36 @@ def _issuer_keys_for_inspect(data_dir, trust_file):
 @click.argument("qrtext")
 @click.option("--trust", "trust_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="verify the issuer signature against this trust.cbor (default: the data dir's keys, if any)")
+@click.option("--now", type=int, default=None, help="gate time for the verdict, Unix seconds (default: now)")
+@click.option("--gate-id", type=int, default=None, help="judge as this gate (default: gate restrictions not checked)")
+@click.option("--zone", type=int, default=None, help="judge in this zone (default: zones not checked)")
 @user_errors
-def inspect_cmd(data_dir, qrtext, trust_file):
-    """Decode a QR text (or '-' to read it from stdin) and show what is inside."""
+def inspect_cmd(data_dir, qrtext, trust_file, now, gate_id, zone):
+    """Decode a QR text (or '-' to read it from stdin) with the gate's rules (docs/protocol.md §5),
+    say what the gate would decide, and show what is inside."""
+    import time
+
     from rich.table import Table
 
-    from . import formats, qr
+    from . import formats, gateview, qr
     if qrtext == "-":
         qrtext = sys.stdin.readline()
     qrtext = qrtext.strip()
+    now = int(time.time()) if now is None else now
+    if trust_file is not None:
+        try:
+            gtrust = gateview.trust_keys(Path(trust_file).read_bytes())
+        except ValueError as e:
+            raise click.ClickException("trust store %s: the gate would refuse it: %s" % (trust_file, e)) from None
+    elif data_dir is not None and (Path(data_dir) / "offgate.db").exists():
+        from . import keys as keys_mod
+        gtrust = [(k["kid"], keys_mod.pub_from_bytes(k["pub"]), k["nbf"], k["exp"]) for k in _bo(data_dir).issuer_keys()]
+    else:
+        gtrust = []
+    verdict, vinfo = gateview.decide(qrtext, gtrust, now, gate_id, zone)
+    if verdict in gateview.STRUCTURAL:
+        # the gate stops here: show nothing it did not judge (no counter, no credential)
+        raise click.ClickException("the gate would decide %s%s" % (verdict, ": " + vinfo["why"] if "why" in vinfo else ""))
     code = formats.code_from_qr_text(qrtext)
     auth = formats.parse_auth_code(code, verify=True)
     c = auth["credential"]
@@ -432,6 +453,8 @@ def inspect_cmd(data_dir, qrtext, trust_file):
     t = Table(title="authorization code", show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value", overflow="fold")
+    t.add_row("gate would decide", "%s (at %s%s%s)" % (verdict, _ts(now), ", gate %d" % gate_id if gate_id is not None
+                                                         else "", ", zone %d" % zone if zone is not None else ""))
     t.add_row("size", "%d bytes, QR text %d chars, QR version %d-M" % (len(code), len(qrtext), qr.qr_version(qrtext)))
     t.add_row("rider signature", "valid")
     t.add_row("iat", _ts(auth["iat"]))
