@@ -667,3 +667,17 @@ def test_host_and_gate_agree_on_mutated_codes(diff_world, kind, pos, val, varian
     now = NOW + dt
     host, _ = gateview.decide(line, gateview.trust_keys(trust), now, 101, 1)
     assert _fw_decide(trust, line, now) == host, (kind, line)
+
+
+def test_stale_deny_list_policy_on_the_simulated_gate(world):
+    bo, led, cti, tmp = world
+    from offgate_host.simgate import SimGate, write_gate_dir
+    w = Wallet.create(tmp / "day.json")
+    w.set_credential(bo.issue_credential("victim", w.pub65, zones=[1], valid_seconds=86400, now=NOW))
+    for policy, expect in (("report", "OPEN"), ("refuse", "LIST_STALE")):
+        cfg = write_gate_dir(tmp / ("gate-" + policy), gate_id=101, zone=1, trust=bo.trust_bytes(),
+                             deny=bo.deny_bytes(), list_max_age_s=1800, list_stale_policy=policy)
+        with SimGate(cfg, clock_offset=3600) as g:                       # the list is an hour old
+            assert any("deny list stale" in n for n in g.boot["notes"]), g.boot
+            assert g.scan(w.qr_text(w.code(int(time.time()) + 3600, 900)))["reason"] == ("OK" if expect == "OPEN"
+                                                                                         else expect)
