@@ -202,6 +202,11 @@ def build(cfg, actuator, out, clock):
     asm = LineAssembler(cfg["max_line"])
     cache = CredCache(cfg["cache_size"])
     replay = ReplayGuard(state_path(cfg, "replay.log"), cfg["replay_slots"])
+    # The log is opened (and its recovery code loaded and dropped) before the trust store's table
+    # check fragments the heap: recovery needs contiguous blocks to load.
+    oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
+                  cfg["log_full_policy"])
+    rec = oplog.recover()
     try:
         trust = TrustStore.load(state_path(cfg, "trust.cbor"))
     except TrustError as e:
@@ -213,9 +218,6 @@ def build(cfg, actuator, out, clock):
     except ValueError as e:
         notes.append(str(e))
     replay.load(clock.now())
-    oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
-                  cfg["log_full_policy"])
-    rec = oplog.recover()
     oplog.before_free = replay.sync  # the log may drop records only once the replay file has them
     n = _restore_replay(replay, oplog, clock.now())
     if n:

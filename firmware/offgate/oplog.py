@@ -151,7 +151,9 @@ class OpLog:
     def recover(self):
         """Open the log at boot (offgate.oplogrecover, loaded for the call and unloaded after:
         boot and I/O-error code that need not sit in a 128 KB heap between scans)."""
+        import gc
         import offgate
+        gc.collect()  # the recovery code is compiled/loaded now, at boot after the trust store: room first
         from offgate import oplogrecover
         try:
             return oplogrecover.recover(self)

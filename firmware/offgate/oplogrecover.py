@@ -113,32 +113,10 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
             clean = False      # bytes beyond a full segment
         dam = [first + i for i in damaged if i < good]
         if not header_ok:
-            _rewrite_header(log, segno, first, expect_chain if expect_seq == first else ZERO32)
+            _repair("rewrite_header", log, segno, first, expect_chain if expect_seq == first else ZERO32)
         return first, good, good_chain, clean, dam
     finally:
         f.close()
-
-
-def _rewrite_header(log, segno, first, prev_chain):
-    """Write a good header in place of a damaged one (tmp + rename), keeping every record."""
-    path = log._path(segno)
-    tmp = path + ".tmp"
-    h = log._hdr
-    for i in range(HDR):
-        h[i] = 0
-    h[0:4] = SEG_MAGIC
-    h[4] = 1
-    struct.pack_into(">II", h, 8, segno, first)
-    h[16:48] = prev_chain
-    struct.pack_into(">I", h, 60, _crc(h, 60))
-    b = log._buf
-    with open(path, "rb") as src:
-        with open(tmp, "wb") as dst:
-            dst.write(h)
-            src.seek(HDR)
-            while src.readinto(b) == REC:
-                dst.write(b)
-    os.rename(tmp, path)
 
 
 def _read_hwm(log):
@@ -154,19 +132,16 @@ def _read_hwm(log):
     return struct.unpack_from(">I", b, 4)[0], bytes(b[8:40])
 
 
-def _truncate(log, segno, count):
-    """Keep the first `count` records of a segment: copy them to a tmp file, rename over."""
-    path = log._path(segno)
-    tmp = path + ".tmp"
-    b = log._buf
-    with open(path, "rb") as src:
-        with open(tmp, "wb") as dst:
-            src.readinto(log._hdr)
-            dst.write(log._hdr)
-            for _ in range(count):
-                src.readinto(b)
-                dst.write(b)
-    os.rename(tmp, path)
+def _repair(name, *args):
+    """The rare rewrite paths live in offgate.oplogrepair, loaded only when flash needs a repair."""
+    import offgate
+    from offgate import oplogrepair
+    try:
+        getattr(oplogrepair, name)(*args)
+    finally:
+        oplogrepair = None
+        offgate.unload("offgate.oplogrepair")
+
 
 def recover(log):
     """Open the log at boot: cut a torn/corrupt tail, finish an interrupted acknowledge,
@@ -209,7 +184,7 @@ def recover(log):
         if not clean:
             cut += 1
             if n:
-                _truncate(log, segno, n)
+                _repair("truncate", log, segno, n)
                 segs.append([segno, first, n])
             else:
                 _remove(log._path(segno))
