@@ -681,3 +681,24 @@ def test_stale_deny_list_policy_on_the_simulated_gate(world):
             assert any("deny list stale" in n for n in g.boot["notes"]), g.boot
             assert g.scan(w.qr_text(w.code(int(time.time()) + 3600, 900)))["reason"] == ("OK" if expect == "OPEN"
                                                                                          else expect)
+
+
+def test_simulated_gate_boots_with_a_damaged_log_record_and_loses_nothing_else(world):
+    bo, led, cti, tmp = world
+    import os
+    from offgate_host.simgate import SimGate, write_gate_dir
+    w = Wallet.load(tmp / "victim.json")
+    cfg = write_gate_dir(tmp / "gdmg", gate_id=101, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
+    with SimGate(cfg) as g:
+        for i in range(6):
+            assert g.scan(w.qr_text(w.code(int(time.time()), 200 + i)))["decision"] == "OPEN"
+    d = cfg.parent / "oplog"
+    seg = d / sorted(n for n in os.listdir(d) if n.endswith(".seg"))[0]
+    data = bytearray(seg.read_bytes())
+    data[64 + 2 * 64 + 20] ^= 0x08                        # one bit in seq 3's credential id
+    seg.write_bytes(bytes(data))
+    with SimGate(cfg) as g:
+        assert any("damaged records kept, seqs [3]" in n for n in g.boot["notes"]), g.boot
+        assert g.boot["log_head_seq"] == 6
+        assert g.scan(w.qr_text(w.code(int(time.time()), 300)))["decision"] == "OPEN"
+        assert g.scan(w.qr_text(w.code(int(time.time()), 204)))["reason"] == "REPLAY"  # the replay file kept it

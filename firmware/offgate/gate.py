@@ -188,8 +188,8 @@ def _restore_replay(replay, oplog, now):
         recs = oplog.read(seq, 32)
         if not recs:
             return n
-        n += replay.restore(recs, now)
         seq = recs[-1]["seq"] + 1
+        n += replay.restore([r for r in recs if "damaged" not in r], now)  # a damaged one has no fields
 
 
 def build(cfg, actuator, out, clock):
@@ -207,6 +207,7 @@ def build(cfg, actuator, out, clock):
     oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
                   cfg["log_full_policy"])
     rec = oplog.recover()
+    gc.collect()
     try:
         trust = TrustStore.load(state_path(cfg, "trust.cbor"))
     except TrustError as e:
