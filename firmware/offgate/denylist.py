@@ -29,10 +29,8 @@ A binary search reads ~log2(n) ids of 8 bytes from the open file into one preall
 a list of 100,000 ids costs no heap, only ~17 small reads per scan.
 """
 MAGIC = b"OGDL"
-HEADER = 12          # version 1
-HEADER2 = 24         # version 2
+HEADER = 12          # version 1 (version 2: 24)
 ID_LEN = 8
-KIND_FULL = 0
 
 
 class DenyListError(ValueError):
@@ -51,8 +49,7 @@ class DenyList:
         self.count = 0
         self.serial = 0       # 0: no list, or an unsigned version-1 list
         self.issued = 0       # Unix seconds the back office signed it (0: unknown)
-        self.version = 0
-        self._h = HEADER
+        self._h = HEADER      # header length: 12 for version 1, 24 for version 2 (signed)
         self._buf = bytearray(ID_LEN)
         if path is not None:
             self.open(path)
@@ -74,7 +71,7 @@ class DenyList:
             sig = None
         except DenyListError as e:
             f.close()
-            raise DenyListError("%s (%s)" % (e, path))
+            raise DenyListError("%s: %s" % (path, e))
         except Exception:
             f.close()
             raise
@@ -86,7 +83,6 @@ class DenyList:
         self.count = n
         self.serial = serial
         self.issued = issued
-        self.version = v
         self._h = h
 
     def close(self):
@@ -96,12 +92,6 @@ class DenyList:
         self.count = 0
         self.serial = 0
         self.issued = 0
-        self.version = 0
-
-    def info(self, now):
-        """{"count", "serial", "issued", "age" (seconds, None if unknown), "signed"} for status."""
-        return {"count": self.count, "serial": self.serial, "issued": self.issued,
-                "age": (now - self.issued) if self.issued else None, "signed": self.version == 2}
 
     def stale(self, now, max_age_s):
         """True if max_age_s (> 0) has passed since the list was issued (or its issue time is

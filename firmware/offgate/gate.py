@@ -231,8 +231,8 @@ def build(cfg, actuator, out, clock):
         notes.append("oplog: damaged records kept, seqs %s" % rec["damaged"])
     verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
                         cfg["skew_s"], cache)
-    verifier.list_max_age_s = cfg["list_max_age_s"]
-    verifier.list_stale_refuse = cfg["list_stale_policy"] == "refuse"
+    if cfg["list_stale_policy"] == "refuse":
+        verifier.list_max_age_s = cfg["list_max_age_s"]
     if deny.stale(clock.now(), cfg["list_max_age_s"]):
         notes.append("deny list stale: serial %d, issued %d (policy %s)" % (deny.serial, deny.issued,
                                                                           cfg["list_stale_policy"]))

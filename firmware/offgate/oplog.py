@@ -160,6 +160,7 @@ class OpLog:
         finally:
             oplogrecover = None
             offgate.unload("offgate.oplogrecover")
+            offgate.unload("offgate.oplogrepair")  # loaded only if a segment had to be rewritten
 
     # -- appending --------------------------------------------------------------
     def full(self):

@@ -7,22 +7,24 @@ from offgate.oplog import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, MAGIC, REC,
                            _crc, _remove)
 
 
-def _read_ack(log):
+def _read_ack(log, path, magic):
+    """(seq, chain) of the ack (or high-water mark) file, or None if missing or damaged."""
     b = bytearray(ACK_LEN)
     try:
-        with open(log.root + "/ack", "rb") as f:
+        with open(log.root + path, "rb") as f:
             n = f.readinto(b)
     except OSError:
         return None
-    if n != ACK_LEN or b[0:4] != ACK_MAGIC or _crc(b, 40) != struct.unpack_from(">I", b, 40)[0]:
+    if n != ACK_LEN or b[0:4] != magic or _crc(b, 40) != struct.unpack_from(">I", b, 40)[0]:
         return None
     return struct.unpack_from(">I", b, 4)[0], bytes(b[8:40])
+
 
 def _check_record(log, b, seq, chain):
     """The chain after record b if it is record `seq` following `chain`, else None.
     chain None: the predecessor is damaged, so the link cannot be checked: the record's own stored
     chain is taken (the ledger flags the break)."""
-    if not _crc_ok(b) or struct.unpack_from(">I", b, 4)[0] != seq:
+    if not (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]) or struct.unpack_from(">I", b, 4)[0] != seq:
         return None
     if chain is None:
         return bytes(b[28:60])
@@ -30,10 +32,6 @@ def _check_record(log, b, seq, chain):
     if c != b[28:60]:
         return None
     return c
-
-
-def _crc_ok(b):
-    return b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]
 
 
 def _scan_segment(log, segno, expect_seq, expect_chain):
@@ -81,7 +79,7 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
                 torn = True
                 break  # a torn partial record: only ever the tail
             if first is None:  # header damaged: place the segment by its first good record
-                if not _crc_ok(b):
+                if not (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]):
                     damaged.append(n)
                     n += 1
                     continue
@@ -91,9 +89,9 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
                 chain = None
             c = _check_record(log, b, first + n, chain)
             if c is None:
-                if not _crc_ok(b) or struct.unpack_from(">I", b, 4)[0] == first + n:
+                if not (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]) or struct.unpack_from(">I", b, 4)[0] == first + n:
                     damaged.append(n)  # bad CRC, or a good record whose link is broken
-                    if _crc_ok(b):     # the link alone is broken: keep the record, resync on it
+                    if (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]):     # the link alone is broken: keep the record, resync on it
                         damaged.pop()
                         chain = good_chain = bytes(b[28:60])
                         good = n + 1
@@ -113,34 +111,11 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
             clean = False      # bytes beyond a full segment
         dam = [first + i for i in damaged if i < good]
         if not header_ok:
-            _repair("rewrite_header", log, segno, first, expect_chain if expect_seq == first else ZERO32)
+            from offgate import oplogrepair  # rare: loaded for the repair only (unloaded by recover())
+            oplogrepair.rewrite(log, segno, None, first, expect_chain if expect_seq == first else ZERO32)
         return first, good, good_chain, clean, dam
     finally:
         f.close()
-
-
-def _read_hwm(log):
-    """(seq, chain) of the high-water mark file, or None."""
-    b = bytearray(ACK_LEN)
-    try:
-        with open(log.root + "/hwm", "rb") as f:
-            n = f.readinto(b)
-    except OSError:
-        return None
-    if n != ACK_LEN or b[0:4] != HWM_MAGIC or _crc(b, 40) != struct.unpack_from(">I", b, 40)[0]:
-        return None
-    return struct.unpack_from(">I", b, 4)[0], bytes(b[8:40])
-
-
-def _repair(name, *args):
-    """The rare rewrite paths live in offgate.oplogrepair, loaded only when flash needs a repair."""
-    import offgate
-    from offgate import oplogrepair
-    try:
-        getattr(oplogrepair, name)(*args)
-    finally:
-        oplogrepair = None
-        offgate.unload("offgate.oplogrepair")
 
 
 def recover(log):
@@ -164,8 +139,8 @@ def recover(log):
     segnos.sort()
     if segnos and segnos[-1] > log._last_segno:
         log._last_segno = segnos[-1]
-    ack = _read_ack(log)
-    hwm = _read_hwm(log)
+    ack = _read_ack(log, "/ack", ACK_MAGIC)
+    hwm = _read_ack(log, "/hwm", HWM_MAGIC)
     segs = []
     damaged = []
     cut = 0
@@ -184,7 +159,8 @@ def recover(log):
         if not clean:
             cut += 1
             if n:
-                _repair("truncate", log, segno, n)
+                from offgate import oplogrepair
+                oplogrepair.rewrite(log, segno, n, None, None)
                 segs.append([segno, first, n])
             else:
                 _remove(log._path(segno))

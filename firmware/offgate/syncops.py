@@ -101,7 +101,7 @@ def op_status(self, req):
     out = {"gate_id": g.cfg["gate_id"], "zone": g.cfg.get("zone"), "firmware": _firmware(),
            "clock": clock_state(srv), "trust_serial": tr.serial,
            "trust": {"serial": tr.serial, "issued": tr.issued, "age": (now - tr.issued) if tr.issued else None},
-           "deny": g.verifier.deny.info(now),
+           "deny": _deny_info(g.verifier.deny, now),
            "trust_keys": len(tr.keys), "deny_count": g.verifier.deny.count,
            "scans": st.get("scans"), "opened": st.get("opened"), "denied": st.get("denied")}
     log = srv.oplog
@@ -121,6 +121,12 @@ def op_status(self, req):
     except (AttributeError, OSError):
         pass
     return out
+
+def _deny_info(dl, now):
+    """{"count", "serial", "issued", "age" (seconds, None if unknown), "signed"} of a DenyList."""
+    return {"count": dl.count, "serial": dl.serial, "issued": dl.issued,
+            "age": (now - dl.issued) if dl.issued else None, "signed": dl._h == 24}
+
 
 def op_config(self, req):
     return {"config": _plain(self.gate.cfg)}

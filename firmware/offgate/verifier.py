@@ -46,8 +46,7 @@ class Verifier:
     def __init__(self, trust, deny, replay, gate_id, zone, max_age_s=60, skew_s=30, cache_size=32):
         self.trust = trust
         self.deny = deny
-        self.list_max_age_s = 0          # gate.build sets these from the config (list_max_age_s,
-        self.list_stale_refuse = False   # list_stale_policy == "refuse")
+        self.list_max_age_s = 0  # > 0: deny LIST_STALE past this list age (gate.build: policy "refuse")
         self.replay = replay
         self.gate_id = gate_id
         self.zone = zone
@@ -159,7 +158,7 @@ class Verifier:
             return Decision(R.WRONG_GATE, c, ctr, iat)
         if self.deny.contains(c.cti):
             return Decision(R.REVOKED, c, ctr, iat)
-        if self.list_stale_refuse and self.deny.stale(now, self.list_max_age_s):
+        if self.list_max_age_s and self.deny.stale(now, self.list_max_age_s):
             return Decision(R.LIST_STALE, c, ctr, iat)
         if not self.replay.fresh(c.cti, ctr):
             return Decision(R.REPLAY, c, ctr, iat)
