@@ -72,7 +72,7 @@ def test_offline_gates_sync_settle_and_stop_a_double_user(tmp_path):
     for gid in (1, 2, 3):
         cfg = write_gate_dir(tmp_path / ("gate%d" % gid), gate_id=gid, zone=1, trust=bo.trust_bytes(),
                              deny=bo.deny_bytes())
-        provision_gate_dir(cfg.parent, bo)
+        provision_gate_dir(cfg.parent, bo, gate_id=gid)
         gates[gid] = SyncSimGate(cfg, free_port()).start()
     try:
         g1, g2, g3 = gates[1], gates[2], gates[3]
