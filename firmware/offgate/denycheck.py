@@ -20,6 +20,7 @@ _V1 = const(12)      # header length, version 1
 _V2 = const(24)      # header length, version 2
 _ID = const(8)
 _PIECE = const(512)  # bytes read at a time (a multiple of 8)
+_SIG_MAX = const(512)  # a root COSE_Sign1 over the list's digest is ~150 bytes
 
 
 def check_file(f, size, digest=None):
@@ -80,8 +81,13 @@ def check_file(f, size, digest=None):
         pos += k
     if v == 1:
         return v, h, n, serial, issued, None
-    tail = f.read(size - end_ids)
-    if len(tail) != size - end_ids or len(tail) != 2 + ((tail[0] << 8) | tail[1]) + 4:
+    # the tail is the signature's length, the signature and the CRC: its size is checked before
+    # it is read, so an oversized file cannot ask for a buffer of its own size
+    ln = f.read(2)
+    if len(ln) != 2 or ((ln[0] << 8) | ln[1]) > _SIG_MAX or size - end_ids != 2 + ((ln[0] << 8) | ln[1]) + 4:
+        raise DenyListError("deny list: length does not match count %d" % n)
+    tail = ln + f.read(size - end_ids - 2)
+    if len(tail) != size - end_ids:
         raise DenyListError("deny list: length does not match count %d" % n)
     if struct.unpack(">I", tail[-4:])[0] != crc32(tail[:-4], crc) & 0xFFFFFFFF:
         raise DenyListError("deny list: CRC mismatch (damaged)")

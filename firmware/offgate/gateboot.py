@@ -170,6 +170,8 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("oplog: records missing after the acknowledged point")
     if rec.get("damaged"):
         notes.append("oplog: damaged records kept, seqs %s" % rec["damaged"])
+    if rec.get("rebuilt"):
+        notes.append("oplog: %d damaged segment header(s) rebuilt from their records" % rec["rebuilt"])
     from offgate import timekeep
     tk = ClockTrust(state_path(cfg, timekeep.CLOCK_STATE), cfg)
     for n in timekeep.boot(tk, clock, _last_log_time(oplog)):

@@ -113,7 +113,7 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
         if not header_ok:
             from offgate import oplogrepair  # rare: loaded for the repair only (unloaded by recover())
             oplogrepair.rewrite(log, segno, None, first, expect_chain if expect_seq == first else ZERO32)
-        return first, good, good_chain, clean, dam
+        return first, good, good_chain, clean, dam, header_ok
     finally:
         f.close()
 
@@ -144,6 +144,7 @@ def recover(log):
     segs = []
     damaged = []
     cut = 0
+    rebuilt = 0  # segment headers rebuilt from their records
     expect_seq = expect_chain = None
     gap = False
     i = 0
@@ -152,8 +153,10 @@ def recover(log):
         r = _scan_segment(log, segno, expect_seq, expect_chain)
         if r is None:
             break  # nothing in it continues the log: this segment and all later ones go
-        first, n, chain, clean, dam = r
+        first, n, chain, clean, dam, header_ok = r
         damaged.extend(dam)
+        if not header_ok:
+            rebuilt += 1
         if expect_seq is not None and first > expect_seq:
             gap = True  # a segment lost between: the records after it are kept
         if not clean:
@@ -223,7 +226,7 @@ def recover(log):
     log.cut = cut
     log.damaged = len(damaged)
     return {"head": log._seq, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap,
-            "damaged": damaged[:16]}
+            "damaged": damaged[:16], "rebuilt": rebuilt}
 
 def _prev_chain_of(log, segno):
     with open(log._path(segno), "rb") as f:
