@@ -308,13 +308,19 @@ class BackOffice:
         keys not yet expired at `now` (Unix s; default the current time), newest last; an expired
         key is never shipped (each costs gate heap, and a gate refuses a store of more than
         GATE_MAX_KEYS). BackOfficeError if none is left or too many are."""
+        return formats.trust_store_bytes(self.gate_trust_keys(now), serial=self.trust_serial(),
+                                         issued=self._issued_time(now))
+
+    def gate_trust_keys(self, now=None) -> list:
+        """The issuer keys a gate gets at `now` (Unix s; default the current time): those not yet
+        expired, newest last. BackOfficeError if none is left or more than GATE_MAX_KEYS are."""
         t = _now(now)
         ks = [k for k in self.issuer_keys() if k["exp"] > t]
         if not ks:
             raise BackOfficeError("no issuer key valid now; run `offgate issuer init` or rotate the key")
         if len(ks) > self.GATE_MAX_KEYS:
             raise BackOfficeError("%d unexpired issuer keys: a gate holds at most %d" % (len(ks), self.GATE_MAX_KEYS))
-        return formats.trust_store_bytes(ks, serial=self.trust_serial(), issued=self._issued_time(now))
+        return ks
 
     def export_trust(self, path) -> Path:
         return _atomic_write(path, self.trust_bytes())
