@@ -834,6 +834,8 @@ def main():
 
         note("web wallet: codes made in chromium vs the host library ...")
         wallet = run_json_script([ROOT / "bench" / "wallet_bench.py", "--codes", 50], 600)
+        note("scan latency while a stranger floods the sync port (idle / HELLO flood / AUTH flood) ...")
+        hello_flood = run_json_script([ROOT / "bench" / "hello_flood.py", "--scans", 60], 900)
 
         text = info["typical_qr_text"]
         qrinfo = {"text_length_chars": len(text), "version": qr.qr_version(text), "error_level": "M",
@@ -869,6 +871,7 @@ def main():
             "fares": fares,
             "privacy": privacy,
             "wallet": wallet,
+            "hello_flood": hello_flood,
             "bench_seconds": None,
         }
         if cg["status"] == "ok":

@@ -26,6 +26,14 @@ class Issuer:
     def trust(self):
         return formats.trust_store_bytes([self.entry()])
 
+    def deny(self, ctis, serial=1, issued=None):
+        """A signed version-2 deny list (docs/protocol.md §6); the issuer key stands in for the root
+        key (the gate checks the signature at install, the CRC and order at every load)."""
+        def sign(payload):
+            return formats._sign1(self.key, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: self.kid},
+                                  payload, tagged=True)
+        return formats.signed_deny_list_bytes(ctis, serial, self.nbf if issued is None else issued, sign)
+
     def credential(self, cti=None, zones=(1,), nbf=None, exp=None):
         cti = cti or os.urandom(8)
         return cti, formats.make_credential(self.key, self.kid, iss=self.iss, sub="r", cti=cti,

@@ -26,7 +26,7 @@ from offgate_host.syncclient import LinkError, provision_gate_dir  # noqa: E402
 class FakeGate:
     """What the sync server uses of a gate: cfg, clock, verifier (trust, deny), oplog, device key."""
 
-    def __init__(self, d, gate_id, bo, zone=1, clock_offset=0):
+    def __init__(self, d, gate_id, bo, zone=1, clock_offset=0, register=True):
         d = Path(d)
         d.mkdir(parents=True, exist_ok=True)
         (d / "trust.cbor").write_bytes(bo.trust_bytes())
@@ -39,6 +39,10 @@ class FakeGate:
         self.oplog = OpLog(str(d / "oplog"))
         self.oplog.recover()
         self.device_key = devicekey.load_or_create(str(d / "device.key"))
+        # provisioning: the back office registers the gate's device key under its id, which is
+        # what the ledger enrols it with (it believes no gate on first contact)
+        if register:
+            bo.register_gate(gate_id, self.device_key.public_bytes(), "sim", replace=True)
 
     def status(self):
         return {"scans": 0, "opened": 0, "denied": 0}

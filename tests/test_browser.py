@@ -168,7 +168,7 @@ def test_end_to_end_invite_enrol_scan_gate_sync_dashboard(site, enrolled, tmp_pa
 
     with BackOffice(site["dir"]) as bo:
         cfg = write_gate_dir(tmp_path / "gate", gate_id=GATE_ID, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
-        provision_gate_dir(cfg.parent, bo)
+        provision_gate_dir(cfg.parent, bo, gate_id=GATE_ID)
         gate = SyncSimGate(cfg, free_port()).start()
         try:
             r = gate.scan(text)

@@ -12,7 +12,7 @@ from offgate_host.syncclient import SerialTransport, provision_gate_dir, sync_ga
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
-SYNC_HEAP = os.environ.get("OFFGATE_SYNC_HEAP", "192k")  # see tests/test_sync_e2e.py
+SYNC_HEAP = os.environ.get("OFFGATE_SYNC_HEAP", "224k")  # see tests/test_sync_e2e.py
 
 
 def test_sync_over_serial_console(tmp_path):
@@ -22,7 +22,7 @@ def test_sync_over_serial_console(tmp_path):
     w = Wallet.create(tmp_path / "w.json")
     w.set_credential(bo.issue_credential("a", w.pub65, zones=[1], now=NOW))
     cfg = write_gate_dir(tmp_path / "gate", gate_id=31, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
-    provision_gate_dir(cfg.parent, bo)
+    provision_gate_dir(cfg.parent, bo, gate_id=31)
     with SimGate(cfg) as g:                      # three passages, logged
         for _ in range(3):
             assert g.scan(w.qr_text(w.next_code()))["decision"] == "OPEN"

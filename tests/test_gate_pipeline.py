@@ -115,7 +115,7 @@ def test_rotation_both_keys_trusted(world, mp, tmp_path):
     bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
     old = Wallet.create(tmp_path / "old.json")
     old.set_credential(bo.issue_credential("a", old.pub65, zones=[ZONE], now=NOW))
-    bo.rotate_issuer(valid_from=NOW - 10)
+    bo.rotate_issuer(valid_from=NOW - 10, lead_days=0)
     new = Wallet.create(tmp_path / "new.json")
     new.set_credential(bo.issue_credential("a", new.pub65, zones=[ZONE], now=NOW))
     assert formats.parse_credential(old.credential)["kid"] != formats.parse_credential(new.credential)["kid"]

@@ -162,6 +162,11 @@ def test_gate_key_is_pinned(world):
     bo, led = world
     assert led.enroll_gate(4, b"\x04" + bytes(64)) is True
     assert led.enroll_gate(4, b"\x04" + bytes(64)) is False
-    from offgate_host.syncclient import SyncError
-    with pytest.raises(SyncError):
+    from offgate_host.ledger import GateNotEnrolled
+    with pytest.raises(GateNotEnrolled, match="offgate gates enroll 4"):
         led.enroll_gate(4, b"\x04" + b"\x01" * 64)
+    with pytest.raises(GateNotEnrolled, match="not enrolled"):
+        led.check_gate(5, b"\x04" + b"\x01" * 64)
+    assert led.enroll_gate(4, b"\x04" + b"\x01" * 64, by="alice", replace=True) is True
+    assert [(r["gate"], r["action"], r["by_whom"]) for r in led.gate_log(4)] == [(4, "enroll", "operator"),
+                                                                                  (4, "replace:enroll", "alice")]

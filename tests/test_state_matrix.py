@@ -25,12 +25,9 @@ from offgate_host.simgate import write_gate_dir
 
 FIELD = ROOT.parent / "shared" / "field-cases"
 FILES = ["gate.json", "trust.cbor", "issuer_tables.bin", "deny.bin", "replay.log", "oplog", "clock.json", "*"]
-# rows that can only pass once the deny list carries its own integrity check (issue #11): a bit
-# flipped inside the one revoked id leaves a well-formed list without it
-NEEDS_11 = {("deny.bin", "bitflip2")}
 # damage that cannot be seen (and needs no note): the file still parses to a usable value
 SILENT_OK = {("gate.json", "bitflip1"), ("gate.json", "bitflip2"), ("clock.json", "bitflip1"),
-             ("clock.json", "bitflip2"), ("deny.bin", "bitflip1"),
+             ("clock.json", "bitflip2"),
              # bytes after the last table record: every record is still checked by its digest
              ("issuer_tables.bin", "oversized"),
              # a never-synced gate has no clock.json; the floor then comes from the log's times
@@ -45,7 +42,7 @@ def matrix(tmp_path_factory):
     base = tmp_path_factory.mktemp("matrix")
     iss = Issuer()
     (a_cti, a), (b_cti, b), (r_cti, r) = iss.credential(), iss.credential(), iss.credential()
-    write_gate_dir(base / "intact", gate_id=3, zone=1, trust=iss.trust(), deny=formats.deny_list_bytes([r_cti]))
+    write_gate_dir(base / "intact", gate_id=3, zone=1, trust=iss.trust(), deny=iss.deny([r_cti]))
     (base / "intact" / "clock.json").write_text(json.dumps({"offset": 0, "floor": NOW - 60, "source": "signed",
                                                             "since": NOW - 3600}))
     (base / "variants").mkdir()
@@ -107,9 +104,7 @@ ROWS = [(f, d) for f in FILES[:-1] for d in DAMAGES] + [("*", "fs_full"), ("*", 
 def _cases():
     out = []
     for f, d in [r for r in ROWS if r[0] != "*"]:
-        marks = [pytest.mark.xfail(strict=False, reason="needs deny-list integrity from #11")] \
-            if (f, d) in NEEDS_11 else []
-        out.append(pytest.param(f, d, marks=marks, id="%s-%s" % (f, d)))
+        out.append(pytest.param(f, d, id="%s-%s" % (f, d)))
     out += [pytest.param("*", "fs_full", id="fs-full"), pytest.param("*", "read_only", id="read-only"),
             pytest.param("*", "stale_tmp", id="stale-tmp")]
     return out

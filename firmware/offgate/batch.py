@@ -47,6 +47,9 @@ def _enc(out, obj):
     out.extend(cbor.dumps(obj))
 
 
+LAST_TO = 0
+
+
 def build(oplog, gate_id, clock_state, max_records):
     """CBOR plaintext of the next batch (records after the acknowledged point).
 
@@ -55,9 +58,7 @@ def build(oplog, gate_id, clock_state, max_records):
     keys are in a fixed order (not sorted): receivers must not depend on key order."""
     aseq, achain = oplog.acked()
     hseq, hchain = oplog.head()
-    n = hseq - aseq
-    if n > max_records:
-        n = max_records
+    n = oplog.available(aseq + 1, max_records) if hasattr(oplog, "available") else min(hseq - aseq, max_records)
     out = bytearray()
     cbor._head(out, 5, 11)  # a map of 11 entries
     for k, v in (("v", VERSION), ("gate", gate_id), ("clock", _clock(clock_state)),
@@ -66,7 +67,7 @@ def build(oplog, gate_id, clock_state, max_records):
         _enc(out, v)
     _enc(out, "recs")
     cbor._head(out, 4, n)  # an array of n rows
-    opened = denied = missed = 0
+    opened = denied = missed = damaged = 0
     reasons = {}
     hours = {}
     last_seq, last_chain = aseq, achain
@@ -76,6 +77,12 @@ def build(oplog, gate_id, clock_state, max_records):
         if not chunk:
             raise ValueError("operation log shorter than its head")
         for r in chunk:
+            if "damaged" in r:
+                # flash damage: the record's bytes as they are, for the ledger to keep and show
+                damaged += 1
+                _enc(out, [r["seq"], "damaged", r["damaged"]])
+                last_seq, last_chain = r["seq"], r["chain"]
+                continue
             op = r["decision"] == "OPEN"
             if op:
                 opened += 1
@@ -93,9 +100,13 @@ def build(oplog, gate_id, clock_state, max_records):
             last_seq, last_chain = r["seq"], r["chain"]
         done += len(chunk)
         chunk = None
+    global LAST_TO
+    LAST_TO = last_seq  # the sync op records what a session was given (an ack may not go beyond)
+    agg = {"open": opened, "deny": denied, "missed": missed, "reasons": reasons, "hours": hours}
+    if damaged:
+        agg["damaged"] = damaged
     for k, v in (("to", last_seq), ("chain", last_chain),
-                 ("agg", {"open": opened, "deny": denied, "missed": missed, "reasons": reasons,
-                          "hours": hours}),
+                 ("agg", agg),
                  ("not_logged", oplog.not_logged)):
         _enc(out, k)
         _enc(out, v)

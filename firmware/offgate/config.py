@@ -35,6 +35,11 @@ SCHEMA = {
     # no valid deny list (missing, damaged): refuse every code, or admit with the revocations
     # unknown, loudly reported (docs/security.md "Damaged state")
     "deny_list_policy": ("refuse", str, None),
+    # how old (since the back office signed it) the deny list may get before it counts as stale,
+    # and what a stale list means: "report" (status and boot notes say so) or "refuse" (every code
+    # is denied LIST_STALE until a newer list arrives). 0 = no limit.
+    "list_max_age_s": (7 * 86400, int, 0),
+    "list_stale_policy": ("report", str, None),
 }
 
 # Settings limited to a set of values.
@@ -43,6 +48,7 @@ CHOICES = {
     "direction": ("entry", "exit", "both"),
     "untrusted_time_policy": ("refuse", "degraded"),
     "deny_list_policy": ("refuse", "admit"),
+    "list_stale_policy": ("report", "refuse"),
 }
 
 

@@ -13,6 +13,8 @@ IAT = 6
 CTI = 7
 CNF = 8
 ACCESS = -1       # offgate's access claim, 1-byte label (QR size): {1: zones, 2: gates, 3: product, 4: cap}
+ACCESS_V1 = -65537  # the same claim under its first, private-use label: credentials issued before
+                    # the compaction stay valid until they expire (gates see both during a rollout)
 ACC_ZONES = 1
 ACC_GATES = 2
 ACC_PRODUCT = 3
@@ -92,6 +94,11 @@ def parse(payload):
     if c.exp <= c.nbf:
         raise CredentialError("exp must be after nbf")
     acc = claims.get(ACCESS)
+    old = claims.get(ACCESS_V1)
+    if old is not None:
+        if acc is not None:
+            raise CredentialError("access claim given under both labels")
+        acc = old
     if not isinstance(acc, dict):
         raise CredentialError("access claim must be a map")
     c.zones = _uints(acc.get(ACC_ZONES), "zones")

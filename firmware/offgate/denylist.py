@@ -1,13 +1,35 @@
 """The deny list: revoked credential ids, searched in place in the file.
 
-File layout (docs/protocol.md §6): b"OGDL", version 1, three zero bytes, uint32 BE count, then
-count sorted 8-byte ids. A binary search reads ~log2(n) ids of 8 bytes from the open file into one
-preallocated buffer, so a list of 100,000 ids costs no heap, only ~17 small reads per scan.
-"""
-import struct
+File layout (docs/protocol.md §6), version 2 (root-signed, serial-numbered):
 
+    0   b"OGDL"
+    4   version 2 (u8)
+    5   kind (u8): 0 = a full list (1 = a delta against `base`, reserved for a later version)
+    6   reserved, 2 zero bytes
+    8   count (u32 BE)
+    12  serial (u32 BE): grows with every list the back office issues; a gate never installs a
+        list whose serial is not above its own
+    16  issued (u32 BE, Unix seconds): when the back office signed it (its age at the gate)
+    20  base (u32 BE): 0 for a full list (a delta's base serial)
+    24  count ids of 8 bytes, strictly ascending
+    24+8n  sig_len (u16 BE) | sig: a root-signed COSE_Sign1 whose payload is CBOR
+           {0: "deny", 1: serial, 2: issued, 3: count, 4: SHA-256(bytes 0 .. 24+8n)}
+    end-4  CRC-32 (IEEE, BE) of everything before it
+
+Version 1 (b"OGDL", 1, three zero bytes, count, ids: no serial, no signature, no CRC) still loads
+(a list deployed over USB before this format), as serial 0, unsigned; the sync link never
+installs one.
+
+At load the whole file is read once in small pieces: the CRC and the order of the ids are checked,
+so a flipped bit or two swapped ids are found and reported (DenyListError), never searched. The
+signature is checked when the list is installed (syncops), not at every boot: flash damage is what
+the CRC is for, and whoever can write the flash can replace the firmware too.
+
+A binary search reads ~log2(n) ids of 8 bytes from the open file into one preallocated buffer, so
+a list of 100,000 ids costs no heap, only ~17 small reads per scan.
+"""
 MAGIC = b"OGDL"
-HEADER = 12
+HEADER = 12          # version 1 (version 2: 24)
 ID_LEN = 8
 
 
@@ -16,57 +38,65 @@ class DenyListError(ValueError):
 
 
 def check_bytes(data):
-    """Validate a whole deny list image (used before it replaces the current one). Returns the count."""
-    if len(data) < HEADER or data[:4] != MAGIC or data[4] != 1 or data[5:8] != b"\x00\x00\x00":
-        raise DenyListError("deny list: bad header")
-    n = struct.unpack(">I", data[8:12])[0]
-    if len(data) != HEADER + n * ID_LEN:
-        raise DenyListError("deny list: length does not match count %d" % n)
-    prev = None
-    for i in range(n):
-        cur = data[HEADER + i * ID_LEN:HEADER + (i + 1) * ID_LEN]
-        if prev is not None and cur <= prev:
-            raise DenyListError("deny list: ids not strictly ascending at %d" % i)
-        prev = cur
-    return n
+    """Validate a whole deny list image (offgate.denycheck.check_bytes). Returns the count."""
+    from offgate import denycheck
+    return denycheck.check_bytes(data)
 
 
 class DenyList:
     def __init__(self, path=None):
         self._f = None
         self.count = 0
+        self.serial = 0       # 0: no list, or an unsigned version-1 list
+        self.issued = 0       # Unix seconds the back office signed it (0: unknown)
+        self._h = HEADER      # header length: 12 for version 1, 24 for version 2 (signed)
         self._buf = bytearray(ID_LEN)
         if path is not None:
             self.open(path)
 
     def open(self, path):
-        """Open the list at `path`. A missing file is an empty list; a malformed one raises and
-        leaves the current list in place."""
+        """Open the list at `path`, checking it whole (CRC, order). A missing file is an empty list;
+        a malformed or damaged one raises DenyListError and leaves the current list in place."""
         try:
             f = open(path, "rb")
         except OSError:
             self.close()
             return
+        import offgate
+        from offgate import denycheck  # boot/install-time code: unloaded again right after
         try:
-            head = f.read(HEADER)
-            if len(head) != HEADER or head[:4] != MAGIC or head[4] != 1:
-                raise DenyListError("deny list %s: bad header" % path)
-            n = struct.unpack(">I", head[8:12])[0]
             f.seek(0, 2)
-            if f.tell() != HEADER + n * ID_LEN:
-                raise DenyListError("deny list %s: length does not match count" % path)
+            size = f.tell()
+            v, h, n, serial, issued, sig = denycheck.check_file(f, size)
+            sig = None
+        except DenyListError as e:
+            f.close()
+            raise DenyListError("%s: %s" % (path, e))
         except Exception:
             f.close()
             raise
+        finally:
+            denycheck = None
+            offgate.unload("offgate.denycheck")
         self.close()
         self._f = f
         self.count = n
+        self.serial = serial
+        self.issued = issued
+        self._h = h
 
     def close(self):
         if self._f is not None:
             self._f.close()
         self._f = None
         self.count = 0
+        self.serial = 0
+        self.issued = 0
+
+    def stale(self, now, max_age_s):
+        """True if max_age_s (> 0) has passed since the list was issued (or its issue time is
+        unknown: no list, or an unsigned version-1 list)."""
+        return max_age_s > 0 and (not self.issued or now - self.issued > max_age_s)
 
     def contains(self, cid):
         if self._f is None or len(cid) != ID_LEN:
@@ -74,9 +104,10 @@ class DenyList:
         lo, hi = 0, self.count
         buf = self._buf
         f = self._f
+        h = self._h
         while lo < hi:
             mid = (lo + hi) >> 1
-            f.seek(HEADER + mid * ID_LEN)
+            f.seek(h + mid * ID_LEN)
             f.readinto(buf)
             if buf == cid:
                 return True

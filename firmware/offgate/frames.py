@@ -51,6 +51,13 @@ def encode(ftype, payload):
     return body + struct.pack(">I", _crc(body))
 
 
+def finish(buf):
+    """A frame laid out in `buf` (header | payload | 4 spare bytes): fill in the CRC, return bytes."""
+    n = len(buf) - TRAILER
+    struct.pack_into(">I", buf, n, _crc(memoryview(buf)[:n]))
+    return bytes(buf)
+
+
 def header(ftype, n):
     """The 8 header bytes of a frame of type `ftype` with an `n`-byte payload (MAC input)."""
     return MAGIC + struct.pack(">BBH", VERSION, ftype, n)

@@ -40,8 +40,8 @@ def _restore_replay(replay, oplog, now, everything=False):
         recs = oplog.read(seq, 32)
         if not recs:
             return n
-        n += replay.restore(recs, now)
         seq = recs[-1]["seq"] + 1
+        n += replay.restore([r for r in recs if "damaged" not in r], now)  # a damaged one has no fields
 
 
 def _remove_stale_tmp(d):
@@ -92,6 +92,16 @@ def build(cfg, actuator, out, clock, Gate):
     stale = _remove_stale_tmp(cfg["state_dir"])
     if stale:
         notes.append("housekeeping: stale temporary files removed (%s)" % ", ".join(stale))
+    # The log is opened (and its recovery code loaded and dropped) before the trust store's table
+    # check fragments the heap: recovery needs contiguous blocks to load.
+    oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
+                  cfg["log_full_policy"])
+    try:
+        rec = oplog.recover()
+    except OSError as e:  # the log's directory unusable (a file in its place, read-only flash)
+        rec = {"cut": 0, "gap": False}
+        notes.append("oplog: cannot open (%s)" % e)
+    gc.collect()
     try:
         trust = TrustStore.load(state_path(cfg, "trust.cbor"))
         att, bad = trust.tables
@@ -130,13 +140,6 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("replay: stale replay.log.tmp removed")
     if replay.compact_errors:
         notes.append("replay: compaction failed (filesystem full?); postponed")
-    oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
-                  cfg["log_full_policy"])
-    try:
-        rec = oplog.recover()
-    except OSError as e:  # the log's directory unusable (a file in its place, read-only flash)
-        rec = {"cut": 0, "gap": False}
-        notes.append("oplog: cannot open (%s)" % e)
     oplog.before_free = replay.sync  # the log may drop records only once the replay file has them
     n = _restore_replay(replay, oplog, clock.now(), replay.load_error is not None)
     if n:
@@ -165,6 +168,10 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("oplog: torn/corrupt tail cut (%d)" % rec["cut"])
     if rec["gap"]:
         notes.append("oplog: records missing after the acknowledged point")
+    if rec.get("damaged"):
+        notes.append("oplog: damaged records kept, seqs %s" % rec["damaged"])
+    if rec.get("rebuilt"):
+        notes.append("oplog: %d damaged segment header(s) rebuilt from their records" % rec["rebuilt"])
     from offgate import timekeep
     tk = ClockTrust(state_path(cfg, timekeep.CLOCK_STATE), cfg)
     for n in timekeep.boot(tk, clock, _last_log_time(oplog)):
@@ -172,6 +179,11 @@ def build(cfg, actuator, out, clock, Gate):
     timekeep = None
     verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
                         cfg["skew_s"], cache)
+    if cfg["list_stale_policy"] == "refuse":
+        verifier.list_max_age_s = cfg["list_max_age_s"]
+    if deny_ok and deny.stale(clock.now(), cfg["list_max_age_s"]):
+        notes.append("deny list stale: serial %d, issued %d (policy %s)" % (deny.serial, deny.issued,
+                                                                          cfg["list_stale_policy"]))
     g = Gate(cfg, verifier, replay, actuator, out, clock, oplog, asm, tk)
     g.deny_ok = deny_ok
     g.holdoff = holdoff

@@ -21,12 +21,13 @@ Segment file = 64-byte header, then up to (segment_bytes - 64) // 64 records of 
 Every record carries its chain value, so each one can be checked against its predecessor alone
 (the ledger does that), and the CRC separates "torn/bit-flipped" from "forged".
 
-Recovery (recover(), at boot): segments are read oldest first; a segment must have a good header,
-follow the previous one (first_seq and prev_chain), and each record must have a good CRC, the
-next seq and the right chain link. At the first failure the rest of the log is cut: the segment is
-rewritten with its good prefix (tmp file + atomic rename) and every later segment is removed.
-Everything before the failure is kept. Recovery is idempotent, so a cut during recovery is
-harmless (a non-full segment followed by another one is itself a cut point).
+Recovery (recover(), at boot; offgate/oplogrecover.py): segments are read oldest first. A damaged
+record followed by good ones is kept in place and skipped (read() returns it as damaged, with its
+bytes); only damaged records at the very end (a torn tail) are cut, by rewriting the segment with
+its good prefix (tmp file + atomic rename). A damaged header is rebuilt from the records; a lost
+segment leaves a reported gap. Recovery is idempotent, so a cut during recovery is harmless.
+Seqs are never reused: acknowledge() also writes a high-water mark file (`hwm`), and recovery
+resumes above max(ack, hwm, last record). docs/oplog.md has the rules.
 
 Records are removed only by acknowledge(seq, chain): the ack file is replaced atomically first,
 then segments whose last record is at or below seq are removed (recovery finishes an interrupted
@@ -53,6 +54,7 @@ BODY = const(28)      # the hashed part of a record
 MAGIC = const(0x4F)
 SEG_MAGIC = b"OGL1"
 ACK_MAGIC = b"OGA1"
+HWM_MAGIC = b"OGH1"   # the high-water mark file: same layout as the ack, the head when last acked
 ACK_LEN = const(44)   # magic 4 | seq 4 | chain 32 | crc 4
 ZERO32 = bytes(32)
 OPEN = const(1)
@@ -121,6 +123,7 @@ class OpLog:
         self.not_logged = 0           # decisions that could not be logged since boot
         self._missed = 0              # ... since the last written record (goes into the next one)
         self.cut = 0                  # records/segments cut at the last recovery
+        self.damaged = 0              # damaged records found (and kept in place) at the last recovery
         self.before_free = None       # called before acknowledged records are dropped (gate.build:
                                       # the replay file's write, which those records back up)
 
@@ -139,27 +142,30 @@ class OpLog:
     close = _close
 
     # -- recovery ---------------------------------------------------------------
-    def _write_ack(self, seq, chain):
+    def _write_ack(self, seq, chain, name="ack", magic=ACK_MAGIC):
         b = bytearray(ACK_LEN)
-        b[0:4] = ACK_MAGIC
+        b[0:4] = magic
         struct.pack_into(">I", b, 4, seq)
         b[8:40] = chain
         struct.pack_into(">I", b, 40, _crc(b, 40))
-        tmp = self.root + "/ack.tmp"
+        tmp = self.root + "/" + name + ".tmp"
         with open(tmp, "wb") as f:
             f.write(b)
-        os.rename(tmp, self.root + "/ack")  # atomic on littlefs: old or new ack, never half
+        os.rename(tmp, self.root + "/" + name)  # atomic on littlefs: old or new file, never half
 
     def recover(self):
         """Open the log at boot (offgate.oplogrecover, loaded for the call and unloaded after:
         boot and I/O-error code that need not sit in a 128 KB heap between scans)."""
+        import gc
         import offgate
+        gc.collect()  # the recovery code is compiled/loaded now, at boot after the trust store: room first
         from offgate import oplogrecover
         try:
             return oplogrecover.recover(self)
         finally:
             oplogrecover = None
             offgate.unload("offgate.oplogrecover")
+            offgate.unload("offgate.oplogrepair")  # loaded only if a segment had to be rewritten
 
     # -- appending --------------------------------------------------------------
     def full(self):
@@ -248,8 +254,21 @@ class OpLog:
         segs.append([segno, seq, 1])
 
     # -- reading ----------------------------------------------------------------
+    def available(self, from_seq, max_records):
+        """How many records read(from_seq, max_records) returns (a segment lost in the middle
+        leaves a gap in the seqs)."""
+        n = 0
+        for segno, first, count in self._segs:
+            last = first + count - 1
+            if last < from_seq:
+                continue
+            n += count - (from_seq - first if from_seq > first else 0)
+        return n if n < max_records else max_records
+
     def read(self, from_seq, max_records):
-        """Records from from_seq on (at most max_records), oldest first, as dicts."""
+        """Records from from_seq on (at most max_records), oldest first, as dicts. A record whose
+        CRC fails (flash damage found at recovery, kept in place) comes back as
+        {"seq", "damaged": its 64 bytes, "chain": its stored chain field}."""
         out = []
         b = self._buf
         for segno, first, count in self._segs:
@@ -266,6 +285,9 @@ class OpLog:
                         break
                     if f.readinto(b) != REC:
                         break
+                    if b[0] != MAGIC or _crc(b, 60) != struct.unpack_from(">I", b, 60)[0]:
+                        out.append({"seq": first + _, "damaged": bytes(b), "chain": bytes(b[28:60])})
+                        continue
                     out.append(_decode(b))
         return out
 
@@ -296,6 +318,9 @@ class OpLog:
             return False
         if self.before_free is not None:
             self.before_free()
+        # the high-water mark (the head's seq and chain) first, in its own file: if the ack file is
+        # later lost with every segment freed, seqs still resume above every seq ever used
+        self._write_ack(self._seq, self._chain, "hwm", HWM_MAGIC)
         self._write_ack(seq, chain)
         self._acked_seq = seq
         self._acked_chain = chain
@@ -321,6 +346,8 @@ class OpLog:
             "capacity": self.max_segments * (HDR + self.per_seg * REC),
             "capacity_records": self.max_segments * self.per_seg,
             "not_logged": self.not_logged,
+            "damaged": self.damaged,
+            "cut": self.cut,
             "full": self.full(),
         }
 

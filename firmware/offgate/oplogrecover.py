@@ -3,35 +3,44 @@ module for the call and unloads it after. See offgate.oplog for the format and t
 import os
 import struct
 
-from offgate.oplog import (ACK_LEN, ACK_MAGIC, BODY, HDR, MAGIC, REC, SEG_MAGIC, ZERO32, _chain,
+from offgate.oplog import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, MAGIC, REC, SEG_MAGIC, ZERO32, _chain,
                            _crc, _remove)
 
 
-def _read_ack(log):
+def _read_ack(log, path, magic):
+    """(seq, chain) of the ack (or high-water mark) file, or None if missing or damaged."""
     b = bytearray(ACK_LEN)
     try:
-        with open(log.root + "/ack", "rb") as f:
+        with open(log.root + path, "rb") as f:
             n = f.readinto(b)
     except OSError:
         return None
-    if n != ACK_LEN or b[0:4] != ACK_MAGIC or _crc(b, 40) != struct.unpack_from(">I", b, 40)[0]:
+    if n != ACK_LEN or b[0:4] != magic or _crc(b, 40) != struct.unpack_from(">I", b, 40)[0]:
         return None
     return struct.unpack_from(">I", b, 4)[0], bytes(b[8:40])
 
+
 def _check_record(log, b, seq, chain):
-    """The chain after record b if it is record `seq` following `chain`, else None."""
-    if b[0] != MAGIC or _crc(b, 60) != struct.unpack_from(">I", b, 60)[0]:
+    """The chain after record b if it is record `seq` following `chain`, else None.
+    chain None: the predecessor is damaged, so the link cannot be checked: the record's own stored
+    chain is taken (the ledger flags the break)."""
+    if not (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]) or struct.unpack_from(">I", b, 4)[0] != seq:
         return None
-    if struct.unpack_from(">I", b, 4)[0] != seq:
-        return None
+    if chain is None:
+        return bytes(b[28:60])
     c = _chain(chain, log._mv[0:BODY])
     if c != b[28:60]:
         return None
     return c
 
+
 def _scan_segment(log, segno, expect_seq, expect_chain):
-    """Read one segment. Returns (first_seq, count, chain_after, clean) or None if its header
-    is bad or it does not follow expect_seq/expect_chain (None = no expectation)."""
+    """Read one segment. Returns (first_seq, count, chain_after, clean, damaged seqs) or None if
+    nothing in it can be placed. A record that fails its CRC or chain link but is followed by a
+    good record (right seq for its place, good CRC) is damaged, not a cut: it is kept in place
+    (read() reports it as damaged, with its bytes) and the chain resumes from the next good
+    record's own chain. Only damaged records at the end of the segment are a torn tail (count
+    stops before them, clean = False). A damaged header is rebuilt from the records."""
     b = log._buf
     try:
         f = open(log._path(segno), "rb")
@@ -39,47 +48,75 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
         return None
     try:
         h = log._hdr
-        if f.readinto(h) != HDR or h[0:4] != SEG_MAGIC or h[4] != 1:
-            return None
-        if _crc(h, 60) != struct.unpack_from(">I", h, 60)[0]:
-            return None
-        if struct.unpack_from(">I", h, 8)[0] != segno:
-            return None
-        first = struct.unpack_from(">I", h, 12)[0]
-        chain = bytes(h[16:48])
-        if expect_seq is not None and (first != expect_seq or chain != expect_chain):
-            return None
+        hn = f.readinto(h)
+        first = None
+        chain = expect_chain
+        if hn == HDR and h[0:4] == SEG_MAGIC and h[4] == 1 and _crc(h, 60) == struct.unpack_from(">I", h, 60)[0] \
+                and struct.unpack_from(">I", h, 8)[0] == segno:
+            first = struct.unpack_from(">I", h, 12)[0]
+            hchain = bytes(h[16:48])
+            if expect_seq is not None and first != expect_seq:
+                if first < expect_seq:
+                    return None  # overlaps what is already placed: not this log's continuation
+                chain = None      # records between are missing: a gap (the ledger reports it)
+            elif expect_chain is None or hchain != expect_chain:
+                chain = hchain if expect_chain is None else None
+            header_ok = True
+        else:
+            header_ok = False
+            if hn != HDR:
+                return None
         n = 0
-        clean = True
+        good = 0          # records up to the last good one
+        damaged = []
+        torn = False
+        good_chain = chain  # the chain after the last good record
         while n < log.per_seg:
             k = f.readinto(b)
             if not k:
                 break
-            c = _check_record(log, b, first + n, chain) if k == REC else None
+            if k != REC:
+                torn = True
+                break  # a torn partial record: only ever the tail
+            if first is None:  # header damaged: place the segment by its first good record
+                if not (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]):
+                    damaged.append(n)
+                    n += 1
+                    continue
+                first = struct.unpack_from(">I", b, 4)[0] - n
+                if expect_seq is not None and first < expect_seq:
+                    return None
+                chain = None
+            c = _check_record(log, b, first + n, chain)
             if c is None:
-                clean = False  # torn or corrupt: cut here
-                break
-            chain = c
+                if not (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]) or struct.unpack_from(">I", b, 4)[0] == first + n:
+                    damaged.append(n)  # bad CRC, or a good record whose link is broken
+                    if (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]):     # the link alone is broken: keep the record, resync on it
+                        damaged.pop()
+                        chain = good_chain = bytes(b[28:60])
+                        good = n + 1
+                        n += 1
+                        continue
+                    chain = None
+                    n += 1
+                    continue
+                break  # a good CRC but a seq out of place: not this segment's record
+            chain = good_chain = c
             n += 1
-        if clean and f.readinto(b):
+            good = n
+        clean = good == n and not torn
+        if first is None:
+            return None
+        if clean and n == log.per_seg and f.readinto(b):
             clean = False      # bytes beyond a full segment
-        return first, n, chain, clean
+        dam = [first + i for i in damaged if i < good]
+        if not header_ok:
+            from offgate import oplogrepair  # rare: loaded for the repair only (unloaded by recover())
+            oplogrepair.rewrite(log, segno, None, first, expect_chain if expect_seq == first else ZERO32)
+        return first, good, good_chain, clean, dam, header_ok
     finally:
         f.close()
 
-def _truncate(log, segno, count):
-    """Keep the first `count` records of a segment: copy them to a tmp file, rename over."""
-    path = log._path(segno)
-    tmp = path + ".tmp"
-    b = log._buf
-    with open(path, "rb") as src:
-        with open(tmp, "wb") as dst:
-            src.readinto(log._hdr)
-            dst.write(log._hdr)
-            for _ in range(count):
-                src.readinto(b)
-                dst.write(b)
-    os.rename(tmp, path)
 
 def recover(log):
     """Open the log at boot: cut a torn/corrupt tail, finish an interrupted acknowledge,
@@ -102,21 +139,31 @@ def recover(log):
     segnos.sort()
     if segnos and segnos[-1] > log._last_segno:
         log._last_segno = segnos[-1]
-    ack = _read_ack(log)
+    ack = _read_ack(log, "/ack", ACK_MAGIC)
+    hwm = _read_ack(log, "/hwm", HWM_MAGIC)
     segs = []
+    damaged = []
     cut = 0
+    rebuilt = 0  # segment headers rebuilt from their records
     expect_seq = expect_chain = None
+    gap = False
     i = 0
     while i < len(segnos):
         segno = segnos[i]
         r = _scan_segment(log, segno, expect_seq, expect_chain)
         if r is None:
-            break  # bad header or a break in the chain: this segment and all later ones go
-        first, n, chain, clean = r
+            break  # nothing in it continues the log: this segment and all later ones go
+        first, n, chain, clean, dam, header_ok = r
+        damaged.extend(dam)
+        if not header_ok:
+            rebuilt += 1
+        if expect_seq is not None and first > expect_seq:
+            gap = True  # a segment lost between: the records after it are kept
         if not clean:
             cut += 1
             if n:
-                _truncate(log, segno, n)
+                from offgate import oplogrepair
+                oplogrepair.rewrite(log, segno, n, None, None)
                 segs.append([segno, first, n])
             else:
                 _remove(log._path(segno))
@@ -138,11 +185,10 @@ def recover(log):
         cut += 1
     if segs:
         log._seq = expect_seq - 1
-        log._chain = expect_chain
+        log._chain = expect_chain if expect_chain is not None else ZERO32
     else:
         log._seq = 0
         log._chain = ZERO32
-    gap = False
     if ack is not None:
         aseq, achain = ack
     elif segs:
@@ -150,6 +196,8 @@ def recover(log):
         s0 = segs[0]
         aseq = s0[1] - 1
         achain = _prev_chain_of(log, s0[0])
+    elif hwm is not None:
+        aseq, achain = hwm  # the ack file is lost and nothing is left: everything was acknowledged
     else:
         aseq, achain = 0, ZERO32
     if aseq >= log._seq:
@@ -163,12 +211,22 @@ def recover(log):
         # finish an interrupted acknowledge: drop segments wholly at or below it
         while segs and segs[0][1] + segs[0][2] - 1 <= aseq:
             _remove(log._path(segs.pop(0)[0]))
-        gap = segs[0][1] > aseq + 1  # records between the ack and the log were lost
+        gap = gap or segs[0][1] > aseq + 1  # records between the ack and the log were lost
+    if hwm is not None and hwm[0] > log._seq:
+        # seqs up to the high-water mark were used once: never again (the ledger would see a
+        # different record under a seq it already holds)
+        log._seq = hwm[0]
+        log._chain = hwm[1]
+        if aseq < hwm[0] and not segs:
+            gap = True
+    damaged = [d for d in damaged if d > aseq]
     log._acked_seq = aseq
     log._acked_chain = achain
     log._segs = segs
     log.cut = cut
-    return {"head": log._seq, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap}
+    log.damaged = len(damaged)
+    return {"head": log._seq, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap,
+            "damaged": damaged[:16], "rebuilt": rebuilt}
 
 def _prev_chain_of(log, segno):
     with open(log._path(segno), "rb") as f:

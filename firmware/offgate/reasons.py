@@ -36,6 +36,7 @@ REVOKED = const(42)               # credential id on the deny list
 REPLAY = const(43)                # counter not above the highest already accepted here
 LOG_FULL = const(44)              # the operation log is full of unacknowledged records ("refuse")
 PASSBACK = const(45)              # entered at this entry gate moments ago, no exit since (passback.py)
+LIST_STALE = const(46)            # the deny list is older than list_max_age_s and list_stale_policy is "refuse"
 # The gate itself.
 INTERNAL_ERROR = const(50)        # an unexpected failure while deciding: deny, log, keep running
 CLOCK_UNTRUSTED = const(51)       # the clock lost its time (power loss) and policy says refuse (docs/security.md)
@@ -66,6 +67,7 @@ NAMES = {
     REPLAY: "REPLAY",
     LOG_FULL: "LOG_FULL",
     PASSBACK: "PASSBACK",
+    LIST_STALE: "LIST_STALE",
     INTERNAL_ERROR: "INTERNAL_ERROR",
     CLOCK_UNTRUSTED: "CLOCK_UNTRUSTED",
     DISK_FULL: "DISK_FULL",

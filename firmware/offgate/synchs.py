@@ -1,5 +1,6 @@
 """The sync link's handshake (docs/protocol.md "Sync protocol"; the message flow is in
-syncserver.py): operator credential check, the gate's challenge and signature, the session keys.
+syncserver.py): the gate's challenge, the sealed operator credential and its check, the session
+keys. The gate signs nothing here; the expensive step (AUTH) is rate-limited.
 Loaded for the handshake only and dropped once the session is open (heap: see sim/streams.py).
 """
 import offgate
@@ -11,10 +12,12 @@ from offgate.syncserver import (CHALLENGED, IDLE, NONCE_LEN, OPEN, PROTO, ROLE_C
 
 
 # -- operator credential -----------------------------------------------------------
+ROOT = "root"
+
 def check_operator(srv, cred, now):
-    """Verify an operator credential against the gate's trusted issuer keys.
-    Returns (operator PublicKey, name, scope): scope "full" when the credential and its issuer key
-    are valid at the gate's clock, "clock" when only the time windows fail (a gate whose clock is
+    """Verify an operator credential against the back office's root key (root.pub) or, failing
+    that, the gate's trusted issuer keys. Returns (operator PublicKey, name, scope): scope "full"
+    when the credential (and an issuer key that signed it) are valid at the gate's clock, "clock" when only the time windows fail (a gate whose clock is
     wrong can still be given signed time). Raises SyncError otherwise."""
     try:
         s = cose.sign1_parse(cred)
@@ -23,31 +26,90 @@ def check_operator(srv, cred, now):
         raise SyncError("operator credential malformed: %s" % e)
     kid = s.kid
     verified = None
-    for k in srv.gate.verifier.trust.keys:
-        if k.kid == kid and cose.verify_parsed(s, k.key):
-            verified = k
-            break
+    # The root key first: an operator credential it signs is checkable whatever state the issuer
+    # trust store is in (a missed rotation, a damaged trust.cbor), so a gate can always be synced
+    # back. It opens nothing more than an issuer-signed one would.
+    root = srv.root_pub()
+    if root is not None and kid == _sha256(root)[:4]:
+        if cose.verify_parsed(s, ecdsa.parse_public_key(root)):
+            verified = ROOT
     if verified is None:
-        raise SyncError("operator credential not signed by a trusted issuer")
+        for k in srv.gate.verifier.trust.keys:
+            if k.kid == kid and cose.verify_parsed(s, k.key):
+                verified = k
+                break
+    if verified is None:
+        raise SyncError("operator credential not signed by the root key or a trusted issuer")
     try:
         claims = cbor.loads(s.payload)
     except ValueError as e:
         raise SyncError("operator claims: %s" % e)
     if not isinstance(claims, dict) or claims.get(ROLE_CLAIM) != ROLE_OPERATOR:
         raise SyncError("credential has no operator role")
-    nbf, exp, name = claims.get(5), claims.get(4), claims.get(2, "")
+    nbf, exp, name, cti = claims.get(5), claims.get(4), claims.get(2, ""), claims.get(7)
     if not _uint(nbf) or not _uint(exp) or not isinstance(name, str):
         raise SyncError("operator credential: bad nbf/exp/sub")
+    if not isinstance(cti, bytes) or len(cti) != 8:
+        raise SyncError("operator credential: cti must be 8 bytes")
+    if srv.gate.verifier.deny.contains(cti):
+        # revoked operators are on the same deny list as riders: refused in every scope
+        raise SyncError("operator credential revoked")
     try:
         key = rider_key(claims.get(8))
     except CredentialError as e:
         raise SyncError("operator credential: %s" % e)
-    scope = "full" if (verified.active(now) and nbf <= now < exp) else "clock"
+    key_ok = verified is ROOT or verified.active(now)
+    scope = "full" if (key_ok and nbf <= now < exp) else "clock"
     return key, name, scope
 
 
 # -- handshake ---------------------------------------------------------------------
+# Rate limit for the expensive step (AUTH: one ECDH, then up to two verifications): a token bucket
+# kept on the gate object, which outlives sessions and the sync modules (they are unloaded).
+HS_BURST = 6
+HS_REFILL_MS = 1000
+
+
+def _ms():
+    import time
+    try:
+        return time.ticks_ms()
+    except AttributeError:
+        return int(time.monotonic() * 1000)
+
+
+def _hs_allowed(gate):
+    import time
+    b = getattr(gate, "_sync_hs", None)
+    now = _ms()
+    if b is None:
+        b = [HS_BURST, now]
+        try:
+            gate._sync_hs = b
+        except AttributeError:
+            return True
+    try:
+        el = time.ticks_diff(now, b[1])
+    except AttributeError:
+        el = now - b[1]
+    if el >= HS_REFILL_MS:
+        b[0] = min(HS_BURST, b[0] + el // HS_REFILL_MS)
+        b[1] = now
+    if b[0] <= 0:
+        return False
+    b[0] -= 1
+    return True
+
+
+def _transcript(self, cred_digest):
+    """nonce_h | nonce_g | eph_h | gate_id (4, BE) | device key | SHA-256(operator credential)."""
+    return (self.nonce_h + self.nonce_g + self.eph + _u32(self.gate.cfg["gate_id"]) + self.dpub + cred_digest)
+
+
 def hello(self, payload):
+    """HELLO {1: nonce_h, 2: eph_h}: no credential in the clear, and no crypto on the gate beyond
+    checking that eph_h is a point on P-256. Answered with CHALLENGE {1: gate_id, 2: nonce_g,
+    3: device key, 5: firmware}."""
     self.state = IDLE
     try:
         m = cbor.loads(payload, max_len=frames.MAX_PAYLOAD)
@@ -55,57 +117,90 @@ def hello(self, payload):
         return self._error("HELLO is not CBOR")
     if not isinstance(m, dict):
         return self._error("HELLO must be a map")
-    nonce_h, eph, cred = m.get(1), m.get(2), m.get(3)
+    nonce_h, eph = m.get(1), m.get(2)
     if not isinstance(nonce_h, bytes) or len(nonce_h) != NONCE_LEN:
         return self._error("HELLO: nonce must be %d bytes" % NONCE_LEN)
     if not isinstance(eph, bytes) or len(eph) != 65 or eph[0] != 4:
         return self._error("HELLO: ephemeral key must be a 65-byte uncompressed point")
-    if not isinstance(cred, bytes):
-        return self._error("HELLO: operator credential missing")
+    from offgate import devicekey
+    try:
+        devicekey.parse_point(eph)  # on the curve, coordinates < p: validated before any use
+    except ValueError:
+        self.srv.refused += 1
+        return self._error("HELLO: ephemeral key is not a point on P-256")
     srv = self.srv
-    m = None
-    _collect()
-    try:
-        op_key, name, scope = check_operator(srv, cred, self.gate.clock.now())
-    except SyncError as e:
-        srv.refused += 1
-        return self._error(str(e))
-    self.nonce_h, self.eph, self.op_key, self.op_name, self.scope = nonce_h, eph, op_key, name, scope
+    # the public key costs a scalar multiplication to derive: made once, kept on the gate object
+    # (it outlives sessions), so a HELLO costs no public-key operation
+    dpub = getattr(self.gate, "_sync_dpub", None)
+    if dpub is None:
+        try:
+            dpub = srv.device_key.public_bytes()
+        except Exception as e:
+            return self._error("device key unavailable: %s" % e)
+        try:
+            self.gate._sync_dpub = dpub
+        except AttributeError:
+            pass
+    self.nonce_h, self.eph = nonce_h, eph
     self.nonce_g = urandom(NONCE_LEN)
-    _collect()
-    try:
-        dkey = srv.device_key
-    except Exception as e:
-        return self._error("device key unavailable: %s" % e)
-    dpub = dkey.public_bytes()
-    gid = self.gate.cfg["gate_id"]
-    self.tr = nonce_h + self.nonce_g + eph + _sha256(cred) + _u32(gid) + dpub
-    self.sig_g = dkey.sign(PROTO + b"/gate" + self.tr)
+    self.dpub = dpub
     self.state = CHALLENGED
-    import offgate
-    return frames.encode(frames.CHALLENGE, cbor.dumps({1: gid, 2: self.nonce_g, 3: dpub, 4: self.sig_g,
-                                                       5: offgate.VERSION}))
+    gid = self.gate.cfg["gate_id"]
+    return frames.encode(frames.CHALLENGE, cbor.dumps({1: gid, 2: self.nonce_g, 3: self.dpub, 5: offgate.VERSION}))
+
 
 def auth(self, payload):
-    from offgate import ecdsa
+    """AUTH {1: AES-CCM(k_hs, nonce 0, {1: operator credential, 2: sig_h}, aad = transcript)}:
+    Z = ECDH(device key, eph_h) (rate-limited), the operator credential (issuer, role, revocation,
+    validity) and sig_h (the operator's key over "OGSYNC2/host" | transcript) are checked, and only
+    then are the session keys made and AUTH_OK sent, sealed: its tag proves the gate holds the device
+    key (only it and the host know Z). Nothing is signed for an unauthenticated peer."""
+    from offgate import aesccm, ecdsa
     self.state = IDLE
+    if not _hs_allowed(self.gate):
+        self.srv.refused += 1
+        return self._error("busy: too many handshakes, retry in a second")
     try:
         m = cbor.loads(payload)
     except ValueError:
         return self._error("AUTH is not CBOR")
-    sig = m.get(1) if isinstance(m, dict) else None
-    msg = PROTO + b"/host" + self.tr + self.sig_g
-    if not isinstance(sig, bytes) or not ecdsa.verify_key(self.op_key, msg, sig):
-        self.srv.refused += 1
-        return self._error("operator signature does not verify")
+    box = m.get(1) if isinstance(m, dict) else None
+    if not isinstance(box, bytes):
+        return self._error("AUTH: sealed credential missing")
     _collect()
     try:
         z = self.srv.device_key.ecdh(self.eph)
     except Exception:
         return self._error("bad ephemeral key")
-    keys = hkdf_sha256(z, self.nonce_h + self.nonce_g, PROTO + b"/keys" + _sha256(msg + sig), 64)
+    salt = self.nonce_h + self.nonce_g
+    tr0 = _transcript(self, b"")
+    k_hs = hkdf_sha256(z, salt, PROTO + b"/hs" + _sha256(tr0), 32)
+    try:
+        inner = cbor.loads(aesccm.decrypt(k_hs, bytes(13), box, tr0))
+    except ValueError:
+        self.srv.refused += 1
+        return self._error("AUTH does not decrypt")
+    cred = inner.get(1) if isinstance(inner, dict) else None
+    sig = inner.get(2) if isinstance(inner, dict) else None
+    if not isinstance(cred, bytes) or not isinstance(sig, bytes):
+        return self._error("AUTH: credential or signature missing")
+    inner = box = None
+    _collect()
+    try:
+        op_key, name, scope = check_operator(self.srv, cred, self.gate.clock.now())
+    except SyncError as e:
+        self.srv.refused += 1
+        return self._error(str(e))
+    tr = _transcript(self, _sha256(cred))
+    msg = PROTO + b"/host" + tr
+    if not ecdsa.verify_key(op_key, msg, sig):
+        self.srv.refused += 1
+        return self._error("operator signature does not verify")
+    keys = hkdf_sha256(z, salt, PROTO + b"/keys" + _sha256(msg + sig), 64)
     self.k_hg, self.k_gh = keys[:32], keys[32:]
     self.rx = self.tx = 0
+    self.scope = scope
+    self.op_name = name
     self.state = OPEN
-    self.srv.note("session open (operator %s, scope %s)" % (self.op_name, self.scope))
-    return self._seal(frames.AUTH_OK, {"scope": self.scope, "gate_id": self.gate.cfg["gate_id"]})
+    self.srv.note("session open (operator %s, scope %s)" % (name, scope))
+    return self._seal(frames.AUTH_OK, {"scope": scope, "gate_id": self.gate.cfg["gate_id"]})

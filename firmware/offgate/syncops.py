@@ -59,12 +59,13 @@ def clock_state(srv):
 
 
 def drop_deny_tmp(self):
+    """Forget a half-received file upload (deny list or comb tables) and its tmp file."""
     if self.deny_tmp is not None:
         try:
             self.deny_tmp["f"].close()
         except Exception:
             pass
-        _remove(self.srv.path("deny.bin.tmp"))
+        _remove(self.deny_tmp["tmp"])
         self.deny_tmp = None
 
 
@@ -72,14 +73,18 @@ def op_status(self, req):
     g = self.gate
     srv = self.srv
     st = {}
+    tr = g.verifier.trust
+    now = g.clock.now()
     try:
         st = g.status()
     except Exception:
         pass
     out = {"gate_id": g.cfg["gate_id"], "zone": g.cfg.get("zone"), "firmware": _firmware(),
            "station": g.cfg.get("station", ""), "direction": g.cfg.get("direction", "both"),
-           "clock": clock_state(srv), "trust_serial": srv.state.get("trust_serial", 0),
-           "trust_keys": len(g.verifier.trust.keys), "deny_count": g.verifier.deny.count,
+           "clock": clock_state(srv), "trust_serial": tr.serial,
+           "trust": {"serial": tr.serial, "issued": tr.issued, "age": (now - tr.issued) if tr.issued else None},
+           "deny": _deny_info(g.verifier.deny, now),
+           "trust_keys": len(tr.keys), "deny_count": g.verifier.deny.count,
            "scans": st.get("scans"), "opened": st.get("opened"), "denied": st.get("denied")}
     log = srv.oplog
     if log is not None:
@@ -99,6 +104,12 @@ def op_status(self, req):
     except (AttributeError, OSError):
         pass
     return out
+
+def _deny_info(dl, now):
+    """{"count", "serial", "issued", "age" (seconds, None if unknown), "signed"} of a DenyList."""
+    return {"count": dl.count, "serial": dl.serial, "issued": dl.issued,
+            "age": (now - dl.issued) if dl.issued else None, "signed": dl._h == 24}
+
 
 def op_config(self, req):
     return {"config": _plain(self.gate.cfg)}
@@ -125,6 +136,10 @@ def op_pull(self, req):
     if len(sealed) > limit:
         raise SyncError("a one-record batch does not fit in a frame")
     head = log.head()
+    # what this session has been given: an ack may cover these records and no more
+    to = batch.LAST_TO
+    if to > self.pulled_to:
+        self.pulled_to = to
     return {"batch": sealed, "head": [head[0], bytes(head[1])]}
 
 def op_ack(self, req):
@@ -134,11 +149,15 @@ def op_ack(self, req):
     seq, chain = req.get("seq"), req.get("chain")
     if not _uint(seq) or not isinstance(chain, bytes) or len(chain) != 32:
         raise SyncError("ack needs seq (uint) and chain (32 bytes)")
+    if seq > self.pulled_to and seq != log.acked()[0]:
+        # an ack frees records: only those this session has actually pulled (and the back office
+        # could therefore have stored) may be freed
+        raise SyncError("ack of seq %d beyond what this session pulled (%d)" % (seq, self.pulled_to))
     tk = getattr(self.gate, "time", None)
     t = None
     if tk is not None:  # the acknowledged records' time becomes the floor: the log may free them now
         r = log.read(seq, 1)
-        t = r[0]["t"] if r and r[0]["seq"] == seq else None
+        t = r[0].get("t") if r and r[0]["seq"] == seq else None  # a damaged record has no time
     ok = bool(log.acknowledge(seq, chain))
     if ok and t is not None:
         from offgate import timekeep
@@ -149,52 +168,116 @@ def op_ack(self, req):
 # deny list: begin {size, sha256} / chunk {off, data} / commit
 def op_deny_begin(self, req):
     size, digest = req.get("size"), req.get("sha256")
-    if not _uint(size) or size < 12 or (size - 12) % 8 or not isinstance(digest, bytes) or len(digest) != 32:
-        raise SyncError("deny_begin needs size (12 + 8n) and sha256 (32 bytes)")
+    if not _uint(size) or size < 30 or not isinstance(digest, bytes) or len(digest) != 32:
+        raise SyncError("deny_begin needs size (a signed version-2 list, >= 30 bytes) and sha256 (32 bytes)")
+    return _begin(self, "deny", size, digest)
+
+
+def _begin(self, kind, size, digest):
     self._drop_deny_tmp()
-    f = open(self.srv.path("deny.bin.tmp"), "wb")
-    self.deny_tmp = {"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256()}
+    tmp = self.srv.path(UPLOADS[kind] + ".tmp")
+    f = open(tmp, "wb")
+    self.deny_tmp = {"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256(), "kind": kind,
+                     "tmp": tmp}
     return {}
 
-def op_deny_chunk(self, req):
+
+def op_tables_begin(self, req):
+    size, digest = req.get("size"), req.get("sha256")
+    if not _uint(size) or size < 8 or size > TABLES_MAX or not isinstance(digest, bytes) or len(digest) != 32:
+        raise SyncError("tables_begin needs size (8 .. %d) and sha256 (32 bytes)" % TABLES_MAX)
+    return _begin(self, "tables", size, digest)
+
+
+def op_tables_chunk(self, req):
+    return _chunk(self, req, "tables")
+
+
+def op_tables_commit(self, req):
+    """Install issuer comb tables: whole (size, SHA-256), then attached to the trusted keys; the
+    attach checks every table row by row against its key, and a key whose table is bad stays on the
+    generic path (keytables.attach). The tables are public data, so they need no signature."""
     t = self.deny_tmp
-    if t is None:
-        raise SyncError("deny_chunk without deny_begin")
+    if t is None or t["kind"] != "tables":
+        raise SyncError("tables_commit without tables_begin")
+    try:
+        t["f"].close()
+        if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
+            raise SyncError("tables incomplete or their SHA-256 does not match")
+        from offgate.trust import TABLES
+        path = self.srv.path(TABLES)
+        os.rename(t["tmp"], path)
+        _sync_fs()
+        self.deny_tmp = None
+        got = self.gate.verifier.trust.attach_tables(path)
+        self.srv.note("issuer tables installed: %d attached, %d refused" % (got[0], got[1]))
+        return {"tables": got[0], "refused": got[1]}
+    finally:
+        self._drop_deny_tmp()
+
+def op_deny_chunk(self, req):
+    return _chunk(self, req, "deny")
+
+
+def _chunk(self, req, kind):
+    t = self.deny_tmp
+    if t is None or t["kind"] != kind:
+        raise SyncError("%s_chunk without %s_begin" % (kind, kind))
     off, data = req.get("off"), req.get("data")
     if off != t["off"] or not isinstance(data, bytes) or not data or off + len(data) > t["size"]:
         self._drop_deny_tmp()
-        raise SyncError("deny_chunk out of order or too long")
+        raise SyncError("%s_chunk out of order or too long" % kind)
     t["f"].write(data)
     t["h"].update(data)
     t["off"] += len(data)
     return {"off": t["off"]}
 
 def op_deny_commit(self, req):
-    from offgate.denylist import DenyListError, check_bytes
+    """Install the received list, only if it is whole (size, SHA-256), undamaged (CRC, order), a
+    signed version 2 list whose root signature covers its header and ids, and newer (serial above
+    the installed one). Otherwise the gate keeps its list and says why."""
+    from offgate.denycheck import check_file
+    from offgate.denylist import DenyListError
     t = self.deny_tmp
-    if t is None:
+    if t is None or t["kind"] != "deny":
         raise SyncError("deny_commit without deny_begin")
     try:
         t["f"].close()
         if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
             raise SyncError("deny list incomplete or its SHA-256 does not match")
-        tmp = self.srv.path("deny.bin.tmp")
+        tmp = t["tmp"]
+        h = hashlib.sha256()
         try:
-            n = _check_deny_file(tmp, check_bytes)
+            with open(tmp, "rb") as f:
+                v, _, n, serial, issued, sig = check_file(f, t["size"], h)
         except DenyListError as e:
             raise SyncError(str(e))
+        if v != 2 or not sig:
+            raise SyncError("deny list refused: unsigned (version %d); the gate keeps its list" % v)
+        body = _root_payload(self.srv, sig, "deny")
+        if body.get(1) != serial or body.get(2) != issued or body.get(3) != n or \
+                not isinstance(body.get(4), bytes) or not _eq(body.get(4), h.digest()):
+            raise SyncError("deny list refused: its signature does not cover this header and these ids")
+        cur = self.gate.verifier.deny
+        if serial <= cur.serial:
+            raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
+                            % (serial, cur.serial))
         path = self.srv.path("deny.bin")
         os.rename(tmp, path)
         _sync_fs()
         self.deny_tmp = None
-        self.gate.verifier.deny.open(path)
+        cur.open(path)
         self.gate.deny_ok = True  # a valid list again: DENY_LIST_MISSING ends
-        self.srv.note("deny list replaced: %d ids" % n)
-        return {"count": self.gate.verifier.deny.count}
+        self.srv.note("deny list %d installed: %d ids" % (serial, n))
+        return {"count": cur.count, "serial": cur.serial}
     finally:
         self._drop_deny_tmp()
 
 def op_trust(self, req):
+    """Install a root-signed trust list {0: "trust", 1: serial, 2: trust.cbor bytes}. The serial and
+    issue time live inside trust.cbor itself (and must equal the envelope's serial), so the file on
+    flash says which list it is: a power cut or a lost sync.json cannot reset the gate's serial.
+    Refused unless the serial is above the installed one and the issue time not before it."""
     from offgate.trust import TrustError, TrustStore
     signed = req.get("signed")
     if not isinstance(signed, bytes):
@@ -203,16 +286,17 @@ def op_trust(self, req):
     serial, data = body.get(1), body.get(2)
     if not _uint(serial) or not isinstance(data, bytes):
         raise SyncError("signed trust list: bad serial or body")
-    cur = self.srv.state.get("trust_serial", 0)
-    if serial < cur:
-        raise SyncError("trust list serial %d is older than the gate's %d" % (serial, cur))
     try:
         store = TrustStore.from_bytes(data)
     except TrustError as e:
         raise SyncError(str(e))
+    if store.serial != serial:
+        raise SyncError("signed trust list: serial %d outside, %d inside the file" % (serial, store.serial))
+    cur = self.gate.verifier.trust
+    if serial <= cur.serial or store.issued < cur.issued:
+        raise SyncError("trust list serial %d is not newer than the gate's %d; the gate keeps its list"
+                        % (serial, cur.serial))
     atomic_write(self.srv.path("trust.cbor"), data)
-    self.srv.state["trust_serial"] = serial
-    save_state(self.srv)
     self.gate.verifier.set_trust(store)
     self.srv.note("trust list %d installed: %d keys" % (serial, len(store.keys)))
     return {"serial": serial, "keys": len(store.keys)}
@@ -287,36 +371,13 @@ def _root_payload(srv, signed, kind):
     return body
 
 
-def _check_deny_file(path, check_bytes):
-    """Validate a deny list file before it replaces the current one. Small files go through
-    denylist.check_bytes whole; big ones are checked in pieces the same way (header, length,
-    strictly ascending ids) so a 100,000-id list needs no 800 KB buffer."""
-    from offgate.denylist import HEADER, ID_LEN, DenyListError
-    size = os.stat(path)[6]
-    with open(path, "rb") as f:
-        if size <= DENY_CHUNK:
-            return check_bytes(f.read())
-        head = f.read(HEADER)
-        check_bytes(head[:8] + b"\x00\x00\x00\x00")  # header fields
-        n = struct.unpack(">I", head[8:12])[0]
-        if size != HEADER + n * ID_LEN:
-            raise DenyListError("deny list: length does not match count %d" % n)
-        prev = None
-        i = 0
-        while True:
-            piece = f.read(DENY_CHUNK)
-            if not piece:
-                break
-            for k in range(0, len(piece), ID_LEN):
-                cur = piece[k:k + ID_LEN]
-                if prev is not None and cur <= prev:
-                    raise DenyListError("deny list: ids not strictly ascending at %d" % i)
-                prev = cur
-                i += 1
-        return n
-
+UPLOADS = {"deny": "deny.bin", "tables": "issuer_tables.bin"}
+TABLES_MAX = 256 * 1024
 
 OPS = {
+    "tables_begin": op_tables_begin,
+    "tables_chunk": op_tables_chunk,
+    "tables_commit": op_tables_commit,
     "status": op_status,
     "config": op_config,
     "pull": op_pull,
@@ -328,4 +389,7 @@ OPS = {
     "time_nonce": op_time_nonce,
     "set_time": op_set_time,
 }
-CLOCK_OPS = ("status", "time_nonce", "set_time")
+# What each scope may do (docs/protocol.md "Scopes"). "full": every op above. "clock" (operator
+# credential or its issuer key not valid at the gate's clock): read the gate's time, write
+# root-signed time; nothing else is read or written.
+CLOCK_OPS = ("time_nonce", "set_time")

@@ -4,24 +4,25 @@ Transport-agnostic: the simulator feeds it from a TCP socket (sim/streams.py), a
 USB serial port. One `Session` per connection; the `SyncServer` holds what outlives a session
 (the persisted sync state, the gate it serves).
 
-Handshake (mutual authentication, fresh challenges from both sides):
+Handshake (OGSYNC2; the operator proves itself first, the gate signs nothing for anyone):
 
-    host -> gate  HELLO      {1: nonce_h (16), 2: host ephemeral P-256 key (65), 3: operator credential}
-    gate -> host  CHALLENGE  {1: gate_id, 2: nonce_g (16, os.urandom), 3: device key (65),
-                              4: sig_g = DeviceKey.sign(transcript_g), 5: firmware version}
-    host -> gate  AUTH       {1: sig_h = ES256 by the operator's certified key over transcript_h}
+    host -> gate  HELLO      {1: nonce_h (16), 2: eph_h (65, checked on P-256)}
+    gate -> host  CHALLENGE  {1: gate_id, 2: nonce_g (16, os.urandom), 3: device key (65), 5: firmware}
+    host -> gate  AUTH       {1: AES-CCM(k_hs, 13 zero bytes, CBOR {1: operator credential, 2: sig_h},
+                                         aad = transcript(without the credential digest))}
     gate -> host  AUTH_OK    (secured) {"scope": "full" | "clock", "gate_id": ...}
 
-    transcript_g = "OGSYNC1/gate" | nonce_h | nonce_g | eph_h | SHA-256(opcred) | gate_id (4, BE) | device key
-    transcript_h = "OGSYNC1/host" | transcript_g[12:] | sig_g
-    Z    = ECDH(device key, eph_h)                    (32-byte x; only the gate and the host know it)
-    keys = HKDF-SHA256(ikm=Z, salt=nonce_h | nonce_g, info="OGSYNC1/keys" | SHA-256(transcript_h | sig_h), 64)
-    k_hg = keys[:32] (host -> gate MACs), k_gh = keys[32:] (gate -> host MACs)
+    Z          = ECDH(device key, eph_h)          (32-byte x; only the gate and the host know it)
+    transcript = nonce_h | nonce_g | eph_h | gate_id (4, BE) | device key | SHA-256(operator credential)
+    k_hs       = HKDF-SHA256(Z, salt = nonce_h | nonce_g, info = "OGSYNC2/hs" | SHA-256(transcript w/o digest), 32)
+    sig_h      = ES256 by the operator's certified key over "OGSYNC2/host" | transcript
+    keys       = HKDF-SHA256(Z, salt, info = "OGSYNC2/keys" | SHA-256("OGSYNC2/host" | transcript | sig_h), 64)
+    k_hg = keys[:32] (host -> gate), k_gh = keys[32:] (gate -> host)
 
-Secured frame payload: ctr (4, BE) | body (CBOR) | mac (16), mac = HMAC-SHA256(k_dir, frame header |
-ctr | body)[:16]; each direction counts from 1 and a frame must carry exactly the next counter.
-Any bad MAC, counter or frame in a secured session ends it (ERROR, then nothing more is read):
-the link is re-established from a new HELLO with new challenges.
+Secured frame payload: ctr (4, BE) | AES-256-CCM(k_dir, nonce = dir (1: host->gate, 2: gate->host)
+| 8 zero bytes | ctr, body (CBOR), aad = frame header | ctr) with a 16-byte tag; each direction counts
+from 1 and a frame must carry exactly the next counter. Any bad tag, counter or frame in a secured
+session ends it (ERROR, then nothing more is read): the link is re-established from a new HELLO.
 """
 import hashlib
 import json
@@ -46,9 +47,9 @@ else:  # CPython: a full collection per request costs more than it gives
     def _collect():
         pass
 
-PROTO = b"OGSYNC1"
+PROTO = b"OGSYNC2"
 NONCE_LEN = 16
-MAC_LEN = 16
+MAC_LEN = 16        # the AES-CCM tag
 ROLE_CLAIM = -65538
 ROLE_OPERATOR = "operator"
 DENY_CHUNK = 4096
@@ -91,6 +92,11 @@ def _eq(a, b):
 
 def _u32(v):
     return struct.pack(">I", v & 0xFFFFFFFF)
+
+
+def _nonce(direction, ctr):
+    """The 13-byte CCM nonce of a secured frame: direction (1 host->gate, 2 gate->host) | 8 zero | ctr."""
+    return bytes([direction]) + bytes(8) + ctr
 
 
 def _uint(v):
@@ -150,6 +156,11 @@ class SyncServer:
         from offgate import devicekey
         return devicekey.load_or_create(self.path("device.key"))
 
+    def root_pub(self):
+        """The back office's root public key (65 bytes) from root.pub, or None."""
+        pub = _read(self.path(ROOT_PUB))
+        return pub if pub is not None and len(pub) == 65 else None
+
     def path(self, name):
         return self.dir + "/" + name
 
@@ -178,6 +189,7 @@ class Session:
         self.scope = None
         self.time_nonce = None
         self.deny_tmp = None
+        self.pulled_to = 0   # highest seq sent in a batch in THIS session: an ack may not go beyond it
         self.frames_in = 0
         self.bad_frames = 0
 
@@ -222,23 +234,32 @@ class Session:
         return self._error(msg)
 
     def _seal(self, ftype, body):
+        from offgate import aesccm
         self.tx += 1
         body = cbor.dumps(body)
         n = 4 + len(body) + MAC_LEN
         ctr = _u32(self.tx)
-        mac = hmac_sha256(self.k_gh, frames.header(ftype, n) + ctr + body)[:MAC_LEN]
-        return frames.encode(ftype, ctr + body + mac)
+        out = bytearray(frames.HEADER + n + frames.TRAILER)
+        h = frames.header(ftype, n)
+        out[:frames.HEADER] = h
+        out[frames.HEADER:frames.HEADER + 4] = ctr
+        aesccm.encrypt(self.k_gh, _nonce(2, ctr), body, h + ctr, MAC_LEN,
+                       memoryview(out)[frames.HEADER + 4:frames.HEADER + n])
+        body = None
+        return frames.finish(out)
 
     def _open(self, ftype, payload):
+        from offgate import aesccm
         n = len(payload)
         if n < 4 + MAC_LEN:
             return None
-        ctr = payload[:4]
-        body = payload[4:n - MAC_LEN]
-        mac = hmac_sha256(self.k_hg, frames.header(ftype, n) + ctr + body)[:MAC_LEN]
-        if not _eq(mac, payload[n - MAC_LEN:]):
-            return None
+        ctr = bytes(payload[:4])
         if struct.unpack(">I", ctr)[0] != self.rx + 1:
+            return None
+        try:
+            body = aesccm.decrypt(self.k_hg, _nonce(1, ctr), memoryview(payload)[4:], frames.header(ftype, n) + ctr,
+                                  MAC_LEN)
+        except ValueError:
             return None
         self.rx += 1
         return body
@@ -250,6 +271,7 @@ class Session:
         self.rx = self.tx = 0
         self.scope = None
         self.time_nonce = None
+        self.pulled_to = 0
         self._drop_deny_tmp()
 
     def handle(self, ftype, payload):
@@ -265,7 +287,7 @@ class Session:
             body = self._open(ftype, payload)
             if body is None:
                 self.srv.refused += 1
-                return self._fail("bad MAC or counter")
+                return self._fail("bad tag or counter")
             try:
                 req = cbor.loads(body, max_len=frames.MAX_PAYLOAD)
             except ValueError:
@@ -294,7 +316,7 @@ class Session:
             return {"ok": False, "err": "unknown op %s" % op}
         if self.scope != "full" and op not in syncops.CLOCK_OPS:
             return {"ok": False, "err": "operator credential or issuer key not valid at the gate's clock; "
-                                        "only status and set time are allowed"}
+                                        "only signed time is allowed"}
         try:
             r = fn(self, req)
         except SyncError as e:

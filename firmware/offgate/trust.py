@@ -59,8 +59,10 @@ class TrustStore:
     UNKNOWN = 1
     INACTIVE = 2
 
-    def __init__(self, keys=()):
+    def __init__(self, keys=(), serial=0, issued=0):
         self.keys = list(keys)
+        self.serial = serial  # inside the (root-signed) file: a lost sync.json cannot reset it
+        self.issued = issued  # Unix seconds the back office made it (0: unknown)
         self.tables = (0, 0)  # (attached, refused) issuer comb tables
 
     def attach_tables(self, path, in_ram=False):
@@ -86,7 +88,16 @@ class TrustStore:
             raise TrustError("trust store: expected {'v': 1, 'keys': [...]}")
         if len(doc["keys"]) > MAX_KEYS:
             raise TrustError("trust store: %d keys, more than %d" % (len(doc["keys"]), MAX_KEYS))
-        return cls([_entry(e, i) for i, e in enumerate(doc["keys"])])
+        if "crc" in doc:
+            from offgate.checksum import crc32
+            n = len(data)
+            if n < 9 or data[n - 9:n - 4] != b"\x63crc\x1a" or doc["crc"] != crc32(data[:n - 9]) & 0xFFFFFFFF:
+                raise TrustError("trust store damaged: CRC mismatch")
+        serial, issued = doc.get("serial", 0), doc.get("issued", 0)
+        for name, v in (("serial", serial), ("issued", issued)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise TrustError("trust store: %s must be a non-negative integer" % name)
+        return cls([_entry(e, i) for i, e in enumerate(doc["keys"])], serial, issued)
 
     @classmethod
     def load(cls, path):

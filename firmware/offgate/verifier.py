@@ -46,6 +46,7 @@ class Verifier:
     def __init__(self, trust, deny, replay, gate_id, zone, max_age_s=60, skew_s=30, cache_size=32):
         self.trust = trust
         self.deny = deny
+        self.list_max_age_s = 0  # > 0: deny LIST_STALE past this list age (gate.build: policy "refuse")
         self.replay = replay
         self.gate_id = gate_id
         self.zone = zone
@@ -162,6 +163,8 @@ class Verifier:
             return Decision(R.WRONG_GATE, c, ctr, iat)
         if self.deny.contains(c.cti):
             return Decision(R.REVOKED, c, ctr, iat)
+        if self.list_max_age_s and self.deny.stale(now, self.list_max_age_s):
+            return Decision(R.LIST_STALE, c, ctr, iat)
         if not self.replay.fresh(c.cti, ctr):
             return Decision(R.REPLAY, c, ctr, iat)
         return Decision(R.OK, c, ctr, iat)

@@ -118,6 +118,10 @@ class IssueRefused(BackOfficeError):
     """The account does not qualify for a credential (balance and credit below the minimum)."""
 
 
+class ClockRefused(BackOfficeError):
+    """The host's clock fails its plausibility check: nothing is signed with it."""
+
+
 class UnknownAccount(BackOfficeError, LookupError):
     def __str__(self):
         return "unknown account %r" % self.args[0] if self.args else "unknown account"
@@ -125,6 +129,16 @@ class UnknownAccount(BackOfficeError, LookupError):
 
 def _now(now=None) -> int:
     return int(time.time() if now is None else now)
+
+
+def _utc(t) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
+
+
+DEFAULT_LEAD_DAYS = 7           # a rotated-in key signs only after this lead time (or once all gates hold it)
+DENY_REISSUE_S = 6 * 3600      # a deny list older than this is re-signed (new serial) at the next sync
+CLOCK_TOLERANCE_S = 300        # how far the host clock may be behind what it already signed
+CLOCK_MAX_JUMP_S = 30 * 86400  # the host clock is implausible this far ahead of what it last signed
 
 
 def _cti_bytes(cti) -> bytes:
@@ -261,11 +275,14 @@ class BackOffice:
         return self._get_config("default_cap", DEFAULT_CAP)
 
     # ------------------------------------------------------------------ issuer keys
-    def issuer_keys(self) -> list:
-        """All issuer keys, oldest first: dicts with kid, iss, pub, nbf, exp, created, key_file."""
+    def issuer_keys(self, include_retired=False) -> list:
+        """Issuer keys, oldest first: dicts with kid, iss, pub, nbf, exp, created, key_file
+        (retired ones only with include_retired)."""
         rows = self.db.execute("SELECT * FROM issuer_keys ORDER BY nbf, created, rowid").fetchall()
+        retired = () if include_retired else self._get_config("retired_keys", [])
         return [{"kid": bytes(r["kid"]), "iss": r["iss"], "pub": bytes(r["pub"]), "nbf": r["nbf"],
-                 "exp": r["exp"], "created": r["created"], "key_file": r["key_file"]} for r in rows]
+                 "exp": r["exp"], "created": r["created"], "key_file": r["key_file"]} for r in rows
+                if bytes(r["kid"]).hex() not in retired]
 
     def _add_issuer_key(self, name, valid_from, valid_days) -> bytes:
         if not isinstance(valid_days, (int, float)) or valid_days <= 0:
@@ -280,6 +297,7 @@ class BackOffice:
         with self.db:
             self.db.execute("INSERT INTO issuer_keys (kid, iss, pub, nbf, exp, created, key_file) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (kid, name, pub, nbf, exp, _now(), rel))
+        self._bump_trust_serial()
         return kid
 
     def init_issuer(self, name=DEFAULT_ISSUER, valid_from=None, valid_days=365) -> bytes:
@@ -293,37 +311,110 @@ class BackOffice:
         self._set_config("issuer_name", name)
         return self._add_issuer_key(name, valid_from, valid_days)
 
-    def rotate_issuer(self, valid_from=None, valid_days=365) -> bytes:
-        """Add a new issuer key alongside the existing ones; it signs new credentials from its nbf on."""
+    def rotate_issuer(self, valid_from=None, valid_days=365, lead_days=DEFAULT_LEAD_DAYS) -> bytes:
+        """Add a new issuer key alongside the existing ones (staged rotation). It goes into the
+        trust list at once, so syncs bring it to the gates, but it signs credentials only from
+        `lead_days` after its nbf, or earlier once every enrolled gate has reported a trust list
+        that holds it (`promote_ready`), or by `promote` (an explicit operator decision)."""
         if not self.issuer_keys():
             raise BackOfficeError("no issuer key yet; run init_issuer first (offgate issuer init)")
-        return self._add_issuer_key(self._get_config("issuer_name", DEFAULT_ISSUER), valid_from, valid_days)
+        if isinstance(lead_days, bool) or not isinstance(lead_days, (int, float)) or lead_days < 0:
+            raise BackOfficeError("lead_days must be a non-negative number")
+        kid = self._add_issuer_key(self._get_config("issuer_name", DEFAULT_ISSUER), valid_from, valid_days)
+        k = [x for x in self.issuer_keys() if x["kid"] == kid][0]
+        staged = self._get_config("staged_keys", {})
+        staged[kid.hex()] = {"sign_from": k["nbf"] + int(lead_days * DAY), "serial": self.trust_serial()}
+        self._set_config("staged_keys", staged)
+        return kid
+
+    def staged_keys(self) -> dict:
+        """{kid hex: {"sign_from": Unix seconds, "serial": the trust serial that first held it}}."""
+        return self._get_config("staged_keys", {})
+
+    def promote(self, kid, now=None) -> None:
+        """Let staged key `kid` sign from now on."""
+        staged = self.staged_keys()
+        h = bytes(kid).hex() if isinstance(kid, (bytes, bytearray)) else str(kid)
+        if h not in staged:
+            raise BackOfficeError("issuer key %s is not staged" % h)
+        staged[h]["sign_from"] = min(staged[h]["sign_from"], _now(now))
+        self._set_config("staged_keys", staged)
+
+    def rollout(self, gate_trust_serials: dict, now=None) -> list:
+        """Staged keys and the enrolled gates that have not reported a trust list holding them:
+        [{"kid", "sign_from", "lacking": [gate ids]}] (gate_trust_serials: gate -> reported serial)."""
+        now = _now(now)
+        out = []
+        for h, st in sorted(self.staged_keys().items()):
+            lacking = sorted(g for g, ser in gate_trust_serials.items() if (ser or 0) < st["serial"])
+            out.append({"kid": h, "sign_from": st["sign_from"], "signing": st["sign_from"] <= now, "lacking": lacking})
+        return out
+
+    def promote_ready(self, gate_trust_serials: dict, now=None) -> list:
+        """Promote every staged key that all enrolled gates hold. Returns the promoted kids (hex)."""
+        done = []
+        for r in self.rollout(gate_trust_serials, now):
+            if not r["signing"] and not r["lacking"] and gate_trust_serials:
+                self.promote(r["kid"], now)
+                done.append(r["kid"])
+        return done
+
+    def retire(self, kid) -> None:
+        """Retire issuer key `kid`: it signs nothing more and leaves the trust list (new serial);
+        gates drop it at their next sync, and credentials it signed stop working there."""
+        h = bytes(kid).hex() if isinstance(kid, (bytes, bytearray)) else str(kid)
+        if h not in [k["kid"].hex() for k in self.issuer_keys(include_retired=True)]:
+            raise BackOfficeError("unknown issuer key %s" % h)
+        retired = self._get_config("retired_keys", [])
+        if h not in retired:
+            if len(self.issuer_keys()) <= 1:
+                raise BackOfficeError("cannot retire the last issuer key; rotate first")
+            retired.append(h)
+            self._set_config("retired_keys", retired)
+            self._bump_trust_serial()
 
     def signing_key(self, now=None):
-        """(key dict, private key) of the newest key active at `now` (nbf <= now < exp)."""
+        """(key dict, private key) of the newest key active at `now` (nbf <= now < exp) whose
+        staging lead time is over; if only staged keys are active, the newest of them."""
         now = _now(now)
         active = [k for k in self.issuer_keys() if k["nbf"] <= now < k["exp"]]
         if not active:
             if not self.issuer_keys():
                 raise BackOfficeError("no issuer key; run `offgate issuer init` first")
             raise BackOfficeError("no issuer key is valid at %d; rotate the issuer key" % now)
-        k = sorted(active, key=lambda k: (k["nbf"], k["created"]))[-1]  # stable: later rowid wins ties
+        staged = self.staged_keys()
+        ready = [k for k in active if staged.get(k["kid"].hex(), {}).get("sign_from", 0) <= now]
+        k = sorted(ready or active, key=lambda k: (k["nbf"], k["created"]))[-1]  # later rowid wins ties
         return k, keys.load_private_pem(self.data_dir / k["key_file"])
 
     # what a gate accepts (firmware offgate/trust.py MAX_KEYS): more is refused whole there
     GATE_MAX_KEYS = 16
 
+    def trust_serial(self) -> int:
+        """The trust list's serial: grows with every change of the issuer keys (never goes back)."""
+        return self._get_config("trust_serial", 0)
+
+    def _bump_trust_serial(self):
+        self._set_config("trust_serial", self.trust_serial() + 1)
+
     def trust_bytes(self, now=None) -> bytes:
-        """The gate's trust store: the issuer keys not yet expired at `now` (Unix s; default
-        the current time), newest last; an expired key is never shipped (each costs gate heap,
-        and a gate refuses a store of more than GATE_MAX_KEYS). BackOfficeError if none is left."""
-        now = _now(now)
-        ks = [k for k in self.issuer_keys() if k["exp"] > now]
+        """The gate's trust store (trust.cbor, with its serial and issue time inside): the issuer
+        keys not yet expired at `now` (Unix s; default the current time), newest last; an expired
+        key is never shipped (each costs gate heap, and a gate refuses a store of more than
+        GATE_MAX_KEYS). BackOfficeError if none is left or too many are."""
+        return formats.trust_store_bytes(self.gate_trust_keys(now), serial=self.trust_serial(),
+                                         issued=self._issued_time(now))
+
+    def gate_trust_keys(self, now=None) -> list:
+        """The issuer keys a gate gets at `now` (Unix s; default the current time): those not yet
+        expired, newest last. BackOfficeError if none is left or more than GATE_MAX_KEYS are."""
+        t = _now(now)
+        ks = [k for k in self.issuer_keys() if k["exp"] > t]
         if not ks:
             raise BackOfficeError("no issuer key valid now; run `offgate issuer init` or rotate the key")
         if len(ks) > self.GATE_MAX_KEYS:
             raise BackOfficeError("%d unexpired issuer keys: a gate holds at most %d" % (len(ks), self.GATE_MAX_KEYS))
-        return formats.trust_store_bytes(ks)
+        return ks
 
     def export_trust(self, path) -> Path:
         return _atomic_write(path, self.trust_bytes())
@@ -475,14 +566,74 @@ class BackOffice:
         """Add a credential id (8 bytes or 16 hex digits) to the deny list. Idempotent."""
         cti = _cti_bytes(cti)
         with self.db:
-            self.db.execute("INSERT OR IGNORE INTO deny (cti, added) VALUES (?, ?)", (cti, _now()))
+            cur = self.db.execute("INSERT OR IGNORE INTO deny (cti, added) VALUES (?, ?)", (cti, _now()))
+            if cur.rowcount:
+                self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
         return cti
 
     def deny_list(self) -> list:
         return [bytes(r["cti"]) for r in self.db.execute("SELECT cti FROM deny ORDER BY cti")]
 
-    def deny_bytes(self) -> bytes:
-        return formats.deny_list_bytes(self.deny_list())
+    def deny_bytes(self, now=None) -> bytes:
+        """The current signed deny list (version 2, docs/protocol.md §6). A new one, with the next
+        serial and a fresh issue time, is signed when the list changed or the current one is older
+        than `deny_reissue_s` (default 6 h, so gates can tell a fresh list from a stale one); the
+        host's clock is checked first (`signing_time`)."""
+        cur = self._get_config("deny_current")
+        t = _now(now)
+        reissue = self._get_config("deny_reissue_s", DENY_REISSUE_S)
+        if cur is None or self._get_config("deny_dirty", False) or t - cur["issued"] >= reissue:
+            t = self._issued_time(now)
+            serial = (cur["serial"] if cur else 0) + 1
+            data = formats.signed_deny_list_bytes(self.deny_list(), serial, t, self.root_sign)
+            cur = {"serial": serial, "issued": t, "data": data.hex()}
+            with self.db:
+                for k, v in (("deny_current", cur), ("deny_dirty", False)):
+                    self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (k, json.dumps(v)))
+        return bytes.fromhex(cur["data"])
+
+    def deny_serial(self) -> int:
+        """Serial of the newest signed deny list (0: none signed yet)."""
+        cur = self._get_config("deny_current")
+        return cur["serial"] if cur else 0
+
+    # ------------------------------------------------------------------ the host's clock
+    def time_floor(self) -> int:
+        """The newest time this back office has signed or recorded (issuer key creation included):
+        its clock must not be behind it."""
+        created = [k["created"] for k in self.issuer_keys()]
+        return max([self._get_config("time_floor", 0)] + created)
+
+    def signing_time(self, now=None, *, not_before=None, force=False) -> int:
+        """The host's time, checked before anything is signed with it (time for gates, deny and
+        trust list issue times). Refused (ClockRefused, one line) if it is more than
+        CLOCK_TOLERANCE_S behind what this back office already signed (`time_floor`) or behind
+        `not_before` (e.g. the time a gate was last given), or further than `clock_max_jump_s`
+        (default 30 days) ahead of the floor; `force=True` (--force-time) overrides after a
+        deliberate clock check. Raises the floor to the time returned."""
+        t = _now(now)
+        floor = self.time_floor()
+        tol = CLOCK_TOLERANCE_S
+        if not force:
+            if floor and t < floor - tol:
+                raise ClockRefused("host clock %s is %d s behind the newest time this back office has already "
+                                   "signed (%s); fix the host clock (or --force-time): not signing"
+                                   % (_utc(t), floor - t, _utc(floor)))
+            if not_before and t < not_before - tol:
+                raise ClockRefused("host clock %s is %d s behind the time this gate was last given (%s); fix the "
+                                   "host clock (or --force-time): not signing" % (_utc(t), not_before - t,
+                                                                                  _utc(not_before)))
+            jump = self._get_config("clock_max_jump_s", CLOCK_MAX_JUMP_S)
+            if floor and jump and t > floor + jump:
+                raise ClockRefused("host clock %s is %d days ahead of the newest time this back office has signed "
+                                   "(%s), more than the plausible %d; check the host clock (or --force-time): not "
+                                   "signing" % (_utc(t), (t - floor) // DAY, _utc(floor), jump // DAY))
+        if t > self._get_config("time_floor", 0):
+            self._set_config("time_floor", t)
+        return t
+
+    def _issued_time(self, now=None) -> int:
+        return self.signing_time(now)
 
     def export_deny(self, path) -> Path:
         return _atomic_write(path, self.deny_bytes())
@@ -681,28 +832,47 @@ class BackOffice:
         return keys.load_private_pem(path)
 
     # ------------------------------------------------------------------ operators (sync link)
-    def issue_operator_credential(self, name, operator_pub65, *, valid_seconds=86400, now=None) -> bytes:
-        """An operator credential: an issuer-signed CWT like a rider credential, but with the role claim
+    def issue_operator_credential(self, name, operator_pub65, *, valid_seconds=86400, now=None,
+                                  signer="root") -> bytes:
+        """An operator credential: a CWT like a rider credential, but with the role claim
         (-65538: "operator") and no access claim, certifying the operator's key (cnf, uncompressed).
-        A gate accepts a sync session only from the holder of such a key."""
+        A gate accepts a sync session only from the holder of such a key.
+
+        Signed by the root key (signer="root", the default): gates check it against root.pub, so
+        it works at a gate that missed an issuer-key rotation or whose trust store is damaged,
+        and that gate can be given the new trust list remotely. signer="issuer" signs with the
+        oldest active issuer key instead (what gates before root-signed operators accept)."""
         now = _now(now)
         if not isinstance(name, str) or not name:
             raise BackOfficeError("operator name must be a non-empty string")
         if isinstance(valid_seconds, bool) or not isinstance(valid_seconds, int) or valid_seconds <= 0:
             raise BackOfficeError("valid_seconds must be a positive integer")
         pub65 = keys.pub_bytes(operator_pub65)
-        # Signed by the OLDEST key still active: during a rotation every gate still trusts it,
-        # so the session that brings the gates the new trust list can be opened.
-        active = [k for k in self.issuer_keys() if k["nbf"] <= now < k["exp"]]
-        if not active:
-            self.signing_key(now)  # raises the right error
-        kinfo = active[0]
-        ikey = keys.load_private_pem(self.data_dir / kinfo["key_file"])
+        _operators_table(self)
+        if self.db.execute("SELECT 1 FROM operator_revoked WHERE name = ?", (name,)).fetchone():
+            raise BackOfficeError("operator %r is revoked; no credential issued" % name)
+        if signer == "root":
+            skey = self.root_key()
+            kid, iss, nbf, exp = keys.kid_of(keys.pub_bytes(skey)), self._get_config("issuer_name", DEFAULT_ISSUER), \
+                now - OPERATOR_SKEW, now + valid_seconds
+        else:
+            # the OLDEST issuer key still active: during a rotation every gate still trusts it
+            active = [k for k in self.issuer_keys() if k["nbf"] <= now < k["exp"]]
+            if not active:
+                self.signing_key(now)  # raises the right error
+            kinfo = active[0]
+            skey = keys.load_private_pem(self.data_dir / kinfo["key_file"])
+            kid, iss = kinfo["kid"], kinfo["iss"]
+            nbf, exp = max(kinfo["nbf"], now - OPERATOR_SKEW), min(now + valid_seconds, kinfo["exp"])
         import cbor2
-        claims = {formats.C_ISS: kinfo["iss"], formats.C_SUB: name, formats.C_EXP: min(now + valid_seconds, kinfo["exp"]),
-                  formats.C_NBF: max(kinfo["nbf"], now - OPERATOR_SKEW), formats.C_CTI: os.urandom(8),
-                  formats.C_CNF: {1: formats.cnf_key(pub65, compressed=False)}, ROLE_CLAIM: ROLE_OPERATOR}
-        return formats._sign1(ikey, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: kinfo["kid"]},
+        cti = os.urandom(8)
+        claims = {formats.C_ISS: iss, formats.C_SUB: name, formats.C_EXP: exp, formats.C_NBF: max(0, nbf),
+                  formats.C_CTI: cti, formats.C_CNF: {1: formats.cnf_key(pub65, compressed=False)},
+                  ROLE_CLAIM: ROLE_OPERATOR}
+        with self.db:  # every operator credential is recorded, so that revoking its holder can deny it
+            self.db.execute("INSERT INTO operator_credentials (cti, name, exp, issued) VALUES (?, ?, ?, ?)",
+                            (cti, name, exp, now))
+        return formats._sign1(skey, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: kid},
                               cbor2.dumps(claims), tagged=False)
 
     def operator_identity(self, name="operator", valid_seconds=3600, now=None):
@@ -713,6 +883,42 @@ class BackOffice:
         k = keys.load_private_pem(path)
         return k, self.issue_operator_credential(name, keys.pub_bytes(k), valid_seconds=valid_seconds, now=now)
 
+
+def _operators_table(bo):
+    with bo.db:
+        bo.db.executescript(OPERATORS_SCHEMA)
+
+
+OPERATORS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operator_credentials (
+    cti    BLOB PRIMARY KEY,
+    name   TEXT NOT NULL,
+    exp    INTEGER NOT NULL,
+    issued INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operator_revoked (
+    name    TEXT PRIMARY KEY,
+    revoked INTEGER NOT NULL
+);
+"""
+
+
+def _revoke_operator(self, name, now=None) -> list:
+    """Revoke operator `name`: no new credential is issued to it, and every credential it holds
+    that has not expired goes onto the deny list (gates refuse a sync session from a credential
+    on their deny list, in every scope). Returns the denied credential ids. Idempotent."""
+    now = _now(now)
+    _operators_table(self)
+    with self.db:
+        self.db.execute("INSERT OR IGNORE INTO operator_revoked (name, revoked) VALUES (?, ?)", (name, now))
+    ctis = [bytes(r["cti"]) for r in self.db.execute(
+        "SELECT cti FROM operator_credentials WHERE name = ? AND exp > ?", (name, now))]
+    for c in ctis:
+        self.deny(c)
+    return ctis
+
+
+BackOffice.revoke_operator = _revoke_operator
 
 ROLE_CLAIM = -65538
 OPERATOR_SKEW = 600  # an operator credential is valid from 10 minutes back: gate clocks drift

@@ -197,11 +197,67 @@ def issuer_init(data_dir, name, valid_from, valid_days):
 @data_option
 @click.option("--valid-from", type=UNIX_T, default=None, help="key nbf, Unix seconds (default: now)")
 @click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True)
+@click.option("--lead-days", type=click.FloatRange(min=0, max=3650), default=7, show_default=True,
+              help="the new key signs only after this many days (or once every enrolled gate holds it)")
 @user_errors
-def issuer_rotate(data_dir, valid_from, valid_days):
-    """Add a new issuer key alongside the old ones (re-export the trust store afterwards)."""
-    kid = _bo(data_dir).rotate_issuer(valid_from=valid_from, valid_days=valid_days)
-    click.echo("new issuer key: kid %s" % kid.hex())
+def issuer_rotate(data_dir, valid_from, valid_days, lead_days):
+    """Add a new issuer key alongside the old ones (staged: syncs bring it to the gates first)."""
+    bo = _bo(data_dir)
+    kid = bo.rotate_issuer(valid_from=valid_from, valid_days=valid_days, lead_days=lead_days)
+    click.echo("new issuer key: kid %s; signs from %s (or once every enrolled gate holds it)"
+               % (kid.hex(), _iso(bo.staged_keys()[kid.hex()]["sign_from"])))
+
+
+def _gate_trust_serials(bo, db):
+    import json
+    led = _ledger(bo, db)
+    try:
+        out = {}
+        for g in led.gates():
+            try:
+                out[g["gate"]] = (json.loads(g["status"]) if g["status"] else {}).get("trust_serial", 0)
+            except ValueError:
+                out[g["gate"]] = 0
+        return out
+    finally:
+        led.close()
+
+
+@issuer.command("rollout")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help="ledger database (default: the back office's db)")
+@user_errors
+def issuer_rollout(data_dir, db):
+    """Staged issuer keys and the enrolled gates that do not hold them yet (sync those first)."""
+    bo = _bo(data_dir)
+    for r in bo.rollout(_gate_trust_serials(bo, db)):
+        state = "signing" if r["signing"] else "signs from %s" % _iso(r["sign_from"])
+        if r["lacking"]:
+            click.echo("WARNING: key %s (%s) is missing at gate(s) %s: their riders will be UNKNOWN_ISSUER"
+                       % (r["kid"], state, ", ".join(map(str, r["lacking"]))))
+        else:
+            click.echo("key %s (%s): every enrolled gate holds it" % (r["kid"], state))
+
+
+@issuer.command("promote")
+@data_option
+@click.argument("kid")
+@user_errors
+def issuer_promote(data_dir, kid):
+    """Let a staged key sign now (check `offgate issuer rollout` first)."""
+    _bo(data_dir).promote(kid)
+    click.echo("issuer key %s signs from now" % kid)
+
+
+@issuer.command("retire")
+@data_option
+@click.argument("kid")
+@user_errors
+def issuer_retire(data_dir, kid):
+    """Retire an issuer key: it signs nothing more and leaves the trust list at the next sync."""
+    bo = _bo(data_dir)
+    bo.retire(kid)
+    click.echo("issuer key %s retired; trust list serial %d" % (kid, bo.trust_serial()))
 
 
 @issuer.command("list")
@@ -554,16 +610,37 @@ def _issuer_keys_for_inspect(data_dir, trust_file):
 @click.argument("qrtext")
 @click.option("--trust", "trust_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="verify the issuer signature against this trust.cbor (default: the data dir's keys, if any)")
+@click.option("--now", type=UNIX_T, default=None, help="gate time for the verdict, Unix seconds (default: now)")
+@click.option("--gate-id", type=ID, default=None, help="judge as this gate (default: gate restrictions not checked)")
+@click.option("--zone", type=ID, default=None, help="judge in this zone (default: zones not checked)")
 @user_errors
-def inspect_cmd(data_dir, qrtext, trust_file):
-    """Decode a QR text (or '-' to read it from stdin) and show what is inside."""
+def inspect_cmd(data_dir, qrtext, trust_file, now, gate_id, zone):
+    """Decode a QR text (or '-' to read it from stdin) with the gate's rules (docs/protocol.md §5),
+    say what the gate would decide, and show what is inside."""
+    import time
+
     from rich.table import Table
 
-    from . import formats, qr
+    from . import formats, gateview, qr
     issuer_pubs, source = _issuer_keys_for_inspect(data_dir, trust_file)  # a bad trust file fails first
     if qrtext == "-":
         qrtext = sys.stdin.readline()
     qrtext = qrtext.strip()
+    now = int(time.time()) if now is None else now
+    if trust_file is not None:
+        try:
+            gtrust = gateview.trust_keys(Path(trust_file).read_bytes())
+        except ValueError as e:
+            raise click.ClickException("trust store %s: the gate would refuse it: %s" % (trust_file, e)) from None
+    elif data_dir is not None and (Path(data_dir) / "offgate.db").exists():
+        from . import keys as keys_mod
+        gtrust = [(k["kid"], keys_mod.pub_from_bytes(k["pub"]), k["nbf"], k["exp"]) for k in _bo(data_dir).issuer_keys()]
+    else:
+        gtrust = []
+    verdict, vinfo = gateview.decide(qrtext, gtrust, now, gate_id, zone)
+    if verdict in gateview.STRUCTURAL:
+        # the gate stops here: show nothing it did not judge (no counter, no credential)
+        raise click.ClickException("the gate would decide %s%s" % (verdict, ": " + vinfo["why"] if "why" in vinfo else ""))
     code = formats.code_from_qr_text(qrtext)
     auth = formats.parse_auth_code(code, verify=True)
     c = auth["credential"]
@@ -579,6 +656,8 @@ def inspect_cmd(data_dir, qrtext, trust_file):
     t = Table(title="authorization code", show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value", overflow="fold")
+    t.add_row("gate would decide", "%s (at %s%s%s)" % (verdict, _ts(now), ", gate %d" % gate_id if gate_id is not None
+                                                         else "", ", zone %d" % zone if zone is not None else ""))
     t.add_row("size", "%d bytes, QR text %d chars, QR version %d-M" % (len(code), len(qrtext), qr.qr_version(qrtext)))
     t.add_row("rider signature", "valid")
     t.add_row("iat", _ts(auth["iat"]))
@@ -697,7 +776,9 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, directi
         led.close()
     cfg = write_gate_dir(gate_dir, gate_id=gate_id, zone=zone, trust=bo.trust_bytes(), deny=bo.deny_bytes(),
                          max_age_s=max_age, skew_s=skew, **extra)
-    provision_gate_dir(gate_dir, bo)  # root.pub and batch.pub, so the gate can sync
+    # root.pub and batch.pub, so the gate can sync; the device key made in the gate's directory and
+    # registered under its id: that registration is what the ledger enrols the gate with
+    provision_gate_dir(gate_dir, bo, gate_id=gate_id)
     click.echo(str(cfg))
 
 
@@ -954,15 +1035,18 @@ def _ledger(bo, db):
 @click.option("--no-push", is_flag=True, help="do not push the deny list and trust list")
 @click.option("--no-time", is_flag=True, help="do not set the gate's clock")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True, help="seconds to wait for the gate")
-@click.option("--drop-after", type=int, default=None, hidden=True, help="testing: cut the link after N frames")
+@click.option("--force-time", is_flag=True, help="sign the host's time even if it fails the plausibility check "
+              "(after checking the host clock by hand)")
+@click.option("--drop-after", type=click.IntRange(1, 10 ** 6), default=None, hidden=True, help="testing: cut the link after N frames")
 @user_errors
-def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_time, timeout, drop_after):
+def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_time, timeout, force_time, drop_after):
     """Sync gates: TARGET is tcp:HOST:PORT or serial:/dev/ttyUSB0. Pulls and decrypts the batch
     summaries, ingests them into the ledger (chain verified), acknowledges them, then pushes the
     deny list, the signed trust list and signed time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from . import syncclient
+    from .backoffice import BackOfficeError
     bo = _bo(data_dir)
     led = _ledger(bo, db)
     for t in targets:
@@ -983,13 +1067,15 @@ def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_
             try:
                 s = syncclient.sync_with_retries(make, bo, led, retries=retries, operator=operator,
                                                  push=not no_push, set_time=not no_time,
-                                                 max_records=max_records, progress=progress)
-            except syncclient.SyncError as e:
+                                                 max_records=max_records, progress=progress,
+                                                 force_time=force_time)
+            except (syncclient.SyncError, BackOfficeError) as e:
                 failed += 1
                 prog.update(task, note="[red]FAILED: %s" % e)
                 continue
-            prog.update(task, note="%d new, %d duplicate, %d anomalies, %d fraud; drift %s s"
-                        % (s["new"], s["duplicates"], s["anomalies"], s["fraud"], s.get("drift", "-")))
+            prog.update(task, note="%d new, %d duplicate, %d anomalies, %d fraud; drift %s s%s"
+                        % (s["new"], s["duplicates"], s["anomalies"], s["fraud"], s.get("drift", "-"),
+                           "".join("; [yellow]%s" % w for w in s.get("warnings", ()))))
     led.close()
     if failed:
         raise click.ClickException("%d of %d gate(s) failed to sync" % (failed, len(targets)))
@@ -1260,3 +1346,77 @@ cli_stats.register(main, data_option, db_option, user_errors, _open_ledger)
 from . import cli_receipts  # noqa: E402  (registers `offgate receipt` and `offgate wallet receipt`)
 
 cli_receipts.register(main, wallet, data_option, db_option, user_errors, _open_ledger)
+
+
+# ----------------------------------------------------------------------------- gates (enrolment)
+@main.group("gates")
+def gates_group():
+    """Gates the ledger believes: enrolment of device keys (logged)."""
+
+
+@gates_group.command("enroll")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.argument("gate_id", type=click.IntRange(min=0))
+@click.option("--key", "key_hex", default=None, help="the gate's device public key, 130 hex digits (65 bytes)")
+@click.option("--gate-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="read the key from a simulated gate's state directory instead")
+@click.option("--replace", is_flag=True, help="the gate was replaced: accept a new key for an enrolled gate id")
+@click.option("--by", "by_whom", default=None, help="who enrols (logged; default: $USER)")
+@user_errors
+def gates_enroll(data_dir, db, gate_id, key_hex, gate_dir, replace, by_whom):
+    """Enrol GATE_ID with its device key: from then on the ledger accepts its syncs and batches."""
+    import os
+
+    from .syncclient import device_pub_of_dir
+    if (key_hex is None) == (gate_dir is None):
+        raise click.ClickException("give exactly one of --key HEX and --gate-dir DIR")
+    if key_hex is not None:
+        try:
+            pub = bytes.fromhex(key_hex.strip())
+        except ValueError:
+            raise click.ClickException("--key must be hex (130 digits)") from None
+    else:
+        pub = device_pub_of_dir(gate_dir)
+    bo = _bo(data_dir)
+    bo.register_gate(gate_id, pub, "enrolled", replace=replace)  # validates the point
+    led = _ledger(bo, db)
+    try:
+        new = led.enroll_gate(gate_id, pub, by=by_whom or os.environ.get("USER", "operator"), replace=replace)
+    finally:
+        led.close()
+    click.echo("gate %d %s, device key %s" % (gate_id, "enrolled" if new else "already enrolled with that key",
+                                             pub.hex()))
+
+
+@gates_group.command("list")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@user_errors
+def gates_list(data_dir, db):
+    """Enrolled gates and the enrolment log."""
+    bo = _bo(data_dir)
+    led = _ledger(bo, db)
+    for g in led.gates():
+        click.echo("gate %d  key %s...  enrolled %s" % (g["gate"], bytes(g["device_pub"]).hex()[:24], _iso(g["enrolled"])))
+    for r in led.gate_log():
+        click.echo("  %s gate %d %s by %s (%s...)" % (_iso(r["t"]), r["gate"], r["action"], r["by_whom"],
+                                                     r["device_pub"].hex()[:16]))
+    led.close()
+
+
+# ----------------------------------------------------------------------------- operators
+@main.group("operator")
+def operator_group():
+    """Operator credentials (they open sync sessions)."""
+
+
+@operator_group.command("revoke")
+@data_option
+@click.argument("name")
+@user_errors
+def operator_revoke(data_dir, name):
+    """Revoke operator NAME: no new credential, and its unexpired ones go onto the deny list
+    (gates refuse them once synced with it)."""
+    ctis = _bo(data_dir).revoke_operator(name)
+    click.echo("operator %s revoked; %d credential id(s) denied; sync the gates to deliver it" % (name, len(ctis)))

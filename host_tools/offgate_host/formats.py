@@ -5,7 +5,9 @@ COSE_Sign1 signing and verification go through the `cwt` library (ES256); claim 
 built and read with cbor2. This is deliberately an independent implementation from the
 firmware's hand-written decoders, so the two can cross-check each other.
 """
+import hashlib
 import struct
+import zlib
 
 import base45
 import cbor2
@@ -24,6 +26,8 @@ C_ISS, C_SUB, C_EXP, C_NBF, C_IAT, C_CTI, C_CNF = 1, 2, 4, 5, 6, 7, 8
 # toward the QR version (docs/protocol.md §4). -1 is unregistered in the IANA CWT registry; the
 # credential is read only by offgate gates (a closed system), which is why it may take it.
 C_ACCESS = -1
+C_ACCESS_V1 = -65537  # the first label of the same claim: still read, so credentials issued before
+                      # the compaction stay valid until they expire (never written any more)
 ACC_ZONES, ACC_GATES, ACC_PRODUCT, ACC_CAP = 1, 2, 3, 4
 # The authorization code payload is offgate's own map, not a claims set: one-byte keys.
 A_CRED, A_IAT, A_CTR = 1, 2, 3
@@ -154,6 +158,13 @@ def _cwt_verify(data: bytes, pub, kid, what: str):
         raise ValueError("%s: signature verification failed (%s)" % (what, type(e).__name__)) from None
 
 
+def verify_sign1(data: bytes, pub65: bytes, what="message") -> bytes:
+    """Verify an ES256 COSE_Sign1 (tagged or not) with the 65-byte key; returns its payload."""
+    _, prot, _, payload = _split_sign1(data, what)
+    _cwt_verify(data, _keys.pub_from_bytes(bytes(pub65)), prot.get(H_KID), what)
+    return payload
+
+
 def _decode_map(payload: bytes, what: str) -> dict:
     try:
         m = cbor2.loads(payload)
@@ -227,6 +238,10 @@ def parse_credential(cred_bytes, issuer_pub65=None) -> dict:
     if kid is not None and not isinstance(kid, bytes):
         raise ValueError("credential: kid must be a bstr")
     raw = _decode_map(payload, "credential")
+    if C_ACCESS_V1 in raw:
+        if C_ACCESS in raw:
+            raise ValueError("credential: access claim given under both labels")
+        raw[C_ACCESS] = raw.pop(C_ACCESS_V1)
     unknown = [k for k in raw if k not in CLAIM_NAMES]
     out = {CLAIM_NAMES[k]: val for k, val in raw.items() if k in CLAIM_NAMES}
     access = out.pop("access", None)
@@ -337,8 +352,9 @@ def code_from_qr_text(text) -> bytes:
 
 # --------------------------------------------------------------------------- gate files
 
-def trust_store_bytes(keys) -> bytes:
-    """{"v": 1, "keys": [{"kid", "iss", "pub", "nbf", "exp"}, ...]} (extra dict fields ignored)."""
+def trust_store_bytes(keys, serial=None, issued=None) -> bytes:
+    """{"v": 1, "serial": n, "issued": t, "keys": [{"kid", "iss", "pub", "nbf", "exp"}, ...]} (extra
+    dict fields ignored; serial and issued, Unix seconds, left out when None)."""
     out = []
     for k in keys:
         pub = _need_bytes("pub", k["pub"], 65)
@@ -351,7 +367,18 @@ def trust_store_bytes(keys) -> bytes:
             raise ValueError("iss must be text")
         out.append({"kid": kid, "iss": k["iss"], "pub": pub,
                     "nbf": _need_uint("nbf", k["nbf"]), "exp": _need_uint("exp", k["exp"])})
-    return cbor2.dumps({"v": TRUST_VERSION, "keys": out})
+    doc = {"v": TRUST_VERSION}
+    if serial is None:
+        doc["keys"] = out
+        return cbor2.dumps(doc)
+    doc["serial"] = _need_uint("serial", serial)
+    doc["issued"] = _need_uint("issued", issued or 0)
+    doc["keys"] = out
+    # integrity at rest: a last entry "crc" = CRC-32 (4-byte uint) of every byte before that entry,
+    # the map header counting it (docs/protocol.md §6)
+    body = cbor2.dumps(doc)
+    body = bytes([body[0] + 1]) + body[1:]
+    return body + b"\x63crc\x1a" + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
 def parse_trust_store(data: bytes) -> list:
@@ -367,8 +394,71 @@ def deny_list_bytes(ctis) -> bytes:
     return DENY_MAGIC + bytes([DENY_VERSION, 0, 0, 0]) + struct.pack(">I", len(ids)) + b"".join(ids)
 
 
-def parse_deny_list(data: bytes) -> list:
+DENY_V2 = 2
+DENY_HEADER2_LEN = 24
+
+
+def signed_deny_list_bytes(ctis, serial, issued, root_sign) -> bytes:
+    """A version-2 deny list (docs/protocol.md §6): header (magic, 2, kind 0, count, serial, issued,
+    base 0), sorted unique ids, the root signature over SHA-256 of header and ids, CRC-32.
+    `root_sign(payload) -> COSE_Sign1` (BackOffice.root_sign)."""
+    ids = sorted({_need_bytes("cti", c, 8) for c in ctis})
+    body = DENY_MAGIC + bytes([DENY_V2, 0, 0, 0]) + struct.pack(">IIII", len(ids), _need_uint("serial", serial),
+                                                                _need_uint("issued", issued), 0) + b"".join(ids)
+    sig = root_sign(cbor2.dumps({0: "deny", 1: serial, 2: issued, 3: len(ids), 4: hashlib.sha256(body).digest()}))
+    out = body + struct.pack(">H", len(sig)) + sig
+    return out + struct.pack(">I", zlib.crc32(out) & 0xFFFFFFFF)
+
+
+def deny_list_info(data: bytes, root_pub65: bytes = None) -> dict:
+    """Decode and check a deny list the way the gate does (denylist.check_bytes + the installer's
+    signature check): {"version", "serial", "issued", "ids", "signed": True/False/None (no key
+    given)}. Raises ValueError naming the first fault (bad header, length, CRC, order, signature)."""
     data = bytes(data)
+    if len(data) < DENY_HEADER_LEN or data[:4] != DENY_MAGIC:
+        raise ValueError("not an offgate deny list")
+    v = data[4]
+    if v == DENY_VERSION:
+        ids = parse_deny_list(data)
+        return {"version": 1, "serial": 0, "issued": 0, "ids": ids, "signed": False}
+    if v != DENY_V2 or len(data) < DENY_HEADER2_LEN + 6:
+        raise ValueError("deny list: unknown version %d or too short" % v)
+    if data[5] != 0 or data[6:8] != b"\0\0":
+        raise ValueError("deny list: only full lists (kind 0) are known")
+    n, serial, issued, base = struct.unpack(">IIII", data[8:24])
+    if base != 0:
+        raise ValueError("deny list: a full list must have base 0")
+    end = DENY_HEADER2_LEN + 8 * n
+    if len(data) < end + 6:
+        raise ValueError("deny list: length does not match count %d" % n)
+    (slen,) = struct.unpack(">H", data[end:end + 2])
+    if len(data) != end + 2 + slen + 4:
+        raise ValueError("deny list: length does not match count %d" % n)
+    if struct.unpack(">I", data[-4:])[0] != zlib.crc32(data[:-4]) & 0xFFFFFFFF:
+        raise ValueError("deny list: CRC mismatch (damaged)")
+    ids = [data[DENY_HEADER2_LEN + 8 * i:DENY_HEADER2_LEN + 8 * i + 8] for i in range(n)]
+    for i in range(1, n):
+        if ids[i] <= ids[i - 1]:
+            raise ValueError("deny list: ids not strictly ascending at %d (damaged or tampered)" % i)
+    signed = None
+    if root_pub65 is not None:
+        try:
+            payload = verify_sign1(data[end + 2:end + 2 + slen], root_pub65)
+            m = cbor2.loads(payload)
+        except Exception as e:
+            raise ValueError("deny list: not signed by the root key (%s)" % e) from None
+        if not isinstance(m, dict) or m.get(0) != "deny" or m.get(1) != serial or m.get(2) != issued \
+                or m.get(3) != n or m.get(4) != hashlib.sha256(data[:end]).digest():
+            raise ValueError("deny list: the signature does not cover this header and these ids")
+        signed = True
+    return {"version": 2, "serial": serial, "issued": issued, "ids": ids, "signed": signed}
+
+
+def parse_deny_list(data: bytes) -> list:
+    """The ids of a deny list (version 1, or version 2 checked as the gate does, signature unchecked)."""
+    data = bytes(data)
+    if len(data) > 4 and data[:4] == DENY_MAGIC and data[4] == DENY_V2:
+        return deny_list_info(data)["ids"]
     if len(data) < DENY_HEADER_LEN or data[:4] != DENY_MAGIC or data[4] != DENY_VERSION or data[5:8] != b"\0\0\0":
         raise ValueError("not an offgate deny list (v1)")
     (n,) = struct.unpack(">I", data[8:12])

@@ -112,6 +112,34 @@ CREATE TABLE IF NOT EXISTS ledger_gate_places (
     source    TEXT NOT NULL,
     PRIMARY KEY (gate, since)
 );
+-- records that could not go into ledger_records, kept with their data (never dropped): "conflict"
+-- (a different record under a seq already stored), "damaged" (the gate found it damaged on flash;
+-- raw = its 64 bytes, the other fields decoded from them as they are)
+CREATE TABLE IF NOT EXISTS ledger_anomaly_records (
+    id        {serial},
+    gate      BIGINT NOT NULL,
+    seq       BIGINT NOT NULL,
+    kind      TEXT NOT NULL,
+    t         BIGINT,
+    cti       {blob},
+    ctr       BIGINT,
+    decision  TEXT,
+    reason    INTEGER,
+    missed    BIGINT,
+    chain     {blob} NOT NULL,
+    raw       {blob},
+    ingested  BIGINT NOT NULL,
+    UNIQUE (gate, seq, kind, chain)
+);
+-- every enrolment of a gate's device key (who, how, when): the ledger believes only these keys
+CREATE TABLE IF NOT EXISTS ledger_gate_log (
+    id          {serial},
+    gate        BIGINT NOT NULL,
+    device_pub  {blob} NOT NULL,
+    action      TEXT NOT NULL,
+    by_whom     TEXT NOT NULL,
+    t           BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ledger_fares (
     product  BIGINT PRIMARY KEY,
     amount   BIGINT NOT NULL
@@ -166,6 +194,10 @@ def parse_url(url):
         raise LedgerError("unsupported database %r: give a PostgreSQL URL (postgresql://user@host/db) or a "
                           "SQLite file path" % _safe_url(url))
     return "sqlite", url
+
+
+class GateNotEnrolled(LedgerError):
+    """A gate id the ledger does not believe: not enrolled, or enrolled with another device key."""
 
 
 class _DB:
@@ -251,6 +283,28 @@ def _b(v):
     return bytes(v) if v is not None else None
 
 
+def _health(status_json):
+    """What the gate's last status said about its log damage and its lists (for the report)."""
+    try:
+        st = json.loads(status_json) if status_json else {}
+    except ValueError:
+        st = {}
+    log = st.get("log") or {}
+    deny = st.get("deny") or {}
+    return {"log_damaged": log.get("damaged"), "log_cut": log.get("cut"), "deny_serial": deny.get("serial"),
+            "deny_age": deny.get("age"), "trust_serial": st.get("trust_serial")}
+
+
+def _decode_raw(seq, raw):
+    """A damaged 64-byte oplog record decoded as it is (fields may be wrong: that is the damage)."""
+    r = {"seq": seq, "raw": raw, "chain": raw[28:60] if len(raw) == 64 else bytes(32)}
+    if len(raw) == 64:
+        _, op, reason, flags, _s, t, ctr = struct.unpack(">BBBBIII", raw[:16])
+        r.update(t=t, ctr=ctr, reason=reason, decision="OPEN" if op == 1 else "DENY" if op == 0 else "?",
+                 cti=raw[16:24] if flags & 1 else None, missed=struct.unpack(">I", raw[24:28])[0])
+    return r
+
+
 class Ledger:
     def __init__(self, url, create=True):
         """Open (create=True: and create, if it is a new SQLite file) the ledger at `url`;
@@ -298,19 +352,67 @@ class Ledger:
         return int(r["amount"]) if r else DEFAULT_FARE
 
     # ------------------------------------------------------------------ gates
-    def enroll_gate(self, gate, device_pub, now=None):
-        """Trust on first use: the first sync records the gate's device key; later syncs must match."""
+    def enroll_gate(self, gate, device_pub, *, by="operator", how="enroll", replace=False, now=None):
+        """Enrol gate `gate` with its device key (65-byte SEC1): the explicit, logged operator action
+        (`offgate gates enroll`), also taken at provisioning. Returns True if the key is new for the
+        gate, False if it was already enrolled with it. A different key for an enrolled gate (a
+        replaced board, or an impostor) raises GateNotEnrolled unless replace=True.
+        Every change is logged in ledger_gate_log (gate, key, action, by whom, when)."""
+        device_pub = bytes(device_pub)
+        if isinstance(gate, bool) or not isinstance(gate, int) or gate < 0:
+            raise LedgerError("gate id must be a non-negative integer")
+        if len(device_pub) != 65 or device_pub[0] != 4:
+            raise LedgerError("gate %d: device key must be a 65-byte uncompressed P-256 point" % gate)
         r = self.db.one("SELECT device_pub FROM ledger_gates WHERE gate = ?", (gate,))
+        if r is not None and bytes(r["device_pub"]) == device_pub:
+            return False
+        if r is not None and not replace:
+            raise GateNotEnrolled("gate %d is enrolled with another device key (%s...); if the gate was "
+                                  "replaced, re-enrol it: offgate gates enroll %d --key NEW_KEY_HEX --replace"
+                                  % (gate, bytes(r["device_pub"]).hex()[:16], gate))
         if r is None:
             self.db.execute("INSERT INTO ledger_gates (gate, device_pub, enrolled, chain_seq, chain_head) "
-                            "VALUES (?, ?, ?, 0, ?)", (gate, bytes(device_pub), _now(now), ZERO32))
-            self.db.commit()
+                            "VALUES (?, ?, ?, 0, ?)", (gate, device_pub, _now(now), ZERO32))
+        else:  # replaced board: a new key; its log starts where the old gate's chain stood
+            self.db.execute("UPDATE ledger_gates SET device_pub = ?, enrolled = ? WHERE gate = ?",
+                            (device_pub, _now(now), gate))
+        self.db.execute("INSERT INTO ledger_gate_log (gate, device_pub, action, by_whom, t) VALUES (?, ?, ?, ?, ?)",
+                        (gate, device_pub, ("replace:" if r is not None else "") + how, str(by), _now(now)))
+        self.db.commit()
+        return True
+
+    def check_gate(self, gate, device_pub, registered=None, now=None):
+        """May the ledger believe gate `gate` speaking with `device_pub`? Yes only if the gate is
+        enrolled with exactly that key. A gate the ledger has not seen yet is enrolled here if
+        `registered` (the back office's provisioning registry: gate id -> device key, written by
+        `offgate provision`/`deploy`/`gate init`) holds that key for it. Raises GateNotEnrolled
+        (one line, says what to do) otherwise: trust is never given on first contact."""
+        device_pub = bytes(device_pub)
+        r = self.db.one("SELECT device_pub FROM ledger_gates WHERE gate = ?", (gate,))
+        if r is not None:
+            if bytes(r["device_pub"]) == device_pub:
+                return True
+            raise GateNotEnrolled("gate %d presented device key %s..., not the enrolled one (%s...); if the gate "
+                                  "was replaced, re-enrol it: offgate gates enroll %d --key NEW_KEY_HEX --replace"
+                                  % (gate, device_pub.hex()[:16], bytes(r["device_pub"]).hex()[:16], gate))
+        reg = (registered or {}).get(gate)
+        if reg is not None and bytes(reg) == device_pub:
+            self.enroll_gate(gate, device_pub, by="provisioning", how="provisioned", now=now)
             return True
-        if bytes(r["device_pub"]) != bytes(device_pub):
-            from .syncclient import SyncError
-            raise SyncError("gate %d presented a device key that is not the enrolled one "
-                            "(re-enrol it with `offgate ledger forget-gate %d` if it was replaced)" % (gate, gate))
-        return False
+        if reg is not None:
+            raise GateNotEnrolled("gate %d presented device key %s..., not the one it was provisioned with (%s...); "
+                                  "if the gate was replaced, re-enrol it: offgate gates enroll %d --key NEW_KEY_HEX "
+                                  "--replace" % (gate, device_pub.hex()[:16], bytes(reg).hex()[:16], gate))
+        raise GateNotEnrolled("gate %d is not enrolled (device key %s...); enrol it after checking the key on the "
+                              "gate: offgate gates enroll %d --key KEY_HEX" % (gate, device_pub.hex()[:16], gate))
+
+    def gate_log(self, gate=None):
+        q = "SELECT gate, device_pub, action, by_whom, t FROM ledger_gate_log" + \
+            (" WHERE gate = ?" if gate is not None else "") + " ORDER BY id"
+        out = self.db.rows(q, (gate,) if gate is not None else ())
+        for r in out:
+            r["device_pub"] = bytes(r["device_pub"])
+        return out
 
     def gate(self, gate):
         return self.db.one("SELECT * FROM ledger_gates WHERE gate = ?", (gate,))
@@ -373,14 +475,19 @@ class Ledger:
         self.db.commit()
 
     # ------------------------------------------------------------------ ingest
-    def ingest(self, gate, records, meta=None, now=None):
+    def ingest(self, gate, records, meta=None, now=None, device_pub=None):
         """Store one batch of a gate's records, in one transaction (durable when it returns).
-        Returns counts and the credential ids to deny."""
+        `device_pub`: the key the batch was signed with; it must be the gate's enrolled key.
+        Returns counts and the credential ids to deny. Raises GateNotEnrolled for a gate (or key)
+        that is not enrolled: nothing is stored."""
         now = _now(now)
         db = self.db
         g = self.gate(gate)
         if g is None:
-            raise LedgerError("gate %d is not enrolled" % gate)
+            raise GateNotEnrolled("gate %d is not enrolled; nothing ingested" % gate)
+        if device_pub is not None and bytes(g["device_pub"]) != bytes(device_pub):
+            raise GateNotEnrolled("batch for gate %d is signed by a key that is not the enrolled one; nothing "
+                                  "ingested" % gate)
         head_seq, head = int(g["chain_seq"]), bytes(g["chain_head"])
         res = {"new": 0, "duplicates": 0, "anomalies": 0, "fraud": 0, "deny": []}
         prev_seq = None
@@ -393,6 +500,17 @@ class Ledger:
                                                   "reports (%s)" % bytes(meta.get("chain") or b"").hex()[:16], now)
             for r in records:
                 seq = r["seq"]
+                if "damaged" in r:
+                    # kept with its bytes; the seq counts as stored (nothing is lost quietly)
+                    res["anomalies"] += self._anomaly(gate, seq, "damaged_record",
+                                                      "the gate found record %d damaged on flash: %s"
+                                                      % (seq, bytes(r["damaged"]).hex()), now)
+                    self._keep(gate, "damaged", _decode_raw(seq, bytes(r["damaged"])), now)
+                    res["damaged"] = res.get("damaged", 0) + 1
+                    if seq > head_seq:
+                        head_seq, head = seq, bytes(r["chain"])
+                    prev_seq = seq
+                    continue
                 if prev_seq is not None and seq <= prev_seq:
                     res["anomalies"] += self._anomaly(gate, seq, "reorder",
                                                       "seq %d after %d in one batch" % (seq, prev_seq), now)
@@ -403,7 +521,12 @@ class Ledger:
                         res["duplicates"] += 1
                     else:
                         res["anomalies"] += self._anomaly(gate, seq, "conflict",
-                                                          "a different record for seq %d was already stored" % seq, now)
+                                                          "a different record for seq %d was already stored; "
+                                                          "kept in ledger_anomaly_records" % seq, now)
+                        self._keep(gate, "conflict", r, now)
+                        res["conflicts"] = res.get("conflicts", 0) + 1
+                        if r["decision"] == "OPEN" and r.get("cti"):
+                            res["fraud"] += self._double_use(gate, r, now, res["deny"])
                     continue
                 if seq != head_seq + 1:
                     if seq > head_seq + 1:
@@ -427,12 +550,30 @@ class Ledger:
                     head_seq, head = seq, bytes(r["chain"])
                 if r["decision"] == "OPEN" and r.get("cti"):
                     res["fraud"] += self._double_use(gate, r, now, res["deny"])
+            if records and meta.get("chain") and head_seq == records[-1]["seq"]:
+                head = bytes(meta["chain"])  # the gate's own chain: the next batch links to it
             db.execute("UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?", (head_seq, head, gate))
             db.commit()
+            res["stored_to"] = records[-1]["seq"] if records else None
         except BaseException:
             db.rollback()
             raise
         return res
+
+    def _keep(self, gate, kind, r, now):
+        self.db.execute("INSERT INTO ledger_anomaly_records (gate, seq, kind, t, cti, ctr, decision, reason, missed, "
+                        "chain, raw, ingested) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (gate, r["seq"], kind, r.get("t"), _b(r.get("cti")), r.get("ctr"), r.get("decision"),
+                         r.get("reason"), r.get("missed"), bytes(r["chain"]), _b(r.get("raw")), now))
+
+    def anomaly_records(self, gate=None):
+        q = "SELECT * FROM ledger_anomaly_records" + (" WHERE gate = ?" if gate is not None else "") + \
+            " ORDER BY gate, seq, id"
+        out = self.db.rows(q, (gate,) if gate is not None else ())
+        for r in out:
+            for k in ("cti", "chain", "raw"):
+                r[k] = _b(r[k])
+        return out
 
     def _anomaly(self, gate, seq, kind, detail, now):
         cur = self.db.execute("INSERT INTO ledger_anomalies (gate, seq, kind, detail, t) VALUES (?, ?, ?, ?, ?) "
@@ -562,8 +703,11 @@ class Ledger:
                                "GROUP BY gate, reason ORDER BY gate, reason"),
             "fraud": self.fraud(),
             "anomalies": self.anomalies(),
-            "gates": [{"gate": g["gate"], "last_sync": g["last_sync"], "drift": g["drift"], "time_set": g["time_set"],
-                       "backlog": g["backlog"], "chain_seq": g["chain_seq"], "clock": _clock_at_sync(g),
-                       "records": db.one("SELECT COUNT(*) AS n FROM ledger_records WHERE gate = ?", (g["gate"],))["n"]}
+            "anomaly_records": [{k: (v.hex() if isinstance(v, bytes) else v) for k, v in r.items()}
+                                for r in self.anomaly_records()],
+            "gates": [dict({"gate": g["gate"], "last_sync": g["last_sync"], "drift": g["drift"],
+                            "time_set": g["time_set"], "backlog": g["backlog"], "chain_seq": g["chain_seq"], "clock": _clock_at_sync(g),
+                            "records": db.one("SELECT COUNT(*) AS n FROM ledger_records WHERE gate = ?",
+                                              (g["gate"],))["n"]}, **_health(g["status"]))
                       for g in self.gates()],
         }

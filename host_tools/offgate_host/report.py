@@ -37,7 +37,7 @@ def tables(rep):
     out = []
     t = Table(title="gate health")
     for c in ("gate", "records", "chain head", "last sync", "clock drift (s)", "time set", "clock at sync",
-              "backlog at sync"):
+              "backlog at sync", "log damage (records damaged/cut at boot)", "deny list (serial, age s)"):
         t.add_column(c)
     for g in rep["gates"]:
         c = g.get("clock")
@@ -45,7 +45,9 @@ def tables(rep):
                                    else "NOT trusted (%s, %s)" % (c["source"], c["mode"]))
         t.add_row(str(g["gate"]), str(g["records"]), str(g["chain_seq"]), _iso(g["last_sync"]),
                   "-" if g["drift"] is None else str(g["drift"]), _iso(g["time_set"]), clock,
-                  "-" if g["backlog"] is None else str(g["backlog"]))
+                  "-" if g["backlog"] is None else str(g["backlog"]),
+                  "%s/%s" % (g.get("log_damaged", "-"), g.get("log_cut", "-")),
+                  "%s, %s" % (g.get("deny_serial", "-"), g.get("deny_age", "-")))
     out.append(t)
     t = Table(title="passages per gate and hour (UTC)")
     for c in ("gate", "hour", "passages"):
@@ -72,6 +74,14 @@ def tables(rep):
             t.add_column(c)
         for a in rep["anomalies"]:
             t.add_row(str(a["gate"]), str(a["seq"]), a["kind"], a["detail"])
+        out.append(t)
+    if rep.get("anomaly_records"):
+        t = Table(title="records kept outside the ledger (conflicting or damaged): settle by hand")
+        for c in ("gate", "seq", "kind", "t", "credential", "ctr", "decision", "reason"):
+            t.add_column(c)
+        for r in rep["anomaly_records"]:
+            t.add_row(str(r["gate"]), str(r["seq"]), r["kind"], _iso(r["t"]) if r["t"] else "-", r["cti"] or "-",
+                      str(r["ctr"]), str(r["decision"]), str(r["reason"]))
         out.append(t)
     return out
 

@@ -13,7 +13,6 @@ The framing is implemented again here (not imported from the firmware) so the tw
 check each other in the tests.
 """
 import hashlib
-import hmac
 import os
 import socket
 import struct
@@ -25,7 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from . import keys
 from .errors import OffgateError
@@ -35,10 +35,11 @@ VERSION = 1
 HEADER = 8
 MAX_PAYLOAD = 16384
 HELLO, CHALLENGE, AUTH, AUTH_OK, REQUEST, RESPONSE, ERROR = 0x01, 0x02, 0x03, 0x04, 0x10, 0x11, 0x7F
-PROTO = b"OGSYNC1"
+PROTO = b"OGSYNC2"
 NONCE_LEN = 16
 MAC_LEN = 16
 DENY_CHUNK = 4096
+TABLES_CHUNK = 1024  # smaller: the comb tables come right after a trust list install, on a fragmented heap
 
 
 class SyncError(OffgateError):
@@ -51,6 +52,10 @@ class LinkError(SyncError):
 
 class GateRefused(SyncError):
     """The gate answered with an ERROR frame or ok=False."""
+
+
+class GateNotEnrolled(SyncError):
+    """The gate is not enrolled in the ledger with the device key it presented: nothing is pulled."""
 
 
 # --------------------------------------------------------------------------- framing
@@ -268,8 +273,9 @@ def hkdf_sha256(ikm, salt, info, n):
     return HKDF(algorithm=hashes.SHA256(), length=n, salt=salt, info=info).derive(ikm)
 
 
-def mac16(key, data):
-    return hmac.new(key, data, hashlib.sha256).digest()[:MAC_LEN]
+def _nonce(direction, ctr):
+    """13-byte CCM nonce of a secured frame: direction (1 host->gate, 2 gate->host) | 8 zero | ctr."""
+    return bytes([direction]) + bytes(8) + ctr
 
 
 # --------------------------------------------------------------------------- client
@@ -315,29 +321,51 @@ class SyncClient:
             raise SyncError("expected frame type 0x%02x, got 0x%02x" % (want, ftype))
         return payload
 
-    def handshake(self, expected_device_pub=None):
-        """Mutual authentication. Returns the CHALLENGE fields (gate id, device key, firmware)."""
+    def handshake(self, expected_device_pub=None, check_gate=None, busy_retries=5):
+        """Mutual authentication (docs/protocol.md §9). Returns the CHALLENGE fields (gate id,
+        device key, firmware) and the scope. `check_gate(gate_id, device_pub)` runs before the
+        operator credential is sent (sealed to that device key): it raises to refuse a gate that
+        is not enrolled with that key, which then learns nothing. A gate that answers "busy"
+        (its handshake rate limit) is asked again after a second, up to busy_retries times."""
+        for attempt in range(busy_retries + 1):
+            try:
+                return self._handshake(expected_device_pub, check_gate)
+            except GateRefused as e:
+                if "busy" not in str(e) or attempt == busy_retries:
+                    raise
+                time.sleep(1.05)
+
+    def _handshake(self, expected_device_pub, check_gate):
         eph = ec.generate_private_key(ec.SECP256R1())
         eph_pub = keys.pub_bytes(eph)
         nonce_h = os.urandom(NONCE_LEN)
-        self._send(HELLO, cbor2.dumps({1: nonce_h, 2: eph_pub, 3: self.op_cred}))
+        self.k_hg = self.k_gh = None
+        self._send(HELLO, cbor2.dumps({1: nonce_h, 2: eph_pub}))
         ch = cbor2.loads(self._expect(CHALLENGE))
-        gid, nonce_g, dpub, sig_g = ch.get(1), ch.get(2), ch.get(3), ch.get(4)
+        gid, nonce_g, dpub = ch.get(1), ch.get(2), ch.get(3)
         if not isinstance(gid, int) or not isinstance(nonce_g, bytes) or len(nonce_g) != NONCE_LEN \
                 or not isinstance(dpub, bytes) or len(dpub) != 65:
             raise SyncError("malformed CHALLENGE")
+        try:
+            gate_key = keys.pub_from_bytes(dpub)  # validated on the curve before any use
+        except ValueError:
+            raise SyncError("gate %d: device key is not a point on P-256" % gid) from None
         if expected_device_pub is not None and bytes(expected_device_pub) != dpub:
             raise SyncError("gate %d presented a device key that is not the enrolled one" % gid)
-        tr = nonce_h + nonce_g + eph_pub + hashlib.sha256(self.op_cred).digest() + struct.pack(">I", gid) + dpub
-        if not _verify_p1363(dpub, PROTO + b"/gate" + tr, sig_g):
-            raise SyncError("gate %d: device signature does not verify" % gid)
-        msg = PROTO + b"/host" + tr + sig_g
+        if check_gate is not None:
+            check_gate(gid, dpub)
+        z = eph.exchange(ec.ECDH(), gate_key)
+        salt = nonce_h + nonce_g
+        tr0 = nonce_h + nonce_g + eph_pub + struct.pack(">I", gid) + dpub
+        k_hs = hkdf_sha256(z, salt, PROTO + b"/hs" + hashlib.sha256(tr0).digest(), 32)
+        msg = PROTO + b"/host" + tr0 + hashlib.sha256(self.op_cred).digest()
         sig_h = _sig_p1363(self.op_key, msg)
-        self._send(AUTH, cbor2.dumps({1: sig_h}))
-        z = eph.exchange(ec.ECDH(), keys.pub_from_bytes(dpub))
-        k = hkdf_sha256(z, nonce_h + nonce_g, PROTO + b"/keys" + hashlib.sha256(msg + sig_h).digest(), 64)
+        box = AESCCM(k_hs, tag_length=MAC_LEN).encrypt(bytes(13), cbor2.dumps({1: self.op_cred, 2: sig_h}), tr0)
+        self._send(AUTH, cbor2.dumps({1: box}))
+        k = hkdf_sha256(z, salt, PROTO + b"/keys" + hashlib.sha256(msg + sig_h).digest(), 64)
         self.k_hg, self.k_gh = k[:32], k[32:]
         self.tx = self.rx = 0
+        # AUTH_OK opens only with keys from Z: proof that the gate holds its device key
         ok = self._open_secured(AUTH_OK, self._expect(AUTH_OK))
         self.gate_id, self.device_pub, self.firmware = gid, dpub, ch.get(5)
         self.scope = ok.get("scope")
@@ -348,17 +376,21 @@ class SyncClient:
         b = cbor2.dumps(body)
         ctr = struct.pack(">I", self.tx)
         n = 4 + len(b) + MAC_LEN
-        return encode_frame(ftype, ctr + b + mac16(self.k_hg, frame_header(ftype, n) + ctr + b))
+        return encode_frame(ftype, ctr + AESCCM(self.k_hg, tag_length=MAC_LEN).encrypt(
+            _nonce(1, ctr), b, frame_header(ftype, n) + ctr))
 
     def _open_secured(self, ftype, payload):
         n = len(payload)
         if n < 4 + MAC_LEN:
             raise SyncError("secured frame too short")
-        ctr, body, mac = payload[:4], payload[4:-MAC_LEN], payload[-MAC_LEN:]
-        if not hmac.compare_digest(mac, mac16(self.k_gh, frame_header(ftype, n) + ctr + body)):
-            raise SyncError("gate frame has a bad MAC")
+        ctr = payload[:4]
         if struct.unpack(">I", ctr)[0] != self.rx + 1:
             raise SyncError("gate frame counter out of order (replay?)")
+        try:
+            body = AESCCM(self.k_gh, tag_length=MAC_LEN).decrypt(_nonce(2, ctr), payload[4:],
+                                                                  frame_header(ftype, n) + ctr)
+        except InvalidTag:
+            raise SyncError("gate frame does not authenticate (bad tag)") from None
         self.rx += 1
         return cbor2.loads(body)
 
@@ -380,14 +412,26 @@ class SyncClient:
             self.request("deny_chunk", off=off, data=data[off:off + DENY_CHUNK])
         return self.request("deny_commit")
 
+    def push_tables(self, data: bytes):
+        """The issuer keys' comb tables file (issuer_tables.bin): in chunks, then checked row by row
+        against the trusted keys on the gate and attached."""
+        self.request("tables_begin", size=len(data), sha256=hashlib.sha256(data).digest())
+        for off in range(0, len(data), TABLES_CHUNK):
+            self.request("tables_chunk", off=off, data=data[off:off + TABLES_CHUNK])
+        return self.request("tables_commit")
+
     def push_trust(self, signed: bytes):
         return self.request("trust", signed=signed)
 
-    def set_time(self, root_sign, now=None, force=False):
-        """root_sign(payload bytes) -> COSE_Sign1 by the root key. The gate refuses a time below
-        its floor (the last time it knew) or outside 2025..2100 unless `force` (key 4) is signed in."""
+    def set_time(self, root_sign, now=None, check=None, force=False):
+        """root_sign(payload bytes) -> COSE_Sign1 by the root key. `check(t) -> t` vets the host's
+        time before it is signed (BackOffice.signing_time); it raises to refuse. The gate refuses
+        a time below its floor (the last time it knew) or outside 2025..2100 unless `force` (key 4)
+        is signed in."""
         n = self.request("time_nonce")
         t = int(time.time()) if now is None else int(now)
+        if check is not None:
+            t = check(t)
         body = {0: "time", 1: self.gate_id, 2: n["nonce"], 3: t}
         if force:
             body[4] = True
@@ -395,24 +439,53 @@ class SyncClient:
         return self.request("set_time", signed=signed)
 
 
-def signed_trust(bo) -> bytes:
-    """The back office's trust store, signed by its root key, with a serial that only grows
-    (the newest issuer key's creation time, at least 1)."""
-    ks = bo.issuer_keys()
-    serial = max([k["created"] for k in ks] + [1])
-    return bo.root_sign(cbor2.dumps({0: "trust", 1: serial, 2: bo.trust_bytes()})), serial
+def signed_trust(bo, now=None) -> bytes:
+    """The back office's trust store (serial and issue time inside it), signed by its root key as
+    {0: "trust", 1: serial, 2: trust.cbor}. The serial grows with every change of the issuer keys."""
+    serial = bo.trust_serial()
+    return bo.root_sign(cbor2.dumps({0: "trust", 1: serial, 2: bo.trust_bytes(now)})), serial
 
 
-def provision_gate_dir(path, bo):
+DEVICE_KEY = "device.key"
+
+
+def _device_key_file(d: int) -> bytes:
+    """The gate's key file layout (firmware/offgate/devicekey.py): b"OGK1" | d (32, BE) | CRC-32."""
+    b = b"OGK1" + d.to_bytes(32, "big")
+    return b + struct.pack(">I", zlib.crc32(b) & 0xFFFFFFFF)
+
+
+def device_pub_of_dir(path) -> bytes:
+    """The public key of the device key file in a (simulated) gate's state directory."""
+    from pathlib import Path
+    raw = (Path(path) / DEVICE_KEY).read_bytes()
+    if len(raw) != 40 or raw[:4] != b"OGK1" or struct.unpack(">I", raw[36:])[0] != zlib.crc32(raw[:36]) & 0xFFFFFFFF:
+        raise ValueError("device key file in %s is corrupt" % path)
+    return keys.pub_bytes(ec.derive_private_key(int.from_bytes(raw[4:36], "big"), ec.SECP256R1()))
+
+
+def provision_gate_dir(path, bo, gate_id=None, replace=False):
     """Give a gate directory what the sync link needs from the back office: the root public key
     (root.pub, verifies trust lists and time) and the batch key (batch.pub, summaries are encrypted
-    to it). Both are public."""
+    to it). Both are public.
+
+    With `gate_id` this is provisioning of a simulated gate: its device key is made now in the
+    gate's state directory (the simulator's flash; on a device `offgate provision` makes it on the
+    gate) unless one is there, and registered under that gate id in the back office, which is what
+    the ledger enrols the gate with at its first sync. Returns the directory."""
     from pathlib import Path
     p = Path(path)
     if not p.is_dir():  # a typo must not become a new directory
         raise SyncError("%s is not a gate directory (`offgate gate init` makes one)" % p)
     (p / "root.pub").write_bytes(bo.root_pub())
     (p / "batch.pub").write_bytes(keys.pub_bytes(bo.batch_key()))
+    if gate_id is not None:
+        if not (p / DEVICE_KEY).exists():
+            d = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
+            tmp = p / (DEVICE_KEY + ".tmp")
+            tmp.write_bytes(_device_key_file(d))
+            os.replace(tmp, p / DEVICE_KEY)
+        bo.register_gate(gate_id, device_pub_of_dir(p), "sim", replace=replace)
     return p
 
 
@@ -430,6 +503,13 @@ def _normalize_batch(opened, gate_id):
     chain = prev
     out = []
     for row in rows:
+        if isinstance(row, list) and len(row) == 3 and row[1] == "damaged" and isinstance(row[2], bytes):
+            # a record the gate found damaged on its flash: kept with its bytes, never dropped
+            raw = bytes(row[2])
+            r = {"seq": int(row[0]), "damaged": raw, "chain": raw[28:60] if len(raw) == 64 else bytes(32)}
+            chain = r["chain"]
+            out.append(r)
+            continue
         if not isinstance(row, list) or len(row) != 7:
             raise SyncError("malformed record row in batch")
         seq, t, cti, ctr, op, reason, missed = row
@@ -445,22 +525,32 @@ def _normalize_batch(opened, gate_id):
 
 
 def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time=True, max_records=200,
-              progress=None, now=None, open_batch=None):
+              progress=None, now=None, open_batch=None, force_time=False):
     """One full sync with one gate. Returns a summary dict. Raises LinkError on a broken link
     (everything committed before the break stays committed; the next sync resumes)."""
     if open_batch is None:
         from .batchcrypto import open_batch
     op_key, op_cred = bo.operator_identity(operator, now=now)
     summary = {"target": str(transport), "pulled": 0, "new": 0, "duplicates": 0, "batches": 0,
-               "anomalies": 0, "fraud": 0}
+               "anomalies": 0, "fraud": 0, "warnings": []}
+    from .ledger import LedgerError
+    registered = {g["gate_id"]: g["pub"] for g in bo.gates()}
+
+    def check_gate(gid, dpub):
+        # the ledger believes only gates enrolled with this device key (provisioning or an explicit
+        # operator command); anything else is refused before this side authenticates
+        try:
+            ledger.check_gate(gid, dpub, registered, now=now)
+        except LedgerError as e:
+            raise GateNotEnrolled(str(e)) from None
+
     with SyncClient(transport, op_key, op_cred) as c:
-        c.handshake()
+        c.handshake(check_gate=check_gate)
         gid = c.gate_id
-        ledger.enroll_gate(gid, c.device_pub)  # TOFU: refuses a different key for a known gate
         summary["gate_id"] = gid
         if c.scope != "full":
             # the gate's clock is off so far that the operator credential looks invalid: fix the time
-            r = c.set_time(bo.root_sign, now)
+            r = c.set_time(bo.root_sign, now, check=lambda t: bo.signing_time(t, force=force_time))
             ledger.note_time(gid, r["drift"], now)
             summary["time_fixed"] = r["drift"]
             return summary
@@ -478,7 +568,7 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
                 raise SyncError("batch says gate %r but the session is with gate %d" % (bgid, gid))
             if not recs:
                 break
-            res = ledger.ingest(gid, recs, meta=meta)  # durable when it returns
+            res = ledger.ingest(gid, recs, meta=meta, device_pub=c.device_pub)  # durable when it returns
             summary["batches"] += 1
             summary["pulled"] += len(recs)
             for k in ("new", "duplicates", "anomalies", "fraud"):
@@ -486,20 +576,56 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
             for cti in res.get("deny", ()):
                 bo.deny(cti)
             last = recs[-1]
+            if res.get("stored_to") != last["seq"]:
+                # never acknowledge what the ledger has not stored: the gate keeps it for next time
+                raise SyncError("gate %d: the ledger stored up to seq %s of a batch ending at %d; not acknowledged"
+                                % (gid, res.get("stored_to"), last["seq"]))
             a = c.request("ack", seq=last["seq"], chain=meta["chain"] if meta.get("chain") else last["chain"])
             if not a.get("acked"):
                 raise SyncError("gate %d refused the acknowledgement of seq %d" % (gid, last["seq"]))
             if progress:
                 progress(gid, summary["pulled"], log.get("backlog", 0))
         if push:
-            d = c.push_deny(bo.deny_bytes())
-            summary["deny_count"] = d.get("count")
-            signed, serial = signed_trust(bo)
+            # lists go only forward: pushed when the back office's is newer than the gate's
+            deny = bo.deny_bytes()
+            gate_deny = (st.get("deny") or {}).get("serial", 0)
+            if bo.deny_serial() > gate_deny:
+                d = c.push_deny(deny)
+                summary["deny_serial"] = d.get("serial")
+                summary["deny_count"] = d.get("count")
+            else:
+                summary["deny_count"] = st.get("deny_count")
+                if bo.deny_serial() < gate_deny:
+                    summary["warnings"].append("gate %d holds deny list %d, newer than this back office's %d: "
+                                               "this data directory is behind (a restored copy?)"
+                                               % (gid, gate_deny, bo.deny_serial()))
+            signed, serial = signed_trust(bo, now)
             if st.get("trust_serial", 0) < serial:
                 c.push_trust(signed)
                 summary["trust_serial"] = serial
+                st = c.request("status")
+                ledger.note_status(gid, st, now)
+                # the new keys' comb tables (offgate_host.tables): without them a key added by
+                # sync verifies on the generic path, ~30 % slower for first-seen riders
+                from .tables import issuer_tables_from_trust
+                t = c.push_tables(issuer_tables_from_trust(bo.trust_bytes(now)))
+                summary["tables"] = t.get("tables")
+            # staged keys that every enrolled gate now holds may start signing
+            import json as _json
+            serials = {g["gate"]: (_json.loads(g["status"]) if g["status"] else {}).get("trust_serial", 0)
+                       for g in ledger.gates()}
+            promoted = bo.promote_ready(serials, now)
+            if promoted:
+                summary["promoted"] = promoted
+            for r in bo.rollout(serials, now):
+                if r["lacking"]:
+                    summary["warnings"].append("issuer key %s is missing at gate(s) %s" % (r["kid"], r["lacking"]))
+            if st.get("trust_serial", 0) > serial:
+                summary["warnings"].append("gate %d holds trust list %d, newer than this back office's %d"
+                                           % (gid, st.get("trust_serial"), serial))
         if set_time:
-            r = c.set_time(bo.root_sign, now)
+            last = (st.get("clock") or {}).get("last_set")
+            r = c.set_time(bo.root_sign, now, check=lambda t: bo.signing_time(t, not_before=last, force=force_time))
             ledger.note_time(gid, r["drift"], now)
             summary["drift"] = r["drift"]
     return summary

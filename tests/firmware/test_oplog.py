@@ -61,18 +61,53 @@ def test_torn_tail_and_corrupt_record_are_cut():
     assert lg.head()[0] == 6
 
 
-def test_break_in_middle_cuts_later_segments():
+def test_damaged_record_in_the_middle_is_skipped_not_cut():
+    """One flipped bit no longer cuts everything after it: the record is kept in place and read
+    back as damaged (with its bytes), everything after it stays."""
     d = scratch_dir("ol")
     lg = _log(d)
     _fill(lg, 10)                      # 4 + 4 + 2
     lg.close()
     p = d + "/log/00000002.seg"
     data = bytearray(read(p))
-    data[HDR + 2 * REC + 30] ^= 0x80   # corrupt seq 7's chain
+    data[HDR + 2 * REC + 30] ^= 0x80   # corrupt seq 7's chain field
     write(p, bytes(data))
     lg = _log(d)
-    assert lg.head()[0] == 6
-    assert sorted(os.listdir(d + "/log")) == ["00000001.seg", "00000002.seg"]
+    assert lg.head()[0] == 10 and lg.damaged == 1 and lg.cut == 0
+    recs = lg.read(1, 20)
+    assert [r["seq"] for r in recs] == list(range(1, 11))
+    assert "damaged" in recs[6] and len(recs[6]["damaged"]) == REC and "damaged" not in recs[7]
+    assert recs[7]["cti"] == cti(7)
+    assert lg.append(T, cti(11), 11, "OPEN", 0) == 11
+    lg = _log(d)
+    assert lg.head()[0] == 11 and lg.damaged == 1
+
+
+def test_damaged_segment_header_is_rebuilt_from_its_records():
+    d = scratch_dir("ol")
+    lg = _log(d)
+    _fill(lg, 10)
+    lg.close()
+    p = d + "/log/00000002.seg"
+    data = bytearray(read(p))
+    data[13] ^= 0x04                   # first_seq in the header
+    write(p, bytes(data))
+    lg = _log(d)
+    assert lg.head()[0] == 10 and [r["seq"] for r in lg.read(1, 20)] == list(range(1, 11))
+    lg = _log(d)
+    assert lg.head()[0] == 10
+
+
+def test_lost_ack_file_never_reuses_a_seq():
+    d = scratch_dir("ol")
+    lg = _log(d)
+    _fill(lg, 6)
+    assert lg.acknowledge(6, lg.head()[1])      # everything acknowledged: no segment left
+    lg.close()
+    os.remove(d + "/log/ack")
+    lg = _log(d)
+    assert lg.head()[0] == 6 and lg.acked()[0] == 6
+    assert lg.append(T, cti(1), 50, "OPEN", 0) == 7   # not 1
 
 
 def test_acknowledge_frees_segments_and_checks_chain():

@@ -1,3 +1,4 @@
+import struct
 import cbor2
 import pytest
 
@@ -111,7 +112,7 @@ def test_rotation_new_key_signs(bo):
     bo.create_account("a", balance=5000)
     old = bo.issuer_keys()[0]["kid"]
     c_old = bo.issue_credential("a", rider_pub(), zones=[1], now=T0)
-    new = bo.rotate_issuer(valid_from=T0 + 10)
+    new = bo.rotate_issuer(valid_from=T0 + 10, lead_days=0)
     ks = bo.issuer_keys()
     assert len(ks) == 2 and {k["kid"] for k in ks} == {old, new} and old != new
     # before the new key's nbf the old one still signs; afterwards the new one
@@ -131,7 +132,7 @@ def test_rotation_new_key_signs(bo):
 def test_rotation_same_second_newest_wins(tmp_path):
     b = BackOffice(tmp_path)
     b.init_issuer(valid_from=T0)
-    new = b.rotate_issuer(valid_from=T0)
+    new = b.rotate_issuer(valid_from=T0, lead_days=0)
     b.create_account("a", balance=1000)
     assert formats.parse_credential(b.issue_credential("a", rider_pub(), zones=[1], now=T0 + 1))["kid"] == new
 
@@ -178,7 +179,12 @@ def test_deny_and_exports(bo, tmp_path):
         bo.deny("not hex at all!!")
     (tmp_path / "out").mkdir()
     out = bo.export_deny(tmp_path / "out" / "deny.bin")
-    assert out.read_bytes() == b"OGDL\x01\0\0\0\0\0\0\x02" + bytes([1] * 8) + bytes([9] * 8) == bo.deny_bytes()
+    assert out.read_bytes() == bo.deny_bytes()  # the same signed list until the list changes
+    info = formats.deny_list_info(out.read_bytes(), bo.root_pub())
+    assert info["ids"] == [bytes([1] * 8), bytes([9] * 8)] and info["signed"] and info["serial"] == 1
+    assert out.read_bytes()[:24] == b"OGDL\x02\0\0\0" + struct.pack(">IIII", 2, 1, info["issued"], 0)
+    bo.deny(bytes([5] * 8))
+    assert formats.deny_list_info(bo.deny_bytes(), bo.root_pub())["serial"] == 2
     t = bo.export_trust(tmp_path / "out" / "trust.cbor")
     m = cbor2.loads(t.read_bytes())
     assert m["v"] == 1 and m["keys"][0]["pub"] == bo.issuer_keys()[0]["pub"]
