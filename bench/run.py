@@ -824,6 +824,15 @@ def main():
             n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
             "for PostgreSQL"))
         sync = run_json_script([ROOT / "bench" / "sync_bench.py", "--records", n_sync], 3600)
+        note("ledger: ingest + settle %d pulled records (SQLite%s; beside a bare COPY) ..." % (
+            n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else ""))
+        ledger = run_json_script([ROOT / "bench" / "ledger_bench.py", "--records", n_sync], 1800)
+        for k in ("sqlite", "postgresql"):
+            if k in ledger:
+                note("  %-10s ingest %s s + settle %s s = %s s%s" % (
+                    k, ledger[k]["ingest_s"], ledger[k]["settle_s"], ledger[k]["ingest_plus_settle_s"],
+                    "; bare COPY %s s (ingest %sx)" % (ledger[k]["bare_copy_s"], ledger[k]["ingest_vs_bare_copy"])
+                    if "bare_copy_s" in ledger[k] else ""))
         n_taps = int(os.environ.get("OFFGATE_BENCH_FARE_TAPS", "100000"))
         note("fares: settle %d taps with pairing, GTFS fares and caps (SQLite%s) ..." % (
             n_taps, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else ""))
@@ -868,6 +877,7 @@ def main():
             "flash_ops": flash,
             "soak": soak,
             "sync": sync,
+            "ledger": ledger,
             "fares": fares,
             "privacy": privacy,
             "wallet": wallet,

@@ -691,28 +691,49 @@ class BackOffice:
         """charge_trip for many (gate, seq, cti, t, amount) in one transaction; one result each."""
         now = _now(now)
         out = []
+        # per credential and account, read once per call and kept up to date here (one
+        # transaction, one writer): 3 statements per trip instead of 8
+        creds, holds, totals, accts = {}, {}, {}, {}
         with self.db:
             for gate, seq, cti, t, amount in trips:
-                cred = self.credential(cti)
-                if cred is None:
-                    raise BackOfficeError("unknown credential %s" % bytes(cti).hex())
-                if self.db.execute("SELECT 1 FROM charges WHERE gate = ? AND seq = ?", (gate, seq)).fetchone():
-                    out.append(None)
-                    continue
-                hold = self.db.execute("SELECT * FROM holds WHERE cti = ?", (cred["cti"],)).fetchone()
+                cti = bytes(cti)
+                if cti not in creds:
+                    creds[cti] = self.credential(cti)
+                    if creds[cti] is None:
+                        raise BackOfficeError("unknown credential %s" % cti.hex())
+                    h = self.db.execute("SELECT amount, used, state FROM holds WHERE cti = ?", (cti,)).fetchone()
+                    holds[cti] = dict(h) if h is not None else None
+                    totals[cti] = int(self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?",
+                                                      (cti,)).fetchone()[0])
+                cred = creds[cti]
+                acct = cred["account"]
+                if acct not in accts:
+                    a = self.db.execute("SELECT balance, credit FROM accounts WHERE id = ?", (acct,)).fetchone()
+                    accts[acct] = [a["balance"], a["credit"]]
+                hold = holds[cti]
                 from_hold = 0
                 if hold is not None and hold["state"] == "held":
                     from_hold = min(amount, hold["amount"] - hold["used"])
-                    self.db.execute("UPDATE holds SET used = used + ? WHERE cti = ?", (from_hold, cred["cti"]))
-                self.db.execute("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                (gate, seq, cred["cti"], cred["account"], amount, from_hold, t, now))
-                self.db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (amount, cred["account"]))
-                total = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?",
-                                        (cred["cti"],)).fetchone()[0]
-                out.append({"account": cred["account"], "amount": amount, "from_hold": from_hold,
+                cur = self.db.execute("INSERT OR IGNORE INTO charges (gate, seq, cti, account, amount, from_hold, t, "
+                                      "settled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                      (gate, seq, cti, acct, amount, from_hold, t, now))
+                if cur.rowcount == 0:  # (gate, seq) already charged: idempotent
+                    out.append(None)
+                    continue
+                if from_hold:
+                    hold["used"] += from_hold
+                    hold["dirty"] = True
+                accts[acct][0] -= amount
+                accts[acct].append(amount)
+                totals[cti] += amount
+                out.append({"account": acct, "amount": amount, "from_hold": from_hold,
                             "over_cap": amount - from_hold if hold is not None else 0, "cap": cred["cap"],
-                            "charged_total": int(total), "overdrawn": self._overdrawn(cred["account"])})
+                            "charged_total": totals[cti], "overdrawn": accts[acct][0] < -accts[acct][1]})
+            # the holds and balances moved, written once each (same transaction)
+            self.db.executemany("UPDATE holds SET used = ? WHERE cti = ?",
+                                [(h["used"], c) for c, h in holds.items() if h is not None and h.get("dirty")])
+            self.db.executemany("UPDATE accounts SET balance = balance - ? WHERE id = ?",
+                                [(sum(a[2:]), acct) for acct, a in accts.items() if len(a) > 2])
         return out
 
     def set_journey_charges(self, account_id, since, charges, now=None) -> list:

@@ -1081,6 +1081,15 @@ def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_
         raise click.ClickException("%d of %d gate(s) failed to sync" % (failed, len(targets)))
 
 
+def _duration(text, what):
+    """Seconds from '90', '90s', '5m', '6h', '2d'."""
+    import re
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(text))
+    if not m:
+        raise UsageError("%s must be a duration such as 90s, 5m, 6h or 2d, got %r" % (what, text))
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
 @main.command("settle")
 @data_option
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
@@ -1349,9 +1358,59 @@ cli_receipts.register(main, wallet, data_option, db_option, user_errors, _open_l
 
 
 # ----------------------------------------------------------------------------- gates (enrolment)
-@main.group("gates")
-def gates_group():
-    """Gates the ledger believes: enrolment of device keys (logged)."""
+@main.group("gates", invoke_without_command=True)
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.option("--sync-late", default="6h", show_default=True, help="alert when a gate has not synced for this long")
+@click.option("--drift", type=click.IntRange(0, 86400), default=30, show_default=True,
+              help="alert when a gate's clock was off by more than this many seconds at its last sync")
+@click.option("--log-fill", type=click.IntRange(1, 100), default=80, show_default=True,
+              help="alert when a gate's operation log is this many percent full")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@click.option("--check", is_flag=True, help="exit with status 1 if any gate has an alert (for monitoring)")
+@user_errors
+@click.pass_context
+def gates_group(ctx, data_dir, db, sync_late, drift, log_fill, as_json, check):
+    """The fleet: every provisioned or enrolled gate with its station, board, device key, firmware,
+    list serials, last sync, clock, log fill and alerts (`offgate gates`); enrolment of device keys
+    (`offgate gates enroll`, logged; `offgate gates list`)."""
+    import json
+    if ctx.invoked_subcommand is not None:
+        return
+
+    from . import fleet
+    th = {"sync_late_s": _duration(sync_late, "--sync-late"), "drift_s": drift, "log_fill": log_fill / 100}
+    bo = _bo(data_dir)
+    led = _ledger(bo, db)
+    try:
+        rows = fleet.gates(bo, led, thresholds=th)
+    finally:
+        led.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    elif not rows:
+        click.echo("no gates (provision one, or sync one after `offgate gate enroll`)")
+    else:
+        # one line per gate and one per alert: fits an 80-column terminal
+        click.echo("%-6s %-12s %-10s %-16s %-11s %5s %5s %4s" % ("gate", "station", "firmware", "device key",
+                                                                "last sync", "drift", "log%", "lists"))
+        for g in rows:
+            age = g["sync_age_s"]
+            since = "never" if age is None else ("%dm ago" % (age // 60) if age < 7200 else "%dh ago" % (age // 3600))
+            click.echo("%-6d %-12.12s %-10.10s %-16s %-11s %5s %5s %4s" % (
+                g["gate"], g["station"], g["firmware"] or "-", g["key"], since,
+                "-" if g["drift_s"] is None else "%+d" % g["drift_s"],
+                "-" if g["log_fill"] is None else "%d" % round(g["log_fill"] * 100),
+                "%s/%s" % (g["deny_serial"] if g["deny_serial"] is not None else "-",
+                           g["trust_serial"] if g["trust_serial"] is not None else "-")))
+            for a in g["alerts"]:
+                click.echo("       ! %s" % a[:71])
+        n = sum(1 for g in rows if g["alerts"])
+        click.echo("%d gate(s), %d with alerts" % (len(rows), n))
+    if check and any(g["alerts"] for g in rows):
+        raise OffgateError("%d gate(s) with alerts" % sum(1 for g in rows if g["alerts"]))
+
+
 
 
 @gates_group.command("enroll")

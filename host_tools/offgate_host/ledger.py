@@ -164,6 +164,8 @@ class LedgerError(OffgateError, ValueError):
 
 
 DIRECTIONS = ("entry", "exit", "both")
+RECORD_COLS = ("gate", "seq", "t", "cti", "ctr", "decision", "reason", "missed", "chain", "chain_ok", "ingested",
+               "settled", "station", "direction")
 
 
 def _first_line(e) -> str:
@@ -268,6 +270,47 @@ class _DB:
         if name not in self._ensured:
             self.script(text)
             self._ensured.add(name)
+
+    def insert_rows(self, table, cols, rows):
+        """Insert many rows: COPY on PostgreSQL (one round trip for the batch), executemany on
+        SQLite. Rows must be new (a duplicate key raises; the caller's transaction rolls back)."""
+        if not rows:
+            return
+        if self.kind == "pg":
+            with self.conn.cursor() as cur:
+                with cur.copy("COPY %s (%s) FROM STDIN" % (table, ", ".join(cols))) as cp:
+                    for r in rows:
+                        cp.write_row(r)
+        else:
+            self.conn.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(cols),
+                                                                       ", ".join("?" * len(cols))), rows)
+
+    def mark_settled(self, done):
+        """Set ledger_records.settled for many (settled, gate, seq): one statement on PostgreSQL."""
+        if not done:
+            return
+        if self.kind == "pg":
+            # one statement per (mark, gate): seq = ANY(array) walks the (gate, seq) index
+            groups = {}
+            for s_, gate, seq in done:
+                groups.setdefault((s_, gate), []).append(seq)
+            for (s_, gate), seqs in groups.items():
+                self.execute("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ANY(?)", (s_, gate, seqs))
+        else:
+            self.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
+
+    def open_matches(self, keyset):
+        """The OPEN records (gate, seq, cti, ctr) of every (cti, ctr) in keyset."""
+        keyset = list(keyset)
+        if self.kind == "pg":
+            return self.rows("SELECT r.gate, r.seq, r.cti, r.ctr FROM ledger_records r JOIN unnest(?::bytea[], "
+                             "?::bigint[]) AS k(cti, ctr) ON r.cti = k.cti AND r.ctr = k.ctr WHERE r.decision = 'OPEN'",
+                             ([k[0] for k in keyset], [k[1] for k in keyset]))
+        out = []
+        for cti, ctr in keyset:  # in-process: an indexed lookup each costs microseconds
+            out += self.rows("SELECT gate, seq, cti, ctr FROM ledger_records WHERE cti = ? AND ctr = ? "
+                             "AND decision = 'OPEN'", (cti, ctr))
+        return out
 
     def commit(self):
         self.conn.commit()
@@ -493,6 +536,14 @@ class Ledger:
         prev_seq = None
         meta = meta or {}
         place = self.place(gate) or {"station": None, "direction": None}  # in effect for this batch
+        # the stored chains of this batch's seq range, in one query (not one per record)
+        seqs = [r["seq"] for r in records]
+        existing = {}
+        if seqs:
+            existing = {row["seq"]: bytes(row["chain"]) for row in db.rows(
+                "SELECT seq, chain FROM ledger_records WHERE gate = ? AND seq >= ? AND seq <= ?",
+                (gate, min(seqs), max(seqs)))}
+        new_rows, opens = [], []
         try:
             if records and meta.get("chain_ok") is False:
                 res["anomalies"] += self._anomaly(gate, records[-1]["seq"], "chain_mismatch",
@@ -515,9 +566,9 @@ class Ledger:
                     res["anomalies"] += self._anomaly(gate, seq, "reorder",
                                                       "seq %d after %d in one batch" % (seq, prev_seq), now)
                 prev_seq = seq
-                old = db.one("SELECT chain FROM ledger_records WHERE gate = ? AND seq = ?", (gate, seq))
+                old = existing.get(seq)
                 if old is not None:
-                    if bytes(old["chain"]) == bytes(r["chain"]):
+                    if old == bytes(r["chain"]):
                         res["duplicates"] += 1
                     else:
                         res["anomalies"] += self._anomaly(gate, seq, "conflict",
@@ -541,15 +592,19 @@ class Ledger:
                 if r.get("missed"):
                     res["anomalies"] += self._anomaly(gate, seq, "not_logged",
                                                       "%d decisions before seq %d were not logged" % (r["missed"], seq), now)
-                db.execute("INSERT INTO ledger_records (gate, seq, t, cti, ctr, decision, reason, missed, chain, "
-                           "chain_ok, ingested, settled, station, direction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                           (gate, seq, r["t"], _b(r.get("cti")), r["ctr"] or 0, r["decision"], r["reason"],
-                            r.get("missed", 0), bytes(r["chain"]), chain_ok, now, place["station"], place["direction"]))
+                new_rows.append((gate, seq, r["t"], _b(r.get("cti")), r["ctr"] or 0, r["decision"], r["reason"],
+                                 r.get("missed", 0), bytes(r["chain"]), chain_ok, now, 0, place["station"],
+                                 place["direction"]))
+                existing[seq] = bytes(r["chain"])  # the same seq again later in this batch
                 res["new"] += 1
                 if seq > head_seq:
                     head_seq, head = seq, bytes(r["chain"])
                 if r["decision"] == "OPEN" and r.get("cti"):
-                    res["fraud"] += self._double_use(gate, r, now, res["deny"])
+                    opens.append(r)
+            # one bulk write per batch (COPY on PostgreSQL), then one look for double use
+            db.insert_rows("ledger_records", RECORD_COLS, new_rows)
+            if opens:
+                res["fraud"] += self._double_uses(gate, opens, now, res["deny"])
             if records and meta.get("chain") and head_seq == records[-1]["seq"]:
                 head = bytes(meta["chain"])  # the gate's own chain: the next batch links to it
             db.execute("UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?", (head_seq, head, gate))
@@ -586,6 +641,29 @@ class Ledger:
                               (kind, bytes(cti), ctr, gate, seq, other_gate, other_seq, detail, now))
         return 1 if cur.rowcount else 0
 
+    def _double_uses(self, gate, opens, now, deny):
+        """_double_use for the OPEN records of one batch, just inserted, in one query: a record is
+        matched against the records stored before it (earlier batches, earlier in this batch),
+        as if each had been checked when it was inserted."""
+        order = {r["seq"]: i for i, r in enumerate(opens)}
+        keyset = {(bytes(r["cti"]), r["ctr"]) for r in opens}
+        found = {}
+        for m in self.db.open_matches(keyset):
+            found.setdefault((bytes(m["cti"]), m["ctr"]), []).append((m["gate"], m["seq"]))
+        n = 0
+        for r in opens:
+            k = (bytes(r["cti"]), r["ctr"])
+            me = order[r["seq"]]
+            others = sorted(o for o in found.get(k, ()) if o != (gate, r["seq"])
+                            and not (o[0] == gate and order.get(o[1], -1) > me))
+            for og, os_ in others:
+                n += self._flag("double_use", r["cti"], r["ctr"], gate, r["seq"], og, os_,
+                                "counter %d of %s opened at gate %d (seq %d) and gate %d (seq %d)"
+                                % (r["ctr"], k[0].hex(), og, os_, gate, r["seq"]), now)
+            if others:
+                deny.append(k[0])
+        return n
+
     def _double_use(self, gate, r, now, deny):
         others = self.db.rows("SELECT gate, seq FROM ledger_records WHERE cti = ? AND ctr = ? AND decision = 'OPEN' "
                               "AND NOT (gate = ? AND seq = ?) ORDER BY gate, seq",
@@ -614,7 +692,7 @@ class Ledger:
                "released_amount": 0, "deny": []}
         rows = self.db.rows("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
                             "AND settled = 0 ORDER BY t, gate, seq")
-        fares = {}
+        fares, creds = {}, {}
         for i in range(0, len(rows), CHUNK):
             chunk = rows[i:i + CHUNK]
             trips, done, unknown = [], [], []
@@ -623,7 +701,9 @@ class Ledger:
                     done.append((1, r["gate"], r["seq"]))
                     continue
                 cti = bytes(r["cti"])
-                cred = bo.credential(cti)
+                if cti not in creds:  # once per credential, not once per trip
+                    creds[cti] = bo.credential(cti)
+                cred = creds[cti]
                 if cred is None:
                     unknown.append(r)
                     done.append((2, r["gate"], r["seq"]))
@@ -654,7 +734,7 @@ class Ledger:
                         out["deny"].append(cti)
                 if c.get("overdrawn"):
                     out["fraud"] += self._overdraft(c, t[2], r["ctr"], r["gate"], r["seq"], now, out)
-            self.db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
+            self.db.mark_settled(done)
             self.db.commit()
         return self._settle_end(bo, now, out)
 

@@ -145,7 +145,7 @@ def _apply(led, bo, version, work, now, out):
             "exit_t, rider_category, fare_product, leg_rule, transfer_rule, cap, fare, charge, charged, service_date, "
             "version, explain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     if marks:
-        db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", marks)
+        db.mark_settled(marks)
     db.commit()
 
 

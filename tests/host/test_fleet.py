@@ -1,0 +1,49 @@
+"""The fleet view: `offgate gates` and the dashboard share one alert computation (fleet.gates)."""
+import json
+import time
+
+from click.testing import CliRunner
+
+from offgate_host import fleet, keys
+from offgate_host.backoffice import BackOffice
+from offgate_host.cli import main
+from offgate_host.ledger import Ledger
+
+NOW = int(time.time())
+
+
+def test_gates_registry_alerts_thresholds_and_cli(tmp_path):
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    with BackOffice(tmp_path / "bo", create=False) as bo, Ledger.for_backoffice(bo) as led:
+        bo.register_gate(7, keys.pub_bytes(keys.generate()), "esp32_devkitc")  # provisioned, never synced
+        pub = keys.pub_bytes(keys.generate())
+        led.enroll_gate(3, pub)
+        led.note_status(3, {"firmware": "0.9", "log": {"bytes_used": 900, "capacity": 1000},
+                            "deny": {"serial": 4}, "trust_serial": 2, "station": "",
+                            "clock": {"trusted": False, "source": "floor"}, "notes": ["deny list damaged"]},
+                        now=NOW - 3 * 3600)
+        led.note_time(3, 45, now=NOW - 3 * 3600)
+        rows = fleet.gates(bo, led, now=NOW)
+        g3, g7 = rows
+        assert g3["key"] == fleet.fingerprint(pub) and (g3["deny_serial"], g3["trust_serial"]) == (4, 2)
+        assert g3["log_fill"] == 0.9 and g3["drift_s"] == 45 and g3["firmware"] == "0.9"
+        text = " | ".join(g3["alerts"])
+        assert "+45 s off" in text and "90% full" in text and "boot notes: deny list damaged" in text
+        assert "not synced" not in text  # 3 h < 6 h
+        assert g7["alerts"] == ["registered, never synced"] and g7["board"] == "esp32_devkitc"
+        late = fleet.gates(bo, led, now=NOW, thresholds={"sync_late_s": 3600, "drift_s": 60, "log_fill": 0.95})
+        text = " | ".join(late[0]["alerts"])
+        assert "not synced for 3 h" in text and "off" not in text.replace("clock not", "") and "full" not in text
+        from offgate_host.web import data
+        assert data.gates(bo, led, NOW) == rows  # the dashboard's view is the same computation
+    res = r.invoke(main, ["gates", *d])
+    assert res.exit_code == 0 and "2 gate(s), 2 with alerts" in res.output, res.output
+    assert all(len(line) <= 80 for line in res.output.splitlines()), res.output
+    res = r.invoke(main, ["gates", "--check", "--sync-late", "1h", *d])
+    assert res.exit_code == 1 and res.stderr == "offgate: 2 gate(s) with alerts\n"
+    res = r.invoke(main, ["gates", "--json", *d])
+    assert [g["gate"] for g in json.loads(res.output)] == [3, 7]
+    res = r.invoke(main, ["gates", "--sync-late", "soon", *d])
+    assert res.exit_code == 2 and "duration" in res.stderr
