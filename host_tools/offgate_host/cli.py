@@ -1027,7 +1027,12 @@ def _ledger(bo, db):
 
 @main.command("sync")
 @data_option
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1, required=False)
+@click.option("--all", "all_gates", is_flag=True, help="every gate with a sync target (offgate gates target)")
+@click.option("--every", default=None, metavar="DURATION",
+              help="run unattended: sync again every DURATION (e.g. 5m), per-gate back-off on failure, one log "
+                   "line per sync; stops on Ctrl-C or SIGTERM")
+@click.option("--rounds", type=click.IntRange(1, 10 ** 6), default=None, hidden=True, help="testing: stop after N rounds")
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
 @click.option("--operator", default="operator", show_default=True, help="operator name (its key is kept in the data dir)")
 @click.option("--retries", type=click.IntRange(0, 100), default=3, show_default=True, help="retries on a broken link")
@@ -1039,18 +1044,38 @@ def _ledger(bo, db):
               "(after checking the host clock by hand)")
 @click.option("--drop-after", type=click.IntRange(1, 10 ** 6), default=None, hidden=True, help="testing: cut the link after N frames")
 @user_errors
-def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_time, timeout, force_time, drop_after):
-    """Sync gates: TARGET is tcp:HOST:PORT or serial:/dev/ttyUSB0. Pulls and decrypts the batch
-    summaries, ingests them into the ledger (chain verified), acknowledges them, then pushes the
-    deny list, the signed trust list and signed time."""
+def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries, max_records, no_push, no_time,
+             timeout, force_time, drop_after):
+    """Sync gates: TARGET is tcp:HOST:PORT or serial:/dev/ttyUSB0 (or --all: every gate's target).
+    Pulls and decrypts the batch summaries, ingests them into the ledger (chain verified),
+    acknowledges them, then pushes the deny list, the signed trust list and signed time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from . import syncclient
+    from . import fleet, syncclient
     from .backoffice import BackOfficeError
+    interval = _duration(every, "--every") if every is not None else None
+    if interval is not None and interval < 10:
+        raise UsageError("--every must be at least 10s")
     bo = _bo(data_dir)
-    led = _ledger(bo, db)
+    if all_gates:
+        if targets:
+            raise UsageError("give TARGETs or --all, not both")
+        targets = tuple(fleet.targets(bo).values())
+        if not targets:
+            raise OffgateError("no gate has a sync target: set them with `offgate gates target GATE_ID TARGET`")
+    elif not targets:
+        raise UsageError("give one or more TARGETs (tcp:HOST:PORT, serial:/dev/ttyUSB0) or --all")
     for t in targets:
         syncclient.parse_target(t)  # bad targets fail before anything happens
+    led = _ledger(bo, db)
+    kw = dict(retries=retries, operator=operator, push=not no_push, set_time=not no_time, max_records=max_records,
+              force_time=force_time)
+    if interval is not None or rounds is not None:
+        try:
+            _sync_unattended(bo, led, targets, interval or 300, rounds, timeout, kw)
+        finally:
+            led.close()
+        return
     failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[note]}"), console=_console()) as prog:
@@ -1079,6 +1104,56 @@ def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_
     led.close()
     if failed:
         raise click.ClickException("%d of %d gate(s) failed to sync" % (failed, len(targets)))
+
+
+_sleep = None  # tests replace it (no real waiting)
+
+
+def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
+    """`offgate sync --every`: each round syncs the gates that are due, one log line each (UTC time,
+    target, gate, outcome); a gate that fails is retried after a back-off (fleet.backoff) instead
+    of every round. Runs until interrupted (or `rounds` rounds, for tests)."""
+    import signal
+    import time as _time
+
+    from . import fleet, syncclient
+    from .backoffice import BackOfficeError
+    sleep = _sleep or _time.sleep
+
+    def stop(*_):
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, stop)  # systemd stops the service with SIGTERM
+    except ValueError:  # not the main thread (tests)
+        pass
+    due = {t: 0.0 for t in targets}
+    fails = {t: 0 for t in targets}
+    done = 0
+    while rounds is None or done < rounds:
+        now = _time.time()
+        for target in targets:
+            if due[target] > now:
+                continue
+            stamp = _iso(int(_time.time()))
+            try:
+                s = syncclient.sync_with_retries(lambda target=target: syncclient.parse_target(target, timeout),
+                                                 bo, led, **kw)
+            except (syncclient.SyncError, BackOfficeError, OSError) as e:
+                fails[target] += 1
+                wait = fleet.backoff(every, fails[target])
+                due[target] = _time.time() + wait
+                click.echo("%s %s FAILED (%d in a row): %s; next try in %ds" % (stamp, target, fails[target],
+                                                                                " ".join(str(e).split()), wait))
+                continue
+            fails[target] = 0
+            due[target] = _time.time() + every
+            click.echo("%s %s gate %s ok: %d new, %d duplicate, %d anomalies, %d fraud, drift %s s%s"
+                       % (stamp, target, s.get("gate_id", "?"), s["new"], s["duplicates"], s["anomalies"], s["fraud"],
+                          s.get("drift", "-"), "".join("; %s" % w for w in s.get("warnings", ()))))
+        done += 1
+        if rounds is not None and done >= rounds:
+            break
+        sleep(max(1.0, min(due.values()) - _time.time()))
 
 
 def _duration(text, what):
@@ -1446,6 +1521,25 @@ def gates_enroll(data_dir, db, gate_id, key_hex, gate_dir, replace, by_whom):
         led.close()
     click.echo("gate %d %s, device key %s" % (gate_id, "enrolled" if new else "already enrolled with that key",
                                              pub.hex()))
+
+
+@gates_group.command("target")
+@data_option
+@click.argument("gate_id", type=ID)
+@click.argument("target", required=False)
+@click.option("--clear", is_flag=True, help="forget the gate's target")
+@user_errors
+def gates_target(data_dir, gate_id, target, clear):
+    """Show or set how `offgate sync --all` reaches GATE_ID: TARGET is tcp:HOST:PORT or
+    serial:/dev/ttyUSB0."""
+    from . import fleet
+    bo = _bo(data_dir)
+    if clear:
+        fleet.set_target(bo, gate_id, None)
+    elif target is not None:
+        fleet.set_target(bo, gate_id, target)
+    t = fleet.targets(bo).get(gate_id)
+    click.echo("gate %d: %s" % (gate_id, t or "no sync target"))
 
 
 @gates_group.command("list")

@@ -47,3 +47,40 @@ def test_gates_registry_alerts_thresholds_and_cli(tmp_path):
     assert [g["gate"] for g in json.loads(res.output)] == [3, 7]
     res = r.invoke(main, ["gates", "--sync-late", "soon", *d])
     assert res.exit_code == 2 and "duration" in res.stderr
+
+
+def test_sync_all_every_backs_off_per_gate_one_line_each(tmp_path, monkeypatch):
+    import socket
+
+    from offgate_host import cli
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    res = r.invoke(main, ["sync", "--all", *d])
+    assert res.exit_code == 1 and "no gate has a sync target" in res.stderr
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens: every sync fails at once
+    assert r.invoke(main, ["gates", "target", "4", "tcp:127.0.0.1:%d" % port, *d]).exit_code == 0
+    res = r.invoke(main, ["gates", "target", "5", "carrier-pigeon", *d])
+    assert res.exit_code == 1 and res.stderr.startswith("offgate: ")
+    assert "tcp:127.0.0.1:%d" % port in r.invoke(main, ["gates", "target", "4", *d]).output
+    slept = []
+    monkeypatch.setattr(cli, "_sleep", slept.append)
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+
+    def advance(sec):
+        slept.append(sec)
+        clock[0] += sec
+    monkeypatch.setattr(cli, "_sleep", advance)
+    res = r.invoke(main, ["sync", "--all", "--every", "5m", "--retries", "0", "--rounds", "3", *d])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 3 and all("FAILED" in ln for ln in lines), lines  # one line per sync
+    assert [ln.split("next try in ")[1] for ln in lines] == ["600s", "1200s", "2400s"]  # doubling back-off
+    assert slept == [600.0, 1200.0]
+    assert fleet.backoff(300, 10) == 3600  # retried at least hourly
+    res = r.invoke(main, ["sync", "--all", "--every", "2s", *d])
+    assert res.exit_code == 2 and "at least 10s" in res.stderr
