@@ -1190,31 +1190,57 @@ def settle_cmd(data_dir, db, now):
 @main.command("report")
 @data_option
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+@click.option("--from", "date_from", default=None, metavar="DATE", help="first day (YYYY-MM-DD[THH:MM]), in --tz")
+@click.option("--to", "date_to", default=None, metavar="DATE", help="last day, included (YYYY-MM-DD[THH:MM]: up to)")
+@click.option("--gate", "gate_ids", type=ID, multiple=True, help="only this gate (repeatable)")
+@click.option("--station", "station_ids", multiple=True, help="only this station (repeatable)")
+@click.option("--tz", default=None, envvar="OFFGATE_TZ", help="the operator's time zone, IANA name [default: UTC]")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="the full ledger report as JSON (gate health, all tables)")
+@click.option("--details", is_flag=True, help="the full ledger report as wide tables (gate health, anomalies)")
 @user_errors
-def report_cmd(data_dir, db, as_json):
-    """Passages per gate and hour, denials by reason, fraud flags, gate health."""
+def report_cmd(data_dir, db, date_from, date_to, gate_ids, station_ids, tz, fmt, as_json, details):
+    """Passages and denials per hour, per gate and station, denials by reason, revenue per product
+    and station, fraud flags; filtered by date range, gate and station, in the operator's time zone.
+    Text fits 80 columns; --format json|csv exports."""
     import json
 
     from . import report
     bo = _bo(data_dir)
     led = _ledger(bo, db)
-    rep = led.report()
-    from .fares import settle as fare_settle
-    from .fares import store as fare_store
-    if fare_store.versions(led.db):
-        rep["revenue"] = fare_settle.revenue(led.db)
-    led.close()
-    if as_json:
+    try:
+        if as_json or details:
+            rep = led.report()
+            from .fares import settle as fare_settle
+            from .fares import store as fare_store
+            if fare_store.versions(led.db):
+                rep["revenue"] = fare_settle.revenue(led.db)
+            if as_json:
+                click.echo(json.dumps(report.jsonable(rep), indent=1))
+                return
+            con = _console()
+            for t in report.tables(rep):
+                con.print(t)
+            if "revenue" in rep:
+                from .fares.show import revenue_tables
+                for t in revenue_tables(rep["revenue"]):
+                    con.print(t)
+            return
+        tz = tz or "UTC"
+        since = report.parse_day(date_from, tz) if date_from else None
+        until = report.parse_day(date_to, tz, end=True) if date_to else None
+        if since is not None and until is not None and until <= since:
+            raise UsageError("--to must be after --from")
+        rep = report.build(led, bo, since, until, list(gate_ids), list(station_ids), tz)
+    finally:
+        led.close()
+    if fmt == "json":
         click.echo(json.dumps(report.jsonable(rep), indent=1))
-        return
-    con = _console()
-    for t in report.tables(rep):
-        con.print(t)
-    if "revenue" in rep:
-        from .fares.show import revenue_tables
-        for t in revenue_tables(rep["revenue"]):
-            con.print(t)
+    elif fmt == "csv":
+        click.echo(report.csv_text(rep), nl=False)
+    else:
+        for line in report.text_lines(rep):
+            click.echo(line)
 
 
 @main.group("ledger")
