@@ -55,6 +55,13 @@ def user_errors(f):
     return wrapper
 
 
+def _prompt_passphrase(path=None):
+    """The keys' passphrase from the terminal (None without one: the caller says what to do)."""
+    if not sys.stdin.isatty():
+        return None
+    return click.prompt("passphrase for the back office's keys", hide_input=True, err=True)
+
+
 class OffgateGroup(click.Group):
     """The entry point's error policy (host_tools/offgate_host/errors.py): an OffgateError or a
     click error that is not a usage error prints `offgate: <message>` (one line, exit 1, or 2 for
@@ -77,6 +84,8 @@ class OffgateGroup(click.Group):
         import os
 
         from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OffgateError
+        from . import keys
+        keys.set_passphrase_provider(_prompt_passphrase)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -1456,6 +1465,69 @@ cli_stats.register(main, data_option, db_option, user_errors, _open_ledger)
 from . import cli_receipts  # noqa: E402  (registers `offgate receipt` and `offgate wallet receipt`)
 
 cli_receipts.register(main, wallet, data_option, db_option, user_errors, _open_ledger)
+
+
+# ----------------------------------------------------------------------------- keys at rest, backup, restore
+@main.group("keys")
+def keys_group():
+    """The back office's private keys at rest (issuer, root, batch, operator keys)."""
+
+
+@keys_group.command("encrypt")
+@data_option
+@user_errors
+def keys_encrypt(data_dir):
+    """Encrypt every private key with a passphrase (env OFFGATE_PASSPHRASE, else asked twice). Keys
+    made later are encrypted too while OFFGATE_PASSPHRASE is set; commands that sign then need it
+    (env or prompt)."""
+    import os
+
+    from . import backup, keys
+    bo = _bo(data_dir)
+    bo.close()
+    pw = os.environ.get(keys.PASSPHRASE_ENV)
+    if not pw:
+        if not sys.stdin.isatty():
+            raise UsageError("set %s or run from a terminal to be asked for the passphrase" % keys.PASSPHRASE_ENV)
+        pw = click.prompt("new passphrase", hide_input=True, confirmation_prompt=True, err=True)
+    done = backup.encrypt_keys(data_dir, pw)
+    click.echo("%d key(s) encrypted%s" % (len(done), (": " + ", ".join(done)) if done else " (all were already)"))
+
+
+@keys_group.command("status")
+@data_option
+@user_errors
+def keys_status(data_dir):
+    """Which private keys are encrypted at rest."""
+    from . import keys
+    _bo(data_dir).close()
+    for p in sorted((Path(data_dir) / "keys").glob("*.pem")):
+        click.echo("%-40s %s" % (p.name, "encrypted" if keys.is_encrypted_pem(p.read_bytes()) else "NOT encrypted"))
+
+
+@main.command("backup")
+@data_option
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@user_errors
+def backup_cmd(data_dir, out):
+    """Write the back office (a consistent copy of its database, and its keys as they are at rest)
+    to the archive OUT (.tar.gz, with SHA-256 checksums)."""
+    from . import backup
+    m = backup.backup(data_dir, out)
+    click.echo("backup of %s -> %s: %d file(s), %d encrypted key(s)" % (data_dir, out, len(m["files"]),
+                                                                       len(m["encrypted_keys"])))
+
+
+@main.command("restore")
+@data_option
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@user_errors
+def restore_cmd(data_dir, archive):
+    """Restore ARCHIVE (from `offgate backup`) into the data directory, which must be new or empty;
+    every file is checked against the backup's checksums before anything is written."""
+    from . import backup
+    m = backup.restore(archive, data_dir)
+    click.echo("restored %d file(s) into %s (backup of %s)" % (len(m["files"]), data_dir, _iso(m["created"])))
 
 
 # ----------------------------------------------------------------------------- gates (enrolment)
