@@ -1440,6 +1440,17 @@ def serve(data_dir, db, host, port, base_url):
     if db is not None:
         _ledger(_bo(data_dir), db).close()
     _check_port_free(host, port)
+    import os
+
+    from . import keys
+    # encrypted keys: the passphrase is asked once here, never from a request's thread
+    if any(keys.is_encrypted_pem(p.read_bytes()) for p in (Path(data_dir) / "keys").glob("*.pem")) \
+            and not os.environ.get(keys.PASSPHRASE_ENV):
+        pw = _prompt_passphrase()
+        if not pw:
+            raise UsageError("the keys are encrypted: set %s or start the server from a terminal" % keys.PASSPHRASE_ENV)
+        os.environ[keys.PASSPHRASE_ENV] = pw
+    keys.set_passphrase_provider(None)
     if not VENDOR.is_dir():
         raise click.ClickException("the wallet's JavaScript libraries are missing: run `make web` "
                                    "(npm ci in host_tools/offgate_host/web)")
