@@ -544,6 +544,13 @@ class Ledger:
                 "SELECT seq, chain FROM ledger_records WHERE gate = ? AND seq >= ? AND seq <= ?",
                 (gate, min(seqs), max(seqs)))}
         new_rows, opens = [], []
+
+        def flush():
+            # one bulk write (COPY on PostgreSQL), then one look for double use, per batch
+            db.insert_rows("ledger_records", RECORD_COLS, new_rows)
+            if opens:
+                res["fraud"] += self._double_uses(gate, opens, now, res["deny"])
+            del new_rows[:], opens[:]
         try:
             if records and meta.get("chain_ok") is False:
                 res["anomalies"] += self._anomaly(gate, records[-1]["seq"], "chain_mismatch",
@@ -577,6 +584,7 @@ class Ledger:
                         self._keep(gate, "conflict", r, now)
                         res["conflicts"] = res.get("conflicts", 0) + 1
                         if r["decision"] == "OPEN" and r.get("cti"):
+                            flush()  # this batch's earlier records first: they count as stored
                             res["fraud"] += self._double_use(gate, r, now, res["deny"])
                     continue
                 if seq != head_seq + 1:
@@ -601,10 +609,7 @@ class Ledger:
                     head_seq, head = seq, bytes(r["chain"])
                 if r["decision"] == "OPEN" and r.get("cti"):
                     opens.append(r)
-            # one bulk write per batch (COPY on PostgreSQL), then one look for double use
-            db.insert_rows("ledger_records", RECORD_COLS, new_rows)
-            if opens:
-                res["fraud"] += self._double_uses(gate, opens, now, res["deny"])
+            flush()
             if records and meta.get("chain") and head_seq == records[-1]["seq"]:
                 head = bytes(meta["chain"])  # the gate's own chain: the next batch links to it
             db.execute("UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?", (head_seq, head, gate))
