@@ -34,22 +34,30 @@ def parse_args(argv):
         if i + 1 >= len(argv):
             usage("option %s needs a value" % a)
         v = argv[i + 1]
-        if a == "--tcp":
-            host, _, port = v.rpartition(":")
-            opts["tcp"] = (host or "127.0.0.1", int(port))
-        elif a == "--sync":
-            host, _, port = v.rpartition(":")
-            opts["sync"] = (host or "127.0.0.1", int(port))
+        if a in ("--tcp", "--sync"):
+            opts[a[2:]] = _address(a, v)
         elif a == "--pty":
             opts["pty"] = v
-        elif a == "--clock-offset":
-            opts["offset"] = int(v)
-        elif a == "--rtc-start":
-            opts["rtc_start"] = int(v)
+        elif a in ("--clock-offset", "--rtc-start"):
+            try:
+                opts["offset" if a == "--clock-offset" else "rtc_start"] = int(v)
+            except ValueError:
+                usage("%s needs whole seconds, got %r" % (a, v))
         else:
             usage("unknown option " + a)
         i += 2
     return opts
+
+
+def _address(opt, v):
+    host, _, port = v.rpartition(":")
+    try:
+        port = int(port)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        usage("%s needs HOST:PORT with a port 1..65535, got %r" % (opt, v))
+    return host or "127.0.0.1", port
 
 
 def sim_rtc(opts):
@@ -62,6 +70,17 @@ def sim_rtc(opts):
 
 
 def main():
+    try:
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C at the terminal: a one-line goodbye, not a traceback
+        sys.stderr.write("sim_main: interrupted\n")
+        sys.exit(130)
+    except OSError as e:  # e.g. an address this host cannot listen on
+        sys.stderr.write("sim_main: %s\n" % e)
+        sys.exit(1)
+
+
+def _main():
     opts = parse_args(sys.argv[1:])
     from offgate import config
     try:

@@ -295,6 +295,14 @@ def test_validation_names_file_line_and_field(tmp_path):
     assert "timeframes.txt line 2 field end_time: 07:00:00 is not after" in msg
     assert "timeframes.txt line 3 field end_time: start_time and end_time go together" in msg
     assert "timeframes.txt line 4 field service_id: unknown service_id 'nosuch'" in msg
+    d3 = _copy(FIX / "bus", tmp_path / "huge")  # an amount no fare can be: refused, not an overflow at settlement
+    rows = (d3 / "fare_products.txt").read_text().splitlines()
+    head = rows[0].split(",")
+    first = rows[1].split(",")
+    first[head.index("amount")] = "99999999999999999999999.00"
+    (d3 / "fare_products.txt").write_text("\n".join([rows[0], ",".join(first)] + rows[2:]) + "\n")
+    with pytest.raises(FeedError, match="fare_products.txt line 2 field amount: .* beyond"):
+        read_feed(d3)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FeedError, match="fare_products.txt: file missing"):
         read_feed(tmp_path / "empty")

@@ -21,17 +21,47 @@ def file_reader(path):
     return FileReader(open(path, "rb"))
 
 
+class Queue:
+    """One connection served at a time, at most `waiting` more queued: a flood of connections is
+    closed at once instead of each holding a task and buffers until the heap runs out."""
+
+    def __init__(self, waiting=2):
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+        self.limit = waiting
+
+    def full(self):
+        return self.waiting >= self.limit
+
+
+async def _close(writer):
+    try:
+        writer.close()
+        await writer.wait_closed()
+    except Exception:
+        pass
+
+
 async def serve_tcp(gate, host, port):
     """Accept scanner connections one after another; each is read until it closes."""
-    busy = asyncio.Lock()
+    q = Queue()
 
     async def handle(reader, writer):
-        async with busy:
-            try:
-                await gate.run(reader)
-            finally:
-                writer.close()
-                await writer.wait_closed()
+        if q.full():
+            await _close(writer)
+            return
+        q.waiting += 1
+        try:
+            async with q.lock:
+                q.waiting -= 1
+                try:
+                    await gate.run(reader)
+                except Exception as e:  # a broken connection (or a full heap) must not stop the gate
+                    _log("scanner link: %r" % (e,))
+                finally:
+                    await _close(writer)
+        except Exception:
+            q.waiting -= 1
 
     server = await asyncio.start_server(handle, host, port)
     gate.emit({"event": "listening", "host": host, "port": port})
@@ -63,22 +93,27 @@ def _unload():
 
 def _log(msg):
     try:
-        sys.stderr.write("sync: %s\n" % msg)
+        sys.stderr.write("%s\n" % msg)
     except Exception:
         pass
 
 
 async def serve_sync(gate, host, port):
     """One sync session per TCP connection, one at a time (the log has one reader)."""
-    busy = asyncio.Lock()
+    q = Queue()
 
     async def handle(reader, writer):
-        async with busy:
+        if q.full():
+            await _close(writer)
+            return
+        q.waiting += 1
+        async with q.lock:
+            q.waiting -= 1
             s = None
             try:
                 import gc
                 gc.collect()
-                _log("session start, heap free %d" % gc.mem_free())
+                _log("sync: session start, heap free %d" % gc.mem_free())
                 from offgate import syncserver
                 s = syncserver.SyncServer(gate, log=sys.stderr).session()
                 while not s.closed:
@@ -93,7 +128,7 @@ async def serve_sync(gate, host, port):
                         writer.write(out)
                         await writer.drain()
             except Exception as e:  # a broken link (or no heap for the sync code) must not stop the gate
-                _log("link: %r" % (e,))
+                _log("sync: link: %r" % (e,))
             finally:
                 if s is not None:
                     s.close()

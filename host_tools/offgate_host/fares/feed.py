@@ -23,6 +23,9 @@ FILES = ("agency.txt", "stops.txt", "areas.txt", "stop_areas.txt", "fare_product
          "rider_categories.txt", "fare_leg_rules.txt", "fare_transfer_rules.txt", "timeframes.txt",
          "calendar.txt", "calendar_dates.txt", "feed_info.txt")
 REQUIRED_FILES = ("fare_products.txt", "fare_leg_rules.txt")
+# the largest fare amount, in minor units, either sign: far above any real fare, and far inside
+# the 64-bit integers the ledger stores sums of many fares in
+MAX_MINOR = 10 ** 9
 # ISO 4217 minor units where they are not 2 (the GTFS reference points to ISO 4217 for amounts)
 MINOR_UNITS = {"BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0,
                "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0, "TND": 3, "UGX": 0,
@@ -246,6 +249,9 @@ def read_feed(path):
                 if scaled != scaled.to_integral_value():
                     P.append(("fare_products.txt", line, "amount",
                               "%s has more decimals than %s allows (%d)" % (amount_s, cur, digits)))
+                elif abs(scaled) > MAX_MINOR:
+                    P.append(("fare_products.txt", line, "amount",
+                              "%s is beyond the %d minor units a fare may be" % (amount_s, MAX_MINOR)))
                 else:
                     minor = int(scaled)  # may be negative: a transfer discount (reference)
             except InvalidOperation:
