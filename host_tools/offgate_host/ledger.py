@@ -286,17 +286,10 @@ class _DB:
                                                                        ", ".join("?" * len(cols))), rows)
 
     def mark_settled(self, done):
-        """Set ledger_records.settled for many (settled, gate, seq): one statement on PostgreSQL."""
-        if not done:
-            return
-        if self.kind == "pg":
-            # one statement per (mark, gate): seq = ANY(array) walks the (gate, seq) index
-            groups = {}
-            for s_, gate, seq in done:
-                groups.setdefault((s_, gate), []).append(seq)
-            for (s_, gate), seqs in groups.items():
-                self.execute("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ANY(?)", (s_, gate, seqs))
-        else:
+        """Set ledger_records.settled for many (settled, gate, seq). executemany: on PostgreSQL
+        psycopg pipelines it (no round trip per row); a set-based UPDATE (unnest, = ANY) was
+        measured superlinear here, its plan at the mercy of the table's statistics."""
+        if done:
             self.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
 
     def open_matches(self, keyset):
