@@ -296,14 +296,13 @@ def _trips(bo, led, account, ctis, request):
                              "ORDER BY t, gate, seq" % marks, (request[R_FROM], request[R_TO], *ctis)).fetchall()
         if not rows:
             raise ReceiptError("no charged trips for this rider between %d and %d" % (request[R_FROM], request[R_TO]))
-    smap = stations.station_map(led)
     out = []
     for gate, seq, cti, amount, t in rows:
         rec = led.db.one("SELECT chain, station FROM ledger_records WHERE gate = ? AND seq = ?", (gate, seq))
         if rec is None:
             raise ReceiptError("trip gate %d seq %d is charged but not in the ledger" % (gate, seq))
         cred = bo.credential(bytes(cti))
-        out.append({"gate": int(gate), "seq": int(seq), "t": int(t), "station": stations.station_of(smap, gate, rec["station"]),
+        out.append({"gate": int(gate), "seq": int(seq), "t": int(t), "station": stations.record_station(gate, rec["station"]),
                     "product": cred["product"], "credential": bytes(cti), "amount": int(amount),
                     "record": bytes(rec["chain"])})
     return out
