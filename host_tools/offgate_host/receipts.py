@@ -185,7 +185,11 @@ def encrypt_to(enc_pub65, plaintext) -> bytes:
     """COSE_Encrypt (tag 96): A256GCM content key from ECDH-ES + HKDF-256 (RFC 9053 §6.3) with an
     ephemeral sender key, to the rider's registered P-256 encryption key."""
     k = _ecdh_cose_key(enc_pub65)
-    r = Recipient.new(unprotected={1: ALG_ECDH_ES_HKDF_256, 4: keys.kid_of(keys.pub_bytes(bytes(enc_pub65)))},
+    # alg in the recipient's protected header: RFC 9053 §5.2 puts that header's bytes into the KDF
+    # context, and cwt puts {1: alg} there whatever the header holds, so the two agree only this way
+    # (a WebCrypto wallet builds the context from the header it receives: docs/receipts.md)
+    r = Recipient.new(protected={1: ALG_ECDH_ES_HKDF_256},
+                      unprotected={4: keys.kid_of(keys.pub_bytes(bytes(enc_pub65)))},
                       recipient_key=k, context={"alg": CONTENT_ALG})
     return COSE.new().encode(bytes(plaintext), protected={1: ALG_A256GCM}, recipients=[r])
 
@@ -561,8 +565,17 @@ def read_bundle(bundle_bytes, enc_priv=None) -> dict:
         raise ReceiptError(str(e)) from None
 
 
-def stored(led, account=None) -> list:
-    """The back office's receipts: [{"id", "idx", "account", "created"}], oldest first."""
+def stored(led, account=None, rider_pub=None) -> list:
+    """The back office's receipts: [{"id", "idx", "account", "created"}], oldest first; only one
+    account's, or only those asked for by one wallet key (65-byte SEC1), when given."""
     _ensure(led)
-    q = "SELECT id, idx, account, created FROM receipts" + (" WHERE account = ?" if account else "") + " ORDER BY idx"
-    return [dict(r, id=bytes(r["id"])) for r in led.db.rows(q, (account,) if account else ())]
+    where, args = [], []
+    if account:
+        where.append("account = ?")
+        args.append(account)
+    if rider_pub is not None:
+        where.append("rider_pub = ?")
+        args.append(bytes(rider_pub))
+    q = "SELECT id, idx, account, created FROM receipts" + (" WHERE " + " AND ".join(where) if where else "") \
+        + " ORDER BY idx"
+    return [dict(r, id=bytes(r["id"])) for r in led.db.rows(q, tuple(args))]
