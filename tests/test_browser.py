@@ -407,6 +407,34 @@ def test_wallet_requests_decrypts_verifies_and_keeps_a_receipt(site, browser, tm
     assert out[0][0] == 200 and out[1] == [400, "receipt request already answered (replayed)"], out
     assert out[2][0] == 400 and "no charged trip gate 99" in out[2][1], out
     assert out[3][0] == 400 and "signature verification failed" in out[3][1], out
+    # a receipt the back office issued outside this page (for one trip: gate, seq) reaches the
+    # wallet in its next renewal's list; kept receipts get the newer tree head, verified again
+    req = page.evaluate("t => window.offgateWallet.makeReceiptRequest({trip: t})", [GATE_ID, trips[0][1]])
+    with BackOffice(site["dir"]) as bo:
+        led = Ledger.for_backoffice(bo)
+        try:
+            other = receipts.parse_bundle(receipts.issue(bo, led, bytes.fromhex(req)))["id"].hex()
+            n = len(receipts.stored(led))
+        finally:
+            led.close()
+        enc_pub = receipts.enc_key_of(bo, bytes.fromhex(page.evaluate("window.offgateWallet.state().then(s => s.pub)")))
+    listed = page.evaluate("window.offgateWallet.renew().then(r => r.receipts.map(x => x.id))")
+    assert other in listed and r["id"] in listed and len(listed) == n == 3
+    kept = page.evaluate("window.offgateWallet.receipts()")
+    assert [k["id"] for k in kept if k["id"] in (r["id"], other)] == [r["id"], other]
+    assert {k["size"] for k in kept} == {3} and kept[-1]["body"]["period"] is None
+    page.wait_for_selector("#receipt-list li[data-id='%s']" % other)
+    # receipts encrypted before the recipient's alg moved into its protected header (cwt puts
+    # {1: alg} into the KDF context either way) still decrypt in the page
+    from cwt import COSE, Recipient
+    from offgate_host import keys
+    old = Recipient.new(unprotected={1: -25, 4: keys.kid_of(enc_pub)}, recipient_key=receipts._ecdh_cose_key(enc_pub),
+                        context={"alg": "A256GCM"})
+    for enc in (COSE.new().encode(b"legacy layout", protected={1: 3}, recipients=[old]),
+                receipts.encrypt_to(enc_pub, b"legacy layout")):
+        assert page.evaluate("""h => window.offgateWallet.decryptReceipt(new Uint8Array(h.match(/../g).map(x => parseInt(x, 16))))
+            .then(b => new TextDecoder().decode(b))""", enc.hex()) == "legacy layout"
+
     # kept in IndexedDB: shown offline after a reload
     browser.ctx.set_offline(True)
     try:

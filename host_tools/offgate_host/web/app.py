@@ -603,16 +603,22 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
             req = bytes.fromhex(body.request)
         except ValueError:
             raise HTTPException(400, "request must be hex")
+        try:  # which wallet asks (read only: receipts.issue checks the request)
+            cti = formats._decode_map(formats._split_sign1(req, "receipt request")[3], "receipt request").get(
+                receipts.R_CTI)
+        except ValueError as e:
+            raise HTTPException(400, str(e))
         with open_bo() as bo:
+            cred = bo.credential(cti) if isinstance(cti, bytes) and len(cti) == 8 else None
+            w = store.wallet(bo, cred["rider_pub"]) if cred else None
+            if w is not None and w["revoked"]:  # a lost phone gets no receipts either
+                raise HTTPException(403, "this wallet was revoked; enrol again with a new link")
             led = open_ledger(bo)
             try:
                 bundle = receipts.issue(bo, led, req)
             finally:
                 led.close()
-            rid = receipts.parse_bundle(bundle)["id"]
-            cred = bo.credential(formats._decode_map(formats._split_sign1(req, "receipt request")[3],
-                                                     "receipt request")[receipts.R_CTI])
-            return {"id": rid.hex(), "receipts": wallet_receipts(bo, cred["rider_pub"])}
+            return {"id": receipts.parse_bundle(bundle)["id"].hex(), "receipts": wallet_receipts(bo, cred["rider_pub"])}
 
     @app.get("/api/wallet/receipt-keys", summary="The public keys that verify receipts and the receipt log's tree heads")
     def wallet_receipt_keys():
