@@ -400,6 +400,11 @@ def _issue(bo, led, request, now):
                         "path": path, "sth": sth})
 
 
+def _bundle(rid, enc, idx, head, path) -> bytes:
+    return cbor2.dumps({"v": BUNDLE_VERSION, "id": bytes(rid), "receipt": bytes(enc), "index": int(idx),
+                        "size": head["size"], "path": path, "sth": head["sth"]})
+
+
 def bundle_of(led, receipt_id) -> bytes:
     """A fresh bundle for a stored receipt: inclusion in the latest signed tree."""
     _ensure(led)
@@ -407,8 +412,23 @@ def bundle_of(led, receipt_id) -> bytes:
     if r is None:
         raise ReceiptError("no receipt %s" % bytes(receipt_id).hex())
     head = latest_sth(led)
-    return cbor2.dumps({"v": BUNDLE_VERSION, "id": bytes(receipt_id), "receipt": bytes(r["enc"]), "index": int(r["idx"]),
-                        "size": head["size"], "path": inclusion(led, int(r["idx"]), head["size"]), "sth": head["sth"]})
+    return _bundle(receipt_id, r["enc"], r["idx"], head, inclusion(led, int(r["idx"]), head["size"]))
+
+
+def wallet_bundles(led, rider_pub) -> list:
+    """Every receipt one wallet key (65-byte SEC1) asked for, as fresh bundles (inclusion in the
+    latest signed tree): [{"id", "created", "bundle"}], oldest first. Reads the log once."""
+    _ensure(led)
+    mine = led.db.rows("SELECT id, idx, enc, created FROM receipts WHERE rider_pub = ? ORDER BY idx", (bytes(rider_pub),))
+    if not mine:
+        return []
+    head = latest_sth(led)
+    lh, _ = _leaf_hashes(led, head["size"])
+    if len(lh) != head["size"]:
+        raise ReceiptError("the log holds %d entries, not %d" % (len(lh), head["size"]))
+    return [{"id": bytes(r["id"]), "created": int(r["created"]),
+             "bundle": _bundle(r["id"], r["enc"], r["idx"], head, merklelog.inclusion_path(int(r["idx"]), lh))}
+            for r in mine]
 
 
 # ---------------------------------------------------------------------------- verification
@@ -565,17 +585,8 @@ def read_bundle(bundle_bytes, enc_priv=None) -> dict:
         raise ReceiptError(str(e)) from None
 
 
-def stored(led, account=None, rider_pub=None) -> list:
-    """The back office's receipts: [{"id", "idx", "account", "created"}], oldest first; only one
-    account's, or only those asked for by one wallet key (65-byte SEC1), when given."""
+def stored(led, account=None) -> list:
+    """The back office's receipts: [{"id", "idx", "account", "created"}], oldest first."""
     _ensure(led)
-    where, args = [], []
-    if account:
-        where.append("account = ?")
-        args.append(account)
-    if rider_pub is not None:
-        where.append("rider_pub = ?")
-        args.append(bytes(rider_pub))
-    q = "SELECT id, idx, account, created FROM receipts" + (" WHERE " + " AND ".join(where) if where else "") \
-        + " ORDER BY idx"
-    return [dict(r, id=bytes(r["id"])) for r in led.db.rows(q, tuple(args))]
+    q = "SELECT id, idx, account, created FROM receipts" + (" WHERE account = ?" if account else "") + " ORDER BY idx"
+    return [dict(r, id=bytes(r["id"])) for r in led.db.rows(q, (account,) if account else ())]

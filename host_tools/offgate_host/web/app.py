@@ -512,8 +512,8 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
         proves inclusion under the newest signed tree head). Only the rider can decrypt them."""
         led = open_ledger(bo)
         try:
-            return [{"id": r["id"].hex(), "created": r["created"], "bundle": receipts.bundle_of(led, r["id"]).hex()}
-                    for r in receipts.stored(led, rider_pub=pub65)]
+            return [{"id": r["id"].hex(), "created": r["created"], "bundle": r["bundle"].hex()}
+                    for r in receipts.wallet_bundles(led, pub65)]
         finally:
             led.close()
 
