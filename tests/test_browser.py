@@ -435,6 +435,13 @@ def test_wallet_requests_decrypts_verifies_and_keeps_a_receipt(site, browser, tm
         assert page.evaluate("""h => window.offgateWallet.decryptReceipt(new Uint8Array(h.match(/../g).map(x => parseInt(x, 16))))
             .then(b => new TextDecoder().decode(b))""", enc.hex()) == "legacy layout"
 
+    # the page's own button: a receipt for this (UTC) month, which holds the trip
+    if time.gmtime(t_trip)[:2] == time.gmtime()[:2]:
+        page.click("#receipt-month")
+        page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Receipt')")
+        assert page.inner_text("#status") == "Receipt received."
+        assert page.locator("#receipt-list li").count() == 4
+
     # kept in IndexedDB: shown offline after a reload
     browser.ctx.set_offline(True)
     try:
