@@ -185,7 +185,11 @@ def encrypt_to(enc_pub65, plaintext) -> bytes:
     """COSE_Encrypt (tag 96): A256GCM content key from ECDH-ES + HKDF-256 (RFC 9053 §6.3) with an
     ephemeral sender key, to the rider's registered P-256 encryption key."""
     k = _ecdh_cose_key(enc_pub65)
-    r = Recipient.new(unprotected={1: ALG_ECDH_ES_HKDF_256, 4: keys.kid_of(keys.pub_bytes(bytes(enc_pub65)))},
+    # alg in the recipient's protected header: RFC 9053 §5.2 puts that header's bytes into the KDF
+    # context, and cwt puts {1: alg} there whatever the header holds, so the two agree only this way
+    # (a WebCrypto wallet builds the context from the header it receives: docs/receipts.md)
+    r = Recipient.new(protected={1: ALG_ECDH_ES_HKDF_256},
+                      unprotected={4: keys.kid_of(keys.pub_bytes(bytes(enc_pub65)))},
                       recipient_key=k, context={"alg": CONTENT_ALG})
     return COSE.new().encode(bytes(plaintext), protected={1: ALG_A256GCM}, recipients=[r])
 
@@ -395,6 +399,11 @@ def _issue(bo, led, request, now):
                         "path": path, "sth": sth})
 
 
+def _bundle(rid, enc, idx, head, path) -> bytes:
+    return cbor2.dumps({"v": BUNDLE_VERSION, "id": bytes(rid), "receipt": bytes(enc), "index": int(idx),
+                        "size": head["size"], "path": path, "sth": head["sth"]})
+
+
 def bundle_of(led, receipt_id) -> bytes:
     """A fresh bundle for a stored receipt: inclusion in the latest signed tree."""
     _ensure(led)
@@ -402,8 +411,23 @@ def bundle_of(led, receipt_id) -> bytes:
     if r is None:
         raise ReceiptError("no receipt %s" % bytes(receipt_id).hex())
     head = latest_sth(led)
-    return cbor2.dumps({"v": BUNDLE_VERSION, "id": bytes(receipt_id), "receipt": bytes(r["enc"]), "index": int(r["idx"]),
-                        "size": head["size"], "path": inclusion(led, int(r["idx"]), head["size"]), "sth": head["sth"]})
+    return _bundle(receipt_id, r["enc"], r["idx"], head, inclusion(led, int(r["idx"]), head["size"]))
+
+
+def wallet_bundles(led, rider_pub) -> list:
+    """Every receipt one wallet key (65-byte SEC1) asked for, as fresh bundles (inclusion in the
+    latest signed tree): [{"id", "created", "bundle"}], oldest first. Reads the log once."""
+    _ensure(led)
+    mine = led.db.rows("SELECT id, idx, enc, created FROM receipts WHERE rider_pub = ? ORDER BY idx", (bytes(rider_pub),))
+    if not mine:
+        return []
+    head = latest_sth(led)
+    lh, _ = _leaf_hashes(led, head["size"])
+    if len(lh) != head["size"]:
+        raise ReceiptError("the log holds %d entries, not %d" % (len(lh), head["size"]))
+    return [{"id": bytes(r["id"]), "created": int(r["created"]),
+             "bundle": _bundle(r["id"], r["enc"], r["idx"], head, merklelog.inclusion_path(int(r["idx"]), lh))}
+            for r in mine]
 
 
 # ---------------------------------------------------------------------------- verification

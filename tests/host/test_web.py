@@ -190,7 +190,22 @@ def test_reenrol_after_lost_key_revokes_the_old_wallet(site):
     assert r.status_code == 403 and "revoked" in r.json()["detail"]
     with BackOffice(d) as bo:
         assert bytes.fromhex(old_cti) in bo.deny_list()
-    assert new.renew(c).status_code == 200
+    new_cti = new.renew(c).json()["cti"]
+    # receipts (POST /api/wallet/receipts): the lost wallet gets none; receipts.issue's own checks
+    # answer the rest in one line (this Python wallet registered no encryption key)
+    from offgate_host import receipts
+    period = (int(time.time()) - 3600, int(time.time()) + 3600)
+    r = c.post("/api/wallet/receipts", json={"request": receipts.make_request(lost.key, bytes.fromhex(old_cti),
+                                                                              period=period).hex()})
+    assert r.status_code == 403 and "revoked" in r.json()["detail"]
+    r = c.post("/api/wallet/receipts", json={"request": receipts.make_request(new.key, bytes.fromhex(new_cti),
+                                                                              period=period).hex()})
+    assert r.status_code == 400 and "no receipt encryption key" in r.json()["detail"]
+    r = c.post("/api/wallet/receipts", json={"request": receipts.make_request(lost.key, bytes.fromhex(new_cti),
+                                                                              period=period).hex()})
+    assert r.status_code == 400 and "signature verification failed" in r.json()["detail"]
+    for bad in ("zz", "d284", ""):
+        assert c.post("/api/wallet/receipts", json={"request": bad}).status_code == 400
 
 
 def test_admin_manages_staff_others_cannot(site):
