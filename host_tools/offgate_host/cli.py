@@ -486,7 +486,7 @@ def inspect_cmd(data_dir, qrtext, trust_file, now, gate_id, zone):
 
 
 @main.command("demo")
-@click.option("--heap", default=None, help="MicroPython heap for the simulated gate [default: 128k on a 32-bit build, 144k on the 64-bit port]")
+@click.option("--heap", default=None, help="MicroPython heap for the simulated gate [default: 128k on a 32-bit build, 160k on the 64-bit port]")
 @click.option("--keep", type=click.Path(file_okay=False), default=None,
               help="put the demo's back office, wallets and gate files here instead of a temp dir")
 def demo_cmd(heap, keep):
@@ -567,7 +567,7 @@ def gate_place(data_dir, gate_id, station, direction, db):
 @gate.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--heap", default=None,
-              help="MicroPython heap [default: 128k on a 32-bit build, 144k on the 64-bit port; more with --sync]")
+              help="MicroPython heap [default: 128k on a 32-bit build, 160k on the 64-bit port; more with --sync]")
 @click.option("--tcp", default=None, metavar="HOST:PORT", help="read scanner lines from TCP instead of stdin")
 @click.option("--sync", "sync_addr", default=None, metavar="HOST:PORT", help="also listen for the sync tool here")
 @click.option("--micropython", "mp", default=None, envvar="OFFGATE_MICROPYTHON", metavar="PATH",
