@@ -1048,6 +1048,8 @@ def serve(data_dir, db, host, port, base_url):
     if not VENDOR.is_dir():
         raise click.ClickException("the wallet's JavaScript libraries are missing: run `make web` "
                                    "(npm ci in host_tools/offgate_host/web)")
+    click.echo("offgate serve: dashboard http://%s:%d/  wallet http://%s:%d/wallet/  (Ctrl-C stops)"
+               % (host, port, host, port), err=True)
     uvicorn.run(create_app(data_dir, db, base_url), host=host, port=port, log_level="warning")
 # ----------------------------------------------------------------------------- statistics and receipts
 def db_option(f):

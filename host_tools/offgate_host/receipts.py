@@ -85,6 +85,16 @@ def _now(now=None):
     return int(time.time() if now is None else now)
 
 
+def money(v, cur) -> str:
+    """`v` minor units of currency `cur` as text in major units ("5.00 PLN", "500 JPY")."""
+    from .fares.feed import MINOR_UNITS
+    d = MINOR_UNITS.get(cur, 2)
+    sign, v = ("-" if v < 0 else ""), abs(int(v))
+    if not d:
+        return "%s%d %s" % (sign, v, cur)
+    return "%s%d.%0*d %s" % (sign, v // 10 ** d, d, v % 10 ** d, cur)
+
+
 def _ensure(led):
     led.db.ensure("receipts", SCHEMA)
 
@@ -495,7 +505,8 @@ def verify_bundle(bundle_bytes, receipt_pub, log_pub, enc_priv=None, led=None) -
         raise ReceiptError("the receipt is malformed (trips, total or tax)") from None
     if not sums_ok:
         raise ReceiptError("the receipt's totals or tax do not add up")
-    checks.append("totals: %d trip(s), %d %s, tax %d" % (len(trips), total, body.get("currency"), body["tax"]["tax"]))
+    cur = body.get("currency")
+    checks.append("totals: %d trip(s), %s, tax %s" % (len(trips), money(total, cur), money(body["tax"]["tax"], cur)))
     if led is not None:
         head = latest_sth(led)
         if head is None or head["size"] < b["size"]:

@@ -58,7 +58,7 @@ def gates(bo, led, now=None):
         if log.get("not_logged"):
             alerts.append("%d decisions not logged" % log["not_logged"])
         if anomalies.get(gid):
-            alerts.append("%d ledger anomalies (chain, gaps)" % anomalies[gid])
+            alerts.append("%d ledger anomalies (offgate report lists them)" % anomalies[gid])
         out.append({"gate": gid, "station": stations.station_of(smap, gid), "board": boards.get(gid, "-"),
                     "last_sync": g["last_sync"], "sync_age_s": age, "drift_s": g["drift"], "backlog": g["backlog"],
                     "log_fill": None if fill is None else round(fill, 4), "records": int(n),
