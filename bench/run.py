@@ -568,10 +568,10 @@ def flash_sync_summary(R):
     k = R.get("soak", {})
     if k.get("status") == "ok":
         parts.append(
-            "Soak at -X heapsize=%s: %d scans in a row on the simulated gate (%d riders: %d first-seen, %d returning "
+            "Soak at -X heapsize=%s (%s MicroPython): %d scans in a row on the simulated gate (%d riders: %d first-seen, %d returning "
             "scans), %d opened, denied %s; heap in use after each scan %.1f-%.1f KiB (after setup %.1f), at least "
             "%.1f KiB free, largest free block at least %.1f KiB (fragmentation at most %.0f %%)." % (
-                k["heap"], k["scans"], k["riders"], k["first_seen_scans"], k["returning_scans"], k["opened"],
+                k["heap"], k.get("micropython", "64-bit"), k["scans"], k["riders"], k["first_seen_scans"], k["returning_scans"], k["opened"],
                 k["denied"] or "none", k["heap_in_use_after_setup_bytes"] / 1024,
                 k["max_heap_in_use_between_scans_bytes"] / 1024, k["heap_in_use_after_setup_bytes"] / 1024,
                 k["min_free_between_scans_bytes"] / 1024, k["largest_free_block_min_bytes"] / 1024,
@@ -605,9 +605,31 @@ def flash_sync_summary(R):
         parts.append(
             "Web wallet in chromium (tests/test_browser.py's setup): %s ms per code (IndexedDB counter, cborg, "
             "WebCrypto ES256, base45) and %s ms for its QR as SVG (uqr); host library for the same credential: "
-            "%s ms per code (cwt/pyca), %s ms per QR (segno); medians of %d." % (
+            "%s ms per code (cwt/pyca), %s ms per QR (segno); medians of %d. A 1 kB receipt decrypted in the page "
+            "(WebCrypto ECDH + HKDF + AES-GCM): %s ms; on the host (cwt/pyca): %s ms." % (
                 w["browser_code_median_ms"], w["browser_qr_svg_median_ms"], w["host_code_median_ms"],
-                w["host_qr_median_ms"], w["codes"]))
+                w["host_qr_median_ms"], w["codes"], w.get("browser_receipt_decrypt_median_ms"),
+                w.get("host_receipt_decrypt_median_ms")))
+    h = R.get("heap_32bit") or {}
+    cells = []
+    for name in ("32-bit .mpy", "32-bit ROMFS", "64-bit .mpy"):
+        x = h.get(name) or {}
+        if x.get("min_heapsize_kib"):
+            at = x.get("at_128k") or {}
+            cells.append("%s: smallest heap that boots and opens %d KiB%s" % (
+                name, x["min_heapsize_kib"],
+                ", %.1f KiB in use after boot at 128k" % (at["in_use_after_boot_bytes"] / 1024) if at else
+                " (does not boot at 128k)"))
+    if cells:
+        parts.append("Gate heap by build (bench/heap32.py; the 32-bit build is the ESP32 stand-in): " + "; ".join(cells) + ".")
+    hf = R.get("hello_flood", {})
+    if hf.get("status") == "ok":
+        parts.append(
+            "Scan latency while a stranger floods the sync port (simulated gate, wall ms median / p95): idle %s / %s; "
+            "%s HELLO/s %s / %s; %s AUTH/s %s / %s." % (
+                hf["idle"]["scan_wall_ms_median"], hf["idle"]["scan_wall_ms_p95"], hf["hello"]["flood_hellos_per_s"],
+                hf["hello"]["scan_wall_ms_median"], hf["hello"]["scan_wall_ms_p95"], hf["auth"]["flood_auths_per_s"],
+                hf["auth"]["scan_wall_ms_median"], hf["auth"]["scan_wall_ms_p95"]))
     p = R.get("privacy", {})
     parts += privacy_summary(p)
     for name, x in (("flash", f), ("soak", k), ("sync", s), ("privacy", p), ("wallet", w), ("fares", fa)):

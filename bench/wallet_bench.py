@@ -7,6 +7,9 @@ Browser: `offgate serve` on 127.0.0.1, a wallet enrolled by invite; each code = 
 transaction + cborg encoding + WebCrypto ES256 signature + base45 (`makeCode`), then the QR
 symbol as SVG (uqr, level M); timed in the page with performance.now(). Host: formats.make_auth_code
 (cwt/pyca) + qr.make (segno) for the same credential. Medians over --codes codes.
+Receipts: decrypting a COSE_Encrypt (ECDH-ES + HKDF-256, A256GCM, docs/receipts.md) of a 1 kB
+signed receipt in the page (WebCrypto, `decryptReceipt`, the non-extractable ECDH key) against
+receipts.decrypt_with (cwt/pyca) on the host; medians over --codes receipts.
 """
 import argparse
 import json
@@ -21,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from offgate_host import formats, keys, qr  # noqa: E402
+from offgate_host import formats, keys, qr, receipts  # noqa: E402
 from offgate_host.backoffice import BackOffice  # noqa: E402
 from offgate_host.web import store  # noqa: E402
 from offgate_host.web.app import create_app, invite_url  # noqa: E402
@@ -41,6 +44,17 @@ PAGE_LOOP = """async n => {
   }
   return {code, render}
 }"""
+DECRYPT_LOOP = """async encs => {
+  const un = h => new Uint8Array(h.match(/../g).map(x => parseInt(x, 16)))
+  const out = []
+  for (const e of encs) {
+    const b = un(e); const t0 = performance.now()
+    await window.offgateWallet.decryptReceipt(b)
+    out.push(performance.now() - t0)
+  }
+  return out
+}"""
+PLAIN = os.urandom(1024)  # about a signed receipt's size
 
 
 def main():
@@ -73,6 +87,10 @@ def main():
             page.evaluate(PAGE_LOOP, 3)  # warm-up: module loads, JIT
             t = page.evaluate(PAGE_LOOP, n)
             cred = bytes.fromhex(page.evaluate("window.offgateWallet.state().then(s => s.cred.credential)"))
+            with BackOffice(d) as bo:
+                enc_pub = receipts.enc_key_of(bo, bytes.fromhex(page.evaluate("window.offgateWallet.state().then(s => s.pub)")))
+            encs = [receipts.encrypt_to(enc_pub, PLAIN).hex() for _ in range(n + 3)]
+            page_dec = page.evaluate(DECRYPT_LOOP, encs)[3:]
             b.close()
         server.should_exit = True
     rider = keys.generate()
@@ -87,7 +105,17 @@ def main():
         if i >= 3:
             host_code.append((t1 - t0) * 1000)
             host_qr.append((t2 - t1) * 1000)
+    hk = keys.generate()
+    host_dec = []
+    for i in range(n + 3):
+        e = receipts.encrypt_to(keys.pub_bytes(hk), PLAIN)
+        t0 = time.perf_counter()
+        assert receipts.decrypt_with(hk, e) == PLAIN
+        if i >= 3:
+            host_dec.append((time.perf_counter() - t0) * 1000)
     out = {
+        "browser_receipt_decrypt_median_ms": round(statistics.median(page_dec), 3),
+        "host_receipt_decrypt_median_ms": round(statistics.median(host_dec), 3),
         "codes": n,
         "browser_code_median_ms": round(statistics.median(t["code"]), 3),
         "browser_qr_svg_median_ms": round(statistics.median(t["render"]), 3),

@@ -346,3 +346,107 @@ def test_phone_clock_off_by_minutes_still_makes_fresh_codes(site, browser):
     c = page.evaluate("window.offgateWallet.makeCode()")
     assert abs(c["iat"] - time.time()) < 30  # on the server's clock: within the gates' skew
     assert page.evaluate("window.offgateWallet.renew().then(r => r.account)") == "acct-a"  # t corrected too
+
+
+def test_wallet_requests_decrypts_verifies_and_keeps_a_receipt(site, browser, tmp_path):
+    """After the end-to-end trip was synced and settled: the wallet signs a receipt request, the
+    back office answers with the encrypted bundle, the page decrypts it (WebCrypto ECDH -> HKDF ->
+    AES-GCM), verifies the receipt and its log inclusion, shows it and keeps it for offline use;
+    the bytes it decrypted verify with `offgate receipt verify` on the host (differential)."""
+    import cbor2
+    import hashlib
+    from click.testing import CliRunner
+    from offgate_host import receipts
+    from offgate_host.cli import main
+
+    with BackOffice(site["dir"]) as bo:
+        trips = bo.db.execute("SELECT gate, seq, amount, t FROM charges").fetchall()
+    if not trips:
+        pytest.skip("needs the trip test_end_to_end_invite_enrol_scan_gate_sync_dashboard settles (run the module)")
+    assert [(g, a) for g, _, a, _ in trips] == [(GATE_ID, FARE)]
+    t_trip = trips[0][3]
+    browser.restart()  # the phone's clock back to true time (the test before set the context's clock slow)
+    page = wallet_page(browser, site["url"] + "/wallet/")
+    r = page.evaluate("([f, t]) => window.offgateWallet.requestReceipt({from: f, to: t})", [t_trip - 3600, t_trip + 3600])
+    body = r["body"]
+    assert (body["total"], body["currency"], [t["gate"] for t in body["trips"]]) == (FARE, "PLN", [GATE_ID])
+    assert body["tax"] == receipts.tax_split(FARE, 800)
+    # the page shows it: date, station, amount in major units with the currency, tax
+    page.wait_for_selector("#receipt-list li[data-id='%s']" % r["id"])
+    summary = page.inner_text("#receipt-list li[data-id='%s'] summary" % r["id"])
+    assert "2.50 PLN" in summary and "tax 0.19 PLN" in summary and "gate %d" % GATE_ID in summary, summary
+    page.click("#receipt-list li[data-id='%s'] summary" % r["id"])
+    assert "gate %d #" % GATE_ID in page.inner_text("#receipt-list li[data-id='%s'] table" % r["id"])
+
+    # differential: the plaintext the browser decrypted, exported as the CLI wallet would, verifies
+    # on the host against the back office (signature, inclusion, tree head, consistency, ledger)
+    b = cbor2.loads(bytes.fromhex(r["bundle"]))
+    plain = dict(b, signed=bytes.fromhex(r["signed"]), enc_hash=hashlib.sha256(b["receipt"]).digest())
+    del plain["receipt"]
+    (tmp_path / "r.cbor").write_bytes(cbor2.dumps(plain))
+    res = CliRunner().invoke(main, ["receipt", "verify", str(tmp_path / "r.cbor"), "--data", str(site["dir"])])
+    assert res.exit_code == 0 and "receipt %s verified" % r["id"] in res.output, res.output
+    assert "ok  ledger: 1 record(s)" in res.output
+    # one bit flipped in what the page decrypted: refused
+    bad = bytearray(plain["signed"])
+    bad[-1] ^= 1
+    (tmp_path / "bad.cbor").write_bytes(cbor2.dumps(dict(plain, signed=bytes(bad))))
+    res = CliRunner().invoke(main, ["receipt", "verify", str(tmp_path / "bad.cbor"), "--data", str(site["dir"])])
+    assert res.exit_code == 1 and "signature" in res.output, res.output
+
+    # the server's checks are receipts.issue's: a replayed request, a request for a trip that is not
+    # this rider's, a request signed by another key are refused with the reason
+    out = page.evaluate("""async ([f, t]) => {
+        const w = window.offgateWallet
+        const send = req => fetch('/api/wallet/receipts', {method: 'POST', headers: {'content-type': 'application/json'},
+            body: JSON.stringify({request: req})}).then(async r => [r.status, (await r.json()).detail || ''])
+        const req = await w.makeReceiptRequest({from: f, to: t})
+        const forged = req.slice(0, -4) + (req.slice(-4) === '0000' ? '0001' : '0000')
+        return [await send(req), await send(req), await send(await w.makeReceiptRequest({trip: [99, 1]})), await send(forged)]
+    }""", [t_trip - 3600, t_trip + 3600])
+    assert out[0][0] == 200 and out[1] == [400, "receipt request already answered (replayed)"], out
+    assert out[2][0] == 400 and "no charged trip gate 99" in out[2][1], out
+    assert out[3][0] == 400 and "signature verification failed" in out[3][1], out
+    # a receipt the back office issued outside this page (for one trip: gate, seq) reaches the
+    # wallet in its next renewal's list; kept receipts get the newer tree head, verified again
+    req = page.evaluate("t => window.offgateWallet.makeReceiptRequest({trip: t})", [GATE_ID, trips[0][1]])
+    with BackOffice(site["dir"]) as bo:
+        led = Ledger.for_backoffice(bo)
+        try:
+            other = receipts.parse_bundle(receipts.issue(bo, led, bytes.fromhex(req)))["id"].hex()
+            n = len(receipts.stored(led))
+        finally:
+            led.close()
+        enc_pub = receipts.enc_key_of(bo, bytes.fromhex(page.evaluate("window.offgateWallet.state().then(s => s.pub)")))
+    listed = page.evaluate("window.offgateWallet.renew().then(r => r.receipts.map(x => x.id))")
+    assert other in listed and r["id"] in listed and len(listed) == n == 3
+    kept = page.evaluate("window.offgateWallet.receipts()")
+    assert [k["id"] for k in kept if k["id"] in (r["id"], other)] == [r["id"], other]
+    assert {k["size"] for k in kept} == {3} and kept[-1]["body"]["period"] is None
+    page.wait_for_selector("#receipt-list li[data-id='%s']" % other)
+    # receipts encrypted before the recipient's alg moved into its protected header (cwt puts
+    # {1: alg} into the KDF context either way) still decrypt in the page
+    from cwt import COSE, Recipient
+    from offgate_host import keys
+    old = Recipient.new(unprotected={1: -25, 4: keys.kid_of(enc_pub)}, recipient_key=receipts._ecdh_cose_key(enc_pub),
+                        context={"alg": "A256GCM"})
+    for enc in (COSE.new().encode(b"legacy layout", protected={1: 3}, recipients=[old]),
+                receipts.encrypt_to(enc_pub, b"legacy layout")):
+        assert page.evaluate("""h => window.offgateWallet.decryptReceipt(new Uint8Array(h.match(/../g).map(x => parseInt(x, 16))))
+            .then(b => new TextDecoder().decode(b))""", enc.hex()) == "legacy layout"
+
+    # the page's own button: a receipt for this (UTC) month, which holds the trip
+    if time.gmtime(t_trip)[:2] == time.gmtime()[:2]:
+        page.click("#receipt-month")
+        page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Receipt')")
+        assert page.inner_text("#status") == "Receipt received."
+        assert page.locator("#receipt-list li").count() == 4
+
+    # kept in IndexedDB: shown offline after a reload
+    browser.ctx.set_offline(True)
+    try:
+        page.reload()
+        page.wait_for_selector("body[data-ready='1']")
+        assert "2.50 PLN" in page.inner_text("#receipt-list li[data-id='%s'] summary" % r["id"])
+    finally:
+        browser.ctx.set_offline(False)

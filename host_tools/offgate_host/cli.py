@@ -694,7 +694,7 @@ def inspect_cmd(data_dir, qrtext, trust_file, now, gate_id, zone):
 
 
 @main.command("demo")
-@click.option("--heap", default=None, help="MicroPython heap for the simulated gate [default: 128k on a 32-bit build, 144k on the 64-bit port]")
+@click.option("--heap", default=None, help="MicroPython heap for the simulated gate [default: 128k on a 32-bit build, 160k on the 64-bit port]")
 @click.option("--keep", type=click.Path(file_okay=False), default=None,
               help="put the demo's back office, wallets and gate files here instead of a temp dir")
 def demo_cmd(heap, keep):
@@ -844,7 +844,7 @@ def _check_port_free(host, port):
 @gate.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--heap", default=None,
-              help="MicroPython heap [default: 128k on a 32-bit build, 144k on the 64-bit port; more with --sync]")
+              help="MicroPython heap [default: 128k on a 32-bit build, 160k on the 64-bit port; more with --sync]")
 @click.option("--tcp", default=None, metavar="HOST:PORT", help="read scanner lines from TCP instead of stdin")
 @click.option("--sync", "sync_addr", default=None, metavar="HOST:PORT", help="also listen for the sync tool here")
 @click.option("--micropython", "mp", default=None, envvar="OFFGATE_MICROPYTHON", metavar="PATH",
@@ -1454,6 +1454,8 @@ def serve(data_dir, db, host, port, base_url):
     if not VENDOR.is_dir():
         raise click.ClickException("the wallet's JavaScript libraries are missing: run `make web` "
                                    "(npm ci in host_tools/offgate_host/web)")
+    click.echo("offgate serve: dashboard http://%s:%d/  wallet http://%s:%d/wallet/  (Ctrl-C stops)"
+               % (host, port, host, port), err=True)
     uvicorn.run(create_app(data_dir, db, base_url), host=host, port=port, log_level="warning")
 # ----------------------------------------------------------------------------- statistics and receipts
 def db_option(f):

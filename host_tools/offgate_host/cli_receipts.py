@@ -28,7 +28,8 @@ def _iso(t):
 
 
 def _money(v, cur):
-    return "%d.%02d %s" % (v // 100, v % 100, cur)
+    from .receipts import money
+    return money(v, cur)
 
 
 def _describe(body) -> list:

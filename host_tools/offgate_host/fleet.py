@@ -65,7 +65,7 @@ def gates(bo, led, now=None, thresholds=None):
         if log.get("not_logged"):
             alerts.append("%d decisions not logged" % log["not_logged"])
         if anomalies.get(gid):
-            alerts.append("%d ledger anomalies (chain, gaps)" % anomalies[gid])
+            alerts.append("%d ledger anomalies (offgate report lists them)" % anomalies[gid])
         if notes:
             alerts.append("boot notes: %s" % "; ".join(map(str, notes))[:120])
         out.append({"gate": gid, "station": stations.station_of(smap, gid),

@@ -86,6 +86,16 @@ def _now(now=None):
     return int(time.time() if now is None else now)
 
 
+def money(v, cur) -> str:
+    """`v` minor units of currency `cur` as text in major units ("5.00 PLN", "500 JPY")."""
+    from .fares.feed import MINOR_UNITS
+    d = MINOR_UNITS.get(cur, 2)
+    sign, v = ("-" if v < 0 else ""), abs(int(v))
+    if not d:
+        return "%s%d %s" % (sign, v, cur)
+    return "%s%d.%0*d %s" % (sign, v // 10 ** d, d, v % 10 ** d, cur)
+
+
 def _ensure(led):
     led.db.ensure("receipts", SCHEMA)
 
@@ -186,7 +196,11 @@ def encrypt_to(enc_pub65, plaintext) -> bytes:
     """COSE_Encrypt (tag 96): A256GCM content key from ECDH-ES + HKDF-256 (RFC 9053 §6.3) with an
     ephemeral sender key, to the rider's registered P-256 encryption key."""
     k = _ecdh_cose_key(enc_pub65)
-    r = Recipient.new(unprotected={1: ALG_ECDH_ES_HKDF_256, 4: keys.kid_of(keys.pub_bytes(bytes(enc_pub65)))},
+    # alg in the recipient's protected header: RFC 9053 §5.2 puts that header's bytes into the KDF
+    # context, and cwt puts {1: alg} there whatever the header holds, so the two agree only this way
+    # (a WebCrypto wallet builds the context from the header it receives: docs/receipts.md)
+    r = Recipient.new(protected={1: ALG_ECDH_ES_HKDF_256},
+                      unprotected={4: keys.kid_of(keys.pub_bytes(bytes(enc_pub65)))},
                       recipient_key=k, context={"alg": CONTENT_ALG})
     return COSE.new().encode(bytes(plaintext), protected={1: ALG_A256GCM}, recipients=[r])
 
@@ -297,14 +311,13 @@ def _trips(bo, led, account, ctis, request):
                              "ORDER BY t, gate, seq" % marks, (request[R_FROM], request[R_TO], *ctis)).fetchall()
         if not rows:
             raise ReceiptError("no charged trips for this rider between %d and %d" % (request[R_FROM], request[R_TO]))
-    smap = stations.station_map(led)
     out = []
     for gate, seq, cti, amount, t in rows:
         rec = led.db.one("SELECT chain, station FROM ledger_records WHERE gate = ? AND seq = ?", (gate, seq))
         if rec is None:
             raise ReceiptError("trip gate %d seq %d is charged but not in the ledger" % (gate, seq))
         cred = bo.credential(bytes(cti))
-        out.append({"gate": int(gate), "seq": int(seq), "t": int(t), "station": stations.station_of(smap, gate, rec["station"]),
+        out.append({"gate": int(gate), "seq": int(seq), "t": int(t), "station": stations.record_station(gate, rec["station"]),
                     "product": cred["product"], "credential": bytes(cti), "amount": int(amount),
                     "record": bytes(rec["chain"])})
     return out
@@ -397,6 +410,11 @@ def _issue(bo, led, request, now):
                         "path": path, "sth": sth})
 
 
+def _bundle(rid, enc, idx, head, path) -> bytes:
+    return cbor2.dumps({"v": BUNDLE_VERSION, "id": bytes(rid), "receipt": bytes(enc), "index": int(idx),
+                        "size": head["size"], "path": path, "sth": head["sth"]})
+
+
 def bundle_of(led, receipt_id) -> bytes:
     """A fresh bundle for a stored receipt: inclusion in the latest signed tree."""
     _ensure(led)
@@ -404,8 +422,23 @@ def bundle_of(led, receipt_id) -> bytes:
     if r is None:
         raise ReceiptError("no receipt %s" % bytes(receipt_id).hex())
     head = latest_sth(led)
-    return cbor2.dumps({"v": BUNDLE_VERSION, "id": bytes(receipt_id), "receipt": bytes(r["enc"]), "index": int(r["idx"]),
-                        "size": head["size"], "path": inclusion(led, int(r["idx"]), head["size"]), "sth": head["sth"]})
+    return _bundle(receipt_id, r["enc"], r["idx"], head, inclusion(led, int(r["idx"]), head["size"]))
+
+
+def wallet_bundles(led, rider_pub) -> list:
+    """Every receipt one wallet key (65-byte SEC1) asked for, as fresh bundles (inclusion in the
+    latest signed tree): [{"id", "created", "bundle"}], oldest first. Reads the log once."""
+    _ensure(led)
+    mine = led.db.rows("SELECT id, idx, enc, created FROM receipts WHERE rider_pub = ? ORDER BY idx", (bytes(rider_pub),))
+    if not mine:
+        return []
+    head = latest_sth(led)
+    lh, _ = _leaf_hashes(led, head["size"])
+    if len(lh) != head["size"]:
+        raise ReceiptError("the log holds %d entries, not %d" % (len(lh), head["size"]))
+    return [{"id": bytes(r["id"]), "created": int(r["created"]),
+             "bundle": _bundle(r["id"], r["enc"], r["idx"], head, merklelog.inclusion_path(int(r["idx"]), lh))}
+            for r in mine]
 
 
 # ---------------------------------------------------------------------------- verification
@@ -473,7 +506,8 @@ def verify_bundle(bundle_bytes, receipt_pub, log_pub, enc_priv=None, led=None) -
         raise ReceiptError("the receipt is malformed (trips, total or tax)") from None
     if not sums_ok:
         raise ReceiptError("the receipt's totals or tax do not add up")
-    checks.append("totals: %d trip(s), %d %s, tax %d" % (len(trips), total, body.get("currency"), body["tax"]["tax"]))
+    cur = body.get("currency")
+    checks.append("totals: %d trip(s), %s, tax %s" % (len(trips), money(total, cur), money(body["tax"]["tax"], cur)))
     if led is not None:
         head = latest_sth(led)
         if head is None or head["size"] < b["size"]:

@@ -136,11 +136,11 @@ def build(led, bo, since=None, until=None, gates=None, stations=None, tz="UTC"):
     {"filters", "hourly": [{"hour" (local ISO), "passages", "denials"}], "by_gate": [{"gate",
     "station", "passages", "denials"}], "denials": [{"reason", "count"}], "revenue_by_product" and
     "revenue_by_station": [{"product" | "station", "trips", "revenue" (minor units)}], "fraud",
-    "anomalies" (counts by kind)}. Stations are the one place registry (stations.station_of).
+    "anomalies" (counts by kind)}. A record counts at the station stamped on it at ingest
+    (stations.record_station), a charge at its first tap's.
     Revenue is what settlement charged (the back office's charges, by the charge's first tap)."""
     from . import stations as st_mod
     zone = _zone(tz)
-    smap = st_mod.station_map(led)
     where, args = ["1 = 1"], []
     if since is not None:
         where.append("t >= ?")
@@ -157,7 +157,7 @@ def build(led, bo, since=None, until=None, gates=None, stations=None, tz="UTC"):
     want = set(stations) if stations else None
     hourly, by_gate, denials = {}, {}, {}
     for r in rows:
-        station = st_mod.station_of(smap, r["gate"], r["station"])
+        station = st_mod.record_station(r["gate"], r["station"])  # where it was made (stamped at ingest)
         if want is not None and station not in want:
             continue
         local = datetime.datetime.fromtimestamp(int(r["q"]), zone).replace(minute=0, second=0, microsecond=0)
@@ -181,15 +181,21 @@ def build(led, bo, since=None, until=None, gates=None, stations=None, tz="UTC"):
         cw.append("c.gate IN (%s)" % ", ".join("?" * len(gates)))
         cargs += list(gates)
     by_prod, by_station = {}, {}
-    for r in bo.db.execute("SELECT c.gate, cr.product, COUNT(*) AS n, SUM(c.amount) AS amount FROM charges c "
-                           "JOIN credentials cr ON cr.cti = c.cti WHERE %s GROUP BY c.gate, cr.product"
-                           % " AND ".join(cw), cargs):
-        station = st_mod.station_of(smap, r["gate"])
+    charges = bo.db.execute("SELECT c.gate, c.seq, cr.product, c.amount FROM charges c "
+                            "JOIN credentials cr ON cr.cti = c.cti WHERE %s" % " AND ".join(cw), cargs).fetchall()
+    stamped = {}
+    if charges:  # each charge at the station stamped on its (first) tap's record
+        lo, hi = min(r["gate"] for r in charges), max(r["gate"] for r in charges)
+        stamped = {(int(x["gate"]), int(x["seq"])): x["station"] for x in led.db.rows(
+            "SELECT gate, seq, station FROM ledger_records WHERE gate >= ? AND gate <= ? AND decision = 'OPEN'",
+            (lo, hi))}
+    for r in charges:
+        station = st_mod.record_station(r["gate"], stamped.get((r["gate"], r["seq"])))
         if want is not None and station not in want:
             continue
         for d, k in ((by_prod, r["product"]), (by_station, station)):
             e = d.setdefault(k, {"trips": 0, "revenue": 0})
-            e["trips"] += r["n"]
+            e["trips"] += 1
             e["revenue"] += r["amount"]
     fraud = [f for f in led.fraud() if (since is None or f["t"] >= since) and (until is None or f["t"] < until)
              and (not gates or f["gate"] in gates)]

@@ -2,9 +2,9 @@
 
 The one home of a gate's place is the ledger's registry (`ledger_gate_places`, set by
 `offgate gate place GATE STATION DIRECTION` or filled in from the gate's own config at its first
-sync; docs/fares.md). Each ledger record is stamped at ingest with the station in effect then, so
-readers prefer the record's own `station` and fall back to the gate's current place; a gate with
-no place is its own station, "gate N".
+sync; docs/fares.md). Each ledger record is stamped at ingest with the station in effect then:
+a record is counted at that station (record_station), never at one registered later; a record
+from a gate with no place then, and a gate with no place now, is its own station, "gate N".
 """
 
 
@@ -28,7 +28,11 @@ def station_map(led) -> dict:
     return {int(p["gate"]): p["station"] for p in led.places()}  # ordered by since: last wins
 
 
-def station_of(mapping: dict, gate, stamped=None) -> str:
-    """The station of a record at `gate`: `stamped` (the record's own, from ingest) if given,
-    else the gate's current place in `mapping` (station_map), else "gate N"."""
-    return stamped or mapping.get(int(gate)) or default_name(gate)
+def station_of(mapping: dict, gate) -> str:
+    """Where `gate` is now: its current place in `mapping` (station_map), else "gate N"."""
+    return mapping.get(int(gate)) or default_name(gate)
+
+
+def record_station(gate, stamped) -> str:
+    """Where a ledger record was made: the station stamped on it at ingest, else "gate N"."""
+    return stamped or default_name(gate)

@@ -214,7 +214,6 @@ def count_cells(bo, led, spec):
     window that fall outside the index: unknown station or product, or an unissued credential)."""
     index = spec["index"]
     t0, t1 = index["start"], index["start"] + index["hours"] * HOUR
-    smap = stations.station_map(led)
     spos = {s: i for i, s in enumerate(index["stations"])}
     ppos = {p: i for i, p in enumerate(index["products"])}
     vec = [0] * n_cells(index)
@@ -226,7 +225,7 @@ def count_cells(bo, led, spec):
         if cti not in products:
             cred = bo.credential(cti) if cti else None
             products[cti] = cred["product"] if cred else None
-        s = spos.get(stations.station_of(smap, r["gate"], r["station"]))
+        s = spos.get(stations.record_station(r["gate"], r["station"]))
         p = ppos.get(products[cti])
         if s is None or p is None:
             outside += 1

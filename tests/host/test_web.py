@@ -191,7 +191,22 @@ def test_reenrol_after_lost_key_revokes_the_old_wallet(site):
     assert r.status_code == 403 and "revoked" in r.json()["detail"]
     with BackOffice(d) as bo:
         assert bytes.fromhex(old_cti) in bo.deny_list()
-    assert new.renew(c).status_code == 200
+    new_cti = new.renew(c).json()["cti"]
+    # receipts (POST /api/wallet/receipts): the lost wallet gets none; receipts.issue's own checks
+    # answer the rest in one line (this Python wallet registered no encryption key)
+    from offgate_host import receipts
+    period = (int(time.time()) - 3600, int(time.time()) + 3600)
+    r = c.post("/api/wallet/receipts", json={"request": receipts.make_request(lost.key, bytes.fromhex(old_cti),
+                                                                              period=period).hex()})
+    assert r.status_code == 403 and "revoked" in r.json()["detail"]
+    r = c.post("/api/wallet/receipts", json={"request": receipts.make_request(new.key, bytes.fromhex(new_cti),
+                                                                              period=period).hex()})
+    assert r.status_code == 400 and "no receipt encryption key" in r.json()["detail"]
+    r = c.post("/api/wallet/receipts", json={"request": receipts.make_request(lost.key, bytes.fromhex(new_cti),
+                                                                              period=period).hex()})
+    assert r.status_code == 400 and "signature verification failed" in r.json()["detail"]
+    for bad in ("zz", "d284", ""):
+        assert c.post("/api/wallet/receipts", json={"request": bad}).status_code == 400
 
 
 def test_admin_manages_staff_others_cannot(site):
@@ -234,12 +249,15 @@ def test_dashboard_data_on_both_ledgers(world):
     assert sum(r["passages"] for r in data.passages_by_hour(led, now)) == 4
     assert {r["station"] for r in data.passages_by_hour(led, now)} == {"gate 1", "gate 2"}
     from offgate_host import stations
-    stations.set_station(led, 1, "Rynek")  # the operator's station map (offgate station set)
+    stations.set_station(led, 1, "Rynek")  # the ledger's gate places (offgate gate place)
     stations.set_station(led, 2, "Rynek")
-    assert [(r["station"], r["passages"]) for r in data.passages_by_hour(led, now)] == [("Rynek", 4)]
+    # records count where they were made: those ingested before the place stay "gate N"
+    assert {r["station"] for r in data.passages_by_hour(led, now)} == {"gate 1", "gate 2"}
+    led.ingest(1, make_records(1, cti=issue(bo, "acct-y"), start_seq=6, prev=denies[-1]["chain"], t0=now - 4))
+    assert ("Rynek", 1) in [(r["station"], r["passages"]) for r in data.passages_by_hour(led, now)]
     assert [(r["reason_name"], r["n"]) for r in data.denials(led, now)] == [("BAD_BASE45 (14)", 2)]
     g1, g2 = data.gates(bo, led, now)
-    assert (g1["gate"], g1["station"], g1["records"], g1["log_fill"], g1["drift_s"]) == (1, "Rynek", 5, 0.9, 3)
+    assert (g1["gate"], g1["station"], g1["records"], g1["log_fill"], g1["drift_s"]) == (1, "Rynek", 6, 0.9, 3)
     assert g1["alerts"] == ["operation log 90% full"]
     assert g2["alerts"] == ["not synced for ever"]
     f = data.fraud(bo, led)

@@ -27,7 +27,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
-from .. import formats, keys
+from .. import formats, keys, receipts
 from ..backoffice import BackOffice, BackOfficeError, IssueRefused, UnknownAccount
 from ..ledger import Ledger
 from . import charts, data, store
@@ -82,6 +82,10 @@ class RenewRequest(BaseModel):
     pub: str
     t: int     # wallet clock, Unix seconds; must rise from request to request
     sig: str   # r||s hex over "offgate-renew-v1" | t (8 bytes BE) | pub
+
+
+class ReceiptRequest(BaseModel):
+    request: str  # hex: the COSE_Sign1 receipt request signed by the wallet key (docs/receipts.md)
 
 
 class InviteRequest(BaseModel):
@@ -503,14 +507,23 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
         return s
 
     # ------------------------------------------------------------------ rider wallet
+    def wallet_receipts(bo, pub65):
+        """The receipts this wallet key asked for: [{"id", "created", "bundle"}] (hex; each bundle
+        proves inclusion under the newest signed tree head). Only the rider can decrypt them."""
+        led = open_ledger(bo)
+        try:
+            return [{"id": r["id"].hex(), "created": r["created"], "bundle": r["bundle"].hex()}
+                    for r in receipts.wallet_bundles(led, pub65)]
+        finally:
+            led.close()
+
     def wallet_reply(bo, pub65, cred):
         w = store.wallet(bo, pub65)
         info = formats.parse_credential(cred)
         return {"credential": cred.hex(), "cti": info["cti"].hex(), "zones": info["zones"], "product": info["product"],
                 "nbf": info["nbf"], "exp": info["exp"], "cap": info.get("cap"), "account": w["account"],
                 "balance": bo.get_account(w["account"])["balance"], "available": bo.available(w["account"]),
-                "contact": _now(),
-                "receipts": []}  # hook: receipts (issue #15) are listed here when the back office has them
+                "contact": _now(), "receipts": wallet_receipts(bo, pub65)}
 
     def issue_for(bo, w, pub65):
         zones = json.loads(w["zones"]) if isinstance(w["zones"], str) else w["zones"]
@@ -556,8 +569,7 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
                 raise
             store.add_wallet(bo, pub, inv)
             if enc_pub:
-                from ..receipts import register_enc_key  # issue #15: receipts are encrypted to this key
-                register_enc_key(bo, pub, enc_pub)
+                receipts.register_enc_key(bo, pub, enc_pub)  # receipts are encrypted to this key
             if inv["replace_old"]:
                 store.revoke_wallets(bo, inv["account"], keep_pub=pub)
             return wallet_reply(bo, pub, cred)
@@ -581,6 +593,41 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
             except store.WebError as e:
                 raise HTTPException(403, str(e))
             return wallet_reply(bo, pub, issue_for(bo, w, pub))
+
+    @app.post("/api/wallet/receipts", summary="A receipt for one trip or a period (request signed by the wallet key)")
+    def wallet_receipt(body: ReceiptRequest):
+        """The request is checked and answered by receipts.issue (credential issued here, signed by
+        the key it certifies, fresh, not replayed); the reply carries the new bundle's id and all the
+        receipts of that wallet key. A refused request: 400 with the reason."""
+        try:
+            req = bytes.fromhex(body.request)
+        except ValueError:
+            raise HTTPException(400, "request must be hex")
+        try:  # which wallet asks (read only: receipts.issue checks the request)
+            cti = formats._decode_map(formats._split_sign1(req, "receipt request")[3], "receipt request").get(
+                receipts.R_CTI)
+        except ValueError as e:
+            raise HTTPException(400, str(e))
+        with open_bo() as bo:
+            cred = bo.credential(cti) if isinstance(cti, bytes) and len(cti) == 8 else None
+            w = store.wallet(bo, cred["rider_pub"]) if cred else None
+            if w is not None and w["revoked"]:  # a lost phone gets no receipts either
+                raise HTTPException(403, "this wallet was revoked; enrol again with a new link")
+            led = open_ledger(bo)
+            try:
+                bundle = receipts.issue(bo, led, req)
+            finally:
+                led.close()
+            return {"id": receipts.parse_bundle(bundle)["id"].hex(), "receipts": wallet_receipts(bo, cred["rider_pub"])}
+
+    @app.get("/api/wallet/receipt-keys", summary="The public keys that verify receipts and the receipt log's tree heads")
+    def wallet_receipt_keys():
+        with open_bo() as bo:
+            led = open_ledger(bo)
+            try:
+                return receipts.public_keys(bo, led)
+            finally:
+                led.close()
 
     @app.get("/wallet/", response_class=HTMLResponse, include_in_schema=False)
     def wallet_page():

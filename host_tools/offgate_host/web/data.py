@@ -19,10 +19,9 @@ def passages_by_hour(led, now=None, hours=24):
     rows = led.db.rows("SELECT gate, station, (t / 3600) * 3600 AS hour, COUNT(*) AS n FROM ledger_records "
                        "WHERE decision = 'OPEN' AND t >= ? GROUP BY gate, station, (t / 3600) * 3600 ORDER BY hour, gate",
                        (since,))
-    smap = stations.station_map(led)  # the ledger's gate places (`offgate gate place`); none: "gate N"
     out = {}
     for r in rows:
-        k = (stations.station_of(smap, r["gate"], r["station"]), int(r["hour"]))
+        k = (stations.record_station(r["gate"], r["station"]), int(r["hour"]))
         out[k] = out.get(k, 0) + int(r["n"])
     return [{"station": s, "hour": h, "passages": n} for (s, h), n in sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
 
