@@ -110,7 +110,7 @@ def build(oplog, gate_id, clock_state, max_records):
                  ("not_logged", oplog.not_logged)):
         _enc(out, k)
         _enc(out, v)
-    return bytes(out)
+    return out  # a bytearray: a bytes() copy would double the peak heap of a pull
 
 
 def _cose_key(pub65):
@@ -167,5 +167,5 @@ def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True):
     out = bytearray(len(pre) + clen)
     out[0:len(pre)] = pre
     aesccm.encrypt(key, nonce, signed, aad, 16, memoryview(out)[len(pre):])
-    signed = None  # freed before the final copy
-    return bytes(out)
+    signed = None
+    return out  # a bytearray (no final copy: the heap of a pull, syncops.PULL_PER_RECORD)

@@ -114,25 +114,66 @@ def _deny_info(dl, now):
 def op_config(self, req):
     return {"config": _plain(self.gate.cfg)}
 
+# Heap a pull needs, measured (bench/sync_heap.py): the batch exists as plaintext, signed and
+# sealed copies and then as the response body and frame (at most three at once, ~35 bytes per
+# record each), plus the sealing's own working set (fast-path scalar multiplications, HKDF,
+# AES-CCM): PULL_PER_RECORD bytes per record over PULL_RESERVE bytes.
+PULL_PER_RECORD = 160
+PULL_RESERVE = 12 * 1024
+
+
+def mem_free():
+    """Free heap (bytes) after a collection, or None where the port does not say (CPython)."""
+    try:
+        import gc
+        gc.collect()
+        return gc.mem_free()
+    except (ImportError, AttributeError):
+        return None
+
+
+def pull_size(n, free):
+    """How many records (1 .. n) a pull may hold with `free` bytes of heap (None: any)."""
+    if free is None:
+        return n
+    return max(1, min(n, (free - PULL_RESERVE) // PULL_PER_RECORD))
+
+
 def op_pull(self, req):
+    """The next batch of at most `max` records, sized to the gate's free heap: a smaller batch,
+    never "out of memory". The response says what was asked, what the heap allowed and what was
+    sent ("asked", "fit", "free"); the host just pulls again until the batch is empty."""
     from offgate import batch
     log = self.srv.oplog
     if log is None:
         raise SyncError("this gate has no operation log")
-    n = req.get("max", BATCH_MAX_RECORDS)
-    if not _uint(n) or n < 1:
+    asked = req.get("max", BATCH_MAX_RECORDS)
+    if not _uint(asked) or asked < 1:
         raise SyncError("max must be a positive integer")
-    n = min(n, BATCH_MAX_RECORDS)
+    free = mem_free()
+    n = fit = pull_size(min(asked, BATCH_MAX_RECORDS), free)
     gid = self.gate.cfg["gate_id"]
     bpub = batch_pub(self.srv)
     limit = frames.MAX_PAYLOAD - 64
     while True:
-        plain = batch.build(log, gid, clock_state(self.srv), n)
-        sealed = batch.seal(plain, self.srv.device_key, bpub)
+        sealed = None
+        try:
+            plain = batch.build(log, gid, clock_state(self.srv), n)
+            sealed = batch.seal(plain, self.srv.device_key, bpub)
+            plain = None
+        except MemoryError:
+            # fragmentation or a scan's allocations: smaller, after a collection (heap is never
+            # exhausted for good by a pull: a one-record batch is ~13 KB of working set)
+            plain = sealed = None
+            mem_free()
+            if n == 1:
+                raise SyncError("gate out of memory even for a one-record batch")
+            n = max(1, n // 2)
+            continue
         if len(sealed) <= limit or n == 1:
             break
         n = max(1, n // 2)
-        plain = sealed = None
+        sealed = None
     if len(sealed) > limit:
         raise SyncError("a one-record batch does not fit in a frame")
     head = log.head()
@@ -140,7 +181,8 @@ def op_pull(self, req):
     to = batch.LAST_TO
     if to > self.pulled_to:
         self.pulled_to = to
-    return {"batch": sealed, "head": [head[0], bytes(head[1])]}
+    return {"batch": sealed, "head": [head[0], bytes(head[1])], "asked": asked, "fit": fit, "sent": n,
+            "free": free}
 
 def op_ack(self, req):
     log = self.srv.oplog

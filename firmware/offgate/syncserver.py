@@ -236,7 +236,9 @@ class Session:
     def _seal(self, ftype, body):
         from offgate import aesccm
         self.tx += 1
-        body = cbor.dumps(body)
+        d = body
+        body = cbor.dumps(d)
+        d.clear()  # the caller's map no longer holds a large value (a batch) beside its encoding
         n = 4 + len(body) + MAC_LEN
         ctr = _u32(self.tx)
         out = bytearray(frames.HEADER + n + frames.TRAILER)
