@@ -12,7 +12,7 @@ from offgate_host.syncclient import SerialTransport, provision_gate_dir, sync_ga
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
-SYNC_HEAP = os.environ.get("OFFGATE_SYNC_HEAP", "224k")  # see tests/test_sync_e2e.py
+SYNC_HEAP = os.environ.get("OFFGATE_SYNC_HEAP", "192k")  # see tests/test_sync_e2e.py
 
 
 def test_sync_over_serial_console(tmp_path):

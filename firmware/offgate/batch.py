@@ -96,7 +96,7 @@ def build(oplog, gate_id, clock_state, max_records):
             if hb is None:
                 hb = hours[hr] = {}
             hb[rc] = hb.get(rc, 0) + 1
-            _enc(out, [r["seq"], r["t"], r["cti"], r["ctr"], 1 if op else 0, rc, r["missed"]])
+            _row(out, r["seq"], r["t"], r["cti"], r["ctr"], op, rc, r["missed"])
             last_seq, last_chain = r["seq"], r["chain"]
         done += len(chunk)
         chunk = None
@@ -111,6 +111,28 @@ def build(oplog, gate_id, clock_state, max_records):
         _enc(out, k)
         _enc(out, v)
     return out  # a bytearray: a bytes() copy would double the peak heap of a pull
+
+
+def _row(out, seq, t, cti, ctr, op, rc, missed):
+    """Append the CBOR row [seq, t, cti, ctr, open, reason, missed] (what cbor.dumps of that list
+    gives, byte for byte; tests/test_batch.py): written head by head, because a generic encode per
+    row (a list, a buffer and a copy each) was most of a pull's gate CPU."""
+    h = cbor._head
+    out.append(0x87)
+    h(out, 0, seq)
+    h(out, 0, t)
+    if cti is None:
+        out.append(0xF6)
+    else:
+        h(out, 2, len(cti))
+        out.extend(cti)
+    h(out, 0, ctr)
+    out.append(1 if op else 0)
+    if isinstance(rc, int):
+        h(out, 0, rc)
+    else:
+        _enc(out, rc)
+    h(out, 0, missed)
 
 
 def _cose_key(pub65):
@@ -148,18 +170,39 @@ def derive(z, eph_pub, bo_pub, gate_pub):
     return okm[:32], okm[32:]
 
 
-def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True):
+SEAL_INDEX = -65537  # protected header (private-use label): the seal's number under its ephemeral key
+
+
+def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None):
     """Signed by device_key, encrypted to backoffice_pub65. eph (a DeviceKey) and hedge=False
-    only for reproducible test vectors: in service a fresh ephemeral key is made per seal."""
+    only for reproducible test vectors: in service a fresh ephemeral key is made per seal, or,
+    with `ctx` (a list, empty at first, kept by the caller for one sync session), once per
+    session: ctx = [E, Z, i], and each seal under it carries its number i (1, 2, ...) in the
+    protected header, which goes into the key derivation (info || i, 4 bytes BE) and the AAD.
+    Every seal thus still has its own key and nonce; a session pays one ephemeral key and one
+    ECDH instead of one per batch (docs/protocol.md "Batch summaries")."""
     bo = bytes(backoffice_pub65)
     devicekey.parse_point(bo)  # a bad back office key fails here, before anything is signed
     gate_pub = device_key.public_bytes()
     signed = sign1(plain, device_key, hedge)
-    e = eph if eph is not None else devicekey.generate()
-    E = e.public_bytes()
-    key, nonce = derive(e.ecdh(bo), E, bo, gate_pub)
-    e = None
-    prot = cbor.dumps({1: ALG_CCM_16_128_256, 4: gate_kid(gate_pub), -1: _cose_key(E)})
+    hdr = {1: ALG_CCM_16_128_256, 4: gate_kid(gate_pub)}
+    if ctx is None or not ctx:
+        e = eph if eph is not None else devicekey.generate()
+        E = e.public_bytes()
+        z = e.ecdh(bo)
+        e = None
+        if ctx is not None:
+            ctx.extend((E, z, 0))
+    if ctx:
+        E, z = ctx[0], ctx[1]
+        ctx[2] += 1
+        hdr[SEAL_INDEX] = ctx[2]
+        key, nonce = derive(z, E, bo, gate_pub + ctx[2].to_bytes(4, "big"))
+    else:
+        key, nonce = derive(z, E, bo, gate_pub)
+    z = None
+    hdr[-1] = _cose_key(E)
+    prot = cbor.dumps(hdr)
     aad = cbor.dumps(["Encrypt0", prot, b""])
     # D0 83 bstr(prot) A0 bstr(ct || tag): the ciphertext is written straight into place
     clen = len(signed) + 16

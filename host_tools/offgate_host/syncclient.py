@@ -393,13 +393,22 @@ class SyncClient:
         self.rx += 1
         return cbor2.loads(body)
 
+    RETRIES = 5      # answers {"retry": true} (the gate short of heap) before giving up
+    RETRY_S = 0.2
+
     def request(self, op, **fields):
         """One command. Returns the response map; raises GateRefused if the gate says ok=False."""
         if self.k_hg is None:
             raise SyncError("not authenticated")
         fields["op"] = op
-        self.t.send(self._seal(REQUEST, fields))
-        r = self._open_secured(RESPONSE, self._expect(RESPONSE))
+        for attempt in range(self.RETRIES + 1):
+            self.t.send(self._seal(REQUEST, fields))
+            r = self._open_secured(RESPONSE, self._expect(RESPONSE))
+            if r.get("ok") or not r.get("retry") or attempt == self.RETRIES:
+                break
+            # the gate was short of heap for this command (a scan's allocations, fragmentation)
+            # and did not carry it out: it has collected; ask again
+            time.sleep(self.RETRY_S)
         if not r.get("ok"):
             raise GateRefused("%s: %s" % (op, r.get("err", "refused")))
         return r
@@ -560,6 +569,9 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
         bkey = bo.batch_key()
         while True:
             r = c.request("pull", max=max_records)
+            if r.get("fit") is not None:  # the gate sized the batch to its free heap (firmware >= issue 12)
+                summary.setdefault("batch_sizes", []).append(r.get("sent"))
+                summary["gate_heap_free"] = r.get("free")
             opened = open_batch(r["batch"], bkey, c.device_pub)
             bgid, meta, recs = _normalize_batch(opened, gid)
             if bgid != gid:
