@@ -118,7 +118,7 @@ def test_cli_dry_run(built, office, tmp_path):
                                  "--gate-id", "9", "--zone", "1", "--dry-run"])
     assert r.exit_code == 0, r.output
     lines = [x for x in r.output.splitlines() if x.startswith("mpremote ")]
-    assert len(lines) == 10 and all(x.startswith("mpremote connect %s " % PORT) for x in lines)
+    assert len(lines) == 13 and all(x.startswith("mpremote connect %s " % PORT) for x in lines)  # + tables, root.pub, batch.pub
     assert lines[-1] == "mpremote connect %s reset" % PORT
     r = CliRunner().invoke(cli, ["provision", "--data", str(tmp_path / "bo"), "--board", "esp32_devkitc", "--port",
                                  PORT, "--gate-id", "9", "--dry-run"])
@@ -211,3 +211,38 @@ def test_device_check():
                        env=micropython_env())
     info = json.loads(deploy.parse_mark(r.stdout, deploy.CHECK_MARK))
     assert info["mpy"] & 0xFF == 6 and (info["mpy"] >> 8) & 3 >= 3
+
+
+def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
+    """One table of gate files (offgate_host.gatefiles): `offgate gate init` (a simulated gate's
+    directory) and `offgate deploy` (the stand-in board, through the CLI's staging) write the same
+    files with the same bytes, every one the table lists; the firmware reads them under the same
+    names, and sync writes only files of the table."""
+    import synchelp  # noqa: F401  (the firmware on sys.path)
+    from offgate import syncadmin, syncserver
+    from offgate_host import gatefiles
+    from offgate_host.cli import _gate_files
+    bo, _, _ = office
+    data = str(tmp_path / "bo")
+    r = CliRunner().invoke(cli, ["gate", "init", "--data", data, str(tmp_path / "sim"), "--gate-id", "7", "--zone", "2"])
+    assert r.exit_code == 0, r.output
+    sim = tmp_path / "sim"
+    want = set(gatefiles.FROM_BACKOFFICE) | set(gatefiles.MADE_ON_GATE) | {gatefiles.CONFIG}
+    assert {p.name for p in sim.iterdir()} == want
+
+    stage = tmp_path / "stage"
+    trust, deny, files = _gate_files(data, "esp32_devkitc", None, None, stage)
+    steps = deploy.deploy_plan("esp32_devkitc", PORT, 8, 2, trust, deny, stage=stage, files=files)
+    assert [s.name for s in steps][6:11] == ["trust", "tables", "deny", "root key", "batch key"]
+    dev = StandIn(tmp_path / "flash.img")
+    deploy.run_plan(steps, runner=dev)
+    _, st, _ = dev.dev("ls", "/state")
+    assert set(st.split()) == set(gatefiles.FROM_BACKOFFICE) | set(gatefiles.MADE_ON_GATE)
+    for name in gatefiles.FROM_BACKOFFICE:  # byte for byte what the simulated gate got
+        _, out, err = dev.dev("exec", "import binascii;print(binascii.hexlify(open('/state/%s','rb').read()).decode())"
+                              % name)
+        assert bytes.fromhex(out.strip()) == (sim / name).read_bytes(), name + err
+    # the firmware's names are the table's
+    assert (syncserver.ROOT_PUB, syncserver.BATCH_PUB, syncserver.SYNC_STATE) == (
+        gatefiles.ROOT_PUB, gatefiles.BATCH_PUB, gatefiles.SYNC_STATE)
+    assert set(syncadmin.UPLOADS.values()) | {gatefiles.TRUST, gatefiles.SYNC_STATE} == set(gatefiles.WRITTEN_BY_SYNC)

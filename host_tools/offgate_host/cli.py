@@ -672,14 +672,11 @@ def board_flash_cmd(board_name, port, firmware, no_erase, dry_run):
 
 
 def _gate_files(data_dir, board_name, trust, deny, stage):
-    """Trust store / deny list files: given, or exported from the back office into the stage dir."""
-    if trust is None:
-        bo = _bo(data_dir)
-        stage.mkdir(parents=True, exist_ok=True)
-        trust = bo.export_trust(stage / "trust.cbor")
-        if deny is None:
-            deny = bo.export_deny(stage / "deny.bin")
-    return trust, deny
+    """Every file the back office gives a gate (gatefiles.FROM_BACKOFFICE), staged: trust store and
+    deny list as given or exported, their comb tables, root.pub, batch.pub. -> (trust, deny, files)."""
+    from . import gatefiles
+    files = gatefiles.stage(_bo(data_dir), stage, trust, deny)
+    return files.pop(gatefiles.TRUST), files.pop(gatefiles.DENY), files
 
 
 @main.command("deploy")
@@ -702,9 +699,9 @@ def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provis
     from . import deploy as dp
     try:
         stage = dp.build_dir(board_name) / "stage"
-        trust, deny = _gate_files(data_dir, board_name, trust, deny, stage)
+        trust, deny, files = _gate_files(data_dir, board_name, trust, deny, stage)
         steps = dp.deploy_plan(board_name, port, gate_id, zone, trust, deny, stage=stage,
-                               provision=not no_provision, frozen=frozen)
+                               provision=not no_provision, frozen=frozen, files=files)
         if dry_run:
             for s in steps:
                 click.echo(s.line())

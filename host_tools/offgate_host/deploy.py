@@ -217,9 +217,17 @@ def stage_config(board, gate_id, zone, stage_dir, overrides=None):
     return p, raw
 
 
+# deploy step names of the back office's files (gatefiles.FROM_BACKOFFICE, copied in that order)
+FILE_STEPS = {"trust.cbor": "trust", "issuer_tables.bin": "tables", "deny.bin": "deny", "root.pub": "root key",
+              "batch.pub": "batch key"}
+
+
 def deploy_plan(board, port, gate_id, zone, trust, deny=None, *, build=None, stage=None, provision=True,
-                frozen=False, reset=True):
-    """The mpremote commands that install a gate. `trust` (and `deny`) are files from the back office."""
+                frozen=False, reset=True, files=None):
+    """The mpremote commands that install a gate. `trust` (and `deny`) are files from the back office;
+    `files` maps the other names of gatefiles.FROM_BACKOFFICE (issuer_tables.bin, root.pub, batch.pub)
+    to files (gatefiles.stage writes them all): without root.pub and batch.pub the gate cannot sync."""
+    from . import gatefiles
     if not port:
         raise DeployError("no PORT given (e.g. /dev/ttyUSB0)")
     cfg = boardmod.load(board)
@@ -243,9 +251,16 @@ def deploy_plan(board, port, gate_id, zone, trust, deny=None, *, build=None, sta
             steps.append(Step("copy " + pkg, c + ["fs", "cp", "-r", str(bdir / pkg), ":"]))
     steps.append(Step("copy main.py", c + ["fs", "cp", str(firmware_dir() / "main.py"), ":main.py"]))
     steps.append(Step("config", c + ["fs", "cp", str(gate_json), ":gate.json"]))
-    steps.append(Step("trust", c + ["fs", "cp", str(trust), ":%s/trust.cbor" % sd]))
-    if deny is not None:
-        steps.append(Step("deny", c + ["fs", "cp", str(deny), ":%s/deny.bin" % sd]))
+    given = dict(files or {})
+    given[gatefiles.TRUST] = trust
+    given[gatefiles.DENY] = deny
+    for name in gatefiles.FROM_BACKOFFICE:
+        src = given.get(name)
+        if src is None:
+            continue
+        if not Path(src).is_file():
+            raise DeployError("%s for the gate not found: %s" % (name, src))
+        steps.append(Step(FILE_STEPS[name], c + ["fs", "cp", str(src), ":%s/%s" % (sd, name)]))
     if provision:
         steps += provision_plan(port, sd)
     if reset:

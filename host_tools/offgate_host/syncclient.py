@@ -454,7 +454,7 @@ def signed_trust(bo, now=None) -> bytes:
     return bo.root_sign(cbor2.dumps({0: "trust", 1: serial, 2: bo.trust_bytes(now)})), serial
 
 
-DEVICE_KEY = "device.key"
+from .gatefiles import BATCH_PUB, DEVICE_KEY, ROOT_PUB  # noqa: E402  (the one table of gate files)
 
 
 def _device_key_file(d: int) -> bytes:
@@ -484,8 +484,8 @@ def provision_gate_dir(path, bo, gate_id=None, replace=False):
     from pathlib import Path
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
-    (p / "root.pub").write_bytes(bo.root_pub())
-    (p / "batch.pub").write_bytes(keys.pub_bytes(bo.batch_key()))
+    (p / ROOT_PUB).write_bytes(bo.root_pub())
+    (p / BATCH_PUB).write_bytes(keys.pub_bytes(bo.batch_key()))
     if gate_id is not None:
         if not (p / DEVICE_KEY).exists():
             d = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
