@@ -75,3 +75,28 @@ def test_cut_at_every_frame_of_a_large_backlog(tmp_path):
         assert seqs == list(range(1, 601))
     finally:
         g.kill()
+
+
+def test_cli_sync_progress_per_gate_and_totals(tmp_path):
+    """`offgate sync` with a gate holding a backlog and a target that is not there: a bar per gate
+    and one for all gates; the failed gate's bar is not full; one line of error, non-zero exit."""
+    from click.testing import CliRunner
+
+    from mpbridge import free_port
+    from offgate_host.cli import main as cli
+    bo, w, cfg, led = _setup(tmp_path, 300)
+    led.close()
+    g = BacklogGate(cfg, HEAP64).start()
+    try:
+        r = CliRunner().invoke(cli, ["sync", "--data", str(tmp_path / "bo"), "--retries", "0", "--timeout", "5",
+                                     "tcp:127.0.0.1:%d" % g.port, "tcp:127.0.0.1:%d" % free_port()])
+    finally:
+        g.kill()
+    assert r.exit_code == 1 and "1 of 2 gate(s) failed to sync" in r.output, r.output
+    lines = r.output.splitlines()
+    total = [x for x in lines if x.startswith("all gates")][-1]
+    assert "2/2" in total and "300 record(s)" in total and "1 failed" in total, total
+    ok = [x for x in lines if "gate 7" in x][-1]
+    assert "300/300" in ok, ok
+    bad = [x for x in lines if "FAILED" in x][-1]
+    assert "0/1" in bad and "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━" not in bad, bad

@@ -777,12 +777,17 @@ def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_
     for t in targets:
         syncclient.parse_target(t)  # bad targets fail before anything happens
     failed = 0
+    totals = {"pulled": 0, "new": 0, "fraud": 0}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[note]}"), console=_console()) as prog:
+        # one bar per gate (records pulled of its backlog) and one for all of them (gates done)
+        whole = prog.add_task("all gates", total=len(targets), note="")
         for target in targets:
             task = prog.add_task(target, total=None, note="connecting")
+            seen = {"done": 0, "backlog": 0}
 
-            def progress(gid, done, backlog, task=task, target=target):
+            def progress(gid, done, backlog, task=task, target=target, seen=seen):
+                seen["done"], seen["backlog"] = done, max(backlog, done)
                 prog.update(task, description="%s gate %d" % (target, gid), completed=done,
                             total=max(backlog, done) or None, note="records")
 
@@ -796,11 +801,21 @@ def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_
                                                  force_time=force_time)
             except (syncclient.SyncError, BackOfficeError) as e:
                 failed += 1
-                prog.update(task, note="[red]FAILED: %s" % e)
+                # the bar shows what was pulled and committed before the failure, never a full bar:
+                # the rest of the backlog is still on the gate
+                done = seen["done"]
+                prog.update(task, completed=done, total=max(seen["backlog"], done + 1), note="[red]FAILED: %s" % e)
+                prog.update(whole, advance=1, note="%d record(s), %d new, %d fraud; [red]%d failed"
+                            % (totals["pulled"], totals["new"], totals["fraud"], failed))
                 continue
+            for k in totals:
+                totals[k] += s.get(k, 0)
             prog.update(task, note="%d new, %d duplicate, %d anomalies, %d fraud; drift %s s%s"
                         % (s["new"], s["duplicates"], s["anomalies"], s["fraud"], s.get("drift", "-"),
                            "".join("; [yellow]%s" % w for w in s.get("warnings", ()))))
+            prog.update(whole, advance=1, note="%d record(s), %d new, %d fraud%s"
+                        % (totals["pulled"], totals["new"], totals["fraud"],
+                           "; [red]%d failed" % failed if failed else ""))
     led.close()
     if failed:
         raise click.ClickException("%d of %d gate(s) failed to sync" % (failed, len(targets)))
