@@ -158,3 +158,23 @@ def test_session_seals_each_have_their_own_key_and_index():
     forged = cbor2.dumps(cbor2.CBORTag(16, [cbor2.dumps(hdr), env.value[1], env.value[2]]))
     with pytest.raises(BatchError):
         open_batch(forged, bo, gate.public_bytes())
+
+
+def test_session_seal_vector():
+    """docs/protocol.md "Batch summaries", per-session key: the vector's keys, plaintext {"v": 1},
+    the second seal under one session key (index 2), no hedging: these exact bytes (the host opens
+    them independently)."""
+    import synchelp  # noqa: F401
+    from offgate import batch, devicekey
+    gate = devicekey.DeviceKey(int.from_bytes(GATE_D, "big"))
+    eph = devicekey.DeviceKey(int.from_bytes(EPH_D, "big"))
+    bo = key(BO_D)
+    ctx = []
+    batch.seal(b"\xa1\x61\x76\x01", gate, pub65(bo), eph=eph, hedge=False, ctx=ctx)
+    sealed = bytes(batch.seal(b"\xa1\x61\x76\x01", gate, pub65(bo), hedge=False, ctx=ctx))
+    print("session sealed", sealed.hex())
+    assert open_batch(sealed, bo, gate.public_bytes()) == {"v": 1}
+    assert hashlib.sha256(sealed).hexdigest() == SESSION_VECTOR_SHA256
+
+
+SESSION_VECTOR_SHA256 = "58c9fa376456310cf472e3b4ead67eb6c4ab8fcf2ff4687a55b26a8a44fa0ad2"
