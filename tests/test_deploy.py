@@ -153,6 +153,9 @@ class StandIn:
             return self.dev("cp", rest[2], rest[3][1:] if rest[3].startswith(":/") else "/" + rest[3][1:])
         if rest == ["reset"]:
             return 0, "", ""
+        if rest[:2] == ["romfs", "deploy"]:  # the stand-in's ROMFS partition: the image, kept
+            self.romfs = rest[2]
+            return 0, "", ""
         raise AssertionError("unexpected command %r" % argv)
 
 
@@ -246,3 +249,27 @@ def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
     assert (syncserver.ROOT_PUB, syncserver.BATCH_PUB, syncserver.SYNC_STATE) == (
         gatefiles.ROOT_PUB, gatefiles.BATCH_PUB, gatefiles.SYNC_STATE)
     assert set(syncadmin.UPLOADS.values()) | {gatefiles.TRUST, gatefiles.SYNC_STATE} == set(gatefiles.WRITTEN_BY_SYNC)
+
+
+def test_romfs_deploy(built, office, tmp_path):
+    """`offgate deploy --romfs`: the firmware goes as one ROMFS image (`mpremote romfs deploy`, a
+    valid mpremote command line) instead of package copies; on the 32-bit build with that image as
+    its ROMFS (MICROPY_ROMFS) the firmware imports from /rom, outside the heap."""
+    from mpbridge import MP32
+    bo, trust, deny = office
+    steps = deploy.deploy_plan("esp32_devkitc", PORT, 7, 2, trust, deny, stage=tmp_path / "stage", romfs=True,
+                               provision=False)
+    assert [s.name for s in steps][:4] == ["check", "mkdir", "romfs", "copy main.py"]
+    parsed = mpremote_parse(steps[2].argv)
+    assert parsed[1][0] == "romfs" and parsed[1][1].command == ["deploy"]
+    dev = StandIn(tmp_path / "flash.img")
+    deploy.run_plan(steps, runner=dev)
+    img = Path(dev.romfs)
+    from mpremote.romfs import VfsRomWriter
+    assert img.read_bytes().startswith(VfsRomWriter.ROMFS_HEADER)
+    if MP32 is None:
+        pytest.skip("the 32-bit build (ROMFS) is not here")
+    env = dict(micropython_env(mp=MP32), MICROPY_ROMFS=str(img), MICROPYPATH="/rom")
+    r = subprocess.run([MP32, "-c", "import offgate, offgate.cbor, offgate.gate;print(offgate.__file__)"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip().startswith("/rom/offgate"), r.stdout + r.stderr

@@ -691,17 +691,19 @@ def _gate_files(data_dir, board_name, trust, deny, stage):
               help="deny.bin (default: exported from the back office)")
 @click.option("--no-provision", is_flag=True, help="do not create/read the device key")
 @click.option("--frozen", is_flag=True, help="the image has the firmware frozen in: copy only main.py and files")
+@click.option("--romfs", is_flag=True, help="install the firmware as a ROMFS image (mpremote romfs deploy; boards "
+              "whose MicroPython has a ROMFS partition): its bytecode stays out of the heap")
 @click.option("--replace", is_flag=True, help="accept a new device key for an already registered gate id")
 @click.option("--dry-run", is_flag=True, help="print the mpremote commands only")
 @user_errors
-def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provision, frozen, replace, dry_run):
+def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provision, frozen, romfs, replace, dry_run):
     """Install the built firmware, gate.json, trust store and deny list on a gate over USB, then provision it."""
     from . import deploy as dp
     try:
         stage = dp.build_dir(board_name) / "stage"
         trust, deny, files = _gate_files(data_dir, board_name, trust, deny, stage)
         steps = dp.deploy_plan(board_name, port, gate_id, zone, trust, deny, stage=stage,
-                               provision=not no_provision, frozen=frozen, files=files)
+                               provision=not no_provision, frozen=frozen, files=files, romfs=romfs)
         if dry_run:
             for s in steps:
                 click.echo(s.line())

@@ -222,11 +222,32 @@ FILE_STEPS = {"trust.cbor": "trust", "issuer_tables.bin": "tables", "deny.bin": 
               "batch.pub": "batch key"}
 
 
+def romfs_image(bdir, pkgs, out):
+    """A ROMFS image (mpremote.romfs.make_romfs) of the built packages `pkgs` in bdir, written to
+    `out`: the firmware's bytecode then runs in place from the board's ROMFS partition, outside the
+    heap (docs/hardware.md "ROMFS")."""
+    import contextlib
+    import io
+    import tempfile
+    from mpremote.romfs import make_romfs
+    with tempfile.TemporaryDirectory() as td:
+        for pkg in pkgs:
+            shutil.copytree(Path(bdir) / pkg, Path(td) / pkg)
+        with contextlib.redirect_stdout(io.StringIO()):  # make_romfs prints every file
+            img = make_romfs(td, mpy_cross=False)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(img)
+    return out
+
+
 def deploy_plan(board, port, gate_id, zone, trust, deny=None, *, build=None, stage=None, provision=True,
-                frozen=False, reset=True, files=None):
+                frozen=False, reset=True, files=None, romfs=False):
     """The mpremote commands that install a gate. `trust` (and `deny`) are files from the back office;
     `files` maps the other names of gatefiles.FROM_BACKOFFICE (issuer_tables.bin, root.pub, batch.pub)
-    to files (gatefiles.stage writes them all): without root.pub and batch.pub the gate cannot sync."""
+    to files (gatefiles.stage writes them all): without root.pub and batch.pub the gate cannot sync.
+    romfs: the firmware goes into the board's ROMFS partition as one image (`mpremote romfs
+    deploy`, boards whose MicroPython has one) instead of .mpy files on its filesystem."""
     from . import gatefiles
     if not port:
         raise DeployError("no PORT given (e.g. /dev/ttyUSB0)")
@@ -246,7 +267,11 @@ def deploy_plan(board, port, gate_id, zone, trust, deny=None, *, build=None, sta
     c = [MPREMOTE, "connect", port]
     steps = [Step("check", c + ["exec", CHECK_SNIPPET], "MicroPython version and chip match the build")]
     steps.append(Step("mkdir", c + ["exec", mkdir_snippet(_mkdir_list(sd) + _mkdir_list(raw["log"]["dir"]))]))
-    if not frozen:
+    if romfs and not frozen:
+        img = romfs_image(bdir, packages_for(cfg["chip"])[0], Path(stage or (bdir / "stage")) / "firmware.romfs")
+        steps.append(Step("romfs", c + ["romfs", "deploy", str(img)],
+                          "the firmware as a ROMFS image: runs in place, outside the heap"))
+    elif not frozen:
         for pkg in packages_for(cfg["chip"])[0]:
             steps.append(Step("copy " + pkg, c + ["fs", "cp", "-r", str(bdir / pkg), ":"]))
     steps.append(Step("copy main.py", c + ["fs", "cp", str(firmware_dir() / "main.py"), ":main.py"]))
