@@ -49,7 +49,7 @@ class BacklogGate(SimGate):
         env = micropython_env(mp=self.mp)
         if self.romfs:
             env["MICROPY_ROMFS"] = str(self.romfs)
-            env["MICROPYPATH"] = "/rom"
+            env["MICROPYPATH"] = ".frozen:/rom"  # asyncio is frozen into the build
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._actions,
                                      env=env, cwd=str(repo_root()))
         self.boot = self._read()
