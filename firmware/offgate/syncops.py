@@ -96,7 +96,7 @@ def op_pull(self, req):
     if not _uint(asked) or asked < 1:
         raise SyncError("max must be a positive integer")
     free = mem_free()
-    n = fit = pull_size(min(asked, BATCH_MAX_RECORDS), free)
+    n = fit = pull_size(min(asked, BATCH_MAX_RECORDS, self.pull_cap or BATCH_MAX_RECORDS), free)
     gid = self.gate.cfg["gate_id"]
     bpub = batch_pub(self.srv)
     limit = frames.MAX_PAYLOAD - 64
@@ -128,6 +128,7 @@ def op_pull(self, req):
     to = batch.LAST_TO
     if to > self.pulled_to:
         self.pulled_to = to
+    self.last_sent = n
     return {"batch": sealed, "head": [head[0], bytes(head[1])], "asked": asked, "fit": fit, "sent": n,
             "free": free}
 

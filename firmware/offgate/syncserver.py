@@ -191,6 +191,8 @@ class Session:
         self.deny_tmp = None
         self.pulled_to = 0   # highest seq sent in a batch in THIS session: an ack may not go beyond it
         self.seal_ctx = None  # this session's batch ephemeral key: [E, Z, seals so far] (batch.seal)
+        self.last_sent = 0    # records in the batch being answered (0: the response is not a batch)
+        self.pull_cap = None  # at most this many records per batch, after a batch found no heap to go out
         self.frames_in = 0
         self.bad_frames = 0
 
@@ -245,6 +247,9 @@ class Session:
             return self._seal1(ftype, body)
         except MemoryError:
             body = None
+            if self.last_sent:  # it was a batch: the repeated pull gets at most half as many records
+                self.pull_cap = max(1, self.last_sent // 2)
+            self.last_sent = 0
             _collect()
             self.srv.note("low on heap for a response: asked the host to retry")
             return self._seal1(ftype, {"ok": False, "retry": True, "err": "gate low on heap, retry"})
@@ -329,6 +334,7 @@ class Session:
     def request(self, req):
         _collect()
         op = req["op"]
+        self.last_sent = 0
         try:
             fn = self._load(op)
         except MemoryError:  # nothing was done: the host retries after the gate's next collection
