@@ -46,13 +46,17 @@ def test_full_log_syncs_in_one_go_while_the_gate_decides(tmp_path, mp, heap):
     try:
         s = sync_gate(g.transport(), bo, led, progress=progress)
         assert s["pulled"] >= FULL_LOG - 8 and s["anomalies"] == 0
+        # warned well before the log is full (LOG_WARN_PCT), with what happens then
+        assert any("operation log 99% full" in x and "refuses every rider" in x for x in s["warnings"]), s["warnings"]
         assert decided == ["OPEN"] * 3
         sizes = s["batch_sizes"]
         assert sizes[-1] == 0 or min(sizes) >= 1
         assert max(sizes) <= 200 and s["gate_heap_free"] > 0
         seqs = [r["seq"] for r in led.records(7)]
         assert len(seqs) == len(set(seqs))
-        assert sync_gate(g.transport(), bo, led)["pulled"] in (0, 1, 2, 3)  # only what came since
+        again = sync_gate(g.transport(), bo, led)
+        assert again["pulled"] in (0, 1, 2, 3)  # only what came since
+        assert not any("operation log" in x for x in again["warnings"])
     finally:
         g.kill()
 
@@ -100,3 +104,12 @@ def test_cli_sync_progress_per_gate_and_totals(tmp_path):
     assert "300/300" in ok, ok
     bad = [x for x in lines if "FAILED" in x][-1]
     assert "0/1" in bad and "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━" not in bad, bad
+
+
+def test_log_warning_threshold():
+    from offgate_host.syncclient import LOG_WARN_PCT, log_warning
+    cap = 2016
+    assert log_warning(3, {"backlog": cap * LOG_WARN_PCT // 100 - 1, "capacity_records": cap}) is None
+    w = log_warning(3, {"backlog": cap // 2, "capacity_records": cap, "policy": "admit"})
+    assert w.startswith("gate 3: operation log 50% full") and "opens without logging" in w
+    assert log_warning(3, {}) is None  # an older gate's status without the fields

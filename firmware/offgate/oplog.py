@@ -367,6 +367,8 @@ class OpLog:
             "damaged": self.damaged,
             "cut": self.cut,
             "full": self.full(),
+            # unsynced share of the capacity, percent: the back office warns from LOG_WARN_PCT on
+            "fill_pct": (self._seq - self._acked_seq) * 100 // (self.max_segments * self.per_seg or 1),
         }
 
 

@@ -531,6 +531,23 @@ def _normalize_batch(opened, gate_id):
     return opened.get("gate", gate_id), meta, out
 
 
+LOG_WARN_PCT = 50  # unsynced share of a gate's log at which every sync warns (docs/oplog.md "When full")
+
+
+def log_warning(gate_id, log):
+    """A one-line warning when a gate's operation log is LOG_WARN_PCT % full or more of unsynced
+    records (status "log": backlog, capacity_records, policy), else None. At 100 % a gate with
+    policy "refuse" refuses every rider (LOG_FULL) until a sync frees records."""
+    cap = log.get("capacity_records") or 0
+    backlog = log.get("backlog") or 0
+    if not cap or backlog * 100 < LOG_WARN_PCT * cap:
+        return None
+    when_full = ("refuses every rider (LOG_FULL)" if log.get("policy", "refuse") == "refuse"
+                 else "opens without logging (counted as not_logged)")
+    return ("gate %d: operation log %d%% full (%d of %d records unsynced); when full it %s until a sync: "
+            "sync it more often or give it a larger log" % (gate_id, backlog * 100 // cap, backlog, cap, when_full))
+
+
 def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time=True, max_records=200,
               progress=None, now=None, open_batch=None, force_time=False):
     """One full sync with one gate. Returns a summary dict. Raises LinkError on a broken link
@@ -564,6 +581,9 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
         st = c.request("status")
         ledger.note_status(gid, st, now)
         log = st.get("log") or {}
+        w = log_warning(gid, log)
+        if w:
+            summary["warnings"].append(w)
         if progress:
             progress(gid, 0, log.get("backlog", 0))
         bkey = bo.batch_key()
