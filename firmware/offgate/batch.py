@@ -76,6 +76,7 @@ def build(oplog, gate_id, clock_state, max_records):
     if hasattr(oplog, "records"):
         # raw records, decoded in place (no dict per record; docs/performance.md "Sync")
         unpack = struct.unpack_from
+        h = cbor._head
         got = 0
         lastb = None
         for seq, b, ok in oplog.records(aseq + 1, n):
@@ -86,11 +87,11 @@ def build(oplog, gate_id, clock_state, max_records):
                 _enc(out, [seq, "damaged", bytes(b)])
                 lastb = bytes(b)
                 continue
-            seq = last_seq = unpack(">I", b, 4)[0]  # the stored seq, as read() gives it
-            t = unpack(">I", b, 8)[0]
+            seq, t, ctr = unpack(">III", b, 4)  # the stored seq, as read() gives it
+            miss = unpack(">I", b, 24)[0]
+            last_seq = seq
             op = b[1] == OPEN
             rc = b[2]
-            miss = unpack(">I", b, 24)[0]
             if op:
                 opened += 1
             else:
@@ -102,7 +103,27 @@ def build(oplog, gate_id, clock_state, max_records):
             if hb is None:
                 hb = hours[hr] = {}
             hb[rc] = hb.get(rc, 0) + 1
-            _row(out, seq, t, b[16:24] if b[3] & 1 else None, unpack(">I", b, 12)[0], op, rc, miss)
+            # the row [seq, t, cti, ctr, open, reason, missed] as _row writes it, with the usual
+            # cases copied straight from the record (t >= 2^16: 0x1a and its 4 stored bytes)
+            out.append(0x87)
+            h(out, 0, seq)
+            if t >= 0x10000:
+                out.append(0x1A)
+                out.extend(b[8:12])
+            else:
+                h(out, 0, t)
+            if b[3] & 1:
+                out.append(0x48)
+                out.extend(b[16:24])
+            else:
+                out.append(0xF6)
+            h(out, 0, ctr)
+            out.append(1 if op else 0)
+            h(out, 0, rc)
+            if miss:
+                h(out, 0, miss)
+            else:
+                out.append(0)
             lastb = b
         if got < n:
             raise ValueError("operation log shorter than its head")
