@@ -22,6 +22,7 @@ only the gate's kid and an ephemeral key. A fresh ephemeral key per seal makes e
 """
 import hashlib
 import struct
+from array import array
 
 from offgate import aesccm, cbor, devicekey
 from offgate.hkdf import hkdf_sha256
@@ -77,6 +78,8 @@ def build(oplog, gate_id, clock_state, max_records):
         # raw records, decoded in place (no dict per record; docs/performance.md "Sync")
         unpack = struct.unpack_from
         h = cbor._head
+        rcount = array("H", bytes(512))  # per reason code (u8); a batch holds <= 65535 records
+        hk = {}
         got = 0
         lastb = None
         for seq, b, ok in oplog.records(aseq + 1, n):
@@ -97,12 +100,9 @@ def build(oplog, gate_id, clock_state, max_records):
             else:
                 denied += 1
             missed += miss
-            reasons[rc] = reasons.get(rc, 0) + 1
-            hr = t - t % 3600
-            hb = hours.get(hr)
-            if hb is None:
-                hb = hours[hr] = {}
-            hb[rc] = hb.get(rc, 0) + 1
+            rcount[rc] += 1
+            k = (t // 3600) << 8 | rc  # (hour, reason) as one small int: one dict update
+            hk[k] = hk.get(k, 0) + 1
             # the row [seq, t, cti, ctr, open, reason, missed] as _row writes it, with the usual
             # cases copied straight from the record (t >= 2^16: 0x1a and its 4 stored bytes)
             out.append(0x87)
@@ -129,6 +129,15 @@ def build(oplog, gate_id, clock_state, max_records):
             raise ValueError("operation log shorter than its head")
         if lastb is not None:
             last_chain = bytes(lastb[28:60])
+        for rc in range(256):
+            if rcount[rc]:
+                reasons[rc] = rcount[rc]
+        for k, c in hk.items():
+            hr = (k >> 8) * 3600
+            hb = hours.get(hr)
+            if hb is None:
+                hb = hours[hr] = {}
+            hb[k & 0xFF] = c
     else:
         done = 0
         while done < n:
