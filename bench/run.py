@@ -846,6 +846,17 @@ def main():
             n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
             "for PostgreSQL"))
         sync = run_json_script([ROOT / "bench" / "sync_bench.py", "--records", n_sync], 3600)
+        note("sync of a large backlog on the simulated gate: smallest heap (2,000 / 20,000 records; .mpy, ROMFS) "
+             "and gate CPU per 200-record pull (callgrind, fast vs big-int path) ...")
+        sync_heap = run_json_script([ROOT / "bench" / "sync_heap.py"], 3600)
+        if isinstance(sync_heap, dict):
+            for name, v in (sync_heap.get("heap") or {}).items():
+                note("  %-32s smallest heap %s KiB" % (name, v.get("min_heapsize_kib")))
+            sl = sync_heap.get("seal") or {}
+            for mode in ("session", "per_seal", "bigint"):
+                if isinstance(sl.get(mode), dict):
+                    note("  pull of 200, %-6s %s instructions, ESP32 est. %s ms" % (
+                        mode, sl[mode]["instructions_per_200"], sl[mode]["esp32_ms_per_200"]))
         n_taps = int(os.environ.get("OFFGATE_BENCH_FARE_TAPS", "100000"))
         note("fares: settle %d taps with pairing, GTFS fares and caps (SQLite%s) ..." % (
             n_taps, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else ""))
@@ -890,6 +901,7 @@ def main():
             "flash_ops": flash,
             "soak": soak,
             "sync": sync,
+            "sync_heap": sync_heap,
             "fares": fares,
             "privacy": privacy,
             "wallet": wallet,

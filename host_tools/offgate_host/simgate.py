@@ -172,9 +172,10 @@ def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tab
     """Create a gate state directory with its config, trust store, the issuer keys' comb tables
     (unless tables=False) and deny list (empty if None; deny=False writes none). Returns the
     config path."""
+    from .gatefiles import CONFIG, DENY, TRUST  # the one table of gate files
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    (path / "trust.cbor").write_bytes(trust)
+    (path / TRUST).write_bytes(trust)
     if tables:  # the issuer keys' comb tables beside the trust store (offgate_host.tables)
         from .tables import ISSUER_TABLES, issuer_tables_from_trust
         (path / ISSUER_TABLES).write_bytes(issuer_tables_from_trust(trust))
@@ -182,11 +183,11 @@ def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tab
         from .formats import deny_list_bytes
         deny = deny_list_bytes([])
     if deny is not False:  # deny=False: no deny.bin at all
-        (path / "deny.bin").write_bytes(deny)
+        (path / DENY).write_bytes(deny)
     cfg = {"gate_id": gate_id, "zone": zone, "state_dir": str(path)}
     cfg.update(settings)
-    (path / "gate.json").write_text(json.dumps(cfg, indent=1))
-    return path / "gate.json"
+    (path / CONFIG).write_text(json.dumps(cfg, indent=1))
+    return path / CONFIG
 
 
 class SimGate:
