@@ -153,8 +153,7 @@ def op_deny_commit(self, req):
     """Install the received list, only if it is whole (size, SHA-256), undamaged (CRC, order), a
     signed version 2 list whose root signature covers its header and ids, and newer (serial above
     the installed one). Otherwise the gate keeps its list and says why."""
-    from offgate.denycheck import check_file
-    from offgate.denylist import DenyListError
+    from offgate.denycheck import DenyListError, check_file
     t = self.deny_tmp
     if t is None or t["kind"] != "deny":
         raise SyncError("deny_commit without deny_begin")
