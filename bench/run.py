@@ -855,6 +855,17 @@ def main():
                     k, ledger[k]["ingest_s"], ledger[k]["settle_s"], ledger[k]["ingest_plus_settle_s"],
                     "; bare COPY %s s (ingest %sx)" % (ledger[k]["bare_copy_s"], ledger[k]["ingest_vs_bare_copy"])
                     if "bare_copy_s" in ledger[k] else ""))
+        note("sync of a large backlog on the simulated gate: smallest heap (2,000 / 20,000 records; .mpy, ROMFS) "
+             "and gate CPU per 200-record pull (callgrind, fast vs big-int path) ...")
+        sync_heap = run_json_script([ROOT / "bench" / "sync_heap.py"], 3600)
+        if isinstance(sync_heap, dict):
+            for name, v in (sync_heap.get("heap") or {}).items():
+                note("  %-32s smallest heap %s KiB" % (name, v.get("min_heapsize_kib")))
+            sl = sync_heap.get("seal") or {}
+            for mode in ("session", "per_seal", "bigint"):
+                if isinstance(sl.get(mode), dict):
+                    note("  pull of 200, %-6s %s instructions, ESP32 est. %s ms" % (
+                        mode, sl[mode]["instructions_per_200"], sl[mode]["esp32_ms_per_200"]))
         n_taps = int(os.environ.get("OFFGATE_BENCH_FARE_TAPS", "100000"))
         note("fares: settle %d taps with pairing, GTFS fares and caps (SQLite%s) ..." % (
             n_taps, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else ""))
@@ -900,6 +911,7 @@ def main():
             "soak": soak,
             "sync": sync,
             "ledger": ledger,
+            "sync_heap": sync_heap,
             "fares": fares,
             "privacy": privacy,
             "wallet": wallet,

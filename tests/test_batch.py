@@ -134,3 +134,47 @@ def test_vector_reproducible(mp, tmp_path):
 
 
 VECTOR_SHA256 = "1d841d9c83c95d92a2c6bc93eed3acb999df69131b6e49250a0346b8d5bb1037"
+
+
+def test_session_seals_each_have_their_own_key_and_index():
+    """One ephemeral key per sync session (batch.seal ctx): the seals under it carry 1, 2, ... in
+    the protected header (label -65537), each opens with the host's independent code, and an index
+    changed in transit fails authentication (it is in the AAD and the key derivation)."""
+    import synchelp  # noqa: F401  (the firmware and its CPython shims on sys.path)
+    from offgate import batch, devicekey
+    gate = devicekey.DeviceKey(int.from_bytes(GATE_D, "big"))
+    bo = key(BO_D)
+    ctx = []
+    seals = [bytes(batch.seal(b"\xa1\x61\x76\x01", gate, pub65(bo), ctx=ctx)) for _ in range(3)]
+    heads = [cbor2.loads(cbor2.loads(s).value[0]) for s in seals]
+    assert [h[-65537] for h in heads] == [1, 2, 3]
+    assert len({h[-1][-2] for h in heads}) == 1              # the same ephemeral key
+    assert len(set(seals)) == 3                             # but different ciphertexts
+    for s in seals:
+        assert open_batch(s, bo, gate.public_bytes()) == {"v": 1}
+    env = cbor2.loads(seals[1])
+    hdr = cbor2.loads(env.value[0])
+    hdr[-65537] = 1                                          # replayed as the first seal's number
+    forged = cbor2.dumps(cbor2.CBORTag(16, [cbor2.dumps(hdr), env.value[1], env.value[2]]))
+    with pytest.raises(BatchError):
+        open_batch(forged, bo, gate.public_bytes())
+
+
+def test_session_seal_vector():
+    """docs/protocol.md "Batch summaries", per-session key: the vector's keys, plaintext {"v": 1},
+    the second seal under one session key (index 2), no hedging: these exact bytes (the host opens
+    them independently)."""
+    import synchelp  # noqa: F401
+    from offgate import batch, devicekey
+    gate = devicekey.DeviceKey(int.from_bytes(GATE_D, "big"))
+    eph = devicekey.DeviceKey(int.from_bytes(EPH_D, "big"))
+    bo = key(BO_D)
+    ctx = []
+    batch.seal(b"\xa1\x61\x76\x01", gate, pub65(bo), eph=eph, hedge=False, ctx=ctx)
+    sealed = bytes(batch.seal(b"\xa1\x61\x76\x01", gate, pub65(bo), hedge=False, ctx=ctx))
+    print("session sealed", sealed.hex())
+    assert open_batch(sealed, bo, gate.public_bytes()) == {"v": 1}
+    assert hashlib.sha256(sealed).hexdigest() == SESSION_VECTOR_SHA256
+
+
+SESSION_VECTOR_SHA256 = "58c9fa376456310cf472e3b4ead67eb6c4ab8fcf2ff4687a55b26a8a44fa0ad2"

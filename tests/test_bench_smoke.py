@@ -28,3 +28,21 @@ def test_bench_driver_two_scans(tmp_path):
         assert rc == 0, err
         assert recs[-1]["ok"] == 1, recs
     assert info["typical_qr_text"].startswith("OG1:")
+
+
+def test_sync_heap_seal_driver(tmp_path):
+    """bench/mp_seal.py (the gate side of a 200-record pull, callgrind in bench/sync_heap.py) runs
+    in each mode on the 64-bit port; no valgrind, no timing."""
+    import json
+    import subprocess
+    sys.path.insert(0, str(BENCH.parent / "tests"))
+    from backlog import prefill
+    from offgate_host import simgate
+    prefill(tmp_path, 210)
+    env = simgate.micropython_env([BENCH])
+    for mode in ("none", "session", "per_seal", "bigint"):
+        r = subprocess.run([simgate.micropython_bin(), "-X", "heapsize=256k", str(BENCH / "mp_seal.py"), str(tmp_path),
+                            mode, "1"], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        rec = json.loads(r.stdout.strip().splitlines()[-1])
+        assert rec["ok"] == (0 if mode == "none" else 1) and (mode == "none" or rec["bytes"] > 4000), (mode, rec)

@@ -118,7 +118,7 @@ def test_cli_dry_run(built, office, tmp_path):
                                  "--gate-id", "9", "--zone", "1", "--dry-run"])
     assert r.exit_code == 0, r.output
     lines = [x for x in r.output.splitlines() if x.startswith("mpremote ")]
-    assert len(lines) == 10 and all(x.startswith("mpremote connect %s " % PORT) for x in lines)
+    assert len(lines) == 13 and all(x.startswith("mpremote connect %s " % PORT) for x in lines)  # + tables, root.pub, batch.pub
     assert lines[-1] == "mpremote connect %s reset" % PORT
     r = CliRunner().invoke(cli, ["provision", "--data", str(tmp_path / "bo"), "--board", "esp32_devkitc", "--port",
                                  PORT, "--gate-id", "9", "--dry-run"])
@@ -152,6 +152,9 @@ class StandIn:
                 return self.dev("cpr", str(src), "/" + src.name)
             return self.dev("cp", rest[2], rest[3][1:] if rest[3].startswith(":/") else "/" + rest[3][1:])
         if rest == ["reset"]:
+            return 0, "", ""
+        if rest[:2] == ["romfs", "deploy"]:  # the stand-in's ROMFS partition: the image, kept
+            self.romfs = rest[2]
             return 0, "", ""
         raise AssertionError("unexpected command %r" % argv)
 
@@ -211,3 +214,62 @@ def test_device_check():
                        env=micropython_env())
     info = json.loads(deploy.parse_mark(r.stdout, deploy.CHECK_MARK))
     assert info["mpy"] & 0xFF == 6 and (info["mpy"] >> 8) & 3 >= 3
+
+
+def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
+    """One table of gate files (offgate_host.gatefiles): `offgate gate init` (a simulated gate's
+    directory) and `offgate deploy` (the stand-in board, through the CLI's staging) write the same
+    files with the same bytes, every one the table lists; the firmware reads them under the same
+    names, and sync writes only files of the table."""
+    import synchelp  # noqa: F401  (the firmware on sys.path)
+    from offgate import syncadmin, syncserver
+    from offgate_host import gatefiles
+    from offgate_host.cli import _gate_files
+    bo, _, _ = office
+    data = str(tmp_path / "bo")
+    r = CliRunner().invoke(cli, ["gate", "init", "--data", data, str(tmp_path / "sim"), "--gate-id", "7", "--zone", "2"])
+    assert r.exit_code == 0, r.output
+    sim = tmp_path / "sim"
+    want = set(gatefiles.FROM_BACKOFFICE) | set(gatefiles.MADE_ON_GATE) | {gatefiles.CONFIG}
+    assert {p.name for p in sim.iterdir()} == want
+
+    stage = tmp_path / "stage"
+    trust, deny, files = _gate_files(data, "esp32_devkitc", None, None, stage)
+    steps = deploy.deploy_plan("esp32_devkitc", PORT, 8, 2, trust, deny, stage=stage, files=files)
+    assert [s.name for s in steps][6:11] == ["trust", "tables", "deny", "root key", "batch key"]
+    dev = StandIn(tmp_path / "flash.img")
+    deploy.run_plan(steps, runner=dev)
+    _, st, _ = dev.dev("ls", "/state")
+    assert set(st.split()) == set(gatefiles.FROM_BACKOFFICE) | set(gatefiles.MADE_ON_GATE)
+    for name in gatefiles.FROM_BACKOFFICE:  # byte for byte what the simulated gate got
+        _, out, err = dev.dev("exec", "import binascii;print(binascii.hexlify(open('/state/%s','rb').read()).decode())"
+                              % name)
+        assert bytes.fromhex(out.strip()) == (sim / name).read_bytes(), name + err
+    # the firmware's names are the table's
+    assert (syncserver.ROOT_PUB, syncserver.BATCH_PUB, syncserver.SYNC_STATE) == (
+        gatefiles.ROOT_PUB, gatefiles.BATCH_PUB, gatefiles.SYNC_STATE)
+    assert set(syncadmin.UPLOADS.values()) | {gatefiles.TRUST, gatefiles.SYNC_STATE} == set(gatefiles.WRITTEN_BY_SYNC)
+
+
+def test_romfs_deploy(built, office, tmp_path):
+    """`offgate deploy --romfs`: the firmware goes as one ROMFS image (`mpremote romfs deploy`, a
+    valid mpremote command line) instead of package copies; on the 32-bit build with that image as
+    its ROMFS (MICROPY_ROMFS) the firmware imports from /rom, outside the heap."""
+    from mpbridge import MP32
+    bo, trust, deny = office
+    steps = deploy.deploy_plan("esp32_devkitc", PORT, 7, 2, trust, deny, stage=tmp_path / "stage", romfs=True,
+                               provision=False)
+    assert [s.name for s in steps][:4] == ["check", "mkdir", "romfs", "copy main.py"]
+    parsed = mpremote_parse(steps[2].argv)
+    assert parsed[1][0] == "romfs" and parsed[1][1].command == ["deploy"]
+    dev = StandIn(tmp_path / "flash.img")
+    deploy.run_plan(steps, runner=dev)
+    img = Path(dev.romfs)
+    from mpremote.romfs import VfsRomWriter
+    assert img.read_bytes().startswith(VfsRomWriter.ROMFS_HEADER)
+    if MP32 is None:
+        pytest.skip("the 32-bit build (ROMFS) is not here")
+    env = dict(micropython_env(mp=MP32), MICROPY_ROMFS=str(img), MICROPYPATH="/rom")
+    r = subprocess.run([MP32, "-c", "import offgate, offgate.cbor, offgate.gate;print(offgate.__file__)"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip().startswith("/rom/offgate"), r.stdout + r.stderr

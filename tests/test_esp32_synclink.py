@@ -12,7 +12,7 @@ from offgate_host.syncclient import SerialTransport, provision_gate_dir, sync_ga
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
-SYNC_HEAP = os.environ.get("OFFGATE_SYNC_HEAP", "224k")  # see tests/test_sync_e2e.py
+SYNC_HEAP = os.environ.get("OFFGATE_SYNC_HEAP", "208k")  # the ESP32 app and its serial link on the 64-bit port: 200k measured to do, 192k not (was 224k)
 
 
 def test_sync_over_serial_console(tmp_path):

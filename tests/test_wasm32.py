@@ -56,6 +56,7 @@ PURE = {
     "test_oplog_gate": "the gate's use of the operation log (decision, log, relay order)",
     "test_p256_comb": "fixed-base comb tables for P-256",
     "test_p256_field": "viper fast path absent here: big-int fallback",
+    "test_p256_mul": "the gate's own key operations: fast path absent here, big-int fallback",
     "test_credcache": "verified-credential cache, LRU and heap trim",
     "test_passback": "passback table (entry gates) and its place in Gate.scan",
 }
@@ -63,6 +64,7 @@ PURE = {
 # native code, cryptolib, `machine` and littlefs). Kept explicit: nothing is skipped silently.
 SKIP = {
     # "test_example": "needs machine.Pin (hardware)",
+    "test_batchrow": "batch imports aesccm, which needs cryptolib (not in the webassembly port)",
 }
 
 NODE_MISSING = ("Node.js and npm are required for the 32-bit MicroPython (webassembly) tests; install "

@@ -76,15 +76,20 @@ def _ctr(key, nonce, L, src, dst):
     s0 = ecb.encrypt(pre + bytes(L))
     n = len(src)
     blocks = bytearray(_CHUNK)
+    for b in range(0, _CHUNK, 16):  # flags and nonce once; only the counter bytes change below
+        blocks[b:b + 16 - L] = pre
     ctr = 1
     o = 0
     while o < n:
         k = n - o if n - o < _CHUNK else _CHUNK
         nb = (k + 15) // 16
         for i in range(nb):
-            b = 16 * i
-            blocks[b:b + 16 - L] = pre
-            blocks[b + 16 - L:b + 16] = ctr.to_bytes(L, "big")
+            b = 16 * i + 16
+            if ctr < 0x10000:  # the last two bytes (a message under 1 MiB); L >= 2 always
+                blocks[b - 1] = ctr & 0xFF
+                blocks[b - 2] = ctr >> 8
+            else:
+                blocks[b - L:b] = ctr.to_bytes(L, "big")
             ctr += 1
         ks = ecb.encrypt(blocks[:16 * nb])
         dst[o:o + k] = _xor(src[o:o + k], ks)

@@ -21,9 +21,12 @@ only the gate's kid and an ephemeral key. A fresh ephemeral key per seal makes e
 (key, nonce) pair single-use, so the nonce can be derived rather than counted.
 """
 import hashlib
+import struct
+from array import array
 
 from offgate import aesccm, cbor, devicekey
 from offgate.hkdf import hkdf_sha256
+from offgate.oplog import OPEN
 
 VERSION = 1
 ALG_ES256 = -7
@@ -71,35 +74,100 @@ def build(oplog, gate_id, clock_state, max_records):
     reasons = {}
     hours = {}
     last_seq, last_chain = aseq, achain
-    done = 0
-    while done < n:
-        chunk = oplog.read(last_seq + 1, min(_READ_CHUNK, n - done))
-        if not chunk:
-            raise ValueError("operation log shorter than its head")
-        for r in chunk:
-            if "damaged" in r:
-                # flash damage: the record's bytes as they are, for the ledger to keep and show
+    if hasattr(oplog, "records"):
+        # raw records, decoded in place (no dict per record; docs/performance.md "Sync")
+        unpack = struct.unpack_from
+        h = cbor._head
+        rcount = array("H", bytes(512))  # per reason code (u8); a batch holds <= 65535 records
+        hk = {}
+        got = 0
+        lastb = None
+        for seq, b, ok in oplog.records(aseq + 1, n):
+            got += 1
+            last_seq = seq
+            if not ok:
                 damaged += 1
-                _enc(out, [r["seq"], "damaged", r["damaged"]])
-                last_seq, last_chain = r["seq"], r["chain"]
+                _enc(out, [seq, "damaged", bytes(b)])
+                lastb = bytes(b)
                 continue
-            op = r["decision"] == "OPEN"
+            seq, t, ctr = unpack(">III", b, 4)  # the stored seq, as read() gives it
+            miss = unpack(">I", b, 24)[0]
+            last_seq = seq
+            op = b[1] == OPEN
+            rc = b[2]
             if op:
                 opened += 1
             else:
                 denied += 1
-            rc = r["reason"]
-            missed += r["missed"]
-            reasons[rc] = reasons.get(rc, 0) + 1
-            hr = r["t"] - r["t"] % 3600
+            missed += miss
+            rcount[rc] += 1
+            k = (t // 3600) << 8 | rc  # (hour, reason) as one small int: one dict update
+            hk[k] = hk.get(k, 0) + 1
+            # the row [seq, t, cti, ctr, open, reason, missed] as _row writes it, with the usual
+            # cases copied straight from the record (t >= 2^16: 0x1a and its 4 stored bytes)
+            out.append(0x87)
+            h(out, 0, seq)
+            if t >= 0x10000:
+                out.append(0x1A)
+                out.extend(b[8:12])
+            else:
+                h(out, 0, t)
+            if b[3] & 1:
+                out.append(0x48)
+                out.extend(b[16:24])
+            else:
+                out.append(0xF6)
+            h(out, 0, ctr)
+            out.append(1 if op else 0)
+            h(out, 0, rc)
+            if miss:
+                h(out, 0, miss)
+            else:
+                out.append(0)
+            lastb = b
+        if got < n:
+            raise ValueError("operation log shorter than its head")
+        if lastb is not None:
+            last_chain = bytes(lastb[28:60])
+        for rc in range(256):
+            if rcount[rc]:
+                reasons[rc] = rcount[rc]
+        for k, c in hk.items():
+            hr = (k >> 8) * 3600
             hb = hours.get(hr)
             if hb is None:
                 hb = hours[hr] = {}
-            hb[rc] = hb.get(rc, 0) + 1
-            _enc(out, [r["seq"], r["t"], r["cti"], r["ctr"], 1 if op else 0, rc, r["missed"]])
-            last_seq, last_chain = r["seq"], r["chain"]
-        done += len(chunk)
-        chunk = None
+            hb[k & 0xFF] = c
+    else:
+        done = 0
+        while done < n:
+            chunk = oplog.read(last_seq + 1, min(_READ_CHUNK, n - done))
+            if not chunk:
+                raise ValueError("operation log shorter than its head")
+            for r in chunk:
+                if "damaged" in r:
+                    # flash damage: the record's bytes as they are, for the ledger to keep and show
+                    damaged += 1
+                    _enc(out, [r["seq"], "damaged", r["damaged"]])
+                    last_seq, last_chain = r["seq"], r["chain"]
+                    continue
+                op = r["decision"] == "OPEN"
+                if op:
+                    opened += 1
+                else:
+                    denied += 1
+                rc = r["reason"]
+                missed += r["missed"]
+                reasons[rc] = reasons.get(rc, 0) + 1
+                hr = r["t"] - r["t"] % 3600
+                hb = hours.get(hr)
+                if hb is None:
+                    hb = hours[hr] = {}
+                hb[rc] = hb.get(rc, 0) + 1
+                _row(out, r["seq"], r["t"], r["cti"], r["ctr"], op, rc, r["missed"])
+                last_seq, last_chain = r["seq"], r["chain"]
+            done += len(chunk)
+            chunk = None
     global LAST_TO
     LAST_TO = last_seq  # the sync op records what a session was given (an ack may not go beyond)
     agg = {"open": opened, "deny": denied, "missed": missed, "reasons": reasons, "hours": hours}
@@ -110,7 +178,29 @@ def build(oplog, gate_id, clock_state, max_records):
                  ("not_logged", oplog.not_logged)):
         _enc(out, k)
         _enc(out, v)
-    return bytes(out)
+    return out  # a bytearray: a bytes() copy would double the peak heap of a pull
+
+
+def _row(out, seq, t, cti, ctr, op, rc, missed):
+    """Append the CBOR row [seq, t, cti, ctr, open, reason, missed] (what cbor.dumps of that list
+    gives, byte for byte; tests/test_batch.py): written head by head, because a generic encode per
+    row (a list, a buffer and a copy each) was most of a pull's gate CPU."""
+    h = cbor._head
+    out.append(0x87)
+    h(out, 0, seq)
+    h(out, 0, t)
+    if cti is None:
+        out.append(0xF6)
+    else:
+        h(out, 2, len(cti))
+        out.extend(cti)
+    h(out, 0, ctr)
+    out.append(1 if op else 0)
+    if isinstance(rc, int):
+        h(out, 0, rc)
+    else:
+        _enc(out, rc)
+    h(out, 0, missed)
 
 
 def _cose_key(pub65):
@@ -148,18 +238,39 @@ def derive(z, eph_pub, bo_pub, gate_pub):
     return okm[:32], okm[32:]
 
 
-def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True):
+SEAL_INDEX = -65537  # protected header (private-use label): the seal's number under its ephemeral key
+
+
+def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None):
     """Signed by device_key, encrypted to backoffice_pub65. eph (a DeviceKey) and hedge=False
-    only for reproducible test vectors: in service a fresh ephemeral key is made per seal."""
+    only for reproducible test vectors: in service a fresh ephemeral key is made per seal, or,
+    with `ctx` (a list, empty at first, kept by the caller for one sync session), once per
+    session: ctx = [E, Z, i], and each seal under it carries its number i (1, 2, ...) in the
+    protected header, which goes into the key derivation (info || i, 4 bytes BE) and the AAD.
+    Every seal thus still has its own key and nonce; a session pays one ephemeral key and one
+    ECDH instead of one per batch (docs/protocol.md "Batch summaries")."""
     bo = bytes(backoffice_pub65)
     devicekey.parse_point(bo)  # a bad back office key fails here, before anything is signed
     gate_pub = device_key.public_bytes()
     signed = sign1(plain, device_key, hedge)
-    e = eph if eph is not None else devicekey.generate()
-    E = e.public_bytes()
-    key, nonce = derive(e.ecdh(bo), E, bo, gate_pub)
-    e = None
-    prot = cbor.dumps({1: ALG_CCM_16_128_256, 4: gate_kid(gate_pub), -1: _cose_key(E)})
+    hdr = {1: ALG_CCM_16_128_256, 4: gate_kid(gate_pub)}
+    if ctx is None or not ctx:
+        e = eph if eph is not None else devicekey.generate()
+        E = e.public_bytes()
+        z = e.ecdh(bo)
+        e = None
+        if ctx is not None:
+            ctx.extend((E, z, 0))
+    if ctx:
+        E, z = ctx[0], ctx[1]
+        ctx[2] += 1
+        hdr[SEAL_INDEX] = ctx[2]
+        key, nonce = derive(z, E, bo, gate_pub + ctx[2].to_bytes(4, "big"))
+    else:
+        key, nonce = derive(z, E, bo, gate_pub)
+    z = None
+    hdr[-1] = _cose_key(E)
+    prot = cbor.dumps(hdr)
     aad = cbor.dumps(["Encrypt0", prot, b""])
     # D0 83 bstr(prot) A0 bstr(ct || tag): the ciphertext is written straight into place
     clen = len(signed) + 16
@@ -167,5 +278,5 @@ def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True):
     out = bytearray(len(pre) + clen)
     out[0:len(pre)] = pre
     aesccm.encrypt(key, nonce, signed, aad, 16, memoryview(out)[len(pre):])
-    signed = None  # freed before the final copy
-    return bytes(out)
+    signed = None
+    return out  # a bytearray (no final copy: the heap of a pull, syncops.PULL_PER_RECORD)

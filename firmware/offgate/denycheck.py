@@ -8,7 +8,13 @@ defines is interned for good on MicroPython (docs/performance.md, "interned name
 import struct
 
 from offgate.checksum import crc32
-from offgate.denylist import MAGIC, DenyListError
+
+MAGIC = b"OGDL"  # the file's first bytes (docs/protocol.md §6)
+
+
+class DenyListError(ValueError):
+    """A deny list image that is malformed or damaged (offgate.denylist re-raises it with the
+    file's path). This module is the layer below denylist: it never imports it."""
 
 try:
     from micropython import const

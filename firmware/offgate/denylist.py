@@ -28,19 +28,22 @@ the CRC is for, and whoever can write the flash can replace the firmware too.
 A binary search reads ~log2(n) ids of 8 bytes from the open file into one preallocated buffer, so
 a list of 100,000 ids costs no heap, only ~17 small reads per scan.
 """
-MAGIC = b"OGDL"
 HEADER = 12          # version 1 (version 2: 24)
 ID_LEN = 8
 
 
 class DenyListError(ValueError):
-    pass
+    """A deny list file that cannot be used (its path and what is wrong)."""
 
 
 def check_bytes(data):
-    """Validate a whole deny list image (offgate.denycheck.check_bytes). Returns the count."""
+    """Validate a whole deny list image (offgate.denycheck.check_bytes). Returns the count;
+    DenyListError if it is malformed or damaged."""
     from offgate import denycheck
-    return denycheck.check_bytes(data)
+    try:
+        return denycheck.check_bytes(data)
+    except ValueError as e:
+        raise DenyListError(str(e))
 
 
 class DenyList:
@@ -69,7 +72,7 @@ class DenyList:
             size = f.tell()
             v, h, n, serial, issued, sig = denycheck.check_file(f, size)
             sig = None
-        except DenyListError as e:
+        except ValueError as e:  # denycheck.DenyListError: malformed or damaged
             f.close()
             raise DenyListError("%s: %s" % (path, e))
         except Exception:

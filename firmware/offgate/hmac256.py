@@ -6,19 +6,17 @@ is two extra compression calls per MAC, irrelevant at the gate's rates.
 import hashlib
 
 _BLOCK = 64
+_IPAD = int.from_bytes(b"\x36" * 64, "big")
+_OPAD = int.from_bytes(b"\x5c" * 64, "big")
 
 
 def _pads(key):
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()  # RFC 2104: long keys are hashed first
-    k = bytearray(_BLOCK)
-    k[0:len(key)] = key
-    ipad = bytearray(_BLOCK)
-    opad = bytearray(_BLOCK)
-    for i in range(_BLOCK):
-        ipad[i] = k[i] ^ 0x36
-        opad[i] = k[i] ^ 0x5C
-    return ipad, opad
+    # the key, zero-padded to the block, XORed with 0x36.. / 0x5C.. as one integer each (a byte
+    # loop here was ~2/3 of an HMAC's instructions on MicroPython)
+    k = int.from_bytes(bytes(key) + bytes(_BLOCK - len(key)), "big")
+    return (k ^ _IPAD).to_bytes(_BLOCK, "big"), (k ^ _OPAD).to_bytes(_BLOCK, "big")
 
 
 def hmac_sha256(key, msg, *more):

@@ -71,6 +71,9 @@ class DiskFull(LogFull):
     the gate reports DISK_FULL, not LOG_FULL. Same policy as a full log."""
 
 
+_READ_RECS = 8  # records per file read in read() (a 512-byte buffer)
+
+
 def _crc(buf, n):
     return crc32(buf[:n]) & 0xFFFFFFFF
 
@@ -270,26 +273,41 @@ class OpLog:
         CRC fails (flash damage found at recovery, kept in place) comes back as
         {"seq", "damaged": its 64 bytes, "chain": its stored chain field}."""
         out = []
-        b = self._buf
+        for seq, b, ok in self.records(from_seq, max_records):
+            if ok:
+                out.append(_decode(b))
+            else:
+                out.append({"seq": seq, "damaged": bytes(b), "chain": bytes(b[28:60])})
+        return out
+
+    def records(self, from_seq, max_records):
+        """The raw records from from_seq on (at most max_records), oldest first: yields (seq, rec,
+        ok), rec a 64-byte memoryview valid until the next item, ok False for a damaged record
+        (bad magic or CRC). No object per record: what a pull's batch is built from."""
+        # up to _READ_RECS records per file read; the buffer lives for this call only
+        blk = bytearray(REC * (max_records if max_records < _READ_RECS else _READ_RECS))
+        mv = memoryview(blk)
+        n = 0
         for segno, first, count in self._segs:
             last = first + count - 1
             if last < from_seq:
                 continue
-            if len(out) >= max_records:
+            if n >= max_records:
                 break
             start = from_seq - first if from_seq > first else 0
             with open(self._path(segno), "rb") as f:
                 f.seek(HDR + start * REC)
-                for _ in range(start, count):
-                    if len(out) >= max_records:
-                        break
-                    if f.readinto(b) != REC:
-                        break
-                    if b[0] != MAGIC or _crc(b, 60) != struct.unpack_from(">I", b, 60)[0]:
-                        out.append({"seq": first + _, "damaged": bytes(b), "chain": bytes(b[28:60])})
-                        continue
-                    out.append(_decode(b))
-        return out
+                i = start
+                while i < count and n < max_records:
+                    k = min(count - i, max_records - n, _READ_RECS)
+                    got = f.readinto(mv[:k * REC]) // REC
+                    for j in range(got):
+                        b = mv[j * REC:(j + 1) * REC]
+                        n += 1
+                        yield first + i + j, b, b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]
+                    if got < k:
+                        break  # a short segment file: on to the next one, as before
+                    i += k
 
     def _find_chain(self, seq):
         """The stored chain of record seq, or None if it is not on flash."""
@@ -349,6 +367,8 @@ class OpLog:
             "damaged": self.damaged,
             "cut": self.cut,
             "full": self.full(),
+            # unsynced share of the capacity, percent: the back office warns from LOG_WARN_PCT on
+            "fill_pct": (self._seq - self._acked_seq) * 100 // (self.max_segments * self.per_seg or 1),
         }
 
 

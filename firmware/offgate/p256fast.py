@@ -202,13 +202,70 @@ def mul_pow2(qx, qy, k):
     _run(ws, SET_RAW, _N_SET, 0)
     for _ in range(k):
         _run(ws, DBL, _N_DBL, 0)
+    return _affine()
+
+
+def _affine():
+    """The accumulator (X, Y, Z in Montgomery form) as affine (x, y) ints, None for infinity."""
     p = p256.P
     out = bytearray(33)
     v = []
     for slot in (X, Y, Z):
-        F.pack(ws, slot, out)
+        F.pack(_ws, slot, out)
         v.append(int.from_bytes(out, "big") * F.RINV % p)  # out of Montgomery form
     return p256.to_affine(v[0], v[1], v[2])
+
+
+# ---------------------------------------------------------------- scalar multiplication (signing, ECDH)
+# The gate's own key operations at sync (batch signature, ephemeral key, ECDH with the back
+# office's key) on the same viper programs as verification: k*G from G's comb table (32 doublings,
+# <= 32 additions), k*Q by width-5 NAF. Not constant time, like offgate.p256.mul (see devicekey).
+# Each returns affine (x, y), or False when the fast path is off or met an exceptional case:
+# the caller then uses p256.mul (same answer, slower).
+
+def mul_g(k):
+    """k*G for 0 < k < n: (x, y), or False (use the big-int path)."""
+    if not (OK and ENABLED):
+        return False
+    d = p256.comb_digits(k)
+    g = p256.gcomb()
+    ws = _ws
+    inf = True
+    for j in range(31, -1, -1):
+        if not inf:
+            _run(ws, DBL, _N_DBL, 0)
+        c = d[j]
+        if c:
+            if not _add_row(g, c, inf):
+                return False
+            inf = False
+    if inf:
+        return False
+    return _affine() or False
+
+
+def mul_point(k, qx, qy):
+    """k*(qx, qy) for 0 < k < n and a point on the curve: (x, y), or False (use the big-int path)."""
+    if not (OK and ENABLED):
+        return False
+    d, i = p256.wnaf(k, p256.WQ)
+    _load(QTAB, qx)
+    _load(QTAB + 1, qy)
+    if not _build_qtab(QTAB, 8):
+        return False
+    inf = True
+    while i >= 0:
+        if not inf:
+            _run(_ws, DBL, _N_DBL, 0)
+        c = d[i]
+        if c:
+            if not _add_digit(c, QTAB, inf):
+                return False
+            inf = False
+        i -= 1
+    if inf:
+        return False
+    return _affine() or False
 
 
 def pow2_128(qx, qy):

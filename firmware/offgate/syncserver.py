@@ -190,6 +190,9 @@ class Session:
         self.time_nonce = None
         self.deny_tmp = None
         self.pulled_to = 0   # highest seq sent in a batch in THIS session: an ack may not go beyond it
+        self.seal_ctx = None  # this session's batch ephemeral key: [E, Z, seals so far] (batch.seal)
+        self.last_sent = 0    # records in the batch being answered (0: the response is not a batch)
+        self.pull_cap = None  # at most this many records per batch, after a batch found no heap to go out
         self.frames_in = 0
         self.bad_frames = 0
 
@@ -198,6 +201,7 @@ class Session:
         self.closed = True
         self.state = DEAD
         self.k_hg = self.k_gh = None
+        self.seal_ctx = None
         self._drop_deny_tmp()
 
     # -- frames ----------------------------------------------------------------------
@@ -219,6 +223,8 @@ class Session:
                     out.append(r)
         except Exception as e:
             out.append(self._fail("internal error: %s" % e))
+        if len(out) == 1:
+            return out[0]  # the usual case: no joined copy of a large frame
         return b"".join(out)
 
     def _error(self, msg):
@@ -234,11 +240,27 @@ class Session:
         return self._error(msg)
 
     def _seal(self, ftype, body):
+        """A secured frame of `body` (a map; emptied here). Short of heap for it, a small
+        {"ok": false, "retry": true} response goes instead (the request was not carried out, or,
+        for pull and ack, may be repeated): out of memory does not end a session."""
+        try:
+            return self._seal1(ftype, body)
+        except MemoryError:
+            body = None
+            if self.last_sent:  # it was a batch: the repeated pull gets at most half as many records
+                self.pull_cap = max(1, self.last_sent // 2)
+            self.last_sent = 0
+            _collect()
+            self.srv.note("low on heap for a response: asked the host to retry")
+            return self._seal1(ftype, {"ok": False, "retry": True, "err": "gate low on heap, retry"})
+
+    def _seal1(self, ftype, body):
         from offgate import aesccm
-        self.tx += 1
-        body = cbor.dumps(body)
+        d = body
+        body = cbor.dumps(d)
+        d.clear()  # the caller's map no longer holds a large value (a batch) beside its encoding
         n = 4 + len(body) + MAC_LEN
-        ctr = _u32(self.tx)
+        ctr = _u32(self.tx + 1)
         out = bytearray(frames.HEADER + n + frames.TRAILER)
         h = frames.header(ftype, n)
         out[:frames.HEADER] = h
@@ -246,6 +268,7 @@ class Session:
         aesccm.encrypt(self.k_gh, _nonce(2, ctr), body, h + ctr, MAC_LEN,
                        memoryview(out)[frames.HEADER + 4:frames.HEADER + n])
         body = None
+        self.tx += 1  # counted once the frame exists (a MemoryError above leaves the counter)
         return frames.finish(out)
 
     def _open(self, ftype, payload):
@@ -272,6 +295,7 @@ class Session:
         self.scope = None
         self.time_nonce = None
         self.pulled_to = 0
+        self.seal_ctx = None
         self._drop_deny_tmp()
 
     def handle(self, ftype, payload):
@@ -306,12 +330,17 @@ class Session:
         self.state = IDLE
         return self._error("expected HELLO" if ftype != frames.AUTH else "AUTH without a challenge")
 
-    # -- commands (offgate/syncops.py, loaded on the first request) ---------------------
+    # -- commands (offgate/syncops.py, loaded on the first request; offgate/syncadmin.py) --------
     def request(self, req):
         _collect()
-        from offgate import syncops
         op = req["op"]
-        fn = syncops.OPS.get(op)
+        self.last_sent = 0
+        try:
+            fn = self._load(op)
+        except MemoryError:  # nothing was done: the host retries after the gate's next collection
+            _collect()
+            return {"ok": False, "retry": True, "err": "gate low on heap for %s, retry" % op}
+        from offgate import syncops
         if fn is None:
             return {"ok": False, "err": "unknown op %s" % op}
         if self.scope != "full" and op not in syncops.CLOCK_OPS:
@@ -322,11 +351,25 @@ class Session:
         except SyncError as e:
             return {"ok": False, "err": str(e)}
         except MemoryError:
-            return {"ok": False, "err": "gate out of memory"}
+            _collect()
+            return {"ok": False, "retry": op in syncops.RETRY_OPS, "err": "gate low on heap for %s" % op}
         except Exception as e:
             return {"ok": False, "err": "%s: %s" % (type(e).__name__, e)}
         r["ok"] = True
         return r
+
+    def _load(self, op):
+        """The function of command `op` (None if unknown), its module loaded and the other
+        command module dropped: a pull's code and the rest are never in the heap together."""
+        from offgate import syncops
+        if op in syncops.ADMIN_OPS:
+            if "offgate.batch" in sys.modules:
+                _unload("batch")
+            from offgate import syncadmin
+            return getattr(syncadmin, "op_" + op)
+        if "offgate.syncadmin" in sys.modules:
+            _unload("syncadmin")
+        return syncops.OPS.get(op)
 
     def _drop_deny_tmp(self):
         if self.deny_tmp is not None:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from .errors import OffgateError
 
 INFO = b"offgate batch v1"
+SEAL_INDEX = -65537  # protected header: the seal's number under a per-session ephemeral key
 ALG_ES256 = -7
 ALG_CCM_16_128_256 = 31
 
@@ -100,7 +101,13 @@ def open_batch(sealed, backoffice_priv, gate_pub65):
     except ValueError as e:
         raise BatchError("envelope: ephemeral key not on P-256 (%s)" % e)
     z = bo.exchange(ec.ECDH(), eph)
-    key, nonce = derive(z, eph_pub, bo_pub, gate_pub65)
+    idx = hdr.get(SEAL_INDEX)
+    if idx is None:  # one ephemeral key for this seal alone
+        key, nonce = derive(z, eph_pub, bo_pub, gate_pub65)
+    elif isinstance(idx, int) and not isinstance(idx, bool) and 1 <= idx < 1 << 32:
+        key, nonce = derive(z, eph_pub, bo_pub, gate_pub65 + idx.to_bytes(4, "big"))
+    else:
+        raise BatchError("envelope: bad seal index")
     aad = cbor2.dumps(["Encrypt0", prot, b""])
     try:
         signed = AESCCM(key, tag_length=16).decrypt(nonce, ct, aad)

@@ -953,14 +953,11 @@ def board_flash_cmd(board_name, port, firmware, no_erase, dry_run):
 
 
 def _gate_files(data_dir, board_name, trust, deny, stage):
-    """Trust store / deny list files: given, or exported from the back office into the stage dir."""
-    if trust is None:
-        bo = _bo(data_dir)
-        stage.mkdir(parents=True, exist_ok=True)
-        trust = bo.export_trust(stage / "trust.cbor")
-        if deny is None:
-            deny = bo.export_deny(stage / "deny.bin")
-    return trust, deny
+    """Every file the back office gives a gate (gatefiles.FROM_BACKOFFICE), staged: trust store and
+    deny list as given or exported, their comb tables, root.pub, batch.pub. -> (trust, deny, files)."""
+    from . import gatefiles
+    files = gatefiles.stage(_bo(data_dir), stage, trust, deny)
+    return files.pop(gatefiles.TRUST), files.pop(gatefiles.DENY), files
 
 
 @main.command("deploy")
@@ -975,17 +972,19 @@ def _gate_files(data_dir, board_name, trust, deny, stage):
               help="deny.bin (default: exported from the back office)")
 @click.option("--no-provision", is_flag=True, help="do not create/read the device key")
 @click.option("--frozen", is_flag=True, help="the image has the firmware frozen in: copy only main.py and files")
+@click.option("--romfs", is_flag=True, help="install the firmware as a ROMFS image (mpremote romfs deploy; boards "
+              "whose MicroPython has a ROMFS partition): its bytecode stays out of the heap")
 @click.option("--replace", is_flag=True, help="accept a new device key for an already registered gate id")
 @click.option("--dry-run", is_flag=True, help="print the mpremote commands only")
 @user_errors
-def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provision, frozen, replace, dry_run):
+def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provision, frozen, romfs, replace, dry_run):
     """Install the built firmware, gate.json, trust store and deny list on a gate over USB, then provision it."""
     from . import deploy as dp
     try:
         stage = dp.build_dir(board_name) / "stage"
-        trust, deny = _gate_files(data_dir, board_name, trust, deny, stage)
+        trust, deny, files = _gate_files(data_dir, board_name, trust, deny, stage)
         steps = dp.deploy_plan(board_name, port, gate_id, zone, trust, deny, stage=stage,
-                               provision=not no_provision, frozen=frozen)
+                               provision=not no_provision, frozen=frozen, files=files, romfs=romfs)
         if dry_run:
             for s in steps:
                 click.echo(s.line())
@@ -1086,12 +1085,17 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
             led.close()
         return
     failed = 0
+    totals = {"pulled": 0, "new": 0, "fraud": 0}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[note]}"), console=_console()) as prog:
+        # one bar per gate (records pulled of its backlog) and one for all of them (gates done)
+        whole = prog.add_task("all gates", total=len(targets), note="")
         for target in targets:
             task = prog.add_task(target, total=None, note="connecting")
+            seen = {"done": 0, "backlog": 0}
 
-            def progress(gid, done, backlog, task=task, target=target):
+            def progress(gid, done, backlog, task=task, target=target, seen=seen):
+                seen["done"], seen["backlog"] = done, max(backlog, done)
                 prog.update(task, description="%s gate %d" % (target, gid), completed=done,
                             total=max(backlog, done) or None, note="records")
 
@@ -1105,11 +1109,21 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
                                                  force_time=force_time)
             except (syncclient.SyncError, BackOfficeError) as e:
                 failed += 1
-                prog.update(task, note="[red]FAILED: %s" % e)
+                # the bar shows what was pulled and committed before the failure, never a full bar:
+                # the rest of the backlog is still on the gate
+                done = seen["done"]
+                prog.update(task, completed=done, total=max(seen["backlog"], done + 1), note="[red]FAILED: %s" % e)
+                prog.update(whole, advance=1, note="%d record(s), %d new, %d fraud; [red]%d failed"
+                            % (totals["pulled"], totals["new"], totals["fraud"], failed))
                 continue
+            for k in totals:
+                totals[k] += s.get(k, 0)
             prog.update(task, note="%d new, %d duplicate, %d anomalies, %d fraud; drift %s s%s"
                         % (s["new"], s["duplicates"], s["anomalies"], s["fraud"], s.get("drift", "-"),
                            "".join("; [yellow]%s" % w for w in s.get("warnings", ()))))
+            prog.update(whole, advance=1, note="%d record(s), %d new, %d fraud%s"
+                        % (totals["pulled"], totals["new"], totals["fraud"],
+                           "; [red]%d failed" % failed if failed else ""))
     led.close()
     if failed:
         raise click.ClickException("%d of %d gate(s) failed to sync" % (failed, len(targets)))

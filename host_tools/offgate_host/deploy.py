@@ -218,9 +218,38 @@ def stage_config(board, gate_id, zone, stage_dir, overrides=None):
     return p, raw
 
 
+# deploy step names of the back office's files (gatefiles.FROM_BACKOFFICE, copied in that order)
+FILE_STEPS = {"trust.cbor": "trust", "issuer_tables.bin": "tables", "deny.bin": "deny", "root.pub": "root key",
+              "batch.pub": "batch key"}
+
+
+def romfs_image(bdir, pkgs, out):
+    """A ROMFS image (mpremote.romfs.make_romfs) of the built packages `pkgs` in bdir, written to
+    `out`: the firmware's bytecode then runs in place from the board's ROMFS partition, outside the
+    heap (docs/hardware.md "ROMFS")."""
+    import contextlib
+    import io
+    import tempfile
+    from mpremote.romfs import make_romfs
+    with tempfile.TemporaryDirectory() as td:
+        for pkg in pkgs:
+            shutil.copytree(Path(bdir) / pkg, Path(td) / pkg)
+        with contextlib.redirect_stdout(io.StringIO()):  # make_romfs prints every file
+            img = make_romfs(td, mpy_cross=False)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(img)
+    return out
+
+
 def deploy_plan(board, port, gate_id, zone, trust, deny=None, *, build=None, stage=None, provision=True,
-                frozen=False, reset=True):
-    """The mpremote commands that install a gate. `trust` (and `deny`) are files from the back office."""
+                frozen=False, reset=True, files=None, romfs=False):
+    """The mpremote commands that install a gate. `trust` (and `deny`) are files from the back office;
+    `files` maps the other names of gatefiles.FROM_BACKOFFICE (issuer_tables.bin, root.pub, batch.pub)
+    to files (gatefiles.stage writes them all): without root.pub and batch.pub the gate cannot sync.
+    romfs: the firmware goes into the board's ROMFS partition as one image (`mpremote romfs
+    deploy`, boards whose MicroPython has one) instead of .mpy files on its filesystem."""
+    from . import gatefiles
     if not port:
         raise DeployError("no PORT given (e.g. /dev/ttyUSB0)")
     cfg = boardmod.load(board)
@@ -239,14 +268,25 @@ def deploy_plan(board, port, gate_id, zone, trust, deny=None, *, build=None, sta
     c = [MPREMOTE, "connect", port]
     steps = [Step("check", c + ["exec", CHECK_SNIPPET], "MicroPython version and chip match the build")]
     steps.append(Step("mkdir", c + ["exec", mkdir_snippet(_mkdir_list(sd) + _mkdir_list(raw["log"]["dir"]))]))
-    if not frozen:
+    if romfs and not frozen:
+        img = romfs_image(bdir, packages_for(cfg["chip"])[0], Path(stage or (bdir / "stage")) / "firmware.romfs")
+        steps.append(Step("romfs", c + ["romfs", "deploy", str(img)],
+                          "the firmware as a ROMFS image: runs in place, outside the heap"))
+    elif not frozen:
         for pkg in packages_for(cfg["chip"])[0]:
             steps.append(Step("copy " + pkg, c + ["fs", "cp", "-r", str(bdir / pkg), ":"]))
     steps.append(Step("copy main.py", c + ["fs", "cp", str(firmware_dir() / "main.py"), ":main.py"]))
     steps.append(Step("config", c + ["fs", "cp", str(gate_json), ":gate.json"]))
-    steps.append(Step("trust", c + ["fs", "cp", str(trust), ":%s/trust.cbor" % sd]))
-    if deny is not None:
-        steps.append(Step("deny", c + ["fs", "cp", str(deny), ":%s/deny.bin" % sd]))
+    given = dict(files or {})
+    given[gatefiles.TRUST] = trust
+    given[gatefiles.DENY] = deny
+    for name in gatefiles.FROM_BACKOFFICE:
+        src = given.get(name)
+        if src is None:
+            continue
+        if not Path(src).is_file():
+            raise DeployError("%s for the gate not found: %s" % (name, src))
+        steps.append(Step(FILE_STEPS[name], c + ["fs", "cp", str(src), ":%s/%s" % (sd, name)]))
     if provision:
         steps += provision_plan(port, sd)
     if reset:

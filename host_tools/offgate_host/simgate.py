@@ -24,7 +24,7 @@ HEAP_64BIT = "160k"
 # from .mpy files): 136k measured to do on the 32-bit build (128k does not); a ROMFS/frozen build
 # keeps that bytecode out of the heap.
 SYNC_HEAP_32 = "144k"
-SYNC_HEAP_64 = "224k"  # a full session needs ~208k since the encrypted link (#11); issue #12 brings it down
+SYNC_HEAP_64 = "208k"  # 176k for a 20,000-record pull (bench/sync_heap.py); a trust push with comb tables wants ~200k
 
 
 def repo_root():
@@ -189,9 +189,10 @@ def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tab
     """Create a gate state directory with its config, trust store, the issuer keys' comb tables
     (unless tables=False) and deny list (empty if None; deny=False writes none). Returns the
     config path."""
+    from .gatefiles import CONFIG, DENY, TRUST  # the one table of gate files
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    (path / "trust.cbor").write_bytes(trust)
+    (path / TRUST).write_bytes(trust)
     if tables:  # the issuer keys' comb tables beside the trust store (offgate_host.tables)
         from .tables import ISSUER_TABLES, issuer_tables_from_trust
         (path / ISSUER_TABLES).write_bytes(issuer_tables_from_trust(trust))
@@ -199,13 +200,13 @@ def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tab
         from .formats import deny_list_bytes
         deny = deny_list_bytes([])
     if deny is not False:  # deny=False: no deny.bin at all
-        (path / "deny.bin").write_bytes(deny)
+        (path / DENY).write_bytes(deny)
     # state_dir "." : the gate keeps its state beside gate.json wherever the directory is moved or
     # run from (paths in gate.json resolve against the file's own directory)
     cfg = {"gate_id": gate_id, "zone": zone, "state_dir": "."}
     cfg.update(settings)
-    (path / "gate.json").write_text(json.dumps(cfg, indent=1))
-    return path / "gate.json"
+    (path / CONFIG).write_text(json.dumps(cfg, indent=1))
+    return path / CONFIG
 
 
 class SimGate:

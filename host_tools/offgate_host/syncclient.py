@@ -394,13 +394,22 @@ class SyncClient:
         self.rx += 1
         return cbor2.loads(body)
 
+    RETRIES = 5      # answers {"retry": true} (the gate short of heap) before giving up
+    RETRY_S = 0.2
+
     def request(self, op, **fields):
         """One command. Returns the response map; raises GateRefused if the gate says ok=False."""
         if self.k_hg is None:
             raise SyncError("not authenticated")
         fields["op"] = op
-        self.t.send(self._seal(REQUEST, fields))
-        r = self._open_secured(RESPONSE, self._expect(RESPONSE))
+        for attempt in range(self.RETRIES + 1):
+            self.t.send(self._seal(REQUEST, fields))
+            r = self._open_secured(RESPONSE, self._expect(RESPONSE))
+            if r.get("ok") or not r.get("retry") or attempt == self.RETRIES:
+                break
+            # the gate was short of heap for this command (a scan's allocations, fragmentation)
+            # and did not carry it out: it has collected; ask again
+            time.sleep(self.RETRY_S)
         if not r.get("ok"):
             raise GateRefused("%s: %s" % (op, r.get("err", "refused")))
         return r
@@ -446,7 +455,7 @@ def signed_trust(bo, now=None) -> bytes:
     return bo.root_sign(cbor2.dumps({0: "trust", 1: serial, 2: bo.trust_bytes(now)})), serial
 
 
-DEVICE_KEY = "device.key"
+from .gatefiles import BATCH_PUB, DEVICE_KEY, ROOT_PUB  # noqa: E402  (the one table of gate files)
 
 
 def _device_key_file(d: int) -> bytes:
@@ -477,8 +486,8 @@ def provision_gate_dir(path, bo, gate_id=None, replace=False):
     p = Path(path)
     if not p.is_dir():  # a typo must not become a new directory
         raise SyncError("%s is not a gate directory (`offgate gate init` makes one)" % p)
-    (p / "root.pub").write_bytes(bo.root_pub())
-    (p / "batch.pub").write_bytes(keys.pub_bytes(bo.batch_key()))
+    (p / ROOT_PUB).write_bytes(bo.root_pub())
+    (p / BATCH_PUB).write_bytes(keys.pub_bytes(bo.batch_key()))
     if gate_id is not None:
         if not (p / DEVICE_KEY).exists():
             d = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
@@ -524,6 +533,23 @@ def _normalize_batch(opened, gate_id):
     return opened.get("gate", gate_id), meta, out
 
 
+LOG_WARN_PCT = 50  # unsynced share of a gate's log at which every sync warns (docs/oplog.md "When full")
+
+
+def log_warning(gate_id, log):
+    """A one-line warning when a gate's operation log is LOG_WARN_PCT % full or more of unsynced
+    records (status "log": backlog, capacity_records, policy), else None. At 100 % a gate with
+    policy "refuse" refuses every rider (LOG_FULL) until a sync frees records."""
+    cap = log.get("capacity_records") or 0
+    backlog = log.get("backlog") or 0
+    if not cap or backlog * 100 < LOG_WARN_PCT * cap:
+        return None
+    when_full = ("refuses every rider (LOG_FULL)" if log.get("policy", "refuse") == "refuse"
+                 else "opens without logging (counted as not_logged)")
+    return ("gate %d: operation log %d%% full (%d of %d records unsynced); when full it %s until a sync: "
+            "sync it more often or give it a larger log" % (gate_id, backlog * 100 // cap, backlog, cap, when_full))
+
+
 def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time=True, max_records=200,
               progress=None, now=None, open_batch=None, force_time=False):
     """One full sync with one gate. Returns a summary dict. Raises LinkError on a broken link
@@ -557,11 +583,17 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
         st = c.request("status")
         ledger.note_status(gid, st, now)
         log = st.get("log") or {}
+        w = log_warning(gid, log)
+        if w:
+            summary["warnings"].append(w)
         if progress:
             progress(gid, 0, log.get("backlog", 0))
         bkey = bo.batch_key()
         while True:
             r = c.request("pull", max=max_records)
+            if r.get("fit") is not None:  # the gate sized the batch to its free heap (firmware >= issue 12)
+                summary.setdefault("batch_sizes", []).append(r.get("sent"))
+                summary["gate_heap_free"] = r.get("free")
             opened = open_batch(r["batch"], bkey, c.device_pub)
             bgid, meta, recs = _normalize_batch(opened, gid)
             if bgid != gid:

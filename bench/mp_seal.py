@@ -1,0 +1,34 @@
+# MicroPython driver for bench/sync_heap.py: the gate side of K 200-record pulls (batch.build +
+# batch.seal: signature, ephemeral key, ECDH, AES-CCM) from an operation log prefilled on the host.
+#   micropython mp_seal.py LOGDIR MODE K
+# MODE: session (fast path, one ephemeral key + ECDH per session: what the gate does), per_seal (fast
+# path, a fresh ephemeral key + ECDH per batch), bigint (per batch, big-int path: before issue 12),
+# none (setup only: the baseline). Setup (all modes) seals one 1-record batch, which makes the
+# session's ephemeral key.
+# Prints one JSON line {"ok": pulls done, "bytes": sealed size}.
+import gc
+import json
+import sys
+
+from offgate import batch, devicekey, p256fast
+from offgate.oplog import OpLog
+
+logdir, mode, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+log = OpLog(logdir + "/oplog", 4096, 32)
+log.recover()
+key = devicekey.DeviceKey(0x5EED5EED5EED)
+bo = devicekey.DeviceKey(0xB0B0B0B0).public_bytes()
+key.public_bytes()
+p256fast.mul_g(1)  # G's comb table loaded in every mode (the gate has it for its scans)
+ctx = []
+batch.seal(batch.build(log, 1, {}, 1), key, bo, ctx=ctx)
+p256fast.ENABLED = mode != "bigint"  # after the setup, which is the same in every mode
+done = size = 0
+for _ in range(k if mode != "none" else 0):
+    gc.collect()
+    sealed = batch.seal(batch.build(log, 1, {}, 200), key, bo, ctx=ctx if mode == "session" else None)
+    size = len(sealed)
+    sealed = None
+    done += 1
+gc.collect()
+print(json.dumps({"ok": done, "bytes": size}))
