@@ -846,6 +846,15 @@ def main():
             n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
             "for PostgreSQL"))
         sync = run_json_script([ROOT / "bench" / "sync_bench.py", "--records", n_sync], 3600)
+        note("ledger: ingest + settle %d pulled records (SQLite%s; beside a bare COPY) ..." % (
+            n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else ""))
+        ledger = run_json_script([ROOT / "bench" / "ledger_bench.py", "--records", n_sync], 1800)
+        for k in ("sqlite", "postgresql"):
+            if k in ledger:
+                note("  %-10s ingest %s s + settle %s s = %s s%s" % (
+                    k, ledger[k]["ingest_s"], ledger[k]["settle_s"], ledger[k]["ingest_plus_settle_s"],
+                    "; bare COPY %s s (ingest %sx)" % (ledger[k]["bare_copy_s"], ledger[k]["ingest_vs_bare_copy"])
+                    if "bare_copy_s" in ledger[k] else ""))
         note("sync of a large backlog on the simulated gate: smallest heap (2,000 / 20,000 records; .mpy, ROMFS) "
              "and gate CPU per 200-record pull (callgrind, fast vs big-int path) ...")
         sync_heap = run_json_script([ROOT / "bench" / "sync_heap.py"], 3600)
@@ -901,6 +910,7 @@ def main():
             "flash_ops": flash,
             "soak": soak,
             "sync": sync,
+            "ledger": ledger,
             "sync_heap": sync_heap,
             "fares": fares,
             "privacy": privacy,

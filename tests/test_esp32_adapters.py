@@ -34,7 +34,7 @@ def make_scenario(path, board="esp32_devkitc", n_codes=16, wallets=1, now=None, 
     path.mkdir(parents=True, exist_ok=True)
     bo = BackOffice(path / "bo")
     bo.init_issuer("t", valid_from=now - 86400)
-    bo.create_account("a", balance=5000)
+    bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
     ws = []
     for i in range(wallets):
         w = Wallet.create(path / ("w%d.json" % i))

@@ -598,6 +598,7 @@ def test_cli_load_versions_statement_and_one_line_errors(tmp_path):
     env.pop("OFFGATE_DB", None)
     cfg = tmp_path / "fares.json"
     cfg.write_text('{"network_id": "metro", "caps": [{"rider_category_id": "adult", "daily": 800}]}')
+    assert _cli("init", env=env).returncode == 0
     r = _cli("fares", "load", FIX / "metro", "--config", cfg, env=env)
     assert r.returncode == 0, r.stderr
     assert "version 1" in r.stdout and "GBP" in r.stdout and "Europe/London" in r.stdout
@@ -607,7 +608,7 @@ def test_cli_load_versions_statement_and_one_line_errors(tmp_path):
                  ("fares", "load", FIX / "metro", "--config", tmp_path / "nope.json"),
                  ("fares", "statement", "nobody")):
         r = _cli(*args, env=env)
-        assert r.returncode == 1 and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, (args, r.stderr)
+        assert r.returncode == 1 and r.stderr.startswith("offgate: ") and r.stderr.count("\n") == 1, (args, r.stderr)
         assert "Traceback" not in r.stderr
     assert "fare_leg_rules.txt line 2 field fare_product_id: required" in _cli("fares", "load", bad, env=env).stderr
     r = _cli("fares", "versions", env=env)

@@ -116,7 +116,7 @@ def _time_setup(tmp_path, **settings):
     from offgate_host.wallet import Wallet
     bo = BackOffice(tmp_path / "bo")
     bo.init_issuer("t", valid_from=NOW - 90 * DAY)
-    bo.create_account("a", balance=5000)
+    bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
     w = Wallet.create(tmp_path / "w.json")
     w.set_credential(bo.issue_credential("a", w.pub65, zones=[1], now=NOW, valid_seconds=7 * DAY))
     old = Wallet.create(tmp_path / "old.json")  # a credential that expired yesterday

@@ -25,7 +25,7 @@ def world(tmp_path_factory, mp):
     work = tmp_path_factory.mktemp("pipeline")
     bo = BackOffice(work / "bo")
     bo.init_issuer("test-issuer", valid_from=NOW - 86400)
-    bo.create_account("acct-1", balance=5000)
+    bo.create_account("acct-1", balance=10000)  # seven credentials, each holding the default cap
     w = {}
     for name, kw in {
         "rider": dict(zones=[ZONE, 2]),
@@ -112,7 +112,7 @@ def test_unknown_and_inactive_issuer_keys(world, mp, tmp_path):
 def test_rotation_both_keys_trusted(world, mp, tmp_path):
     bo = BackOffice(tmp_path / "rot")
     bo.init_issuer("rot", valid_from=NOW - 86400)
-    bo.create_account("a", balance=5000)
+    bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
     old = Wallet.create(tmp_path / "old.json")
     old.set_credential(bo.issue_credential("a", old.pub65, zones=[ZONE], now=NOW))
     bo.rotate_issuer(valid_from=NOW - 10, lead_days=0)

@@ -13,7 +13,7 @@ NOW = int(time.time())
 def _setup(tmp_path, direction):
     bo = BackOffice(tmp_path / "bo")
     bo.init_issuer("t", valid_from=NOW - 86400)
-    bo.create_account("a", balance=5000)
+    bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
     riders = []
     for i in range(2):
         w = Wallet.create(tmp_path / ("w%d.json" % i))

@@ -32,7 +32,7 @@ def run(*args, ok=True):
 def test_receipt_from_gate_log_to_wallet_and_verification(tmp_path):
     data = tmp_path / "bo"
     d = ["--data", data]
-    run("issuer", "init", "--name", "Zakroczym Transit", "--valid-from", int(time.time()) - 3600, *d)
+    run("init", "--name", "Zakroczym Transit", "--valid-from", int(time.time()) - 3600, *d)
     run("account", "create", "alice", "--balance", "5000", *d)
     wpath = tmp_path / "alice.json"
     run("wallet", "new", wpath)

@@ -32,7 +32,7 @@ def runtime(request, monkeypatch):
 def gate_setup(tmp_path):
     bo = BackOffice(tmp_path / "bo")
     bo.init_issuer("t", valid_from=NOW - 86400)
-    bo.create_account("a", balance=5000)
+    bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
     w = Wallet.create(tmp_path / "w.json")
     w.set_credential(bo.issue_credential("a", w.pub65, zones=[1], now=NOW))
     cfg = write_gate_dir(tmp_path / "gate", gate_id=7, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())

@@ -224,6 +224,7 @@ def test_cli_round_submit_aggregate_and_one_line_errors(tmp_path):
             assert res.exit_code == 0, res.output
             subs.append(str(sf))
         agg = tmp_path / "agg"
+        assert r.invoke(cli_main, ["init", "--data", str(agg)]).exit_code == 0  # the aggregator's back office
         res = r.invoke(cli_main, ["stats", "aggregate", str(rf), *subs[:2], "--data", str(agg)])
         assert res.exit_code == 1 and res.output.count("\n") == 1 and "no submission from tram" in res.output
         rf2 = tmp_path / "round2.json"

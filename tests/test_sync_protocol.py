@@ -22,7 +22,7 @@ NOW = int(time.time())
 def env(tmp_path):
     bo = BackOffice(tmp_path / "bo")
     bo.init_issuer("t", valid_from=NOW - 86400)
-    bo.create_account("a", balance=5000)
+    bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
     g = FakeGate(tmp_path / "g1", 11, bo)
     srv = syncserver.SyncServer(g)
     return bo, g, srv, tmp_path

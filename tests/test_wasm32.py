@@ -252,7 +252,7 @@ def _pipeline_cases(work):
     t31, t32 = 1 << 31, 1 << 32
     bo = BackOffice(work / "bo")
     bo.init_issuer("y2038", valid_from=t31 - 30 * day, valid_days=365 * 80)  # until past 2**32 s
-    bo.create_account("a", balance=5000)
+    bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
 
     def wallet(tag, start, secs, issued=None):
         w = Wallet.create(work / (tag + ".json"))

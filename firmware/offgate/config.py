@@ -102,4 +102,23 @@ def read_json(path):
 
 
 def load(path):
-    return validate(read_json(path))
+    """The validated config of the JSON file at `path`; a relative state_dir is taken relative to
+    the file's own directory (not the process's current directory)."""
+    cfg = validate(read_json(path))
+    cfg["state_dir"] = resolve(path, cfg["state_dir"])
+    return cfg
+
+
+def resolve(path, rel):
+    """`rel` (a path named in the config file at `path`) relative to that file's directory."""
+    if rel.startswith("/"):
+        return rel
+    i = path.rfind("/")
+    if i < 0:
+        return rel  # the file is in the current directory
+    base = path[:i] or "/"
+    while rel.startswith("./"):
+        rel = rel[2:]
+    if rel in ("", "."):
+        return base
+    return base.rstrip("/") + "/" + rel

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-DATA_HELP = "back-office data directory (env OFFGATE_DATA)"
+from .errors import OffgateError, UsageError
+
+DATA_HELP = "back-office data directory (env OFFGATE_DATA); `offgate init` creates it"
+# bounded parameter types: a huge number is a one-line usage error, never an overflow deeper down
+MAX_AMOUNT = 10 ** 12  # = backoffice.MAX_AMOUNT (not imported here: the CLI loads lazily)
+AMOUNT = click.IntRange(0, MAX_AMOUNT)
+CAP = click.IntRange(0, 2 ** 32 - 2)  # = backoffice.MAX_CAP
+ID = click.IntRange(0, 2 ** 30 - 1)  # gate ids, zones, products: = formats.MAX_ID
+UNIX_T = click.IntRange(0, 2 ** 32 - 1)
 
 
 def _ts(t):
@@ -28,20 +36,91 @@ def data_option(f):
 
 
 def user_errors(f):
-    """Turn expected failures into one-line click errors (exit status 1, no traceback)."""
+    """Turn expected failures of a command into one-line errors (exit status 1, no traceback).
+    OffgateError needs no wrapping (OffgateGroup prints it); this covers the standard exceptions
+    a command's I/O raises."""
     @functools.wraps(f)
     def wrapper(*a, **kw):
-        from .backoffice import BackOfficeError
-        from .wallet import WalletError
+        from .errors import OffgateError
         try:
             return f(*a, **kw)
-        except (BackOfficeError, WalletError, ValueError) as e:
-            raise click.ClickException(str(e)) from None
+        except OffgateError:
+            raise
+        except ValueError as e:
+            raise OffgateError(str(e)) from None
         except FileNotFoundError as e:
-            raise click.ClickException("file not found: %s" % (e.filename or e)) from None
+            raise OffgateError("file not found: %s" % (e.filename or e)) from None
         except OSError as e:
-            raise click.ClickException("%s: %s" % (e.filename or "I/O error", e.strerror or e)) from None
+            raise OffgateError("%s: %s" % (e.filename or "I/O error", e.strerror or e)) from None
     return wrapper
+
+
+def _prompt_passphrase(path=None):
+    """The keys' passphrase from the terminal (None without one: the caller says what to do)."""
+    if not sys.stdin.isatty():
+        return None
+    return click.prompt("passphrase for the back office's keys", hide_input=True, err=True)
+
+
+class OffgateGroup(click.Group):
+    """The entry point's error policy (host_tools/offgate_host/errors.py): an OffgateError or a
+    click error that is not a usage error prints `offgate: <message>` (one line, exit 1, or 2 for
+    a bad value); click's usage errors stay click's (usage line + message, exit 2); Ctrl-C prints
+    `offgate: interrupted` (exit 130); anything else is a bug: one line naming it (exit 3), the
+    traceback only with OFFGATE_DEBUG=1."""
+
+    def invoke(self, ctx):
+        from .errors import Interrupted
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # before click's own handler, which would print an empty line and "Aborted!"
+            raise Interrupted("interrupted") from None
+        except EOFError as e:
+            # end of input at a prompt, or a truncated CBOR file (cbor2's decode errors are EOFErrors)
+            raise OffgateError("unexpected end of input%s" % (": %s" % e if str(e) else "")) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import os
+
+        from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OffgateError
+        from . import keys
+        keys.set_passphrase_provider(_prompt_passphrase)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort as e:
+            if isinstance(e.__context__, KeyboardInterrupt) or isinstance(e.__cause__, KeyboardInterrupt):
+                click.echo("offgate: interrupted", err=True)
+                sys.exit(EXIT_INTERRUPTED)
+            click.echo("offgate: aborted", err=True)
+            sys.exit(1)
+        except click.ClickException as e:
+            click.echo("offgate: %s" % " ".join(e.format_message().split()), err=True)
+            sys.exit(e.exit_code)
+        except OffgateError as e:
+            click.echo("offgate: %s" % e, err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("offgate: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `offgate report | head`
+            sys.exit(1)
+        except Exception as e:
+            if os.environ.get("OFFGATE_DEBUG"):
+                raise
+            click.echo("offgate: internal error (a bug, please report it with OFFGATE_DEBUG=1 output): %s: %s"
+                       % (type(e).__name__, " ".join(str(e).split())), err=True)
+            sys.exit(EXIT_INTERNAL)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+        sys.exit(0)
 
 
 def _uint_list(text, what):
@@ -57,8 +136,10 @@ def _uint_list(text, what):
 
 
 def _bo(data_dir):
+    """The existing back office in data_dir (NoBackOffice if there is none: only `offgate init`
+    creates one)."""
     from .backoffice import BackOffice
-    return BackOffice(data_dir)
+    return BackOffice(data_dir, create=False)
 
 
 def _console():
@@ -66,10 +147,38 @@ def _console():
     return Console(width=max(160, shutil.get_terminal_size((160, 24)).columns))
 
 
-@click.group()
+@click.group(cls=OffgateGroup)
 @click.version_option(package_name="offgate-host")
 def main():
     """offgate host tools."""
+
+
+# ----------------------------------------------------------------------------- init
+@main.command("init")
+@data_option
+@click.option("--name", default="offgate-demo", show_default=True, help="issuer name (iss claim)")
+@click.option("--valid-from", type=click.IntRange(0, 2 ** 32 - 1), default=None,
+              help="first issuer key's nbf, Unix seconds (default: now)")
+@click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True)
+@click.option("--db", default=None, envvar="OFFGATE_DB",
+              help="also create the ledger here: a PostgreSQL URL or a new SQLite file (default: the back office's db)")
+@user_errors
+def init_cmd(data_dir, name, valid_from, valid_days, db):
+    """Create the back office in the data directory (its database and first issuer key); the only
+    command that creates one. Idempotent on an existing back office."""
+    from .backoffice import BackOffice, exists
+    from .ledger import Ledger
+    from .ledger import parse_url
+    if db is not None:
+        parse_url(db)  # a bad URL fails before anything is created
+    new = not exists(data_dir)
+    with BackOffice(data_dir, create=True) as bo:
+        had = bool(bo.issuer_keys())
+        kid = bo.init_issuer(name, valid_from=valid_from, valid_days=valid_days)
+        Ledger.for_backoffice(bo, db, create=True).close()
+    click.echo("%s %s; issuer key %s: kid %s%s" % ("back office created in" if new else "back office already in",
+                                                   data_dir, "already present" if had else "created", kid.hex(),
+                                                   "; ledger %s" % db if db else ""))
 
 
 # ----------------------------------------------------------------------------- issuer
@@ -81,11 +190,12 @@ def issuer():
 @issuer.command("init")
 @data_option
 @click.option("--name", default="offgate-demo", show_default=True, help="issuer name (iss claim)")
-@click.option("--valid-from", type=int, default=None, help="key nbf, Unix seconds (default: now)")
-@click.option("--valid-days", type=click.IntRange(min=1), default=365, show_default=True)
+@click.option("--valid-from", type=UNIX_T, default=None, help="key nbf, Unix seconds (default: now)")
+@click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True)
 @user_errors
 def issuer_init(data_dir, name, valid_from, valid_days):
-    """Create the first issuer key (no-op if one exists)."""
+    """Create the first issuer key of an existing back office (no-op if one exists; `offgate init`
+    creates the back office with its first key)."""
     bo = _bo(data_dir)
     had = bool(bo.issuer_keys())
     kid = bo.init_issuer(name, valid_from=valid_from, valid_days=valid_days)
@@ -94,9 +204,9 @@ def issuer_init(data_dir, name, valid_from, valid_days):
 
 @issuer.command("rotate")
 @data_option
-@click.option("--valid-from", type=int, default=None, help="key nbf, Unix seconds (default: now)")
-@click.option("--valid-days", type=click.IntRange(min=1), default=365, show_default=True)
-@click.option("--lead-days", type=click.FloatRange(min=0), default=7, show_default=True,
+@click.option("--valid-from", type=UNIX_T, default=None, help="key nbf, Unix seconds (default: now)")
+@click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True)
+@click.option("--lead-days", type=click.FloatRange(min=0, max=3650), default=7, show_default=True,
               help="the new key signs only after this many days (or once every enrolled gate holds it)")
 @user_errors
 def issuer_rotate(data_dir, valid_from, valid_days, lead_days):
@@ -208,8 +318,8 @@ def account():
 @account.command("create")
 @data_option
 @click.argument("account_id")
-@click.option("--balance", type=click.IntRange(min=0), default=0, show_default=True, help="minor units")
-@click.option("--credit", type=click.IntRange(min=0), default=0, show_default=True, help="minor units")
+@click.option("--balance", type=AMOUNT, default=0, show_default=True, help="minor units")
+@click.option("--credit", type=AMOUNT, default=0, show_default=True, help="minor units")
 @user_errors
 def account_create(data_dir, account_id, balance, credit):
     """Create account ACCOUNT_ID."""
@@ -236,6 +346,84 @@ def account_list(data_dir):
     _console().print(t)
 
 
+def _operator_name():
+    import getpass
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (a container): still an audit entry
+        return "operator"
+
+
+@account.command("topup")
+@data_option
+@click.argument("account_id")
+@click.argument("amount", type=click.IntRange(1, MAX_AMOUNT))
+@click.option("--reason", required=True, help="why (payment reference, counter receipt...): kept in the audit trail")
+@click.option("--by", default=None, help="who did it (default: the login name)")
+@user_errors
+def account_topup(data_dir, account_id, amount, reason, by):
+    """Add AMOUNT (minor units) to ACCOUNT_ID's balance."""
+    a = _bo(data_dir).top_up(account_id, amount, by=by or _operator_name(), reason=reason)
+    click.echo("account %s topped up by %d: balance %d" % (account_id, amount, a["balance"]))
+
+
+@account.command("adjust")
+@data_option
+@click.argument("account_id")
+@click.argument("amount", type=click.IntRange(-MAX_AMOUNT, MAX_AMOUNT))
+@click.option("--reason", required=True, help="why (refund, correction, write-off...): kept in the audit trail")
+@click.option("--by", default=None, help="who did it (default: the login name)")
+@click.option("--credit", type=AMOUNT, default=None, help="also set the credit limit (minor units)")
+@user_errors
+def account_adjust(data_dir, account_id, amount, reason, by, credit):
+    """Change ACCOUNT_ID's balance by AMOUNT (minor units, signed; use -- before a negative
+    amount, after the options: `offgate account adjust A --reason "..." -- -250`), with a reason
+    in the audit trail."""
+    bo = _bo(data_dir)
+    who = by or _operator_name()
+    if amount:
+        bo.adjust(account_id, amount, reason, by=who)
+    if credit is not None:
+        bo.update_account(account_id, credit=credit, reason=reason, by=who)
+    if not amount and credit is None:
+        raise UsageError("nothing to adjust: AMOUNT is 0 and no --credit")
+    a = bo.get_account(account_id)
+    click.echo("account %s: balance %d, credit %d" % (account_id, a["balance"], a["credit"]))
+
+
+@account.command("show")
+@data_option
+@click.argument("account_id")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+@user_errors
+def account_show(data_dir, account_id, as_json):
+    """ACCOUNT_ID's balance, credit, holds and statement (opening, top-ups, adjustments, trips,
+    holds, releases) with a running balance that ends at the balance."""
+    import json
+    bo = _bo(data_dir)
+    a = bo.get_account(account_id)
+    st = bo.statement(account_id)
+    held = bo.outstanding_holds(account_id)
+    summary = {"account": account_id, "balance": a["balance"], "credit": a["credit"], "held": held,
+               "available": a["balance"] + a["credit"] - held, "credentials": len(bo.credentials(account_id)),
+               "reconciles": (st[-1]["balance"] if st else 0) == a["balance"]}
+    if as_json:
+        click.echo(json.dumps(dict(summary, statement=st), indent=1))
+        return
+    click.echo("account %s: balance %d, credit limit %d, held %d, can cover %d; %d credential(s)"
+               % (account_id, a["balance"], a["credit"], held, summary["available"], summary["credentials"]))
+    click.echo("%-17s %-10s %9s %9s %7s  %s" % ("when (UTC)", "kind", "amount", "balance", "hold", "detail"))
+    for m in st:
+        line = "%-17s %-10s %9s %9d %7s  %s" % (_iso(m["t"])[:16], m["kind"], "%+d" % m["amount"] if m["amount"] else "",
+                                               m["balance"], "%+d" % m["hold"] if m["hold"] else "", m["detail"])
+        click.echo(line[:200])
+    click.echo("closing balance %d %s the account's balance %d" % (st[-1]["balance"] if st else 0,
+                                                                   "=" if summary["reconciles"] else "DIFFERS FROM",
+                                                                   a["balance"]))
+    if not summary["reconciles"]:
+        raise OffgateError("account %s: the statement does not reconcile with the balance" % account_id)
+
+
 # ----------------------------------------------------------------------------- config
 @main.group()
 def config():
@@ -244,7 +432,7 @@ def config():
 
 @config.command("min-balance")
 @data_option
-@click.argument("amount", type=click.IntRange(min=0), required=False)
+@click.argument("amount", type=AMOUNT, required=False)
 @user_errors
 def config_min_balance(data_dir, amount):
     """Show or set the minimum balance-or-credit for issuing credentials (minor units)."""
@@ -260,6 +448,19 @@ def credential():
     """Rider credentials."""
 
 
+@config.command("default-cap")
+@data_option
+@click.argument("amount", type=click.IntRange(1, 2 ** 32 - 2), required=False)
+@user_errors
+def config_default_cap(data_dir, amount):
+    """Show or set the cap (hold, minor units) of a credential issued without --cap; it is never
+    more than the account can cover (balance + credit - open holds)."""
+    bo = _bo(data_dir)
+    if amount is not None:
+        bo.set_default_cap(amount)
+    click.echo("default cap: %d" % bo.default_cap())
+
+
 @credential.command("issue")
 @data_option
 @click.argument("account_id")
@@ -267,9 +468,11 @@ def credential():
               help="wallet JSON: the rider key is read from it and the credential stored into it")
 @click.option("--zones", required=True, help="comma-separated zone ids, e.g. 1,2")
 @click.option("--gates", default=None, help="comma-separated gate ids (default: any gate)")
-@click.option("--product", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--valid-hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True)
-@click.option("--cap", type=click.IntRange(min=0), default=None, help="offline spending cap, minor units")
+@click.option("--product", type=ID, default=1, show_default=True)
+@click.option("--valid-hours", type=click.FloatRange(min=0, max=24 * 366, min_open=True), default=24.0, show_default=True)
+@click.option("--cap", type=CAP, default=None,
+              help="spending cap, minor units, held on the account [default: offgate config default-cap, at most "
+                   "what the account can cover]; given here, it is also written into the credential")
 @click.option("--rider-category", default=None, help="GTFS rider_category_id fares are charged for (docs/fares.md)")
 @user_errors
 def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, valid_hours, cap, rider_category):
@@ -286,8 +489,10 @@ def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, v
     from .receipts import register_enc_key  # enrolment: the wallet's receipt encryption key
     register_enc_key(_bo(data_dir), w.pub65, w.ensure_enc_key())
     c = formats.parse_credential(cred)
-    click.echo("credential %s issued to %s (%d bytes, kid %s, valid %s .. %s) -> %s"
-               % (c["cti"].hex(), account_id, len(cred), c["kid"].hex(), _ts(c["nbf"]), _ts(c["exp"]), wallet_path))
+    held = _bo(data_dir).credential(c["cti"])["cap"]
+    click.echo("credential %s issued to %s (%d bytes, kid %s, valid %s .. %s, cap %d held) -> %s"
+               % (c["cti"].hex(), account_id, len(cred), c["kid"].hex(), _ts(c["nbf"]), _ts(c["exp"]), held,
+                  wallet_path))
 
 
 @credential.command("list")
@@ -330,7 +535,7 @@ def wallet_new(data_dir, path, force):
 @wallet.command("code")
 @data_option
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--iat", type=click.IntRange(min=0), default=None, help="code time, Unix seconds (default: now)")
+@click.option("--iat", type=UNIX_T, default=None, help="code time, Unix seconds (default: now)")
 @click.option("--ctr", type=click.IntRange(min=1, max=2 ** 32 - 1), default=None,
               help="explicit counter (default: the wallet's next counter, saved)")
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write a PNG")
@@ -400,7 +605,10 @@ def deny_export(data_dir, out):
 def _issuer_keys_for_inspect(data_dir, trust_file):
     from . import formats
     if trust_file is not None:
-        return [k["pub"] for k in formats.parse_trust_store(Path(trust_file).read_bytes())], str(trust_file)
+        try:
+            return [k["pub"] for k in formats.parse_trust_store(Path(trust_file).read_bytes())], str(trust_file)
+        except (ValueError, EOFError, LookupError, TypeError) as e:  # cbor2's decode errors included
+            raise UsageError("%s is not a trust store (trust.cbor): %s" % (trust_file, e or type(e).__name__)) from None
     if data_dir is not None and (Path(data_dir) / "offgate.db").exists():
         return [k["pub"] for k in _bo(data_dir).issuer_keys()], str(Path(data_dir) / "offgate.db")
     return None, None
@@ -411,9 +619,9 @@ def _issuer_keys_for_inspect(data_dir, trust_file):
 @click.argument("qrtext")
 @click.option("--trust", "trust_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="verify the issuer signature against this trust.cbor (default: the data dir's keys, if any)")
-@click.option("--now", type=int, default=None, help="gate time for the verdict, Unix seconds (default: now)")
-@click.option("--gate-id", type=int, default=None, help="judge as this gate (default: gate restrictions not checked)")
-@click.option("--zone", type=int, default=None, help="judge in this zone (default: zones not checked)")
+@click.option("--now", type=UNIX_T, default=None, help="gate time for the verdict, Unix seconds (default: now)")
+@click.option("--gate-id", type=ID, default=None, help="judge as this gate (default: gate restrictions not checked)")
+@click.option("--zone", type=ID, default=None, help="judge in this zone (default: zones not checked)")
 @user_errors
 def inspect_cmd(data_dir, qrtext, trust_file, now, gate_id, zone):
     """Decode a QR text (or '-' to read it from stdin) with the gate's rules (docs/protocol.md §5),
@@ -423,6 +631,7 @@ def inspect_cmd(data_dir, qrtext, trust_file, now, gate_id, zone):
     from rich.table import Table
 
     from . import formats, gateview, qr
+    issuer_pubs, source = _issuer_keys_for_inspect(data_dir, trust_file)  # a bad trust file fails first
     if qrtext == "-":
         qrtext = sys.stdin.readline()
     qrtext = qrtext.strip()
@@ -444,7 +653,6 @@ def inspect_cmd(data_dir, qrtext, trust_file, now, gate_id, zone):
     code = formats.code_from_qr_text(qrtext)
     auth = formats.parse_auth_code(code, verify=True)
     c = auth["credential"]
-    issuer_pubs, source = _issuer_keys_for_inspect(data_dir, trust_file)
     if issuer_pubs is None:
         issuer_status = "not checked (no trust store or back-office data)"
     else:
@@ -500,17 +708,54 @@ def gate():
     """Simulated gate (the real firmware on the MicroPython unix port)."""
 
 
+def _check_gate_dir(gdir, gate_id) -> bool:
+    """Check that gate init may write gate `gate_id` into `gdir`: a new or empty directory (its
+    parent must exist), or the directory of that same gate (a refresh: True). A directory of
+    another gate is refused: its device key and operation log belong to that gate."""
+    import json
+    if gdir.exists():
+        if not gdir.is_dir():
+            raise UsageError("%s exists and is not a directory" % gdir)
+        cfgp = gdir / "gate.json"
+        if cfgp.exists():
+            try:
+                old = json.loads(cfgp.read_text())["gate_id"]
+            except (ValueError, KeyError, TypeError, OSError) as e:
+                raise UsageError("%s is not a gate config (%s): gate init will not overwrite it" % (cfgp, e)) from None
+            if old != gate_id:
+                raise UsageError("%s holds gate %r (its device key and log belong to that gate): gate init will not "
+                                 "re-id it; use a new directory" % (gdir, old))
+            return True
+        if any(gdir.iterdir()):
+            raise UsageError("%s is not empty and holds no gate.json: use a new directory" % gdir)
+    elif not gdir.parent.is_dir():
+        raise UsageError("cannot create %s: %s does not exist" % (gdir, gdir.parent))
+    return False
+
+
+def _gate_registered(bo, led, gate_id):
+    """Where gate_id is already registered (provisioned gates, gates enrolled by sync, gate
+    places), as a phrase, or None."""
+    if any(g["gate_id"] == gate_id for g in bo.gates()):
+        return "provisioned in the back office"
+    if any(g["gate"] == gate_id for g in led.gates()):
+        return "enrolled in the ledger"
+    if any(p["gate"] == gate_id for p in led.places()):
+        return "has a place in the ledger"
+    return None
+
+
 @gate.command("init")
 @data_option
 @click.argument("gate_dir", type=click.Path(file_okay=False))
-@click.option("--gate-id", type=int, required=True)
-@click.option("--zone", type=int, required=True)
-@click.option("--max-age", type=int, default=60, show_default=True, help="seconds a code stays valid")
-@click.option("--skew", type=int, default=30, show_default=True, help="tolerated clock difference, seconds")
+@click.option("--gate-id", type=ID, required=True)
+@click.option("--zone", type=ID, required=True)
+@click.option("--max-age", type=click.IntRange(1, 86400), default=60, show_default=True, help="seconds a code stays valid")
+@click.option("--skew", type=click.IntRange(0, 86400), default=30, show_default=True, help="tolerated clock difference, seconds")
 @click.option("--station", default=None, help="GTFS stop_id or area_id of the gate's station (docs/fares.md)")
 @click.option("--direction", type=click.Choice(["entry", "exit", "both"]), default="both", show_default=True,
               help="which way the gate counts taps")
-@click.option("--passback", type=click.IntRange(min=0), default=None,
+@click.option("--passback", type=click.IntRange(0, 86400), default=None,
               help="entry gates: seconds a credential that entered is refused again (0: off) [default: 120]")
 @click.option("--db", default=None, envvar="OFFGATE_DB", help="ledger database the gate's place is registered in")
 @user_errors
@@ -520,6 +765,15 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, directi
     from .simgate import write_gate_dir
     from .syncclient import provision_gate_dir
     bo = _bo(data_dir)
+    same = _check_gate_dir(Path(gate_dir), gate_id)
+    if not same:
+        led = _ledger(bo, db)
+        try:
+            where = _gate_registered(bo, led, gate_id)
+        finally:
+            led.close()
+        if where:
+            raise UsageError("gate id %d is already in use (%s): give each gate its own id" % (gate_id, where))
     extra = {}
     if station is not None:
         extra.update(station=station, direction=direction)
@@ -539,7 +793,7 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, directi
 
 @gate.command("place")
 @data_option
-@click.argument("gate_id", type=click.IntRange(min=0))
+@click.argument("gate_id", type=ID)
 @click.argument("station", required=False)
 @click.argument("direction", type=click.Choice(["entry", "exit", "both"]), required=False)
 @click.option("--db", default=None, envvar="OFFGATE_DB", help="ledger database")
@@ -564,6 +818,29 @@ def gate_place(data_dir, gate_id, station, direction, db):
                                                                p["source"]))
 
 
+def _host_port(what, addr):
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError("%s must be HOST:PORT (port 1..65535), got %r" % (what, addr))
+    return host, int(port)
+
+
+def _check_port_free(host, port):
+    """Fail with one line if host:port cannot be listened on (in use, or not an address here)."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UsageError("cannot listen on %s: %s" % (host, e.strerror or e)) from None
+    fam, typ, proto, _, sa = infos[0]
+    with socket.socket(fam, typ, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(sa)
+        except OSError as e:
+            raise OffgateError("cannot listen on %s port %d: %s" % (host, port, e.strerror or e)) from None
+
+
 @gate.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--heap", default=None,
@@ -576,9 +853,13 @@ def gate_place(data_dir, gate_id, station, direction, db):
 def gate_run(config, heap, tcp, sync_addr, mp):
     """Run the simulated gate: scanner lines on stdin (or TCP), one JSON line per scan on stdout."""
     import os
-    from .simgate import SYNC_HEAP_32, SYNC_HEAP_64, micropython_env, sim_command, word_bits
+    from .simgate import SYNC_HEAP_32, SYNC_HEAP_64, check_config, micropython_env, sim_command, word_bits
     if mp is not None and not (os.path.isfile(mp) and os.access(mp, os.X_OK)):
-        raise click.ClickException("--micropython %s: not an executable file" % mp)
+        raise UsageError("--micropython %s: not an executable file" % mp)
+    check_config(config)  # a junk or wrong gate.json is a one-line error here, not a firmware crash
+    for what, addr in (("--tcp", tcp), ("--sync", sync_addr)):
+        if addr is not None:
+            _host_port(what, addr)
     try:
         args = ["--tcp", tcp] if tcp else []
         if sync_addr:
@@ -589,7 +870,7 @@ def gate_run(config, heap, tcp, sync_addr, mp):
         cmd = sim_command(config, heap, *args, mp=mp)
         env = micropython_env(mp=mp)
     except RuntimeError as e:
-        raise click.ClickException(str(e))
+        raise OffgateError(str(e)) from None
     os.execvpe(cmd[0], cmd, env)
 
 
@@ -683,8 +964,8 @@ def _gate_files(data_dir, board_name, trust, deny, stage):
 @data_option
 @click.option("--board", "board_name", required=True)
 @click.option("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
-@click.option("--gate-id", type=click.IntRange(min=0), required=True)
-@click.option("--zone", type=click.IntRange(min=0), required=True)
+@click.option("--gate-id", type=ID, required=True)
+@click.option("--zone", type=ID, required=True)
 @click.option("--trust", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="trust.cbor (default: exported from the back office)")
 @click.option("--deny", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -722,7 +1003,7 @@ def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provis
 @data_option
 @click.option("--board", "board_name", required=True)
 @click.option("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
-@click.option("--gate-id", type=click.IntRange(min=0), required=True)
+@click.option("--gate-id", type=ID, required=True)
 @click.option("--replace", is_flag=True, help="accept a new device key for an already registered gate id")
 @click.option("--dry-run", is_flag=True, help="print the mpremote command only")
 @user_errors
@@ -749,35 +1030,60 @@ DB_HELP = "ledger database: a PostgreSQL URL (postgresql://...) or a SQLite file
 
 def _ledger(bo, db):
     from .ledger import Ledger
-    return Ledger.for_backoffice(bo, db)
+    return Ledger.for_backoffice(bo, db, create=False)
 
 
 @main.command("sync")
 @data_option
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1, required=False)
+@click.option("--all", "all_gates", is_flag=True, help="every gate with a sync target (offgate gates target)")
+@click.option("--every", default=None, metavar="DURATION",
+              help="run unattended: sync again every DURATION (e.g. 5m), per-gate back-off on failure, one log "
+                   "line per sync; stops on Ctrl-C or SIGTERM")
+@click.option("--rounds", type=click.IntRange(1, 10 ** 6), default=None, hidden=True, help="testing: stop after N rounds")
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
 @click.option("--operator", default="operator", show_default=True, help="operator name (its key is kept in the data dir)")
-@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True, help="retries on a broken link")
+@click.option("--retries", type=click.IntRange(0, 100), default=3, show_default=True, help="retries on a broken link")
 @click.option("--max-records", type=click.IntRange(1, 200), default=200, show_default=True, help="records per batch")
 @click.option("--no-push", is_flag=True, help="do not push the deny list and trust list")
 @click.option("--no-time", is_flag=True, help="do not set the gate's clock")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="seconds to wait for the gate")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True, help="seconds to wait for the gate")
 @click.option("--force-time", is_flag=True, help="sign the host's time even if it fails the plausibility check "
               "(after checking the host clock by hand)")
-@click.option("--drop-after", type=int, default=None, hidden=True, help="testing: cut the link after N frames")
+@click.option("--drop-after", type=click.IntRange(1, 10 ** 6), default=None, hidden=True, help="testing: cut the link after N frames")
 @user_errors
-def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_time, timeout, force_time, drop_after):
-    """Sync gates: TARGET is tcp:HOST:PORT or serial:/dev/ttyUSB0. Pulls and decrypts the batch
-    summaries, ingests them into the ledger (chain verified), acknowledges them, then pushes the
-    deny list, the signed trust list and signed time."""
+def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries, max_records, no_push, no_time,
+             timeout, force_time, drop_after):
+    """Sync gates: TARGET is tcp:HOST:PORT or serial:/dev/ttyUSB0 (or --all: every gate's target).
+    Pulls and decrypts the batch summaries, ingests them into the ledger (chain verified),
+    acknowledges them, then pushes the deny list, the signed trust list and signed time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from . import syncclient
+    from . import fleet, syncclient
     from .backoffice import BackOfficeError
+    interval = _duration(every, "--every") if every is not None else None
+    if interval is not None and interval < 10:
+        raise UsageError("--every must be at least 10s")
     bo = _bo(data_dir)
-    led = _ledger(bo, db)
+    if all_gates:
+        if targets:
+            raise UsageError("give TARGETs or --all, not both")
+        targets = tuple(fleet.targets(bo).values())
+        if not targets:
+            raise OffgateError("no gate has a sync target: set them with `offgate gates target GATE_ID TARGET`")
+    elif not targets:
+        raise UsageError("give one or more TARGETs (tcp:HOST:PORT, serial:/dev/ttyUSB0) or --all")
     for t in targets:
         syncclient.parse_target(t)  # bad targets fail before anything happens
+    led = _ledger(bo, db)
+    kw = dict(retries=retries, operator=operator, push=not no_push, set_time=not no_time, max_records=max_records,
+              force_time=force_time)
+    if interval is not None or rounds is not None:
+        try:
+            _sync_unattended(bo, led, targets, interval or 300, rounds, timeout, kw)
+        finally:
+            led.close()
+        return
     failed = 0
     totals = {"pulled": 0, "new": 0, "fraud": 0}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -823,10 +1129,69 @@ def sync_cmd(data_dir, targets, db, operator, retries, max_records, no_push, no_
         raise click.ClickException("%d of %d gate(s) failed to sync" % (failed, len(targets)))
 
 
+_sleep = None  # tests replace it (no real waiting)
+
+
+def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
+    """`offgate sync --every`: each round syncs the gates that are due, one log line each (UTC time,
+    target, gate, outcome); a gate that fails is retried after a back-off (fleet.backoff) instead
+    of every round. Runs until interrupted (or `rounds` rounds, for tests)."""
+    import signal
+    import time as _time
+
+    from . import fleet, syncclient
+    from .backoffice import BackOfficeError
+    sleep = _sleep or _time.sleep
+
+    def stop(*_):
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, stop)  # systemd stops the service with SIGTERM
+    except ValueError:  # not the main thread (tests)
+        pass
+    due = {t: 0.0 for t in targets}
+    fails = {t: 0 for t in targets}
+    done = 0
+    while rounds is None or done < rounds:
+        now = _time.time()
+        for target in targets:
+            if due[target] > now:
+                continue
+            stamp = _iso(int(_time.time()))
+            try:
+                s = syncclient.sync_with_retries(lambda target=target: syncclient.parse_target(target, timeout),
+                                                 bo, led, **kw)
+            except (syncclient.SyncError, BackOfficeError, OSError) as e:
+                fails[target] += 1
+                wait = fleet.backoff(every, fails[target])
+                due[target] = _time.time() + wait
+                click.echo("%s %s FAILED (%d in a row): %s; next try in %ds" % (stamp, target, fails[target],
+                                                                                " ".join(str(e).split()), wait))
+                continue
+            fails[target] = 0
+            due[target] = _time.time() + every
+            click.echo("%s %s gate %s ok: %d new, %d duplicate, %d anomalies, %d fraud, drift %s s%s"
+                       % (stamp, target, s.get("gate_id", "?"), s["new"], s["duplicates"], s["anomalies"], s["fraud"],
+                          s.get("drift", "-"), "".join("; %s" % w for w in s.get("warnings", ()))))
+        done += 1
+        if rounds is not None and done >= rounds:
+            break
+        sleep(max(1.0, min(due.values()) - _time.time()))
+
+
+def _duration(text, what):
+    """Seconds from '90', '90s', '5m', '6h', '2d'."""
+    import re
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(text))
+    if not m:
+        raise UsageError("%s must be a duration such as 90s, 5m, 6h or 2d, got %r" % (what, text))
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
 @main.command("settle")
 @data_option
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
-@click.option("--now", type=int, default=None, help="settlement time, Unix seconds (default: now)")
+@click.option("--now", type=UNIX_T, default=None, help="settlement time, Unix seconds (default: now)")
 @user_errors
 def settle_cmd(data_dir, db, now):
     """Charge settled trips against the accounts' holds, flag use beyond the cap, release the holds
@@ -848,31 +1213,57 @@ def settle_cmd(data_dir, db, now):
 @main.command("report")
 @data_option
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+@click.option("--from", "date_from", default=None, metavar="DATE", help="first day (YYYY-MM-DD[THH:MM]), in --tz")
+@click.option("--to", "date_to", default=None, metavar="DATE", help="last day, included (YYYY-MM-DD[THH:MM]: up to)")
+@click.option("--gate", "gate_ids", type=ID, multiple=True, help="only this gate (repeatable)")
+@click.option("--station", "station_ids", multiple=True, help="only this station (repeatable)")
+@click.option("--tz", default=None, envvar="OFFGATE_TZ", help="the operator's time zone, IANA name [default: UTC]")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="the full ledger report as JSON (gate health, all tables)")
+@click.option("--details", is_flag=True, help="the full ledger report as wide tables (gate health, anomalies)")
 @user_errors
-def report_cmd(data_dir, db, as_json):
-    """Passages per gate and hour, denials by reason, fraud flags, gate health."""
+def report_cmd(data_dir, db, date_from, date_to, gate_ids, station_ids, tz, fmt, as_json, details):
+    """Passages and denials per hour, per gate and station, denials by reason, revenue per product
+    and station, fraud flags; filtered by date range, gate and station, in the operator's time zone.
+    Text fits 80 columns; --format json|csv exports."""
     import json
 
     from . import report
     bo = _bo(data_dir)
     led = _ledger(bo, db)
-    rep = led.report()
-    from .fares import settle as fare_settle
-    from .fares import store as fare_store
-    if fare_store.versions(led.db):
-        rep["revenue"] = fare_settle.revenue(led.db)
-    led.close()
-    if as_json:
+    try:
+        if as_json or details:
+            rep = led.report()
+            from .fares import settle as fare_settle
+            from .fares import store as fare_store
+            if fare_store.versions(led.db):
+                rep["revenue"] = fare_settle.revenue(led.db)
+            if as_json:
+                click.echo(json.dumps(report.jsonable(rep), indent=1))
+                return
+            con = _console()
+            for t in report.tables(rep):
+                con.print(t)
+            if "revenue" in rep:
+                from .fares.show import revenue_tables
+                for t in revenue_tables(rep["revenue"]):
+                    con.print(t)
+            return
+        tz = tz or "UTC"
+        since = report.parse_day(date_from, tz) if date_from else None
+        until = report.parse_day(date_to, tz, end=True) if date_to else None
+        if since is not None and until is not None and until <= since:
+            raise UsageError("--to must be after --from")
+        rep = report.build(led, bo, since, until, list(gate_ids), list(station_ids), tz)
+    finally:
+        led.close()
+    if fmt == "json":
         click.echo(json.dumps(report.jsonable(rep), indent=1))
-        return
-    con = _console()
-    for t in report.tables(rep):
-        con.print(t)
-    if "revenue" in rep:
-        from .fares.show import revenue_tables
-        for t in revenue_tables(rep["revenue"]):
-            con.print(t)
+    elif fmt == "csv":
+        click.echo(report.csv_text(rep), nl=False)
+    else:
+        for line in report.text_lines(rep):
+            click.echo(line)
 
 
 @main.group("ledger")
@@ -883,8 +1274,8 @@ def ledger_group():
 @ledger_group.command("fare")
 @data_option
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
-@click.argument("product", type=click.IntRange(min=0))
-@click.argument("amount", type=click.IntRange(min=0), required=False)
+@click.argument("product", type=ID)
+@click.argument("amount", type=AMOUNT, required=False)
 @user_errors
 def ledger_fare(data_dir, db, product, amount):
     """Show or set the fare (minor units) of PRODUCT."""
@@ -990,10 +1381,10 @@ def fares_statement(data_dir, account_id, db, as_json):
 @data_option
 @click.argument("account_id")
 @click.option("--zones", required=True, help="comma-separated zone ids the wallet's credentials admit")
-@click.option("--product", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--valid-hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+@click.option("--product", type=ID, default=1, show_default=True)
+@click.option("--valid-hours", type=click.FloatRange(min=0, max=24 * 366, min_open=True), default=24.0, show_default=True,
               help="validity of each credential the wallet gets")
-@click.option("--cap", type=click.IntRange(min=0), default=None, help="offline spending cap, minor units")
+@click.option("--cap", type=CAP, default=None, help="offline spending cap, minor units")
 @click.option("--replace", is_flag=True, help="a lost or replaced phone: revoke the account's other wallets on use")
 @click.option("--ttl-hours", type=click.FloatRange(min=0.02, max=720), default=24.0, show_default=True,
               help="how long the link stays usable")
@@ -1059,6 +1450,21 @@ def serve(data_dir, db, host, port, base_url):
     import uvicorn
 
     from .web.app import VENDOR, create_app
+    _bo(data_dir).close()  # an existing back office, or one line saying there is none
+    if db is not None:
+        _ledger(_bo(data_dir), db).close()
+    _check_port_free(host, port)
+    import os
+
+    from . import keys
+    # encrypted keys: the passphrase is asked once here, never from a request's thread
+    if any(keys.is_encrypted_pem(p.read_bytes()) for p in (Path(data_dir) / "keys").glob("*.pem")) \
+            and not os.environ.get(keys.PASSPHRASE_ENV):
+        pw = _prompt_passphrase()
+        if not pw:
+            raise UsageError("the keys are encrypted: set %s or start the server from a terminal" % keys.PASSPHRASE_ENV)
+        os.environ[keys.PASSPHRASE_ENV] = pw
+    keys.set_passphrase_provider(None)
     if not VENDOR.is_dir():
         raise click.ClickException("the wallet's JavaScript libraries are missing: run `make web` "
                                    "(npm ci in host_tools/offgate_host/web)")
@@ -1075,8 +1481,8 @@ def _open_ledger(data_dir, db, bo=None):
     from .ledger import Ledger
     if bo is None:
         with _bo(data_dir) as b:
-            return Ledger.for_backoffice(b, db)
-    return Ledger.for_backoffice(bo, db)
+            return Ledger.for_backoffice(b, db, create=False)
+    return Ledger.for_backoffice(bo, db, create=False)
 
 
 from . import cli_stats  # noqa: E402  (registers `offgate stats` and `offgate station`)
@@ -1088,10 +1494,123 @@ from . import cli_receipts  # noqa: E402  (registers `offgate receipt` and `offg
 cli_receipts.register(main, wallet, data_option, db_option, user_errors, _open_ledger)
 
 
+# ----------------------------------------------------------------------------- keys at rest, backup, restore
+@main.group("keys")
+def keys_group():
+    """The back office's private keys at rest (issuer, root, batch, operator keys)."""
+
+
+@keys_group.command("encrypt")
+@data_option
+@user_errors
+def keys_encrypt(data_dir):
+    """Encrypt every private key with a passphrase (env OFFGATE_PASSPHRASE, else asked twice). Keys
+    made later are encrypted too while OFFGATE_PASSPHRASE is set; commands that sign then need it
+    (env or prompt)."""
+    import os
+
+    from . import backup, keys
+    bo = _bo(data_dir)
+    bo.close()
+    pw = os.environ.get(keys.PASSPHRASE_ENV)
+    if not pw:
+        if not sys.stdin.isatty():
+            raise UsageError("set %s or run from a terminal to be asked for the passphrase" % keys.PASSPHRASE_ENV)
+        pw = click.prompt("new passphrase", hide_input=True, confirmation_prompt=True, err=True)
+    done = backup.encrypt_keys(data_dir, pw)
+    click.echo("%d key(s) encrypted%s" % (len(done), (": " + ", ".join(done)) if done else " (all were already)"))
+
+
+@keys_group.command("status")
+@data_option
+@user_errors
+def keys_status(data_dir):
+    """Which private keys are encrypted at rest."""
+    from . import keys
+    _bo(data_dir).close()
+    for p in sorted((Path(data_dir) / "keys").glob("*.pem")):
+        click.echo("%-40s %s" % (p.name, "encrypted" if keys.is_encrypted_pem(p.read_bytes()) else "NOT encrypted"))
+
+
+@main.command("backup")
+@data_option
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@user_errors
+def backup_cmd(data_dir, out):
+    """Write the back office (a consistent copy of its database, and its keys as they are at rest)
+    to the archive OUT (.tar.gz, with SHA-256 checksums)."""
+    from . import backup
+    m = backup.backup(data_dir, out)
+    click.echo("backup of %s -> %s: %d file(s), %d encrypted key(s)" % (data_dir, out, len(m["files"]),
+                                                                       len(m["encrypted_keys"])))
+
+
+@main.command("restore")
+@data_option
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@user_errors
+def restore_cmd(data_dir, archive):
+    """Restore ARCHIVE (from `offgate backup`) into the data directory, which must be new or empty;
+    every file is checked against the backup's checksums before anything is written."""
+    from . import backup
+    m = backup.restore(archive, data_dir)
+    click.echo("restored %d file(s) into %s (backup of %s)" % (len(m["files"]), data_dir, _iso(m["created"])))
+
+
 # ----------------------------------------------------------------------------- gates (enrolment)
-@main.group("gates")
-def gates_group():
-    """Gates the ledger believes: enrolment of device keys (logged)."""
+@main.group("gates", invoke_without_command=True)
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
+@click.option("--sync-late", default="6h", show_default=True, help="alert when a gate has not synced for this long")
+@click.option("--drift", type=click.IntRange(0, 86400), default=30, show_default=True,
+              help="alert when a gate's clock was off by more than this many seconds at its last sync")
+@click.option("--log-fill", type=click.IntRange(1, 100), default=80, show_default=True,
+              help="alert when a gate's operation log is this many percent full")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@click.option("--check", is_flag=True, help="exit with status 1 if any gate has an alert (for monitoring)")
+@user_errors
+@click.pass_context
+def gates_group(ctx, data_dir, db, sync_late, drift, log_fill, as_json, check):
+    """The fleet: every provisioned or enrolled gate with its station, board, device key, firmware,
+    list serials, last sync, clock, log fill and alerts (`offgate gates`); enrolment of device keys
+    (`offgate gates enroll`, logged; `offgate gates list`)."""
+    import json
+    if ctx.invoked_subcommand is not None:
+        return
+
+    from . import fleet
+    th = {"sync_late_s": _duration(sync_late, "--sync-late"), "drift_s": drift, "log_fill": log_fill / 100}
+    bo = _bo(data_dir)
+    led = _ledger(bo, db)
+    try:
+        rows = fleet.gates(bo, led, thresholds=th)
+    finally:
+        led.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    elif not rows:
+        click.echo("no gates (provision one, or sync one after `offgate gate enroll`)")
+    else:
+        # one line per gate and one per alert: fits an 80-column terminal
+        click.echo("%-6s %-12s %-10s %-16s %-11s %5s %5s %4s" % ("gate", "station", "firmware", "device key",
+                                                                "last sync", "drift", "log%", "lists"))
+        for g in rows:
+            age = g["sync_age_s"]
+            since = "never" if age is None else ("%dm ago" % (age // 60) if age < 7200 else "%dh ago" % (age // 3600))
+            click.echo("%-6d %-12.12s %-10.10s %-16s %-11s %5s %5s %4s" % (
+                g["gate"], g["station"], g["firmware"] or "-", g["key"], since,
+                "-" if g["drift_s"] is None else "%+d" % g["drift_s"],
+                "-" if g["log_fill"] is None else "%d" % round(g["log_fill"] * 100),
+                "%s/%s" % (g["deny_serial"] if g["deny_serial"] is not None else "-",
+                           g["trust_serial"] if g["trust_serial"] is not None else "-")))
+            for a in g["alerts"]:
+                click.echo("       ! %s" % a[:71])
+        n = sum(1 for g in rows if g["alerts"])
+        click.echo("%d gate(s), %d with alerts" % (len(rows), n))
+    if check and any(g["alerts"] for g in rows):
+        raise OffgateError("%d gate(s) with alerts" % sum(1 for g in rows if g["alerts"]))
+
+
 
 
 @gates_group.command("enroll")
@@ -1127,6 +1646,25 @@ def gates_enroll(data_dir, db, gate_id, key_hex, gate_dir, replace, by_whom):
         led.close()
     click.echo("gate %d %s, device key %s" % (gate_id, "enrolled" if new else "already enrolled with that key",
                                              pub.hex()))
+
+
+@gates_group.command("target")
+@data_option
+@click.argument("gate_id", type=ID)
+@click.argument("target", required=False)
+@click.option("--clear", is_flag=True, help="forget the gate's target")
+@user_errors
+def gates_target(data_dir, gate_id, target, clear):
+    """Show or set how `offgate sync --all` reaches GATE_ID: TARGET is tcp:HOST:PORT or
+    serial:/dev/ttyUSB0."""
+    from . import fleet
+    bo = _bo(data_dir)
+    if clear:
+        fleet.set_target(bo, gate_id, None)
+    elif target is not None:
+        fleet.set_target(bo, gate_id, target)
+    t = fleet.targets(bo).get(gate_id)
+    click.echo("gate %d: %s" % (gate_id, t or "no sync target"))
 
 
 @gates_group.command("list")

@@ -65,12 +65,12 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @click.option("--tax-id", default=None)
     @click.option("--address", default=None)
     @click.option("--currency", default=None, help="ISO 4217 code [default: PLN]")
-    @click.option("--vat-bp", type=int, default=None, help="VAT in basis points, fares tax-inclusive [default: 800]")
+    @click.option("--vat-bp", type=click.IntRange(0, 10000), default=None, help="VAT in basis points, fares tax-inclusive [default: 800]")
     @user_errors
     def receipt_config(data_dir, db, operator, tax_id, address, currency, vat_bp):
         """Show or set what receipts say about the operator and tax."""
         from . import receipts
-        with BackOffice(data_dir) as bo, open_ledger(data_dir, db, bo) as led:
+        with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             receipts.set_settings(led, operator=operator, tax_id=tax_id, address=address, currency=currency,
                                   vat_bp=vat_bp)
             click.echo(json.dumps(receipts.settings(bo, led)))
@@ -83,7 +83,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     def receipt_keys(data_dir, db, out):
         """The public keys that verify receipts and the log's tree heads (JSON), for riders and auditors."""
         from . import receipts
-        with BackOffice(data_dir) as bo, open_ledger(data_dir, db, bo) as led:
+        with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             text = json.dumps(receipts.public_keys(bo, led))
         if out:
             out.write_text(text + "\n")
@@ -100,7 +100,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     def receipt_issue(data_dir, db, request, out):
         """Answer a rider's signed REQUEST: build, sign, encrypt and log the receipt; write the bundle."""
         from . import receipts
-        with BackOffice(data_dir) as bo, open_ledger(data_dir, db, bo) as led:
+        with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             bundle = receipts.issue(bo, led, request.read_bytes())
         out.write_bytes(bundle)
         click.echo("receipt bundle (%d bytes) -> %s" % (len(bundle), out))
@@ -132,7 +132,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
         else:
             if not (Path(data_dir) / "offgate.db").exists():
                 raise receipts.ReceiptError("no back office at %s: give --keys FILE or --data DIR" % data_dir)
-            with BackOffice(data_dir) as bo, open_ledger(data_dir, db, bo) as led:
+            with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
                 k = receipts.public_keys(bo, led)
                 res = receipts.verify_bundle(data, bytes.fromhex(k["receipt_pub"]), bytes.fromhex(k["log_pub"]), enc, led)
         for c in res["checks"]:
@@ -146,7 +146,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     def receipt_audit(data_dir, db):
         """Check the whole receipt store against the signed tree heads (altered, dropped, reordered entries)."""
         from . import receipts
-        with BackOffice(data_dir) as bo, open_ledger(data_dir, db, bo) as led:
+        with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             a = receipts.audit(bo, led)
         if a["problems"]:
             raise click.ClickException("receipt store: %d problem(s): %s" % (len(a["problems"]), "; ".join(a["problems"])))
@@ -200,7 +200,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
             out.write_bytes(req)
             click.echo("signed receipt request (%d bytes) -> %s" % (len(req), out))
             return
-        with BackOffice(data_dir) as bo, open_ledger(data_dir, db, bo) as led:
+        with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             bundle = receipts.issue(bo, led, req)
         body = receipts.read_bundle(bundle, w.enc_key)
         w.receipts.append(bundle)

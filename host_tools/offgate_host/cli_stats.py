@@ -23,7 +23,7 @@ def register(main, data_option, db_option, user_errors, open_ledger):
         """This back office's party file (NAME and stats public key) for a round's coordinator."""
         from . import stats
         from .backoffice import BackOffice
-        with BackOffice(data_dir) as bo:
+        with BackOffice(data_dir, create=False) as bo:
             text = json.dumps(stats.party_info(bo, name))
         if out:
             out.write_text(text + "\n")
@@ -35,8 +35,8 @@ def register(main, data_option, db_option, user_errors, open_ledger):
     @click.argument("round_id")
     @click.option("--party", "party_files", multiple=True, required=True,
                   type=click.Path(exists=True, dir_okay=False, path_type=Path), help="a party file (repeat)")
-    @click.option("--start", type=click.IntRange(min=0), required=True, help="first hour, Unix seconds (whole hour)")
-    @click.option("--hours", type=click.IntRange(min=1), required=True, help="number of hours")
+    @click.option("--start", type=click.IntRange(0, 2 ** 32 - 1), required=True, help="first hour, Unix seconds (whole hour)")
+    @click.option("--hours", type=click.IntRange(1, 24 * 366), required=True, help="number of hours")
     @click.option("--stations", "station_names", required=True, help="comma-separated station names")
     @click.option("--products", required=True, help="comma-separated fare product ids")
     @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
@@ -92,7 +92,7 @@ def register(main, data_option, db_option, user_errors, open_ledger):
         from . import stats
         from .backoffice import BackOffice
         spec = stats.load_round(round_file)
-        with BackOffice(data_dir) as bo, open_ledger(data_dir, db, bo) as led:
+        with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             _, outside = stats.count_cells(bo, led, spec)
             sub = stats.submit(bo, led, spec)
         out.write_bytes(sub)
@@ -104,7 +104,7 @@ def register(main, data_option, db_option, user_errors, open_ledger):
     @db_option
     @click.argument("round_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
     @click.argument("submissions", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("--min-count", type=click.IntRange(min=0), default=0, show_default=True,
+    @click.option("--min-count", type=click.IntRange(0, 10 ** 9), default=0, show_default=True,
                   help="publish cells with fewer passages (but not zero) as suppressed")
     @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="write the totals (JSON) here (default: stdout)")

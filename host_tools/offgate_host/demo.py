@@ -31,7 +31,7 @@ def build_scenario(work: Path, now: int, out=print):
     """Set up back office, wallets and gate files; return (gate config path, [(label, line, expected)], valid text)."""
     bo = BackOffice(work / "backoffice")
     bo.init_issuer("offgate-demo", valid_from=now - 86400)
-    bo.create_account("acct-0001", balance=2000)
+    bo.create_account("acct-0001", balance=5000)  # four credentials, each holding the default cap (1000)
     bo.create_account("acct-0002", balance=100)
 
     def wallet(name, account="acct-0001", **kw):
@@ -39,7 +39,8 @@ def build_scenario(work: Path, now: int, out=print):
         w.set_credential(bo.issue_credential(account, w.pub65, now=now, **kw))
         return w
 
-    # The patent's rule: no credential unless balance or credit reaches the minimum.
+    # The patent's rule: no credential unless what the account can cover (balance + credit - holds)
+    # reaches the minimum.
     try:
         bo.issue_credential("acct-0002", Wallet.create(work / "poor.json").pub65, zones=[ZONE], now=now)
         out("  issuing to acct-0002 was NOT refused (unexpected)")

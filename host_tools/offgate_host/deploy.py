@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import board as boardmod
 from .simgate import firmware_dir, mpy_cross_bin, repo_root
+from .errors import OffgateError
 
 MPREMOTE = "mpremote"
 ESPTOOL = "esptool"
@@ -43,7 +44,7 @@ FREEZE_BOARD = {  # (MicroPython BOARD, BOARD_VARIANT) for a custom build with f
 }
 
 
-class DeployError(Exception):
+class DeployError(OffgateError):
     """A user-facing build/deploy problem."""
 
 

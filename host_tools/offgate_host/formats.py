@@ -42,6 +42,9 @@ DENY_MAGIC = b"OGDL"
 DENY_VERSION = 1
 DENY_HEADER_LEN = 12
 TRUST_VERSION = 1
+# Gate ids, zones and products: kept to a MicroPython small int on the 32-bit ESP32 (no heap
+# allocation when the gate compares them).
+MAX_ID = 2 ** 30 - 1
 CTR_MAX = 2 ** 32 - 1
 UINT64_MAX = 2 ** 64 - 1
 

@@ -6,6 +6,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from .errors import OffgateError
+
 KID_LEN = 4
 
 CURVE = ec.SECP256R1()
@@ -60,27 +62,73 @@ def kid_of(pub65: bytes) -> bytes:
     return hashlib.sha256(bytes(pub65)).digest()[:KID_LEN]
 
 
-def private_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+# Keys at rest (issue #13): PKCS#8 PEM, encrypted with a passphrase when one is configured (env
+# OFFGATE_PASSPHRASE, or the CLI's prompt through set_passphrase_provider); without one, unencrypted
+# as before (the demo and the tests need no prompt).
+PASSPHRASE_ENV = "OFFGATE_PASSPHRASE"
+_provider = None  # () -> str or None: asked when an encrypted key is read and the env var is unset
 
 
-def load_private_pem_bytes(data: bytes) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(data, password=None)
+class KeyLocked(OffgateError):
+    """An encrypted key and no (or a wrong) passphrase."""
+
+
+def set_passphrase_provider(fn):
+    """fn() -> passphrase (str) or None; the CLI installs a terminal prompt."""
+    global _provider
+    _provider = fn
+
+
+def passphrase(required=False, path=None):
+    """The configured passphrase (env first, then the provider), or None."""
+    p = os.environ.get(PASSPHRASE_ENV)
+    if not p and _provider is not None and required:
+        p = _provider(path)
+    if required and not p:
+        raise KeyLocked("%s is encrypted: set %s or run the command from a terminal to be asked"
+                        % (path or "the key", PASSPHRASE_ENV))
+    return p or None
+
+
+def private_pem(key, password=None) -> bytes:
+    enc = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+
+
+def is_encrypted_pem(data: bytes) -> bool:
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
+
+
+def load_private_pem_bytes(data: bytes, path=None) -> ec.EllipticCurvePrivateKey:
+    password = None
+    if is_encrypted_pem(data):
+        password = passphrase(required=True, path=path).encode()
+    try:
+        key = serialization.load_pem_private_key(data, password=password)
+    except (ValueError, TypeError) as e:
+        if password is not None:
+            raise KeyLocked("%s: wrong passphrase (or a damaged key file)" % (path or "key")) from None
+        raise ValueError("%s: not a PEM private key (%s)" % (path or "key", e)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != CURVE.name:
         raise ValueError("not a P-256 private key")
     return key
 
 
-def save_private_pem(path, key) -> None:
-    """Write the key as unencrypted PKCS#8 PEM, file mode 0600 (never briefly world-readable)."""
+def save_private_pem(path, key, password=None) -> None:
+    """Write the key as PKCS#8 PEM, file mode 0600 (never briefly world-readable), encrypted with
+    `password` or the configured passphrase (OFFGATE_PASSPHRASE), if any. Atomic (temp + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    password = password or passphrase()
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(private_pem(key))
-    os.chmod(path, 0o600)
+        f.write(private_pem(key, password))
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def load_private_pem(path) -> ec.EllipticCurvePrivateKey:
-    return load_private_pem_bytes(Path(path).read_bytes())
+    return load_private_pem_bytes(Path(path).read_bytes(), path=path)

@@ -16,7 +16,8 @@ Ingest (`ingest(gate, records)`) is idempotent by (gate, seq) and verifies each 
     with a different chain a "conflict", a record with `missed` > 0 a "not_logged" note.
 Fraud (`fraud` table, and the credential goes onto the back office's deny list):
   * "double_use": the same credential and counter OPENed twice (two gates, or twice at one);
-  * "cap_exceeded": settled trips beyond the credential's cap (its hold), found at settlement.
+  * "cap_exceeded": settled trips beyond the credential's cap (its hold), found at settlement;
+  * "overdraft": a settled charge took the account below its credit limit (balance < -credit).
 """
 import hashlib
 import json
@@ -24,6 +25,7 @@ import sqlite3
 import struct
 import time
 from pathlib import Path
+from .errors import OffgateError
 
 DEFAULT_FARE = 250
 CHUNK = 500  # trips settled per transaction
@@ -145,7 +147,6 @@ CREATE TABLE IF NOT EXISTS ledger_fares (
 """
 
 
-
 def _clock_at_sync(g):
     """The gate's clock as it reported it at its last sync, before signed time was set: trusted?,
     source ("signed", "ds3231", "rtc", "floor"), since (Unix s), mode; None if not reported."""
@@ -157,11 +158,44 @@ def _clock_at_sync(g):
         return None
     return {k: c.get(k) for k in ("trusted", "source", "since", "mode")}
 
-class LedgerError(ValueError):
+
+class LedgerError(OffgateError, ValueError):
     pass
 
 
 DIRECTIONS = ("entry", "exit", "both")
+RECORD_COLS = ("gate", "seq", "t", "cti", "ctr", "decision", "reason", "missed", "chain", "chain_ok", "ingested",
+               "settled", "station", "direction")
+
+
+def _first_line(e) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _safe_url(url) -> str:
+    """The URL without its password (for messages)."""
+    import re
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+def parse_url(url):
+    """("pg", url) for a PostgreSQL URL (postgresql:// or postgres://), ("sqlite", path) for a
+    SQLite file (a plain path or sqlite:///path). Any other URL scheme raises LedgerError: a
+    typo such as mysql://x must not become a file or directory named after it."""
+    import re
+    url = str(url)
+    if not url.strip():
+        raise LedgerError("empty database URL")
+    if url.startswith(("postgresql://", "postgres://")):
+        return "pg", url
+    if url.startswith("sqlite:///"):
+        return "sqlite", url[len("sqlite:///"):]
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url)
+    if m and (len(m.group(1)) > 1 or url[2:3] not in ("\\", "/")):  # not a Windows drive letter
+        raise LedgerError("unsupported database %r: give a PostgreSQL URL (postgresql://user@host/db) or a "
+                          "SQLite file path" % _safe_url(url))
+    return "sqlite", url
 
 
 class GateNotEnrolled(LedgerError):
@@ -171,21 +205,33 @@ class GateNotEnrolled(LedgerError):
 class _DB:
     """The thin adapter: SQL is written with `?` placeholders and {blob}/{serial} type names."""
 
-    def __init__(self, url):
+    def __init__(self, url, create=True):
         self.url = str(url)
         self._ensured = set()   # names of extension schemas already created (ensure())
-        if self.url.startswith(("postgresql://", "postgres://")):
+        kind, where = parse_url(self.url)
+        if kind == "pg":
             import psycopg
             self.kind = "pg"
-            self.conn = psycopg.connect(self.url)
+            try:
+                self.conn = psycopg.connect(self.url, connect_timeout=10)
+            except psycopg.Error as e:
+                raise LedgerError("cannot connect to PostgreSQL at %s: %s" % (_safe_url(self.url), _first_line(e))) from None
             self.types = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
         else:
-            path = self.url[len("sqlite:///"):] if self.url.startswith("sqlite:///") else self.url
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(where)
+            if not path.parent.is_dir():
+                raise LedgerError("ledger database %s: directory %s does not exist" % (path, path.parent))
+            if path.is_dir():
+                raise LedgerError("ledger database %s is a directory" % path)
+            if not create and not path.is_file():
+                raise LedgerError("no ledger database %s (create it with `offgate init --db %s`)" % (path, self.url))
             self.kind = "sqlite"
-            self.conn = sqlite3.connect(path, timeout=30)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
+            try:
+                self.conn = sqlite3.connect(str(path), timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.DatabaseError as e:
+                raise LedgerError("%s is not a usable SQLite database (%s)" % (path, e)) from None
             self.types = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
 
     def sql(self, q):
@@ -225,6 +271,40 @@ class _DB:
             self.script(text)
             self._ensured.add(name)
 
+    def insert_rows(self, table, cols, rows):
+        """Insert many rows: COPY on PostgreSQL (one round trip for the batch), executemany on
+        SQLite. Rows must be new (a duplicate key raises; the caller's transaction rolls back)."""
+        if not rows:
+            return
+        if self.kind == "pg":
+            with self.conn.cursor() as cur:
+                with cur.copy("COPY %s (%s) FROM STDIN" % (table, ", ".join(cols))) as cp:
+                    for r in rows:
+                        cp.write_row(r)
+        else:
+            self.conn.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(cols),
+                                                                       ", ".join("?" * len(cols))), rows)
+
+    def mark_settled(self, done):
+        """Set ledger_records.settled for many (settled, gate, seq). executemany: on PostgreSQL
+        psycopg pipelines it (no round trip per row); a set-based UPDATE (unnest, = ANY) was
+        measured superlinear here, its plan at the mercy of the table's statistics."""
+        if done:
+            self.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
+
+    def open_matches(self, keyset):
+        """The OPEN records (gate, seq, cti, ctr) of every (cti, ctr) in keyset."""
+        keyset = list(keyset)
+        if self.kind == "pg":
+            return self.rows("SELECT r.gate, r.seq, r.cti, r.ctr FROM ledger_records r JOIN unnest(?::bytea[], "
+                             "?::bigint[]) AS k(cti, ctr) ON r.cti = k.cti AND r.ctr = k.ctr WHERE r.decision = 'OPEN'",
+                             ([k[0] for k in keyset], [k[1] for k in keyset]))
+        out = []
+        for cti, ctr in keyset:  # in-process: an indexed lookup each costs microseconds
+            out += self.rows("SELECT gate, seq, cti, ctr FROM ledger_records WHERE cti = ? AND ctr = ? "
+                             "AND decision = 'OPEN'", (cti, ctr))
+        return out
+
     def commit(self):
         self.conn.commit()
 
@@ -262,8 +342,11 @@ def _decode_raw(seq, raw):
 
 
 class Ledger:
-    def __init__(self, url):
-        self.db = _DB(url)
+    def __init__(self, url, create=True):
+        """Open (create=True: and create, if it is a new SQLite file) the ledger at `url`;
+        LedgerError for an unsupported URL, a missing directory, an unreachable PostgreSQL or,
+        with create=False, a SQLite file that does not exist."""
+        self.db = _DB(url, create=create)
         self.db.script(SCHEMA)
         self._migrate()
 
@@ -278,9 +361,10 @@ class Ledger:
         self.db.commit()
 
     @classmethod
-    def for_backoffice(cls, bo, url=None):
-        """The ledger for a back office: `url` if given, else the back office's own SQLite file."""
-        return cls(url or str(bo.db_path))
+    def for_backoffice(cls, bo, url=None, create=True):
+        """The ledger for a back office: `url` if given, else the back office's own SQLite file.
+        create=False (the CLI): a SQLite `url` must already exist (`offgate init --db` makes it)."""
+        return cls(url or str(bo.db_path), create=create or not url)
 
     def close(self):
         self.db.close()
@@ -445,6 +529,21 @@ class Ledger:
         prev_seq = None
         meta = meta or {}
         place = self.place(gate) or {"station": None, "direction": None}  # in effect for this batch
+        # the stored chains of this batch's seq range, in one query (not one per record)
+        seqs = [r["seq"] for r in records]
+        existing = {}
+        if seqs:
+            existing = {row["seq"]: bytes(row["chain"]) for row in db.rows(
+                "SELECT seq, chain FROM ledger_records WHERE gate = ? AND seq >= ? AND seq <= ?",
+                (gate, min(seqs), max(seqs)))}
+        new_rows, opens = [], []
+
+        def flush():
+            # one bulk write (COPY on PostgreSQL), then one look for double use, per batch
+            db.insert_rows("ledger_records", RECORD_COLS, new_rows)
+            if opens:
+                res["fraud"] += self._double_uses(gate, opens, now, res["deny"])
+            del new_rows[:], opens[:]
         try:
             if records and meta.get("chain_ok") is False:
                 res["anomalies"] += self._anomaly(gate, records[-1]["seq"], "chain_mismatch",
@@ -467,9 +566,9 @@ class Ledger:
                     res["anomalies"] += self._anomaly(gate, seq, "reorder",
                                                       "seq %d after %d in one batch" % (seq, prev_seq), now)
                 prev_seq = seq
-                old = db.one("SELECT chain FROM ledger_records WHERE gate = ? AND seq = ?", (gate, seq))
+                old = existing.get(seq)
                 if old is not None:
-                    if bytes(old["chain"]) == bytes(r["chain"]):
+                    if old == bytes(r["chain"]):
                         res["duplicates"] += 1
                     else:
                         res["anomalies"] += self._anomaly(gate, seq, "conflict",
@@ -478,6 +577,7 @@ class Ledger:
                         self._keep(gate, "conflict", r, now)
                         res["conflicts"] = res.get("conflicts", 0) + 1
                         if r["decision"] == "OPEN" and r.get("cti"):
+                            flush()  # this batch's earlier records first: they count as stored
                             res["fraud"] += self._double_use(gate, r, now, res["deny"])
                     continue
                 if seq != head_seq + 1:
@@ -493,15 +593,16 @@ class Ledger:
                 if r.get("missed"):
                     res["anomalies"] += self._anomaly(gate, seq, "not_logged",
                                                       "%d decisions before seq %d were not logged" % (r["missed"], seq), now)
-                db.execute("INSERT INTO ledger_records (gate, seq, t, cti, ctr, decision, reason, missed, chain, "
-                           "chain_ok, ingested, settled, station, direction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                           (gate, seq, r["t"], _b(r.get("cti")), r["ctr"] or 0, r["decision"], r["reason"],
-                            r.get("missed", 0), bytes(r["chain"]), chain_ok, now, place["station"], place["direction"]))
+                new_rows.append((gate, seq, r["t"], _b(r.get("cti")), r["ctr"] or 0, r["decision"], r["reason"],
+                                 r.get("missed", 0), bytes(r["chain"]), chain_ok, now, 0, place["station"],
+                                 place["direction"]))
+                existing[seq] = bytes(r["chain"])  # the same seq again later in this batch
                 res["new"] += 1
                 if seq > head_seq:
                     head_seq, head = seq, bytes(r["chain"])
                 if r["decision"] == "OPEN" and r.get("cti"):
-                    res["fraud"] += self._double_use(gate, r, now, res["deny"])
+                    opens.append(r)
+            flush()
             if records and meta.get("chain") and head_seq == records[-1]["seq"]:
                 head = bytes(meta["chain"])  # the gate's own chain: the next batch links to it
             db.execute("UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?", (head_seq, head, gate))
@@ -538,6 +639,29 @@ class Ledger:
                               (kind, bytes(cti), ctr, gate, seq, other_gate, other_seq, detail, now))
         return 1 if cur.rowcount else 0
 
+    def _double_uses(self, gate, opens, now, deny):
+        """_double_use for the OPEN records of one batch, just inserted, in one query: a record is
+        matched against the records stored before it (earlier batches, earlier in this batch),
+        as if each had been checked when it was inserted."""
+        order = {r["seq"]: i for i, r in enumerate(opens)}
+        keyset = {(bytes(r["cti"]), r["ctr"]) for r in opens}
+        found = {}
+        for m in self.db.open_matches(keyset):
+            found.setdefault((bytes(m["cti"]), m["ctr"]), []).append((m["gate"], m["seq"]))
+        n = 0
+        for r in opens:
+            k = (bytes(r["cti"]), r["ctr"])
+            me = order[r["seq"]]
+            others = sorted(o for o in found.get(k, ()) if o != (gate, r["seq"])
+                            and not (o[0] == gate and order.get(o[1], -1) > me))
+            for og, os_ in others:
+                n += self._flag("double_use", r["cti"], r["ctr"], gate, r["seq"], og, os_,
+                                "counter %d of %s opened at gate %d (seq %d) and gate %d (seq %d)"
+                                % (r["ctr"], k[0].hex(), og, os_, gate, r["seq"]), now)
+            if others:
+                deny.append(k[0])
+        return n
+
     def _double_use(self, gate, r, now, deny):
         others = self.db.rows("SELECT gate, seq FROM ledger_records WHERE cti = ? AND ctr = ? AND decision = 'OPEN' "
                               "AND NOT (gate = ? AND seq = ?) ORDER BY gate, seq",
@@ -566,7 +690,7 @@ class Ledger:
                "released_amount": 0, "deny": []}
         rows = self.db.rows("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
                             "AND settled = 0 ORDER BY t, gate, seq")
-        fares = {}
+        fares, creds = {}, {}
         for i in range(0, len(rows), CHUNK):
             chunk = rows[i:i + CHUNK]
             trips, done, unknown = [], [], []
@@ -575,7 +699,9 @@ class Ledger:
                     done.append((1, r["gate"], r["seq"]))
                     continue
                 cti = bytes(r["cti"])
-                cred = bo.credential(cti)
+                if cti not in creds:  # once per credential, not once per trip
+                    creds[cti] = bo.credential(cti)
+                cred = creds[cti]
                 if cred is None:
                     unknown.append(r)
                     done.append((2, r["gate"], r["seq"]))
@@ -604,9 +730,22 @@ class Ledger:
                                                % (cti.hex(), c["charged_total"], c["cap"]), now)
                     if cti not in out["deny"]:
                         out["deny"].append(cti)
-            self.db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
+                if c.get("overdrawn"):
+                    out["fraud"] += self._overdraft(c, t[2], r["ctr"], r["gate"], r["seq"], now, out)
+            self.db.mark_settled(done)
             self.db.commit()
         return self._settle_end(bo, now, out)
+
+    def _overdraft(self, c, cti, ctr, gate, seq, now, out):
+        """A charge took the account below its credit limit: flag it (fraud kind "overdraft") and
+        deny the credential; the back office refuses new credentials until the account is topped
+        up (issue_credential). Returns 1 if newly flagged."""
+        if cti not in out["deny"]:
+            out["deny"].append(cti)
+        out["overdrafts"] = out.get("overdrafts", 0) + 1
+        return self._flag("overdraft", cti, ctr, gate, seq, None, None,
+                          "account %s below its credit limit after charging %d for credential %s"
+                          % (c["account"], c["amount"], cti.hex()), now)
 
     def _settle_end(self, bo, now, out):
         """Both settlements end alike: deny the credentials flagged, release expired holds."""

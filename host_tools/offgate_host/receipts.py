@@ -29,6 +29,7 @@ import cbor2
 from cwt import COSE, COSEKey, Recipient
 
 from . import formats, keys, merklelog, stations
+from .errors import OffgateError
 
 BUNDLE_VERSION = 1
 RECEIPT_VERSION = 1
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS rider_enc_keys (
 """
 
 
-class ReceiptError(ValueError):
+class ReceiptError(OffgateError, ValueError):
     """A refused request, or a receipt that does not verify (one line, user-facing)."""
 
 

@@ -168,6 +168,23 @@ def sim_command(config_path, heap=None, *args, mp=None):
             *map(str, args)]
 
 
+def check_config(path):
+    """Validate gate.json at `path` the way the firmware does at boot (firmware/offgate/config.py);
+    a problem raises OffgateError (one line)."""
+    import importlib.util
+
+    from .errors import OffgateError
+    # the firmware's own checks, run under CPython; loaded under a private name so the firmware's
+    # `offgate` package is not put into this process's modules
+    spec = importlib.util.spec_from_file_location("_offgate_fw_config", firmware_dir() / "offgate" / "config.py")
+    fwconfig = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fwconfig)
+    try:
+        return fwconfig.load(str(path))
+    except fwconfig.ConfigError as e:
+        raise OffgateError(str(e)) from None
+
+
 def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tables: bool = True, **settings):
     """Create a gate state directory with its config, trust store, the issuer keys' comb tables
     (unless tables=False) and deny list (empty if None; deny=False writes none). Returns the
@@ -184,7 +201,9 @@ def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tab
         deny = deny_list_bytes([])
     if deny is not False:  # deny=False: no deny.bin at all
         (path / DENY).write_bytes(deny)
-    cfg = {"gate_id": gate_id, "zone": zone, "state_dir": str(path)}
+    # state_dir "." : the gate keeps its state beside gate.json wherever the directory is moved or
+    # run from (paths in gate.json resolve against the file's own directory)
+    cfg = {"gate_id": gate_id, "zone": zone, "state_dir": "."}
     cfg.update(settings)
     (path / CONFIG).write_text(json.dumps(cfg, indent=1))
     return path / CONFIG

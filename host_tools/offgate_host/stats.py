@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import formats, keys, stations
+from .errors import OffgateError
 
 MOD = 1 << 64
 ROUND_VERSION = 1
@@ -69,7 +70,7 @@ CREATE TABLE IF NOT EXISTS stats_seen (
 """
 
 
-class StatsError(ValueError):
+class StatsError(OffgateError, ValueError):
     """A round, submission or aggregation problem (one line, user-facing)."""
 
 

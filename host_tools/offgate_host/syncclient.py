@@ -28,6 +28,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from . import keys
+from .errors import OffgateError
 
 MAGIC = b"OGSY"
 VERSION = 1
@@ -41,7 +42,7 @@ DENY_CHUNK = 4096
 TABLES_CHUNK = 1024  # smaller: the comb tables come right after a trust list install, on a fragmented heap
 
 
-class SyncError(Exception):
+class SyncError(OffgateError):
     """A sync failed in a way a retry will not fix (authentication, a refused command)."""
 
 
@@ -483,7 +484,8 @@ def provision_gate_dir(path, bo, gate_id=None, replace=False):
     the ledger enrols the gate with at its first sync. Returns the directory."""
     from pathlib import Path
     p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
+    if not p.is_dir():  # a typo must not become a new directory
+        raise SyncError("%s is not a gate directory (`offgate gate init` makes one)" % p)
     (p / ROOT_PUB).write_bytes(bo.root_pub())
     (p / BATCH_PUB).write_bytes(keys.pub_bytes(bo.batch_key()))
     if gate_id is not None:

@@ -6,16 +6,18 @@ import time
 from pathlib import Path
 
 from . import formats, keys
+from .errors import OffgateError
 
 WALLET_VERSION = 1
 
 
-class WalletError(Exception):
+class WalletError(OffgateError):
     """A user-facing wallet problem (missing credential, bad file)."""
 
 
 def _write_json_0600(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # a mistyped path must not make directories
+        raise WalletError("cannot write %s: directory %s does not exist" % (path, path.parent))
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -38,11 +38,11 @@ def test_init_creates_db_and_0600_key(tmp_path):
 
 
 def test_refused_below_minimum(bo):
-    bo.create_account("acct-0001", balance=499, credit=100)
+    bo.create_account("acct-0001", balance=349, credit=100)  # credit counts like balance: 449 < 500
     with pytest.raises(IssueRefused) as ei:
         bo.issue_credential("acct-0001", rider_pub(), zones=[1], now=T0)
     msg = str(ei.value)
-    assert "acct-0001" in msg and "499" in msg and "100" in msg and "500" in msg
+    assert "acct-0001" in msg and "449" in msg and "349" in msg and "100" in msg and "500" in msg
     assert bo.credentials() == []
 
 
@@ -57,6 +57,9 @@ def test_allowed_via_balance_and_via_credit(bo):
         assert "sub" not in c and "iss" not in c and c["rider_pub65"] == rp
         assert c["verified"] and c["nbf"] is None and c["exp"] == T0 + 86400
         assert "iat" not in c
+        # every credential carries a cap (its hold): the default (1000), never more than the
+        # account covers; kept in the back office, not in the CWT unless asked for (QR size)
+        cap = {"rich": 500, "trusted": 800}[acct]
         assert c["product"] == 1 and c["zones"] == [1, 2] and "gates" not in c and "cap" not in c
         assert c["cnf_compressed"]
         # on the wire: untagged COSE_Sign1, access rights in the one -1 map
@@ -66,13 +69,14 @@ def test_allowed_via_balance_and_via_credit(bo):
         assert claims[-1] == {1: [1, 2], 3: 1}
         rec = bo.credentials(acct)
         assert len(rec) == 1 and rec[0]["cti"] == c["cti"] and rec[0]["kid"] == c["kid"]
-        assert (rec[0]["nbf"], rec[0]["exp"], rec[0]["cap"]) == (T0, T0 + 86400, None)
+        assert (rec[0]["nbf"], rec[0]["exp"], rec[0]["cap"]) == (T0, T0 + 86400, cap)
+        assert bo.holds(acct)[0]["amount"] == cap and bo.coverable(acct) == {"rich": 0, "trusted": 0}[acct]
         assert rec[0]["iat"] == T0  # the ledger still records when it was issued
 
 
 def test_min_balance_config(bo):
     assert bo.min_balance() == 500
-    bo.create_account("a", balance=100)
+    bo.create_account("a", balance=1000)
     bo.set_min_balance(100)
     assert bo.min_balance() == 100
     cred = bo.issue_credential("a", rider_pub(), zones=[3], now=T0, cap=700, gates=[4], product=2)
@@ -83,7 +87,7 @@ def test_min_balance_config(bo):
     assert list(claims[-1]) == [1, 2, 3, 4]
     c = formats.parse_credential(cred, bo.issuer_keys()[0]["pub"])
     assert (c["zones"], c["gates"], c["product"], c["cap"]) == ([3], [4], 2, 700) and "iat" not in c
-    bo.set_min_balance(101)
+    bo.set_min_balance(301)  # 1000 - the 700 held
     with pytest.raises(IssueRefused):
         bo.issue_credential("a", rider_pub(), zones=[3], now=T0)
 
@@ -105,7 +109,7 @@ def test_accounts(bo):
 
 
 def test_rotation_new_key_signs(bo):
-    bo.create_account("a", balance=1000)
+    bo.create_account("a", balance=5000)
     old = bo.issuer_keys()[0]["kid"]
     c_old = bo.issue_credential("a", rider_pub(), zones=[1], now=T0)
     new = bo.rotate_issuer(valid_from=T0 + 10, lead_days=0)
@@ -136,7 +140,7 @@ def test_rotation_same_second_newest_wins(tmp_path):
 def test_credential_exp_clipped_to_key(tmp_path):
     b = BackOffice(tmp_path)
     b.init_issuer(valid_from=T0, valid_days=1)
-    b.create_account("a", balance=1000)
+    b.create_account("a", balance=5000)
     c = formats.parse_credential(b.issue_credential("a", rider_pub(), zones=[1], now=T0 + 3600,
                                                     valid_seconds=2 * 86400))
     assert c["exp"] == T0 + 86400
@@ -173,6 +177,7 @@ def test_deny_and_exports(bo, tmp_path):
         bo.deny("abcd")
     with pytest.raises(BackOfficeError):
         bo.deny("not hex at all!!")
+    (tmp_path / "out").mkdir()
     out = bo.export_deny(tmp_path / "out" / "deny.bin")
     assert out.read_bytes() == bo.deny_bytes()  # the same signed list until the list changes
     info = formats.deny_list_info(out.read_bytes(), bo.root_pub())

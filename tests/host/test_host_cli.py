@@ -24,9 +24,9 @@ def env(tmp_path):
 
 def test_cli_full_flow(env):
     run, tmp = env
-    assert "issuer key created" in run("issuer", "init").output
+    assert "issuer key created" in run("init").output
     assert "already present" in run("issuer", "init").output
-    run("account", "create", "acct-0001", "--balance", "600")
+    run("account", "create", "acct-0001", "--balance", "1500")
     run("account", "create", "poor", "--balance", "10", "--credit", "20")
     assert "acct-0001" in run("account", "list").output
     wallet = str(tmp / "w.json")
@@ -73,8 +73,8 @@ def test_cli_full_flow(env):
 def _wallet_with_credential(run, tmp, with_iat):
     """A wallet holding a credential for acct-0001: back-office issued (no iat), or signed with the
     back office's current issuer key but carrying claim 6 (iat) and the optional iss, sub, nbf."""
-    run("issuer", "init")
-    run("account", "create", "acct-0001", "--balance", "600")
+    run("init")
+    run("account", "create", "acct-0001", "--balance", "1500")
     wallet = str(tmp / "w.json")
     run("wallet", "new", wallet)
     run("credential", "issue", "acct-0001", "--wallet", wallet, "--zones", "1,2", "--cap", "900",
@@ -136,7 +136,7 @@ def test_cli_inspect_back_office_credential(env):
 
 def test_cli_user_errors_are_one_line(env):
     run, tmp = env
-    run("issuer", "init")
+    run("init")
     run("account", "create", "poor", "--balance", "10", "--credit", "20")
     wallet = str(tmp / "w.json")
     run("wallet", "new", wallet)
@@ -157,13 +157,13 @@ def test_cli_user_errors_are_one_line(env):
         assert r.exit_code == 1, (args, r.output)
         assert isinstance(r.exception, SystemExit), (args, r.exception)
         assert needle in r.output and "Traceback" not in r.output, (args, r.output)
-        assert r.output.startswith("Error: ") and len(r.output.strip().splitlines()) == 1, r.output
+        assert r.output.startswith("offgate: ") and len(r.output.strip().splitlines()) == 1, r.output
     r = run("credential", "issue", "poor", "--wallet", wallet, "--zones", "a,b", ok=False)
     assert r.exit_code == 2 and "--zones" in r.output
 
 
 def test_cli_env_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("OFFGATE_DATA", str(tmp_path / "envdata"))
-    r = CliRunner().invoke(main, ["issuer", "init", "--name", "op"])
+    r = CliRunner().invoke(main, ["init", "--name", "op"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "envdata" / "offgate.db").exists()

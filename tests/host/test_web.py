@@ -53,6 +53,7 @@ def site(tmp_path):
         bo.create_account("acct-a", balance=2000)
         bo.create_account("acct-b", balance=2000)
         bo.create_account("poor", balance=10)
+        bo.set_default_cap(500)  # each credential holds 500: enrol, re-enrol and renew fit in 2000
         store.add_staff(bo, "olga", PW, "operator")
         store.add_staff(bo, "vic", PW, "viewer")
     app = create_app(tmp_path, base_url="http://127.0.0.1:9")
@@ -117,7 +118,7 @@ def test_login_csrf_roles_and_logout(site):
     assert r.status_code == 200 and r.json()["balance"] == 2500
     assert c.post("/accounts/acct-a/topup", data={"amount": "100", "csrf": token}).status_code == 303
     a = c.get("/api/accounts/acct-a").json()
-    assert a["balance"] == 2600 and [m["amount"] for m in a["statement"]] == [500, 100]
+    assert a["balance"] == 2600 and [m["amount"] for m in a["statement"]] == [2000, 500, 100]
     assert c.get("/export/accounts.csv").text.splitlines()[0].startswith("id,balance")
     # a viewer reads but does not write
     v, vtoken = login(app, "vic")
@@ -272,7 +273,7 @@ def test_cli_invite_and_staff(tmp_path):
 
     from offgate_host.cli import main
     run = lambda *a, **kw: CliRunner().invoke(main, [*a, "--data", str(tmp_path)], **kw)  # noqa: E731
-    assert run("issuer", "init").exit_code == 0
+    assert run("init").exit_code == 0
     assert run("account", "create", "acct-1", "--balance", "900").exit_code == 0
     r = run("account", "invite", "acct-1", "--zones", "1,3", "--base-url", "https://pay.example")
     assert r.exit_code == 0, r.output
@@ -282,7 +283,7 @@ def test_cli_invite_and_staff(tmp_path):
         (inv,) = store.list_invites(bo, "acct-1")
         assert (inv["zones"], inv["used"], inv["replace_old"]) == ("[1, 3]", None, 0)
     r = run("account", "invite", "nobody", "--zones", "1")
-    assert r.exit_code == 1 and r.output.strip().splitlines()[-1] == "Error: unknown account 'nobody'"
+    assert r.exit_code == 1 and r.output.strip().splitlines()[-1] == "offgate: unknown account 'nobody'"
     assert run("staff", "add", "ann", "--role", "admin", "--password-stdin", input=PW + "\n").exit_code == 0
     r = run("staff", "add", "bob", "--password-stdin", input="short\n")
     assert r.exit_code == 1 and "at least 10" in r.output and "Traceback" not in r.output

@@ -25,6 +25,7 @@ operator's settings, kept with each fare table version (a JSON object, all keys 
 import json
 import re
 import zoneinfo
+from ..errors import OffgateError
 
 DEFAULTS = {
     "timezone": None,
@@ -42,7 +43,7 @@ DEFAULTS = {
 }
 
 
-class FareConfigError(ValueError):
+class FareConfigError(OffgateError, ValueError):
     pass
 
 

@@ -17,6 +17,7 @@ import re
 import zipfile
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from ..errors import OffgateError
 
 FILES = ("agency.txt", "stops.txt", "areas.txt", "stop_areas.txt", "fare_products.txt", "fare_media.txt",
          "rider_categories.txt", "fare_leg_rules.txt", "fare_transfer_rules.txt", "timeframes.txt",
@@ -36,7 +37,7 @@ DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sun
 MAX_ERRORS = 20
 
 
-class FeedError(ValueError):
+class FeedError(OffgateError, ValueError):
     """The feed cannot be used; `problems` lists (file, line, field, message)."""
 
     def __init__(self, problems):

@@ -120,6 +120,8 @@ def _apply(led, bo, version, work, now, out):
                                           % (j["cti"].hex(), c["charged_total"], c["cap"]), now)
                 if j["cti"] not in out["deny"]:
                     out["deny"].append(j["cti"])
+            if c.get("overdrawn"):
+                out["fraud"] += led._overdraft(c, j["cti"], 0, j["key"][0], j["key"][1], now, out)
             rows.append((account, j["cti"], j["key"][0], j["key"][1], j["t"], j["kind"],
                          j["entry"]["station"] if j["entry"] else None, j["exit"]["station"] if j["exit"] else None,
                          j["exit"]["gate"] if j["exit"] else None, j["exit"]["seq"] if j["exit"] else None,
@@ -143,7 +145,7 @@ def _apply(led, bo, version, work, now, out):
             "exit_t, rider_category, fare_product, leg_rule, transfer_rule, cap, fare, charge, charged, service_date, "
             "version, explain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     if marks:
-        db.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", marks)
+        db.mark_settled(marks)
     db.commit()
 
 

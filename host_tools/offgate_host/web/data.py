@@ -5,14 +5,11 @@ ledger (records, gates, fraud); writes nothing.
 import json
 import time
 
-from .. import stations
+from .. import fleet, stations
 from ..report import _reason_name
 from . import store
 
 HOUR = 3600
-SYNC_LATE_S = 6 * HOUR   # a gate not synced for this long is flagged
-DRIFT_ALERT_S = 30       # the gates' skew_s default: beyond it, fresh codes look stale or future
-LOG_FILL_ALERT = 0.8     # operation log this full: sync before it refuses (log_full_policy refuse)
 
 
 def passages_by_hour(led, now=None, hours=24):
@@ -30,46 +27,9 @@ def passages_by_hour(led, now=None, hours=24):
 
 
 def gates(bo, led, now=None):
-    """The fleet: [{"gate", "board", "last_sync", "sync_age_s", "drift_s", "backlog", "log_fill" (0..1),
-    "records", "opened", "denied", "deny_count", "firmware", "alerts": [text]}]."""
-    now = int(time.time() if now is None else now)
-    boards = {g["gate_id"]: g["board"] for g in bo.gates()}
-    smap = stations.station_map(led)
-    anomalies = {}
-    for a in led.anomalies():
-        anomalies[a["gate"]] = anomalies.get(a["gate"], 0) + 1
-    out = []
-    seen = set()
-    for g in led.gates():
-        gid = int(g["gate"])
-        seen.add(gid)
-        st = json.loads(g["status"]) if g["status"] else {}
-        log = st.get("log") or {}
-        fill = (log["bytes_used"] / log["capacity"]) if log.get("capacity") else None
-        n = led.db.one("SELECT COUNT(*) AS n FROM ledger_records WHERE gate = ?", (gid,))["n"]
-        age = now - g["last_sync"] if g["last_sync"] else None
-        alerts = []
-        if age is None or age > SYNC_LATE_S:
-            alerts.append("not synced for %s" % ("ever" if age is None else "%d h" % (age // HOUR)))
-        if g["drift"] is not None and abs(g["drift"]) > DRIFT_ALERT_S:
-            alerts.append("clock was %+d s off at the last sync" % g["drift"])
-        if fill is not None and fill >= LOG_FILL_ALERT:
-            alerts.append("operation log %d%% full" % round(fill * 100))
-        if log.get("not_logged"):
-            alerts.append("%d decisions not logged" % log["not_logged"])
-        if anomalies.get(gid):
-            alerts.append("%d ledger anomalies (offgate report lists them)" % anomalies[gid])
-        out.append({"gate": gid, "station": stations.station_of(smap, gid), "board": boards.get(gid, "-"),
-                    "last_sync": g["last_sync"], "sync_age_s": age, "drift_s": g["drift"], "backlog": g["backlog"],
-                    "log_fill": None if fill is None else round(fill, 4), "records": int(n),
-                    "opened": st.get("opened"), "denied": st.get("denied"), "deny_count": st.get("deny_count"),
-                    "firmware": st.get("firmware"), "alerts": alerts})
-    for gid, board in sorted(boards.items()):
-        if gid not in seen:
-            out.append({"gate": gid, "station": stations.station_of(smap, gid), "board": board, "last_sync": None, "sync_age_s": None,
-                        "drift_s": None, "backlog": None, "log_fill": None, "records": 0, "opened": None,
-                        "denied": None, "deny_count": None, "firmware": None, "alerts": ["registered, never synced"]})
-    return sorted(out, key=lambda g: g["gate"])
+    """The fleet with its alerts (offgate_host.fleet.gates: the one alert computation, shared with
+    `offgate gates`)."""
+    return fleet.gates(bo, led, now)
 
 
 def denials(led, now=None, hours=24):

@@ -1,0 +1,120 @@
+"""Ledger ingest and settlement of N (default 100,000) pulled records, as a sync delivers them
+(batches of 200, one transaction each), on SQLite and, with --pg URL (or OFFGATE_TEST_PG_URL), on
+PostgreSQL; beside a bare COPY of the same rows into an unindexed table of the same columns in the
+same run (the floor ingest is measured against). Prints JSON; seconds.
+
+    python bench/ledger_bench.py [--records 100000] [--pg postgresql://...]
+
+Records: 80 % OPEN over 500 credentials (counters rising), 20 % DENY, one gate, chain-linked
+(ledger.chain_next), like bench/sync_bench.py but without the gate side (build, seal, open), so
+the numbers are the ledger's own.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from offgate_host import keys
+from offgate_host.backoffice import BackOffice
+from offgate_host.formats import parse_credential
+from offgate_host.ledger import ZERO32, Ledger, chain_next
+
+BATCH = 200
+
+
+def make_records(n, ctis, t0):
+    out, prev = [], ZERO32
+    for i in range(n):
+        opens = i % 5 != 0
+        r = {"seq": i + 1, "t": t0 + i, "cti": ctis[i % len(ctis)] if opens else None,
+             "ctr": (i // len(ctis) + 1) if opens else 0, "decision": "OPEN" if opens else "DENY",
+             "reason": 0 if opens else 14, "missed": 0}
+        r["chain"] = prev = chain_next(prev, r)
+        out.append(r)
+    return out
+
+
+def pg_schema_url(url):
+    import psycopg
+    schema = "bench_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE SCHEMA %s" % schema)
+    sep = "&" if "?" in url else "?"
+    return url + sep + "options=-csearch_path%3D" + schema, schema
+
+
+def bare_copy(url, recs, now):
+    """COPY the same rows into an unindexed table with ledger_records' columns: the floor."""
+    import psycopg
+    with psycopg.connect(url) as c:
+        c.execute("CREATE TABLE bare_records (gate BIGINT, seq BIGINT, t BIGINT, cti BYTEA, ctr BIGINT, "
+                  "decision TEXT, reason INTEGER, missed BIGINT, chain BYTEA, chain_ok INTEGER, ingested BIGINT, "
+                  "settled INTEGER, station TEXT, direction TEXT)")
+        c.commit()
+        t = time.perf_counter()
+        for i in range(0, len(recs), BATCH):
+            with c.cursor() as cur:
+                with cur.copy("COPY bare_records FROM STDIN") as cp:
+                    for r in recs[i:i + BATCH]:
+                        cp.write_row((1, r["seq"], r["t"], r["cti"], r["ctr"], r["decision"], r["reason"], 0,
+                                      r["chain"], 1, now, 0, None, None))
+            c.commit()
+        return time.perf_counter() - t
+
+
+def run(url, label, recs, bo, now, gate):
+    led = Ledger(url)
+    led.enroll_gate(gate, b"\x04" + bytes(64))
+    t = time.perf_counter()
+    for i in range(0, len(recs), BATCH):
+        led.ingest(gate, recs[i:i + BATCH], now=now)
+    ingest = time.perf_counter() - t
+    t = time.perf_counter()
+    s = led.settle(bo, now=now)
+    settle = time.perf_counter() - t
+    out = {"backend": label, "records": len(recs), "ingest_s": round(ingest, 3), "settle_s": round(settle, 3),
+           "ingest_plus_settle_s": round(ingest + settle, 3), "ingest_records_per_s": round(len(recs) / ingest),
+           "trips_settled": s["trips"], "fraud_flags": s["fraud"]}
+    led.close()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=100000)
+    ap.add_argument("--pg", default=os.environ.get("OFFGATE_TEST_PG_URL"))
+    ap.add_argument("--credentials", type=int, default=500)
+    a = ap.parse_args()
+    now = int(time.time())
+    res = {}
+    with tempfile.TemporaryDirectory() as d:
+        bo = BackOffice(Path(d) / "bo")
+        bo.init_issuer("bench", valid_from=now - 86400)
+        bo.create_account("bench", balance=10 ** 12)
+        ctis = [parse_credential(bo.issue_credential("bench", keys.pub_bytes(keys.generate()), zones=[1],
+                                                     valid_seconds=86400 * 30, now=now - 3600, cap=10 ** 6))["cti"]
+                for _ in range(a.credentials)]
+        recs = make_records(a.records, ctis, now - a.records)
+        bo.db.execute("PRAGMA synchronous = FULL")
+        res["sqlite"] = run(str(Path(d) / "ledger.db"), "sqlite", recs, bo, now, 1)
+        if a.pg:
+            url, schema = pg_schema_url(a.pg)
+            res["postgresql"] = run(url, "postgresql", recs, bo, now, 2)  # gate 2: its own charges
+            res["postgresql"]["bare_copy_s"] = round(bare_copy(url, recs, now), 3)
+            res["postgresql"]["ingest_vs_bare_copy"] = round(res["postgresql"]["ingest_s"]
+                                                             / res["postgresql"]["bare_copy_s"], 2)
+            import psycopg
+            with psycopg.connect(a.pg, autocommit=True) as c:
+                c.execute("DROP SCHEMA %s CASCADE" % schema)
+        bo.close()
+    res["targets"] = {"postgresql_ingest_plus_settle_s": 3.0, "postgresql_ingest_vs_bare_copy": 2.0}
+    json.dump(res, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Every command, bad inputs: one line and a non-zero exit status, never a traceback (issue #13).
+
+The command tree is walked, so a command added later is covered without editing this file. Each
+command runs with no arguments, with a missing data directory, with a corrupt back office, with
+junk values for every parameter (junk files, bad paths, huge numbers, unknown ids) and with bad
+--db URLs. The CLI's entry point turns an unexpected exception into `offgate: internal error ...`
+(exit 3): that, a Python exception escaping, or a traceback in the output fails the test.
+"""
+import json
+import os
+import socket
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from offgate_host.cli import main
+
+SKIP = {("demo",)}
+JUNK = b"\x00\xffjunk\x80" * 40  # runs the whole simulated chain (tests/test_sim_gate.py covers it)
+
+
+def walk(cmd, path=()):
+    if isinstance(cmd, click.Group):
+        if path and cmd.invoke_without_command:  # a group that does something itself (offgate gates)
+            yield path, cmd
+        for name, sub in sorted(cmd.commands.items()):
+            yield from walk(sub, path + (name,))
+    else:
+        yield path, cmd
+
+
+COMMANDS = [(p, c) for p, c in walk(main) if p not in SKIP]
+
+
+def junk_value(param, tmp, variant):
+    """A bad value for `param` (variant 0: junk of the right kind, 1: out of range / missing path)."""
+    t = param.type
+    if isinstance(t, click.Path):
+        if not t.file_okay:  # a directory
+            return str(tmp / "no" / "such" / "dir") if variant else str(tmp / "junk.bin")
+        return str(tmp / "junk.bin") if variant == 0 else str(tmp / "no" / "such" / "file.json")
+    if isinstance(t, (click.IntRange, click.types.IntParamType)):
+        return str(10 ** 30) if variant == 0 else "-1"
+    if isinstance(t, (click.FloatRange, click.types.FloatParamType)):
+        return "1e400" if variant == 0 else "-1"
+    if isinstance(t, click.Choice):
+        return t.choices[0] if variant == 0 else "zz-no-such-choice"
+    name = param.name or ""
+    if name in ("port",):
+        return "/dev/no-such-port"
+    return ["zz:not:valid", "ffff-not-hex-\u00e9"][variant]
+
+
+def args_for(cmd, tmp, variant, data, db=None, port=None):
+    args = []
+    for p in cmd.params:
+        if isinstance(p, click.Option):
+            if p.is_flag or p.hidden or p.name in ("data_dir", "db"):
+                continue
+            if p.name == "port" and port is not None:
+                args += ["--port", str(port)]
+                continue
+            if p.required or variant == 1:
+                args += [p.opts[0], junk_value(p, tmp, variant)]
+        elif isinstance(p, click.Argument):
+            n = p.nargs if p.nargs > 0 else 1
+            args += [junk_value(p, tmp, variant)] * n
+    names = {p.name for p in cmd.params}
+    if "data_dir" in names:
+        args += ["--data", str(data)]
+    if "db" in names and db is not None:
+        args += ["--db", db]
+    return args
+
+
+def check(res, args, may_succeed=False):
+    out = res.output
+    assert "Traceback" not in out, (args, out)
+    assert "internal error" not in out, (args, out)
+    if res.exception is not None:
+        assert isinstance(res.exception, SystemExit), (args, repr(res.exception))
+    if not may_succeed:
+        assert res.exit_code in (1, 2), (args, res.exit_code, out)
+    if res.exit_code == 1 and res.stderr:  # an operator error: exactly one line on stderr
+        assert len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
+        assert res.stderr.startswith("offgate: "), (args, res.stderr)
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "junk.bin").write_bytes(JUNK)
+    good = tmp / "good"
+    r = CliRunner().invoke(main, ["init", "--data", str(good)])
+    assert r.exit_code == 0, r.output
+    corrupt = tmp / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "offgate.db").write_bytes(b"this is not a database" * 100)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    yield {"tmp": tmp, "good": good, "corrupt": corrupt, "missing": tmp / "missing", "port": busy.getsockname()[1]}
+    busy.close()
+
+
+@pytest.fixture(autouse=True)
+def no_exec(monkeypatch):
+    # `gate run` replaces the process with MicroPython once its config checks pass: never here
+    def refuse(*a, **kw):
+        raise AssertionError("exec reached with %r" % (a,))
+    monkeypatch.setattr(os, "execvpe", refuse)
+
+
+@pytest.mark.parametrize("path,cmd", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_command_bad_inputs_one_line_no_traceback(path, cmd, places):
+    tmp = places["tmp"]
+    runner = CliRunner()
+    names = {p.name for p in cmd.params}
+    before = sorted(os.listdir(tmp))
+    runs = [  # (data dir, db, variant, may succeed)
+        (places["good"], None, None, True),      # no arguments at all
+        (places["missing"], None, 0, False),
+        (places["corrupt"], None, 0, False),
+        (places["good"], None, 0, False),
+        (places["good"], None, 1, False),
+    ]
+    if "db" in names:
+        runs += [(places["good"], "mysql://x", 0, False), (places["good"], str(tmp / "no" / "dir" / "l.db"), 0, False)]
+        if path != ("init",):  # init creates the ledger it is given; everything else needs it to exist
+            runs.append((places["good"], str(tmp / "typo.sqlite"), 0, False))
+    for data, db, variant, may in runs:
+        (tmp / "junk.bin").write_bytes(JUNK)  # a command may have written its output over it
+        if path == ("init",) and data == places["missing"]:
+            data = tmp / "no" / "such" / "parent"  # init creates a back office, never missing parents
+        if variant is None:
+            args = list(path) + (["--data", str(data)] if "data_dir" in names else [])
+            if "port" in names and path == ("serve",):
+                args += ["--port", str(places["port"])]
+            # a command that needs arguments fails with click's usage error; one that needs none
+            # may do its job on the good back office
+            res = runner.invoke(main, args, input="")
+            check(res, args, may_succeed=True)
+            continue
+        args = list(path) + args_for(cmd, tmp, variant, data, db, port=places["port"] if path == ("serve",) else None)
+        res = runner.invoke(main, args, input="")
+        # on the good back office a junk value may still be a legal one (a new staff name): what
+        # counts there is no traceback; a missing or corrupt back office or bad --db always fails
+        check(res, args, may_succeed=may or (data == places["good"] and db is None)
+              or ("data_dir" not in names and data != places["good"]))
+    # nothing was created beside the inputs: no back office, ledger file or directory
+    assert sorted(os.listdir(tmp)) == before, set(os.listdir(tmp)) ^ set(before)
+    assert not (places["missing"]).exists()
+
+
+def test_ctrl_c_is_one_line_exit_130(places, monkeypatch):
+    from offgate_host import backoffice
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(backoffice.BackOffice, "list_accounts", interrupted)
+    res = CliRunner().invoke(main, ["account", "list", "--data", str(places["good"])])
+    assert res.exit_code == 130 and res.stderr == "offgate: interrupted\n", repr(res.stderr)
+
+
+def test_serve_port_in_use_is_one_line(places):
+    res = CliRunner().invoke(main, ["serve", "--data", str(places["good"]), "--port", str(places["port"])])
+    assert res.exit_code == 1 and "cannot listen on 127.0.0.1 port %d" % places["port"] in res.stderr, res.output
+
+
+def test_inspect_junk_trust_store_says_so(tmp_path):
+    (tmp_path / "junk.cbor").write_bytes(JUNK)
+    res = CliRunner().invoke(main, ["inspect", "OG1:XYZ", "--trust", str(tmp_path / "junk.cbor")])
+    assert res.exit_code == 2 and "is not a trust store" in res.stderr, res.output
+
+
+def test_only_init_creates_a_back_office(tmp_path):
+    r = CliRunner()
+    for args in (["account", "list"], ["issuer", "init"], ["deny", "list"], ["report"]):
+        res = r.invoke(main, args + ["--data", str(tmp_path / "typo")])
+        assert res.exit_code == 1 and "no back office in" in res.stderr and "offgate init" in res.stderr
+    assert not (tmp_path / "typo").exists()
+    res = r.invoke(main, ["init", "--data", str(tmp_path / "a" / "b")])  # no mkdir -p
+    assert res.exit_code == 1 and "does not exist" in res.stderr and not (tmp_path / "a").exists()
+    res = r.invoke(main, ["init", "--data", str(tmp_path / "bo"), "--db", "mysql://x"])
+    assert res.exit_code == 1 and "unsupported database" in res.stderr and not (tmp_path / "bo").exists()
+    res = r.invoke(main, ["init", "--data", str(tmp_path / "bo"), "--db", str(tmp_path / "ledger.db")])
+    assert res.exit_code == 0 and (tmp_path / "ledger.db").is_file() and (tmp_path / "bo" / "offgate.db").is_file()
+    res = r.invoke(main, ["settle", "--data", str(tmp_path / "bo"), "--db", str(tmp_path / "ledger.db")])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(main, ["settle", "--data", str(tmp_path / "bo"), "--db", str(tmp_path / "ledgr.db")])
+    assert res.exit_code == 1 and "no ledger database" in res.stderr and not (tmp_path / "ledgr.db").exists()
+
+
+def test_unreachable_postgresql_is_one_line(tmp_path):
+    r = CliRunner()
+    assert r.invoke(main, ["init", "--data", str(tmp_path)]).exit_code == 0
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    res = r.invoke(main, ["report", "--data", str(tmp_path), "--db", "postgresql://u:secret@127.0.0.1:%d/x" % port])
+    assert res.exit_code == 1 and "cannot connect to PostgreSQL" in res.stderr, res.output
+    assert "secret" not in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def test_gate_init_ids_zones_registry_and_no_re_id(tmp_path):
+    r = CliRunner()
+    data = str(tmp_path / "bo")
+    assert r.invoke(main, ["init", "--data", data]).exit_code == 0
+
+    def gi(d, gid, zone=1, *extra):
+        return r.invoke(main, ["gate", "init", str(tmp_path / d), "--gate-id", str(gid), "--zone", str(zone),
+                               "--data", data, *extra])
+    for bad in (("g", -1, 1), ("g", 2 ** 30, 1), ("g", 1, -3), ("g", 1, 2 ** 40)):
+        res = gi(*bad)
+        assert res.exit_code == 2 and "Invalid value" in res.output and not (tmp_path / "g").exists()
+    res = gi("g1", 1, 1, "--station", "S1", "--direction", "entry")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "g1" / "gate.json").read_text())
+    assert cfg["gate_id"] == 1 and cfg["state_dir"] == "."
+    assert gi("g1", 1).exit_code == 0  # the same gate again: a refresh
+    res = gi("g1", 2)  # another id into gate 1's directory: its key and log stay gate 1's
+    assert res.exit_code == 2 and "will not re-id" in res.stderr, res.output
+    assert json.loads((tmp_path / "g1" / "gate.json").read_text())["gate_id"] == 1
+    res = gi("g2", 1)  # gate 1 has a place in the ledger
+    assert res.exit_code == 2 and "already in use" in res.stderr and not (tmp_path / "g2").exists(), res.output
+    res = gi("nested/g3", 3)  # no mkdir -p
+    assert res.exit_code == 2 and "does not exist" in res.stderr and not (tmp_path / "nested").exists()
+
+
+def test_gate_json_paths_resolve_against_its_directory(tmp_path, monkeypatch):
+    from offgate_host.simgate import check_config, write_gate_dir
+    cfgp = write_gate_dir(tmp_path / "g", gate_id=4, zone=1, trust=b"\x80", tables=False)
+    monkeypatch.chdir("/")
+    assert check_config(str(cfgp))["state_dir"] == str(tmp_path / "g")
+    raw = json.loads(cfgp.read_text())
+    raw["state_dir"] = "./state"
+    cfgp.write_text(json.dumps(raw))
+    assert check_config(str(cfgp))["state_dir"] == str(tmp_path / "g" / "state")
+    raw["state_dir"] = "/abs/where"
+    cfgp.write_text(json.dumps(raw))
+    assert check_config(str(cfgp))["state_dir"] == "/abs/where"

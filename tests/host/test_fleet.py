@@ -1,0 +1,86 @@
+"""The fleet view: `offgate gates` and the dashboard share one alert computation (fleet.gates)."""
+import json
+import time
+
+from click.testing import CliRunner
+
+from offgate_host import fleet, keys
+from offgate_host.backoffice import BackOffice
+from offgate_host.cli import main
+from offgate_host.ledger import Ledger
+
+NOW = int(time.time())
+
+
+def test_gates_registry_alerts_thresholds_and_cli(tmp_path):
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    with BackOffice(tmp_path / "bo", create=False) as bo, Ledger.for_backoffice(bo) as led:
+        bo.register_gate(7, keys.pub_bytes(keys.generate()), "esp32_devkitc")  # provisioned, never synced
+        pub = keys.pub_bytes(keys.generate())
+        led.enroll_gate(3, pub)
+        led.note_status(3, {"firmware": "0.9", "log": {"bytes_used": 900, "capacity": 1000},
+                            "deny": {"serial": 4}, "trust_serial": 2, "station": "",
+                            "clock": {"trusted": False, "source": "floor"}, "notes": ["deny list damaged"]},
+                        now=NOW - 3 * 3600)
+        led.note_time(3, 45, now=NOW - 3 * 3600)
+        rows = fleet.gates(bo, led, now=NOW)
+        g3, g7 = rows
+        assert g3["key"] == fleet.fingerprint(pub) and (g3["deny_serial"], g3["trust_serial"]) == (4, 2)
+        assert g3["log_fill"] == 0.9 and g3["drift_s"] == 45 and g3["firmware"] == "0.9"
+        text = " | ".join(g3["alerts"])
+        assert "+45 s off" in text and "90% full" in text and "boot notes: deny list damaged" in text
+        assert "not synced" not in text  # 3 h < 6 h
+        assert g7["alerts"] == ["registered, never synced"] and g7["board"] == "esp32_devkitc"
+        late = fleet.gates(bo, led, now=NOW, thresholds={"sync_late_s": 3600, "drift_s": 60, "log_fill": 0.95})
+        text = " | ".join(late[0]["alerts"])
+        assert "not synced for 3 h" in text and "off" not in text.replace("clock not", "") and "full" not in text
+        from offgate_host.web import data
+        assert data.gates(bo, led, NOW) == rows  # the dashboard's view is the same computation
+    res = r.invoke(main, ["gates", *d])
+    assert res.exit_code == 0 and "2 gate(s), 2 with alerts" in res.output, res.output
+    assert all(len(line) <= 80 for line in res.output.splitlines()), res.output
+    res = r.invoke(main, ["gates", "--check", "--sync-late", "1h", *d])
+    assert res.exit_code == 1 and res.stderr == "offgate: 2 gate(s) with alerts\n"
+    res = r.invoke(main, ["gates", "--json", *d])
+    assert [g["gate"] for g in json.loads(res.output)] == [3, 7]
+    res = r.invoke(main, ["gates", "--sync-late", "soon", *d])
+    assert res.exit_code == 2 and "duration" in res.stderr
+
+
+def test_sync_all_every_backs_off_per_gate_one_line_each(tmp_path, monkeypatch):
+    import socket
+
+    from offgate_host import cli
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    res = r.invoke(main, ["sync", "--all", *d])
+    assert res.exit_code == 1 and "no gate has a sync target" in res.stderr
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens: every sync fails at once
+    assert r.invoke(main, ["gates", "target", "4", "tcp:127.0.0.1:%d" % port, *d]).exit_code == 0
+    res = r.invoke(main, ["gates", "target", "5", "carrier-pigeon", *d])
+    assert res.exit_code == 1 and res.stderr.startswith("offgate: ")
+    assert "tcp:127.0.0.1:%d" % port in r.invoke(main, ["gates", "target", "4", *d]).output
+    slept = []
+    monkeypatch.setattr(cli, "_sleep", slept.append)
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+
+    def advance(sec):
+        slept.append(sec)
+        clock[0] += sec
+    monkeypatch.setattr(cli, "_sleep", advance)
+    res = r.invoke(main, ["sync", "--all", "--every", "5m", "--retries", "0", "--rounds", "3", *d])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 3 and all("FAILED" in ln for ln in lines), lines  # one line per sync
+    assert [ln.split("next try in ")[1] for ln in lines] == ["600s", "1200s", "2400s"]  # doubling back-off
+    assert slept == [600.0, 1200.0]
+    assert fleet.backoff(300, 10) == 3600  # retried at least hourly
+    res = r.invoke(main, ["sync", "--all", "--every", "2s", *d])
+    assert res.exit_code == 2 and "at least 10s" in res.stderr
