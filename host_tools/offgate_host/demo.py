@@ -80,12 +80,30 @@ def build_scenario(work: Path, now: int, out=print):
 
 
 def run(heap=None, keep=None):
+    """The demo in `keep` (kept), or in a temporary directory removed afterwards: it holds
+    private keys, which a demo should not leave behind in /tmp."""
+    if keep:
+        return _run(heap, keep)
+    import shutil
+    try:
+        return _run(heap, None)
+    finally:
+        for d in _made:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+_made = []
+
+
+def _run(heap=None, keep=None):
     console = Console()
     now = int(time.time())
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="offgate-demo-"))
+    if not keep:
+        _made.append(work)
     heap = heap or heap_for()
     console.rule("[bold]offgate demo: offline gate, real firmware on MicroPython (-X heapsize=%s)" % heap)
-    console.print("Back office and rider wallets in %s" % work)
+    console.print("Back office and rider wallets in %s%s" % (work, "" if keep else " (removed at the end; --keep DIR keeps them)"))
     cfg, steps, valid = build_scenario(work, now, out=console.print)
 
     table = Table(title="Gate %d, zone %d" % (GATE_ID, ZONE))
