@@ -43,6 +43,8 @@ def load_raw(name_or_path):
         return json.loads(p.read_text())
     except FileNotFoundError:
         raise ValueError("board config %s not found" % p) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ValueError("board config %s cannot be read: %s" % (p, getattr(e, "strerror", None) or e)) from None
     except ValueError as e:
         raise ValueError("board config %s is not valid JSON: %s" % (p, e)) from None
 
