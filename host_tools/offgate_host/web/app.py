@@ -212,12 +212,9 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     def overview(request: Request):
         with open_bo() as bo:
             s = staff(request, bo)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 rows = data.passages_by_hour(led)
                 gs = data.gates(bo, led)
-            finally:
-                led.close()
         return page(request, "overview.html", s, chart=charts.hourly_bars(rows, "passages", "station"),
                     rows=rows, total=sum(r["passages"] for r in rows), gates=gs,
                     alerts=sum(len(g["alerts"]) for g in gs))
@@ -226,22 +223,16 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     def gates_page(request: Request):
         with open_bo() as bo:
             s = staff(request, bo)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 gs = data.gates(bo, led)
-            finally:
-                led.close()
         return page(request, "gates.html", s, gates=gs)
 
     @app.get("/denials", response_class=HTMLResponse, include_in_schema=False)
     def denials_page(request: Request):
         with open_bo() as bo:
             s = staff(request, bo)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 rows = data.denials(led)
-            finally:
-                led.close()
         by_reason = {}
         for r in rows:
             by_reason[r["reason_name"]] = by_reason.get(r["reason_name"], 0) + r["n"]
@@ -252,11 +243,8 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     def fraud_page(request: Request):
         with open_bo() as bo:
             s = staff(request, bo)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 cases = data.fraud(bo, led)
-            finally:
-                led.close()
         return page(request, "fraud.html", s, cases=cases)
 
     @app.get("/accounts", response_class=HTMLResponse, include_in_schema=False)
@@ -282,11 +270,8 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     def denylist_page(request: Request):
         with open_bo() as bo:
             s = staff(request, bo)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 d = data.denylist(bo, led)
-            finally:
-                led.close()
         return page(request, "denylist.html", s, d=d)
 
     @app.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
@@ -341,11 +326,8 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
         return RedirectResponse("/fraud", status_code=303)
 
     def _fraud_action(bo, s, fraud_id, action, text=None):
-        led = open_ledger(bo)
-        try:
+        with open_ledger(bo) as led:
             case = data.fraud_case(bo, led, fraud_id)
-        finally:
-            led.close()
         if case is None:
             raise HTTPException(404, "no fraud case %d" % fraud_id)
         if action == "deny":
@@ -386,8 +368,7 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     def export(request: Request, table: str):
         with open_bo() as bo:
             staff(request, bo)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 rows = {
                     "passages": lambda: data.passages_by_hour(led),
                     "gates": lambda: data.gates(bo, led),
@@ -396,8 +377,6 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
                     "accounts": lambda: data.accounts(bo),
                     "denylist": lambda: data.denylist(bo, led)["entries"],
                 }.get(table, lambda: None)()
-            finally:
-                led.close()
         if rows is None:
             raise HTTPException(404, "no table %r" % table)
         buf = io.StringIO()
@@ -414,41 +393,29 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     def api_overview(request: Request):
         with open_bo() as bo:
             staff(request, bo, api=True)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 return {"passages": data.passages_by_hour(led)}
-            finally:
-                led.close()
 
     @app.get("/api/gates", summary="The fleet: health and alerts from the ledger")
     def api_gates(request: Request):
         with open_bo() as bo:
             staff(request, bo, api=True)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 return {"gates": data.gates(bo, led)}
-            finally:
-                led.close()
 
     @app.get("/api/denials", summary="Denials by reason and hour (last 24 h)")
     def api_denials(request: Request):
         with open_bo() as bo:
             staff(request, bo, api=True)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 return {"denials": data.denials(led)}
-            finally:
-                led.close()
 
     @app.get("/api/fraud", summary="Fraud cases with their notes")
     def api_fraud(request: Request):
         with open_bo() as bo:
             staff(request, bo, api=True)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 return {"fraud": data.fraud(bo, led)}
-            finally:
-                led.close()
 
     @app.post("/api/fraud/{fraud_id}/{action}", summary="Act on a fraud case: deny, undeny or note (operator)")
     def api_fraud_action(request: Request, fraud_id: int, action: str, body: NoteRequest | None = None):
@@ -493,11 +460,8 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     def api_denylist(request: Request):
         with open_bo() as bo:
             staff(request, bo, api=True)
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 d = data.denylist(bo, led)
-            finally:
-                led.close()
         return d
 
     @app.get("/api/session", summary="Who is logged in, their role and the CSRF token for API writes")
@@ -510,12 +474,9 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     def wallet_receipts(bo, pub65):
         """The receipts this wallet key asked for: [{"id", "created", "bundle"}] (hex; each bundle
         proves inclusion under the newest signed tree head). Only the rider can decrypt them."""
-        led = open_ledger(bo)
-        try:
+        with open_ledger(bo) as led:
             return [{"id": r["id"].hex(), "created": r["created"], "bundle": r["bundle"].hex()}
                     for r in receipts.wallet_bundles(led, pub65)]
-        finally:
-            led.close()
 
     def wallet_reply(bo, pub65, cred):
         w = store.wallet(bo, pub65)
@@ -613,21 +574,15 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
             w = store.wallet(bo, cred["rider_pub"]) if cred else None
             if w is not None and w["revoked"]:  # a lost phone gets no receipts either
                 raise HTTPException(403, "this wallet was revoked; enrol again with a new link")
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 bundle = receipts.issue(bo, led, req)
-            finally:
-                led.close()
             return {"id": receipts.parse_bundle(bundle)["id"].hex(), "receipts": wallet_receipts(bo, cred["rider_pub"])}
 
     @app.get("/api/wallet/receipt-keys", summary="The public keys that verify receipts and the receipt log's tree heads")
     def wallet_receipt_keys():
         with open_bo() as bo:
-            led = open_ledger(bo)
-            try:
+            with open_ledger(bo) as led:
                 return receipts.public_keys(bo, led)
-            finally:
-                led.close()
 
     @app.get("/wallet/", response_class=HTMLResponse, include_in_schema=False)
     def wallet_page():
