@@ -3,21 +3,20 @@ its sync link on a loopback port), riders scanning, one rider using the same cod
 open it: the gates are offline and do not talk to each other), syncs cut at random frames, then
 settlement: balances, the fraud flag, and the deny list reaching every gate and refusing the
 fraudulent credential at its next scan."""
-import json
 import os
 import random
 import time
-from pathlib import Path
 
 import pytest
 
+from backlog import BacklogGate
 from mpbridge import free_port
 
 from offgate_host import formats
 from offgate_host.backoffice import BackOffice
 from offgate_host.ledger import Ledger
-from offgate_host.simgate import SimGate, firmware_dir, sim_command, write_gate_dir
-from offgate_host.syncclient import DropAfter, LinkError, TcpTransport, provision_gate_dir, sync_gate
+from offgate_host.simgate import firmware_dir, write_gate_dir
+from offgate_host.syncclient import DropAfter, LinkError, provision_gate_dir, sync_gate
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
@@ -30,28 +29,12 @@ pytestmark = pytest.mark.skipif(not (firmware_dir() / "offgate" / "batch.py").ex
                                 reason="needs the gate-side batch summaries (offgate/batch.py)")
 
 
-class SyncSimGate(SimGate):
-    """A simulated gate with its sync link on a loopback TCP port."""
+class SyncSimGate(BacklogGate):
+    """A simulated gate with its sync link on loopback TCP port `port` (tests/backlog.py starts it)."""
 
     def __init__(self, config_path, port, heap=SYNC_HEAP):
-        super().__init__(config_path, heap=heap)
+        super().__init__(config_path, heap)
         self.port = port
-
-    def start(self):
-        import subprocess
-        from offgate_host.simgate import micropython_env, repo_root
-        cmd = sim_command(self.config_path, self.heap, "--sync", "127.0.0.1:%d" % self.port)
-        self._actions = open(self.actions_path, "a")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._actions,
-                                     env=micropython_env(), cwd=str(repo_root()))
-        self.boot = self._read()
-        assert self.boot.get("event") == "boot", self.boot
-        listening = self._read()
-        assert listening.get("event") == "sync_listening", listening
-        return self
-
-    def transport(self):
-        return TcpTransport("127.0.0.1", self.port, timeout=60)
 
 
 def test_offline_gates_sync_settle_and_stop_a_double_user(tmp_path):
