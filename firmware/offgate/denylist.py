@@ -96,6 +96,10 @@ class DenyList:
         self.serial = 0
         self.issued = 0
 
+    def signed(self):
+        """True if the open list is a signed version-2 list (24-byte header)."""
+        return self._h == 24
+
     def stale(self, now, max_age_s):
         """True if max_age_s (> 0) has passed since the list was issued (or its issue time is
         unknown: no list, or an unsigned version-1 list)."""

@@ -1,0 +1,128 @@
+"""The gate as the sync link sees it: a narrow port (docs/architecture.md "Sync"). offgate.sync
+gets one of these in its constructor and touches the gate only through it: it never reaches into
+the verifier, and every state file sync reads or replaces is named here.
+
+Made by the adapter that runs the link (sim/streams.py, esp32gate/synclink.py) for each run of
+offgate.sync.serve and dropped with the sync modules after it; what outlives that (the handshake
+rate limit, the device public key) lives in `keep`, a dict the adapter holds for the gate.
+"""
+from offgate.fsutil import _sync_fs, atomic_write
+
+ROOT_PUB = "root.pub"          # the back office's root key (65 bytes): operator credentials, signed pushes
+BATCH_PUB = "batch.pub"        # the back office's batch key (65 bytes): batches are sealed to it
+DEVICE_KEY = "device.key"      # the gate's own P-256 key (offgate.devicekey)
+TRUST = "trust.cbor"           # the issuer trust list (offgate.trust)
+DENY = "deny.bin"              # the deny list (offgate.denylist)
+TABLES = "issuer_tables.bin"   # the issuer keys' comb tables (offgate.trust.TABLES)
+SYNC_STATE = "sync.json"       # sync's own state (clock history), offgate.sync.session
+
+
+def read_file(path):
+    """The bytes of the file at `path`, or None if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+class GatePort:
+    """What sync may see and do of a gate (an offgate.gate.Gate or anything with its cfg, clock,
+    time, oplog, verifier, status() and deny_list_installed()).
+
+    device_key: an offgate.devicekey key (None: loaded from DEVICE_KEY in the state directory on
+    first use; a P-256 key costs heap). keep: a dict kept by the adapter across ports for this gate
+    (None: a new one)."""
+
+    def __init__(self, gate, device_key=None, keep=None):
+        self._gate = gate
+        self.cfg = gate.cfg
+        self.gate_id = gate.cfg["gate_id"]
+        self.dir = gate.cfg["state_dir"]
+        self.clock = gate.clock       # offgate.clock.Clock: now() in Unix seconds, offset
+        self.time = gate.time         # offgate.clock.ClockTrust (None: the clock is trusted as is)
+        self.oplog = gate.oplog       # offgate.oplog.OpLog (None: this gate keeps no log)
+        self._device_key = device_key
+        self.keep = keep if keep is not None else {}
+        # handshake rate limit: [tokens, ms] (offgate.sync.handshake), across sessions and ports
+        self.hs_bucket = self.keep.setdefault("hs", [])
+
+    def path(self, name):
+        return self.dir + "/" + name
+
+    # -- keys ------------------------------------------------------------------------
+    def device_key(self):
+        if self._device_key is None:
+            from offgate import devicekey
+            self._device_key = devicekey.load_or_create(self.path(DEVICE_KEY))
+        return self._device_key
+
+    def device_pub(self):
+        """The device public key, 65 bytes (a scalar multiplication, made once and kept)."""
+        pub = self.keep.get("dpub")
+        if pub is None:
+            pub = self.keep["dpub"] = self.device_key().public_bytes()
+        return pub
+
+    def root_pub(self):
+        """The back office's root public key (65 bytes), or None if ROOT_PUB is missing or bad."""
+        return self._pub(ROOT_PUB)
+
+    def batch_pub(self):
+        """The back office's batch public key (65 bytes), or None if BATCH_PUB is missing or bad."""
+        return self._pub(BATCH_PUB)
+
+    def _pub(self, name):
+        pub = read_file(self.path(name))
+        return pub if pub is not None and len(pub) == 65 else None
+
+    # -- trust list --------------------------------------------------------------------
+    def trust_keys(self):
+        """The trusted issuer keys (offgate.trust.IssuerKey: kid, key, active(now))."""
+        return self._gate.verifier.trust.keys
+
+    def trust_info(self):
+        """(serial, issued (Unix seconds, 0: unknown), number of keys) of the installed trust list."""
+        t = self._gate.verifier.trust
+        return t.serial, t.issued, len(t.keys)
+
+    def install_trust(self, data, store):
+        """Make `store` (an offgate.trust.TrustStore parsed from `data`, checked by the caller) the
+        gate's trust list: written atomically to TRUST, then used for the next scan."""
+        atomic_write(self.path(TRUST), data)
+        self._gate.verifier.set_trust(store)
+
+    def install_tables(self, tmp):
+        """Move the received comb tables file `tmp` to TABLES and attach them to the trusted keys
+        (row by row checked, offgate.keytables). Returns (attached, refused)."""
+        import os
+        path = self.path(TABLES)
+        os.rename(tmp, path)
+        _sync_fs()
+        return self._gate.verifier.trust.attach_tables(path)
+
+    # -- deny list ---------------------------------------------------------------------
+    def is_denied(self, cti):
+        return self._gate.verifier.deny.contains(cti)
+
+    def deny_info(self):
+        """{"count", "serial", "issued", "signed"} of the installed deny list."""
+        dl = self._gate.verifier.deny
+        return {"count": dl.count, "serial": dl.serial, "issued": dl.issued, "signed": dl.signed()}
+
+    def replace_deny(self, tmp):
+        """Move the received, checked deny list file `tmp` to DENY and open it; the gate has a valid
+        list again (DENY_LIST_MISSING ends). Returns (count, serial)."""
+        import os
+        path = self.path(DENY)
+        os.rename(tmp, path)
+        _sync_fs()
+        dl = self._gate.verifier.deny
+        dl.open(path)
+        self._gate.deny_list_installed()
+        return dl.count, dl.serial
+
+    # -- the rest ----------------------------------------------------------------------
+    def status(self):
+        """The gate's status map (offgate.gate.Gate.status: scans, opened, denied, ...)."""
+        return self._gate.status()
