@@ -53,6 +53,7 @@ async def serve(port, io, log=None, idle_s=IDLE_S, once=False, chunk=CHUNK):
                 if once:
                     break
             if s is None:
+                _g_table()
                 from offgate.sync.session import SyncServer
                 s = SyncServer(port, log=log).session()
             out = s.feed(data)
@@ -69,6 +70,19 @@ async def serve(port, io, log=None, idle_s=IDLE_S, once=False, chunk=CHUNK):
             s.close()
         s = buf = mv = None
         unload_sync()
+
+
+def _g_table():
+    """G's comb table in place before the session's code and buffers: a gate whose issuer tables
+    (issuer_tables.bin) do not carry it loads it from offgate.p256_gtable, one 16 KB block, which
+    a heap split by a session may no longer have (every signature check of the handshake and the
+    batch signatures need it). Kept, as after a scan. Short of heap, the session goes on and the
+    device key falls back to its slower path."""
+    try:
+        from offgate import p256
+        p256.gcomb()
+    except MemoryError:
+        pass
 
 
 def _end(s):
