@@ -38,7 +38,7 @@ HELLO, CHALLENGE, AUTH, AUTH_OK, REQUEST, RESPONSE, ERROR = 0x01, 0x02, 0x03, 0x
 PROTO = b"OGSYNC2"
 NONCE_LEN = 16
 MAC_LEN = 16
-DENY_CHUNK = 4096
+DENY_CHUNK = 1024  # like TABLES_CHUNK: each request frame is one block of the gate's heap, split by then by a long pull session
 TABLES_CHUNK = 1024  # smaller: the comb tables come right after a trust list install, on a fragmented heap
 
 
