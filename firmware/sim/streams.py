@@ -73,7 +73,9 @@ async def serve_tcp(gate, host, port):
 SYNC_IDLE_S = 60  # a silent host is dropped after this long
 # Loaded for a session and dropped after it: an idle gate keeps its whole heap for scanning
 # (on the unix port module bytecode lives in the heap; a device runs it frozen, from flash).
-SYNC_MODULES = ("syncops", "syncadmin", "synchs", "syncserver", "batch", "aesccm", "devicekey", "hkdf", "hmac256", "timekeep")
+SYNC_MODULES = ("offgate.syncops", "offgate.syncadmin", "offgate.synchs", "offgate.syncserver", "offgate.batch",
+                "offgate.crypto.aesccm", "offgate.crypto.devicekey", "offgate.crypto.hkdf", "offgate.crypto.hmac256",
+                "offgate.timekeep")
 _sync = {}
 
 
@@ -87,7 +89,7 @@ def _unload():
     import gc
     import offgate
     for name in SYNC_MODULES:
-        offgate.unload("offgate." + name)
+        offgate.unload(name)
     gc.collect()
 
 

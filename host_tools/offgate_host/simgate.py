@@ -150,6 +150,9 @@ def compile_firmware(out=None, mp=None):
         if r.returncode != 0:
             raise RuntimeError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
         os.replace(tmp, mpy)
+    for mpy in out.rglob("*.mpy"):  # a module moved or removed: its old .mpy must not stay importable
+        if not (src / mpy.relative_to(out)).with_suffix(".py").exists():
+            mpy.unlink(missing_ok=True)
     return out
 
 
