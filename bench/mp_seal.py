@@ -10,8 +10,8 @@ import gc
 import json
 import sys
 
-from offgate import batch
 from offgate.crypto import devicekey, p256fast
+from offgate.sync import batch
 from offgate.log.oplog import OpLog
 
 logdir, mode, k = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -12,8 +12,8 @@ try:
 except ImportError:
     sys.path.append(str(Path(__file__).resolve().parent / "syncshim"))
 
-from offgate.crypto import devicekey  # noqa: E402
-from offgate import syncserver
+from offgate.crypto import devicekey
+from offgate.sync import session  # noqa: E402
 from offgate.clock import Clock  # noqa: E402
 from offgate.policy.denylist import DenyList  # noqa: E402
 from offgate.log.oplog import OpLog  # noqa: E402

@@ -73,9 +73,8 @@ async def serve_tcp(gate, host, port):
 SYNC_IDLE_S = 60  # a silent host is dropped after this long
 # Loaded for a session and dropped after it: an idle gate keeps its whole heap for scanning
 # (on the unix port module bytecode lives in the heap; a device runs it frozen, from flash).
-SYNC_MODULES = ("offgate.syncops", "offgate.syncadmin", "offgate.synchs", "offgate.syncserver", "offgate.batch",
-                "offgate.crypto.aesccm", "offgate.crypto.devicekey", "offgate.crypto.hkdf", "offgate.crypto.hmac256",
-                "offgate.timekeep")
+SYNC_MODULES = ("sync.ops", "sync.admin", "sync.handshake", "sync.session", "sync.batch", "crypto.aesccm",
+                "crypto.devicekey", "crypto.hkdf", "crypto.hmac256", "timekeep", "statedir")
 _sync = {}
 
 
@@ -89,7 +88,7 @@ def _unload():
     import gc
     import offgate
     for name in SYNC_MODULES:
-        offgate.unload(name)
+        offgate.unload("offgate." + name)
     gc.collect()
 
 
@@ -116,8 +115,8 @@ async def serve_sync(gate, host, port):
                 import gc
                 gc.collect()
                 _log("sync: session start, heap free %d" % gc.mem_free())
-                from offgate import syncserver
-                s = syncserver.SyncServer(gate, log=sys.stderr).session()
+                from offgate.sync import session
+                s = session.SyncServer(gate, log=sys.stderr).session()
                 while not s.closed:
                     try:
                         data = await asyncio.wait_for(reader.read(1024), SYNC_IDLE_S)
