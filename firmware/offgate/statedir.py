@@ -24,17 +24,17 @@ CLOCK_STATE = "clock.json"
 TMP = ".tmp"               # suffix of a replacement not yet renamed over its file
 
 
-def sync_fs():
-    """os.sync() where the port has it (a no-op elsewhere)."""
+def _sync():
     try:
         os.sync()
-    except (AttributeError, OSError):
+    except (AttributeError, OSError):  # not on every port
         pass
 
 
 def replace(tmp, path):
-    """Rename the finished temporary file `tmp` over `path` (atomic on littlefs). Raises OSError."""
-    sync_fs()
+    """Rename the finished temporary file `tmp` over `path` (atomic on littlefs), with os.sync()
+    before and after where the port has it. Raises OSError."""
+    _sync()
     try:
         os.rename(tmp, path)
     except OSError:  # a VFS that will not rename onto an existing file
@@ -43,7 +43,7 @@ def replace(tmp, path):
         except OSError:
             pass
         os.rename(tmp, path)
-    sync_fs()
+    _sync()
 
 
 def atomic_write(path, data):

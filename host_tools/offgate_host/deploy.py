@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from . import board as boardmod
-from .simgate import firmware_dir, mpy_cross_bin, repo_root
+from .simgate import firmware_dir, is_empty_init, mpy_cross_bin, repo_root
 from .errors import OffgateError
 
 MPREMOTE = "mpremote"
@@ -110,7 +110,8 @@ def build(board, out=None, arch="board"):
     cross = _native_mpy_cross()
     pkgs, mods, sources = packages_for(chip)
     files = []
-    for rel in [str(p.relative_to(fw)) for pkg in pkgs for p in sorted((fw / pkg).rglob("*.py"))] + mods:
+    for rel in [str(p.relative_to(fw)) for pkg in pkgs for p in sorted((fw / pkg).rglob("*.py"))
+                if not is_empty_init(p)] + mods:  # empty __init__.py: a namespace package (simgate.is_empty_init)
         dst = out / Path(rel).with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         argv = [cross, "-s", rel, "-o", str(dst)] + (["-march=" + arch] if arch else []) + [rel]

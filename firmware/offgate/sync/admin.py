@@ -11,7 +11,7 @@ import os
 
 from offgate.codec import cbor, cose
 from offgate.sync import frames
-from offgate.statedir import atomic_write, fs_free, sync_fs as _sync_fs
+from offgate.statedir import atomic_write, fs_free, replace
 from offgate.sync.ops import _remove, clock_state, save_state
 from offgate.sync.session import SyncError, _eq, _read, _uint, urandom, NONCE_LEN, ROOT_PUB
 
@@ -122,10 +122,9 @@ def op_tables_commit(self, req):
         t["f"].close()
         if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
             raise SyncError("tables incomplete or their SHA-256 does not match")
-        from offgate.policy.trust import TABLES
+        from offgate.statedir import TABLES
         path = self.srv.path(TABLES)
-        os.rename(t["tmp"], path)
-        _sync_fs()
+        replace(t["tmp"], path)
         self.deny_tmp = None
         got = self.gate.verifier.trust.attach_tables(path)
         self.srv.note("issuer tables installed: %d attached, %d refused" % (got[0], got[1]))
@@ -180,8 +179,7 @@ def op_deny_commit(self, req):
             raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
                             % (serial, cur.serial))
         path = self.srv.path("deny.bin")
-        os.rename(tmp, path)
-        _sync_fs()
+        replace(tmp, path)
         self.deny_tmp = None
         cur.open(path)
         self.gate.deny_ok = True  # a valid list again: DENY_LIST_MISSING ends
