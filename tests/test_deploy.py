@@ -222,7 +222,7 @@ def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
     files with the same bytes, every one the table lists; the firmware reads them under the same
     names, and sync writes only files of the table."""
     import synchelp  # noqa: F401  (the firmware on sys.path)
-    from offgate import gateport
+    from offgate import statedir
     from offgate.sync import admin
     from offgate_host import gatefiles
     from offgate_host.cli import _gate_files
@@ -247,7 +247,7 @@ def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
                               % name)
         assert bytes.fromhex(out.strip()) == (sim / name).read_bytes(), name + err
     # the firmware's names are the table's
-    assert (gateport.ROOT_PUB, gateport.BATCH_PUB, gateport.SYNC_STATE) == (
+    assert (statedir.ROOT_PUB, statedir.BATCH_PUB, statedir.SYNC_STATE) == (
         gatefiles.ROOT_PUB, gatefiles.BATCH_PUB, gatefiles.SYNC_STATE)
     assert set(admin.UPLOADS.values()) | {gatefiles.TRUST, gatefiles.SYNC_STATE} == set(gatefiles.WRITTEN_BY_SYNC)
 
@@ -271,6 +271,6 @@ def test_romfs_deploy(built, office, tmp_path):
     if MP32 is None:
         pytest.skip("the 32-bit build (ROMFS) is not here")
     env = dict(micropython_env(mp=MP32), MICROPY_ROMFS=str(img), MICROPYPATH="/rom")
-    r = subprocess.run([MP32, "-c", "import offgate, offgate.cbor, offgate.gate;print(offgate.__file__)"],
+    r = subprocess.run([MP32, "-c", "import offgate, offgate.codec.cbor, offgate.gate;print(offgate.__file__)"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0 and r.stdout.strip().startswith("/rom/offgate"), r.stdout + r.stderr

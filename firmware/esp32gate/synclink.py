@@ -5,10 +5,7 @@ The sessions are offgate.sync.serve, the loop the simulator runs behind TCP; onl
 Board config: "sync": {"port": "console"}  or  {"port": "uart", "uart": 1, "tx": .., "rx": .., "baud": ..}.
 esp32gate.app.main adds task() to its supervised tasks when the board config has a "sync" entry.
 """
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
+import asyncio  # MicroPython >= 1.23 (what mpy v6 needs) has it under this name
 import sys
 
 from offgate.pollread import PollReader

@@ -1,29 +1,13 @@
 """The gate as the sync link sees it: a narrow port (docs/architecture.md "Sync"). offgate.sync
 gets one of these in its constructor and touches the gate only through it: it never reaches into
-the verifier, and every state file sync reads or replaces is named here.
+the verifier; the state files it reads or replaces are those of offgate.statedir.
 
 Made by the adapter that runs the link (sim/streams.py, esp32gate/synclink.py) for each run of
 offgate.sync.serve and dropped with the sync modules after it; what outlives that (the handshake
 rate limit, the device public key) lives in `keep`, a dict the adapter holds for the gate.
 """
-from offgate.fsutil import _sync_fs, atomic_write
-
-ROOT_PUB = "root.pub"          # the back office's root key (65 bytes): operator credentials, signed pushes
-BATCH_PUB = "batch.pub"        # the back office's batch key (65 bytes): batches are sealed to it
-DEVICE_KEY = "device.key"      # the gate's own P-256 key (offgate.devicekey)
-TRUST = "trust.cbor"           # the issuer trust list (offgate.trust)
-DENY = "deny.bin"              # the deny list (offgate.denylist)
-TABLES = "issuer_tables.bin"   # the issuer keys' comb tables (offgate.trust.TABLES)
-SYNC_STATE = "sync.json"       # sync's own state (clock history), offgate.sync.session
-
-
-def read_file(path):
-    """The bytes of the file at `path`, or None if it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
+from offgate import statedir
+from offgate.statedir import BATCH_PUB, DENY, DEVICE_KEY, ROOT_PUB, TABLES, TRUST
 
 
 class GatePort:
@@ -53,7 +37,7 @@ class GatePort:
     # -- keys ------------------------------------------------------------------------
     def device_key(self):
         if self._device_key is None:
-            from offgate import devicekey
+            from offgate.crypto import devicekey
             self._device_key = devicekey.load_or_create(self.path(DEVICE_KEY))
         return self._device_key
 
@@ -73,7 +57,7 @@ class GatePort:
         return self._pub(BATCH_PUB)
 
     def _pub(self, name):
-        pub = read_file(self.path(name))
+        pub = statedir.read(self.path(name))
         return pub if pub is not None and len(pub) == 65 else None
 
     # -- trust list --------------------------------------------------------------------
@@ -89,16 +73,14 @@ class GatePort:
     def install_trust(self, data, store):
         """Make `store` (an offgate.trust.TrustStore parsed from `data`, checked by the caller) the
         gate's trust list: written atomically to TRUST, then used for the next scan."""
-        atomic_write(self.path(TRUST), data)
+        statedir.atomic_write(self.path(TRUST), data)
         self._gate.verifier.set_trust(store)
 
     def install_tables(self, tmp):
         """Move the received comb tables file `tmp` to TABLES and attach them to the trusted keys
         (row by row checked, offgate.keytables). Returns (attached, refused)."""
-        import os
         path = self.path(TABLES)
-        os.rename(tmp, path)
-        _sync_fs()
+        statedir.replace(tmp, path)
         return self._gate.verifier.trust.attach_tables(path)
 
     # -- deny list ---------------------------------------------------------------------
@@ -113,10 +95,8 @@ class GatePort:
     def replace_deny(self, tmp):
         """Move the received, checked deny list file `tmp` to DENY and open it; the gate has a valid
         list again (DENY_LIST_MISSING ends). Returns (count, serial)."""
-        import os
         path = self.path(DENY)
-        os.rename(tmp, path)
-        _sync_fs()
+        statedir.replace(tmp, path)
         dl = self._gate.verifier.deny
         dl.open(path)
         self._gate.deny_list_installed()

@@ -11,21 +11,14 @@ Everything the gate holds is reached through server.port (offgate.gateport.GateP
 import hashlib
 import os
 
-from offgate import cbor, cose
-from offgate.fsutil import fs_free
-from offgate.gateport import DENY, TABLES
+from offgate.codec import cbor, cose
+from offgate.statedir import fs_free
+from offgate.statedir import DENY, TABLES, remove
 from offgate.sync import frames
 from offgate.sync.proto import NONCE_LEN, SyncError, eq, uint, urandom
 
 UPLOADS = {"deny": DENY, "tables": TABLES}
 TABLES_MAX = 256 * 1024
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 class AdminState:
@@ -63,7 +56,7 @@ class AdminState:
                 t["f"].close()
             except Exception:
                 pass
-            _remove(t["tmp"])
+            remove(t["tmp"])
 
 
 def op_status(srv, _, req):
@@ -195,7 +188,7 @@ def op_deny_commit(srv, st, req):
     """Install the received list, only if it is whole (size, SHA-256), undamaged (CRC, order), a
     signed version 2 list whose root signature covers its header and ids, and newer (serial above
     the installed one). Otherwise the gate keeps its list and says why."""
-    from offgate.denycheck import DenyListError, check_file
+    from offgate.policy.denycheck import DenyListError, check_file
     t = st.upload
     if t is None or t["kind"] != "deny":
         raise SyncError("deny_commit without deny_begin")
@@ -232,7 +225,7 @@ def op_trust(srv, _, req):
     issue time live inside trust.cbor itself (and must equal the envelope's serial), so the file on
     flash says which list it is: a power cut or a lost sync.json cannot reset the gate's serial.
     Refused unless the serial is above the installed one and the issue time not before it."""
-    from offgate.trust import TrustError, TrustStore
+    from offgate.policy.trust import TrustError, TrustStore
     signed = req.get("signed")
     if not isinstance(signed, bytes):
         raise SyncError("trust needs 'signed' (a root-signed COSE_Sign1)")

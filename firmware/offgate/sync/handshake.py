@@ -4,8 +4,9 @@ keys. The gate signs nothing here; the expensive step (AUTH) is rate-limited.
 Loaded for the handshake only and dropped once the session is open (session.Session.handle).
 """
 import offgate
-from offgate import cbor, cose, ecdsa
-from offgate.credential import CredentialError, rider_key
+from offgate.codec import cbor, cose
+from offgate.crypto import ecdsa
+from offgate.policy.credential import CredentialError, rider_key
 from offgate.sync import frames
 from offgate.sync.proto import (NONCE_LEN, PROTO, ROLE_CLAIM, ROLE_OPERATOR, Refused, SyncError, collect,
                                 hkdf_sha256, sha256, u32, uint, urandom)
@@ -126,7 +127,7 @@ class Handshake:
             raise SyncError("HELLO: nonce must be %d bytes" % NONCE_LEN)
         if not isinstance(eph, bytes) or len(eph) != 65 or eph[0] != 4:
             raise SyncError("HELLO: ephemeral key must be a 65-byte uncompressed point")
-        from offgate import devicekey
+        from offgate.crypto import devicekey
         try:
             devicekey.parse_point(eph)  # on the curve, coordinates < p: validated before any use
         except ValueError:
@@ -152,7 +153,7 @@ class Handshake:
         then are the session keys made. Returns (k_hg, k_gh, scope, operator name); the session's
         sealed AUTH_OK then proves the gate holds the device key (only it and the host know Z).
         Nothing is signed for an unauthenticated peer."""
-        from offgate import aesccm
+        from offgate.crypto import aesccm
         port = self.port
         if not _hs_allowed(port):
             raise Refused("busy: too many handshakes, retry in a second")

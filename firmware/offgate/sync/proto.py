@@ -69,12 +69,12 @@ def uint(v):
 
 def eq(a, b):
     """Constant-time comparison of two byte strings (hmac256.equal)."""
-    from offgate import hmac256
+    from offgate.crypto import hmac256
     return hmac256.equal(a, b)
 
 
 def hkdf_sha256(ikm, salt, info, n):
-    from offgate import hkdf
+    from offgate.crypto import hkdf
     return hkdf.hkdf_sha256(ikm, salt, info, n)
 
 

@@ -8,17 +8,14 @@ Memory policy: the sync modules are loaded when a session starts and dropped whe
 returns (TRANSIENT), so an idle gate keeps its whole heap for scanning; on a gate running .mpy
 files their bytecode lives in the heap (a frozen/ROMFS build runs it from flash).
 """
-try:
-    import asyncio
-except ImportError:  # pragma: no cover - older MicroPython
-    import uasyncio as asyncio
+import asyncio  # MicroPython >= 1.23 (what mpy v6 needs) has it under this name
 
 IDLE_S = 60        # a silent host is dropped: its session keys are forgotten
 CHUNK = 1024       # bytes read at a time
 
 # Loaded for sync sessions and dropped after them (names under offgate.).
 TRANSIENT = ("sync.ops", "sync.admin", "sync.handshake", "sync.session", "sync.batch", "sync.frames", "sync.proto",
-             "gateport", "aesccm", "devicekey", "hkdf", "hmac256", "timekeep")
+             "gateport", "crypto.aesccm", "crypto.devicekey", "crypto.hkdf", "crypto.hmac256", "timekeep", "statedir")
 
 
 async def serve(port, io, log=None, idle_s=IDLE_S, once=False, chunk=CHUNK):
@@ -79,7 +76,7 @@ def _g_table():
     batch signatures need it). Kept, as after a scan. Short of heap, the session goes on and the
     device key falls back to its slower path."""
     try:
-        from offgate import p256
+        from offgate.crypto import p256
         p256.gcomb()
     except MemoryError:
         pass

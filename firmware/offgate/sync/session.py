@@ -30,8 +30,8 @@ import json
 import struct
 import sys
 
-from offgate import cbor
-from offgate.gateport import SYNC_STATE, read_file
+from offgate.codec import cbor
+from offgate.statedir import SYNC_STATE, read
 from offgate.sync import frames
 from offgate.sync.proto import (ADMIN_OPS, CHALLENGED, CLOCK_OPS, DEAD, IDLE, MAC_LEN, OPEN, RETRY_OPS, Refused,
                                 SyncError, collect, u32, unload)
@@ -51,7 +51,7 @@ class SyncServer:
         self.port = port
         self.log = log
         st = None
-        raw = read_file(port.path(SYNC_STATE))
+        raw = read(port.path(SYNC_STATE))
         if raw:
             try:
                 st = json.loads(raw)
@@ -64,7 +64,7 @@ class SyncServer:
         self.refused = 0
 
     def save_state(self):
-        from offgate.fsutil import atomic_write
+        from offgate.statedir import atomic_write
         atomic_write(self.port.path(SYNC_STATE), json.dumps(self.state).encode())
 
     def clock_state(self):
@@ -182,7 +182,7 @@ class Session:
             return self._seal1(ftype, {"ok": False, "retry": True, "err": "gate low on heap, retry"})
 
     def _seal1(self, ftype, body):
-        from offgate import aesccm
+        from offgate.crypto import aesccm
         d = body
         body = cbor.dumps(d)
         d.clear()  # the caller's map no longer holds a large value (a batch) beside its encoding
@@ -200,7 +200,7 @@ class Session:
 
     def open(self, ftype, payload):
         """The body of a secured frame from the host, or None (bad length, counter or tag)."""
-        from offgate import aesccm
+        from offgate.crypto import aesccm
         n = len(payload)
         if n < 4 + MAC_LEN:
             return None
