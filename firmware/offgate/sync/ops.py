@@ -104,7 +104,8 @@ def op_pull(srv, st, req):
             plain = sealed = None
             mem_free()
             if n == 1:
-                raise SyncError("gate out of memory even for a one-record batch (%s bytes free before it)" % free)
+                # not an end: the host asks again (pull is repeatable) after the gate's collection
+                raise MemoryError("not even a one-record batch fits (%s bytes free, largest block %s)" % (free, block))
             n = max(1, n // 2)
             continue
         if len(sealed) <= limit or n == 1:

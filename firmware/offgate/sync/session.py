@@ -296,9 +296,12 @@ class Session:
             r = fn(self.srv, st, req)
         except SyncError as e:
             return {"ok": False, "err": str(e)}
-        except MemoryError:
+        except MemoryError as e:
+            why = str(e) if e.args else ""
+            e = None
             collect()
-            return {"ok": False, "retry": op in RETRY_OPS, "err": "gate low on heap for %s" % op}
+            return {"ok": False, "retry": op in RETRY_OPS,
+                    "err": "gate low on heap for %s%s" % (op, (": " + why) if why else "")}
         except Exception as e:
             return {"ok": False, "err": "%s: %s" % (type(e).__name__, e)}
         r["ok"] = True
