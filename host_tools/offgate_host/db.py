@@ -95,11 +95,20 @@ class _Row(tuple):
         return self._names
 
 
+_ROW_CLASSES = {}
+
+
 def _pg_row_factory(cursor):
     if cursor.description is None:
         return tuple
     names = tuple(d.name for d in cursor.description)
-    return type("Row", (_Row,), {"__slots__": (), "_names": names, "_idx": {n: i for i, n in enumerate(names)}})
+    cls = _ROW_CLASSES.get(names)
+    if cls is None:  # one class per column list (queries repeat: made once, not per execute)
+        if len(_ROW_CLASSES) > 4096:
+            _ROW_CLASSES.clear()
+        cls = _ROW_CLASSES[names] = type("Row", (_Row,), {"__slots__": (), "_names": names,
+                                                          "_idx": {n: i for i, n in enumerate(names)}})
+    return cls
 
 
 def _month_start(t):
