@@ -167,11 +167,11 @@ class Database:
             self._connect()
             if create or check:
                 rev = self.revision()
-                if rev != HEAD and create:
+                if rev != HEAD and create and rev is None and self._empty():
                     self.close(dispose=False)
-                    upgrade(self.engine)   # a new database, or one from before: to the newest schema
+                    upgrade(self.engine)   # a new database: the migrations make the schema
                     self._connect()
-                elif rev != HEAD:
+                elif rev != HEAD:  # an existing one moves forward only by `offgate db upgrade`
                     self.close()
                     raise OutdatedDatabase(
                         "database %s is %s; this offgate needs schema revision %s: run `offgate db upgrade`"
@@ -276,8 +276,15 @@ class Database:
         self.commit()
         return r[0] if r else None
 
-    def ensure(self, name, text=None):
-        """Kept for callers from before migrations: the schema is made by them now; no-op."""
+    def _empty(self) -> bool:
+        """No tables yet (a new SQLite file, a new PostgreSQL database or schema)."""
+        if self.kind == "pg":
+            n = self.execute("SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema()").fetchone()[0]
+        else:
+            n = self.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+                             ).fetchone()[0]
+        self.commit()
+        return n == 0
 
     def ensure_partitions(self, t_min, t_max=None, now=None):
         """PostgreSQL: make sure ledger_records has the monthly partitions for taps from `t_min`
@@ -371,15 +378,14 @@ def upgrade_url(url):
         d.close()
 
 
-def table_names():
-    """Every table of the schema (as of the newest migration), parents before children."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "offgate_baseline", Path(__file__).parent / "migrations" / "versions" / "0001_baseline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def table_names(engine):
+    """The tables of the database of `engine` with their columns, parents before children (by
+    reflection: the schema the migrations made), without Alembic's and SQLite's own."""
     import sqlalchemy
-    return [(t.name, [c.name for c in t.columns]) for t in mod.tables(sqlalchemy.MetaData()).sorted_tables]
+    md = sqlalchemy.MetaData()
+    md.reflect(bind=engine)
+    return [(t.name, [c.name for c in t.columns]) for t in md.sorted_tables
+            if t.name != "alembic_version" and not t.name.startswith(("sqlite_", "ledger_records_"))]
 
 
 SERIAL_ID_TABLES = ("account_audit", "ledger_anomalies", "ledger_fraud", "ledger_anomaly_records", "ledger_gate_log",
@@ -391,7 +397,7 @@ def merge_into(src, dst, error=DatabaseError):
     one transaction of dst. A table that holds rows in both is refused (`error`, nothing
     copied): a merge never mixes two back offices. Returns (tables, rows) copied."""
     plan = []
-    for name, cols in table_names():
+    for name, cols in table_names(src.engine):
         n = src.execute("SELECT COUNT(*) FROM %s" % name).fetchone()[0]
         if not n:
             continue

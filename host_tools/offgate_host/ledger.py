@@ -326,7 +326,6 @@ class Ledger:
         # (the partitioned table's key includes t, so it cannot enforce (gate, seq) alone)
         g = db.one("SELECT * FROM ledger_gates WHERE gate = ?" + (" FOR UPDATE" if db.kind == "pg" else ""), (gate,))
         if g is None:
-            db.rollback()
             raise GateNotEnrolled("gate %d is not enrolled; nothing ingested" % gate)
         if device_pub is not None and bytes(g["device_pub"]) != bytes(device_pub):
             raise GateNotEnrolled("batch for gate %d is signed by a key that is not the enrolled one; nothing "

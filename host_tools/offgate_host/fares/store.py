@@ -8,10 +8,6 @@ table charged it.
 import json
 import time
 
-def ensure(db):
-    """Kept for callers: the tables are made by the migrations (offgate_host/migrations)."""
-
-
 def add_version(db, source, table, cfg_raw, now=None):
     """Store a new fare table version; returns its number."""
     cur = db.execute("INSERT INTO fare_tables (loaded, source, digest, fare_table, config) VALUES (?, ?, ?, ?, ?)"

@@ -31,10 +31,6 @@ def _h(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
-def ensure(bo):
-    """Kept for callers: the tables are made by the migrations (offgate_host/migrations)."""
-
-
 _ph = PasswordHasher()
 
 
