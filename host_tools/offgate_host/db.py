@@ -219,11 +219,15 @@ class Database:
         return cur
 
     def rows(self, q, args=()):
-        return [dict(r) for r in self.execute(q, args).fetchall()]
+        """The rows as dicts (zip over the values: faster than dict(row) per row)."""
+        cur = self.execute(q, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
 
     def one(self, q, args=()):
-        r = self.execute(q, args).fetchone()
-        return dict(r) if r is not None else None
+        cur = self.execute(q, args)
+        r = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], r)) if r is not None else None
 
     def upsert(self, table, keys, values):
         """INSERT or, on a conflict on the `keys` columns, UPDATE the others (`values`: dict)."""
