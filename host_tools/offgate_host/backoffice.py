@@ -178,8 +178,8 @@ class BackOffice:
         a back office raises NoBackOffice instead of getting a fresh, empty one: a mistyped --data
         or OFFGATE_DATA must not look like an empty back office; a database whose schema is older
         than this offgate raises OutdatedDatabase (`offgate db upgrade`). With create=True the
-        directory itself may be made, never its missing parents, and the schema is brought up to
-        date. `db` (a PostgreSQL URL or SQLite path): the database of a new back office
+        directory itself may be made, never its missing parents, and a new, empty database gets
+        the schema (by the migrations); an existing database is never moved forward here. `db` (a PostgreSQL URL or SQLite path): the database of a new back office
         (create=True); for an existing one it must name the database it has (BackOfficeError).
         A file that is not an offgate database raises BackOfficeError."""
         from .db import Database, same_database, parse_url
@@ -203,6 +203,7 @@ class BackOffice:
                                   "everything; `offgate db upgrade --data %s --db URL` moves a back office "
                                   "from before that into URL)" % (self.data_dir, _safe(url), _safe(db), self.data_dir))
         target = url or db or str(self.db_path)
+        made = False
         if url is None:
             # check the database can be made before making the directory (no half-made back office)
             if parse_url(target)[0] == "sqlite" and not Path(parse_url(target)[1]).parent.is_dir() \
@@ -218,6 +219,13 @@ class BackOffice:
                 self.data_dir.rmdir()  # nothing half-made stays behind
             raise
         if url is None and db is not None:
+            if not self.db.created:  # two back offices in one database would mix their accounts
+                self.db.close()
+                if made and not any(self.data_dir.iterdir()):
+                    self.data_dir.rmdir()
+                raise BackOfficeError("database %s already holds a back office; give a new, empty database (a "
+                                      "back office from before the one database: `offgate db upgrade --db`)"
+                                      % _safe(db))
             record_database_url(self.data_dir, db)
 
     def close(self):

@@ -145,6 +145,7 @@ class Database:
         self._depth = 0
         self._sqlcache = {}
         self._months = set()   # partitions known to exist (PostgreSQL)
+        self.created = False   # made here (create=True on an empty database)
         import sqlalchemy
         from sqlalchemy.pool import NullPool
         if self.kind == "sqlite":
@@ -171,6 +172,7 @@ class Database:
                     self.close(dispose=False)
                     upgrade(self.engine)   # a new database: the migrations make the schema
                     self._connect()
+                    self.created = True
                 elif rev != HEAD:  # an existing one moves forward only by `offgate db upgrade`
                     self.close()
                     raise OutdatedDatabase(
@@ -377,6 +379,8 @@ def upgrade_url(url):
         if before != HEAD:
             upgrade(d.engine)
         d._connect()
+        with d:
+            d.ensure_partitions(int(time.time()))  # PostgreSQL: this month's and the next ones exist
         return before, d.revision()
     finally:
         d.close()
