@@ -686,31 +686,35 @@ class BackOffice:
         # transaction, one writer): 3 statements per trip instead of 8
         creds, holds, totals, accts = {}, {}, {}, {}
         with self.db:
+            # which trips are charged already (idempotence), in one query; the new charges are
+            # written with one executemany (pipelined on PostgreSQL: no round trip per trip)
+            done, new = self._charged([(g, s) for g, s, *_ in trips]), []
+            # every credential's account, cap, hold and charged total, and every account, in one
+            # query each (not three per credential: round trips on PostgreSQL)
+            for r in self._in("SELECT c.cti, c.account, c.cap, h.amount, h.used, h.state, (SELECT COALESCE(SUM(x.amount),"
+                              " 0) FROM charges x WHERE x.cti = c.cti) AS total FROM credentials c LEFT JOIN holds h "
+                              "ON h.cti = c.cti WHERE c.cti", {bytes(t[2]) for t in trips}):
+                cti = bytes(r[0])
+                creds[cti] = {"account": r[1], "cap": r[2]}
+                holds[cti] = {"amount": r[3], "used": r[4], "state": r[5]} if r[5] is not None else None
+                totals[cti] = int(r[6])
+            for r in self._in("SELECT id, balance, credit FROM accounts WHERE id", {c["account"] for c in creds.values()}):
+                accts[r[0]] = [r[1], r[2]]
             for gate, seq, cti, t, amount in trips:
                 cti = bytes(cti)
                 if cti not in creds:
-                    creds[cti] = self.credential(cti)
-                    if creds[cti] is None:
-                        raise BackOfficeError("unknown credential %s" % cti.hex())
-                    h = self.db.execute("SELECT amount, used, state FROM holds WHERE cti = ?", (cti,)).fetchone()
-                    holds[cti] = dict(h) if h is not None else None
-                    totals[cti] = int(self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?",
-                                                      (cti,)).fetchone()[0])
+                    raise BackOfficeError("unknown credential %s" % cti.hex())
                 cred = creds[cti]
                 acct = cred["account"]
-                if acct not in accts:
-                    a = self.db.execute("SELECT balance, credit FROM accounts WHERE id = ?", (acct,)).fetchone()
-                    accts[acct] = [a["balance"], a["credit"]]
                 hold = holds[cti]
                 from_hold = 0
                 if hold is not None and hold["state"] == "held":
                     from_hold = min(amount, hold["amount"] - hold["used"])
-                cur = self.db.execute("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                                      (gate, seq, cti, acct, amount, from_hold, t, now))
-                if cur.rowcount == 0:  # (gate, seq) already charged: idempotent
+                if (gate, seq) in done:  # (gate, seq) already charged: idempotent
                     out.append(None)
                     continue
+                done.add((gate, seq))
+                new.append((gate, seq, cti, acct, amount, from_hold, t, now))
                 if from_hold:
                     hold["used"] += from_hold
                     hold["dirty"] = True
@@ -720,12 +724,41 @@ class BackOffice:
                 out.append({"account": acct, "amount": amount, "from_hold": from_hold,
                             "over_cap": amount - from_hold if hold is not None else 0, "cap": cred["cap"],
                             "charged_total": totals[cti], "overdrawn": accts[acct][0] < -accts[acct][1]})
+            if new:
+                self.db.executemany("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new)
             # the holds and balances moved, written once each (same transaction)
             self.db.executemany("UPDATE holds SET used = ? WHERE cti = ?",
                                 [(h["used"], c) for c, h in holds.items() if h is not None and h.get("dirty")])
             self.db.executemany("UPDATE accounts SET balance = balance - ? WHERE id = ?",
                                 [(sum(a[2:]), acct) for acct, a in accts.items() if len(a) > 2])
         return out
+
+    def _in(self, q, values):
+        """Rows of `q` (ending in "WHERE col") for col in `values`: = ANY(array) on PostgreSQL, IN (...) on
+        SQLite (in slices below its parameter limit)."""
+        values = list(values)
+        if not values:
+            return []
+        if self.db.kind == "pg":
+            return self.db.execute(q + " = ANY(?)", (values,)).fetchall()
+        out = []
+        for i in range(0, len(values), 900):
+            part = values[i:i + 900]
+            out += self.db.execute(q + " IN (%s)" % ", ".join("?" * len(part)), part).fetchall()
+        return out
+
+    def _charged(self, keys) -> set:
+        """The (gate, seq) of `keys` that have a charge already."""
+        if not keys:
+            return set()
+        if self.db.kind == "pg":
+            rows = self.db.execute("SELECT c.gate, c.seq FROM charges c JOIN unnest(?::bigint[], ?::bigint[]) AS "
+                                   "k(gate, seq) ON c.gate = k.gate AND c.seq = k.seq",
+                                   ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
+            return {(r[0], r[1]) for r in rows}
+        q = "SELECT 1 FROM charges WHERE gate = ? AND seq = ?"  # in-process: an indexed lookup costs microseconds
+        return {k for k in keys if self.db.execute(q, k).fetchone() is not None}
 
     def set_journey_charges(self, account_id, since, charges, now=None) -> list:
         """set_journey_charges_many for one account (below)."""
