@@ -687,53 +687,98 @@ class BackOffice:
         account is now below its credit limit: the ledger flags and denies)."""
         return self.charge_trips([(gate, seq, cti, t, amount)], now)[0]
 
-    def charge_trips(self, trips, now=None) -> list:
-        """charge_trip for many (gate, seq, cti, t, amount) in one transaction; one result each."""
-        now = _now(now)
+    def credentials_many(self, ctis) -> dict:
+        """credential() for many credential ids (8 bytes each) in one query per 500: {cti: dict};
+        an id the back office never issued is absent."""
+        ctis = list({_cti_bytes(c) for c in ctis})
+        out = {}
+        for i in range(0, len(ctis), 500):
+            part = ctis[i:i + 500]
+            for r in self.db.execute("SELECT * FROM credentials WHERE cti IN (%s)" % ",".join("?" * len(part)), part):
+                d = dict(r)
+                d["cti"], d["kid"], d["rider_pub"] = bytes(d["cti"]), bytes(d["kid"]), bytes(d["rider_pub"])
+                out[d["cti"]] = d
+        return out
+
+    def _in_query(self, q, keys):
+        """Rows of `q` (one `IN (%s)`) for many keys, 500 at a time (SQLite's parameter limit)."""
+        keys = list(keys)
         out = []
-        # per credential and account, read once per call and kept up to date here (one
-        # transaction, one writer): 3 statements per trip instead of 8
-        creds, holds, totals, accts = {}, {}, {}, {}
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            out += self.db.execute(q % ",".join("?" * len(part)), part).fetchall()
+        return out
+
+    def charge_trips(self, trips, now=None, creds=None) -> list:
+        """charge_trip for many (gate, seq, cti, t, amount) in one transaction; one result each
+        (None for a (gate, seq) already charged). `creds`: {cti: credential()} the caller has
+        already read (settlement reads them once for all chunks).
+
+        Bulk, for settlement at scale (issue #13): the credentials, holds, charge totals and
+        accounts of the whole call are read with a few IN queries, the charges worked out here in
+        trip order (the hold first, running totals and balances: the same results as charging the
+        trips one by one), then written with one executemany per table."""
+        now = _now(now)
+        trips = [(gate, seq, bytes(cti), t, amount) for gate, seq, cti, t, amount in trips]
+        if not trips:
+            return []
+        out = []
         with self.db:
+            ctis = {tr[2] for tr in trips}
+            creds = dict(creds or {})
+            missing = [c for c in ctis if c not in creds]
+            if missing:
+                creds.update(self.credentials_many(missing))
+            for c in ctis:
+                if creds.get(c) is None:
+                    raise BackOfficeError("unknown credential %s" % c.hex())
+            holds = {bytes(r["cti"]): {"amount": r["amount"], "used": r["used"], "state": r["state"]}
+                     for r in self._in_query("SELECT cti, amount, used, state FROM holds WHERE cti IN (%s)", ctis)}
+            totals = dict.fromkeys(ctis, 0)
+            for r in self._in_query("SELECT cti, SUM(amount) FROM charges WHERE cti IN (%s) GROUP BY cti", ctis):
+                totals[bytes(r[0])] = int(r[1])
+            accts = {r["id"]: [r["balance"], r["credit"], 0] for r in self._in_query(
+                "SELECT id, balance, credit FROM accounts WHERE id IN (%s)", {creds[c]["account"] for c in ctis})}
+            # the (gate, seq) already charged (a settle repaired after a crash): per gate, one
+            # range query over this call's seqs (normally fresh ones above every charge: no rows)
+            span = {}
+            for gate, seq, _c, _t, _a in trips:
+                lo, hi = span.get(gate, (seq, seq))
+                span[gate] = (min(lo, seq), max(hi, seq))
+            done = set()
+            for gate, (lo, hi) in span.items():
+                done.update((gate, r[0]) for r in self.db.execute(
+                    "SELECT seq FROM charges WHERE gate = ? AND seq >= ? AND seq <= ?", (gate, lo, hi)))
+            rows = []
             for gate, seq, cti, t, amount in trips:
-                cti = bytes(cti)
-                if cti not in creds:
-                    creds[cti] = self.credential(cti)
-                    if creds[cti] is None:
-                        raise BackOfficeError("unknown credential %s" % cti.hex())
-                    h = self.db.execute("SELECT amount, used, state FROM holds WHERE cti = ?", (cti,)).fetchone()
-                    holds[cti] = dict(h) if h is not None else None
-                    totals[cti] = int(self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?",
-                                                      (cti,)).fetchone()[0])
+                if (gate, seq) in done:  # already charged: idempotent
+                    out.append(None)
+                    continue
+                done.add((gate, seq))
                 cred = creds[cti]
                 acct = cred["account"]
-                if acct not in accts:
-                    a = self.db.execute("SELECT balance, credit FROM accounts WHERE id = ?", (acct,)).fetchone()
-                    accts[acct] = [a["balance"], a["credit"]]
-                hold = holds[cti]
+                hold = holds.get(cti)
                 from_hold = 0
                 if hold is not None and hold["state"] == "held":
                     from_hold = min(amount, hold["amount"] - hold["used"])
-                cur = self.db.execute("INSERT OR IGNORE INTO charges (gate, seq, cti, account, amount, from_hold, t, "
-                                      "settled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                      (gate, seq, cti, acct, amount, from_hold, t, now))
-                if cur.rowcount == 0:  # (gate, seq) already charged: idempotent
-                    out.append(None)
-                    continue
-                if from_hold:
-                    hold["used"] += from_hold
-                    hold["dirty"] = True
-                accts[acct][0] -= amount
-                accts[acct].append(amount)
+                    if from_hold:
+                        hold["used"] += from_hold
+                        hold["dirty"] = True
+                rows.append((gate, seq, cti, acct, amount, from_hold, t, now))
+                a = accts[acct]
+                a[0] -= amount
+                a[2] += amount
                 totals[cti] += amount
                 out.append({"account": acct, "amount": amount, "from_hold": from_hold,
                             "over_cap": amount - from_hold if hold is not None else 0, "cap": cred["cap"],
-                            "charged_total": totals[cti], "overdrawn": accts[acct][0] < -accts[acct][1]})
+                            "charged_total": totals[cti], "overdrawn": a[0] < -a[1]})
+            self.db.executemany("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             # the holds and balances moved, written once each (same transaction)
             self.db.executemany("UPDATE holds SET used = ? WHERE cti = ?",
-                                [(h["used"], c) for c, h in holds.items() if h is not None and h.get("dirty")])
+                                [(h["used"], c) for c, h in holds.items() if h.get("dirty")])
             self.db.executemany("UPDATE accounts SET balance = balance - ? WHERE id = ?",
-                                [(sum(a[2:]), acct) for acct, a in accts.items() if len(a) > 2])
+                                [(a[2], acct) for acct, a in accts.items() if a[2]])
         return out
 
     def set_journey_charges(self, account_id, since, charges, now=None) -> list:
