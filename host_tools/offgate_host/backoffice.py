@@ -564,12 +564,19 @@ class BackOffice:
     # ------------------------------------------------------------------ deny list
     def deny(self, cti) -> bytes:
         """Add a credential id (8 bytes or 16 hex digits) to the deny list. Idempotent."""
-        cti = _cti_bytes(cti)
+        return self.deny_many([cti])[0]
+
+    def deny_many(self, ctis) -> list:
+        """deny() for many credential ids, in one transaction (settlement denies hundreds)."""
+        ctis = [_cti_bytes(c) for c in ctis]
+        if not ctis:
+            return []
         with self.db:
-            cur = self.db.execute("INSERT OR IGNORE INTO deny (cti, added) VALUES (?, ?)", (cti, _now()))
+            cur = self.db.executemany("INSERT OR IGNORE INTO deny (cti, added) VALUES (?, ?)",
+                                      [(c, _now()) for c in ctis])
             if cur.rowcount:
                 self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
-        return cti
+        return ctis
 
     def deny_list(self) -> list:
         return [bytes(r["cti"]) for r in self.db.execute("SELECT cti FROM deny ORDER BY cti")]

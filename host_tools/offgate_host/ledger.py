@@ -272,12 +272,9 @@ class _DB:
             self._ensured.add(name)
 
     def _temp(self, name, ddl):
-        """Create the connection's temporary table `name` (kept for the session; its rows go at
-        commit) unless it exists. A rollback undoes the CREATE too, hence the catalogue check."""
-        if self.kind == "pg":
-            self.execute("CREATE TEMP TABLE IF NOT EXISTS %s (%s) ON COMMIT DELETE ROWS" % (name, ddl))
-        else:
-            self.execute("CREATE TEMP TABLE IF NOT EXISTS %s (%s)" % (name, ddl))
+        """Create the connection's temporary table `name` unless it exists (callers empty it after
+        use, in their transaction: a rollback undoes both the rows and, if new, the table)."""
+        self.execute("CREATE TEMP TABLE IF NOT EXISTS %s (%s)" % (name, ddl))
 
     def load(self, table, cols, rows):
         """Bulk-load rows into `table`: COPY on PostgreSQL (one round trip for the batch),
@@ -773,6 +770,7 @@ class Ledger:
                                "AND settled = 0 ORDER BY t, gate, seq").fetchall()
         creds = bo.credentials_many({bytes(r[3]) for r in rows if r[3] is not None})
         fares = {int(r["product"]): int(r["amount"]) for r in self.db.rows("SELECT product, amount FROM ledger_fares")}
+        deny_seen = set()
         for i in range(0, len(rows), CHUNK):
             trips, done, unknown = [], [], []
             for gate, seq, t, cti, ctr in rows[i:i + CHUNK]:
@@ -792,6 +790,7 @@ class Ledger:
             for gate, seq, cti in unknown:
                 out["unknown"] += self._anomaly(gate, seq, "unknown_credential",
                                                 "OPEN for credential %s the back office never issued" % cti.hex(), now)
+            flags = []  # written with one executemany per chunk, not one statement each
             for (gate, seq, cti, _t, _a, ctr), c in zip(trips, results):
                 done.append((1, gate, seq))
                 if c is None:
@@ -800,13 +799,18 @@ class Ledger:
                 out["charged"] += c["amount"]
                 if c["cap"] is not None and c["charged_total"] > c["cap"]:
                     out["over_cap"] += c["over_cap"]
-                    out["fraud"] += self._flag("cap_exceeded", cti, ctr, gate, seq, None, None,
-                                               "credential %s charged %d in total, cap %d"
-                                               % (cti.hex(), c["charged_total"], c["cap"]), now)
-                    if cti not in out["deny"]:
+                    flags.append(("cap_exceeded", cti, ctr, gate, seq, None, None,
+                                  "credential %s charged %d in total, cap %d" % (cti.hex(), c["charged_total"], c["cap"]),
+                                  now))
+                    if cti not in deny_seen:
+                        deny_seen.add(cti)
                         out["deny"].append(cti)
                 if c.get("overdrawn"):
-                    out["fraud"] += self._overdraft(c, cti, ctr, gate, seq, now, out)
+                    flags.append(self._overdraft_flag(c, cti, ctr, gate, seq, now, out))
+                    if cti not in deny_seen:
+                        deny_seen.add(cti)
+                        out["deny"].append(cti)
+            out["fraud"] += self._flags(flags)
             self.db.mark_settled(done)
             self.db.commit()
         return self._settle_end(bo, now, out)
@@ -822,10 +826,25 @@ class Ledger:
                           "account %s below its credit limit after charging %d for credential %s"
                           % (c["account"], c["amount"], cti.hex()), now)
 
+    def _overdraft_flag(self, c, cti, ctr, gate, seq, now, out):
+        """_overdraft's flag row, for _flags (the caller denies the credential)."""
+        out["overdrafts"] = out.get("overdrafts", 0) + 1
+        return ("overdraft", cti, ctr, gate, seq, None, None,
+                "account %s below its credit limit after charging %d for credential %s"
+                % (c["account"], c["amount"], cti.hex()), now)
+
+    def _flags(self, rows):
+        """_flag for many rows (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t) in one
+        executemany; returns how many were new."""
+        if not rows:
+            return 0
+        cur = self.db.executemany("INSERT INTO ledger_fraud (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, "
+                                  "t) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+        return max(cur.rowcount, 0)
+
     def _settle_end(self, bo, now, out):
         """Both settlements end alike: deny the credentials flagged, release expired holds."""
-        for cti in out["deny"]:
-            bo.deny(cti)
+        bo.deny_many(out["deny"])
         for h in bo.release_expired_holds(now):
             out["released"] += 1
             out["released_amount"] += h["released_amount"]
