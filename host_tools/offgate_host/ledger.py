@@ -1,13 +1,10 @@
 """The settlement ledger: what the gates did, verified, settled against the accounts' holds.
 
-Storage: SQLite (default: the back office's own database file, its own tables) or PostgreSQL given
-a URL (`postgresql://...`). The same SQL runs on both through `_DB`, a thin adapter (placeholders,
-BLOB/BYTEA, autoincrement ids).
-
-Operations data lives here (gates, records, anomalies, fraud flags, fares). Money lives with the
-accounts in the back office (accounts, holds, charges: one SQLite transaction per trip), and the
-ledger marks a record settled only after its charge is committed there; charges are keyed by
-(gate, seq), so a crash between the two commits is repaired by the next settle, never doubled.
+Storage: the back office's one database (offgate_host.db: SQLite or PostgreSQL, schema by
+migrations, docs/database.md). The ledger's tables (gates, records, anomalies, fraud flags, fares)
+sit beside the accounts, holds and charges, on the same connection: settlement charges a trip and
+marks its record settled in one transaction. Charges are keyed by (gate, seq), so settling twice
+never charges twice. On PostgreSQL the records are partitioned by month of their tap time.
 
 Ingest (`ingest(gate, records)`) is idempotent by (gate, seq) and verifies each gate's hash chain:
   * chain[i] = SHA-256(chain[i-1] || body[i]) (body = the record's first 28 bytes, oplog.py);
@@ -21,10 +18,9 @@ Fraud (`fraud` table, and the credential goes onto the back office's deny list):
 """
 import hashlib
 import json
-import sqlite3
 import struct
 import time
-from pathlib import Path
+from .db import Database, parse_url as _parse_url, same_database
 from .errors import OffgateError
 
 DEFAULT_FARE = 250
@@ -49,104 +45,6 @@ def chain_next(prev: bytes, r) -> bytes:
     return hashlib.sha256(bytes(prev) + record_body(r)).digest()
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger_gates (
-    gate        BIGINT PRIMARY KEY,
-    device_pub  {blob} NOT NULL,
-    enrolled    BIGINT NOT NULL,
-    chain_seq   BIGINT NOT NULL DEFAULT 0,
-    chain_head  {blob} NOT NULL,
-    last_sync   BIGINT,
-    drift       BIGINT,
-    time_set    BIGINT,
-    backlog     BIGINT,
-    status      TEXT
-);
-CREATE TABLE IF NOT EXISTS ledger_records (
-    gate      BIGINT NOT NULL,
-    seq       BIGINT NOT NULL,
-    t         BIGINT NOT NULL,
-    cti       {blob},
-    ctr       BIGINT NOT NULL,
-    decision  TEXT NOT NULL,
-    reason    INTEGER NOT NULL,
-    missed    BIGINT NOT NULL,
-    chain     {blob} NOT NULL,
-    chain_ok  INTEGER NOT NULL,
-    ingested  BIGINT NOT NULL,
-    settled   INTEGER NOT NULL DEFAULT 0,
-    station   TEXT,
-    direction TEXT,
-    UNIQUE (gate, seq)
-);
-CREATE INDEX IF NOT EXISTS ledger_records_cti ON ledger_records (cti, ctr);
-CREATE TABLE IF NOT EXISTS ledger_anomalies (
-    id      {serial},
-    gate    BIGINT NOT NULL,
-    seq     BIGINT NOT NULL,
-    kind    TEXT NOT NULL,
-    detail  TEXT NOT NULL,
-    t       BIGINT NOT NULL,
-    UNIQUE (gate, seq, kind)
-);
-CREATE TABLE IF NOT EXISTS ledger_fraud (
-    id         {serial},
-    kind       TEXT NOT NULL,
-    cti        {blob} NOT NULL,
-    ctr        BIGINT NOT NULL,
-    gate       BIGINT NOT NULL,
-    seq        BIGINT NOT NULL,
-    other_gate BIGINT,
-    other_seq  BIGINT,
-    detail     TEXT NOT NULL,
-    t          BIGINT NOT NULL,
-    UNIQUE (kind, gate, seq)
-);
--- where each gate is and which way it counts (docs/fares.md): one row per change, so a record is
--- stamped at ingest with the place in effect then and a later change does not rewrite history
-CREATE TABLE IF NOT EXISTS ledger_gate_places (
-    gate      BIGINT NOT NULL,
-    since     BIGINT NOT NULL,
-    station   TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    source    TEXT NOT NULL,
-    PRIMARY KEY (gate, since)
-);
--- records that could not go into ledger_records, kept with their data (never dropped): "conflict"
--- (a different record under a seq already stored), "damaged" (the gate found it damaged on flash;
--- raw = its 64 bytes, the other fields decoded from them as they are)
-CREATE TABLE IF NOT EXISTS ledger_anomaly_records (
-    id        {serial},
-    gate      BIGINT NOT NULL,
-    seq       BIGINT NOT NULL,
-    kind      TEXT NOT NULL,
-    t         BIGINT,
-    cti       {blob},
-    ctr       BIGINT,
-    decision  TEXT,
-    reason    INTEGER,
-    missed    BIGINT,
-    chain     {blob} NOT NULL,
-    raw       {blob},
-    ingested  BIGINT NOT NULL,
-    UNIQUE (gate, seq, kind, chain)
-);
--- every enrolment of a gate's device key (who, how, when): the ledger believes only these keys
-CREATE TABLE IF NOT EXISTS ledger_gate_log (
-    id          {serial},
-    gate        BIGINT NOT NULL,
-    device_pub  {blob} NOT NULL,
-    action      TEXT NOT NULL,
-    by_whom     TEXT NOT NULL,
-    t           BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ledger_fares (
-    product  BIGINT PRIMARY KEY,
-    amount   BIGINT NOT NULL
-);
-"""
-
-
 def _clock_at_sync(g):
     """The gate's clock as it reported it at its last sync, before signed time was set: trusted?,
     source ("signed", "ds3231", "rtc", "floor"), since (Unix s), mode; None if not reported."""
@@ -168,125 +66,29 @@ RECORD_COLS = ("gate", "seq", "t", "cti", "ctr", "decision", "reason", "missed",
                "settled", "station", "direction")
 
 
-def _first_line(e) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
-
-
-def _safe_url(url) -> str:
-    """The URL without its password (for messages)."""
-    import re
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
-
-
 def parse_url(url):
-    """("pg", url) for a PostgreSQL URL (postgresql:// or postgres://), ("sqlite", path) for a
-    SQLite file (a plain path or sqlite:///path). Any other URL scheme raises LedgerError: a
-    typo such as mysql://x must not become a file or directory named after it."""
-    import re
-    url = str(url)
-    if not url.strip():
-        raise LedgerError("empty database URL")
-    if url.startswith(("postgresql://", "postgres://")):
-        return "pg", url
-    if url.startswith("sqlite:///"):
-        return "sqlite", url[len("sqlite:///"):]
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url)
-    if m and (len(m.group(1)) > 1 or url[2:3] not in ("\\", "/")):  # not a Windows drive letter
-        raise LedgerError("unsupported database %r: give a PostgreSQL URL (postgresql://user@host/db) or a "
-                          "SQLite file path" % _safe_url(url))
-    return "sqlite", url
+    """offgate_host.db.parse_url, raising LedgerError."""
+    return _parse_url(url, LedgerError)
 
 
 class GateNotEnrolled(LedgerError):
     """A gate id the ledger does not believe: not enrolled, or enrolled with another device key."""
 
 
-class _DB:
-    """The thin adapter: SQL is written with `?` placeholders and {blob}/{serial} type names."""
+class _DB(Database):
+    """The one database (offgate_host.db.Database) with the ledger's bulk operations."""
 
-    def __init__(self, url, create=True):
-        self.url = str(url)
-        self._ensured = set()   # names of extension schemas already created (ensure())
-        kind, where = parse_url(self.url)
-        if kind == "pg":
-            import psycopg
-            self.kind = "pg"
-            try:
-                self.conn = psycopg.connect(self.url, connect_timeout=10)
-            except psycopg.Error as e:
-                raise LedgerError("cannot connect to PostgreSQL at %s: %s" % (_safe_url(self.url), _first_line(e))) from None
-            self.types = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
-        else:
-            path = Path(where)
-            if not path.parent.is_dir():
-                raise LedgerError("ledger database %s: directory %s does not exist" % (path, path.parent))
-            if path.is_dir():
-                raise LedgerError("ledger database %s is a directory" % path)
-            if not create and not path.is_file():
-                raise LedgerError("no ledger database %s (create it with `offgate init --db %s`)" % (path, self.url))
-            self.kind = "sqlite"
-            try:
-                self.conn = sqlite3.connect(str(path), timeout=30)
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=FULL")
-            except sqlite3.DatabaseError as e:
-                raise LedgerError("%s is not a usable SQLite database (%s)" % (path, e)) from None
-            self.types = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
-
-    def sql(self, q):
-        return q.replace("?", "%s") if self.kind == "pg" else q
-
-    def execute(self, q, args=()):
-        cur = self.conn.cursor()
-        cur.execute(self.sql(q), tuple(args))
-        return cur
-
-    def executemany(self, q, rows):
-        cur = self.conn.cursor()
-        cur.executemany(self.sql(q), rows)
-        return cur
-
-    def rows(self, q, args=()):
-        cur = self.execute(q, args)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-
-    def one(self, q, args=()):
-        r = self.rows(q, args)
-        return r[0] if r else None
-
-    def script(self, text):
-        for stmt in text.format(**self.types).split(";"):
-            if stmt.strip():
-                self.execute(stmt)
-        self.conn.commit()
-
-    def ensure(self, name, text):
-        """Run schema `text` (CREATE ... IF NOT EXISTS) once per connection; `name` keys it.
-
-        Modules that keep their own tables in the ledger database (stats, receipts, stations)
-        call this before use instead of marking the Ledger object themselves."""
-        if name not in self._ensured:
-            self.script(text)
-            self._ensured.add(name)
+    @classmethod
+    def sharing(cls, database):
+        """A _DB on the same connection and transaction as `database` (the back office's)."""
+        obj = cls.__new__(cls)
+        obj.__dict__ = database.__dict__  # one state: connection, transaction depth, caches
+        return obj
 
     def _temp(self, name, ddl):
         """Create the connection's temporary table `name` unless it exists (callers empty it after
         use, in their transaction: a rollback undoes both the rows and, if new, the table)."""
         self.execute("CREATE TEMP TABLE IF NOT EXISTS %s (%s)" % (name, ddl))
-
-    def load(self, table, cols, rows):
-        """Bulk-load rows into `table`: COPY on PostgreSQL (one round trip for the batch),
-        executemany on SQLite (in-process)."""
-        if self.kind == "pg":
-            with self.conn.cursor() as cur:
-                with cur.copy("COPY %s (%s) FROM STDIN" % (table, ", ".join(cols))) as cp:
-                    for r in rows:
-                        cp.write_row(r)
-        else:
-            self.conn.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(cols),
-                                                                       ", ".join("?" * len(cols))), rows)
 
     # the double-use look of a staged batch (ingest_staged): every staged OPEN against the OPEN
     # records of its (cti, ctr) stored before it; LATERAL on PostgreSQL makes it one index probe
@@ -304,18 +106,9 @@ class _DB:
                   "ORDER BY s.pos, r.gate, r.seq",
     }
 
-    def pipeline(self):
-        """A block whose statements go out together (psycopg pipeline mode: one round trip; read
-        the cursors after it); nothing special on SQLite."""
-        if self.kind == "pg":
-            return self.conn.pipeline()
-        import contextlib
-        return contextlib.nullcontext()
-
     @staticmethod
     def dicts(cur):
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [dict(r) for r in cur.fetchall()]
 
     def ingest_staged(self, rows):
         """Store new ledger_records rows (RECORD_COLS + their position in the batch) set-based:
@@ -323,10 +116,11 @@ class _DB:
         one query for double use. Returns the matches [(pos, cti, ctr, seq, other_gate,
         other_seq)]: each staged OPEN against every OPEN of the same (cti, ctr) stored before it
         (earlier batches, other gates, earlier in this batch), as if each had been checked when it
-        was inserted. Rows must be new (a duplicate key raises; the caller rolls back)."""
+        was inserted. Rows must be new (the caller checked their seqs)."""
         self._temp("ledger_stage", "gate BIGINT, seq BIGINT, t BIGINT, cti {blob}, ctr BIGINT, decision TEXT, "
                    "reason INTEGER, missed BIGINT, chain {blob}, chain_ok INTEGER, ingested BIGINT, "
-                   "settled INTEGER, station TEXT, direction TEXT, pos BIGINT".format(**self.types))
+                   "settled INTEGER, station TEXT, direction TEXT, pos BIGINT".format(
+                       blob="BYTEA" if self.kind == "pg" else "BLOB"))
         cols = ", ".join(RECORD_COLS)
         self.load("ledger_stage", RECORD_COLS + ("pos",), rows)
         self.execute("INSERT INTO ledger_records (%s) SELECT %s FROM ledger_stage" % (cols, cols))
@@ -349,15 +143,6 @@ class _DB:
             self.execute("DELETE FROM settle_marks")
         else:
             self.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
-
-    def commit(self):
-        self.conn.commit()
-
-    def rollback(self):
-        self.conn.rollback()
-
-    def close(self):
-        self.conn.close()
 
 
 def _b(v):
@@ -407,28 +192,27 @@ class Ledger:
         """Open (create=True: and create, if it is a new SQLite file) the ledger at `url`;
         LedgerError for an unsupported URL, a missing directory, an unreachable PostgreSQL or,
         with create=False, a SQLite file that does not exist."""
-        self.db = _DB(url, create=create)
-        self.db.script(SCHEMA)
-        self._migrate()
-
-    def _migrate(self):
-        # ledgers made before gates had a place: add the record columns (NULL = unknown place)
-        for col in ("station", "direction"):
-            try:
-                self.db.execute("SELECT %s FROM ledger_records WHERE 1 = 0" % col)
-            except Exception:
-                self.db.rollback()
-                self.db.execute("ALTER TABLE ledger_records ADD COLUMN %s TEXT" % col)
-        self.db.commit()
+        if isinstance(url, Database):  # the back office's database: shared, not closed here
+            self.db, self._own = _DB.sharing(url), False
+        else:
+            self.db, self._own = _DB(url, create=create, error=LedgerError), True
 
     @classmethod
     def for_backoffice(cls, bo, url=None, create=True):
-        """The ledger for a back office: `url` if given, else the back office's own SQLite file.
-        create=False (the CLI): a SQLite `url` must already exist (`offgate init --db` makes it)."""
-        return cls(url or str(bo.db_path), create=create or not url)
+        """The ledger of a back office: on its database (one connection, one transaction). A
+        `url` naming another database opens that one (create=False: it must exist and be
+        current) -- a ledger apart from the accounts, as before the one database; the CLI
+        refuses that (`offgate db upgrade` merges the two)."""
+        if url is None or same_database(url, bo.db.url):
+            return cls(bo.db)
+        return cls(url, create=create)
 
     def close(self):
-        self.db.close()
+        if self._own:
+            self.db.close()
+        bo = self.__dict__.pop("_bo", None)  # a back office opened for this ledger alone (cli._open_ledger)
+        if bo is not None:
+            bo.close()
 
     def __enter__(self):
         return self
@@ -579,10 +363,16 @@ class Ledger:
         now = _now(now)
         db = self.db
         seqs = [r["seq"] for r in records]
+        ts = [r["t"] for r in records if "t" in r]
+        if ts:
+            db.ensure_partitions(min(ts), max(ts), now)  # PostgreSQL: the months' partitions exist
         # the gate, its place and the stored chains of this batch's seq range: one round trip
-        # (pipelined on PostgreSQL), not one query per record
+        # (pipelined on PostgreSQL), not one query per record. FOR UPDATE (PostgreSQL): one
+        # ingest per gate at a time, as (gate, seq) is checked here (the partitioned table's key
+        # includes t, so it cannot enforce (gate, seq) alone)
         with db.pipeline():
-            cg = db.execute("SELECT * FROM ledger_gates WHERE gate = ?", (gate,))
+            cg = db.execute("SELECT * FROM ledger_gates WHERE gate = ?" + (" FOR UPDATE" if db.kind == "pg" else ""),
+                            (gate,))
             cp = db.execute(_PLACE_Q, (gate,))
             ce = db.execute("SELECT seq, chain FROM ledger_records WHERE gate = ? AND seq >= ? AND seq <= ?",
                             (gate, min(seqs), max(seqs))) if seqs else None
@@ -754,9 +544,15 @@ class Ledger:
     # ------------------------------------------------------------------ settlement
     def settle(self, bo, now=None):
         """Charge every unsettled OPEN passage to its account (against the credential's hold), flag
-        use beyond the cap, release the holds of expired credentials. Idempotent.
+        use beyond the cap, release the holds of expired credentials. Idempotent. One transaction
+        on the one database: the charges, holds and balances (back office) and the records'
+        settled marks (ledger) commit together or not at all.
         With a fare table loaded (`offgate fares load`) taps are paired into journeys and priced
         by it instead (offgate_host.fares.settle, docs/fares.md)."""
+        with self.db:
+            return self._settle(bo, now)
+
+    def _settle(self, bo, now=None):
         from .fares import settle as fare_settle
         eng = fare_settle.active_engine(self.db)
         now = _now(now)
@@ -765,7 +561,7 @@ class Ledger:
         out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0,
                "released_amount": 0, "deny": []}
         # one read of the unsettled passages, the credentials they name and the fare table; then
-        # per chunk one back-office transaction (bulk charge_trips) and one set-based mark
+        # per chunk the bulk charges (charge_trips), the flags and one set-based mark
         rows = self.db.execute("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
                                "AND settled = 0 ORDER BY t, gate, seq").fetchall()
         creds = bo.credentials_many({bytes(r[3]) for r in rows if r[3] is not None})
@@ -784,8 +580,7 @@ class Ledger:
                     done.append((2, gate, seq))
                     continue
                 trips.append((gate, seq, cti, t, fares.get(cred["product"], DEFAULT_FARE), ctr))
-            # money first (one back-office transaction), then the ledger's marks (one transaction):
-            # a crash in between is repaired by the next settle, as charges are keyed by (gate, seq)
+            # money, then the ledger's marks: one transaction (settle's) on the one database
             results = bo.charge_trips([tr[:5] for tr in trips], now=now, creds=creds) if trips else []
             for gate, seq, cti in unknown:
                 out["unknown"] += self._anomaly(gate, seq, "unknown_credential",
