@@ -33,12 +33,15 @@ def _now(now=None):
     return int(time.time() if now is None else now)
 
 
+_BODY = struct.Struct(">BBBBIII8sI")
+_NO_CTI = bytes(8)
+
+
 def record_body(r) -> bytes:
     """The 28 hashed bytes of an operation-log record (firmware/offgate/oplog.py layout)."""
     cti = r.get("cti")
-    return struct.pack(">BBBBIII8sI", REC_MAGIC, 1 if r["decision"] == "OPEN" else 0, r["reason"] & 0xFF,
-                       1 if cti else 0, r["seq"], r["t"], r["ctr"] or 0, bytes(cti) if cti else bytes(8),
-                       r.get("missed", 0))
+    return _BODY.pack(REC_MAGIC, 1 if r["decision"] == "OPEN" else 0, r["reason"] & 0xFF, 1 if cti else 0,
+                      r["seq"], r["t"], r["ctr"] or 0, bytes(cti) if cti else _NO_CTI, r.get("missed", 0))
 
 
 def chain_next(prev: bytes, r) -> bytes:
