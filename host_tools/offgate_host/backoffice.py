@@ -178,8 +178,8 @@ class BackOffice:
         a back office raises NoBackOffice instead of getting a fresh, empty one: a mistyped --data
         or OFFGATE_DATA must not look like an empty back office; a database whose schema is older
         than this offgate raises OutdatedDatabase (`offgate db upgrade`). With create=True the
-        directory itself may be made, never its missing parents, and the schema is brought up to
-        date. `db` (a PostgreSQL URL or SQLite path): the database of a new back office
+        directory itself may be made, never its missing parents, and a new, empty database gets
+        the schema (by the migrations); an existing database is never moved forward here. `db` (a PostgreSQL URL or SQLite path): the database of a new back office
         (create=True); for an existing one it must name the database it has (BackOfficeError).
         A file that is not an offgate database raises BackOfficeError."""
         from .db import Database, same_database, parse_url
@@ -203,6 +203,7 @@ class BackOffice:
                                   "everything; `offgate db upgrade --data %s --db URL` moves a back office "
                                   "from before that into URL)" % (self.data_dir, _safe(url), _safe(db), self.data_dir))
         target = url or db or str(self.db_path)
+        made = False
         if url is None:
             # check the database can be made before making the directory (no half-made back office)
             if parse_url(target)[0] == "sqlite" and not Path(parse_url(target)[1]).parent.is_dir() \
@@ -218,6 +219,13 @@ class BackOffice:
                 self.data_dir.rmdir()  # nothing half-made stays behind
             raise
         if url is None and db is not None:
+            if not self.db.created:  # two back offices in one database would mix their accounts
+                self.db.close()
+                if made and not any(self.data_dir.iterdir()):
+                    self.data_dir.rmdir()
+                raise BackOfficeError("database %s already holds a back office; give a new, empty database (a "
+                                      "back office from before the one database: `offgate db upgrade --db`)"
+                                      % _safe(db))
             record_database_url(self.data_dir, db)
 
     def close(self):
@@ -678,25 +686,13 @@ class BackOffice:
         return self.charge_trips([(gate, seq, cti, t, amount)], now)[0]
 
     def credentials_many(self, ctis) -> dict:
-        """credential() for many credential ids (8 bytes each) in one query per 500: {cti: dict};
-        an id the back office never issued is absent."""
-        ctis = list({_cti_bytes(c) for c in ctis})
+        """credential() for many credential ids (8 bytes each) in one query: {cti: dict}; an id the
+        back office never issued is absent."""
         out = {}
-        for i in range(0, len(ctis), 500):
-            part = ctis[i:i + 500]
-            for r in self.db.execute("SELECT * FROM credentials WHERE cti IN (%s)" % ",".join("?" * len(part)), part):
-                d = dict(r)
-                d["cti"], d["kid"], d["rider_pub"] = bytes(d["cti"]), bytes(d["kid"]), bytes(d["rider_pub"])
-                out[d["cti"]] = d
-        return out
-
-    def _in_query(self, q, keys):
-        """Rows of `q` (one `IN (%s)`) for many keys, 500 at a time (SQLite's parameter limit)."""
-        keys = list(keys)
-        out = []
-        for i in range(0, len(keys), 500):
-            part = keys[i:i + 500]
-            out += self.db.execute(q % ",".join("?" * len(part)), part).fetchall()
+        for r in self._in("SELECT * FROM credentials WHERE cti", {_cti_bytes(c) for c in ctis}):
+            d = dict(r)
+            d["cti"], d["kid"], d["rider_pub"] = bytes(d["cti"]), bytes(d["kid"]), bytes(d["rider_pub"])
+            out[d["cti"]] = d
         return out
 
     def charge_trips(self, trips, now=None, creds=None) -> list:
@@ -723,23 +719,14 @@ class BackOffice:
             for c in ctis:
                 if creds.get(c) is None:
                     raise BackOfficeError("unknown credential %s" % c.hex())
-            holds = {bytes(r["cti"]): {"amount": r["amount"], "used": r["used"], "state": r["state"]}
-                     for r in self._in_query("SELECT cti, amount, used, state FROM holds WHERE cti IN (%s)", ctis)}
+            holds = {bytes(r[0]): {"amount": r[1], "used": r[2], "state": r[3]}
+                     for r in self._in("SELECT cti, amount, used, state FROM holds WHERE cti", ctis)}
             totals = dict.fromkeys(ctis, 0)
-            for r in self._in_query("SELECT cti, SUM(amount) FROM charges WHERE cti IN (%s) GROUP BY cti", ctis):
+            for r in self._in("SELECT cti, SUM(amount) FROM charges WHERE cti", ctis, " GROUP BY cti"):
                 totals[bytes(r[0])] = int(r[1])
-            accts = {r["id"]: [r["balance"], r["credit"], 0] for r in self._in_query(
-                "SELECT id, balance, credit FROM accounts WHERE id IN (%s)", {creds[c]["account"] for c in ctis})}
-            # the (gate, seq) already charged (a settle repaired after a crash): per gate, one
-            # range query over this call's seqs (normally fresh ones above every charge: no rows)
-            span = {}
-            for gate, seq, _c, _t, _a in trips:
-                lo, hi = span.get(gate, (seq, seq))
-                span[gate] = (min(lo, seq), max(hi, seq))
-            done = set()
-            for gate, (lo, hi) in span.items():
-                done.update((gate, r[0]) for r in self.db.execute(
-                    "SELECT seq FROM charges WHERE gate = ? AND seq >= ? AND seq <= ?", (gate, lo, hi)))
+            accts = {r[0]: [r[1], r[2], 0] for r in self._in(
+                "SELECT id, balance, credit FROM accounts WHERE id", {creds[c]["account"] for c in ctis})}
+            done = self._charged([(gate, seq) for gate, seq, _c, _t, _a in trips])  # a crash repaired
             rows = []
             for gate, seq, cti, t, amount in trips:
                 if (gate, seq) in done:  # already charged: idempotent
@@ -769,6 +756,34 @@ class BackOffice:
                                 [(h["used"], c) for c, h in holds.items() if h.get("dirty")])
             self.db.executemany("UPDATE accounts SET balance = balance - ? WHERE id = ?",
                                 [(a[2], acct) for acct, a in accts.items() if a[2]])
+        return out
+
+    def _in(self, q, values, tail=""):
+        """Rows of `q` (ending in "WHERE col") for col in `values`, then `tail` (e.g. GROUP BY): = ANY(array)
+        on PostgreSQL, IN (...) on SQLite (in slices below its parameter limit)."""
+        values = list(values)
+        if not values:
+            return []
+        if self.db.kind == "pg":
+            return self.db.execute(q + " = ANY(?)" + tail, (values,)).fetchall()
+        out = []
+        for i in range(0, len(values), 900):
+            part = values[i:i + 900]
+            out += self.db.execute(q + " IN (%s)" % ", ".join("?" * len(part)) + tail, part).fetchall()
+        return out
+
+    def _charged(self, keys) -> set:
+        """The (gate, seq) of `keys` that have a charge already: per gate, one range query over
+        the keys' seqs (settlement's are normally fresh ones, above every charge: no rows)."""
+        span = {}
+        for gate, seq in keys:
+            lo, hi = span.get(gate, (seq, seq))
+            span[gate] = (min(lo, seq), max(hi, seq))
+        keys = set(keys)
+        out = set()
+        for gate, (lo, hi) in span.items():
+            out.update(k for k in ((gate, r[0]) for r in self.db.execute(
+                "SELECT seq FROM charges WHERE gate = ? AND seq >= ? AND seq <= ?", (gate, lo, hi))) if k in keys)
         return out
 
     def set_journey_charges(self, account_id, since, charges, now=None) -> list:

@@ -146,6 +146,7 @@ class Database:
         self._depth = 0
         self._sqlcache = {}
         self._months = set()   # partitions known to exist (PostgreSQL)
+        self.created = False   # made here (create=True on an empty database)
         import sqlalchemy
         from sqlalchemy.pool import NullPool
         if self.kind == "sqlite":
@@ -172,6 +173,7 @@ class Database:
                     self.close(dispose=False)
                     upgrade(self.engine)   # a new database: the migrations make the schema
                     self._connect()
+                    self.created = True
                 elif rev != HEAD:  # an existing one moves forward only by `offgate db upgrade`
                     self.close()
                     raise OutdatedDatabase(
@@ -220,11 +222,15 @@ class Database:
         return cur
 
     def rows(self, q, args=()):
-        return [dict(r) for r in self.execute(q, args).fetchall()]
+        """The rows as dicts (zip over the values: faster than dict(row) per row)."""
+        cur = self.execute(q, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
 
     def one(self, q, args=()):
-        r = self.execute(q, args).fetchone()
-        return dict(r) if r is not None else None
+        cur = self.execute(q, args)
+        r = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], r)) if r is not None else None
 
     def load(self, table, cols, rows):
         """Bulk-load rows (tuples in `cols` order) into `table`: COPY on PostgreSQL (one round
@@ -393,6 +399,8 @@ def upgrade_url(url):
         if before != HEAD:
             upgrade(d.engine)
         d._connect()
+        with d:
+            d.ensure_partitions(int(time.time()))  # PostgreSQL: this month's and the next ones exist
         return before, d.revision()
     finally:
         d.close()

@@ -553,6 +553,8 @@ class Ledger:
         With a fare table loaded (`offgate fares load`) taps are paired into journeys and priced
         by it instead (offgate_host.fares.settle, docs/fares.md)."""
         with self.db:
+            if self.db.kind == "pg":  # one settlement at a time (charges are checked, then written)
+                self.db.execute("SELECT pg_advisory_xact_lock(7130002)")
             return self._settle(bo, now)
 
     def _settle(self, bo, now=None):

@@ -112,6 +112,9 @@ def test_cli_on_postgresql_one_database(tmp_path):
     run("account", "create", "carol", "--balance", "1200", "--data", data)   # no --db: the back office knows it
     assert "carol" in run("account", "list", "--data", data)
     assert "(current)" in run("db", "current", "--data", data)
+    # a second back office on the same database is refused: their accounts would mix
+    assert "already holds a back office" in run("init", "--data", tmp_path / "bo3", "--db", url, ok=False)
+    assert not (tmp_path / "bo3").exists()
     other = str(tmp_path / "other.db")
     run("init", "--data", tmp_path / "bo2", "--db", other)
     assert "is not the database of the back office" in run("report", "--data", data, "--db", other, ok=False)
@@ -150,6 +153,11 @@ def test_legacy_ledger_on_postgresql_is_merged(tmp_path):
         assert led.settle(b, now=1790000700)["trips"] == 1 and led.settle(b, now=1790000700)["trips"] == 0
         assert b.get_account("alice")["balance"] == LEGACY_BALANCE - 300
     assert "alice" in run("account", "list", "--data", bo)
+    with dbmod.Database(url) as d:   # upgrade makes the partitions ahead: this month's and the next
+        d.execute("DROP TABLE %s" % dbmod.partition_name(dbmod._next_month(NOW)))
+    run("db", "upgrade", "--data", bo)
+    with dbmod.Database(url) as d:
+        assert d.execute("SELECT to_regclass(?)", (dbmod.partition_name(dbmod._next_month(NOW)),)).fetchone()[0]
     assert "already keeps everything" in run("db", "upgrade", "--data", bo, "--db", str(tmp_path / "x.db"), ok=False)
 
 
