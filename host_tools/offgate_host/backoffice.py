@@ -555,12 +555,19 @@ class BackOffice:
     # ------------------------------------------------------------------ deny list
     def deny(self, cti) -> bytes:
         """Add a credential id (8 bytes or 16 hex digits) to the deny list. Idempotent."""
-        cti = _cti_bytes(cti)
+        return self.deny_many([cti])[0]
+
+    def deny_many(self, ctis) -> list:
+        """deny() for many credential ids, in one transaction (settlement denies hundreds)."""
+        ctis = [_cti_bytes(c) for c in ctis]
+        if not ctis:
+            return []
         with self.db:
-            cur = self.db.execute("INSERT INTO deny (cti, added) VALUES (?, ?) ON CONFLICT DO NOTHING", (cti, _now()))
+            cur = self.db.executemany("INSERT INTO deny (cti, added) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                      [(c, _now()) for c in ctis])
             if cur.rowcount:
                 self.db.upsert("config", ("key",), {"key": "deny_dirty", "value": "true"})
-        return cti
+        return ctis
 
     def deny_list(self) -> list:
         return [bytes(r["cti"]) for r in self.db.execute("SELECT cti FROM deny ORDER BY cti")]
@@ -678,87 +685,106 @@ class BackOffice:
         account is now below its credit limit: the ledger flags and denies)."""
         return self.charge_trips([(gate, seq, cti, t, amount)], now)[0]
 
-    def charge_trips(self, trips, now=None) -> list:
-        """charge_trip for many (gate, seq, cti, t, amount) in one transaction; one result each."""
+    def credentials_many(self, ctis) -> dict:
+        """credential() for many credential ids (8 bytes each) in one query: {cti: dict}; an id the
+        back office never issued is absent."""
+        out = {}
+        for r in self._in("SELECT * FROM credentials WHERE cti", {_cti_bytes(c) for c in ctis}):
+            d = dict(r)
+            d["cti"], d["kid"], d["rider_pub"] = bytes(d["cti"]), bytes(d["kid"]), bytes(d["rider_pub"])
+            out[d["cti"]] = d
+        return out
+
+    def charge_trips(self, trips, now=None, creds=None) -> list:
+        """charge_trip for many (gate, seq, cti, t, amount) in one transaction; one result each
+        (None for a (gate, seq) already charged). `creds`: {cti: credential()} the caller has
+        already read (settlement reads them once for all chunks).
+
+        Bulk, for settlement at scale (issue #13): the credentials, holds, charge totals and
+        accounts of the whole call are read with a few IN queries, the charges worked out here in
+        trip order (the hold first, running totals and balances: the same results as charging the
+        trips one by one), then written with one COPY (charges; executemany on SQLite) and one
+        executemany each for the holds and balances moved."""
         now = _now(now)
+        trips = [(gate, seq, bytes(cti), t, amount) for gate, seq, cti, t, amount in trips]
+        if not trips:
+            return []
         out = []
-        # per credential and account, read once per call and kept up to date here (one
-        # transaction, one writer): 3 statements per trip instead of 8
-        creds, holds, totals, accts = {}, {}, {}, {}
         with self.db:
-            # which trips are charged already (idempotence), in one query; the new charges are
-            # written with one executemany (pipelined on PostgreSQL: no round trip per trip)
-            done, new = self._charged([(g, s) for g, s, *_ in trips]), []
-            # every credential's account, cap, hold and charged total, and every account, in one
-            # query each (not three per credential: round trips on PostgreSQL)
-            for r in self._in("SELECT c.cti, c.account, c.cap, h.amount, h.used, h.state, (SELECT COALESCE(SUM(x.amount),"
-                              " 0) FROM charges x WHERE x.cti = c.cti) AS total FROM credentials c LEFT JOIN holds h "
-                              "ON h.cti = c.cti WHERE c.cti", {bytes(t[2]) for t in trips}):
-                cti = bytes(r[0])
-                creds[cti] = {"account": r[1], "cap": r[2]}
-                holds[cti] = {"amount": r[3], "used": r[4], "state": r[5]} if r[5] is not None else None
-                totals[cti] = int(r[6])
-            for r in self._in("SELECT id, balance, credit FROM accounts WHERE id", {c["account"] for c in creds.values()}):
-                accts[r[0]] = [r[1], r[2]]
+            ctis = {tr[2] for tr in trips}
+            creds = dict(creds or {})
+            missing = [c for c in ctis if c not in creds]
+            if missing:
+                creds.update(self.credentials_many(missing))
+            for c in ctis:
+                if creds.get(c) is None:
+                    raise BackOfficeError("unknown credential %s" % c.hex())
+            holds = {bytes(r[0]): {"amount": r[1], "used": r[2], "state": r[3]}
+                     for r in self._in("SELECT cti, amount, used, state FROM holds WHERE cti", ctis)}
+            totals = dict.fromkeys(ctis, 0)
+            for r in self._in("SELECT cti, SUM(amount) FROM charges WHERE cti", ctis, " GROUP BY cti"):
+                totals[bytes(r[0])] = int(r[1])
+            accts = {r[0]: [r[1], r[2], 0] for r in self._in(
+                "SELECT id, balance, credit FROM accounts WHERE id", {creds[c]["account"] for c in ctis})}
+            done = self._charged([(gate, seq) for gate, seq, _c, _t, _a in trips])  # a crash repaired
+            rows = []
             for gate, seq, cti, t, amount in trips:
-                cti = bytes(cti)
-                if cti not in creds:
-                    raise BackOfficeError("unknown credential %s" % cti.hex())
-                cred = creds[cti]
-                acct = cred["account"]
-                hold = holds[cti]
-                from_hold = 0
-                if hold is not None and hold["state"] == "held":
-                    from_hold = min(amount, hold["amount"] - hold["used"])
-                if (gate, seq) in done:  # (gate, seq) already charged: idempotent
+                if (gate, seq) in done:  # already charged: idempotent
                     out.append(None)
                     continue
                 done.add((gate, seq))
-                new.append((gate, seq, cti, acct, amount, from_hold, t, now))
-                if from_hold:
-                    hold["used"] += from_hold
-                    hold["dirty"] = True
-                accts[acct][0] -= amount
-                accts[acct].append(amount)
+                cred = creds[cti]
+                acct = cred["account"]
+                hold = holds.get(cti)
+                from_hold = 0
+                if hold is not None and hold["state"] == "held":
+                    from_hold = min(amount, hold["amount"] - hold["used"])
+                    if from_hold:
+                        hold["used"] += from_hold
+                        hold["dirty"] = True
+                rows.append((gate, seq, cti, acct, amount, from_hold, t, now))
+                a = accts[acct]
+                a[0] -= amount
+                a[2] += amount
                 totals[cti] += amount
                 out.append({"account": acct, "amount": amount, "from_hold": from_hold,
                             "over_cap": amount - from_hold if hold is not None else 0, "cap": cred["cap"],
-                            "charged_total": totals[cti], "overdrawn": accts[acct][0] < -accts[acct][1]})
-            if new:
-                self.db.executemany("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
-                                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new)
+                            "charged_total": totals[cti], "overdrawn": a[0] < -a[1]})
+            self.db.load("charges", ("gate", "seq", "cti", "account", "amount", "from_hold", "t", "settled"), rows)
             # the holds and balances moved, written once each (same transaction)
             self.db.executemany("UPDATE holds SET used = ? WHERE cti = ?",
-                                [(h["used"], c) for c, h in holds.items() if h is not None and h.get("dirty")])
+                                [(h["used"], c) for c, h in holds.items() if h.get("dirty")])
             self.db.executemany("UPDATE accounts SET balance = balance - ? WHERE id = ?",
-                                [(sum(a[2:]), acct) for acct, a in accts.items() if len(a) > 2])
+                                [(a[2], acct) for acct, a in accts.items() if a[2]])
         return out
 
-    def _in(self, q, values):
-        """Rows of `q` (ending in "WHERE col") for col in `values`: = ANY(array) on PostgreSQL, IN (...) on
-        SQLite (in slices below its parameter limit)."""
+    def _in(self, q, values, tail=""):
+        """Rows of `q` (ending in "WHERE col") for col in `values`, then `tail` (e.g. GROUP BY): = ANY(array)
+        on PostgreSQL, IN (...) on SQLite (in slices below its parameter limit)."""
         values = list(values)
         if not values:
             return []
         if self.db.kind == "pg":
-            return self.db.execute(q + " = ANY(?)", (values,)).fetchall()
+            return self.db.execute(q + " = ANY(?)" + tail, (values,)).fetchall()
         out = []
         for i in range(0, len(values), 900):
             part = values[i:i + 900]
-            out += self.db.execute(q + " IN (%s)" % ", ".join("?" * len(part)), part).fetchall()
+            out += self.db.execute(q + " IN (%s)" % ", ".join("?" * len(part)) + tail, part).fetchall()
         return out
 
     def _charged(self, keys) -> set:
-        """The (gate, seq) of `keys` that have a charge already."""
-        if not keys:
-            return set()
-        if self.db.kind == "pg":
-            rows = self.db.execute("SELECT c.gate, c.seq FROM charges c JOIN unnest(?::bigint[], ?::bigint[]) AS "
-                                   "k(gate, seq) ON c.gate = k.gate AND c.seq = k.seq",
-                                   ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
-            return {(r[0], r[1]) for r in rows}
-        q = "SELECT 1 FROM charges WHERE gate = ? AND seq = ?"  # in-process: an indexed lookup costs microseconds
-        return {k for k in keys if self.db.execute(q, k).fetchone() is not None}
+        """The (gate, seq) of `keys` that have a charge already: per gate, one range query over
+        the keys' seqs (settlement's are normally fresh ones, above every charge: no rows)."""
+        span = {}
+        for gate, seq in keys:
+            lo, hi = span.get(gate, (seq, seq))
+            span[gate] = (min(lo, seq), max(hi, seq))
+        keys = set(keys)
+        out = set()
+        for gate, (lo, hi) in span.items():
+            out.update(k for k in ((gate, r[0]) for r in self.db.execute(
+                "SELECT seq FROM charges WHERE gate = ? AND seq >= ? AND seq <= ?", (gate, lo, hi))) if k in keys)
+        return out
 
     def set_journey_charges(self, account_id, since, charges, now=None) -> list:
         """set_journey_charges_many for one account (below)."""

@@ -14,6 +14,7 @@ settlement, COPY) keep their driver-level speed and the same text runs on both e
 
 URLs: a PostgreSQL URL (postgresql:// or postgres://), a SQLite file (a path or sqlite:///path).
 """
+import contextlib
 import re
 import sqlite3
 import time
@@ -230,6 +231,25 @@ class Database:
         cur = self.execute(q, args)
         r = cur.fetchone()
         return dict(zip([d[0] for d in cur.description], r)) if r is not None else None
+
+    def load(self, table, cols, rows):
+        """Bulk-load rows (tuples in `cols` order) into `table`: COPY on PostgreSQL (one round
+        trip for all of them; psycopg's COPY support), executemany on SQLite (in-process)."""
+        if self.kind == "pg":
+            with self.conn.cursor() as cur:
+                with cur.copy("COPY %s (%s) FROM STDIN" % (table, ", ".join(cols))) as cp:
+                    for r in rows:
+                        cp.write_row(r)
+        else:
+            self.conn.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(cols),
+                                                                       ", ".join("?" * len(cols))), rows)
+
+    def pipeline(self):
+        """A block whose statements go out together (psycopg pipeline mode: one round trip; read
+        the cursors after it); nothing special on SQLite."""
+        if self.kind == "pg":
+            return self.conn.pipeline()
+        return contextlib.nullcontext()
 
     def upsert(self, table, keys, values):
         """INSERT or, on a conflict on the `keys` columns, UPDATE the others (`values`: dict)."""
