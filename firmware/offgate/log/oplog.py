@@ -59,7 +59,7 @@ def _is_open(decision):
 
 
 class OpLog:
-    def __init__(self, root, segment_bytes=4096, max_segments=16, full_policy="refuse"):
+    def __init__(self, root, segment_bytes=4096, max_segments=16, full_policy="refuse", before_free=None):
         if full_policy != "refuse" and full_policy != "admit":
             raise ValueError("full_policy must be 'refuse' or 'admit'")
         per = (segment_bytes - HDR) // REC
@@ -85,7 +85,7 @@ class OpLog:
         self._missed = 0              # ... since the last written record (goes into the next one)
         self.cut = 0                  # records/segments cut at the last recovery
         self.damaged = 0              # damaged records found (and kept in place) at the last recovery
-        self.before_free = None       # called before acknowledged records are dropped (gate.build:
+        self.before_free = before_free  # called before acknowledged records are dropped (gate.build:
                                       # the replay file's write, which those records back up)
 
     # -- paths ------------------------------------------------------------------

@@ -20,7 +20,7 @@ class _Dir:
         self._buf = buf
         self._mv = memoryview(buf)
 
-    def _path(self, segno):
+    def path(self, segno):
         return self.root + "/" + seg_name(segno)
 
 
@@ -60,7 +60,7 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
     stops before them, clean = False). A damaged header is rebuilt from the records."""
     b = log._buf
     try:
-        f = open(log._path(segno), "rb")
+        f = open(log.path(segno), "rb")
     except OSError:
         return None
     try:
@@ -129,7 +129,7 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
         dam = [first + i for i in damaged if i < good]
         if not header_ok:
             from offgate.log import oplogrepair  # rare: loaded for the repair only (unloaded by recover())
-            oplogrepair.rewrite(log._path(segno), log._hdr, log._buf, segno, None, first,
+            oplogrepair.rewrite(log.path(segno), log._hdr, log._buf, segno, None, first,
                                 expect_chain if expect_seq == first else ZERO32)
         return first, good, good_chain, clean, dam, header_ok
     finally:
@@ -184,10 +184,10 @@ def recover(root, per_seg, last_segno, hdr, buf):
             cut += 1
             if n:
                 from offgate.log import oplogrepair
-                oplogrepair.rewrite(log._path(segno), hdr, buf, segno, n, None, None)
+                oplogrepair.rewrite(log.path(segno), hdr, buf, segno, n, None, None)
                 segs.append([segno, first, n])
             else:
-                _remove(log._path(segno))
+                _remove(log.path(segno))
             i += 1
             expect_seq = first + n
             expect_chain = chain
@@ -202,7 +202,7 @@ def recover(root, per_seg, last_segno, hdr, buf):
             break  # only the last segment may be partly filled
     # everything from segnos[i] on is beyond the cut (newest first: each step stays valid)
     for j in range(len(segnos) - 1, i - 1, -1):
-        _remove(log._path(segnos[j]))
+        _remove(log.path(segnos[j]))
         cut += 1
     if segs:
         head = expect_seq - 1
@@ -224,14 +224,14 @@ def recover(root, per_seg, last_segno, hdr, buf):
     if aseq >= head:
         # everything logged is acknowledged: finish removing, resume from the ack state
         for s in segs:
-            _remove(log._path(s[0]))
+            _remove(log.path(s[0]))
         segs = []
         head = aseq
         hchain = achain
     else:
         # finish an interrupted acknowledge: drop segments wholly at or below it
         while segs and segs[0][1] + segs[0][2] - 1 <= aseq:
-            _remove(log._path(segs.pop(0)[0]))
+            _remove(log.path(segs.pop(0)[0]))
         gap = gap or segs[0][1] > aseq + 1  # records between the ack and the log were lost
     if hwm is not None and hwm[0] > head:
         # seqs up to the high-water mark were used once: never again (the ledger would see a
@@ -247,6 +247,6 @@ def recover(root, per_seg, last_segno, hdr, buf):
 
 
 def _prev_chain_of(log, segno):
-    with open(log._path(segno), "rb") as f:
+    with open(log.path(segno), "rb") as f:
         f.readinto(log._hdr)
     return bytes(log._hdr[16:48])
