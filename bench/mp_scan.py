@@ -24,8 +24,8 @@ import sys
 import time
 
 import micropython
-from offgate import config, ecdsa, reasons
-from offgate.crypto import p256fast
+from offgate import config, reasons
+from offgate.crypto import ecdsa, p256fast  # the gate's own modules, not the public re-export
 from offgate.policy.denylist import DenyList
 from offgate.policy.replay import ReplayGuard
 from offgate.policy.trust import TrustStore
