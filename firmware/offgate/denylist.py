@@ -4,7 +4,8 @@ File layout (docs/protocol.md §6), version 2 (root-signed, serial-numbered):
 
     0   b"OGDL"
     4   version 2 (u8)
-    5   kind (u8): 0 = a full list (1 = a delta against `base`, reserved for a later version)
+    5   kind (u8): 0 = a full list (1 = a delta against `base`: only sent over sync, merged into
+        a new full list by offgate.denydelta, never stored as deny.bin)
     6   reserved, 2 zero bytes
     8   count (u32 BE)
     12  serial (u32 BE): grows with every list the back office issues; a gate never installs a
@@ -57,13 +58,21 @@ class DenyList:
         if path is not None:
             self.open(path)
 
-    def open(self, path):
+    def open(self, path, known=None):
         """Open the list at `path`, checking it whole (CRC, order). A missing file is an empty list;
-        a malformed or damaged one raises DenyListError and leaves the current list in place."""
+        a malformed or damaged one raises DenyListError and leaves the current list in place.
+        `known` = (count, serial, issued) of a version-2 list this gate has just built and checked
+        itself (a merged delta, offgate.denydelta): the whole-file check is skipped."""
         try:
             f = open(path, "rb")
         except OSError:
             self.close()
+            return
+        if known is not None:
+            self.close()
+            self._f = f
+            self.count, self.serial, self.issued = known
+            self._h = 24
             return
         import offgate
         from offgate import denycheck  # boot/install-time code: unloaded again right after

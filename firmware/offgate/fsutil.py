@@ -18,6 +18,12 @@ def atomic_write(path, data):
             f.flush()
         except (AttributeError, OSError):
             pass
+    replace(tmp, path)
+
+
+def replace(tmp, path):
+    """Put the finished, closed file `tmp` in place of `path` (rename: atomic on littlefs), for
+    files written in pieces (a deny list merged from a delta) as for atomic_write."""
     _sync_fs()
     try:
         os.rename(tmp, path)

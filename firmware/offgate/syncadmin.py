@@ -10,7 +10,7 @@ import hashlib
 import os
 
 from offgate import cbor, cose, frames
-from offgate.fsutil import _sync_fs, atomic_write, fs_free
+from offgate.fsutil import _sync_fs, atomic_write, fs_free, replace
 from offgate.syncops import _remove, clock_state, save_state
 from offgate.syncserver import SyncError, _eq, _read, _uint, urandom, NONCE_LEN, ROOT_PUB
 
@@ -92,6 +92,8 @@ def op_deny_begin(self, req):
 
 def _begin(self, kind, size, digest):
     self._drop_deny_tmp()
+    if kind == "deny":
+        _remove(self.srv.path(DENY_NEW))  # a merge a power cut interrupted: the old list stands
     tmp = self.srv.path(UPLOADS[kind] + ".tmp")
     f = open(tmp, "wb")
     self.deny_tmp = {"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256(), "kind": kind,
@@ -162,6 +164,10 @@ def op_deny_commit(self, req):
         if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
             raise SyncError("deny list incomplete or its SHA-256 does not match")
         tmp = t["tmp"]
+        with open(tmp, "rb") as f:
+            kind = f.read(6)[5:]
+        if kind == b"\x01":
+            return _commit_delta(self, t)
         h = hashlib.sha256()
         try:
             with open(tmp, "rb") as f:
@@ -179,15 +185,67 @@ def op_deny_commit(self, req):
             raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
                             % (serial, cur.serial))
         path = self.srv.path("deny.bin")
-        os.rename(tmp, path)
-        _sync_fs()
+        replace(tmp, path)
         self.deny_tmp = None
-        cur.open(path)
+        cur.open(path, (n, serial, issued))  # just checked whole: no second pass
         self.gate.deny_ok = True  # a valid list again: DENY_LIST_MISSING ends
         self.srv.note("deny list %d installed: %d ids" % (serial, n))
         return {"count": cur.count, "serial": cur.serial}
     finally:
         self._drop_deny_tmp()
+
+def _commit_delta(self, t):
+    """Install a deny delta (kind 1, offgate/denydelta.py): checked whole (CRC, order), its root
+    signature (that of the resulting full list) verified, its base exactly the gate's serial; then
+    merged with the installed list into deny.bin.new and installed only if the result has the
+    signed count and SHA-256. Any fault leaves the gate's list as it was."""
+    from offgate import denydelta
+    from offgate.denycheck import DenyListError
+    cur = self.gate.verifier.deny
+    tmp = t["tmp"]
+    try:
+        with open(tmp, "rb") as f:
+            head = denydelta.check(f, t["size"])
+    except DenyListError as e:
+        raise SyncError(str(e))
+    serial, issued, base, a, r, n, sig = head
+    body = _root_payload(self.srv, sig, "deny")
+    if body.get(1) != serial or body.get(2) != issued or body.get(3) != n or \
+            not isinstance(body.get(4), bytes) or len(body.get(4)) != 32:
+        raise SyncError("deny delta refused: its signature does not cover the list it makes")
+    if serial <= cur.serial:
+        raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
+                        % (serial, cur.serial))
+    if base != cur.serial or cur._f is None or cur._h != 24:
+        raise SyncError("deny delta is for list %d, the gate holds %d: send the full list; the gate keeps its list"
+                        % (base, cur.serial))
+    path = self.srv.path("deny.bin")
+    new = self.srv.path(DENY_NEW)
+    need = 24 + 8 * n + 6 + len(sig)
+    free = fs_free(self.srv.dir)
+    if free is not None and free < need + 4096:
+        raise SyncError("deny delta: %d bytes free, the new list needs %d; the gate keeps its list" % (free, need))
+    try:
+        digest = denydelta.merge(cur._f, cur._h, cur.count, tmp, new, head)
+    except (DenyListError, OSError) as e:
+        _remove(new)
+        raise SyncError("deny delta refused: %s; the gate keeps its list" % e)
+    finally:
+        denydelta = None
+        import offgate
+        offgate.unload("offgate.denydelta")
+    if not _eq(digest, body.get(4)):
+        _remove(new)
+        raise SyncError("deny delta refused: the merged list is not the signed one (wrong base?); "
+                        "the gate keeps its list")
+    self.deny_tmp = None
+    _remove(tmp)
+    replace(new, path)
+    cur.open(path, (n, serial, issued))
+    self.gate.deny_ok = True
+    self.srv.note("deny list %d installed from a delta on %d: +%d -%d, %d ids" % (serial, base, a, r, n))
+    return {"count": cur.count, "serial": cur.serial, "delta": True}
+
 
 def op_trust(self, req):
     """Install a root-signed trust list {0: "trust", 1: serial, 2: trust.cbor bytes}. The serial and
@@ -273,5 +331,6 @@ def _root_payload(srv, signed, kind):
 
 
 UPLOADS = {"deny": "deny.bin", "tables": "issuer_tables.bin"}
+DENY_NEW = "deny.bin.new"  # a list being merged from a delta (removed at the next deny_begin)
 TABLES_MAX = 256 * 1024
 

@@ -60,10 +60,6 @@ CREATE TABLE IF NOT EXISTS credentials (
     rider_pub BLOB NOT NULL,
     rider_category TEXT  -- GTFS rider_categories.txt id (docs/fares.md); back office only, not in the CWT
 );
-CREATE TABLE IF NOT EXISTS deny (
-    cti    BLOB PRIMARY KEY,
-    added  INTEGER NOT NULL
-);
 -- holds: issuing a credential with a cap reserves the cap on the account (SEEDS 3); trips are
 -- charged against it at settlement; after the credential expires the unused rest is released.
 CREATE TABLE IF NOT EXISTS holds (
@@ -107,6 +103,40 @@ CREATE INDEX IF NOT EXISTS account_audit_account ON account_audit (account, t);
 """
 
 
+# The deny list's tables (one place: BackOffice.__init__ runs this and _deny_migrate).
+DENY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deny (
+    cti    BLOB PRIMARY KEY,
+    added  INTEGER NOT NULL,
+    reason TEXT
+);
+-- what each signed list (serial) changed against the one before: op 1 = added, 0 = removed;
+-- a delta from serial B to the current list folds the rows with serial > B (BackOffice.deny_delta)
+CREATE TABLE IF NOT EXISTS deny_changes (
+    serial INTEGER NOT NULL,
+    cti    BLOB NOT NULL,
+    op     INTEGER NOT NULL,
+    PRIMARY KEY (serial, cti)
+);
+-- one line per change of the deny list (a bulk add or remove, an expiry pass), with who and why
+CREATE TABLE IF NOT EXISTS deny_audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    op      TEXT NOT NULL,     -- add | remove | expired
+    ids     INTEGER NOT NULL,  -- ids given
+    changed INTEGER NOT NULL,  -- ids the list gained or lost
+    reason  TEXT NOT NULL,
+    by      TEXT NOT NULL,
+    t       INTEGER NOT NULL
+);
+"""
+
+
+def _deny_migrate(db):
+    db.executescript(DENY_SCHEMA)
+    if "reason" not in {r[1] for r in db.execute("PRAGMA table_info(deny)")}:  # a back office from before bulk deny
+        db.execute("ALTER TABLE deny ADD COLUMN reason TEXT")
+
+
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}\Z")
 
 
@@ -137,6 +167,7 @@ def _utc(t) -> str:
 
 DEFAULT_LEAD_DAYS = 7           # a rotated-in key signs only after this lead time (or once all gates hold it)
 DENY_REISSUE_S = 6 * 3600      # a deny list older than this is re-signed (new serial) at the next sync
+DENY_EXPIRY_GRACE_S = DAY       # an expired credential's id leaves the deny list this long after exp
 CLOCK_TOLERANCE_S = 300        # how far the host clock may be behind what it already signed
 CLOCK_MAX_JUMP_S = 30 * 86400  # the host clock is implausible this far ahead of what it last signed
 
@@ -216,6 +247,7 @@ class BackOffice:
             with self.db:
                 had_audit = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'account_audit'").fetchone()
                 self.db.executescript(SCHEMA)
+                _deny_migrate(self.db)
                 cols = {r[1] for r in self.db.execute("PRAGMA table_info(credentials)")}
                 if "rider_category" not in cols:  # a back office from before fares
                     self.db.execute("ALTER TABLE credentials ADD COLUMN rider_category TEXT")
@@ -562,13 +594,10 @@ class BackOffice:
         return out
 
     # ------------------------------------------------------------------ deny list
-    def deny(self, cti) -> bytes:
+    def deny(self, cti, reason="deny add", by="back office") -> bytes:
         """Add a credential id (8 bytes or 16 hex digits) to the deny list. Idempotent."""
         cti = _cti_bytes(cti)
-        with self.db:
-            cur = self.db.execute("INSERT OR IGNORE INTO deny (cti, added) VALUES (?, ?)", (cti, _now()))
-            if cur.rowcount:
-                self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
+        self.deny_many([cti], reason, by)
         return cti
 
     def deny_list(self) -> list:
@@ -578,19 +607,109 @@ class BackOffice:
         """The current signed deny list (version 2, docs/protocol.md §6). A new one, with the next
         serial and a fresh issue time, is signed when the list changed or the current one is older
         than `deny_reissue_s` (default 6 h, so gates can tell a fresh list from a stale one); the
-        host's clock is checked first (`signing_time`)."""
+        host's clock is checked first (`signing_time`). Before signing, ids of credentials that
+        expired more than `deny_expiry_grace_s` ago leave the list (deny_prune_expired), and the
+        changes against the previous list are recorded so that gates can get a delta
+        (deny_delta)."""
         cur = self._get_config("deny_current")
         t = _now(now)
         reissue = self._get_config("deny_reissue_s", DENY_REISSUE_S)
         if cur is None or self._get_config("deny_dirty", False) or t - cur["issued"] >= reissue:
             t = self._issued_time(now)
+            self.deny_prune_expired(t)
             serial = (cur["serial"] if cur else 0) + 1
-            data = formats.signed_deny_list_bytes(self.deny_list(), serial, t, self.root_sign)
+            ids = self.deny_list()
+            data = formats.signed_deny_list_bytes(ids, serial, t, self.root_sign)
+            old = set(formats.deny_list_info(bytes.fromhex(cur["data"]))["ids"]) if cur else None
+            new = set(ids)
             cur = {"serial": serial, "issued": t, "data": data.hex()}
             with self.db:
                 for k, v in (("deny_current", cur), ("deny_dirty", False)):
                     self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (k, json.dumps(v)))
+                if old is None or self._get_config("deny_history_from") is None:
+                    # no record of what the gates' lists hold before this one: deltas start here
+                    self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_history_from', ?)",
+                                    (json.dumps(serial),))
+                else:
+                    self.db.executemany("INSERT INTO deny_changes (serial, cti, op) VALUES (?, ?, ?)",
+                                        [(serial, c, 1) for c in new - old] + [(serial, c, 0) for c in old - new])
         return bytes.fromhex(cur["data"])
+
+    def deny_delta(self, base, now=None):
+        """A delta (docs/protocol.md §6) from the gate's list `base` to the current signed list,
+        or None when only the full list will do (base 0 or unknown, older than the recorded
+        history, or not older than the current list). Bytes: 32-byte header, sorted adds and
+        removes, the current list's signature, CRC."""
+        data = self.deny_bytes(now)
+        cur = self._get_config("deny_current")
+        start = self._get_config("deny_history_from")
+        if not isinstance(base, int) or base <= 0 or start is None or base < start or base >= cur["serial"]:
+            return None
+        first, last = {}, {}
+        for r in self.db.execute("SELECT cti, op FROM deny_changes WHERE serial > ? ORDER BY serial", (base,)):
+            c = bytes(r["cti"])
+            first.setdefault(c, r["op"])
+            last[c] = r["op"]
+        # an id whose first change after base is a removal was on the base list; whose last is an add is on the new
+        adds = [c for c in last if last[c] == 1 and first[c] == 1]
+        removes = [c for c in last if last[c] == 0 and first[c] == 0]
+        return formats.deny_delta_bytes(adds, removes, base, data)
+
+    def deny_many(self, ctis, reason, by="back office", now=None) -> int:
+        """Add many credential ids (bytes or hex) with one reason, in one transaction and one
+        audit line (table deny_audit). Returns how many were new."""
+        reason = _reason(reason)
+        ids = [_cti_bytes(c) for c in ctis]
+        t = _now(now)
+        with self.db:
+            before = self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
+            self.db.executemany("INSERT OR IGNORE INTO deny (cti, added, reason) VALUES (?, ?, ?)",
+                                ((c, t, reason) for c in ids))
+            n = self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0] - before
+            if n:
+                self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
+            self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, by, t) VALUES ('add', ?, ?, ?, ?, ?)",
+                            (len(ids), n, reason, by, t))
+        return n
+
+    def undeny_many(self, ctis, reason, by="back office", now=None) -> int:
+        """Take many credential ids off the deny list, in one transaction and one audit line.
+        Returns how many were on it."""
+        reason = _reason(reason)
+        ids = [_cti_bytes(c) for c in ctis]
+        with self.db:
+            before = self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
+            self.db.executemany("DELETE FROM deny WHERE cti = ?", ((c,) for c in ids))
+            n = before - self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
+            if n:
+                self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
+            self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, by, t) VALUES ('remove', ?, ?, ?, ?, ?)",
+                            (len(ids), n, reason, by, _now(now)))
+        return n
+
+    def deny_prune_expired(self, now=None) -> int:
+        """Take off the deny list the ids of credentials (rider and operator) that expired more than
+        `deny_expiry_grace_s` (default 1 day) before `now`: a gate refuses an expired credential by
+        itself (CRED_EXPIRED), so keeping its id only costs flash and sync. The grace covers gate
+        clocks running slow. One audit line when any left. Returns how many."""
+        t = _now(now) - self._get_config("deny_expiry_grace_s", DENY_EXPIRY_GRACE_S)
+        q = "SELECT cti FROM credentials WHERE exp <= ?"
+        args = [t]
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'operator_credentials'").fetchone():
+            q += " UNION SELECT cti FROM operator_credentials WHERE exp <= ?"
+            args.append(t)
+        with self.db:
+            cur = self.db.execute("DELETE FROM deny WHERE cti IN (%s)" % q, args)
+            n = cur.rowcount
+            if n:
+                self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
+                self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, by, t) "
+                                "VALUES ('expired', ?, ?, 'credentials expired', 'back office', ?)", (n, n, _now(now)))
+        return n
+
+    def deny_audit(self) -> list:
+        """Every bulk change of the deny list, oldest first: [{op, ids, changed, reason, by, t}]."""
+        return [dict(r) for r in self.db.execute("SELECT op, ids, changed, reason, by, t FROM deny_audit ORDER BY id")]
 
     def deny_serial(self) -> int:
         """Serial of the newest signed deny list (0: none signed yet)."""
@@ -1057,13 +1176,10 @@ def _statement(self, account_id) -> list:
     return out
 
 
-def _undeny(self, cti) -> bool:
+def _undeny(self, cti, reason="undeny", by="back office") -> bool:
     """Take a credential id off the deny list (a fraud case closed in the rider's favour).
     True if it was on the list. The gates get the shorter list at their next sync."""
-    cti = _cti_bytes(cti)
-    with self.db:
-        cur = self.db.execute("DELETE FROM deny WHERE cti = ?", (cti,))
-    return cur.rowcount == 1
+    return self.undeny_many([_cti_bytes(cti)], reason, by) == 1
 
 
 def _deny_entries(self) -> list:

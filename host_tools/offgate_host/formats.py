@@ -454,6 +454,77 @@ def deny_list_info(data: bytes, root_pub65: bytes = None) -> dict:
     return {"version": 2, "serial": serial, "issued": issued, "ids": ids, "signed": signed}
 
 
+DENY_DELTA_HEADER_LEN = 32
+
+
+def deny_delta_bytes(adds, removes, base: int, new_list: bytes) -> bytes:
+    """A deny delta (kind 1, docs/protocol.md §6, firmware/offgate/denydelta.py) from the list
+    with serial `base` to the signed full list `new_list` (bytes, version 2): `adds` are the ids
+    `new_list` holds and the base does not, `removes` the reverse (8 bytes each). Layout: header
+    (b"OGDL", 2, kind 1, 0, 0, count a+r, serial, issued, base, a, n), the a added ids ascending,
+    the r removed ids ascending, then the new list's own signature tail (sig_len, sig) and a CRC-32
+    of everything before. Raises ValueError (base not older, an add missing from the new list)."""
+    info = deny_list_info(new_list)
+    if info["version"] != 2 or not 0 < base < info["serial"]:
+        raise ValueError("deny delta: base %d must be a signed list older than %d" % (base, info["serial"]))
+    adds = sorted({_need_bytes("cti", c, 8) for c in adds})
+    removes = sorted({_need_bytes("cti", c, 8) for c in removes})
+    new = set(info["ids"])
+    if any(x not in new for x in adds) or any(x in new for x in removes):
+        raise ValueError("deny delta: adds and removes do not agree with the new list")
+    n = len(info["ids"])
+    end = DENY_HEADER2_LEN + 8 * n
+    (slen,) = struct.unpack(">H", new_list[end:end + 2])
+    body = DENY_MAGIC + bytes([DENY_V2, 1, 0, 0]) + struct.pack(
+        ">IIIIII", len(adds) + len(removes), info["serial"], info["issued"], base, len(adds), n)
+    out = body + b"".join(adds) + b"".join(removes) + bytes(new_list[end:end + 2 + slen])
+    return out + struct.pack(">I", zlib.crc32(out) & 0xFFFFFFFF)
+
+
+def deny_delta_between(old_ids, base: int, new_list: bytes) -> bytes:
+    """deny_delta_bytes from the base list's ids `old_ids` (the adds and removes worked out)."""
+    old = {_need_bytes("cti", c, 8) for c in old_ids}
+    new = set(deny_list_info(new_list)["ids"])
+    return deny_delta_bytes(new - old, old - new, base, new_list)
+
+
+def apply_deny_delta(old_list: bytes, delta: bytes, root_pub65: bytes = None) -> bytes:
+    """The host's own reading of a delta (independent of the firmware's streaming merge, which
+    tests compare with it): checks the delta (header, length, CRC, order), that its base is the
+    old list's serial, that every add is new and every remove present, rebuilds the full list
+    and checks it like any list (deny_list_info, with the signature if root_pub65 is given).
+    Returns the new full list's bytes; raises ValueError naming the fault."""
+    old_info = deny_list_info(old_list)
+    d = bytes(delta)
+    if len(d) < DENY_DELTA_HEADER_LEN + 6 or d[:4] != DENY_MAGIC or d[4] != DENY_V2 or d[5] != 1 or d[6:8] != b"\0\0":
+        raise ValueError("deny delta: bad header")
+    c, serial, issued, base, a, n = struct.unpack(">IIIIII", d[8:32])
+    end = DENY_DELTA_HEADER_LEN + 8 * c
+    if a > c or len(d) < end + 6:
+        raise ValueError("deny delta: length does not match count %d" % c)
+    (slen,) = struct.unpack(">H", d[end:end + 2])
+    if len(d) != end + 2 + slen + 4 or struct.unpack(">I", d[-4:])[0] != zlib.crc32(d[:-4]) & 0xFFFFFFFF:
+        raise ValueError("deny delta: length or CRC wrong")
+    ids = [d[DENY_DELTA_HEADER_LEN + 8 * i:DENY_DELTA_HEADER_LEN + 8 * i + 8] for i in range(c)]
+    adds, removes = ids[:a], ids[a:]
+    for run in (adds, removes):
+        if any(run[i] <= run[i - 1] for i in range(1, len(run))):
+            raise ValueError("deny delta: ids not strictly ascending")
+    if base != old_info["serial"]:
+        raise ValueError("deny delta is for list %d, not %d" % (base, old_info["serial"]))
+    old = set(old_info["ids"])
+    if any(x in old for x in adds) or any(x not in old for x in removes):
+        raise ValueError("deny delta does not fit list %d (wrong base)" % base)
+    ids = sorted((old | set(adds)) - set(removes))
+    body = DENY_MAGIC + bytes([DENY_V2, 0, 0, 0]) + struct.pack(">IIII", len(ids), serial, issued, 0) + b"".join(ids)
+    out = body + d[end:end + 2 + slen]
+    out += struct.pack(">I", zlib.crc32(out) & 0xFFFFFFFF)
+    info = deny_list_info(out, root_pub65)
+    if len(info["ids"]) != n:
+        raise ValueError("deny delta: makes %d ids, says %d" % (len(info["ids"]), n))
+    return out
+
+
 def parse_deny_list(data: bytes) -> list:
     """The ids of a deny list (version 1, or version 2 checked as the gate does, signature unchecked)."""
     data = bytes(data)

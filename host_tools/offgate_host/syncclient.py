@@ -622,7 +622,20 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
             deny = bo.deny_bytes()
             gate_deny = (st.get("deny") or {}).get("serial", 0)
             if bo.deny_serial() > gate_deny:
-                d = c.push_deny(deny)
+                d = None
+                # only the changes since the gate's list when the back office knows them; the full
+                # list when it does not, or when the gate refuses the delta (a list it does not hold)
+                delta = bo.deny_delta(gate_deny) if (st.get("deny") or {}).get("signed") else None
+                if delta is not None:
+                    try:
+                        d = c.push_deny(delta)
+                        summary["deny_delta_bytes"] = len(delta)
+                    except GateRefused as e:
+                        summary["warnings"].append("gate %d refused the deny delta (%s): sending the full list"
+                                                   % (gid, e))
+                if d is None:
+                    d = c.push_deny(deny)
+                    summary["deny_full_bytes"] = len(deny)
                 summary["deny_serial"] = d.get("serial")
                 summary["deny_count"] = d.get("count")
             else:

@@ -1,0 +1,197 @@
+"""Apply a deny list delta (kind 1, docs/protocol.md §6) to the installed list.
+
+Delta layout (a version-2 header, then two more words):
+
+    0   b"OGDL", 2 (version), 1 (kind: delta), two zero bytes
+    8   count c = a + r (u32 BE): ids in the body
+    12  serial (u32 BE) of the list the delta makes
+    16  issued (u32 BE) of that list
+    20  base (u32 BE): the serial the delta applies to (exactly)
+    24  a (u32 BE): ids added
+    28  n (u32 BE): ids in the resulting list
+    32  a added ids, strictly ascending, then r removed ids, strictly ascending
+    32+8c  sig_len (u16 BE) | sig | CRC-32 (BE) of everything before: as in a full list, and sig is
+           the root signature of the *resulting full list* ({0: "deny", 1: serial, 2: issued,
+           3: n, 4: SHA-256 of its header and ids})
+
+The gate merges its sorted file with the adds and removes into `deny.bin.new` in 512-byte pieces:
+each change is placed by a binary search from the last position, the runs between changes are
+copied as they are (never decoded id by id), and the SHA-256 of the result is computed on the way.
+The new file is installed only if it has n ids and that digest is the signed one; a wrong base, a
+torn upload or a forged delta leaves the old list. The result is byte for byte the full list the
+back office signed (same header, ids, signature, CRC), so a later boot checks it like any other.
+Heap: three preallocated buffers (512 + 2 x 8 bytes) and the digest; nothing grows with the list.
+Loaded for an install only and unloaded after (syncadmin).
+"""
+import hashlib
+import struct
+
+from offgate.checksum import crc32
+from offgate.denycheck import DenyListError, MAGIC
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_H = const(32)       # delta header
+_FULL = const(24)    # a full version-2 list's header
+_ID = const(8)
+_PIECE = const(512)
+_SIG_MAX = const(512)
+
+
+def check(f, size):
+    """Check an open delta file of `size` bytes: header, length, CRC, each run strictly
+    ascending. Returns (serial, issued, base, adds, removes, n, sig bytes); raises DenyListError."""
+    f.seek(0)
+    head = f.read(_H)
+    if len(head) != _H or head[:4] != MAGIC or head[4] != 2 or head[5] != 1 or head[6:8] != b"\x00\x00":
+        raise DenyListError("deny delta: bad header")
+    c, serial, issued, base, a, n = struct.unpack(">IIIIII", head[8:32])
+    if a > c or not base or serial <= base:
+        raise DenyListError("deny delta: bad header (adds %d of %d, base %d, serial %d)" % (a, c, base, serial))
+    end = _H + c * _ID
+    if size < end + 6:
+        raise DenyListError("deny delta: length does not match count %d" % c)
+    crc = crc32(head)
+    buf = bytearray(_PIECE)
+    prev = None
+    i = 0
+    pos = _H
+    while pos < end:
+        k = end - pos
+        if k > _PIECE:
+            k = _PIECE
+        mv = memoryview(buf)[:k]
+        if f.readinto(mv) != k:
+            raise DenyListError("deny delta: length does not match count %d" % c)
+        crc = crc32(mv, crc)
+        for j in range(0, k, _ID):
+            cur = bytes(mv[j:j + _ID])
+            if i == a:
+                prev = None  # the removes start a new run
+            if prev is not None and cur <= prev:
+                raise DenyListError("deny delta: ids not strictly ascending at %d" % i)
+            prev = cur
+            i += 1
+        pos += k
+    ln = f.read(2)
+    if len(ln) != 2 or ((ln[0] << 8) | ln[1]) > _SIG_MAX or size - end != 2 + ((ln[0] << 8) | ln[1]) + 4:
+        raise DenyListError("deny delta: length does not match count %d" % c)
+    tail = ln + f.read(size - end - 2)
+    if len(tail) != size - end or struct.unpack(">I", tail[-4:])[0] != crc32(tail[:-4], crc) & 0xFFFFFFFF:
+        raise DenyListError("deny delta: CRC mismatch (damaged)")
+    return serial, issued, base, a, c - a, n, bytes(tail[2:-4])
+
+
+class _Merge:
+    """One merge: the old list's open file (header length h, count n), the delta file, the output."""
+
+    def __init__(self, old_f, h, n, d, out):
+        self.src, self.h, self.n, self.d, self.out = old_f, h, n, d, out
+        self.buf = bytearray(_PIECE)
+        self.one = bytearray(_ID)
+        self.written = 0
+        self.sha = None
+        self.crc = 0
+
+    def emit(self, data):
+        self.sha.update(data)
+        self.crc = crc32(data, self.crc)
+        self.out.write(data)
+
+    def copy(self, lo, hi):
+        """Old ids lo .. hi-1 to the output, in pieces."""
+        src = self.src
+        src.seek(self.h + lo * _ID)
+        left = (hi - lo) * _ID
+        mv = memoryview(self.buf)
+        while left:
+            k = left if left < _PIECE else _PIECE
+            piece = mv if k == _PIECE else mv[:k]
+            if src.readinto(piece) != k:
+                raise DenyListError("deny list: short read while merging")
+            self.emit(piece)
+            left -= k
+        self.written += hi - lo
+
+    def at(self, i):
+        """Old id i, read into the one 8-byte buffer."""
+        self.src.seek(self.h + i * _ID)
+        self.src.readinto(self.one)
+        return self.one
+
+    def lower_bound(self, lo, x):
+        """The first index >= lo whose old id is not below x (binary search over the file)."""
+        hi = self.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.at(mid) < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+
+def merge(old_f, h, n, delta_path, out_path, head):
+    """Write the list made by the delta at `delta_path` (already checked: `head` = check()'s
+    result) from the old list's open file `old_f` (ids at offset h, n of them) to `out_path`.
+    Returns the SHA-256 of the new header and ids; raises DenyListError if the delta does not fit
+    the old list (an add already on it, a remove not on it: a wrong base) or the count is wrong.
+    The caller compares the digest with the signed one before installing anything."""
+    serial, issued, base, a, r, n_new, sig = head
+    hdr = MAGIC + b"\x02\x00\x00\x00" + struct.pack(">IIII", n_new, serial, issued, 0)
+    with open(delta_path, "rb") as d, open(out_path, "wb") as out:
+        m = _Merge(old_f, h, n, d, out)
+        m.sha = hashlib.sha256()
+        m.emit(hdr)
+        abuf = bytearray(_ID)
+        rbuf = bytearray(_ID)
+        ai = ri = 0
+        pos = 0
+        if a:
+            d.seek(_H)
+            d.readinto(abuf)
+        if r:
+            d.seek(_H + a * _ID)
+            d.readinto(rbuf)
+        while ai < a or ri < r:
+            add = ri >= r or (ai < a and abuf < rbuf)
+            if ai < a and ri < r and abuf == rbuf:
+                raise DenyListError("deny delta: an id both added and removed")
+            x = abuf if add else rbuf
+            k = m.lower_bound(pos, x)
+            m.copy(pos, k)
+            hit = k < n and m.at(k) == x
+            if add:
+                if hit:
+                    raise DenyListError("deny delta: adds an id the list already holds (wrong base)")
+                m.emit(x)
+                m.written += 1
+                pos = k
+                ai += 1
+                if ai < a:
+                    d.seek(_H + ai * _ID)
+                    d.readinto(abuf)
+            else:
+                if not hit:
+                    raise DenyListError("deny delta: removes an id the list does not hold (wrong base)")
+                pos = k + 1
+                ri += 1
+                if ri < r:
+                    d.seek(_H + (a + ri) * _ID)
+                    d.readinto(rbuf)
+        m.copy(pos, n)
+        if m.written != n_new:
+            raise DenyListError("deny delta: makes %d ids, its signature says %d (wrong base)" % (m.written, n_new))
+        digest = m.sha.digest()
+        m.sha = hashlib.sha256()  # the tail is not covered by the digest, only by the CRC
+        m.emit(struct.pack(">H", len(sig)) + sig)
+        out.write(struct.pack(">I", m.crc & 0xFFFFFFFF))
+        try:
+            out.flush()
+        except (AttributeError, OSError):
+            pass
+    return digest
