@@ -183,6 +183,32 @@ def _cti_bytes(cti) -> bytes:
     return bytes(cti)
 
 
+def read_id_file(path) -> list:
+    """Credential ids from a text file, one per line: 16 hex digits (the first field of the line
+    when it has commas or spaces); blank lines and lines starting with # are skipped. Returns
+    [bytes]; BackOfficeError naming the file and line of the first bad id."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BackOfficeError("file not found: %s" % path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BackOfficeError("cannot read %s: %s" % (path, getattr(e, "strerror", None) or e)) from None
+    out = []
+    for no, line in enumerate(text.splitlines(), 1):
+        f = line.replace(",", " ").split()
+        if not f or f[0].startswith("#"):
+            continue
+        try:
+            b = bytes.fromhex(f[0])
+        except ValueError:
+            b = b""
+        if len(b) != 8:
+            raise BackOfficeError("%s line %d: %r is not a credential id (16 hex digits)" % (path, no, f[0][:40]))
+        out.append(b)
+    return out
+
+
 def _atomic_write(path, data: bytes) -> Path:
     """Write `data` to `path` atomically (temp file, fsync, rename). The directory must exist:
     an output path with a typo must not make directories."""
@@ -602,6 +628,9 @@ class BackOffice:
 
     def deny_list(self) -> list:
         return [bytes(r["cti"]) for r in self.db.execute("SELECT cti FROM deny ORDER BY cti")]
+
+    def deny_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
 
     def deny_bytes(self, now=None) -> bytes:
         """The current signed deny list (version 2, docs/protocol.md §6). A new one, with the next
