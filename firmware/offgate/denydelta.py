@@ -24,10 +24,12 @@ Heap: three preallocated buffers (512 + 2 x 8 bytes) and the digest; nothing gro
 Loaded for an install only and unloaded after (syncadmin).
 """
 import hashlib
+import os
 import struct
 
 from offgate.checksum import crc32
 from offgate.denycheck import DenyListError, MAGIC
+from offgate.fsutil import replace
 
 try:
     from micropython import const
@@ -195,3 +197,25 @@ def merge(old_f, h, n, delta_path, out_path, head):
         except (AttributeError, OSError):
             pass
     return digest
+
+
+def install(dl, delta_path, new_path, path, head, signed_digest):
+    """Merge the checked delta (`head` = check()'s result, its signature already verified and
+    its base dl's serial) with the open DenyList `dl` into `new_path`; if the result's SHA-256 is
+    `signed_digest`, rename it over `path` (the list file dl has open) and reopen dl on it.
+    Otherwise, or on a write error, remove `new_path` and raise DenyListError: `path` and dl are
+    as they were. A power cut at any point leaves `path` old or new, whole (rename is atomic)."""
+    try:
+        digest = merge(dl._f, dl._h, dl.count, delta_path, new_path, head)
+        if digest != signed_digest:
+            raise DenyListError("the merged list is not the signed one (wrong base?)")
+    except (DenyListError, OSError) as e:
+        try:
+            os.remove(new_path)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise DenyListError("writing the new list failed (%s)" % e)
+        raise
+    replace(new_path, path)
+    dl.open(path, (head[5], head[0], head[1]))

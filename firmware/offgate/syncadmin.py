@@ -199,6 +199,14 @@ def _commit_delta(self, t):
     signature (that of the resulting full list) verified, its base exactly the gate's serial; then
     merged with the installed list into deny.bin.new and installed only if the result has the
     signed count and SHA-256. Any fault leaves the gate's list as it was."""
+    try:
+        return _delta(self, t)
+    finally:
+        import offgate
+        offgate.unload("offgate.denydelta")  # install-time code: its bytecode goes back to the heap
+
+
+def _delta(self, t):
     from offgate import denydelta
     from offgate.denycheck import DenyListError
     cur = self.gate.verifier.deny
@@ -225,23 +233,13 @@ def _commit_delta(self, t):
     free = fs_free(self.srv.dir)
     if free is not None and free < need + 4096:
         raise SyncError("deny delta: %d bytes free, the new list needs %d; the gate keeps its list" % (free, need))
+    self.deny_tmp = None
     try:
-        digest = denydelta.merge(cur._f, cur._h, cur.count, tmp, new, head)
-    except (DenyListError, OSError) as e:
-        _remove(new)
+        denydelta.install(cur, tmp, new, path, head, body.get(4))
+    except DenyListError as e:
         raise SyncError("deny delta refused: %s; the gate keeps its list" % e)
     finally:
-        denydelta = None
-        import offgate
-        offgate.unload("offgate.denydelta")
-    if not _eq(digest, body.get(4)):
-        _remove(new)
-        raise SyncError("deny delta refused: the merged list is not the signed one (wrong base?); "
-                        "the gate keeps its list")
-    self.deny_tmp = None
-    _remove(tmp)
-    replace(new, path)
-    cur.open(path, (n, serial, issued))
+        _remove(tmp)
     self.gate.deny_ok = True
     self.srv.note("deny list %d installed from a delta on %d: +%d -%d, %d ids" % (serial, base, a, r, n))
     return {"count": cur.count, "serial": cur.serial, "delta": True}
