@@ -1212,8 +1212,10 @@ def _undeny(self, cti, reason="undeny", by="back office") -> bool:
 
 
 def _deny_entries(self) -> list:
-    """The deny list with when each id was added: [{"cti": bytes, "added": t}], by cti."""
-    return [{"cti": bytes(r["cti"]), "added": r["added"]} for r in self.db.execute("SELECT * FROM deny ORDER BY cti")]
+    """The deny list with when and why each id was added: [{"cti": bytes, "added": t, "reason": str
+    or None}], by cti."""
+    return [{"cti": bytes(r["cti"]), "added": r["added"], "reason": r["reason"]}
+            for r in self.db.execute("SELECT cti, added, reason FROM deny ORDER BY cti")]
 
 
 BackOffice.top_up = _top_up
