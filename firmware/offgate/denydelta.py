@@ -2,15 +2,15 @@
 
 Delta layout (a version-2 header, then two more words):
 
-    0   b"OGDL", 2 (version), 1 (kind: delta), two zero bytes
+    0   b"OGDL", 2 (version), 1 (kind: delta), id length L (0 = 8, as in a full list), zero
     8   count c = a + r (u32 BE): ids in the body
     12  serial (u32 BE) of the list the delta makes
     16  issued (u32 BE) of that list
     20  base (u32 BE): the serial the delta applies to (exactly)
     24  a (u32 BE): ids added
     28  n (u32 BE): ids in the resulting list
-    32  a added ids, strictly ascending, then r removed ids, strictly ascending
-    32+8c  sig_len (u16 BE) | sig | CRC-32 (BE) of everything before: as in a full list, and sig is
+    32  a added ids, strictly ascending, then r removed ids, strictly ascending (L bytes each)
+    32+Lc  sig_len (u16 BE) | sig | CRC-32 (BE) of everything before: as in a full list, and sig is
            the root signature of the *resulting full list* ({0: "deny", 1: serial, 2: issued,
            3: n, 4: SHA-256 of its header and ids})
 
@@ -46,32 +46,35 @@ _SIG_MAX = const(512)
 
 def check(f, size):
     """Check an open delta file of `size` bytes: header, length, CRC, each run strictly
-    ascending. Returns (serial, issued, base, adds, removes, n, sig bytes); raises DenyListError."""
+    ascending. Returns (serial, issued, base, adds, removes, n, sig bytes, id length);
+    raises DenyListError."""
     f.seek(0)
     head = f.read(_H)
-    if len(head) != _H or head[:4] != MAGIC or head[4] != 2 or head[5] != 1 or head[6:8] != b"\x00\x00":
+    if len(head) != _H or head[:4] != MAGIC or head[4] != 2 or head[5] != 1 or head[7] or \
+            (head[6] and not 4 <= head[6] <= 7):
         raise DenyListError("deny delta: bad header")
+    L = head[6] or _ID
     c, serial, issued, base, a, n = struct.unpack(">IIIIII", head[8:32])
     if a > c or not base or serial <= base:
         raise DenyListError("deny delta: bad header (adds %d of %d, base %d, serial %d)" % (a, c, base, serial))
-    end = _H + c * _ID
+    end = _H + c * L
     if size < end + 6:
         raise DenyListError("deny delta: length does not match count %d" % c)
     crc = crc32(head)
-    buf = bytearray(_PIECE)
+    buf = bytearray(_PIECE - _PIECE % L)
     prev = None
     i = 0
     pos = _H
     while pos < end:
         k = end - pos
-        if k > _PIECE:
-            k = _PIECE
+        if k > len(buf):
+            k = len(buf)
         mv = memoryview(buf)[:k]
         if f.readinto(mv) != k:
             raise DenyListError("deny delta: length does not match count %d" % c)
         crc = crc32(mv, crc)
-        for j in range(0, k, _ID):
-            cur = bytes(mv[j:j + _ID])
+        for j in range(0, k, L):
+            cur = bytes(mv[j:j + L])
             if i == a:
                 prev = None  # the removes start a new run
             if prev is not None and cur <= prev:
@@ -85,16 +88,16 @@ def check(f, size):
     tail = ln + f.read(size - end - 2)
     if len(tail) != size - end or struct.unpack(">I", tail[-4:])[0] != crc32(tail[:-4], crc) & 0xFFFFFFFF:
         raise DenyListError("deny delta: CRC mismatch (damaged)")
-    return serial, issued, base, a, c - a, n, bytes(tail[2:-4])
+    return serial, issued, base, a, c - a, n, bytes(tail[2:-4]), L
 
 
 class _Merge:
     """One merge: the old list's open file (header length h, count n), the delta file, the output."""
 
-    def __init__(self, old_f, h, n, d, out):
-        self.src, self.h, self.n, self.d, self.out = old_f, h, n, d, out
-        self.buf = bytearray(_PIECE)
-        self.one = bytearray(_ID)
+    def __init__(self, old_f, h, n, d, out, L):
+        self.src, self.h, self.n, self.d, self.out, self.L = old_f, h, n, d, out, L
+        self.buf = bytearray(_PIECE - _PIECE % L)
+        self.one = bytearray(L)
         self.written = 0
         self.sha = None
         self.crc = 0
@@ -107,12 +110,13 @@ class _Merge:
     def copy(self, lo, hi):
         """Old ids lo .. hi-1 to the output, in pieces."""
         src = self.src
-        src.seek(self.h + lo * _ID)
-        left = (hi - lo) * _ID
+        src.seek(self.h + lo * self.L)
+        left = (hi - lo) * self.L
         mv = memoryview(self.buf)
+        p = len(self.buf)
         while left:
-            k = left if left < _PIECE else _PIECE
-            piece = mv if k == _PIECE else mv[:k]
+            k = left if left < p else p
+            piece = mv if k == p else mv[:k]
             if src.readinto(piece) != k:
                 raise DenyListError("deny list: short read while merging")
             self.emit(piece)
@@ -121,7 +125,7 @@ class _Merge:
 
     def at(self, i):
         """Old id i, read into the one 8-byte buffer."""
-        self.src.seek(self.h + i * _ID)
+        self.src.seek(self.h + i * self.L)
         self.src.readinto(self.one)
         return self.one
 
@@ -138,26 +142,27 @@ class _Merge:
 
 
 def merge(old_f, h, n, delta_path, out_path, head):
+    # the caller checked that the delta's id length is the old list's
     """Write the list made by the delta at `delta_path` (already checked: `head` = check()'s
     result) from the old list's open file `old_f` (ids at offset h, n of them) to `out_path`.
     Returns the SHA-256 of the new header and ids; raises DenyListError if the delta does not fit
     the old list (an add already on it, a remove not on it: a wrong base) or the count is wrong.
     The caller compares the digest with the signed one before installing anything."""
-    serial, issued, base, a, r, n_new, sig = head
-    hdr = MAGIC + b"\x02\x00\x00\x00" + struct.pack(">IIII", n_new, serial, issued, 0)
+    serial, issued, base, a, r, n_new, sig, L = head
+    hdr = MAGIC + bytes((2, 0, 0 if L == _ID else L, 0)) + struct.pack(">IIII", n_new, serial, issued, 0)
     with open(delta_path, "rb") as d, open(out_path, "wb") as out:
-        m = _Merge(old_f, h, n, d, out)
+        m = _Merge(old_f, h, n, d, out, L)
         m.sha = hashlib.sha256()
         m.emit(hdr)
-        abuf = bytearray(_ID)
-        rbuf = bytearray(_ID)
+        abuf = bytearray(L)
+        rbuf = bytearray(L)
         ai = ri = 0
         pos = 0
         if a:
             d.seek(_H)
             d.readinto(abuf)
         if r:
-            d.seek(_H + a * _ID)
+            d.seek(_H + a * L)
             d.readinto(rbuf)
         while ai < a or ri < r:
             add = ri >= r or (ai < a and abuf < rbuf)
@@ -175,7 +180,7 @@ def merge(old_f, h, n, delta_path, out_path, head):
                 pos = k
                 ai += 1
                 if ai < a:
-                    d.seek(_H + ai * _ID)
+                    d.seek(_H + ai * L)
                     d.readinto(abuf)
             else:
                 if not hit:
@@ -183,7 +188,7 @@ def merge(old_f, h, n, delta_path, out_path, head):
                 pos = k + 1
                 ri += 1
                 if ri < r:
-                    d.seek(_H + (a + ri) * _ID)
+                    d.seek(_H + (a + ri) * L)
                     d.readinto(rbuf)
         m.copy(pos, n)
         if m.written != n_new:
@@ -218,4 +223,4 @@ def install(dl, delta_path, new_path, path, head, signed_digest):
             raise DenyListError("writing the new list failed (%s)" % e)
         raise
     replace(new_path, path)
-    dl.open(path, (head[5], head[0], head[1]))
+    dl.open(path, (head[5], head[0], head[1], head[7]))

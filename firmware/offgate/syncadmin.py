@@ -171,7 +171,7 @@ def op_deny_commit(self, req):
         h = hashlib.sha256()
         try:
             with open(tmp, "rb") as f:
-                v, _, n, serial, issued, sig = check_file(f, t["size"], h)
+                v, _, n, serial, issued, sig, L = check_file(f, t["size"], h)
         except DenyListError as e:
             raise SyncError(str(e))
         if v != 2 or not sig:
@@ -187,7 +187,7 @@ def op_deny_commit(self, req):
         path = self.srv.path("deny.bin")
         replace(tmp, path)
         self.deny_tmp = None
-        cur.open(path, (n, serial, issued))  # just checked whole: no second pass
+        cur.open(path, (n, serial, issued, L))  # just checked whole: no second pass
         self.gate.deny_ok = True  # a valid list again: DENY_LIST_MISSING ends
         self.srv.note("deny list %d installed: %d ids" % (serial, n))
         return {"count": cur.count, "serial": cur.serial}
@@ -216,7 +216,7 @@ def _delta(self, t):
             head = denydelta.check(f, t["size"])
     except DenyListError as e:
         raise SyncError(str(e))
-    serial, issued, base, a, r, n, sig = head
+    serial, issued, base, a, r, n, sig, L = head
     body = _root_payload(self.srv, sig, "deny")
     if body.get(1) != serial or body.get(2) != issued or body.get(3) != n or \
             not isinstance(body.get(4), bytes) or len(body.get(4)) != 32:
@@ -224,12 +224,12 @@ def _delta(self, t):
     if serial <= cur.serial:
         raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
                         % (serial, cur.serial))
-    if base != cur.serial or cur._f is None or cur._h != 24:
-        raise SyncError("deny delta is for list %d, the gate holds %d: send the full list; the gate keeps its list"
-                        % (base, cur.serial))
+    if base != cur.serial or cur._f is None or cur._h != 24 or L != cur._len:
+        raise SyncError("deny delta is for list %d (%d-byte ids), the gate holds %d (%d-byte ids): send the full "
+                        "list; the gate keeps its list" % (base, L, cur.serial, cur._len))
     path = self.srv.path("deny.bin")
     new = self.srv.path(DENY_NEW)
-    need = 24 + 8 * n + 6 + len(sig)
+    need = 24 + L * n + 6 + len(sig)
     free = fs_free(self.srv.dir)
     if free is not None and free < need + 4096:
         raise SyncError("deny delta: %d bytes free, the new list needs %d; the gate keeps its list" % (free, need))

@@ -110,7 +110,8 @@ CREATE TABLE IF NOT EXISTS deny (
     added  INTEGER NOT NULL,
     reason TEXT
 );
--- what each signed list (serial) changed against the one before: op 1 = added, 0 = removed;
+-- what each signed list (serial) changed against the one before, in the ids it stores (prefixes):
+-- op 1 = added, 0 = removed;
 -- a delta from serial B to the current list folds the rows with serial > B (BackOffice.deny_delta)
 CREATE TABLE IF NOT EXISTS deny_changes (
     serial INTEGER NOT NULL,
@@ -168,6 +169,7 @@ def _utc(t) -> str:
 DEFAULT_LEAD_DAYS = 7           # a rotated-in key signs only after this lead time (or once all gates hold it)
 DENY_REISSUE_S = 6 * 3600      # a deny list older than this is re-signed (new serial) at the next sync
 DENY_EXPIRY_GRACE_S = DAY       # an expired credential's id leaves the deny list this long after exp
+DENY_ID_BYTES = 5              # bytes of each id the signed deny list stores (docs/protocol.md §6)
 CLOCK_TOLERANCE_S = 300        # how far the host clock may be behind what it already signed
 CLOCK_MAX_JUMP_S = 30 * 86400  # the host clock is implausible this far ahead of what it last signed
 
@@ -584,12 +586,7 @@ class BackOffice:
         exp = min(nbf + valid_seconds, kinfo["exp"])
         if exp <= nbf:
             raise BackOfficeError("the signing key expires before the credential becomes valid; rotate the issuer key")
-        for _ in range(8):
-            cti = os.urandom(8)
-            if not self.db.execute("SELECT 1 FROM credentials WHERE cti = ?", (cti,)).fetchone():
-                break
-        else:  # pragma: no cover
-            raise BackOfficeError("could not allocate a credential id")
+        cti = self._new_cti()
         try:
             # compact credential (docs/protocol.md §2): no iss/sub; nbf only for a future start
             cred = formats.make_credential(ikey, kinfo["kid"], cti=cti, nbf=nbf if nbf > now else None,
@@ -647,16 +644,19 @@ class BackOffice:
             t = self._issued_time(now)
             self.deny_prune_expired(t)
             serial = (cur["serial"] if cur else 0) + 1
-            ids = self.deny_list()
-            data = formats.signed_deny_list_bytes(ids, serial, t, self.root_sign)
-            old = set(formats.deny_list_info(bytes.fromhex(cur["data"]))["ids"]) if cur else None
-            new = set(ids)
+            data = formats.signed_deny_list_bytes(self.deny_list(), serial, t, self.root_sign, self.deny_id_bytes())
+            info = formats.deny_list_info(data)
+            prev = formats.deny_list_info(bytes.fromhex(cur["data"])) if cur else None
+            # the changes as the gates store them (prefixes): what a delta carries
+            old = set(prev["ids"]) if prev and prev["id_bytes"] == info["id_bytes"] else None
+            new = set(info["ids"])
             cur = {"serial": serial, "issued": t, "data": data.hex()}
             with self.db:
                 for k, v in (("deny_current", cur), ("deny_dirty", False)):
                     self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (k, json.dumps(v)))
                 if old is None or self._get_config("deny_history_from") is None:
-                    # no record of what the gates' lists hold before this one: deltas start here
+                    # no record of what the gates' lists hold before this one (or they store ids of
+                    # another length): deltas start here
                     self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_history_from', ?)",
                                     (json.dumps(serial),))
                 else:
@@ -735,6 +735,27 @@ class BackOffice:
                 self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, by, t) "
                                 "VALUES ('expired', ?, ?, 'credentials expired', 'back office', ?)", (n, n, _now(now)))
         return n
+
+    def deny_id_bytes(self) -> int:
+        """How many leading bytes of each credential id the deny list stores (config
+        `deny_id_bytes`, 4 .. 8, default DENY_ID_BYTES = 5)."""
+        return self._get_config("deny_id_bytes", DENY_ID_BYTES)
+
+    def _new_cti(self) -> bytes:
+        """A random 8-byte credential id whose first deny_id_bytes() bytes no other credential
+        (rider or operator) and no deny list entry starts with: a deny list of prefixes then
+        matches only the credential it was meant for."""
+        L = self.deny_id_bytes()
+        ops = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'operator_credentials'").fetchone()
+        for _ in range(16):
+            cti = os.urandom(8)
+            lo, hi = cti[:L] + bytes(8 - L), cti[:L] + b"\xff" * (8 - L)
+            q = "SELECT 1 FROM credentials WHERE cti BETWEEN ?1 AND ?2 UNION ALL SELECT 1 FROM deny WHERE cti BETWEEN ?1 AND ?2"
+            if ops:
+                q += " UNION ALL SELECT 1 FROM operator_credentials WHERE cti BETWEEN ?1 AND ?2"
+            if not self.db.execute(q, (lo, hi)).fetchone():
+                return cti
+        raise BackOfficeError("could not allocate a credential id")  # pragma: no cover
 
     def deny_audit(self) -> list:
         """Every bulk change of the deny list, oldest first: [{op, ids, changed, reason, by, t}]."""
@@ -1034,7 +1055,7 @@ class BackOffice:
             kid, iss = kinfo["kid"], kinfo["iss"]
             nbf, exp = max(kinfo["nbf"], now - OPERATOR_SKEW), min(now + valid_seconds, kinfo["exp"])
         import cbor2
-        cti = os.urandom(8)
+        cti = self._new_cti()
         claims = {formats.C_ISS: iss, formats.C_SUB: name, formats.C_EXP: exp, formats.C_NBF: max(0, nbf),
                   formats.C_CTI: cti, formats.C_CNF: {1: formats.cnf_key(pub65, compressed=False)},
                   ROLE_CLAIM: ROLE_OPERATOR}

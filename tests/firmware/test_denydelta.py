@@ -13,22 +13,22 @@ from fwutil import scratch_dir, write, read, cti
 SIG = b"\xd2\x84fake-root-signature"  # the merge carries the signature, it does not check it
 
 
-def full_head(n, serial, issued):
-    return b"OGDL\x02\x00\x00\x00" + struct.pack(">IIII", n, serial, issued, 0)
+def full_head(n, serial, issued, L=8):
+    return b"OGDL\x02\x00" + bytes((L % 8, 0)) + struct.pack(">IIII", n, serial, issued, 0)
 
 
-def write_full(path, ids_fn, n, serial=5, issued=1800000000, sig=SIG):
+def write_full(path, ids_fn, n, serial=5, issued=1800000000, sig=SIG, L=8):
     """A version-2 list of n ids (ids_fn(i), ascending), written in pieces: never whole in RAM.
     Returns the SHA-256 of its header and ids (what the root signature covers)."""
     h = hashlib.sha256()
     with open(path, "wb") as f:
-        head = full_head(n, serial, issued)
+        head = full_head(n, serial, issued, L)
         crc = crc32(head)
         h.update(head)
         f.write(head)
         i = 0
         while i < n:
-            piece = b"".join([ids_fn(j) for j in range(i, min(n, i + 64))])
+            piece = b"".join([ids_fn(j)[:L] for j in range(i, min(n, i + 64))])
             crc = crc32(piece, crc)
             h.update(piece)
             f.write(piece)
@@ -39,10 +39,10 @@ def write_full(path, ids_fn, n, serial=5, issued=1800000000, sig=SIG):
     return h.digest()
 
 
-def delta_image(adds, removes, serial, issued, base, n, sig=SIG):
-    adds = sorted(adds)
-    removes = sorted(removes)
-    body = b"OGDL\x02\x01\x00\x00" + struct.pack(">IIIIII", len(adds) + len(removes), serial, issued, base,
+def delta_image(adds, removes, serial, issued, base, n, sig=SIG, L=8):
+    adds = sorted(set(x[:L] for x in adds))
+    removes = sorted(set(x[:L] for x in removes))
+    body = b"OGDL\x02\x01" + bytes((L % 8, 0)) + struct.pack(">IIIIII", len(adds) + len(removes), serial, issued, base,
                                                  len(adds), n)
     body += b"".join(adds) + b"".join(removes) + struct.pack(">H", len(sig)) + sig
     return body + struct.pack(">I", crc32(body) & 0xFFFFFFFF)
@@ -61,9 +61,17 @@ def apply(d, old_path, delta):
 
 
 def test_merge_small_lists_match_a_list_built_whole():
+    merge_small(8)
+
+
+def test_merge_small_lists_of_5_byte_prefixes():
+    merge_small(5)
+
+
+def merge_small(L):
     d = scratch_dir("dd")
     old = [cti(i * 4) for i in range(120)]
-    write_full(d + "/deny.bin", lambda i: old[i], len(old))
+    write_full(d + "/deny.bin", lambda i: old[i], len(old), L=L)
     cases = [
         ([cti(1), cti(5), cti(4 * 119 + 1), cti(0x7FFFFFFF)], [cti(0), cti(8), cti(4 * 119)]),  # ends included
         ([], []),                                      # a re-signed list, nothing changed
@@ -72,14 +80,14 @@ def test_merge_small_lists_match_a_list_built_whole():
     ]
     for adds, removes in cases:
         new = sorted((set(old) | set(adds)) - set(removes))
-        digest, head = apply(d, d + "/deny.bin", delta_image(adds, removes, 6, 1800000100, 5, len(new)))
-        want = full_head(len(new), 6, 1800000100) + b"".join(new)
+        digest, head = apply(d, d + "/deny.bin", delta_image(adds, removes, 6, 1800000100, 5, len(new), L=L))
+        want = full_head(len(new), 6, 1800000100, L) + b"".join([x[:L] for x in new])
         got = read(d + "/new")
         assert got[:len(want)] == want and digest == hashlib.sha256(want).digest()
         tail = struct.pack(">H", len(SIG)) + SIG
         assert got[len(want):-4] == tail and struct.unpack(">I", got[-4:])[0] == crc32(want + tail) & 0xFFFFFFFF
         dl = DenyList(d + "/new")   # the merged file passes the whole-file check of a boot
-        assert dl.count == len(new) and dl.serial == 6 and all(dl.contains(x) for x in adds)
+        assert dl.count == len(new) and dl.serial == 6 and dl._len == L and all(dl.contains(x) for x in adds)
         assert not any(dl.contains(x) for x in removes)
         dl.close()
 
@@ -97,6 +105,19 @@ def test_wrong_base_is_refused():
             assert False, "merged a delta for another list"
         except DenyListError:
             pass
+
+
+def test_delta_of_another_id_length_does_not_fit():
+    d = scratch_dir("dd")
+    old = [cti(i * 4) for i in range(50)]
+    write_full(d + "/deny.bin", lambda i: old[i], len(old), L=5)
+    dl = DenyList(d + "/deny.bin")
+    delta = delta_image([cti(1)], [], 6, 1800000100, 5, 51, L=8)
+    write(d + "/delta", delta)
+    with open(d + "/delta", "rb") as f:
+        head = denydelta.check(f, len(delta))
+    assert head[7] == 8 and dl._len == 5  # syncadmin refuses this pair before any merge
+    dl.close()
 
 
 def test_damaged_delta_is_refused():
@@ -124,15 +145,15 @@ def test_damaged_delta_is_refused():
         pass
 
 
-def write_delta(path, add_fn, a, rm_fn, r, serial, issued, base, n, sig=SIG):
+def write_delta(path, add_fn, a, rm_fn, r, serial, issued, base, n, sig=SIG, L=8):
     """delta_image written id by id (a 128 KiB heap has no room for big lists in a test either)."""
     with open(path, "wb") as f:
-        head = b"OGDL\x02\x01\x00\x00" + struct.pack(">IIIIII", a + r, serial, issued, base, a, n)
+        head = b"OGDL\x02\x01" + bytes((L % 8, 0)) + struct.pack(">IIIIII", a + r, serial, issued, base, a, n)
         crc = crc32(head)
         f.write(head)
         for fn, k in ((add_fn, a), (rm_fn, r)):
             for i in range(k):
-                x = fn(i)
+                x = fn(i)[:L]
                 crc = crc32(x, crc)
                 f.write(x)
         tail = struct.pack(">H", len(sig)) + sig
@@ -145,11 +166,12 @@ def test_100k_list_merged_and_searched_without_heap_growth():
     d = scratch_dir("dd")
     n = 100000
     k = 500
-    write_full(d + "/deny.bin", lambda i: cti(2 * i), n)  # even ids
+    L = 5                                                 # the back office's default (§6)
+    write_full(d + "/deny.bin", lambda i: cti(2 * i), n, L=L)  # even ids
     add = lambda i: cti(2 * (i * 97) + 1)                 # odd: new (ascending in i)
     rm = lambda i: cti(2 * (i * 193))                     # even: on the list
     n_new = n + k - k
-    write_delta(d + "/delta", add, k, rm, k, 6, 1800000100, 5, n_new)
+    write_delta(d + "/delta", add, k, rm, k, 6, 1800000100, 5, n_new, L=L)
     size = os.stat(d + "/delta")[6]
     assert size < 20 * 1024  # a 1,000-id change
     gc.collect()
@@ -160,17 +182,18 @@ def test_100k_list_merged_and_searched_without_heap_growth():
     digest = denydelta.merge(dl._f, dl._h, dl.count, d + "/delta", d + "/new", head)
     dl.close()
     # the digest a back office would sign, from the list built here id by id
-    h = hashlib.sha256(full_head(n_new, 6, 1800000100))
+    h = hashlib.sha256(full_head(n_new, 6, 1800000100, L))
     for v in range(2 * n):
         if v & 1:
             i = (v - 1) // 2
             if i % 97 == 0 and i // 97 < k:
-                h.update(cti(v))
+                h.update(cti(v)[:L])
         elif not ((v // 2) % 193 == 0 and v // 2 // 193 < k):
-            h.update(cti(v))
+            h.update(cti(v)[:L])
     assert digest == h.digest()
     dl = DenyList(d + "/new")
-    assert dl.count == n_new and dl.serial == 6
+    assert dl.count == n_new and dl.serial == 6 and dl._len == L
+    assert os.stat(d + "/new")[6] == 24 + L * n_new + 6 + len(SIG)  # 500,000 bytes of ids, not 800,000
     probes = (cti(2 * 4001), cti(2 * 97 + 1), cti(2 * 193), cti(2 * n), cti(7))
     expect = (True, True, False, False, False)
     for reps in (10, 1000):          # ten or a thousand look-ups: the same heap
