@@ -21,7 +21,7 @@ import struct
 with open(d + "/deny.bin", "rb") as f:
     h = f.read(24)
 n, serial, issued = struct.unpack(">III", h[8:20])
-dl.open(d + "/deny.bin", (n, serial, issued))  # the gate's list, open (checked at its boot)
+dl.open(d + "/deny.bin", (n, serial, issued, h[6] or 8))  # the gate's list, open (checked at its boot)
 probe = bytearray(8)
 gc.collect()
 a0 = gc.mem_alloc()
@@ -40,6 +40,6 @@ for _ in range(k if mode != "none" else 0):
         for i in range(1000):
             probe[0] = i & 255
             probe[1] = (i * 7) & 255
-            found += dl.contains(probe)
+            found += dl.contains(probe)  # an 8-byte id: the list compares its stored prefix
     gc.collect()
 print(json.dumps({"ok": 1, "heap_growth_bytes": gc.mem_alloc() - a0, "found": found}))

@@ -538,14 +538,15 @@ def deny_summary(R):
             "%s bytes vs %s for the full list (%s s vs %s s at 115200 baud); installing it on the gate %s M "
             "instructions ≈ %s ms ESP32 est. vs %s M ≈ %s ms for the full list's check (%s; one root signature "
             "verify on top of either). Look-up: %s instructions, heap growth %s bytes. Back office: 100,000 ids "
-            "added in %s s (SQLite%s), list signed in %s s, delta made in %s s. A 10^6-id list: merge ≈ %s ms "
-            "est., %s MB of flash during an install." % (
+            "added in %s s (SQLite%s), list signed in %s s, delta made in %s s. Flash during an install at 10^5 "
+            "ids (%s-byte ids): %s KiB. A 10^6-id list: merge ≈ %s ms est., %s MB of flash during an install." % (
                 w["delta_bytes"], w["full_list_bytes"], w["delta_link_s_115200"], w["full_link_s_115200"],
                 fmt(g["delta"]["instructions"] / 1e6, 0), g["delta"]["esp32_ms"],
                 fmt(g["full"]["instructions"] / 1e6, 0), g["full"]["esp32_ms"], d["gate"]["runtime"],
                 g.get("lookup", {}).get("instructions_per_lookup"), g.get("lookup", {}).get("heap_growth_bytes"),
                 b["bulk_add_100k_s"], "; PostgreSQL statements %s s" % pg["bulk_add_100k_s"] if "bulk_add_100k_s" in pg
-                else "", b["sign_list_s"], b["make_delta_s"],
+                else "", b["sign_list_s"], b["make_delta_s"], d["flash"]["id_bytes"],
+                d["flash"]["delta_install_100k_bytes_at_once"] // 1024,
                 (d["gate"].get("delta_1m_ids_estimate") or {}).get("esp32_ms"),
                 fmt(d["flash"]["install_1m_bytes_at_once"] / 1e6, 1)))
 
