@@ -194,3 +194,18 @@ def test_sync_sends_a_delta_and_the_gate_and_gateview_agree(world, mp):
         assert fw == host == "REVOKED"
     finally:
         g.kill()
+
+
+def test_prefixes_stay_unique_and_an_outside_clash_is_reported(world, monkeypatch):
+    bo, led, cti, w, tmp = world
+    outside = cti[:5] + bytes(3) if cti[5:] != bytes(3) else cti[:5] + b"\xff" * 3
+    assert bo.deny_prefix_clashes([outside]) == [(outside, cti)]
+    monkeypatch.setenv("OFFGATE_DATA", str(tmp / "bo"))
+    r = CliRunner().invoke(main, ["deny", "add", outside.hex()])
+    assert r.exit_code == 0 and "refuse too" in r.output
+    # a new credential never takes a prefix that is issued or listed: drawn twice, skipped
+    from offgate_host import backoffice
+    draws = iter([cti[:5] + b"abc", bytes.fromhex("0102030405") + b"xyz", bytes(range(8))])
+    monkeypatch.setattr(backoffice.os, "urandom", lambda n: next(draws))
+    bo.deny("0102030405060708")
+    assert bo._new_cti() == bytes(range(8))

@@ -741,6 +741,23 @@ class BackOffice:
         `deny_id_bytes`, 4 .. 8, default DENY_ID_BYTES = 5)."""
         return self._get_config("deny_id_bytes", DENY_ID_BYTES)
 
+    def deny_prefix_clashes(self, ctis, now=None) -> list:
+        """[(denied id, other credential id)] for ids whose stored prefix (deny_id_bytes()) an
+        unexpired credential other than themselves also starts with: gates would refuse that
+        credential too. Only ids never issued here can clash (_new_cti keeps prefixes unique)."""
+        L = self.deny_id_bytes()
+        t = _now(now)
+        out = []
+        if L >= 8:
+            return out
+        for c in ctis:
+            c = _cti_bytes(c)
+            lo, hi = c[:L] + bytes(8 - L), c[:L] + b"\xff" * (8 - L)
+            for r in self.db.execute("SELECT cti FROM credentials WHERE cti BETWEEN ? AND ? AND cti != ? AND exp > ?",
+                                     (lo, hi, c, t)):
+                out.append((c, bytes(r["cti"])))
+        return out
+
     def _new_cti(self) -> bytes:
         """A random 8-byte credential id whose first deny_id_bytes() bytes no other credential
         (rider or operator) and no deny list entry starts with: a deny list of prefixes then

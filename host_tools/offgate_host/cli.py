@@ -582,6 +582,11 @@ def deny_add(data_dir, cti_hex, id_file, reason):
     """Block credential CTI_HEX (16 hex digits), or every id in --file, in one transaction."""
     bo, ids, reason = _deny_ids(data_dir, cti_hex, id_file, reason, "deny add")
     n = bo.deny_many(ids, reason, by=_operator_name())
+    clash = bo.deny_prefix_clashes(ids)
+    if clash:
+        click.echo("warning: %d id(s) share their first %d bytes with another unexpired credential, which gates will "
+                   "refuse too (first: %s and %s)" % (len(clash), bo.deny_id_bytes(), clash[0][0].hex(),
+                                                       clash[0][1].hex()), err=True)
     if id_file is None:
         click.echo("denied %s" % ids[0].lower())
     else:
