@@ -15,12 +15,13 @@ Delta layout (a version-2 header, then two more words):
            3: n, 4: SHA-256 of its header and ids})
 
 The gate merges its sorted file with the adds and removes into `deny.bin.new` in 512-byte pieces:
-each change is placed by a binary search from the last position, the runs between changes are
-copied as they are (never decoded id by id), and the SHA-256 of the result is computed on the way.
+the old file is read once, window by window; each change is placed by a binary search inside the
+window that holds its place, the runs between changes are copied as they are (never decoded id by
+id), and the SHA-256 of the result is computed on the way.
 The new file is installed only if it has n ids and that digest is the signed one; a wrong base, a
 torn upload or a forged delta leaves the old list. The result is byte for byte the full list the
 back office signed (same header, ids, signature, CRC), so a later boot checks it like any other.
-Heap: three preallocated buffers (512 + 2 x 8 bytes) and the digest; nothing grows with the list.
+Heap: three preallocated buffers (512 + 2 ids) and the digest; nothing grows with the list.
 Loaded for an install only and unloaded after (syncadmin).
 """
 import hashlib
@@ -97,7 +98,6 @@ class _Merge:
     def __init__(self, old_f, h, n, d, out, L):
         self.src, self.h, self.n, self.d, self.out, self.L = old_f, h, n, d, out, L
         self.buf = bytearray(_PIECE - _PIECE % L)
-        self.one = bytearray(L)
         self.written = 0
         self.sha = None
         self.crc = 0
@@ -123,22 +123,65 @@ class _Merge:
             left -= k
         self.written += hi - lo
 
-    def at(self, i):
-        """Old id i, read into the one 8-byte buffer."""
-        self.src.seek(self.h + i * self.L)
-        self.src.readinto(self.one)
-        return self.one
+    # The window: old ids ws .. we-1 held in buf, read once as the merge walks the file.
+    ws = we = 0
 
-    def lower_bound(self, lo, x):
-        """The first index >= lo whose old id is not below x (binary search over the file)."""
-        hi = self.n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if self.at(mid) < x:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+    def _cmp(self, i, x):
+        """Old id i (in the window) against x: -1, 0 or 1, byte by byte, allocating nothing
+        (a bytes slice per comparison cost more than the whole comparison)."""
+        buf = self.buf
+        o = (i - self.ws) * self.L
+        j = 0
+        while j < self.L:
+            a = buf[o + j]
+            b = x[j]
+            if a != b:
+                return -1 if a < b else 1
+            j += 1
+        return 0
+
+    def place(self, pos, x):
+        """Emit the old ids from pos that are below x. Returns (index of the first old id not
+        below x, whether it is x). Walks the file in 512-byte windows, each read once; the place
+        inside a window is found by a binary search in memory."""
+        L = self.L
+        while True:
+            if pos >= self.we:
+                if pos >= self.n:
+                    return pos, False
+                k = self.n - pos
+                cap = len(self.buf) // L
+                if k > cap:
+                    k = cap
+                self.src.seek(self.h + pos * L)
+                if self.src.readinto(memoryview(self.buf)[:k * L]) != k * L:
+                    raise DenyListError("deny list: short read while merging")
+                self.ws, self.we = pos, pos + k
+            if self._cmp(self.we - 1, x) < 0:
+                self._emit_window(pos, self.we)
+                pos = self.we
+                continue
+            lo, hi = pos, self.we - 1
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if self._cmp(mid, x) < 0:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            self._emit_window(pos, lo)
+            return lo, self._cmp(lo, x) == 0
+
+    def _emit_window(self, a, b):
+        if b > a:
+            self.emit(memoryview(self.buf)[(a - self.ws) * self.L:(b - self.ws) * self.L])
+            self.written += b - a
+
+    def rest(self, pos):
+        """Emit the old ids from pos to the end."""
+        if pos < self.we:
+            self._emit_window(pos, self.we)
+            pos = self.we
+        self.copy(pos, self.n)
 
 
 def merge(old_f, h, n, delta_path, out_path, head):
@@ -169,9 +212,7 @@ def merge(old_f, h, n, delta_path, out_path, head):
             if ai < a and ri < r and abuf == rbuf:
                 raise DenyListError("deny delta: an id both added and removed")
             x = abuf if add else rbuf
-            k = m.lower_bound(pos, x)
-            m.copy(pos, k)
-            hit = k < n and m.at(k) == x
+            k, hit = m.place(pos, x)
             if add:
                 if hit:
                     raise DenyListError("deny delta: adds an id the list already holds (wrong base)")
@@ -190,7 +231,7 @@ def merge(old_f, h, n, delta_path, out_path, head):
                 if ri < r:
                     d.seek(_H + (a + ri) * L)
                     d.readinto(rbuf)
-        m.copy(pos, n)
+        m.rest(pos)
         if m.written != n_new:
             raise DenyListError("deny delta: makes %d ids, its signature says %d (wrong base)" % (m.written, n_new))
         digest = m.sha.digest()
