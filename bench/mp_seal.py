@@ -10,7 +10,8 @@ import gc
 import json
 import sys
 
-from offgate import batch, devicekey, p256fast
+from offgate import devicekey, p256fast
+from offgate.sync import batch
 from offgate.oplog import OpLog
 
 logdir, mode, k = sys.argv[1], sys.argv[2], int(sys.argv[3])

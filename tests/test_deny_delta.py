@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from mpbridge import FW_TESTS, RUNTIMES, free_port, run_micropython
 from synchelp import FakeGate, LoopTransport
-from offgate import syncserver
+from offgate.sync import session
 from offgate_host import formats, gateview
 from offgate_host.backoffice import BackOffice
 from offgate_host.cli import main
@@ -131,7 +131,7 @@ def test_wrong_base_torn_and_forged_deltas_are_refused_and_the_list_kept(world):
     import zlib
     forged[-4:] = struct.pack(">I", zlib.crc32(bytes(forged[:-4])))
     before = (tmp / "g" / "deny.bin").read_bytes()
-    srv = syncserver.SyncServer(g)
+    srv = session.SyncServer(g)
     with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:
         c.handshake()
         with pytest.raises(GateRefused, match=r"is for list %d \(\d-byte ids\), the gate holds %d" % (base + 1, base)):
@@ -158,7 +158,7 @@ def test_gate_with_a_list_the_back_office_does_not_know_gets_the_full_list(world
     (tmp / "g" / "deny.bin").write_bytes(rogue)
     g.verifier.deny.open(str(tmp / "g" / "deny.bin"))
     bo.deny(cti)
-    s = sync_gate(LoopTransport(syncserver.SyncServer(g)), bo, led)
+    s = sync_gate(LoopTransport(session.SyncServer(g)), bo, led)
     assert any("refused the deny delta" in x for x in s["warnings"]) and "deny_full_bytes" in s
     assert (tmp / "g" / "deny.bin").read_bytes() == bo.deny_bytes()
 

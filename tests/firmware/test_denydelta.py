@@ -49,7 +49,7 @@ def delta_image(adds, removes, serial, issued, base, n, sig=SIG, L=8):
 
 
 def apply(d, old_path, delta):
-    """check + merge as syncadmin does (without the signature): -> (digest, head)."""
+    """check + merge as offgate/sync/admin.py does (without the signature): -> (digest, head)."""
     write(d + "/delta", delta)
     dl = DenyList(old_path)
     try:
@@ -116,7 +116,7 @@ def test_delta_of_another_id_length_does_not_fit():
     write(d + "/delta", delta)
     with open(d + "/delta", "rb") as f:
         head = denydelta.check(f, len(delta))
-    assert head[7] == 8 and dl._len == 5  # syncadmin refuses this pair before any merge
+    assert head[7] == 8 and dl._len == 5  # sync/admin.py refuses this pair before any merge
     dl.close()
 
 

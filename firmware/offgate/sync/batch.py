@@ -279,4 +279,4 @@ def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None):
     out[0:len(pre)] = pre
     aesccm.encrypt(key, nonce, signed, aad, 16, memoryview(out)[len(pre):])
     signed = None
-    return out  # a bytearray (no final copy: the heap of a pull, syncops.PULL_PER_RECORD)
+    return out  # a bytearray (no final copy: the heap of a pull, ops.PULL_PER_RECORD)
