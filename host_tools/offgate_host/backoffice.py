@@ -126,7 +126,7 @@ CREATE TABLE IF NOT EXISTS deny_audit (
     ids     INTEGER NOT NULL,  -- ids given
     changed INTEGER NOT NULL,  -- ids the list gained or lost
     reason  TEXT NOT NULL,
-    by      TEXT NOT NULL,
+    "by"    TEXT NOT NULL,
     t       INTEGER NOT NULL
 );
 """
@@ -692,12 +692,12 @@ class BackOffice:
         t = _now(now)
         with self.db:
             before = self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
-            self.db.executemany("INSERT OR IGNORE INTO deny (cti, added, reason) VALUES (?, ?, ?)",
-                                ((c, t, reason) for c in ids))
+            self.db.executemany("INSERT INTO deny (cti, added, reason) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                [(c, t, reason) for c in ids])
             n = self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0] - before
             if n:
                 self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
-            self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, by, t) VALUES ('add', ?, ?, ?, ?, ?)",
+            self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, \"by\", t) VALUES ('add', ?, ?, ?, ?, ?)",
                             (len(ids), n, reason, by, t))
         return n
 
@@ -708,11 +708,11 @@ class BackOffice:
         ids = [_cti_bytes(c) for c in ctis]
         with self.db:
             before = self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
-            self.db.executemany("DELETE FROM deny WHERE cti = ?", ((c,) for c in ids))
+            self.db.executemany("DELETE FROM deny WHERE cti = ?", [(c,) for c in ids])
             n = before - self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
             if n:
                 self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
-            self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, by, t) VALUES ('remove', ?, ?, ?, ?, ?)",
+            self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, \"by\", t) VALUES ('remove', ?, ?, ?, ?, ?)",
                             (len(ids), n, reason, by, _now(now)))
         return n
 
@@ -732,7 +732,7 @@ class BackOffice:
             n = cur.rowcount
             if n:
                 self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
-                self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, by, t) "
+                self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, \"by\", t) "
                                 "VALUES ('expired', ?, ?, 'credentials expired', 'back office', ?)", (n, n, _now(now)))
         return n
 
@@ -767,16 +767,16 @@ class BackOffice:
         for _ in range(16):
             cti = os.urandom(8)
             lo, hi = cti[:L] + bytes(8 - L), cti[:L] + b"\xff" * (8 - L)
-            q = "SELECT 1 FROM credentials WHERE cti BETWEEN ?1 AND ?2 UNION ALL SELECT 1 FROM deny WHERE cti BETWEEN ?1 AND ?2"
+            q = "SELECT 1 FROM credentials WHERE cti BETWEEN ? AND ? UNION ALL SELECT 1 FROM deny WHERE cti BETWEEN ? AND ?"
             if ops:
-                q += " UNION ALL SELECT 1 FROM operator_credentials WHERE cti BETWEEN ?1 AND ?2"
-            if not self.db.execute(q, (lo, hi)).fetchone():
+                q += " UNION ALL SELECT 1 FROM operator_credentials WHERE cti BETWEEN ? AND ?"
+            if not self.db.execute(q, (lo, hi) * (3 if ops else 2)).fetchone():
                 return cti
         raise BackOfficeError("could not allocate a credential id")  # pragma: no cover
 
     def deny_audit(self) -> list:
         """Every bulk change of the deny list, oldest first: [{op, ids, changed, reason, by, t}]."""
-        return [dict(r) for r in self.db.execute("SELECT op, ids, changed, reason, by, t FROM deny_audit ORDER BY id")]
+        return [dict(r) for r in self.db.execute('SELECT op, ids, changed, reason, "by", t FROM deny_audit ORDER BY id')]
 
     def deny_serial(self) -> int:
         """Serial of the newest signed deny list (0: none signed yet)."""
