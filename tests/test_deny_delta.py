@@ -154,13 +154,20 @@ def test_gate_with_a_list_the_back_office_does_not_know_gets_the_full_list(world
     bo.deny_many(_ids(rnd, 100), "a")
     g = FakeGate(tmp / "g", 8, bo)
     # the gate's list 1 holds other ids than the back office's list 1 (a diverged restored copy)
-    rogue = formats.signed_deny_list_bytes(_ids(rnd, 100), bo.deny_serial(), NOW, bo.root_sign)
+    rogue = formats.signed_deny_list_bytes(_ids(rnd, 100), bo.deny_serial(), NOW, bo.root_sign, 5)
     (tmp / "g" / "deny.bin").write_bytes(rogue)
     g.verifier.deny.open(str(tmp / "g" / "deny.bin"))
     bo.deny(cti)
     s = sync_gate(LoopTransport(session.SyncServer(g)), bo, led)
     assert any("refused the deny delta" in x for x in s["warnings"]) and "deny_full_bytes" in s
     assert (tmp / "g" / "deny.bin").read_bytes() == bo.deny_bytes()
+    # a gate holding whole 8-byte ids (a list from before prefixes) gets the full list at once
+    old = formats.signed_deny_list_bytes(bo.deny_list(), bo.deny_serial(), NOW, bo.root_sign, 8)
+    (tmp / "g" / "deny.bin").write_bytes(old)
+    g.verifier.deny.open(str(tmp / "g" / "deny.bin"))
+    bo.deny(bytes(range(8)))
+    s = sync_gate(LoopTransport(session.SyncServer(g)), bo, led)
+    assert not s["warnings"] and "deny_full_bytes" in s and g.verifier.deny._len == 5
 
 
 @pytest.mark.parametrize("mp", RUNTIMES)

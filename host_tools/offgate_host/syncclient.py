@@ -625,7 +625,9 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
                 d = None
                 # only the changes since the gate's list when the back office knows them; the full
                 # list when it does not, or when the gate refuses the delta (a list it does not hold)
-                delta = bo.deny_delta(gate_deny) if (st.get("deny") or {}).get("signed") else None
+                gd = st.get("deny") or {}
+                delta = bo.deny_delta(gate_deny) if gd.get("signed") and \
+                    gd.get("id_bytes", bo.deny_id_bytes()) == bo.deny_id_bytes() else None
                 if delta is not None:
                     try:
                         d = c.push_deny(delta)

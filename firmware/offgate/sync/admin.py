@@ -53,9 +53,10 @@ def op_status(self, req):
     return out
 
 def _deny_info(dl, now):
-    """{"count", "serial", "issued", "age" (seconds, None if unknown), "signed"} of a DenyList."""
+    """{"count", "serial", "issued", "age" (seconds, None if unknown), "signed", "id_bytes"} of a
+    DenyList (id_bytes: how much of each id it stores, docs/protocol.md §6)."""
     return {"count": dl.count, "serial": dl.serial, "issued": dl.issued,
-            "age": (now - dl.issued) if dl.issued else None, "signed": dl._h == 24}
+            "age": (now - dl.issued) if dl.issued else None, "signed": dl._h == 24, "id_bytes": dl._len}
 
 
 def op_config(self, req):
