@@ -12,8 +12,8 @@ import json
 import os
 import sys
 
-from offgate import denycheck, denydelta
-from offgate.denylist import DenyList
+from offgate.policy import denycheck, denydelta
+from offgate.policy.denylist import DenyList
 
 d, mode, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
 dl = DenyList()

@@ -141,7 +141,7 @@ def test_session_seals_each_have_their_own_key_and_index():
     the protected header (label -65537), each opens with the host's independent code, and an index
     changed in transit fails authentication (it is in the AAD and the key derivation)."""
     import synchelp  # noqa: F401  (the firmware and its CPython shims on sys.path)
-    from offgate import devicekey
+    from offgate.crypto import devicekey
     from offgate.sync import batch
     gate = devicekey.DeviceKey(int.from_bytes(GATE_D, "big"))
     bo = key(BO_D)
@@ -166,7 +166,7 @@ def test_session_seal_vector():
     the second seal under one session key (index 2), no hedging: these exact bytes (the host opens
     them independently)."""
     import synchelp  # noqa: F401
-    from offgate import devicekey
+    from offgate.crypto import devicekey
     from offgate.sync import batch
     gate = devicekey.DeviceKey(int.from_bytes(GATE_D, "big"))
     eph = devicekey.DeviceKey(int.from_bytes(EPH_D, "big"))

@@ -141,7 +141,7 @@ def test_wrong_base_torn_and_forged_deltas_are_refused_and_the_list_kept(world):
         c.request("deny_begin", size=len(good), sha256=__import__("hashlib").sha256(good).digest())
         c.request("deny_chunk", off=0, data=good[:100])   # the link is cut here: a new session
     assert (tmp / "g" / "deny.bin").read_bytes() == before and g.verifier.deny.serial == base
-    assert not os.path.exists(tmp / "g" / "deny.bin.new")
+    assert not os.path.exists(tmp / "g" / "deny.bin.new.tmp")
     with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:
         c.handshake()
         assert c.push_deny(good)["serial"] == bo.deny_serial()

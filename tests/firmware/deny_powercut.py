@@ -1,5 +1,5 @@
 # Power-cut test of a deny delta's install on real littlefs (os.VfsLfs2 over the NOR-like RAM
-# device of powercut_bdev.py): the old list and a delta are on flash, then offgate.denydelta
+# device of powercut_bdev.py): the old list and a delta are on flash, then offgate.policy.denydelta
 # merges and installs (what offgate/sync/admin.py does after the signature check), with the power cut at
 # EVERY erase/program of that run in turn. After each cut the surviving bytes are mounted again
 # and deny.bin must open (whole-file check: CRC, order) as exactly the old or exactly the new list.
@@ -14,8 +14,8 @@ import sys
 from powercut_bdev import PowerCutBdev
 from test_denydelta import write_full, write_delta, SIG
 from fwutil import cti
-from offgate import denydelta
-from offgate.denylist import DenyList
+from offgate.policy import denydelta
+from offgate.policy.denylist import DenyList
 
 MNT = "/pc"
 
@@ -39,7 +39,7 @@ def install(n_new):
     with open(MNT + "/deny.bin.tmp", "rb") as f:
         head = denydelta.check(f, size)
     try:
-        denydelta.install(dl, MNT + "/deny.bin.tmp", MNT + "/deny.bin.new", MNT + "/deny.bin", head, DIGEST[0])
+        denydelta.install(dl, MNT + "/deny.bin.tmp", MNT + "/deny.bin.new.tmp", MNT + "/deny.bin", head, DIGEST[0])
     finally:
         dl.close()
     os.remove(MNT + "/deny.bin.tmp")  # as offgate/sync/admin.py does after the install

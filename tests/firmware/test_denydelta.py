@@ -1,13 +1,13 @@
-"""Deny list deltas (offgate/denydelta.py): the streaming merge against lists built independently
+"""Deny list deltas (offgate/policy/denydelta.py): the streaming merge against lists built independently
 here, a wrong base refused, and a 100,000-id list merged and searched with no heap growth."""
 import gc
 import hashlib
 import struct
 
-from offgate import denydelta
+from offgate.policy import denydelta
 from offgate.checksum import crc32
-from offgate.denycheck import DenyListError
-from offgate.denylist import DenyList
+from offgate.policy.denycheck import DenyListError
+from offgate.policy.denylist import DenyList
 from fwutil import scratch_dir, write, read, cti
 
 SIG = b"\xd2\x84fake-root-signature"  # the merge carries the signature, it does not check it

@@ -1,4 +1,4 @@
-from offgate.oplog import OpLog, LogFull, REC, HDR, verify_records, ZERO32
+from offgate.log.oplog import OpLog, LogFull, REC, HDR, verify_records, ZERO32
 from fwutil import scratch_dir, read, write, cti
 import os
 

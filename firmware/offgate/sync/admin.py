@@ -9,9 +9,9 @@ Each op(session, request map) returns a response map or raises SyncError (-> ok:
 import hashlib
 import os
 
-from offgate import cbor, cose
+from offgate.codec import cbor, cose
 from offgate.sync import frames
-from offgate.fsutil import _sync_fs, atomic_write, fs_free, replace
+from offgate.statedir import DENY_NEW, atomic_write, fs_free, replace
 from offgate.sync.ops import _remove, clock_state, save_state
 from offgate.sync.session import SyncError, _eq, _read, _uint, urandom, NONCE_LEN, ROOT_PUB
 
@@ -125,10 +125,9 @@ def op_tables_commit(self, req):
         t["f"].close()
         if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
             raise SyncError("tables incomplete or their SHA-256 does not match")
-        from offgate.trust import TABLES
+        from offgate.statedir import TABLES
         path = self.srv.path(TABLES)
-        os.rename(t["tmp"], path)
-        _sync_fs()
+        replace(t["tmp"], path)
         self.deny_tmp = None
         got = self.gate.verifier.trust.attach_tables(path)
         self.srv.note("issuer tables installed: %d attached, %d refused" % (got[0], got[1]))
@@ -157,7 +156,7 @@ def op_deny_commit(self, req):
     """Install the received list, only if it is whole (size, SHA-256), undamaged (CRC, order), a
     signed version 2 list whose root signature covers its header and ids, and newer (serial above
     the installed one). Otherwise the gate keeps its list and says why."""
-    from offgate.denycheck import DenyListError, check_file
+    from offgate.policy.denycheck import DenyListError, check_file
     t = self.deny_tmp
     if t is None or t["kind"] != "deny":
         raise SyncError("deny_commit without deny_begin")
@@ -197,20 +196,20 @@ def op_deny_commit(self, req):
         self._drop_deny_tmp()
 
 def _commit_delta(self, t):
-    """Install a deny delta (kind 1, offgate/denydelta.py): checked whole (CRC, order), its root
+    """Install a deny delta (kind 1, offgate/policy/denydelta.py): checked whole (CRC, order), its root
     signature (that of the resulting full list) verified, its base exactly the gate's serial; then
-    merged with the installed list into deny.bin.new and installed only if the result has the
+    merged with the installed list into deny.bin.new.tmp and installed only if the result has the
     signed count and SHA-256. Any fault leaves the gate's list as it was."""
     try:
         return _delta(self, t)
     finally:
         import offgate
-        offgate.unload("offgate.denydelta")  # install-time code: its bytecode goes back to the heap
+        offgate.unload("offgate.policy.denydelta")  # install-time code: its bytecode goes back to the heap
 
 
 def _delta(self, t):
-    from offgate import denydelta
-    from offgate.denycheck import DenyListError
+    from offgate.policy import denydelta
+    from offgate.policy.denycheck import DenyListError
     cur = self.gate.verifier.deny
     tmp = t["tmp"]
     try:
@@ -252,7 +251,7 @@ def op_trust(self, req):
     issue time live inside trust.cbor itself (and must equal the envelope's serial), so the file on
     flash says which list it is: a power cut or a lost sync.json cannot reset the gate's serial.
     Refused unless the serial is above the installed one and the issue time not before it."""
-    from offgate.trust import TrustError, TrustStore
+    from offgate.policy.trust import TrustError, TrustStore
     signed = req.get("signed")
     if not isinstance(signed, bytes):
         raise SyncError("trust needs 'signed' (a root-signed COSE_Sign1)")
@@ -331,6 +330,5 @@ def _root_payload(srv, signed, kind):
 
 
 UPLOADS = {"deny": "deny.bin", "tables": "issuer_tables.bin"}
-DENY_NEW = "deny.bin.new"  # a list being merged from a delta (removed at the next deny_begin)
 TABLES_MAX = 256 * 1024
 

@@ -24,9 +24,10 @@ import hashlib
 import struct
 from array import array
 
-from offgate import aesccm, cbor, devicekey
-from offgate.hkdf import hkdf_sha256
-from offgate.oplog import OPEN
+from offgate.crypto import aesccm, devicekey
+from offgate.codec import cbor
+from offgate.crypto.hkdf import hkdf_sha256
+from offgate.log.oplog import OPEN
 
 VERSION = 1
 ALG_ES256 = -7

@@ -21,7 +21,7 @@ Segment file = 64-byte header, then up to (segment_bytes - 64) // 64 records of 
 Every record carries its chain value, so each one can be checked against its predecessor alone
 (the ledger does that), and the CRC separates "torn/bit-flipped" from "forged".
 
-Recovery (recover(), at boot; offgate/oplogrecover.py): segments are read oldest first. A damaged
+Recovery (recover(), at boot; offgate/log/oplogrecover.py): segments are read oldest first. A damaged
 record followed by good ones is kept in place and skipped (read() returns it as damaged, with its
 bytes); only damaged records at the very end (a torn tail) are cut, by rewriting the segment with
 its good prefix (tmp file + atomic rename). A damaged header is rebuilt from the records; a lost
@@ -36,31 +36,10 @@ log is full: policy "refuse" raises LogFull (the gate then refuses to open), pol
 returns None and counts; either way the count of decisions not logged is reported in status()
 and written into the next record that can be logged (field `missed`).
 """
-import hashlib
-import os
 import struct
 
-from offgate.checksum import crc32
-
-try:
-    from micropython import const
-except ImportError:  # CPython (host tooling, tests)
-    def const(x):
-        return x
-
-REC = const(64)
-HDR = const(64)
-BODY = const(28)      # the hashed part of a record
-MAGIC = const(0x4F)
-SEG_MAGIC = b"OGL1"
-ACK_MAGIC = b"OGA1"
-HWM_MAGIC = b"OGH1"   # the high-water mark file: same layout as the ack, the head when last acked
-ACK_LEN = const(44)   # magic 4 | seq 4 | chain 32 | crc 4
-ZERO32 = bytes(32)
-OPEN = const(1)
-DENY = const(0)
-_ENOSPC = const(28)
-
+from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, DENY, HDR, HWM_MAGIC, MAGIC, OPEN, REC,  # noqa: F401
+                                SEG_MAGIC, ZERO32, chain as _chain, crc as _crc, seg_name)
 
 class LogFull(Exception):
     """Storage is full of unacknowledged records and the policy is "refuse"."""
@@ -72,27 +51,6 @@ class DiskFull(LogFull):
 
 
 _READ_RECS = 8  # records per file read in read() (a 512-byte buffer)
-
-
-def _crc(buf, n):
-    return crc32(buf[:n]) & 0xFFFFFFFF
-
-
-def _chain(prev, body):
-    h = hashlib.sha256(prev)
-    h.update(body)
-    return h.digest()
-
-
-def _name(segno):
-    return "%08d.seg" % segno
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _is_open(decision):
@@ -132,7 +90,7 @@ class OpLog:
 
     # -- paths ------------------------------------------------------------------
     def _path(self, segno):
-        return self.root + "/" + _name(segno)
+        return self.root + "/" + seg_name(segno)
 
     def _close(self):
         if self._f is not None:
@@ -151,24 +109,28 @@ class OpLog:
         struct.pack_into(">I", b, 4, seq)
         b[8:40] = chain
         struct.pack_into(">I", b, 40, _crc(b, 40))
-        tmp = self.root + "/" + name + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(b)
-        os.rename(tmp, self.root + "/" + name)  # atomic on littlefs: old or new file, never half
+        from offgate import statedir  # at acknowledge (sync) only: not resident between scans
+        statedir.atomic_write(self.root + "/" + name, b)  # old or new file, never half
 
     def recover(self):
-        """Open the log at boot (offgate.oplogrecover, loaded for the call and unloaded after:
-        boot and I/O-error code that need not sit in a 128 KB heap between scans)."""
+        """Open the log at boot: cut a torn/corrupt tail, finish an interrupted acknowledge, resume
+        the chain. Returns a summary dict. The scan is offgate.log.oplogrecover, loaded for the
+        call and unloaded after (boot and I/O-error code that need not sit in a 128 KB heap
+        between scans); it returns the state found, which is set here."""
         import gc
         import offgate
+        self._close()
         gc.collect()  # the recovery code is compiled/loaded now, at boot after the trust store: room first
-        from offgate import oplogrecover
+        from offgate.log import oplogrecover
         try:
-            return oplogrecover.recover(self)
+            st, summary = oplogrecover.recover(self.root, self.per_seg, self._last_segno, self._hdr, self._buf)
         finally:
             oplogrecover = None
-            offgate.unload("offgate.oplogrecover")
-            offgate.unload("offgate.oplogrepair")  # loaded only if a segment had to be rewritten
+            offgate.unload("offgate.log.oplogrecover")
+            offgate.unload("offgate.log.oplogrepair")  # loaded only if a segment had to be rewritten
+        (self._seq, self._chain, self._acked_seq, self._acked_chain, self._segs, self._last_segno,
+         self.cut, self.damaged) = st
+        return summary
 
     # -- appending --------------------------------------------------------------
     def full(self):
@@ -217,7 +179,7 @@ class OpLog:
             if self._seq >= seq:
                 self._missed = 0
                 return seq
-            if e.args and e.args[0] == _ENOSPC:
+            if e.args and e.args[0] == 28:  # ENOSPC
                 return self._not_logged(DiskFull)  # the file system (shared) is full: same policy
             self.not_logged += 1
             self._missed += 1
@@ -342,11 +304,12 @@ class OpLog:
         self._write_ack(seq, chain)
         self._acked_seq = seq
         self._acked_chain = chain
+        from offgate.statedir import remove
         segs = self._segs
         while segs and segs[0][1] + segs[0][2] - 1 <= seq:
             if len(segs) == 1:
                 self._close()  # the segment being appended to is wholly acknowledged
-            _remove(self._path(segs.pop(0)[0]))
+            remove(self._path(segs.pop(0)[0]))
         return True
 
     def status(self):

@@ -14,7 +14,7 @@ Delta layout (a version-2 header, then two more words):
            the root signature of the *resulting full list* ({0: "deny", 1: serial, 2: issued,
            3: n, 4: SHA-256 of its header and ids})
 
-The gate merges its sorted file with the adds and removes into `deny.bin.new` in 512-byte pieces:
+The gate merges its sorted file with the adds and removes into `deny.bin.new.tmp` in 512-byte pieces:
 the old file is read once, window by window; each change is placed by a binary search inside the
 window that holds its place, the runs between changes are copied as they are (never decoded id by
 id), and the SHA-256 of the result is computed on the way.
@@ -29,8 +29,8 @@ import os
 import struct
 
 from offgate.checksum import crc32
-from offgate.denycheck import DenyListError, MAGIC
-from offgate.fsutil import replace
+from offgate.policy.denycheck import DenyListError, MAGIC
+from offgate.statedir import replace
 
 try:
     from micropython import const

@@ -5,7 +5,7 @@ File layout (docs/protocol.md §6), version 2 (root-signed, serial-numbered):
     0   b"OGDL"
     4   version 2 (u8)
     5   kind (u8): 0 = a full list (1 = a delta against `base`: only sent over sync, merged into
-        a new full list by offgate.denydelta, never stored as deny.bin)
+        a new full list by offgate.policy.denydelta, never stored as deny.bin)
     6   id length (u8): 0 = whole 8-byte ids; 4 .. 7 = that many leading bytes of each id (the
         back office keeps the prefixes of live credentials unique, docs/protocol.md §6)
     7   reserved, zero
@@ -40,9 +40,9 @@ class DenyListError(ValueError):
 
 
 def check_bytes(data):
-    """Validate a whole deny list image (offgate.denycheck.check_bytes). Returns the count;
+    """Validate a whole deny list image (offgate.policy.denycheck.check_bytes). Returns the count;
     DenyListError if it is malformed or damaged."""
-    from offgate import denycheck
+    from offgate.policy import denycheck
     try:
         return denycheck.check_bytes(data)
     except ValueError as e:
@@ -80,7 +80,7 @@ class DenyList:
             self._ids(L)
             return
         import offgate
-        from offgate import denycheck  # boot/install-time code: unloaded again right after
+        from offgate.policy import denycheck  # boot/install-time code: unloaded again right after
         try:
             f.seek(0, 2)
             size = f.tell()
@@ -94,7 +94,7 @@ class DenyList:
             raise
         finally:
             denycheck = None
-            offgate.unload("offgate.denycheck")
+            offgate.unload("offgate.policy.denycheck")
         self.close()
         self._f = f
         self.count = n
