@@ -25,12 +25,11 @@ Heap: three preallocated buffers (512 + 2 ids) and the digest; nothing grows wit
 Loaded for an install only and unloaded after (offgate/sync/admin.py).
 """
 import hashlib
-import os
 import struct
 
 from offgate.checksum import crc32
 from offgate.policy.denycheck import DenyListError, MAGIC
-from offgate.statedir import replace
+from offgate.statedir import remove, replace
 
 try:
     from micropython import const
@@ -256,10 +255,7 @@ def install(dl, delta_path, new_path, path, head, signed_digest):
         if digest != signed_digest:
             raise DenyListError("the merged list is not the signed one (wrong base?)")
     except (DenyListError, OSError) as e:
-        try:
-            os.remove(new_path)
-        except OSError:
-            pass
+        remove(new_path)
         if isinstance(e, OSError):
             raise DenyListError("writing the new list failed (%s)" % e)
         raise

@@ -73,39 +73,31 @@ class DenyList:
             self.close()
             return
         if known is not None:
-            self.close()
-            self._f = f
-            self.count, self.serial, self.issued, L = known
-            self._h = 24
-            self._ids(L)
-            return
-        import offgate
-        from offgate.policy import denycheck  # boot/install-time code: unloaded again right after
-        try:
-            f.seek(0, 2)
-            size = f.tell()
-            v, h, n, serial, issued, sig, L = denycheck.check_file(f, size)
-            sig = None
-        except ValueError as e:  # denycheck.DenyListError: malformed or damaged
-            f.close()
-            raise DenyListError("%s: %s" % (path, e))
-        except Exception:
-            f.close()
-            raise
-        finally:
-            denycheck = None
-            offgate.unload("offgate.policy.denycheck")
+            n, serial, issued, L = known
+            h = 24
+        else:
+            import offgate
+            from offgate.policy import denycheck  # boot/install-time code: unloaded again right after
+            try:
+                f.seek(0, 2)
+                v, h, n, serial, issued, sig, L = denycheck.check_file(f, f.tell())
+                sig = None
+            except ValueError as e:  # denycheck.DenyListError: malformed or damaged
+                f.close()
+                raise DenyListError("%s: %s" % (path, e))
+            except Exception:
+                f.close()
+                raise
+            finally:
+                denycheck = None
+                offgate.unload("offgate.policy.denycheck")
         self.close()
         self._f = f
         self.count = n
         self.serial = serial
         self.issued = issued
         self._h = h
-        self._ids(L)
-
-    def _ids(self, L):
-        # buffers for the stored id length, made when a list is opened, never per look-up
-        if L != self._len:
+        if L != self._len:  # buffers for the stored id length: made here, never per look-up
             self._len = L
             self._buf = bytearray(L)
             self._key = bytearray(L) if L != ID_LEN else self._buf
