@@ -606,7 +606,7 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
             for k in ("new", "duplicates", "anomalies", "fraud"):
                 summary[k] += res.get(k, 0)
             for cti in res.get("deny", ()):
-                bo.deny(cti)
+                bo.deny(cti, "fraud found at sync")
             last = recs[-1]
             if res.get("stored_to") != last["seq"]:
                 # never acknowledge what the ledger has not stored: the gate keeps it for next time
