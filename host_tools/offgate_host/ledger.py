@@ -644,7 +644,7 @@ class Ledger:
 
     def _settle_end(self, bo, now, out):
         """Both settlements end alike: deny the credentials flagged, release expired holds."""
-        bo.deny_many(out["deny"])
+        bo.deny_many(out["deny"], "double use found at settlement")
         for h in bo.release_expired_holds(now):
             out["released"] += 1
             out["released_amount"] += h["released_amount"]

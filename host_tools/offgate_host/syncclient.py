@@ -38,7 +38,7 @@ HELLO, CHALLENGE, AUTH, AUTH_OK, REQUEST, RESPONSE, ERROR = 0x01, 0x02, 0x03, 0x
 PROTO = b"OGSYNC2"
 NONCE_LEN = 16
 MAC_LEN = 16
-DENY_CHUNK = 4096
+DENY_CHUNK = 1024  # like TABLES_CHUNK: a 4 KiB chunk frame did not fit the 32-bit build at its sync heap (144k)
 TABLES_CHUNK = 1024  # smaller: the comb tables come right after a trust list install, on a fragmented heap
 
 
@@ -606,7 +606,7 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
             for k in ("new", "duplicates", "anomalies", "fraud"):
                 summary[k] += res.get(k, 0)
             for cti in res.get("deny", ()):
-                bo.deny(cti)
+                bo.deny(cti, "fraud found at sync")
             last = recs[-1]
             if res.get("stored_to") != last["seq"]:
                 # never acknowledge what the ledger has not stored: the gate keeps it for next time
@@ -622,7 +622,22 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
             deny = bo.deny_bytes()
             gate_deny = (st.get("deny") or {}).get("serial", 0)
             if bo.deny_serial() > gate_deny:
-                d = c.push_deny(deny)
+                d = None
+                # only the changes since the gate's list when the back office knows them; the full
+                # list when it does not, or when the gate refuses the delta (a list it does not hold)
+                gd = st.get("deny") or {}
+                delta = bo.deny_delta(gate_deny) if gd.get("signed") and \
+                    gd.get("id_bytes", bo.deny_id_bytes()) == bo.deny_id_bytes() else None
+                if delta is not None:
+                    try:
+                        d = c.push_deny(delta)
+                        summary["deny_delta_bytes"] = len(delta)
+                    except GateRefused as e:
+                        summary["warnings"].append("gate %d refused the deny delta (%s): sending the full list"
+                                                   % (gid, e))
+                if d is None:
+                    d = c.push_deny(deny)
+                    summary["deny_full_bytes"] = len(deny)
                 summary["deny_serial"] = d.get("serial")
                 summary["deny_count"] = d.get("count")
             else:
