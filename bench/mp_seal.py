@@ -14,7 +14,7 @@ from offgate import batch, devicekey, p256fast
 from offgate.oplog import OpLog
 
 logdir, mode, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
-log = OpLog(logdir + "/oplog", 4096, 32)
+log = OpLog(logdir + "/oplog")  # the default geometry, as tests/backlog.py prefills it
 log.recover()
 key = devicekey.DeviceKey(0x5EED5EED5EED)
 bo = devicekey.DeviceKey(0xB0B0B0B0).public_bytes()

@@ -133,7 +133,7 @@ def test_vector_reproducible(mp, tmp_path):
     assert hashlib.sha256(sealed).hexdigest() == VECTOR_SHA256
 
 
-VECTOR_SHA256 = "1d841d9c83c95d92a2c6bc93eed3acb999df69131b6e49250a0346b8d5bb1037"
+VECTOR_SHA256 = "180b3648bfd507b041fd6eb48d939767a1443e748aba6ad7089cdf4adb12333a"
 
 
 def test_session_seals_each_have_their_own_key_and_index():

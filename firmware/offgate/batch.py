@@ -63,7 +63,9 @@ def build(oplog, gate_id, clock_state, max_records):
     hseq, hchain = oplog.head()
     n = oplog.available(aseq + 1, max_records) if hasattr(oplog, "available") else min(hseq - aseq, max_records)
     out = bytearray()
-    cbor._head(out, 5, 11)  # a map of 11 entries
+    raw = hasattr(oplog, "chained")
+    breaks = []
+    cbor._head(out, 5, 12 if raw else 11)  # a map of 12 entries (11 without "breaks")
     for k, v in (("v", VERSION), ("gate", gate_id), ("clock", _clock(clock_state)),
                  ("from", aseq + 1), ("prev", achain), ("head", [hseq, hchain])):
         _enc(out, k)
@@ -74,21 +76,21 @@ def build(oplog, gate_id, clock_state, max_records):
     reasons = {}
     hours = {}
     last_seq, last_chain = aseq, achain
-    if hasattr(oplog, "records"):
-        # raw records, decoded in place (no dict per record; docs/performance.md "Sync")
+    if raw:
+        # raw records, decoded in place (no dict per record; docs/performance.md "Sync"), each
+        # one's chain recomputed on the way (records do not store it)
         unpack = struct.unpack_from
         h = cbor._head
         rcount = array("H", bytes(512))  # per reason code (u8); a batch holds <= 65535 records
         hk = {}
         got = 0
-        lastb = None
-        for seq, b, ok in oplog.records(aseq + 1, n):
+        c = None
+        for seq, b, ok, c in oplog.chained(aseq + 1, n, achain, breaks):
             got += 1
             last_seq = seq
             if not ok:
                 damaged += 1
                 _enc(out, [seq, "damaged", bytes(b)])
-                lastb = bytes(b)
                 continue
             seq, t, ctr = unpack(">III", b, 4)  # the stored seq, as read() gives it
             miss = unpack(">I", b, 24)[0]
@@ -124,11 +126,10 @@ def build(oplog, gate_id, clock_state, max_records):
                 h(out, 0, miss)
             else:
                 out.append(0)
-            lastb = b
         if got < n:
             raise ValueError("operation log shorter than its head")
-        if lastb is not None:
-            last_chain = bytes(lastb[28:60])
+        if c is not None:
+            last_chain = c
         for rc in range(256):
             if rcount[rc]:
                 reasons[rc] = rcount[rc]
@@ -178,6 +179,11 @@ def build(oplog, gate_id, clock_state, max_records):
                  ("not_logged", oplog.not_logged)):
         _enc(out, k)
         _enc(out, v)
+    if raw:
+        # segment starts where the chain restarts from the segment header (a lost segment, or
+        # records before it changed on flash): [seq, chain before seq]; usually empty
+        _enc(out, "breaks")
+        _enc(out, breaks)
     return out  # a bytearray: a bytes() copy would double the peak heap of a pull
 
 

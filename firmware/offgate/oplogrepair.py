@@ -4,7 +4,7 @@ module every boot loads."""
 import os
 import struct
 
-from offgate.oplog import HDR, REC, SEG_MAGIC, _crc
+from offgate.oplog import HDR, REC, SEG_MAGIC, VERSION, _crc
 
 
 def rewrite(log, segno, count, first, prev_chain):
@@ -21,7 +21,7 @@ def rewrite(log, segno, count, first, prev_chain):
             for i in range(HDR):
                 h[i] = 0
             h[0:4] = SEG_MAGIC
-            h[4] = 1
+            h[4] = VERSION
             struct.pack_into(">II", h, 8, segno, first)
             h[16:48] = prev_chain
             struct.pack_into(">I", h, 60, _crc(h, 60))
