@@ -18,7 +18,10 @@ the clock state. seal() wraps it:
 Sign-then-encrypt: the inner signature covers the plaintext itself, so the back office can keep
 (plaintext, signature) as non-repudiable evidence after decryption; observers of the link see
 only the gate's kid and an ephemeral key. A fresh ephemeral key per seal makes every
-(key, nonce) pair single-use, so the nonce can be derived rather than counted.
+(key, nonce) pair single-use, so the nonce can be derived rather than counted. Within one sync
+session (seal(ctx=)) only some seals are signed (the first, every SIGN_EVERY-th, the empty one
+that ends a pull loop); the others are authenticated by the session key the first signature
+binds to the gate, and covered by the chain a later signature commits to.
 """
 import hashlib
 import struct
@@ -79,12 +82,12 @@ def build(oplog, gate_id, clock_state, max_records):
     if raw:
         # raw records, decoded in place (no dict per record; docs/performance.md "Sync"), each
         # one's chain recomputed on the way (records do not store it)
-        unpack = struct.unpack_from
-        h = cbor._head
+        u32 = _u32
         rcount = array("H", bytes(512))  # per reason code (u8); a batch holds <= 65535 records
         hk = {}
         got = 0
         c = None
+        t0 = None
         for seq, b, ok, c in oplog.chained(aseq + 1, n, achain, breaks):
             got += 1
             last_seq = seq
@@ -92,40 +95,42 @@ def build(oplog, gate_id, clock_state, max_records):
                 damaged += 1
                 _enc(out, [seq, "damaged", bytes(b)])
                 continue
-            seq, t, ctr = unpack(">III", b, 4)  # the stored seq, as read() gives it
-            miss = unpack(">I", b, 24)[0]
-            last_seq = seq
+            if t0 is None:
+                # times relative to the first record's: small ints per record (a Unix time is a big
+                # int on a 32-bit port), hour = t0_hour + (t0_mod + rel) // 3600
+                t0 = struct.unpack_from(">I", b, 8)[0]
+                t0_hour, t0_mod = t0 // 3600, t0 % 3600
+                th0, tl0 = b[8] << 8 | b[9], b[10] << 8 | b[11]
             op = b[1] == OPEN
             rc = b[2]
             if op:
                 opened += 1
             else:
                 denied += 1
-            missed += miss
+            if b[24] or b[25] or b[26] or b[27]:
+                missed += struct.unpack_from(">I", b, 24)[0]
             rcount[rc] += 1
-            k = (t // 3600) << 8 | rc  # (hour, reason) as one small int: one dict update
+            rel = ((b[8] << 8 | b[9]) - th0) * 65536 + (b[10] << 8 | b[11]) - tl0
+            k = (t0_mod + rel) // 3600 << 8 | rc  # (hour, reason) as one small int: one dict update
             hk[k] = hk.get(k, 0) + 1
-            # the row [seq, t, cti, ctr, open, reason, missed] as _row writes it, with the usual
-            # cases copied straight from the record (t >= 2^16: 0x1a and its 4 stored bytes)
+            # the row [seq, t, cti, ctr, open, reason, missed] as _row writes it, each uint's CBOR
+            # head and bytes copied from the record (no int made of a 32-bit field)
             out.append(0x87)
-            h(out, 0, seq)
-            if t >= 0x10000:
-                out.append(0x1A)
-                out.extend(b[8:12])
-            else:
-                h(out, 0, t)
+            u32(out, b, 4)
+            u32(out, b, 8)
             if b[3] & 1:
                 out.append(0x48)
                 out.extend(b[16:24])
             else:
                 out.append(0xF6)
-            h(out, 0, ctr)
+            u32(out, b, 12)
             out.append(1 if op else 0)
-            h(out, 0, rc)
-            if miss:
-                h(out, 0, miss)
+            if rc < 24:
+                out.append(rc)
             else:
-                out.append(0)
+                out.append(0x18)
+                out.append(rc)
+            u32(out, b, 24)
         if got < n:
             raise ValueError("operation log shorter than its head")
         if c is not None:
@@ -134,7 +139,7 @@ def build(oplog, gate_id, clock_state, max_records):
             if rcount[rc]:
                 reasons[rc] = rcount[rc]
         for k, c in hk.items():
-            hr = (k >> 8) * 3600
+            hr = (t0_hour + (k >> 8)) * 3600
             hb = hours.get(hr)
             if hb is None:
                 hb = hours[hr] = {}
@@ -187,6 +192,21 @@ def build(oplog, gate_id, clock_state, max_records):
     return out  # a bytearray: a bytes() copy would double the peak heap of a pull
 
 
+def _u32(out, b, o):
+    """Append the CBOR uint (major type 0, shortest form) of the big-endian u32 at b[o:o+4]."""
+    if b[o] or b[o + 1]:
+        out.append(0x1A)
+        out.extend(b[o:o + 4])
+    elif b[o + 2]:
+        out.append(0x19)
+        out.extend(b[o + 2:o + 4])
+    else:
+        v = b[o + 3]
+        if v >= 24:
+            out.append(0x18)
+        out.append(v)
+
+
 def _row(out, seq, t, cti, ctr, op, rc, missed):
     """Append the CBOR row [seq, t, cti, ctr, open, reason, missed] (what cbor.dumps of that list
     gives, byte for byte; tests/test_batch.py): written head by head, because a generic encode per
@@ -219,12 +239,13 @@ def _bstr_head(n):
     return bytes(h)
 
 
-def sign1(plain, device_key, hedge=True):
-    """COSE_Sign1 (tagged) of plain, ES256 by the device key. The Sig_structure is hashed in
-    pieces and the result assembled in one buffer: no extra copies of a large plaintext."""
+def sign1(plain, device_key, hedge=True, aad=b""):
+    """COSE_Sign1 (tagged) of plain, ES256 by the device key; aad: the external_aad (RFC 9052
+    §4.4; a session's ephemeral key E under seal(ctx=)). The Sig_structure is hashed in pieces and
+    the result assembled in one buffer: no extra copies of a large plaintext."""
     prot = cbor.dumps({1: ALG_ES256, 4: gate_kid(device_key.public_bytes())})
-    # ["Signature1", protected, h'', payload] = 84 6A "Signature1" bstr(prot) 40 bstr(plain)
-    h = hashlib.sha256(b"\x84" + cbor.dumps(["Signature1", prot, b""])[1:] + _bstr_head(len(plain)))
+    # ["Signature1", protected, external_aad, payload] = 84 6A "Signature1" bstr(prot) bstr(aad) bstr(plain)
+    h = hashlib.sha256(b"\x84" + cbor.dumps(["Signature1", prot, bytes(aad)])[1:] + _bstr_head(len(plain)))
     h.update(plain)
     sig = device_key.sign_digest(h.digest(), hedge)
     # D2 84 bstr(prot) A0 bstr(plain) 58 40 sig
@@ -247,18 +268,26 @@ def derive(z, eph_pub, bo_pub, gate_pub):
 SEAL_INDEX = -65537  # protected header (private-use label): the seal's number under its ephemeral key
 
 
-def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None):
+SIGN_EVERY = 32  # under a session key, at least every this many seals is signed (syncops.op_pull)
+
+
+def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None, sign=True):
     """Signed by device_key, encrypted to backoffice_pub65. eph (a DeviceKey) and hedge=False
     only for reproducible test vectors: in service a fresh ephemeral key is made per seal, or,
     with `ctx` (a list, empty at first, kept by the caller for one sync session), once per
-    session: ctx = [E, Z, i], and each seal under it carries its number i (1, 2, ...) in the
-    protected header, which goes into the key derivation (info || i, 4 bytes BE) and the AAD.
+    session: ctx = [E, Z, i, signed], and each seal under it carries its number i (1, 2, ...) in
+    the protected header, which goes into the key derivation (info || i, 4 bytes BE) and the AAD.
     Every seal thus still has its own key and nonce; a session pays one ephemeral key and one
-    ECDH instead of one per batch (docs/protocol.md "Batch summaries")."""
+    ECDH instead of one per batch (docs/protocol.md "Batch summaries").
+
+    Under a session key a signed seal's signature also covers E (external_aad), which binds the
+    session key to the gate; once the caller has seen the back office accept a signed seal of the
+    session (syncops.op_ack sets ctx[3]), sign=False seals the bare plaintext (no COSE_Sign1: authenticated by AES-CCM under a key only this gate and the back
+    office can derive). Every record still ends up under a gate signature: a later signed batch's
+    `prev` chain covers it (docs/protocol.md "One signature per session")."""
     bo = bytes(backoffice_pub65)
     devicekey.parse_point(bo)  # a bad back office key fails here, before anything is signed
     gate_pub = device_key.public_bytes()
-    signed = sign1(plain, device_key, hedge)
     hdr = {1: ALG_CCM_16_128_256, 4: gate_kid(gate_pub)}
     if ctx is None or not ctx:
         e = eph if eph is not None else devicekey.generate()
@@ -266,23 +295,29 @@ def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None):
         z = e.ecdh(bo)
         e = None
         if ctx is not None:
-            ctx.extend((E, z, 0))
+            ctx.extend((E, z, 0, False))
     if ctx:
         E, z = ctx[0], ctx[1]
+        if sign or not ctx[3]:
+            inner = sign1(plain, device_key, hedge, E)
+        else:
+            inner = plain  # the session's key is already bound to this gate by a signed seal
         ctx[2] += 1
         hdr[SEAL_INDEX] = ctx[2]
         key, nonce = derive(z, E, bo, gate_pub + ctx[2].to_bytes(4, "big"))
     else:
+        inner = sign1(plain, device_key, hedge)
         key, nonce = derive(z, E, bo, gate_pub)
+    plain = None
     z = None
     hdr[-1] = _cose_key(E)
     prot = cbor.dumps(hdr)
     aad = cbor.dumps(["Encrypt0", prot, b""])
     # D0 83 bstr(prot) A0 bstr(ct || tag): the ciphertext is written straight into place
-    clen = len(signed) + 16
+    clen = len(inner) + 16
     pre = b"\xd0\x83" + cbor.dumps(prot) + b"\xa0" + _bstr_head(clen)
     out = bytearray(len(pre) + clen)
     out[0:len(pre)] = pre
-    aesccm.encrypt(key, nonce, signed, aad, 16, memoryview(out)[len(pre):])
-    signed = None
+    aesccm.encrypt(key, nonce, inner, aad, 16, memoryview(out)[len(pre):])
+    inner = None
     return out  # a bytearray (no final copy: the heap of a pull, syncops.PULL_PER_RECORD)

@@ -604,12 +604,15 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
         if progress:
             progress(gid, 0, log.get("backlog", 0))
         bkey = bo.batch_key()
+        session = {}  # this session's batch key, once a signed seal binds it (batchcrypto.open_batch)
         while True:
             r = c.request("pull", max=max_records)
             if r.get("fit") is not None:  # the gate sized the batch to its free heap (firmware >= issue 12)
                 summary.setdefault("batch_sizes", []).append(r.get("sent"))
                 summary["gate_heap_free"] = r.get("free")
-            opened = open_batch(r["batch"], bkey, c.device_pub)
+            opened = open_batch(r["batch"], bkey, c.device_pub, session=session)
+            if session.get("signed"):
+                summary["batches_signed"] = summary.get("batches_signed", 0) + 1
             bgid, meta, recs = _normalize_batch(opened, gid)
             if bgid != gid:
                 raise SyncError("batch says gate %r but the session is with gate %d" % (bgid, gid))
