@@ -31,11 +31,17 @@ from offgate import aesccm, cbor, devicekey
 from offgate.hkdf import hkdf_sha256
 from offgate.oplog import OPEN
 
+try:
+    from offgate.rowenc import row as _row_v  # viper: no viper emitter (CPython, webassembly) -> _row_raw
+except Exception:
+    _row_v = None
+
 VERSION = 1
 ALG_ES256 = -7
 ALG_CCM_16_128_256 = 31
 INFO = b"offgate batch v1"
 _READ_CHUNK = 32  # records read from the log at a time (bounded heap while building)
+_ROWS_BUF = 576   # bytes of rows encoded before they are moved into the batch (build)
 
 
 def gate_kid(pub65):
@@ -82,55 +88,49 @@ def build(oplog, gate_id, clock_state, max_records):
     if raw:
         # raw records, decoded in place (no dict per record; docs/performance.md "Sync"), each
         # one's chain recomputed on the way (records do not store it)
-        u32 = _u32
-        rcount = array("H", bytes(512))  # per reason code (u8); a batch holds <= 65535 records
-        hk = {}
+        # rows are written into a small buffer (a row is at most 33 bytes, a damaged one 48; no
+        # regrowth per byte), moved into `out` when nearly full, by offgate.rowenc (viper) or
+        # _row_raw (the same in Python), which also count them per decision and per reason
+        # within the current hour window (agg, see rowenc.row)
+        rows = bytearray(_ROWS_BUF)
+        rmv = memoryview(rows)
+        p = 0
+        agg_a = array("i", bytes(4 * 264))  # an empty window: the first record opens one
+        rowf = _row_v if _row_v is not None else _row_raw
+        rcount = array("H", bytes(512))     # per reason code over the batch
         got = 0
         c = None
-        t0 = None
+        cur = None                          # the current window's hour start (Unix seconds)
         for seq, b, ok, c in oplog.chained(aseq + 1, n, achain, breaks):
             got += 1
             last_seq = seq
+            if p > _ROWS_BUF - 48:
+                out.extend(rmv[:p])
+                p = 0
             if not ok:
                 damaged += 1
-                _enc(out, [seq, "damaged", bytes(b)])
+                d = cbor.dumps([seq, "damaged", bytes(b)])
+                rows[p:p + len(d)] = d
+                p += len(d)
                 continue
-            if t0 is None:
-                # times relative to the first record's: small ints per record (a Unix time is a big
-                # int on a 32-bit port), hour = t0_hour + (t0_mod + rel) // 3600
-                t0 = struct.unpack_from(">I", b, 8)[0]
-                t0_hour, t0_mod = t0 // 3600, t0 % 3600
-                th0, tl0 = b[8] << 8 | b[9], b[10] << 8 | b[11]
-            op = b[1] == OPEN
-            rc = b[2]
-            if op:
-                opened += 1
-            else:
-                denied += 1
+            q = rowf(b, rows, p, agg_a)
+            if q < 0:
+                # another hour: close the window, open this record's (a Unix time is a big int
+                # on a 32-bit port: made only here, once per hour)
+                _flush_hour(hours, cur, agg_a, rcount)
+                t = struct.unpack_from(">I", b, 8)[0]
+                cur = t - t % 3600
+                agg_a[4] = cur - 0x100000000 if cur >= 0x80000000 else cur
+                agg_a[2] = 0
+                agg_a[3] = 3600
+                q = rowf(b, rows, p, agg_a)
+            p = q
             if b[24] or b[25] or b[26] or b[27]:
                 missed += struct.unpack_from(">I", b, 24)[0]
-            rcount[rc] += 1
-            rel = ((b[8] << 8 | b[9]) - th0) * 65536 + (b[10] << 8 | b[11]) - tl0
-            k = (t0_mod + rel) // 3600 << 8 | rc  # (hour, reason) as one small int: one dict update
-            hk[k] = hk.get(k, 0) + 1
-            # the row [seq, t, cti, ctr, open, reason, missed] as _row writes it, each uint's CBOR
-            # head and bytes copied from the record (no int made of a 32-bit field)
-            out.append(0x87)
-            u32(out, b, 4)
-            u32(out, b, 8)
-            if b[3] & 1:
-                out.append(0x48)
-                out.extend(b[16:24])
-            else:
-                out.append(0xF6)
-            u32(out, b, 12)
-            out.append(1 if op else 0)
-            if rc < 24:
-                out.append(rc)
-            else:
-                out.append(0x18)
-                out.append(rc)
-            u32(out, b, 24)
+        _flush_hour(hours, cur, agg_a, rcount)
+        opened, denied = agg_a[0], agg_a[1]
+        out.extend(rmv[:p])
+        rows = rmv = None
         if got < n:
             raise ValueError("operation log shorter than its head")
         if c is not None:
@@ -138,12 +138,6 @@ def build(oplog, gate_id, clock_state, max_records):
         for rc in range(256):
             if rcount[rc]:
                 reasons[rc] = rcount[rc]
-        for k, c in hk.items():
-            hr = (t0_hour + (k >> 8)) * 3600
-            hb = hours.get(hr)
-            if hb is None:
-                hb = hours[hr] = {}
-            hb[k & 0xFF] = c
     else:
         done = 0
         while done < n:
@@ -190,6 +184,56 @@ def build(oplog, gate_id, clock_state, max_records):
         _enc(out, "breaks")
         _enc(out, breaks)
     return out  # a bytearray: a bytes() copy would double the peak heap of a pull
+
+
+def _flush_hour(hours, cur, agg, rcount):
+    """Move the window's per-reason counts (agg[8 + reason], offgate.rowenc.row) into
+    hours[cur] and the batch's totals."""
+    if cur is None:
+        return
+    hb = None
+    for rc in range(256):
+        k = agg[8 + rc]
+        if k:
+            if hb is None:
+                hb = hours.get(cur)
+                if hb is None:
+                    hb = hours[cur] = {}
+            hb[rc] = hb.get(rc, 0) + k
+            rcount[rc] += k
+            agg[8 + rc] = 0
+
+
+def _row_raw(b, dst, p, agg):
+    """offgate.rowenc.row in Python (CPython, ports without viper): the same bytes and counts."""
+    t = struct.unpack_from(">I", b, 8)[0]
+    rel = t - (agg[4] & 0xFFFFFFFF)
+    if rel < agg[2] or rel >= agg[3]:
+        return -1
+    out = bytearray()
+    out.append(0x87)
+    _u32(out, b, 4)
+    _u32(out, b, 8)
+    if b[3] & 1:
+        out.append(0x48)
+        out.extend(b[16:24])
+    else:
+        out.append(0xF6)
+    _u32(out, b, 12)
+    if b[1] == OPEN:
+        out.append(1)
+        agg[0] += 1
+    else:
+        out.append(0)
+        agg[1] += 1
+    rc = b[2]
+    if rc >= 24:
+        out.append(0x18)
+    out.append(rc)
+    agg[8 + rc] += 1
+    _u32(out, b, 24)
+    dst[p:p + len(out)] = out
+    return p + len(out)
 
 
 def _u32(out, b, o):
