@@ -12,7 +12,8 @@ import gc
 import json
 import sys
 
-from offgate import batch, devicekey, p256fast
+from offgate import devicekey, p256fast
+from offgate.sync import batch
 from offgate.oplog import OpLog
 
 logdir, mode, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -24,7 +25,7 @@ key.public_bytes()
 p256fast.mul_g(1)  # G's comb table loaded in every mode (the gate has it for its scans)
 ctx = []
 batch.seal(batch.build(log, 1, {}, 1), key, bo, ctx=ctx)
-ctx[3] = True  # the back office acknowledged a batch of this session (syncops.op_ack)
+ctx[3] = True  # the back office acknowledged a batch of this session (offgate.sync.ops.op_ack)
 p256fast.ENABLED = mode != "bigint"  # after the setup, which is the same in every mode
 done = size = 0
 for _ in range(k if mode != "none" else 0):

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "firmware"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import synchelp  # noqa: E402  (FakeGate, LoopTransport; honours OFFGATE_SYNC_STUBS)
-from offgate import syncserver  # noqa: E402
+from offgate.sync import session  # noqa: E402
 from offgate.oplog import OpLog  # noqa: E402
 from offgate_host import keys  # noqa: E402
 from offgate_host.backoffice import BackOffice  # noqa: E402
@@ -46,7 +46,7 @@ def make_gate(work, bo, n, ctis, gate_id):
 def run(url, label, n, work, bo, ctis):
     g, t_append = make_gate(work / label, bo, n, ctis, 9 if label == "sqlite" else 10)
     led = Ledger(url)
-    srv = syncserver.SyncServer(g)
+    srv = session.SyncServer(g)
     timings = {"open": 0.0, "ingest": 0.0}
     import offgate_host.syncclient as sc
     from offgate_host.batchcrypto import open_batch as real_open

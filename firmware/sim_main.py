@@ -8,7 +8,7 @@ stdout; relay/LED actions go to stderr. At the end of stdin a final status line 
 The simulated RTC is the host clock plus --clock-offset S, or (--rtc-start T) starts at Unix time
 T when the process starts, as an ESP32 RTC restarts at 946684800 (2000-01-01) after a power loss.
 The gate's correction of it (signed time) is kept in the state directory (offgate.timekeep).
---sync runs the sync link (offgate/syncserver.py) on a TCP port beside the scanner task.
+--sync runs the sync link (offgate/sync/session.py) on a TCP port beside the scanner task.
 """
 import sys
 import asyncio

@@ -12,7 +12,8 @@ try:
 except ImportError:
     sys.path.append(str(Path(__file__).resolve().parent / "syncshim"))
 
-from offgate import devicekey, syncserver  # noqa: E402
+from offgate import devicekey
+from offgate.sync import session  # noqa: E402
 from offgate.clock import Clock  # noqa: E402
 from offgate.denylist import DenyList  # noqa: E402
 from offgate.oplog import OpLog  # noqa: E402

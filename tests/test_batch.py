@@ -141,7 +141,8 @@ def test_session_seals_each_have_their_own_key_and_index():
     the protected header (label -65537), each opens with the host's independent code, and an index
     changed in transit fails authentication (it is in the AAD and the key derivation)."""
     import synchelp  # noqa: F401  (the firmware and its CPython shims on sys.path)
-    from offgate import batch, devicekey
+    from offgate import devicekey
+    from offgate.sync import batch
     gate = devicekey.DeviceKey(int.from_bytes(GATE_D, "big"))
     bo = key(BO_D)
     ctx = []
@@ -163,11 +164,12 @@ def test_session_seals_each_have_their_own_key_and_index():
 def test_session_seal_vector():
     """docs/protocol.md "Batch summaries", per-session key and "One signature per session": the
     vector's keys, plaintext {"v": 1}; seal 1 of a session is signed with E as external_aad (binds
-    the session key to the gate), seal 2 (after an ack, as syncops.op_ack allows) carries the bare
+    the session key to the gate), seal 2 (after an ack, as offgate.sync.ops.op_ack allows) carries the bare
     plaintext; no hedging: these exact bytes, opened by the host's independent code, and the
     unsigned one only inside the session that saw the binding, never replayed."""
     import synchelp  # noqa: F401
-    from offgate import batch, devicekey
+    from offgate import devicekey
+    from offgate.sync import batch
     gate = devicekey.DeviceKey(int.from_bytes(GATE_D, "big"))
     eph = devicekey.DeviceKey(int.from_bytes(EPH_D, "big"))
     bo = key(BO_D)

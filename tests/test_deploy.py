@@ -222,7 +222,7 @@ def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
     files with the same bytes, every one the table lists; the firmware reads them under the same
     names, and sync writes only files of the table."""
     import synchelp  # noqa: F401  (the firmware on sys.path)
-    from offgate import syncadmin, syncserver
+    from offgate.sync import admin, session
     from offgate_host import gatefiles
     from offgate_host.cli import _gate_files
     bo, _, _ = office
@@ -246,9 +246,9 @@ def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
                               % name)
         assert bytes.fromhex(out.strip()) == (sim / name).read_bytes(), name + err
     # the firmware's names are the table's
-    assert (syncserver.ROOT_PUB, syncserver.BATCH_PUB, syncserver.SYNC_STATE) == (
+    assert (session.ROOT_PUB, session.BATCH_PUB, session.SYNC_STATE) == (
         gatefiles.ROOT_PUB, gatefiles.BATCH_PUB, gatefiles.SYNC_STATE)
-    assert set(syncadmin.UPLOADS.values()) | {gatefiles.TRUST, gatefiles.SYNC_STATE} == set(gatefiles.WRITTEN_BY_SYNC)
+    assert set(admin.UPLOADS.values()) | {gatefiles.TRUST, gatefiles.SYNC_STATE} == set(gatefiles.WRITTEN_BY_SYNC)
 
 
 def test_romfs_deploy(built, office, tmp_path):

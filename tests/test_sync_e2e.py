@@ -25,8 +25,8 @@ FARE = 250
 # heap (a device runs it frozen from flash): SYNC_HEAP is what this simulation needs for it.
 SYNC_HEAP = os.environ.get("OFFGATE_SYNC_HEAP", "208k")  # 64-bit port, .mpy: pulls are sized to the free heap (#12); a trust-list push with comb tables then status needs ~200k here
 
-pytestmark = pytest.mark.skipif(not (firmware_dir() / "offgate" / "batch.py").exists(),
-                                reason="needs the gate-side batch summaries (offgate/batch.py)")
+pytestmark = pytest.mark.skipif(not (firmware_dir() / "offgate" / "sync" / "batch.py").exists(),
+                                reason="needs the gate-side batch summaries (offgate/sync/batch.py)")
 
 
 class SyncSimGate(BacklogGate):

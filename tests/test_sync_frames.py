@@ -1,11 +1,11 @@
-"""Sync framing, property-tested: the firmware's deframer (offgate/frames.py, imported here under
+"""Sync framing, property-tested: the firmware's deframer (offgate/sync/frames.py, imported here under
 CPython; tests/firmware/test_frames.py runs it on MicroPython) and the host's independent one must
 deliver every frame through garbage and arbitrary chunking, and never raise."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import synchelp  # noqa: F401  (puts firmware/ on sys.path)
-from offgate import frames as fw
+from offgate.sync import frames as fw
 from offgate_host import syncclient as host
 
 payloads = st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=600)), max_size=6)

@@ -55,8 +55,8 @@ class UartIO:
 async def serve(gate, io, log=None, idle_s=IDLE_S):
     """Sync sessions over one byte stream, one after another, until the stream ends.
     A session starts with the host's first bytes; silence or a broken session ends it."""
-    from offgate import syncserver
-    srv = syncserver.SyncServer(gate, log=log)
+    from offgate.sync import session
+    srv = session.SyncServer(gate, log=log)
     s = None
     while True:
         try:

@@ -22,7 +22,7 @@ installs one.
 
 At load the whole file is read once in small pieces: the CRC and the order of the ids are checked,
 so a flipped bit or two swapped ids are found and reported (DenyListError), never searched. The
-signature is checked when the list is installed (syncops), not at every boot: flash damage is what
+signature is checked when the list is installed (sync/admin.py), not at every boot: flash damage is what
 the CRC is for, and whoever can write the flash can replace the firmware too.
 
 A binary search reads ~log2(n) ids of 8 bytes from the open file into one preallocated buffer, so

@@ -1,7 +1,7 @@
 """Gate time across resets and power loss (offgate.clock.ClockTrust holds the state).
 
 The gate's clock (offgate.clock.Clock) is the port's clock (the ESP32 RTC) plus a correction.
-Signed time from a sync (syncadmin.op_set_time) sets it: on the ESP32 the RTC itself is set
+Signed time from a sync (sync/admin.py op_set_time) sets it: on the ESP32 the RTC itself is set
 (Clock.setter: esp32gate.rtc, and a DS3231 when the board has one), on the simulator the
 correction; either way it is saved in CLOCK_STATE, so a reset keeps the time it was given.
 

@@ -73,7 +73,8 @@ async def serve_tcp(gate, host, port):
 SYNC_IDLE_S = 60  # a silent host is dropped after this long
 # Loaded for a session and dropped after it: an idle gate keeps its whole heap for scanning
 # (on the unix port module bytecode lives in the heap; a device runs it frozen, from flash).
-SYNC_MODULES = ("syncops", "syncadmin", "synchs", "syncserver", "batch", "aesccm", "devicekey", "hkdf", "hmac256", "timekeep")
+SYNC_MODULES = ("sync.ops", "sync.admin", "sync.handshake", "sync.session", "sync.batch", "aesccm", "devicekey", "hkdf",
+                "hmac256", "timekeep")
 _sync = {}
 
 
@@ -114,8 +115,8 @@ async def serve_sync(gate, host, port):
                 import gc
                 gc.collect()
                 _log("sync: session start, heap free %d" % gc.mem_free())
-                from offgate import syncserver
-                s = syncserver.SyncServer(gate, log=sys.stderr).session()
+                from offgate.sync import session
+                s = session.SyncServer(gate, log=sys.stderr).session()
                 while not s.closed:
                     try:
                         data = await asyncio.wait_for(reader.read(1024), SYNC_IDLE_S)

@@ -1,6 +1,6 @@
 """Open a gate's sealed batch summary on the host: an independent implementation (pyca/cryptography
 and cbor2) of the construction in docs/protocol.md "Batch summaries"; the firmware side is
-firmware/offgate/batch.py.
+firmware/offgate/sync/batch.py.
 
     open_batch(sealed, backoffice_priv, gate_pub65, session=None) -> dict
 

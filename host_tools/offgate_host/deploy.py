@@ -110,13 +110,13 @@ def build(board, out=None, arch="board"):
     cross = _native_mpy_cross()
     pkgs, mods, sources = packages_for(chip)
     files = []
-    for rel in [str(p.relative_to(fw)) for pkg in pkgs for p in sorted((fw / pkg).glob("*.py"))] + mods:
+    for rel in [str(p.relative_to(fw)) for pkg in pkgs for p in sorted((fw / pkg).rglob("*.py"))] + mods:
         dst = out / Path(rel).with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         argv = [cross, "-s", rel, "-o", str(dst)] + (["-march=" + arch] if arch else []) + [rel]
         r = subprocess.run(argv, cwd=str(fw), capture_output=True, text=True)
         if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
-            continue  # viper code (offgate/p256field.py, rowenc.py) needs an architecture: the firmware falls back
+            continue  # viper code (offgate/p256field.py, sync/rowenc.py) needs an architecture: the firmware falls back
         if r.returncode != 0:
             raise DeployError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
         files.append(str(dst.relative_to(out)))

@@ -51,7 +51,7 @@ def make_batch(root, d_bytes, bo_pub, n, max_records, ack_to, eph_bytes, hedge):
     Writes root + ".plain" and root + ".sealed" (large results would strain the oracle's JSON
     reply on a 128k heap, not the firmware); returns [gate_pub, acked chain, head chain]."""
     import gc
-    from offgate import batch
+    from offgate.sync import batch
     from offgate.oplog import OpLog
     lg = OpLog(root, 1024, 8, "refuse")
     lg.recover()

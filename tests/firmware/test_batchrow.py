@@ -7,7 +7,8 @@ try:
 except ImportError:  # CPython: the AES shim the sync tests use (batch imports aesccm)
     sys.path.append(__file__.rsplit("/", 2)[0] + "/syncshim")
 
-from offgate import batch, cbor  # noqa: E402
+from offgate import cbor
+from offgate.sync import batch  # noqa: E402
 
 
 def test_row_matches_generic_encoder():

@@ -1,6 +1,6 @@
 # Sync link framing (offgate/frames.py), on MicroPython and CPython.
-from offgate import frames
-from offgate.frames import Deframer, encode
+from offgate.sync import frames
+from offgate.sync.frames import Deframer, encode
 
 # docs/protocol.md "Sync protocol" test vectors
 VEC_ERROR = "4f475359017f0011a1016e65787065637465642048454c4c4f7acf8e39"

@@ -16,7 +16,7 @@
 //
 // Every mode first prints one line "WASM32 <json>" (sys.maxsize, small-int width evidence,
 // which optional features exist) so the caller can assert it really is a 32-bit build.
-// Files land in the wasm FS as: /offgate/fw/offgate/*.py (firmware sources), /offgate/tests/*.py
+// Files land in the wasm FS as: /offgate/fw/offgate/**/*.py (firmware sources), /offgate/tests/*.py
 // (firmware test modules and helpers); sys.path = ["/offgate/tests", "/offgate/fw", ...].
 // Exit status: 0 ok, 1 test failures (mptest's "N failed" > 0), 2 a Python exception escaped,
 // 3 usage / setup error.
@@ -71,18 +71,22 @@ function mkdirs(p) {
   }
 }
 
-function copyPy(srcDir, dstDir) {
+function copyPy(srcDir, dstDir, recurse) {
   mkdirs(dstDir);
   let n = 0;
-  for (const name of fs.readdirSync(srcDir).sort()) {
-    if (!name.endsWith(".py")) continue;
-    FS.writeFile(dstDir + "/" + name, fs.readFileSync(path.join(srcDir, name)));
+  for (const ent of fs.readdirSync(srcDir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    if (ent.isDirectory()) {
+      if (recurse && ent.name !== "__pycache__") n += copyPy(path.join(srcDir, ent.name), dstDir + "/" + ent.name, true);
+      continue;
+    }
+    if (!ent.name.endsWith(".py")) continue;
+    FS.writeFile(dstDir + "/" + ent.name, fs.readFileSync(path.join(srcDir, ent.name)));
     n++;
   }
   return n;
 }
 
-if (copyPy(FW_SRC, "/offgate/fw/offgate") === 0) { usage("no firmware sources in " + FW_SRC); process.exit(3); }
+if (copyPy(FW_SRC, "/offgate/fw/offgate", true) === 0) { usage("no firmware sources in " + FW_SRC); process.exit(3); }
 copyPy(FW_TESTS, "/offgate/tests");
 mkdirs("/tmp");  // fwutil.scratch_dir() makes its directories under /tmp (MEMFS here)
 mkdirs("/data");

@@ -29,7 +29,8 @@ import json
 import os
 import struct
 
-from offgate import cbor, frames
+from offgate import cbor
+from offgate.sync import frames
 
 try:
     from os import urandom
@@ -320,17 +321,17 @@ class Session:
                 return self._seal(frames.RESPONSE, {"ok": False, "err": "request must be a map with 'op'"})
             return self._seal(frames.RESPONSE, self.request(req))
         if ftype == frames.HELLO:
-            from offgate import synchs
-            return synchs.hello(self, payload)
+            from offgate.sync import handshake
+            return handshake.hello(self, payload)
         if ftype == frames.AUTH and self.state == CHALLENGED:
-            from offgate import synchs
-            r = synchs.auth(self, payload)
-            _unload("synchs")  # not needed again in this session: give its heap to the commands
+            from offgate.sync import handshake
+            r = handshake.auth(self, payload)
+            _unload("sync.handshake")  # not needed again in this session: give its heap to the commands
             return r
         self.state = IDLE
         return self._error("expected HELLO" if ftype != frames.AUTH else "AUTH without a challenge")
 
-    # -- commands (offgate/syncops.py, loaded on the first request; offgate/syncadmin.py) --------
+    # -- commands (offgate/sync/ops.py, loaded on the first request; offgate/sync/admin.py) --------
     def request(self, req):
         _collect()
         op = req["op"]
@@ -340,10 +341,10 @@ class Session:
         except MemoryError:  # nothing was done: the host retries after the gate's next collection
             _collect()
             return {"ok": False, "retry": True, "err": "gate low on heap for %s, retry" % op}
-        from offgate import syncops
+        from offgate.sync import ops
         if fn is None:
             return {"ok": False, "err": "unknown op %s" % op}
-        if self.scope != "full" and op not in syncops.CLOCK_OPS:
+        if self.scope != "full" and op not in ops.CLOCK_OPS:
             return {"ok": False, "err": "operator credential or issuer key not valid at the gate's clock; "
                                         "only signed time is allowed"}
         try:
@@ -352,7 +353,7 @@ class Session:
             return {"ok": False, "err": str(e)}
         except MemoryError:
             _collect()
-            return {"ok": False, "retry": op in syncops.RETRY_OPS, "err": "gate low on heap for %s" % op}
+            return {"ok": False, "retry": op in ops.RETRY_OPS, "err": "gate low on heap for %s" % op}
         except Exception as e:
             return {"ok": False, "err": "%s: %s" % (type(e).__name__, e)}
         r["ok"] = True
@@ -361,17 +362,17 @@ class Session:
     def _load(self, op):
         """The function of command `op` (None if unknown), its module loaded and the other
         command module dropped: a pull's code and the rest are never in the heap together."""
-        from offgate import syncops
-        if op in syncops.ADMIN_OPS:
-            if "offgate.batch" in sys.modules:
-                _unload("batch")
-            from offgate import syncadmin
-            return getattr(syncadmin, "op_" + op)
-        if "offgate.syncadmin" in sys.modules:
-            _unload("syncadmin")
-        return syncops.OPS.get(op)
+        from offgate.sync import ops
+        if op in ops.ADMIN_OPS:
+            if "offgate.sync.batch" in sys.modules:
+                _unload("sync.batch")
+            from offgate.sync import admin
+            return getattr(admin, "op_" + op)
+        if "offgate.sync.admin" in sys.modules:
+            _unload("sync.admin")
+        return ops.OPS.get(op)
 
     def _drop_deny_tmp(self):
         if self.deny_tmp is not None:
-            from offgate import syncops
-            syncops.drop_deny_tmp(self)
+            from offgate.sync import ops
+            ops.drop_deny_tmp(self)

@@ -1,13 +1,14 @@
 """The sync link's handshake (docs/protocol.md "Sync protocol"; the message flow is in
-syncserver.py): the gate's challenge, the sealed operator credential and its check, the session
+session.py): the gate's challenge, the sealed operator credential and its check, the session
 keys. The gate signs nothing here; the expensive step (AUTH) is rate-limited.
 Loaded for the handshake only and dropped once the session is open (heap: see sim/streams.py).
 """
 import offgate
-from offgate import cbor, ecdsa, frames
+from offgate import cbor, ecdsa
+from offgate.sync import frames
 from offgate.credential import CredentialError, rider_key
 from offgate import cose
-from offgate.syncserver import (CHALLENGED, IDLE, NONCE_LEN, OPEN, PROTO, ROLE_CLAIM, ROLE_OPERATOR, SyncError,
+from offgate.sync.session import (CHALLENGED, IDLE, NONCE_LEN, OPEN, PROTO, ROLE_CLAIM, ROLE_OPERATOR, SyncError,
                                 _collect, _sha256, _u32, _uint, hkdf_sha256, urandom)
 
 

@@ -1,7 +1,7 @@
 """The sync link's commands other than pull and ack (docs/protocol.md "Sync protocol"): status,
 config, deny list and issuer comb tables (begin / chunk / commit), root-signed trust list and
-time. Loaded by syncserver.Session.request for these requests only and dropped before the next
-pull (offgate/syncops.py): on a gate running its firmware from .mpy files the bytecode lives in
+time. Loaded by session.Session.request for these requests only and dropped before the next
+pull (offgate/sync/ops.py): on a gate running its firmware from .mpy files the bytecode lives in
 the heap, and a pull's batch gets what this code would take.
 
 Each op(session, request map) returns a response map or raises SyncError (-> ok: false).
@@ -9,10 +9,11 @@ Each op(session, request map) returns a response map or raises SyncError (-> ok:
 import hashlib
 import os
 
-from offgate import cbor, cose, frames
+from offgate import cbor, cose
+from offgate.sync import frames
 from offgate.fsutil import _sync_fs, atomic_write, fs_free
-from offgate.syncops import _remove, clock_state, save_state
-from offgate.syncserver import SyncError, _eq, _read, _uint, urandom, NONCE_LEN, ROOT_PUB
+from offgate.sync.ops import _remove, clock_state, save_state
+from offgate.sync.session import SyncError, _eq, _read, _uint, urandom, NONCE_LEN, ROOT_PUB
 
 
 def op_status(self, req):

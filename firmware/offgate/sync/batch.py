@@ -32,7 +32,7 @@ from offgate.hkdf import hkdf_sha256
 from offgate.oplog import OPEN
 
 try:
-    from offgate.rowenc import row as _row_v  # viper: no viper emitter (CPython, webassembly) -> _row_raw
+    from offgate.sync.rowenc import row as _row_v  # viper: no viper emitter (CPython, webassembly) -> _row_raw
 except Exception:
     _row_v = None
 
@@ -89,7 +89,7 @@ def build(oplog, gate_id, clock_state, max_records):
         # raw records, decoded in place (no dict per record; docs/performance.md "Sync"), each
         # one's chain recomputed on the way (records do not store it)
         # rows are written into a small buffer (a row is at most 33 bytes, a damaged one 48; no
-        # regrowth per byte), moved into `out` when nearly full, by offgate.rowenc (viper) or
+        # regrowth per byte), moved into `out` when nearly full, by offgate.sync.rowenc (viper) or
         # _row_raw (the same in Python), which also count them per decision and per reason
         # within the current hour window (agg, see rowenc.row)
         rows = bytearray(_ROWS_BUF)
@@ -187,7 +187,7 @@ def build(oplog, gate_id, clock_state, max_records):
 
 
 def _flush_hour(hours, cur, agg, rcount):
-    """Move the window's per-reason counts (agg[8 + reason], offgate.rowenc.row) into
+    """Move the window's per-reason counts (agg[8 + reason], offgate.sync.rowenc.row) into
     hours[cur] and the batch's totals."""
     if cur is None:
         return
@@ -205,7 +205,7 @@ def _flush_hour(hours, cur, agg, rcount):
 
 
 def _row_raw(b, dst, p, agg):
-    """offgate.rowenc.row in Python (CPython, ports without viper): the same bytes and counts."""
+    """offgate.sync.rowenc.row in Python (CPython, ports without viper): the same bytes and counts."""
     t = struct.unpack_from(">I", b, 8)[0]
     rel = t - (agg[4] & 0xFFFFFFFF)
     if rel < agg[2] or rel >= agg[3]:
@@ -312,7 +312,7 @@ def derive(z, eph_pub, bo_pub, gate_pub):
 SEAL_INDEX = -65537  # protected header (private-use label): the seal's number under its ephemeral key
 
 
-SIGN_EVERY = 32  # under a session key, at least every this many seals is signed (syncops.op_pull)
+SIGN_EVERY = 32  # under a session key, at least every this many seals is signed (ops.op_pull)
 
 
 def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None, sign=True):
@@ -326,8 +326,8 @@ def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None, si
 
     Under a session key a signed seal's signature also covers E (external_aad), which binds the
     session key to the gate; once the caller has seen the back office accept a signed seal of the
-    session (syncops.op_ack sets ctx[3]), sign=False seals the bare plaintext (no COSE_Sign1: authenticated by AES-CCM under a key only this gate and the back
-    office can derive). Every record still ends up under a gate signature: a later signed batch's
+    session (ops.op_ack sets ctx[3]), sign=False seals the bare plaintext (no COSE_Sign1:
+    authenticated by AES-CCM under a key only this gate and the back office can derive). Every record still ends up under a gate signature: a later signed batch's
     `prev` chain covers it (docs/protocol.md "One signature per session")."""
     bo = bytes(backoffice_pub65)
     devicekey.parse_point(bo)  # a bad back office key fails here, before anything is signed
@@ -364,4 +364,4 @@ def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None, si
     out[0:len(pre)] = pre
     aesccm.encrypt(key, nonce, inner, aad, 16, memoryview(out)[len(pre):])
     inner = None
-    return out  # a bytearray (no final copy: the heap of a pull, syncops.PULL_PER_RECORD)
+    return out  # a bytearray (no final copy: the heap of a pull, ops.PULL_PER_RECORD)

@@ -3,7 +3,7 @@
     frame = b"OGSY" | version (1) | type (1) | length (2, BE) | payload (length) | CRC-32 (4, BE)
 
 The CRC covers everything before it (magic to payload). It catches line noise, not attackers:
-once a session is up every payload also carries a counter and an HMAC (see syncserver).
+once a session is up every payload also carries a counter and an HMAC (see sync/session.py).
 
 `Deframer.feed(data)` returns the whole frames found so far as (type, payload) pairs. Garbage
 between frames, a frame with a bad version, an impossible length or a wrong CRC are skipped by

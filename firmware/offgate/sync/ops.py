@@ -1,4 +1,4 @@
-"""The sync link's pull and ack (the rest is in offgate/syncadmin.py) (docs/protocol.md "Sync protocol"), run by syncserver.Session once a
+"""The sync link's pull and ack (the rest is in offgate/sync/admin.py) (docs/protocol.md "Sync protocol"), run by session.Session once a
 session is authenticated. Kept apart from the handshake so the gate loads this code only for an
 authenticated session, and drops it with the session (see sim/streams.py).
 
@@ -7,9 +7,9 @@ Each op(session, request map) returns a response map or raises SyncError (-> ok:
 import json
 import os
 
-from offgate import frames
+from offgate.sync import frames
 from offgate.fsutil import atomic_write
-from offgate.syncserver import BATCH_MAX_RECORDS, BATCH_PUB, SYNC_STATE, SyncError, _read, _uint
+from offgate.sync.session import BATCH_MAX_RECORDS, BATCH_PUB, SYNC_STATE, SyncError, _read, _uint
 
 
 def _remove(path):
@@ -88,7 +88,7 @@ def op_pull(self, req):
     """The next batch of at most `max` records, sized to the gate's free heap: a smaller batch,
     never "out of memory". The response says what was asked, what the heap allowed and what was
     sent ("asked", "fit", "free"); the host just pulls again until the batch is empty."""
-    from offgate import batch
+    from offgate.sync import batch
     log = self.srv.oplog
     if log is None:
         raise SyncError("this gate has no operation log")
@@ -165,7 +165,7 @@ OPS = {
     "pull": op_pull,
     "ack": op_ack,
 }
-# Status, config, lists, tables and time (offgate/syncadmin.py): loaded only for those requests, so a
+# Status, config, lists, tables and time (offgate/sync/admin.py): loaded only for those requests, so a
 # pull's batch has the heap that code would take (the two are never in the heap together).
 ADMIN_OPS = ("status", "config", "tables_begin", "tables_chunk", "tables_commit", "deny_begin", "deny_chunk", "deny_commit", "trust",
             "time_nonce", "set_time")
