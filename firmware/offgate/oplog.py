@@ -176,6 +176,7 @@ class OpLog:
             oplogrecover = None
             offgate.unload("offgate.oplogrecover")
             offgate.unload("offgate.oplogrepair")  # loaded only if a segment had to be rewritten
+            offgate.unload("offgate.oplogscan")
 
     # -- appending --------------------------------------------------------------
     def full(self):

@@ -219,3 +219,31 @@ def test_status_warns_from_half_full():
     assert st["fill_pct"] == 41 and not st["warn"] and st["capacity_records"] == 12
     _fill(lg, 1, 5)
     assert lg.status()["warn"] and lg.status()["fill_pct"] == 50
+
+
+def test_boot_scan_fast_path_agrees_with_the_record_checks():
+    """offgate.oplogscan (viper, recovery's fast path) accepts exactly the records the per-record
+    checks accept: a run of intact records with consecutive seqs, stopping at a flipped bit, a
+    wrong seq or a wrong magic."""
+    try:
+        from offgate.oplogscan import good_run
+    except Exception:
+        return  # no viper here (CPython): recovery uses the per-record checks only
+    d = scratch_dir("ol")
+    lg = _log(d, segment_bytes=HDR + 16 * REC, max_segments=2)
+    _fill(lg, 16)
+    lg.close()
+    seg = bytearray(read(d + "/log/00000001.seg"))
+    recs = seg[HDR:]
+    assert good_run(recs, 16, 0, 1) == 16
+    assert good_run(recs, 16, 0, 2) == 0                 # not the seqs expected
+    for pos in (0, 5, 17, 27, 28, 31):                  # magic, seq, body, CRC bytes
+        bad = bytearray(recs)
+        bad[9 * REC + pos] ^= 0x40
+        assert good_run(bad, 16, 0, 9 * 0 + 1) == 9, pos
+    big = bytearray(recs[:REC])                          # a seq above 2^16 (split in two halves)
+    big[4:8] = b"\x00\x01\x00\x07"
+    from offgate.checksum import crc32
+    v = crc32(bytes(big[:28])) & 0xFFFFFFFF
+    big[28:32] = bytes(((v >> 24) & 0xFF, (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF))
+    assert good_run(big, 1, 1, 7) == 1 and good_run(big, 1, 0, 7) == 0
