@@ -76,7 +76,7 @@ class DiskFull(LogFull):
     the gate reports DISK_FULL, not LOG_FULL. Same policy as a full log."""
 
 
-_READ_RECS = 16  # records per file read in records() (a 512-byte buffer)
+_READ_RECS = 16  # records per file read (chained(), a 512-byte buffer)
 
 
 def _crc(buf, n):
@@ -326,7 +326,9 @@ class OpLog:
         return None
 
     def chained(self, from_seq, max_records, chain=None, breaks=None):
-        """records() with the chain: yields (seq, rec, ok, chain after rec). The walk starts at
+        """The raw records with their chain: yields (seq, rec, ok, chain after rec), rec a 32-byte
+        memoryview valid until the next item, ok False for a damaged record (bad magic or CRC).
+        No object per record but the chain's digest. The walk starts at
         `chain` (default: the checkpoint before from_seq) and restarts at each segment start whose
         header says otherwise (a gap or a break; appended to `breaks` as [seq, header chain]).
         Remembers its last (seq, chain) for an acknowledge that follows."""
@@ -348,16 +350,11 @@ class OpLog:
         if seq is not None:
             self._memo = (seq, c)
 
-    def records(self, from_seq, max_records):
-        """The raw records from from_seq on (at most max_records), oldest first: yields (seq, rec,
-        ok), rec a 32-byte memoryview valid until the next item, ok False for a damaged record
-        (bad magic or CRC). No object per record."""
-        for seq, b, ok, _first in self._raw(from_seq, max_records, None):
-            yield seq, b, ok
-
     def _raw(self, from_seq, max_records, hd):
-        # up to _READ_RECS records per file read; the buffer lives for this call only. `first`
-        # is True for a segment's first record (hd, if given, then holds that segment's header)
+        # The raw records from from_seq on (at most max_records), oldest first: yields (seq, rec,
+        # ok, first), rec a 32-byte memoryview valid until the next item, ok False for a damaged
+        # record (bad magic or CRC), first True for a segment's first record (hd then holds that
+        # segment's header). Up to _READ_RECS records per file read; no object per record.
         blk = bytearray(REC * (max_records if max_records < _READ_RECS else _READ_RECS))
         mv = memoryview(blk)
         n = 0

@@ -42,6 +42,10 @@ ALG_CCM_16_128_256 = 31
 INFO = b"offgate batch v1"
 _READ_CHUNK = 32  # records read from the log at a time (bounded heap while building)
 _ROWS_BUF = 576   # bytes of rows encoded before they are moved into the batch (build)
+# build's working buffers, made once with the module (loaded for a sync session only): no
+# allocation per pull beyond the batch itself
+_ROWS = bytearray(_ROWS_BUF)
+_AGG = array("i", bytes(4 * 264))  # see offgate.sync.rowenc.row
 
 
 def gate_kid(pub65):
@@ -92,12 +96,14 @@ def build(oplog, gate_id, clock_state, max_records):
         # regrowth per byte), moved into `out` when nearly full, by offgate.sync.rowenc (viper) or
         # _row_raw (the same in Python), which also count them per decision and per reason
         # within the current hour window (agg, see rowenc.row)
-        rows = bytearray(_ROWS_BUF)
+        rows = _ROWS
         rmv = memoryview(rows)
         p = 0
-        agg_a = array("i", bytes(4 * 264))  # an empty window: the first record opens one
+        agg_a = _AGG  # its per-reason counts are all 0 after a build (_flush_hour clears them)
+        for i in range(8 if agg_a[5] == 0 else 264):  # all of it after a build that raised
+            agg_a[i] = 0  # counts, and an empty window: the first record opens one
+        agg_a[5] = 1      # a build is running
         rowf = _row_v if _row_v is not None else _row_raw
-        rcount = array("H", bytes(512))     # per reason code over the batch
         got = 0
         c = None
         cur = None                          # the current window's hour start (Unix seconds)
@@ -117,7 +123,7 @@ def build(oplog, gate_id, clock_state, max_records):
             if q < 0:
                 # another hour: close the window, open this record's (a Unix time is a big int
                 # on a 32-bit port: made only here, once per hour)
-                _flush_hour(hours, cur, agg_a, rcount)
+                _flush_hour(hours, cur, agg_a, reasons)
                 t = struct.unpack_from(">I", b, 8)[0]
                 cur = t - t % 3600
                 agg_a[4] = cur - 0x100000000 if cur >= 0x80000000 else cur
@@ -127,17 +133,15 @@ def build(oplog, gate_id, clock_state, max_records):
             p = q
             if b[24] or b[25] or b[26] or b[27]:
                 missed += struct.unpack_from(">I", b, 24)[0]
-        _flush_hour(hours, cur, agg_a, rcount)
+        _flush_hour(hours, cur, agg_a, reasons)
         opened, denied = agg_a[0], agg_a[1]
+        agg_a[5] = 0
         out.extend(rmv[:p])
         rows = rmv = None
         if got < n:
             raise ValueError("operation log shorter than its head")
         if c is not None:
             last_chain = c
-        for rc in range(256):
-            if rcount[rc]:
-                reasons[rc] = rcount[rc]
     else:
         done = 0
         while done < n:
@@ -186,9 +190,9 @@ def build(oplog, gate_id, clock_state, max_records):
     return out  # a bytearray: a bytes() copy would double the peak heap of a pull
 
 
-def _flush_hour(hours, cur, agg, rcount):
+def _flush_hour(hours, cur, agg, reasons):
     """Move the window's per-reason counts (agg[8 + reason], offgate.sync.rowenc.row) into
-    hours[cur] and the batch's totals."""
+    hours[cur] and the batch's totals per reason, and clear them."""
     if cur is None:
         return
     hb = None
@@ -200,7 +204,7 @@ def _flush_hour(hours, cur, agg, rcount):
                 if hb is None:
                     hb = hours[cur] = {}
             hb[rc] = hb.get(rc, 0) + k
-            rcount[rc] += k
+            reasons[rc] = reasons.get(rc, 0) + k
             agg[8 + rc] = 0
 
 

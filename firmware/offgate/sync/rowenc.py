@@ -14,7 +14,8 @@ import micropython
 def row(b: ptr8, dst: ptr8, p: int, agg: ptr32) -> int:
     """Write record b's row [seq, t, cti or null, ctr, open, reason, missed] (CBOR) at dst[p] and
     count it in agg (array 'i': 0 opened, 1 denied, 2..3 the current hour window [lo, hi) in
-    seconds after agg[4], 4 the batch's first time as a wrapped 32-bit int, 8 + reason: records
+    seconds after agg[4], 4 the window's start as a wrapped 32-bit int, 5 set while a build runs,
+    8 + reason: records
     of that reason in the window). Returns the new end, or -1 (nothing written) if the record's
     time is outside the window: the caller moves the window and calls again."""
     t = (int(b[8]) << 24) | (int(b[9]) << 16) | (int(b[10]) << 8) | int(b[11])
