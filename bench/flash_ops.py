@@ -27,8 +27,8 @@ import json  # noqa: E402
 import os  # noqa: E402
 
 from powercut_bdev import PowerCutBdev  # noqa: E402
-from offgate.oplog import OpLog  # noqa: E402
-from offgate.replay import ReplayGuard  # noqa: E402
+from offgate.log.oplog import OpLog  # noqa: E402
+from offgate.policy.replay import ReplayGuard  # noqa: E402
 
 BS = 4096
 BLOCKS = 512          # a 2 MB littlefs partition

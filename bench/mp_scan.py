@@ -24,11 +24,12 @@ import sys
 import time
 
 import micropython
-from offgate import config, ecdsa, p256fast, reasons
-from offgate.denylist import DenyList
-from offgate.replay import ReplayGuard
-from offgate.trust import TrustStore
-from offgate.verifier import Verifier
+from offgate import config, ecdsa, reasons
+from offgate.crypto import p256fast
+from offgate.policy.denylist import DenyList
+from offgate.policy.replay import ReplayGuard
+from offgate.policy.trust import TrustStore
+from offgate.policy.verifier import Verifier
 
 _mem_total = getattr(micropython, "mem_total", None)  # only with MICROPY_MEM_STATS
 

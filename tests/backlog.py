@@ -19,7 +19,7 @@ def prefill(state_dir, n, cfg=None, now=None):
     if fw not in sys.path:
         sys.path.insert(0, fw)
     from offgate.config import SCHEMA  # the defaults the gate itself uses
-    from offgate.oplog import OpLog
+    from offgate.log.oplog import OpLog
     cfg = cfg or {}
     seg = cfg.get("log_segment_bytes", SCHEMA["log_segment_bytes"][0])
     nseg = cfg.get("log_max_segments", SCHEMA["log_max_segments"][0])

@@ -12,13 +12,13 @@ try:
 except ImportError:
     sys.path.append(str(Path(__file__).resolve().parent / "syncshim"))
 
-from offgate import devicekey
+from offgate.crypto import devicekey
 from offgate.sync import session  # noqa: E402
 from offgate.clock import Clock  # noqa: E402
-from offgate.denylist import DenyList  # noqa: E402
-from offgate.oplog import OpLog  # noqa: E402
-from offgate.trust import TrustStore  # noqa: E402
-from offgate.verifier import Verifier  # noqa: E402
+from offgate.policy.denylist import DenyList  # noqa: E402
+from offgate.log.oplog import OpLog  # noqa: E402
+from offgate.policy.trust import TrustStore  # noqa: E402
+from offgate.policy.verifier import Verifier  # noqa: E402
 
 from offgate_host import formats  # noqa: E402
 from offgate_host.syncclient import LinkError, provision_gate_dir  # noqa: E402

@@ -141,7 +141,7 @@ def test_session_seals_each_have_their_own_key_and_index():
     the protected header (label -65537), each opens with the host's independent code, and an index
     changed in transit fails authentication (it is in the AAD and the key derivation)."""
     import synchelp  # noqa: F401  (the firmware and its CPython shims on sys.path)
-    from offgate import devicekey
+    from offgate.crypto import devicekey
     from offgate.sync import batch
     gate = devicekey.DeviceKey(int.from_bytes(GATE_D, "big"))
     bo = key(BO_D)
@@ -168,7 +168,7 @@ def test_session_seal_vector():
     plaintext; no hedging: these exact bytes, opened by the host's independent code, and the
     unsigned one only inside the session that saw the binding, never replayed."""
     import synchelp  # noqa: F401
-    from offgate import devicekey
+    from offgate.crypto import devicekey
     from offgate.sync import batch
     gate = devicekey.DeviceKey(int.from_bytes(GATE_D, "big"))
     eph = devicekey.DeviceKey(int.from_bytes(EPH_D, "big"))

@@ -166,21 +166,21 @@ REJECTS = {
 @pytest.mark.parametrize("name", sorted(REJECTS))
 def test_cbor_targeted_rejects(mp, name):
     with pytest.raises(FirmwareError) as ei:
-        mp.call("offgate.cbor.loads", bytes.fromhex(REJECTS[name]))
+        mp.call("offgate.codec.cbor.loads", bytes.fromhex(REJECTS[name]))
     assert ei.value.name == "CBORError"
 
 
 def test_cbor_depth_and_length_limits(mp):
-    assert mp.call("offgate.cbor.loads", b"\x81" * 8 + b"\x01") == [[[[[[[[1]]]]]]]]
+    assert mp.call("offgate.codec.cbor.loads", b"\x81" * 8 + b"\x01") == [[[[[[[[1]]]]]]]]
     for over in (b"\x81" * 9 + b"\x01", b"\xa1\x01" * 9 + b"\x01", b"\x81" * 3000):
         with pytest.raises(FirmwareError, match="nesting") as ei:
-            mp.call("offgate.cbor.loads", over)
+            mp.call("offgate.codec.cbor.loads", over)
         assert ei.value.name == "CBORError"
-    assert mp.call("offgate.cbor.loads", cbor2.dumps(b"x" * 1024)) == b"x" * 1024
-    assert mp.call("offgate.cbor.loads", cbor2.dumps("é" * 512)) == "é" * 512
+    assert mp.call("offgate.codec.cbor.loads", cbor2.dumps(b"x" * 1024)) == b"x" * 1024
+    assert mp.call("offgate.codec.cbor.loads", cbor2.dumps("é" * 512)) == "é" * 512
     for over in (cbor2.dumps(b"x" * 1025), cbor2.dumps("x" * 1025), cbor2.dumps([b"x" * 1025])):
         with pytest.raises(FirmwareError, match="longer"):
-            mp.call("offgate.cbor.loads", over)
+            mp.call("offgate.codec.cbor.loads", over)
     assert mp.call("codec_probe.reencode_limits", b"\x81\x81\x00", 2, 10) == b"\x81\x81\x00"
     with pytest.raises(FirmwareError):
         mp.call("codec_probe.reencode_limits", b"\x81\x81\x00", 1, 10)
@@ -207,9 +207,9 @@ B45_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 @given(st.binary(max_size=300))
 def test_base45_matches_library(mp, data):
     ref = ref_b45.b45encode(data).decode()
-    assert mp.call("offgate.base45.encode", data) == ref
-    assert mp.call("offgate.base45.decode", ref) == data
-    assert mp.call("offgate.base45.decode", ref.encode()) == data
+    assert mp.call("offgate.codec.base45.encode", data) == ref
+    assert mp.call("offgate.codec.base45.decode", ref) == data
+    assert mp.call("offgate.codec.base45.decode", ref.encode()) == data
 
 
 @settings(max_examples=500, **SETTINGS)
@@ -220,7 +220,7 @@ def test_base45_matches_library(mp, data):
 ))
 def test_base45_junk_never_crashes(mp, text):
     try:
-        fw = mp.call("offgate.base45.decode", text)
+        fw = mp.call("offgate.codec.base45.decode", text)
     except FirmwareError as e:
         assert e.name == "ValueError", e
         fw = None
@@ -242,11 +242,11 @@ def test_base45_junk_never_crashes(mp, text):
 def test_base45_rfc_examples(mp):
     for raw, txt in [(b"AB", "BB8"), (b"Hello!!", "%69 VD92EX0"), (b"base-45", "UJCLQE7W581"),
                      (b"ietf!", "QED8WEX0")]:
-        assert mp.call("offgate.base45.encode", raw) == txt
-        assert mp.call("offgate.base45.decode", txt) == raw
+        assert mp.call("offgate.codec.base45.encode", raw) == txt
+        assert mp.call("offgate.codec.base45.decode", txt) == raw
     for bad in ("GGW", "V5", "0", "bb8", "BB8:::"):
         with pytest.raises(FirmwareError) as ei:
-            mp.call("offgate.base45.decode", bad)
+            mp.call("offgate.codec.base45.decode", bad)
         assert ei.value.name == "ValueError"
 
 

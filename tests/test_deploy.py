@@ -270,6 +270,6 @@ def test_romfs_deploy(built, office, tmp_path):
     if MP32 is None:
         pytest.skip("the 32-bit build (ROMFS) is not here")
     env = dict(micropython_env(mp=MP32), MICROPY_ROMFS=str(img), MICROPYPATH="/rom")
-    r = subprocess.run([MP32, "-c", "import offgate, offgate.cbor, offgate.gate;print(offgate.__file__)"],
+    r = subprocess.run([MP32, "-c", "import offgate, offgate.codec.cbor, offgate.gate;print(offgate.__file__)"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0 and r.stdout.strip().startswith("/rom/offgate"), r.stdout + r.stderr

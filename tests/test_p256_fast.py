@@ -26,7 +26,7 @@ VERIFY = "test_p256_comb.probe_verify"
 
 
 def _load_fw(name):
-    spec = importlib.util.spec_from_file_location(name, FIRMWARE / "offgate" / (name + ".py"))
+    spec = importlib.util.spec_from_file_location(name, FIRMWARE / "offgate" / "crypto" / (name + ".py"))
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
     return m
@@ -36,12 +36,12 @@ def _load_fw(name):
 mp = own_oracle()
 
 def test_gtable_module_is_current():
-    assert (FIRMWARE / "offgate" / "p256_gtable.py").read_text() == tables.gtable_module_source()
-    assert b"".join(_load_fw("p256_gtable").TABLE) == tables.g_table()
+    assert (FIRMWARE / "offgate" / "crypto" / "_gen_p256_gtable.py").read_text() == tables.gtable_module_source()
+    assert b"".join(_load_fw("_gen_p256_gtable").TABLE) == tables.g_table()
 
 
 def test_g_pin_in_keytables_matches():
-    src = (FIRMWARE / "offgate" / "keytables.py").read_text()
+    src = (FIRMWARE / "offgate" / "crypto" / "keytables.py").read_text()
     line = [ln for ln in src.splitlines() if ln.startswith("_G_SHA256 = ")]
     assert len(line) == 1
     assert ast.literal_eval(line[0].partition("=")[2].strip()) == hashlib.sha256(tables.g_table()).digest()

@@ -45,6 +45,6 @@ def test_firmware_decides_the_vectors(mp, tmp_path, text, case):
 
 def test_firmware_decodes_the_credential(mp):
     payload = mp.call("offgate.cose.sign1_verify", bytes.fromhex(V["credential"]), bytes.fromhex(V["issuer_pub"]))
-    claims = mp.call("offgate.cbor.loads", payload)  # int keys come back as strings over the bridge
+    claims = mp.call("offgate.codec.cbor.loads", payload)  # int keys come back as strings over the bridge
     assert claims["7"] == bytes.fromhex("0102030405060708")
     assert claims["-1"]["1"] == [1, 2] and sorted(claims) == ["-1", "4", "7", "8"]  # compact: exp, cti, cnf, access

@@ -228,7 +228,7 @@ def test_trust_serial_lives_in_the_file_a_lost_sync_json_cannot_reset_it(world):
         os.remove(g.cfg["state_dir"] + "/sync.json")
     except OSError:
         pass
-    from offgate.trust import TrustStore
+    from offgate.policy.trust import TrustStore
     g.verifier.set_trust(TrustStore.load(g.cfg["state_dir"] + "/trust.cbor"))   # a reboot
     srv = session.SyncServer(g)
     with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:
@@ -261,8 +261,8 @@ def test_host_refuses_to_sign_its_own_wrong_clock(world):
 
 def test_stale_deny_list_policy(world):
     bo, led, cti, tmp = world
-    from offgate.denylist import DenyList
-    from offgate.verifier import Verifier
+    from offgate.policy.denylist import DenyList
+    from offgate.policy.verifier import Verifier
     d = tmp / "stale"
     d.mkdir()
     (d / "deny.bin").write_bytes(bo.deny_bytes())
@@ -279,7 +279,7 @@ def test_deny_list_v2_vector(tmp_path):
     import re
     from pathlib import Path
     from offgate import cose
-    from offgate.denylist import DenyList
+    from offgate.policy.denylist import DenyList
     from offgate_host import formats
     doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
     data = bytes.fromhex(re.search(r"\n(4f47444c02[0-9a-f]+)\n", doc).group(1))
@@ -395,7 +395,7 @@ def test_secured_frame_vector():
 
 # ---------------------------------------------------------------- 5. a damaged log never loses a passage quietly
 def _reboot(g):
-    from offgate.oplog import OpLog
+    from offgate.log.oplog import OpLog
     g.oplog.close()
     g.oplog = OpLog(g.cfg["state_dir"] + "/oplog")
     rec = g.oplog.recover()
@@ -557,12 +557,12 @@ def _field_dir():
 
 
 def _fw_decide(trust_bytes, line, now, gate_id=101, zone=1, deny_ids=()):
-    """The firmware's verdict (offgate.verifier, in-process), its reason name."""
+    """The firmware's verdict (offgate.policy.verifier, in-process), its reason name."""
     import tempfile
     from offgate import reasons
-    from offgate.denylist import DenyList
-    from offgate.trust import TrustError, TrustStore
-    from offgate.verifier import Verifier
+    from offgate.policy.denylist import DenyList
+    from offgate.policy.trust import TrustError, TrustStore
+    from offgate.policy.verifier import Verifier
 
     class Fresh:
         def fresh(self, cti, ctr):

@@ -12,10 +12,7 @@ a reset returns every pin to input, i.e. relay off (the relay driver needs its p
 """
 import time
 
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
+import asyncio  # MicroPython >= 1.23 (what mpy v6 needs) has it under this name
 
 from offgate import reasons as R
 

@@ -24,15 +24,13 @@ import json
 import os
 import time
 
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
+import asyncio  # MicroPython >= 1.23 (what mpy v6 needs) has it under this name
 
 import sys
 
 from offgate import unload
 from offgate.clock import Clock
+from offgate.statedir import CONFIG
 from esp32gate.actuators import Esp32Actuator
 from esp32gate.scanner import GM65, open_uart
 from esp32gate.watchdog import Watchdog
@@ -40,7 +38,6 @@ from esp32gate.watchdog import Watchdog
 # Heap: the board checker (offgate.boardcfg) and the boot-only helpers are imported by main() before
 # the gate and dropped once they have run (`offgate.unload`): ~15 KB a no-PSRAM ESP32 gets back.
 
-CONFIG = "gate.json"
 # Hook for more tasks (e.g. the sync link on the console): functions f(app) -> (name, coroutine
 # function) or None, called by main() once the App exists. Registered by the module providing them.
 TASK_HOOKS = []

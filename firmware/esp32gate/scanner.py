@@ -21,10 +21,7 @@ Module configuration at boot (optional): command frames `7E 00 type len addrH ad
 """
 import time
 
-try:
-    import asyncio
-except ImportError:  # older firmware
-    import uasyncio as asyncio
+import asyncio  # MicroPython >= 1.23 (what mpy v6 needs) has it under this name
 
 from offgate.checksum import crc32
 

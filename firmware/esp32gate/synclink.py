@@ -6,10 +6,7 @@ Board config: "sync": {"port": "console"}  or  {"port": "uart", "uart": 1, "tx":
 Importing this module registers its task with esp32gate.app (app.main imports it when the board
 config has a "sync" entry).
 """
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
+import asyncio  # MicroPython >= 1.23 (what mpy v6 needs) has it under this name
 import sys
 
 from offgate.pollread import PollReader

@@ -11,10 +11,7 @@ signature checks on an ESP32) plus a GC pass (~100 ms with PSRAM); the board con
 """
 import time
 
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
+import asyncio  # MicroPython >= 1.23 (what mpy v6 needs) has it under this name
 
 
 class Watchdog:

@@ -1,6 +1,11 @@
 """offgate gate firmware (MicroPython; also importable under CPython for tooling)."""
 import sys
 
+try:
+    import micropython  # noqa: F401
+except ImportError:  # CPython (host tooling, tests): the one stand-in for `from micropython import const`
+    from offgate import _cpython  # noqa: F401
+
 VERSION = "0.1.0"
 
 

@@ -26,7 +26,7 @@ SCHEMA = {
     # whether its taps start journeys (entry), end them (exit) or either (both: a bus validator)
     "station": ("", str, None),
     "direction": ("both", str, None),
-    # passback (offgate/passback.py): an entry gate refuses a credential that entered here less
+    # passback (offgate/policy/passback.py): an entry gate refuses a credential that entered here less
     # than passback_s ago (0: off); passback_slots credentials remembered (12 B each)
     "passback_s": (120, int, 0),
     "passback_slots": (128, int, 8),

@@ -10,11 +10,10 @@ from binascii import hexlify
 
 import offgate
 from offgate import reasons as R
-from offgate.fsutil import fs_free
 from offgate.clock import elapsed_us, ticks_diff, ticks_ms, ticks_us
-from offgate.oplog import DiskFull, LogFull
+from offgate.log.oplog import DiskFull, LogFull
 from offgate.scanner import LineAssembler
-from offgate.verifier import Decision
+from offgate.policy.verifier import Decision
 
 READ_CHUNK = 128
 ENOSPC = 28
@@ -28,13 +27,13 @@ class Gate:
         self.holdoff = None  # (until, iat limit): replay state possibly lost at boot (gateboot)
         self.disk_full = False
         self.asm = asm  # the scanner line buffer, made by build() before the heap fragments
-        self.oplog = oplog  # offgate.oplog.OpLog (None: decisions are not logged)
+        self.oplog = oplog  # offgate.log.oplog.OpLog (None: decisions are not logged)
         self.verifier = verifier
         self.replay = replay
         self.actuator = actuator
         self.out = out
         self.clock = clock
-        self.passback = None  # offgate.passback.Passback on entry gates; set by build()
+        self.passback = None  # offgate.policy.passback.Passback on entry gates; set by build()
         self.seq = 0
         self.opened = 0
         self.denied = 0
@@ -197,6 +196,7 @@ class Gate:
         }
         if self.passback is not None:
             st["passback_refused"] = self.passback.refused
+        from offgate.statedir import fs_free  # not resident: boot, sync and reports only
         fs = fs_free(self.cfg.get("state_dir", "."))
         if fs is not None:
             st["fs_free_bytes"] = fs
@@ -255,3 +255,5 @@ def build(cfg, actuator, out, clock):
         gateboot = None
         offgate.unload("offgate.gateboot")
         offgate.unload("offgate.timekeep")
+        offgate.unload("offgate.statedir")  # state files are touched again at sync and housekeeping only
+        offgate.unload("offgate.log.record")  # its names are bound in offgate.log.oplog

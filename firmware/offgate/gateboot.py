@@ -8,22 +8,23 @@ boot report's notes say exactly what was found. Policy per file (docs/security.m
   until a sync installs a valid list; "admit": revocations unchecked, reported on every status;
 - replay.log torn/corrupt/unreadable: what is readable is kept, the rest restored from the
   operation log (all of it that is still on flash when the file was unreadable);
-- oplog/ torn tail cut (offgate.oplogrecover); unusable: decisions cannot be logged, so no OPEN;
+- oplog/ torn tail cut (offgate.log.oplogrecover); unusable: decisions cannot be logged, so no OPEN;
 - clock.json damaged: ignored (clock trust decided from the port clock and the log's times);
 - a full filesystem: housekeeping (compaction, .tmp cleanup) is skipped, OPENs that cannot be
   recorded are refused with DISK_FULL.
 """
 import gc
 
-from offgate.fsutil import fs_free
+from offgate import statedir
+from offgate.statedir import fs_free
 from offgate.clock import ClockTrust
-from offgate.credcache import CredCache
-from offgate.denylist import DenyList
-from offgate.oplog import OpLog
-from offgate.replay import ReplayGuard
+from offgate.policy.credcache import CredCache
+from offgate.policy.denylist import DenyList
+from offgate.log.oplog import OpLog
+from offgate.policy.replay import ReplayGuard
 from offgate.scanner import LineAssembler
-from offgate.trust import TrustError, TrustStore
-from offgate.verifier import Verifier
+from offgate.policy.trust import TrustError, TrustStore
+from offgate.policy.verifier import Verifier
 
 
 def state_path(cfg, name):
@@ -52,12 +53,8 @@ def _remove_stale_tmp(d):
     try:
         import os
         for name in os.listdir(d):
-            if name.endswith(".tmp"):
-                try:
-                    os.remove(d + "/" + name)
-                    out.append(name)
-                except OSError:
-                    pass
+            if name.endswith(statedir.TMP) and statedir.remove(d + "/" + name):
+                out.append(name)
     except Exception:
         pass
     return out
@@ -83,18 +80,18 @@ def build(cfg, actuator, out, clock, Gate):
     asm = LineAssembler(cfg["max_line"])
     cache = CredCache(cfg["cache_size"])
     # an accepted counter matters only while codes at or below it can still be fresh
-    replay = ReplayGuard(state_path(cfg, "replay.log"), cfg["replay_slots"],
+    replay = ReplayGuard(state_path(cfg, statedir.REPLAY), cfg["replay_slots"],
                          cfg["max_age_s"] + 2 * cfg["skew_s"])
     passback = None
     if cfg.get("direction") == "entry" and cfg.get("passback_s", 0) > 0:
-        from offgate.passback import Passback
+        from offgate.policy.passback import Passback
         passback = Passback(cfg["passback_s"], cfg.get("passback_slots", 128))
     stale = _remove_stale_tmp(cfg["state_dir"])
     if stale:
         notes.append("housekeeping: stale temporary files removed (%s)" % ", ".join(stale))
     # The log is opened (and its recovery code loaded and dropped) before the trust store's table
     # check fragments the heap: recovery needs contiguous blocks to load.
-    oplog = OpLog(state_path(cfg, "oplog"), cfg["log_segment_bytes"], cfg["log_max_segments"],
+    oplog = OpLog(state_path(cfg, statedir.OPLOG), cfg["log_segment_bytes"], cfg["log_max_segments"],
                   cfg["log_full_policy"])
     try:
         rec = oplog.recover()
@@ -103,7 +100,7 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("oplog: cannot open (%s)" % e)
     gc.collect()
     try:
-        trust = TrustStore.load(state_path(cfg, "trust.cbor"))
+        trust = TrustStore.load(state_path(cfg, statedir.TRUST))
         att, bad = trust.tables
         if trust.keys and (bad or not att):
             notes.append("issuer tables: %s (%d records refused): keys without a table are verified on the generic path" % (
@@ -119,8 +116,8 @@ def build(cfg, actuator, out, clock, Gate):
     deny_ok = True
     try:
         import os
-        os.stat(state_path(cfg, "deny.bin"))
-        deny.open(state_path(cfg, "deny.bin"))
+        os.stat(state_path(cfg, statedir.DENY))
+        deny.open(state_path(cfg, statedir.DENY))
     except ValueError as e:
         deny_ok = False
         notes.append(str(e))
@@ -173,7 +170,7 @@ def build(cfg, actuator, out, clock, Gate):
     if rec.get("rebuilt"):
         notes.append("oplog: %d damaged segment header(s) rebuilt from their records" % rec["rebuilt"])
     from offgate import timekeep
-    tk = ClockTrust(state_path(cfg, timekeep.CLOCK_STATE), cfg)
+    tk = ClockTrust(state_path(cfg, statedir.CLOCK_STATE), cfg)
     for n in timekeep.boot(tk, clock, _last_log_time(oplog)):
         notes.append(n)
     timekeep = None

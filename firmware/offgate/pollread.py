@@ -5,10 +5,7 @@ asyncio's StreamReader.read(n) on a blocking file waits for all n bytes, which w
 scanner line or a sync frame forever (sockets and machine.UART don't have that problem). So: wait
 for the first byte through asyncio, then take only the bytes poll() says are already there.
 """
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
+import asyncio  # MicroPython >= 1.23 (what mpy v6 needs) has it under this name
 import select
 
 

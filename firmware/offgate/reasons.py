@@ -3,11 +3,7 @@
 The number is what the gate logs and reports; the name is what people read. Documented in
 docs/protocol.md §7; keep the two in step (tests/test_docs.py checks they agree).
 """
-try:
-    from micropython import const
-except ImportError:  # CPython, for host-side tooling
-    def const(x):
-        return x
+from micropython import const  # under CPython: the stand-in in offgate/__init__.py
 
 OK = const(0)
 # The scanner line itself is unusable.

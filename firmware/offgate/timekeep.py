@@ -27,7 +27,8 @@ Loaded at boot and by a sync session, unloaded after: none of it runs per scan.
 """
 import json
 
-CLOCK_STATE = "clock.json"
+from offgate.statedir import CLOCK_STATE, atomic_write
+
 MIN_UNIX = 1735689600    # 2025-01-01: any earlier gate time means the clock lost its time
 MAX_UNIX = 4102444800    # 2100-01-01
 FLOOR_SLACK_S = 3600     # signed time this far below the floor is still taken (a clock that ran fast)
@@ -140,7 +141,6 @@ def raise_floor(ct, clock, t):
 
 def save(ct, clock):
     """Persist atomically; never raises (False: the previous state stays)."""
-    from offgate.fsutil import atomic_write
     st = {"offset": clock.offset, "floor": ct.floor, "source": ct.source, "since": ct.since}
     try:
         atomic_write(ct.path, json.dumps(st).encode())

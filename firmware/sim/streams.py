@@ -73,8 +73,8 @@ async def serve_tcp(gate, host, port):
 SYNC_IDLE_S = 60  # a silent host is dropped after this long
 # Loaded for a session and dropped after it: an idle gate keeps its whole heap for scanning
 # (on the unix port module bytecode lives in the heap; a device runs it frozen, from flash).
-SYNC_MODULES = ("sync.ops", "sync.admin", "sync.handshake", "sync.session", "sync.batch", "aesccm", "devicekey", "hkdf",
-                "hmac256", "timekeep")
+SYNC_MODULES = ("sync.ops", "sync.admin", "sync.handshake", "sync.session", "sync.batch", "crypto.aesccm",
+                "crypto.devicekey", "crypto.hkdf", "crypto.hmac256", "timekeep", "statedir")
 _sync = {}
 
 

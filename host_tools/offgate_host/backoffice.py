@@ -23,7 +23,7 @@ DAY = 86400
 # rider account, so that sums over many accounts stay inside a 64-bit integer (SQLite, BIGINT).
 MAX_AMOUNT = 10 ** 12
 # A credential's cap travels in the credential and the gate keeps it as an unsigned 32-bit value
-# (firmware/offgate/credcache.py, 0xFFFFFFFF = no cap).
+# (firmware/offgate/policy/credcache.py, 0xFFFFFFFF = no cap).
 MAX_CAP = 2 ** 32 - 2
 
 SCHEMA = """
@@ -387,7 +387,7 @@ class BackOffice:
         k = sorted(ready or active, key=lambda k: (k["nbf"], k["created"]))[-1]  # later rowid wins ties
         return k, keys.load_private_pem(self.data_dir / k["key_file"])
 
-    # what a gate accepts (firmware offgate/trust.py MAX_KEYS): more is refused whole there
+    # what a gate accepts (firmware offgate/policy/trust.py MAX_KEYS): more is refused whole there
     GATE_MAX_KEYS = 16
 
     def trust_serial(self) -> int:

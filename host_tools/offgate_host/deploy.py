@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from . import board as boardmod
-from .simgate import firmware_dir, mpy_cross_bin, repo_root
+from .simgate import firmware_dir, is_empty_init, mpy_cross_bin, repo_root
 from .errors import OffgateError
 
 MPREMOTE = "mpremote"
@@ -110,13 +110,14 @@ def build(board, out=None, arch="board"):
     cross = _native_mpy_cross()
     pkgs, mods, sources = packages_for(chip)
     files = []
-    for rel in [str(p.relative_to(fw)) for pkg in pkgs for p in sorted((fw / pkg).rglob("*.py"))] + mods:
+    for rel in [str(p.relative_to(fw)) for pkg in pkgs for p in sorted((fw / pkg).rglob("*.py"))
+                if not is_empty_init(p)] + mods:  # empty __init__.py: a namespace package (simgate.is_empty_init)
         dst = out / Path(rel).with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         argv = [cross, "-s", rel, "-o", str(dst)] + (["-march=" + arch] if arch else []) + [rel]
         r = subprocess.run(argv, cwd=str(fw), capture_output=True, text=True)
         if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
-            continue  # viper code (offgate/p256field.py, sync/rowenc.py, oplogscan.py) needs an architecture: the firmware falls back
+            continue  # viper code (crypto/_gen_p256field.py, sync/rowenc.py, log/oplogscan.py) needs an architecture: the firmware falls back
         if r.returncode != 0:
             raise DeployError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
         files.append(str(dst.relative_to(out)))
@@ -186,7 +187,7 @@ def mkdir_snippet(paths):
 def provision_snippet(state_dir):
     """Runs on the gate: make (or load) the device key there, print only its public half."""
     path = state_dir.rstrip("/") + "/device.key"
-    return ("from offgate import devicekey\nfrom binascii import hexlify\n"
+    return ("from offgate.crypto import devicekey\nfrom binascii import hexlify\n"
             "k=devicekey.load_or_create(%r)\nprint('%s',hexlify(k.public_bytes()).decode())" % (path, PUB_MARK))
 
 

@@ -41,7 +41,7 @@ def _now(now=None):
 
 
 def record_body(r) -> bytes:
-    """The 28 hashed bytes of an operation-log record (firmware/offgate/oplog.py layout)."""
+    """The 28 hashed bytes of an operation-log record (firmware/offgate/log/oplog.py layout)."""
     cti = r.get("cti")
     return struct.pack(">BBBBIII8sI", REC_MAGIC, 1 if r["decision"] == "OPEN" else 0, r["reason"] & 0xFF,
                        1 if cti else 0, r["seq"], r["t"], r["ctr"] or 0, bytes(cti) if cti else bytes(8),

@@ -122,6 +122,14 @@ def unix_native_arch(mp=None):
         return None
 
 
+def is_empty_init(py):
+    """True for an empty package __init__.py (offgate/crypto/, offgate/log/, ...). Left out of the
+    .mpy builds (simulator, `make mpy`, ROMFS images): MicroPython imports a directory without one
+    as a package, and each loaded __init__.mpy costs ~0.2-0.4 KB of the boot heap (its file and
+    source-name strings, measured with bench/heap32.py). The source tree keeps them for CPython."""
+    return py.name == "__init__.py" and not py.read_text().strip()
+
+
 def compile_firmware(out=None, mp=None):
     """Compile firmware/*.py to .mpy under build/unix-mpy (build/unix-mpy-x86 for a 32-bit
     interpreter; only what changed), with native code (viper) for the architecture of
@@ -135,6 +143,8 @@ def compile_firmware(out=None, mp=None):
         out = repo_root() / "build" / ("unix-mpy" if arch in ("x64", None) else "unix-mpy-" + arch)
     out = Path(out)
     for py in sorted(src.rglob("*.py")):
+        if is_empty_init(py):
+            continue  # a namespace package on the device: see is_empty_init
         rel = py.relative_to(src)
         mpy = out / rel.with_suffix(".mpy")
         if mpy.exists() and mpy.stat().st_mtime >= py.stat().st_mtime:
@@ -150,6 +160,10 @@ def compile_firmware(out=None, mp=None):
         if r.returncode != 0:
             raise RuntimeError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
         os.replace(tmp, mpy)
+    for mpy in out.rglob("*.mpy"):  # a module moved or removed: its old .mpy must not stay importable
+        py = (src / mpy.relative_to(out)).with_suffix(".py")
+        if not py.exists() or is_empty_init(py):
+            mpy.unlink(missing_ok=True)
     return out
 
 

@@ -459,7 +459,7 @@ from .gatefiles import BATCH_PUB, DEVICE_KEY, ROOT_PUB  # noqa: E402  (the one t
 
 
 def _device_key_file(d: int) -> bytes:
-    """The gate's key file layout (firmware/offgate/devicekey.py): b"OGK1" | d (32, BE) | CRC-32."""
+    """The gate's key file layout (firmware/offgate/crypto/devicekey.py): b"OGK1" | d (32, BE) | CRC-32."""
     b = b"OGK1" + d.to_bytes(32, "big")
     return b + struct.pack(">I", zlib.crc32(b) & 0xFFFFFFFF)
 

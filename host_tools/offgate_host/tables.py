@@ -4,10 +4,10 @@ A comb table for a point P holds, for every idx in 1..255, the affine point
     T[idx] = sum over the set bits b of idx of 2^(32*b) * P
 as 64 bytes x || y (big-endian), rows in idx order (16,320 bytes). With it, k*P for a 256-bit k
 is 31 doublings and <= 32 additions (Lim-Lee comb, 8 teeth, spacing 32); with tables for both G
-and the issuer key the two share the doublings (firmware/offgate/p256.py: verify_comb).
+and the issuer key the two share the doublings (firmware/offgate/crypto/p256.py: verify_comb).
 
 * G's table is a constant: `python -m offgate_host.tables --gtable` regenerates
-  firmware/offgate/p256_gtable.py (checked in; tests/test_p256_fast.py checks it is current).
+  firmware/offgate/crypto/_gen_p256_gtable.py (checked in; tests/test_p256_fast.py checks it is current).
 * Issuer keys' tables are built by the back office and shipped beside the trust store as
   `issuer_tables.bin` (ISSUER_TABLES). File format (all big-endian):
       b"OGKT" | version 1 | teeth 8 | spacing 32 | count (1 byte)
@@ -41,7 +41,7 @@ RECORD_BYTES = RECORD_HEADER + TABLE_BYTES
 DIGEST_TAG = b"offgate comb v1\0"
 ISSUER_TABLES = "issuer_tables.bin"
 GTABLE_CHUNK = 17 * ROW_BYTES
-GTABLE_MODULE = Path(__file__).resolve().parents[2] / "firmware" / "offgate" / "p256_gtable.py"
+GTABLE_MODULE = Path(__file__).resolve().parents[2] / "firmware" / "offgate" / "crypto" / "_gen_p256_gtable.py"
 
 
 # ------------------------------------------------------------------ affine arithmetic (CPython)

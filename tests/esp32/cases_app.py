@@ -40,7 +40,7 @@ def test_relay_pulses_only_after_durable_open():
                     data = f.read()
             except OSError:
                 data = b""
-            logged = False  # the operation log record (offgate.oplog), when the gate keeps one
+            logged = False  # the operation log record (offgate.log.oplog), when the gate keeps one
             try:
                 d = cfg["state_dir"] + "/oplog"
                 for name in os.listdir(d):

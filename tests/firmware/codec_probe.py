@@ -1,6 +1,6 @@
 # Firmware-side helpers for host differential tests (tests/test_codecs_differential.py).
 # The bridge cannot carry cbor.Tag or int-keyed dicts faithfully, so these return re-encodings.
-from offgate import cbor
+from offgate.codec import cbor
 
 
 def reencode(data):

@@ -1,7 +1,7 @@
 # Host tests call the firmware's crypto through this module (via oracle.py): each function
 # returns plain values (bytes/str/lists) so results travel back as JSON.
-from offgate import aesccm, devicekey, hkdf
-from offgate.hmac256 import hmac_sha256
+from offgate.crypto import aesccm, devicekey, hkdf
+from offgate.crypto.hmac256 import hmac_sha256
 
 
 def hmac(key, msg):
@@ -52,7 +52,7 @@ def make_batch(root, d_bytes, bo_pub, n, max_records, ack_to, eph_bytes, hedge):
     reply on a 128k heap, not the firmware); returns [gate_pub, acked chain, head chain]."""
     import gc
     from offgate.sync import batch
-    from offgate.oplog import OpLog
+    from offgate.log.oplog import OpLog
     lg = OpLog(root, 1024, 8, "refuse")
     lg.recover()
     for i in range(n):

@@ -1,7 +1,8 @@
 # Host tests drive the firmware's decision path through this module (via oracle.py):
 # setup() builds a verifier from trust/deny bytes in a scratch state dir; decide() returns the reason name.
 import os
-from offgate import reasons, trust, denylist, replay, verifier
+from offgate import reasons
+from offgate.policy import trust, denylist, replay, verifier
 
 _v = None
 _dir = "/tmp"

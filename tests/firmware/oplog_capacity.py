@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from powercut_bdev import PowerCutBdev  # noqa: E402
 from offgate.config import SCHEMA  # noqa: E402
-from offgate.oplog import OpLog  # noqa: E402
+from offgate.log.oplog import OpLog  # noqa: E402
 
 BS = 4096
 bdev = PowerCutBdev(BS, 64)

@@ -19,7 +19,7 @@ import os
 import sys
 
 from powercut_bdev import PowerCutBdev
-from offgate.oplog import OpLog, LogFull, verify_records
+from offgate.log.oplog import OpLog, LogFull, verify_records
 
 MNT = "/pc"
 T0 = 1800000000

@@ -1,6 +1,6 @@
 # Host tests drive the firmware's operation log through this module (via oracle.py): plain values in
 # and out (JSON), the log's files left in `root` for the host's own decoder to read.
-from offgate.oplog import OpLog
+from offgate.log.oplog import OpLog
 
 
 def write_log(root, spec, segment_bytes=4096, max_segments=8):

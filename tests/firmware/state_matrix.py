@@ -210,9 +210,9 @@ def run_row(sc, d, name, kind, clock):
 
 def reboot():
     """What a reboot would free: G's comb table loaded from the firmware (no tables file)."""
-    from offgate import p256
+    from offgate.crypto import p256
     p256.set_gcomb(None)
-    unload("offgate.p256_gtable")
+    unload("offgate.crypto._gen_p256_gtable")
     gc.collect()
 
 

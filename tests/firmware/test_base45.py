@@ -1,5 +1,5 @@
-# offgate.base45 on MicroPython: RFC 9285 examples and strict rejects.
-from offgate import base45
+# offgate.codec.base45 on MicroPython: RFC 9285 examples and strict rejects.
+from offgate.codec import base45
 
 EXAMPLES = [
     (b"AB", "BB8"), (b"Hello!!", "%69 VD92EX0"), (b"base-45", "UJCLQE7W581"), (b"ietf!", "QED8WEX0"),

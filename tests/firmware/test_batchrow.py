@@ -7,7 +7,7 @@ try:
 except ImportError:  # CPython: the AES shim the sync tests use (batch imports aesccm)
     sys.path.append(__file__.rsplit("/", 2)[0] + "/syncshim")
 
-from offgate import cbor
+from offgate.codec import cbor
 from offgate.sync import batch  # noqa: E402
 
 
@@ -41,7 +41,7 @@ class _DictsOnly:
 
 def test_build_from_raw_records_equals_dict_path():
     import os
-    from offgate.oplog import OpLog
+    from offgate.log.oplog import OpLog
     d = "/tmp/offgate_test_batchrow_%d" % (int.from_bytes(os.urandom(4), "big"))
     os.mkdir(d)
     log = OpLog(d + "/log", 64 + 32 * 40, 8)  # 40 records per segment

@@ -1,7 +1,7 @@
-# offgate.cbor on MicroPython: RFC 8949 Appendix A vectors (the accepted subset) and strict rejects.
+# offgate.codec.cbor on MicroPython: RFC 8949 Appendix A vectors (the accepted subset) and strict rejects.
 from binascii import unhexlify as H
 
-from offgate import cbor
+from offgate.codec import cbor
 
 # (value, hex) from RFC 8949 Appendix A that are inside the gate's subset.
 VECTORS = [

@@ -2,7 +2,8 @@
 # Vectors were signed on the host with `cryptography` (P-256 key, ECDSA/SHA-256, r||s).
 from binascii import unhexlify as H
 
-from offgate import cbor, cose
+from offgate.codec import cbor
+from offgate import cose
 
 PUB = (
     "04471c3e758c4904285bba7e53118ed0f524adeb0757d25bd2f8e7b0d76dfa714cdd520f7aca8a8b"

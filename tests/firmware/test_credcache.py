@@ -1,8 +1,10 @@
-# Firmware unit tests for the verified-credential cache (offgate.credcache): records round-trip
+# Firmware unit tests for the verified-credential cache (offgate.policy.credcache): records round-trip
 # every field the gate decides on, LRU eviction, what does not fit is not cached, and the
 # idle-time 2^128 multiple is stored with the record; run on MicroPython (128k heap) and CPython.
-from offgate import credential, ecdsa, p256, p256fast
-from offgate.credcache import CredCache
+from offgate.policy import credential
+from offgate import ecdsa
+from offgate.crypto import p256, p256fast, p256ref
+from offgate.policy.credcache import CredCache
 
 G_PUB = b"\x04" + p256.GX.to_bytes(32, "big") + p256.GY.to_bytes(32, "big")
 
@@ -68,7 +70,7 @@ def test_precompute_stored_with_the_record():
     key = cc.get(_dig(1)).rider
     if did:
         x = int.from_bytes(key.hi[:32], "big")
-        assert x == p256.mul(1 << 128, p256.GX, p256.GY)[0]
+        assert x == p256ref.mul(1 << 128, p256.GX, p256.GY)[0]
         assert not cc.precompute(_dig(1))  # done once
     else:
         assert key.hi is None

@@ -1,5 +1,5 @@
 import struct
-from offgate.denylist import DenyList, DenyListError, check_bytes
+from offgate.policy.denylist import DenyList, DenyListError, check_bytes
 from fwutil import scratch_dir, write, cti
 
 

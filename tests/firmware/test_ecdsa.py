@@ -1,9 +1,10 @@
-# Firmware unit tests for offgate.ecdsa / offgate.p256; run on MicroPython by mptest.py.
+# Firmware unit tests for offgate.ecdsa / offgate.crypto.p256; run on MicroPython by mptest.py.
 # Vectors were generated on the host with pyca/cryptography (keys d = 0xc0ffee1234567890abcdef,
 # 3, n-1 (i.e. -G) and 2); each row: uncompressed pub, compressed pub, msg, r||s.
 from binascii import unhexlify
 
-from offgate import ecdsa, p256
+from offgate import ecdsa
+from offgate.crypto import p256, p256ref
 
 VECTORS = [
     ("0481859118d925cdf2cf96fdfb1bdf9556c9b46f7e99e01599c58a3a52504468c1fe0a17e6ba217152c8fd1019b3afde3ba6348c5677ab0224909399f07ad35aa4",
@@ -155,19 +156,19 @@ def test_field_helpers():
 
 def test_curve_helpers():
     G = (p256.GX, p256.GY)
-    assert p256.mul(1, *G) == G
-    assert p256.mul(N, *G) is None
-    assert p256.mul(N - 1, *G) == (p256.GX, P - p256.GY)
-    two = p256.to_affine(*p256.jdouble(G[0], G[1], 1))
-    assert two == p256.mul(2, *G)
-    three = p256.to_affine(*p256.jadd(two[0], two[1], 1, G[0], G[1], 1))
-    assert three == p256.mul(3, *G)
+    assert p256ref.mul(1, *G) == G
+    assert p256ref.mul(N, *G) is None
+    assert p256ref.mul(N - 1, *G) == (p256.GX, P - p256.GY)
+    two = p256.to_affine(*p256ref.jdouble(G[0], G[1], 1))
+    assert two == p256ref.mul(2, *G)
+    three = p256.to_affine(*p256ref.jadd(two[0], two[1], 1, G[0], G[1], 1))
+    assert three == p256ref.mul(3, *G)
     # P + P doubles, P + (-P) is infinity
-    assert p256.to_affine(*p256.jadd(G[0], G[1], 1, G[0], G[1], 1)) == two
-    assert p256.jadd(G[0], G[1], 1, G[0], P - G[1], 1)[2] == 0
+    assert p256.to_affine(*p256ref.jadd(G[0], G[1], 1, G[0], G[1], 1)) == two
+    assert p256ref.jadd(G[0], G[1], 1, G[0], P - G[1], 1)[2] == 0
     # the import-time G table holds G, 3G, 5G...
-    assert (p256._GTX[0], p256._GTY[0]) == G
-    assert (p256._GTX[1], p256._GTY[1]) == three
+    assert (p256ref._GTX[0], p256ref._GTY[0]) == G
+    assert (p256ref._GTX[1], p256ref._GTY[1]) == three
 
 
 def test_wnaf_reconstructs():
@@ -193,31 +194,31 @@ def test_edge_scalars_u1_zero():
     G = (p256.GX, p256.GY)
     d = 0xDEADBEEF
     k = 0x1234567
-    q = p256.mul(d, *G)
-    r = p256.mul(k, *G)[0] % N
+    q = p256ref.mul(d, *G)
+    r = p256ref.mul(k, *G)[0] % N
     s = p256.inv(k, N) * r * d % N
-    assert p256.verify_core(0, r, s, q[0], q[1]) is True
-    assert p256.verify_core(N, r, s, q[0], q[1]) is True  # e is only used mod n
-    assert p256.verify_core(1, r, s, q[0], q[1]) is False
+    assert p256ref.verify_core(0, r, s, q[0], q[1]) is True
+    assert p256ref.verify_core(N, r, s, q[0], q[1]) is True  # e is only used mod n
+    assert p256ref.verify_core(1, r, s, q[0], q[1]) is False
     # u1*G + u2*Q = infinity (Q = G, s = 1, e = n - r): must be False, not a crash
-    assert p256.verify_core(N - r, r, 1, G[0], G[1]) is False
+    assert p256ref.verify_core(N - r, r, 1, G[0], G[1]) is False
     # Q = G and e = r: u1 = u2, both halves of the ladder walk the same multiples of G
     s2 = p256.inv(k, N) * (r + r * 1) % N  # d = 1: s = k^-1 (e + r)
-    assert p256.verify_core(r, r, s2, G[0], G[1]) is True
+    assert p256ref.verify_core(r, r, s2, G[0], G[1]) is True
 
 
 def test_ladder_point_duplication_and_cancellation():
     # Hand-made (e, r, s, Q) that make the interleaved ladder add a point to itself or to its
     # negative, in both the G (mixed) and the Q (Jacobian) addition paths.
     G = (p256.GX, p256.GY)
-    r = p256.mul(2, *G)[0] % N  # x(2G)
-    half = p256.mul((N + 1) // 2, *G)  # half*2 == G
+    r = p256ref.mul(2, *G)[0] % N  # x(2G)
+    half = p256ref.mul((N + 1) // 2, *G)  # half*2 == G
     e = s = r * p256.inv(2, N) % N  # u1 = e/s = 1, u2 = r/s = 2
     # Q = G/2: the ladder holds Q, doubles it to G, then adds G from the G table: G + G
-    assert p256.verify_core(e, r, s, half[0], half[1]) is True
+    assert p256ref.verify_core(e, r, s, half[0], half[1]) is True
     # Q = -G/2: same walk ends in -G + G = infinity, so nothing verifies
-    assert p256.verify_core(e, r, s, half[0], P - half[1]) is False
+    assert p256ref.verify_core(e, r, s, half[0], P - half[1]) is False
     # Q = G, u1 = u2 = 1: the G digit sets the accumulator to G, the Q digit adds G again
-    assert p256.verify_core(r, r, r, G[0], G[1]) is True
+    assert p256ref.verify_core(r, r, r, G[0], G[1]) is True
     # Q = -G, u1 = u2 = 1: G + (-G) = infinity
-    assert p256.verify_core(r, r, r, G[0], P - G[1]) is False
+    assert p256ref.verify_core(r, r, r, G[0], P - G[1]) is False

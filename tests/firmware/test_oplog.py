@@ -1,4 +1,4 @@
-from offgate.oplog import OpLog, LogFull, REC, HDR, verify_records, ZERO32
+from offgate.log.oplog import OpLog, LogFull, REC, HDR, verify_records, ZERO32
 from fwutil import scratch_dir, read, write, cti
 import os
 
@@ -222,11 +222,11 @@ def test_status_warns_from_half_full():
 
 
 def test_boot_scan_fast_path_agrees_with_the_record_checks():
-    """offgate.oplogscan (viper, recovery's fast path) accepts exactly the records the per-record
+    """offgate.log.oplogscan (viper, recovery's fast path) accepts exactly the records the per-record
     checks accept: a run of intact records with consecutive seqs, stopping at a flipped bit, a
     wrong seq or a wrong magic."""
     try:
-        from offgate.oplogscan import good_run
+        from offgate.log.oplogscan import good_run
     except Exception:
         return  # no viper here (CPython): recovery uses the per-record checks only
     d = scratch_dir("ol")

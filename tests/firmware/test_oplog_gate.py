@@ -1,11 +1,11 @@
 # The gate's use of the operation log: every decision logged, an OPEN logged before the relay
 # moves, LOG_FULL (and no relay, no spent counter) when the log is full under "refuse".
-from offgate.oplog import OpLog, HDR, REC
+from offgate.log.oplog import OpLog, HDR, REC
 from fwutil import scratch_dir, cti
 from offgate import reasons as R
 from offgate.gate import Gate
-from offgate.replay import ReplayGuard
-from offgate.verifier import Decision
+from offgate.policy.replay import ReplayGuard
+from offgate.policy.verifier import Decision
 
 NOW = 1800000000
 

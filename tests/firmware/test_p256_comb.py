@@ -1,10 +1,11 @@
-# Firmware unit tests for the comb (fixed-point table) path: offgate.p256 comb helpers and
-# offgate.keytables table binding; run on MicroPython (128k heap) and CPython by mptest.py.
+# Firmware unit tests for the comb (fixed-point table) path: offgate.crypto.p256 comb helpers and
+# offgate.crypto.keytables table binding; run on MicroPython (128k heap) and CPython by mptest.py.
 # probe_* functions are called from tests/test_p256_fast.py through the MicroPython oracle.
 import hashlib
 from binascii import unhexlify
 
-from offgate import ecdsa, keytables, p256
+from offgate import ecdsa
+from offgate.crypto import keytables, p256, p256ref
 
 N = p256.N
 P = p256.P
@@ -70,19 +71,19 @@ def test_comb_digits_reconstruct():
 def test_g_table_rows():
     g = p256.gcomb()
     assert g.row(1) == (p256.GX, p256.GY)
-    assert g.row(2) == p256.mul(1 << 32, p256.GX, p256.GY)
-    assert g.row(3) == p256.mul((1 << 32) + 1, p256.GX, p256.GY)
+    assert g.row(2) == p256ref.mul(1 << 32, p256.GX, p256.GY)
+    assert g.row(3) == p256ref.mul((1 << 32) + 1, p256.GX, p256.GY)
     assert g.row(255)[0] < P and p256.on_curve(*g.row(255))
 
 
 def test_madd_edge_cases():
     G = (p256.GX, p256.GY)
-    two = p256.to_affine(*p256.jdouble(G[0], G[1], 1))
-    assert p256.to_affine(*p256.madd(G[0], G[1], 1, G[0], G[1])) == two  # P + P
-    assert p256.madd(G[0], G[1], 1, G[0], P - G[1])[2] == 0  # P + (-P)
-    assert p256.madd(0, 0, 0, G[0], G[1]) == (G[0], G[1], 1)  # infinity + P
-    X, Y, Z = p256.jdouble(two[0], two[1], 1)  # 4G, Z != 1
-    assert p256.to_affine(*p256.madd(X, Y, Z, G[0], G[1])) == p256.mul(5, *G)
+    two = p256.to_affine(*p256ref.jdouble(G[0], G[1], 1))
+    assert p256.to_affine(*p256ref.madd(G[0], G[1], 1, G[0], G[1])) == two  # P + P
+    assert p256ref.madd(G[0], G[1], 1, G[0], P - G[1])[2] == 0  # P + (-P)
+    assert p256ref.madd(0, 0, 0, G[0], G[1]) == (G[0], G[1], 1)  # infinity + P
+    X, Y, Z = p256ref.jdouble(two[0], two[1], 1)  # 4G, Z != 1
+    assert p256.to_affine(*p256ref.madd(X, Y, Z, G[0], G[1])) == p256ref.mul(5, *G)
 
 
 def test_comb_verify_for_key_g():
@@ -103,13 +104,13 @@ def test_comb_core_edge_scalars():
     g = p256.gcomb()
     d = 1  # key G, so the G table is the key's table
     k = 0x1234567
-    r = p256.mul(k, p256.GX, p256.GY)[0] % N
+    r = p256ref.mul(k, p256.GX, p256.GY)[0] % N
     s = p256.inv(k, N) * r * d % N  # signature of e = 0: u1 = 0
-    assert p256.verify_comb(0, r, s, g) is True
-    assert p256.verify_core(0, r, s, p256.GX, p256.GY) is True
+    assert p256ref.verify_comb(0, r, s, g) is True
+    assert p256ref.verify_core(0, r, s, p256.GX, p256.GY) is True
     # e = -r*d: the result is infinity (u1*G = -u2*G), which must fail
-    assert p256.verify_comb((N - r) % N, r, 1, g) is False
-    assert p256.verify_core((N - r) % N, r, 1, p256.GX, p256.GY) is False
+    assert p256ref.verify_comb((N - r) % N, r, 1, g) is False
+    assert p256ref.verify_core((N - r) % N, r, 1, p256.GX, p256.GY) is False
 
 
 def test_attach_good_and_bound():

@@ -1,10 +1,11 @@
-# Firmware unit tests for the viper fast path (offgate.p256field, offgate.p256fast): run on
+# Firmware unit tests for the viper fast path (offgate.crypto._gen_p256field, offgate.crypto.p256fast): run on
 # MicroPython (unix port: viper present) and on CPython / the 32-bit webassembly port (no viper:
 # the fast path must report itself absent and verification must still work). probe_* functions
 # are called from tests/test_p256_field.py through the MicroPython oracle.
 import sys
 
-from offgate import ecdsa, p256, p256fast
+from offgate import ecdsa
+from offgate.crypto import p256, p256fast, p256ref
 
 P = p256.P
 R = 1 << 260
@@ -89,7 +90,7 @@ def probe_verify(pub, msg, sig):
         if len(_SPLIT) > 8:
             _SPLIT.clear()
         hi = _SPLIT[pub] = p256fast.pow2_128(key.x, key.y)
-    return [p256.verify_core(e, r, s, key.x, key.y), p256fast.verify_core(e, r, s, key.x, key.y),
+    return [p256ref.verify_core(e, r, s, key.x, key.y), p256fast.verify_core(e, r, s, key.x, key.y),
             p256fast.verify_split(e, r, s, key.x, key.y, hi)]
 
 

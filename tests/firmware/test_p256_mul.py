@@ -1,9 +1,9 @@
 # Firmware unit tests for the gate's own key operations on the fast path (p256fast.mul_g,
 # p256fast.mul_point, used by devicekey for batch signatures, ephemeral keys and ECDH): each must
-# equal the big-int p256.mul. Runs on MicroPython (64- and 32-bit) and CPython (fast path off there).
+# equal the big-int p256ref.mul. Runs on MicroPython (64- and 32-bit) and CPython (fast path off there).
 import hashlib
 
-from offgate import devicekey, p256, p256fast
+from offgate.crypto import devicekey, p256, p256fast, p256ref
 
 N = p256.N
 
@@ -22,17 +22,17 @@ def test_mul_g_matches_bigint():
         if got is False:
             assert not (p256fast.OK and p256fast.ENABLED), "fast path refused k=%d" % k
             continue
-        assert got == p256.mul(k, p256.GX, p256.GY), "k*G differs for k=%d" % k
+        assert got == p256ref.mul(k, p256.GX, p256.GY), "k*G differs for k=%d" % k
 
 
 def test_mul_point_matches_bigint():
-    q = p256.mul(0x1234567890ABCDEF, p256.GX, p256.GY)
+    q = p256ref.mul(0x1234567890ABCDEF, p256.GX, p256.GY)
     for k in _scalars():
         got = p256fast.mul_point(k, q[0], q[1])
         if got is False:
             assert not (p256fast.OK and p256fast.ENABLED), "fast path refused k=%d" % k
             continue
-        assert got == p256.mul(k, q[0], q[1]), "k*Q differs for k=%d" % k
+        assert got == p256ref.mul(k, q[0], q[1]), "k*Q differs for k=%d" % k
 
 
 def test_ecdh_agrees_both_ways():

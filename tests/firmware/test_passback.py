@@ -1,10 +1,10 @@
-# Passback (offgate/passback.py) and its place in the gate: an entry gate refuses a credential
+# Passback (offgate/policy/passback.py) and its place in the gate: an entry gate refuses a credential
 # that entered there within passback_s; the refused code is not spent; the table stays bounded.
 from fwutil import scratch_dir, cti
 from offgate import reasons as R
 from offgate.gate import Gate
-from offgate.passback import Passback, ENTRY
-from offgate.replay import ReplayGuard
+from offgate.policy.passback import Passback, ENTRY
+from offgate.policy.replay import ReplayGuard
 from test_oplog_gate import StubVerifier, Out, NOW
 
 

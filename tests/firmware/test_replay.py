@@ -1,4 +1,4 @@
-from offgate.replay import ReplayGuard, REC
+from offgate.policy.replay import ReplayGuard, REC
 from fwutil import scratch_dir, write, read, cti
 
 NOW = 1800000000

@@ -1,5 +1,5 @@
 """CPython stand-in for MicroPython's built-in `cryptolib` (AES ECB and CBC, encrypt), so the
-sync tests can run the gate's real batch sealing (offgate/aesccm.py) in-process under CPython."""
+sync tests can run the gate's real batch sealing (offgate/crypto/aesccm.py) in-process under CPython."""
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 MODE_ECB = 1

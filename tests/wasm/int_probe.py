@@ -7,7 +7,9 @@ import os
 import random
 from binascii import hexlify, unhexlify
 
-from offgate import base45, cbor, checksum, clock, denylist, replay
+from offgate.codec import base45, cbor
+from offgate import checksum, clock
+from offgate.policy import denylist, replay
 
 _n = [0]
 _d = "/tmp/offgate-intprobe-%08x" % random.getrandbits(32)  # scratch files; removed at the end

@@ -9,9 +9,9 @@ Each op(session, request map) returns a response map or raises SyncError (-> ok:
 import hashlib
 import os
 
-from offgate import cbor, cose
+from offgate.codec import cbor, cose
 from offgate.sync import frames
-from offgate.fsutil import _sync_fs, atomic_write, fs_free
+from offgate.statedir import atomic_write, fs_free, replace
 from offgate.sync.ops import _remove, clock_state, save_state
 from offgate.sync.session import SyncError, _eq, _read, _uint, urandom, NONCE_LEN, ROOT_PUB
 
@@ -122,10 +122,9 @@ def op_tables_commit(self, req):
         t["f"].close()
         if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
             raise SyncError("tables incomplete or their SHA-256 does not match")
-        from offgate.trust import TABLES
+        from offgate.statedir import TABLES
         path = self.srv.path(TABLES)
-        os.rename(t["tmp"], path)
-        _sync_fs()
+        replace(t["tmp"], path)
         self.deny_tmp = None
         got = self.gate.verifier.trust.attach_tables(path)
         self.srv.note("issuer tables installed: %d attached, %d refused" % (got[0], got[1]))
@@ -154,7 +153,7 @@ def op_deny_commit(self, req):
     """Install the received list, only if it is whole (size, SHA-256), undamaged (CRC, order), a
     signed version 2 list whose root signature covers its header and ids, and newer (serial above
     the installed one). Otherwise the gate keeps its list and says why."""
-    from offgate.denycheck import DenyListError, check_file
+    from offgate.policy.denycheck import DenyListError, check_file
     t = self.deny_tmp
     if t is None or t["kind"] != "deny":
         raise SyncError("deny_commit without deny_begin")
@@ -180,8 +179,7 @@ def op_deny_commit(self, req):
             raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
                             % (serial, cur.serial))
         path = self.srv.path("deny.bin")
-        os.rename(tmp, path)
-        _sync_fs()
+        replace(tmp, path)
         self.deny_tmp = None
         cur.open(path)
         self.gate.deny_ok = True  # a valid list again: DENY_LIST_MISSING ends
@@ -195,7 +193,7 @@ def op_trust(self, req):
     issue time live inside trust.cbor itself (and must equal the envelope's serial), so the file on
     flash says which list it is: a power cut or a lost sync.json cannot reset the gate's serial.
     Refused unless the serial is above the installed one and the issue time not before it."""
-    from offgate.trust import TrustError, TrustStore
+    from offgate.policy.trust import TrustError, TrustStore
     signed = req.get("signed")
     if not isinstance(signed, bytes):
         raise SyncError("trust needs 'signed' (a root-signed COSE_Sign1)")

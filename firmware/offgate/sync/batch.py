@@ -27,9 +27,10 @@ import hashlib
 import struct
 from array import array
 
-from offgate import aesccm, cbor, devicekey
-from offgate.hkdf import hkdf_sha256
-from offgate.oplog import OPEN
+from offgate.crypto import aesccm, devicekey
+from offgate.codec import cbor
+from offgate.crypto.hkdf import hkdf_sha256
+from offgate.log.oplog import OPEN
 
 try:
     from offgate.sync.rowenc import row as _row_v  # viper: no viper emitter (CPython, webassembly) -> _row_raw

@@ -4,10 +4,11 @@ keys. The gate signs nothing here; the expensive step (AUTH) is rate-limited.
 Loaded for the handshake only and dropped once the session is open (heap: see sim/streams.py).
 """
 import offgate
-from offgate import cbor, ecdsa
+from offgate.codec import cbor
+from offgate.crypto import ecdsa
 from offgate.sync import frames
-from offgate.credential import CredentialError, rider_key
-from offgate import cose
+from offgate.policy.credential import CredentialError, rider_key
+from offgate.codec import cose
 from offgate.sync.session import (CHALLENGED, IDLE, NONCE_LEN, OPEN, PROTO, ROLE_CLAIM, ROLE_OPERATOR, SyncError,
                                 _collect, _sha256, _u32, _uint, hkdf_sha256, urandom)
 
@@ -123,7 +124,7 @@ def hello(self, payload):
         return self._error("HELLO: nonce must be %d bytes" % NONCE_LEN)
     if not isinstance(eph, bytes) or len(eph) != 65 or eph[0] != 4:
         return self._error("HELLO: ephemeral key must be a 65-byte uncompressed point")
-    from offgate import devicekey
+    from offgate.crypto import devicekey
     try:
         devicekey.parse_point(eph)  # on the curve, coordinates < p: validated before any use
     except ValueError:
@@ -156,7 +157,7 @@ def auth(self, payload):
     validity) and sig_h (the operator's key over "OGSYNC2/host" | transcript) are checked, and only
     then are the session keys made and AUTH_OK sent, sealed: its tag proves the gate holds the device
     key (only it and the host know Z). Nothing is signed for an unauthenticated peer."""
-    from offgate import aesccm, ecdsa
+    from offgate.crypto import aesccm, ecdsa
     self.state = IDLE
     if not _hs_allowed(self.gate):
         self.srv.refused += 1

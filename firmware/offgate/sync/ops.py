@@ -8,7 +8,7 @@ import json
 import os
 
 from offgate.sync import frames
-from offgate.fsutil import atomic_write
+from offgate.statedir import atomic_write
 from offgate.sync.session import BATCH_MAX_RECORDS, BATCH_PUB, SYNC_STATE, SyncError, _read, _uint
 
 

@@ -1,5 +1,5 @@
 """A pull's batch rows from the raw 32-byte operation-log records, in viper (offgate.sync.batch; the
-record layout is offgate.oplog's). One call per record instead of ~40 interpreted operations: the
+record layout is offgate.log.record's). One call per record instead of ~40 interpreted operations: the
 row encoding was most of batch.build's gate CPU (docs/performance.md "Sync on the gate").
 
 32-bit safe: only byte loads and stores, and one 32-bit time difference (wraps like the ESP32's

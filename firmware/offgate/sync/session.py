@@ -29,7 +29,7 @@ import json
 import os
 import struct
 
-from offgate import cbor
+from offgate.codec import cbor
 from offgate.sync import frames
 
 try:
@@ -76,18 +76,18 @@ def _sha256(data):
 
 
 def hmac_sha256(key, msg):
-    from offgate import hmac256
+    from offgate.crypto import hmac256
     return hmac256.hmac_sha256(key, msg)
 
 
 def hkdf_sha256(ikm, salt, info, n):
-    from offgate import hkdf
+    from offgate.crypto import hkdf
     return hkdf.hkdf_sha256(ikm, salt, info, n)
 
 
 def _eq(a, b):
     """Constant-time comparison of two byte strings (hmac256.equal, loaded like the rest of the glue)."""
-    from offgate import hmac256
+    from offgate.crypto import hmac256
     return hmac256.equal(a, b)
 
 
@@ -154,7 +154,7 @@ class SyncServer:
             k = getattr(gate, name, None)
             if k is not None and hasattr(k, "sign"):
                 return k
-        from offgate import devicekey
+        from offgate.crypto import devicekey
         return devicekey.load_or_create(self.path("device.key"))
 
     def root_pub(self):
@@ -256,7 +256,7 @@ class Session:
             return self._seal1(ftype, {"ok": False, "retry": True, "err": "gate low on heap, retry"})
 
     def _seal1(self, ftype, body):
-        from offgate import aesccm
+        from offgate.crypto import aesccm
         d = body
         body = cbor.dumps(d)
         d.clear()  # the caller's map no longer holds a large value (a batch) beside its encoding
@@ -273,7 +273,7 @@ class Session:
         return frames.finish(out)
 
     def _open(self, ftype, payload):
-        from offgate import aesccm
+        from offgate.crypto import aesccm
         n = len(payload)
         if n < 4 + MAC_LEN:
             return None

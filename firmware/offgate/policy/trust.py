@@ -3,9 +3,9 @@
 The gate holds public keys only. Several issuers (or an old and a new key during rotation) may be
 trusted at once, and several keys may share a kid: the verifier tries every active one.
 """
-from offgate import cbor, ecdsa
+from offgate.codec import cbor
+from offgate.crypto import ecdsa
 
-TABLES = "issuer_tables.bin"  # comb tables for the keys (offgate.keytables), beside the store
 # A bigger store is refused whole ("no issuer trusted", reported) rather than read into the heap:
 # each key costs ~0.5 KB of heap on a 32-bit build once parsed (docs/hardware.md, measured), and
 # the back office ships only keys that are not expired.
@@ -66,13 +66,13 @@ class TrustStore:
         self.tables = (0, 0)  # (attached, refused) issuer comb tables
 
     def attach_tables(self, path, in_ram=False):
-        """Give keys their comb tables from the file at path (offgate.keytables); a missing or
+        """Give keys their comb tables from the file at path (offgate.crypto.keytables); a missing or
         bad file (or record) only leaves those keys on the generic path."""
         import offgate
-        from offgate import keytables, p256
+        from offgate.crypto import keytables, p256
         self.tables = keytables.attach(path, [k.key for k in self.keys], in_ram)
         keytables = None
-        offgate.unload("offgate.keytables")  # boot-time code: what rows need is in offgate.p256
+        offgate.unload("offgate.crypto.keytables")  # boot-time code: what rows need is in offgate.crypto.p256
         if self.keys:
             p256.gcomb()  # no G table in the file: load p256_gtable now, while the heap is unfragmented
         return self.tables
@@ -113,6 +113,7 @@ class TrustStore:
         store = cls.from_bytes(data)
         data = None
         d = path.rpartition("/")[0]
+        from offgate.statedir import TABLES  # comb tables for the keys (offgate.crypto.keytables), beside the store
         store.attach_tables((d + "/" if d else "") + TABLES)
         return store
 

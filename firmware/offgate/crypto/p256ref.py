@@ -1,8 +1,8 @@
 """P-256 point arithmetic and ECDSA verification on MicroPython big integers: the reference path.
 
-Used for every exceptional case the fast path (offgate.p256fast) hands over, on ports without
-viper, for table validation without viper and for the gate's own signatures (offgate.devicekey).
-Loaded on first use (offgate.p256's module __getattr__).
+Used for every exceptional case the fast path (offgate.crypto.p256fast) hands over, on ports without
+viper, for table validation without viper and for the gate's own signatures (offgate.crypto.devicekey).
+Imported where first needed (function-level imports in ecdsa, devicekey, keytables).
 
 Built on MicroPython's arbitrary-precision ints: one C call per big-int operation, so the cost
 model is "number of big-int operations", dominated by `% p` (a schoolbook division, ~2.5x a
@@ -18,7 +18,7 @@ model is "number of big-int operations", dominated by `% p` (a schoolbook divisi
   NAF digits for Q (Q..15Q built per verify, 1 doubling + 7 additions, unless the PublicKey
   cached them: PublicKey.precompute()); G's part comes from its comb table (p256_gtable, 8 teeth,
   spacing 32: one mixed addition in each of the last 32 steps, no table built at import).
-* When the key has its own comb table (trusted issuer keys, offgate.keytables), verify_comb
+* When the key has its own comb table (trusted issuer keys, offgate.crypto.keytables), verify_comb
   shares 31 doublings between the two combs: ~3x fewer instructions (docs/performance.md).
 * The result is never made affine: x(R) == r (mod n) is checked as r*Z^2 == X (mod p), and
   also (r+n)*Z^2 == X when r + n < p (x(R) is reduced mod n in ECDSA, and n < p).
@@ -33,7 +33,7 @@ P+(-P) (gives infinity), u1 == 0, result at infinity (verification fails).
 Nothing here is constant-time: verification only handles public data.
 """
 
-from offgate.p256 import (B, GX, GY, N, P, WQ, comb_digits, gcomb, inv, on_curve, sqrt,  # noqa: F401
+from offgate.crypto.p256 import (B, GX, GY, N, P, WQ, comb_digits, gcomb, inv, on_curve, sqrt,  # noqa: F401
                           to_affine, wnaf, y_from_x)
 
 

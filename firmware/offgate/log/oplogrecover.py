@@ -1,10 +1,27 @@
 """Recovery of the operation log at boot (and after an I/O error): OpLog.recover() loads this
-module for the call and unloads it after. See offgate.oplog for the format and the rules."""
+module for the call and unloads it after. It reads the log's directory and returns the state it
+found; OpLog sets its own fields from it. See offgate.log.oplog for the format and the rules."""
 import os
 import struct
 
-from offgate.oplog import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, REC, SEG_MAGIC, VERSION, ZERO32, _chain,
-                           _crc, _ok, _remove)
+from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, REC, SEG_MAGIC, VERSION, ZERO32,
+                                chain as _chain, crc as _crc, ok as _ok, seg_name)
+from offgate.statedir import TMP, remove as _remove
+
+
+class _Dir:
+    """The log's directory and the scratch buffers the scan reads into (the OpLog's own, lent for
+    the call: recovery allocates no record buffers)."""
+
+    def __init__(self, root, per_seg, hdr, buf):
+        self.root = root
+        self.per_seg = per_seg
+        self._hdr = hdr
+        self._buf = buf
+        self._mv = memoryview(buf)
+
+    def _path(self, segno):
+        return self.root + "/" + seg_name(segno)
 
 
 def _read_ack(log, path, magic):
@@ -24,9 +41,9 @@ _CHUNK = 16  # records per read on the fast path (512 bytes)
 
 
 def _scan_fast():
-    """offgate.oplogscan.good_run (viper), or None where there is no viper emitter."""
+    """offgate.log.oplogscan.good_run (viper), or None where there is no viper emitter."""
     try:
-        from offgate.oplogscan import good_run
+        from offgate.log.oplogscan import good_run
         return good_run
     except Exception:
         return None
@@ -131,10 +148,14 @@ def _chain_after(log, segno, count, prev):
     return c
 
 
-def recover(log):
-    """Open the log at boot: cut a torn/corrupt tail, finish an interrupted acknowledge,
-    resume the chain. Returns a summary dict."""
-    log._close()
+def recover(root, per_seg, last_segno, hdr, buf):
+    """Scan the log in directory `root` (segments of `per_seg` records; `last_segno` the highest
+    segment number the caller has seen; `hdr`, `buf`: scratch buffers of a header and a record) at
+    boot: cut a torn/corrupt tail, finish an interrupted acknowledge, recompute the head's chain.
+    Returns (state, summary): state = (head seq, head chain, acked seq, acked chain, segments
+    [[segno, first seq, count], ...], last segno, segments/records cut, damaged records kept);
+    summary a dict."""
+    log = _Dir(root, per_seg, hdr, buf)
     try:
         os.mkdir(log.root)
     except OSError:
@@ -142,7 +163,7 @@ def recover(log):
     names = os.listdir(log.root)
     segnos = []
     for nm in names:
-        if nm.endswith(".tmp"):
+        if nm.endswith(TMP):
             _remove(log.root + "/" + nm)  # leftovers of a cut rewrite: the original stands
         elif nm.endswith(".seg") and len(nm) == 12:
             try:
@@ -150,8 +171,8 @@ def recover(log):
             except ValueError:
                 pass
     segnos.sort()
-    if segnos and segnos[-1] > log._last_segno:
-        log._last_segno = segnos[-1]
+    if segnos and segnos[-1] > last_segno:
+        last_segno = segnos[-1]
     ack = _read_ack(log, "/ack", ACK_MAGIC)
     hwm = _read_ack(log, "/hwm", HWM_MAGIC)
     segs = []
@@ -178,15 +199,15 @@ def recover(log):
                 pc = ack[1]
             else:
                 pc = ZERO32
-            from offgate import oplogrepair  # rare: loaded for the repair only (unloaded by recover())
-            oplogrepair.rewrite(log, segno, None, first, pc)
+            from offgate.log import oplogrepair  # rare: loaded for the repair only (unloaded by recover())
+            oplogrepair.rewrite(log._path(segno), log._hdr, log._buf, segno, None, first, pc)
         if expect_seq is not None and first > expect_seq:
             gap = True  # a segment lost between: the records after it are kept
         if not clean:
             cut += 1
             if n:
-                from offgate import oplogrepair
-                oplogrepair.rewrite(log, segno, n, None, None)
+                from offgate.log import oplogrepair
+                oplogrepair.rewrite(log._path(segno), log._hdr, log._buf, segno, n, None, None)
                 segs.append([segno, first, n])
             else:
                 _remove(log._path(segno))
@@ -205,12 +226,12 @@ def recover(log):
         _remove(log._path(segnos[j]))
         cut += 1
     if segs:
-        log._seq = expect_seq - 1
+        head = expect_seq - 1
         # the head's chain: recomputed over the last segment from its header (records do not store it)
-        log._chain = _chain_after(log, segs[-1][0], segs[-1][2], None)
+        hchain = _chain_after(log, segs[-1][0], segs[-1][2], None)
     else:
-        log._seq = 0
-        log._chain = ZERO32
+        head = 0
+        hchain = ZERO32
     if ack is not None:
         aseq, achain = ack
     elif segs:
@@ -222,33 +243,29 @@ def recover(log):
         aseq, achain = hwm  # the ack file is lost and nothing is left: everything was acknowledged
     else:
         aseq, achain = 0, ZERO32
-    if aseq >= log._seq:
+    if aseq >= head:
         # everything logged is acknowledged: finish removing, resume from the ack state
         for s in segs:
             _remove(log._path(s[0]))
         segs = []
-        log._seq = aseq
-        log._chain = achain
+        head = aseq
+        hchain = achain
     else:
         # finish an interrupted acknowledge: drop segments wholly at or below it
         while segs and segs[0][1] + segs[0][2] - 1 <= aseq:
             _remove(log._path(segs.pop(0)[0]))
         gap = gap or segs[0][1] > aseq + 1  # records between the ack and the log were lost
-    if hwm is not None and hwm[0] > log._seq:
+    if hwm is not None and hwm[0] > head:
         # seqs up to the high-water mark were used once: never again (the ledger would see a
         # different record under a seq it already holds)
-        log._seq = hwm[0]
-        log._chain = hwm[1]
+        head = hwm[0]
+        hchain = hwm[1]
         if aseq < hwm[0] and not segs:
             gap = True
     damaged = [d for d in damaged if d > aseq]
-    log._acked_seq = aseq
-    log._acked_chain = achain
-    log._segs = segs
-    log.cut = cut
-    log.damaged = len(damaged)
-    return {"head": log._seq, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap,
-            "damaged": damaged[:16], "rebuilt": rebuilt}
+    return ((head, hchain, aseq, achain, segs, last_segno, cut, len(damaged)),
+            {"head": head, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap,
+             "damaged": damaged[:16], "rebuilt": rebuilt})
 
 def _prev_chain_of(log, segno):
     return _chain_after(log, segno, 0, None)

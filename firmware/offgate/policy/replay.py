@@ -29,8 +29,8 @@ atomic rename (littlefs), so a cut during compaction leaves either the old or th
 Compaction is housekeeping: if it fails (a full filesystem) the table is already complete, the
 temporary file is removed and the failure is counted (`compact_errors`), never raised.
 """
-import os
 import struct
+
 from offgate.checksum import crc32
 
 REC = 20
@@ -242,7 +242,8 @@ class ReplayGuard:
         self.records = self.skipped = self.corrupt = 0
         self.load_error = None
         self.torn = self.missing = False
-        self.stale_tmp = self._remove(self.path + ".tmp")  # left by a compaction a power cut interrupted
+        from offgate import statedir  # boot and housekeeping only: not resident between scans
+        self.stale_tmp = statedir.remove(self.path + statedir.TMP)  # left by a compaction a power cut interrupted
         buf = bytearray(REC)
         f = None
         try:
@@ -278,14 +279,6 @@ class ReplayGuard:
         if self.load_error is None and (self.skipped or self.records > 4 * self.slots):
             self.compact()
 
-    @staticmethod
-    def _remove(path):
-        try:
-            os.remove(path)
-            return True
-        except OSError:
-            return False
-
     def compact(self):
         """Rewrite the file with one record per live table entry (tmp file + atomic rename).
         Housekeeping: True if done; on failure (e.g. ENOSPC) the old file stays, the temporary
@@ -296,10 +289,12 @@ class ReplayGuard:
             except Exception:
                 pass  # the queued records are in the table; the rewrite below holds them
         self.close()
-        tmp = self.path + ".tmp"
+        tmp = None
         n = 0
         rec = bytearray(REC)
         try:
+            from offgate import statedir  # housekeeping only: not resident between scans
+            tmp = self.path + statedir.TMP
             with open(tmp, "wb") as f:
                 for mv in self.pages:
                     for o in range(0, len(mv), SLOT):
@@ -308,10 +303,11 @@ class ReplayGuard:
                             struct.pack_into(">I", rec, 16, crc32(memoryview(rec)[:16]) & 0xFFFFFFFF)
                             f.write(rec)
                             n += 1
-            os.rename(tmp, self.path)
+            statedir.replace(tmp, self.path)
         except Exception:  # OSError 28 on a full filesystem, above all
             self.compact_errors += 1
-            self._remove(tmp)
+            if tmp is not None:
+                statedir.remove(tmp)
             return False
         self._npend = 0
         self._dirty = False

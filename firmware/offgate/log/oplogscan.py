@@ -1,4 +1,4 @@
-"""Boot-time check of operation-log records in viper (offgate.oplogrecover's fast path): a full
+"""Boot-time check of operation-log records in viper (offgate.log.oplogrecover's fast path): a full
 default log is ~31,500 records, and checking each in interpreted code (magic, seq, CRC-32) cost
 ~16 k host instructions a record, seconds at boot on an ESP32. CPython and ports without viper
 use oplogrecover's per-record loop (the same checks).

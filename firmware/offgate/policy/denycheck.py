@@ -1,4 +1,4 @@
-"""Whole-file checks of a deny list (layout: offgate/denylist.py, docs/protocol.md §6): header,
+"""Whole-file checks of a deny list (layout: offgate/policy/denylist.py, docs/protocol.md §6): header,
 length, CRC-32 and strictly ascending ids, read in 512-byte pieces. Loaded only when a list is
 opened or installed, and unloaded after: the gate's steady state needs only the lookup.
 
@@ -13,14 +13,10 @@ MAGIC = b"OGDL"  # the file's first bytes (docs/protocol.md §6)
 
 
 class DenyListError(ValueError):
-    """A deny list image that is malformed or damaged (offgate.denylist re-raises it with the
+    """A deny list image that is malformed or damaged (offgate.policy.denylist re-raises it with the
     file's path). This module is the layer below denylist: it never imports it."""
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const  # under CPython: the stand-in in offgate/__init__.py
 
 _V1 = const(12)      # header length, version 1
 _V2 = const(24)      # header length, version 2

@@ -1,7 +1,7 @@
 """The gate's own P-256 key: made on the gate, kept on its flash, never sent anywhere.
 
 It signs what the gate reports (batch summaries) and does ECDH for encryption. Only the public
-interface of offgate.p256 is used (P, N, GX, GY, inv, on_curve, y_from_x, mul).
+interface of offgate.crypto.p256 is used (P, N, GX, GY, inv, on_curve, y_from_x, mul).
 
 Key file (state dir): b"OGK1" | d (32 bytes, big-endian) | crc32 of the first 36 bytes. Written
 to a temporary file and renamed over (atomic on littlefs). A corrupt key file is an error, not
@@ -16,9 +16,9 @@ gives plain RFC 6979 (test vectors, reproducible examples).
 
 Scalar multiplications run on the viper field arithmetic (p256fast.mul_g: G's comb table;
 p256fast.mul_point: width-5 NAF) where the port has it, about 10x fewer instructions than the
-big-int p256.mul, which stays the fallback (CPython, webassembly, an exceptional case).
+big-int p256ref.mul, which stays the fallback (CPython, webassembly, an exceptional case).
 
-Side channels: neither p256fast nor p256.mul is constant time. Timing of
+Side channels: neither p256fast nor p256ref.mul is constant time. Timing of
 one signature leaks little through the gate's interfaces (signing happens at sync, not per scan),
 but this is not a hardened implementation; see docs/protocol.md "Batch summaries".
 """
@@ -26,9 +26,10 @@ import hashlib
 import os
 import struct
 
-from offgate import p256
+from offgate import statedir
 from offgate.checksum import crc32
-from offgate.hmac256 import hmac_sha256
+from offgate.crypto import p256
+from offgate.crypto.hmac256 import hmac_sha256
 
 _MAGIC = b"OGK1"
 
@@ -97,12 +98,13 @@ def rfc6979_k(d, h1, extra=b""):
 def _mul(k, x=None, y=None):
     """k*(x, y) (k*G when x is None) as affine ints: the fast path first, then the big-int one."""
     try:
-        from offgate import p256fast
+        from offgate.crypto import p256fast
         r = p256fast.mul_g(k) if x is None else p256fast.mul_point(k, x, y)
     except ImportError:
         r = False
     if r is False:
-        r = p256.mul(k, p256.GX, p256.GY) if x is None else p256.mul(k, x, y)
+        from offgate.crypto import p256ref  # the big-integer fallback, loaded on first use
+        r = p256ref.mul(k, p256.GX, p256.GY) if x is None else p256ref.mul(k, x, y)
     return r
 
 
@@ -158,17 +160,10 @@ def _encode(d):
 
 def load_or_create(path):
     """The gate's key from `path`; made (and stored atomically) on first boot."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError:
-        raw = None
+    raw = statedir.read(path)
     if raw is None:
         d = random_scalar()
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(_encode(d))
-        os.rename(tmp, path)
+        statedir.atomic_write(path, _encode(d))
         return DeviceKey(d)
     if len(raw) != 40 or raw[:4] != _MAGIC or struct.unpack(">I", raw[36:])[0] != crc32(raw[:36]) & 0xFFFFFFFF:
         raise ValueError("device key file %s is corrupt" % path)

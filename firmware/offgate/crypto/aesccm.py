@@ -11,7 +11,7 @@ any mismatch and returns nothing of the plaintext then.
 """
 import cryptolib
 
-from offgate.hmac256 import equal
+from offgate.crypto.hmac256 import equal
 
 _ECB = 1
 _CBC = 2

@@ -16,7 +16,8 @@ rider key x || y 64 | 2^128 * key 64 (ecdsa.PublicKey.hi).
 """
 import struct
 
-from offgate import credential, ecdsa
+from offgate.policy import credential
+from offgate.crypto import ecdsa
 
 REC = 260
 PAGE = 4

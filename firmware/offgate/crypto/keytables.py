@@ -15,11 +15,11 @@ is refused and the key keeps verifying the generic way, so no table file can cha
 Rows are read from the open file on demand by default (p256.FileComb: 64 bytes per addition, no
 heap kept); in_ram=True keeps each 16 KB table as bytes instead. Boot-time code: TrustStore
 unloads this module once the tables are attached (its bytecode is ~3 KB of heap on the unix
-port); what verification needs afterwards (FileComb, Comb) lives in offgate.p256.
+port); what verification needs afterwards (FileComb, Comb) lives in offgate.crypto.p256.
 """
 import hashlib
 
-from offgate import p256, p256fast
+from offgate.crypto import p256, p256fast
 
 MAGIC = b"OGKT"
 VERSION = 1
@@ -133,9 +133,10 @@ def validate(comb, x, y):
         px, py = comb.row(1 << (b - 1))
         q = p256fast.mul_pow2(px, py, SPACING)  # viper doublings; None on a port without viper
         if q is None:
+            from offgate.crypto import p256ref  # the big-integer doublings, loaded on first use
             X, Y, Z = px, py, 1
             for _ in range(SPACING):
-                X, Y, Z = p256.jdouble(X, Y, Z)  # loads offgate.p256ref
+                X, Y, Z = p256ref.jdouble(X, Y, Z)
             q = p256.to_affine(X, Y, Z)
         if q != comb.row(1 << b):
             return False

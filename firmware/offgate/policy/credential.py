@@ -3,7 +3,8 @@
 Called only after the issuer signature has verified, so this is about the issuer's own format
 rules; anything off is MALFORMED_CREDENTIAL, never a guess.
 """
-from offgate import cbor, ecdsa
+from offgate.codec import cbor
+from offgate.crypto import ecdsa
 
 ISS = 1
 SUB = 2

@@ -1,5 +1,5 @@
 """HKDF with SHA-256 (RFC 5869): extract-then-expand key derivation."""
-from offgate.hmac256 import hmac_sha256
+from offgate.crypto.hmac256 import hmac_sha256
 
 HASH_LEN = 32
 

@@ -1,11 +1,11 @@
 """P-256 (secp256r1) constants and the helpers every verification path shares, in plain MicroPython.
 
-The point arithmetic lives elsewhere: offgate.p256fast (viper field arithmetic, the gate's path
-where the port has viper) and offgate.p256ref (big integers: the reference, the path for every
-exceptional case and for ports without viper, and the table/signing helpers). p256ref is loaded
-only when first used: `p256.jdouble`, `p256.verify_core`, ... still work, through the module
-__getattr__ below, so on the unix port (bytecode in the heap) its ~5 KB stay out of a gate that
-never needs them.
+The point arithmetic lives elsewhere: offgate.crypto.p256fast (viper field arithmetic, the gate's path
+where the port has viper) and offgate.crypto.p256ref (big integers: the reference, the path for every
+exceptional case and for ports without viper, and the table/signing helpers). p256ref imports
+this module, never the other way round: its users import it where they first need it (function
+level), so on the unix port (bytecode in the heap) its ~5 KB stay out of a gate that never needs
+them.
 
 Here: the curve constants, inv (extended Euclid: on the unix port ~6x faster than
 pow(s, n-2, n); note pow(a, -1, m) is NOT an inverse on MicroPython, it returns 0), sqrt,
@@ -13,11 +13,7 @@ on_curve, y_from_x, to_affine, the scalar recodings (wnaf, comb_digits) and the 
 row access (Comb, gcomb).
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython (host tooling, tests)
-    def const(x):
-        return x
+from micropython import const  # under CPython: the stand-in in offgate/__init__.py
 
 P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
 N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
@@ -137,7 +133,7 @@ class Comb:
         return int.from_bytes(mv[o:o + 32], "big"), int.from_bytes(mv[o + 32:o + 64], "big")
 
     def rowbuf(self, c):
-        """(buffer, offset) of row c's 64 bytes x || y, without decoding (offgate.p256fast)."""
+        """(buffer, offset) of row c's 64 bytes x || y, without decoding (offgate.crypto.p256fast)."""
         c -= 1
         per = self.per
         return self.mvs[c // per], (c % per) << 6
@@ -166,7 +162,7 @@ class FileComb:
         return int.from_bytes(mv[0:32], "big"), int.from_bytes(mv[32:64], "big")
 
     def rowbuf(self, c):
-        """(buffer, offset) of row c's 64 bytes, read into a shared buffer (offgate.p256fast)."""
+        """(buffer, offset) of row c's 64 bytes, read into a shared buffer (offgate.crypto.p256fast)."""
         f = self.f
         f.seek(self.off + ((c - 1) << 6))
         if f.readinto(_ROW) != 64:
@@ -192,11 +188,11 @@ def gcomb():
     global GCOMB
     if GCOMB is None:
         try:
-            from offgate.p256_gtable import TABLE
+            from offgate.crypto._gen_p256_gtable import TABLE
         except MemoryError:  # needs one free 16 KB block (more when compiled from source)
             import gc
             gc.collect()
-            from offgate.p256_gtable import TABLE
+            from offgate.crypto._gen_p256_gtable import TABLE
         GCOMB = Comb(TABLE)
     return GCOMB
 
@@ -220,8 +216,3 @@ def comb_digits(k):
     return out
 
 
-
-def __getattr__(name):
-    # the big-integer point arithmetic (offgate.p256ref), loaded on first use
-    from offgate import p256ref
-    return getattr(p256ref, name)

@@ -13,11 +13,7 @@ The encoder always writes shortest-form heads and definite lengths; plain dicts 
 keeps its own order.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython (host tooling)
-    def const(x):
-        return x
+from micropython import const  # under CPython: the stand-in in offgate/__init__.py
 
 MAX_DEPTH = const(8)
 MAX_LEN = const(1024)

@@ -8,9 +8,10 @@ Nothing here writes: recording an accepted counter is the gate's job, done durab
 relay moves (gate.py). Every failure is a reason, never an exception out of decide().
 """
 import hashlib
-from offgate import base45, cbor, cose, credential
+from offgate.codec import base45, cbor, cose
+from offgate.policy import credential
 from offgate import reasons as R
-from offgate.credcache import CredCache
+from offgate.policy.credcache import CredCache
 
 PREFIX = b"OG1:"
 ES256 = -7

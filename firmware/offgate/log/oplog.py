@@ -23,7 +23,7 @@ point, the head) and by the ledger from the batch's `prev`. A segment header who
 the chain the records before it give (a lost segment, flash damage or tampering in the segment
 before) restarts the chain there: reads and batches report it as a break (docs/oplog.md).
 
-Recovery (recover(), at boot; offgate/oplogrecover.py): segments are read oldest first, each
+Recovery (recover(), at boot; offgate/log/oplogrecover.py): segments are read oldest first, each
 record's magic, CRC and seq checked. A damaged record followed by good ones is kept in place and
 skipped (read() returns it as damaged, with its bytes); only damaged records at the very end (a
 torn tail) are cut, by rewriting the segment with its good prefix (tmp file + atomic rename). A
@@ -39,32 +39,13 @@ returns None and counts; either way the count of decisions not logged is reporte
 and written into the next record that can be logged (field `missed`).
 """
 import hashlib
-import os
 import struct
 
-from offgate.checksum import crc32
+from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, DENY, HDR, HWM_MAGIC, MAGIC, OPEN, REC,  # noqa: F401
+                                SEG_MAGIC, VERSION, ZERO32, chain as _chain, crc as _crc, ok as _ok, seg_name)
 
-try:
-    from micropython import const
-except ImportError:  # CPython (host tooling, tests)
-    def const(x):
-        return x
-
-REC = const(32)
-HDR = const(64)
-BODY = const(28)      # the hashed part of a record (the CRC follows it)
-VERSION = const(2)    # segment format (1: 64-byte records that stored their chain)
-MAGIC = const(0x4F)
-SEG_MAGIC = b"OGL1"
-ACK_MAGIC = b"OGA1"
-HWM_MAGIC = b"OGH1"   # the high-water mark file: same layout as the ack, the head when last acked
-ACK_LEN = const(44)   # magic 4 | seq 4 | chain 32 | crc 4
-ZERO32 = bytes(32)
-OPEN = const(1)
-DENY = const(0)
-_ENOSPC = const(28)
-WARN_PCT = const(50)  # unsynced share of the capacity (percent) from which status() says "warn"
-                      # (the back office's LOG_WARN_PCT: docs/oplog.md "When full")
+WARN_PCT = 50  # unsynced share of the capacity (percent) from which status() says "warn"
+               # (the back office's LOG_WARN_PCT: docs/oplog.md "When full")
 
 
 class LogFull(Exception):
@@ -77,27 +58,6 @@ class DiskFull(LogFull):
 
 
 _READ_RECS = 16  # records per file read (chained(), a 512-byte buffer)
-
-
-def _crc(buf, n):
-    return crc32(buf[:n]) & 0xFFFFFFFF
-
-
-def _chain(prev, body):
-    h = hashlib.sha256(prev)
-    h.update(body)
-    return h.digest()
-
-
-def _name(segno):
-    return "%08d.seg" % segno
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _is_open(decision):
@@ -138,7 +98,7 @@ class OpLog:
 
     # -- paths ------------------------------------------------------------------
     def _path(self, segno):
-        return self.root + "/" + _name(segno)
+        return self.root + "/" + seg_name(segno)
 
     def _close(self):
         if self._f is not None:
@@ -157,26 +117,30 @@ class OpLog:
         struct.pack_into(">I", b, 4, seq)
         b[8:40] = chain
         struct.pack_into(">I", b, 40, _crc(b, 40))
-        tmp = self.root + "/" + name + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(b)
-        os.rename(tmp, self.root + "/" + name)  # atomic on littlefs: old or new file, never half
+        from offgate import statedir  # at acknowledge (sync) only: not resident between scans
+        statedir.atomic_write(self.root + "/" + name, b)  # old or new file, never half
 
     def recover(self):
-        """Open the log at boot (offgate.oplogrecover, loaded for the call and unloaded after:
-        boot and I/O-error code that need not sit in a 128 KB heap between scans)."""
+        """Open the log at boot: cut a torn/corrupt tail, finish an interrupted acknowledge, resume
+        the chain. Returns a summary dict. The scan is offgate.log.oplogrecover, loaded for the
+        call and unloaded after (boot and I/O-error code that need not sit in a 128 KB heap
+        between scans); it returns the state found, which is set here."""
         import gc
         import offgate
-        gc.collect()  # the recovery code is compiled/loaded now, at boot after the trust store: room first
-        from offgate import oplogrecover
+        self._close()
         self._memo = None
+        gc.collect()  # the recovery code is compiled/loaded now, at boot after the trust store: room first
+        from offgate.log import oplogrecover
         try:
-            return oplogrecover.recover(self)
+            st, summary = oplogrecover.recover(self.root, self.per_seg, self._last_segno, self._hdr, self._buf)
         finally:
             oplogrecover = None
-            offgate.unload("offgate.oplogrecover")
-            offgate.unload("offgate.oplogrepair")  # loaded only if a segment had to be rewritten
-            offgate.unload("offgate.oplogscan")
+            offgate.unload("offgate.log.oplogrecover")
+            offgate.unload("offgate.log.oplogrepair")  # loaded only if a segment had to be rewritten
+            offgate.unload("offgate.log.oplogscan")
+        (self._seq, self._chain, self._acked_seq, self._acked_chain, self._segs, self._last_segno,
+         self.cut, self.damaged) = st
+        return summary
 
     # -- appending --------------------------------------------------------------
     def full(self):
@@ -223,7 +187,7 @@ class OpLog:
             if self._seq >= seq:
                 self._missed = 0
                 return seq
-            if e.args and e.args[0] == _ENOSPC:
+            if e.args and e.args[0] == 28:  # ENOSPC
                 return self._not_logged(DiskFull)  # the file system (shared) is full: same policy
             self.not_logged += 1
             self._missed += 1
@@ -407,11 +371,12 @@ class OpLog:
         self._write_ack(seq, chain)
         self._acked_seq = seq
         self._acked_chain = chain
+        from offgate.statedir import remove
         segs = self._segs
         while segs and segs[0][1] + segs[0][2] - 1 <= seq:
             if len(segs) == 1:
                 self._close()  # the segment being appended to is wholly acknowledged
-            _remove(self._path(segs.pop(0)[0]))
+            remove(self._path(segs.pop(0)[0]))
         return True
 
     def status(self):
@@ -438,10 +403,6 @@ class OpLog:
             "warn": (self._seq - self._acked_seq) * 100 >= WARN_PCT * cap,
         }
 
-
-def _ok(b):
-    """A record with its magic and a good CRC."""
-    return b[0] == MAGIC and _crc(b, BODY) == struct.unpack_from(">I", b, BODY)[0]
 
 
 def _decode(b):

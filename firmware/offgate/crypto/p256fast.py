@@ -1,6 +1,6 @@
-"""ECDSA P-256 verification on viper field arithmetic (offgate.p256field): the gate's fast path.
+"""ECDSA P-256 verification on viper field arithmetic (offgate.crypto._gen_p256field): the gate's fast path.
 
-Same algorithms as offgate.p256 (read its docstring first): Jacobian coordinates, a = -3
+Same algorithms as offgate.crypto.p256 (read its docstring first): Jacobian coordinates, a = -3
 doubling, u1*G from G's comb table, u2*Q by width-5 NAF over one shared chain of doublings, or
 both from comb tables (verify_comb). What changes is the arithmetic under them:
 
@@ -17,10 +17,10 @@ which handles every case. They occur only for crafted inputs (Wycheproof has som
 is the same, only slower. verify_* return True/False, or None for "use the big-int path".
 
 Available only where the viper emitter is (the ESP32 and unix ports): OK is False elsewhere
-(CPython, the webassembly port), and offgate.ecdsa then uses offgate.p256 alone.
+(CPython, the webassembly port), and offgate.crypto.ecdsa then uses offgate.crypto.p256 alone.
 """
 try:
-    from offgate import p256field as F
+    from offgate.crypto import _gen_p256field as F
     OK = True
 except Exception:  # no viper emitter here (CPython, webassembly), or no room for native code
     F = None
@@ -28,12 +28,12 @@ except Exception:  # no viper emitter here (CPython, webassembly), or no room fo
 
 from array import array
 
-from offgate import p256
+from offgate.crypto import p256
 
 ENABLED = True  # bench/tests switch the fast path off to measure/compare the big-int path
 
 if OK:
-    from offgate.p256field import (DBL, MADD_RAW, SET_RAW, JADD_POS, JADD_NEG, SETJ_POS, SETJ_NEG,
+    from offgate.crypto._gen_p256field import (DBL, MADD_RAW, SET_RAW, JADD_POS, JADD_NEG, SETJ_POS, SETJ_NEG,
                                    Q_FIRST, Q_NEXT, XCHECK, X, Y, Z, ONE, R2, OX, OY, RR, QTAB, QTAB2, QSTEP,
                                    WS_SLOTS)
     # the one workspace: every field element of a verification lives here (2,480 bytes)
@@ -81,7 +81,7 @@ def _add_row(comb, c, inf):
 
 
 def verify_comb(e, r, s, qcomb):
-    """As p256.verify_comb (both points from comb tables). True / False / None (exceptional:
+    """As p256ref.verify_comb (both points from comb tables). True / False / None (exceptional:
     the caller redoes it with the big-int path)."""
     if not (OK and ENABLED):
         return None
@@ -133,7 +133,7 @@ def _add_digit(c, base, inf):
 
 
 def verify_core(e, r, s, qx, qy):
-    """As p256.verify_core (generic key). True / False / None (exceptional: use the big-int
+    """As p256ref.verify_core (generic key). True / False / None (exceptional: use the big-int
     path)."""
     if not (OK and ENABLED):
         return None
@@ -219,9 +219,9 @@ def _affine():
 # ---------------------------------------------------------------- scalar multiplication (signing, ECDH)
 # The gate's own key operations at sync (batch signature, ephemeral key, ECDH with the back
 # office's key) on the same viper programs as verification: k*G from G's comb table (32 doublings,
-# <= 32 additions), k*Q by width-5 NAF. Not constant time, like offgate.p256.mul (see devicekey).
+# <= 32 additions), k*Q by width-5 NAF. Not constant time, like offgate.crypto.p256ref.mul (see devicekey).
 # Each returns affine (x, y), or False when the fast path is off or met an exceptional case:
-# the caller then uses p256.mul (same answer, slower).
+# the caller then uses p256ref.mul (same answer, slower).
 
 def mul_g(k):
     """k*G for 0 < k < n: (x, y), or False (use the big-int path)."""

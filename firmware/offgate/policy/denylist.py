@@ -37,9 +37,9 @@ class DenyListError(ValueError):
 
 
 def check_bytes(data):
-    """Validate a whole deny list image (offgate.denycheck.check_bytes). Returns the count;
+    """Validate a whole deny list image (offgate.policy.denycheck.check_bytes). Returns the count;
     DenyListError if it is malformed or damaged."""
-    from offgate import denycheck
+    from offgate.policy import denycheck
     try:
         return denycheck.check_bytes(data)
     except ValueError as e:
@@ -66,7 +66,7 @@ class DenyList:
             self.close()
             return
         import offgate
-        from offgate import denycheck  # boot/install-time code: unloaded again right after
+        from offgate.policy import denycheck  # boot/install-time code: unloaded again right after
         try:
             f.seek(0, 2)
             size = f.tell()
@@ -80,7 +80,7 @@ class DenyList:
             raise
         finally:
             denycheck = None
-            offgate.unload("offgate.denycheck")
+            offgate.unload("offgate.policy.denycheck")
         self.close()
         self._f = f
         self.count = n
