@@ -238,12 +238,19 @@ class OpLog:
             n += count - (from_seq - first if from_seq > first else 0)
         return n if n < max_records else max_records
 
-    def read(self, from_seq, max_records):
+    def read(self, from_seq, max_records, chains=True):
         """Records from from_seq on (at most max_records), oldest first, as dicts with their chain
-        (recomputed). A record whose CRC fails (flash damage found at recovery, kept in place)
+        (recomputed; chains=False leaves it out: one SHA-256 a record less, for readers that need
+        only the fields). A record whose CRC fails (flash damage found at recovery, kept in place)
         comes back as {"seq", "damaged": its 32 bytes, "chain"}."""
         out = []
-        for seq, b, ok, c in self.chained(from_seq, max_records):
+        if chains:
+            it = self.chained(from_seq, max_records)
+        else:
+            it = self._raw(from_seq, max_records, None)
+        for seq, b, ok, c in it:
+            if not chains:
+                c = None
             if ok:
                 r = _decode(b)
                 r["chain"] = c

@@ -150,7 +150,7 @@ def op_ack(self, req):
     tk = getattr(self.gate, "time", None)
     t = None
     if tk is not None:  # the acknowledged records' time becomes the floor: the log may free them now
-        r = log.read(seq, 1)
+        r = log.read(seq, 1, False)
         t = r[0].get("t") if r and r[0]["seq"] == seq else None  # a damaged record has no time
     ok = bool(log.acknowledge(seq, chain))
     if ok and self.seal_ctx:
