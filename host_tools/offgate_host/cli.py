@@ -161,24 +161,64 @@ def main():
               help="first issuer key's nbf, Unix seconds (default: now)")
 @click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True)
 @click.option("--db", default=None, envvar="OFFGATE_DB",
-              help="also create the ledger here: a PostgreSQL URL or a new SQLite file (default: the back office's db)")
+              help="the back office's database: a PostgreSQL URL or a new SQLite file (default: offgate.db in "
+                   "the data directory)")
 @user_errors
 def init_cmd(data_dir, name, valid_from, valid_days, db):
-    """Create the back office in the data directory (its database and first issuer key); the only
-    command that creates one. Idempotent on an existing back office."""
+    """Create the back office in the data directory (its database, schema by the migrations, and
+    first issuer key); the only command that creates one. Idempotent on an existing back office."""
     from .backoffice import BackOffice, exists
-    from .ledger import Ledger
-    from .ledger import parse_url
-    if db is not None:
-        parse_url(db)  # a bad URL fails before anything is created
     new = not exists(data_dir)
-    with BackOffice(data_dir, create=True) as bo:
+    with BackOffice(data_dir, create=True, db=db) as bo:
         had = bool(bo.issuer_keys())
         kid = bo.init_issuer(name, valid_from=valid_from, valid_days=valid_days)
-        Ledger.for_backoffice(bo, db, create=True).close()
     click.echo("%s %s; issuer key %s: kid %s%s" % ("back office created in" if new else "back office already in",
                                                    data_dir, "already present" if had else "created", kid.hex(),
-                                                   "; ledger %s" % db if db else ""))
+                                                   "; database %s" % _safe_url(db) if db else ""))
+
+
+def _safe_url(url):
+    from .db import safe_url
+    return safe_url(url)
+
+
+# ----------------------------------------------------------------------------- database
+@main.group("db")
+def db_group():
+    """The back office's database: schema revision and migrations (docs/database.md)."""
+
+
+@db_group.command("current")
+@data_option
+@user_errors
+def db_current(data_dir):
+    """Show the database of the back office and the schema revision it is at."""
+    from .backoffice import database_url
+    from .db import HEAD, revision_of
+    from .errors import NoBackOffice
+    url = database_url(data_dir)
+    if url is None:
+        raise NoBackOffice("no back office in %s (create one with `offgate init --data %s`)" % (data_dir, data_dir))
+    rev = revision_of(url)
+    click.echo("%s: revision %s%s" % (_safe_url(url), rev or "none (from before migrations)",
+                                      " (current)" if rev == HEAD else "; `offgate db upgrade` moves it to %s" % HEAD))
+
+
+@db_group.command("upgrade")
+@data_option
+@click.option("--db", default=None, envvar="OFFGATE_DB",
+              help="a back office from before the one database with its ledger apart (init --db URL): move the "
+                   "back office's tables into that database, which then holds everything")
+@user_errors
+def db_upgrade(data_dir, db):
+    """Bring the back office's database to the newest schema (idempotent); with --db, merge a back
+    office from before the one database into its ledger database."""
+    from .backoffice import upgrade_backoffice
+    res = upgrade_backoffice(data_dir, db)
+    click.echo("%s: revision %s -> %s%s" % (_safe_url(res["url"]), res["before"] or "none", res["after"],
+                                           "; merged %d rows of %d tables from %s (kept as %s)"
+                                           % (res["rows"], res["tables"], res["merged_from"], res["kept_as"])
+                                           if res.get("merged_from") else ""))
 
 
 # ----------------------------------------------------------------------------- issuer
@@ -1029,8 +1069,18 @@ DB_HELP = "ledger database: a PostgreSQL URL (postgresql://...) or a SQLite file
 
 
 def _ledger(bo, db):
+    """The ledger of back office `bo`, on its database. `--db` may only name that database: one
+    naming another is opened first (so a missing file or an unreachable server is said as such),
+    then refused."""
+    from .db import same_database
     from .ledger import Ledger
-    return Ledger.for_backoffice(bo, db, create=False)
+    if db is not None and not same_database(db, bo.db.url):
+        Ledger(db, create=False).close()
+        raise OffgateError("--db %s is not the database of the back office in %s (%s); one database holds "
+                           "everything: `offgate db upgrade --data %s --db %s` merges a back office from before "
+                           "that into it" % (_safe_url(db), bo.data_dir, _safe_url(bo.db.url), bo.data_dir,
+                                             _safe_url(db)))
+    return Ledger.for_backoffice(bo)
 
 
 @main.command("sync")
@@ -1478,11 +1528,12 @@ def db_option(f):
 
 def _open_ledger(data_dir, db, bo=None):
     """The ledger (a context manager) of the back office in data_dir, or at --db."""
-    from .ledger import Ledger
     if bo is None:
-        with _bo(data_dir) as b:
-            return Ledger.for_backoffice(b, db, create=False)
-    return Ledger.for_backoffice(bo, db, create=False)
+        b = _bo(data_dir)
+        led = _ledger(b, db)
+        led._bo = b  # closed with the ledger (it shares the back office's connection)
+        return led
+    return _ledger(bo, db)
 
 
 from . import cli_stats  # noqa: E402  (registers `offgate stats` and `offgate station`)
