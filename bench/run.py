@@ -892,10 +892,14 @@ def main():
             for name, v in (sync_heap.get("heap") or {}).items():
                 note("  %-32s smallest heap %s KiB" % (name, v.get("min_heapsize_kib")))
             sl = sync_heap.get("seal") or {}
-            for mode in ("session", "per_seal", "bigint"):
+            for mode in ("session", "session_signed", "build", "per_seal", "bigint"):
                 if isinstance(sl.get(mode), dict):
-                    note("  pull of 200, %-6s %s instructions, ESP32 est. %s ms" % (
+                    note("  pull of 200, %-14s %s instructions, ESP32 est. %s ms" % (
                         mode, sl[mode]["instructions_per_200"], sl[mode]["esp32_ms_per_200"]))
+            if "amortized_esp32_ms_per_200" in sl:
+                note("  per 200 over a 20,000-record backlog (5 of 100 pulls signed): %s ms; gate CPU %s s; "
+                     "link at 115200 baud %s s" % (sl["amortized_esp32_ms_per_200"], sl["gate_cpu_20000_s"],
+                                                   sl["link_s_20000_at_115200"]))
         n_taps = int(os.environ.get("OFFGATE_BENCH_FARE_TAPS", "100000"))
         note("fares: settle %d taps with pairing, GTFS fares and caps (SQLite%s) ..." % (
             n_taps, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else ""))

@@ -38,7 +38,7 @@ def _restore_replay(replay, oplog, now, everything=False):
     seq = 1 if everything else oplog.acked()[0] + 1
     n = 0
     while True:
-        recs = oplog.read(seq, 32)
+        recs = oplog.read(seq, 32, False)  # fields only: no chain hashes over a whole backlog at boot
         if not recs:
             return n
         seq = recs[-1]["seq"] + 1
@@ -64,7 +64,7 @@ def _last_log_time(oplog):
     """Time of the newest operation-log record (the last time this gate knew), or 0."""
     try:
         seq = oplog.head()[0]
-        r = oplog.read(seq, 1) if seq else None
+        r = oplog.read(seq, 1, False) if seq else None
         return r[0]["t"] if r else 0
     except Exception:
         return 0

@@ -124,7 +124,7 @@ def build(board, out=None, arch="board"):
         argv = [cross, "-s", rel, "-o", str(dst)] + (["-march=" + arch] if arch else []) + [rel]
         r = subprocess.run(argv, cwd=str(fw), capture_output=True, text=True)
         if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
-            continue  # viper code (offgate/crypto/_gen_p256field.py) needs an architecture: the firmware falls back
+            continue  # viper code (crypto/_gen_p256field.py, sync/rowenc.py, log/oplogscan.py) needs an architecture: the firmware falls back
         if r.returncode != 0:
             raise DeployError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
         files.append(str(dst.relative_to(out)))

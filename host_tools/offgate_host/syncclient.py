@@ -502,22 +502,37 @@ def provision_gate_dir(path, bo, gate_id=None, replace=False):
 def _normalize_batch(opened, gate_id):
     """The dict batchcrypto.open_batch returns -> (gate id, meta, records). Rows are
     [seq, t, cti, ctr, open, reason, missed]; each record's chain is recomputed from the batch's
-    `prev` (the chain before its first record), and meta["chain_ok"] says whether the last one
-    equals the batch's `chain` (the gate's own head after the batch)."""
-    from .ledger import chain_next
+    `prev` (the chain before its first record), restarting at each `breaks` entry [seq, chain]
+    (a segment header that says otherwise: a lost segment or changed records before it, flagged
+    as a chain break), and meta["chain_ok"] says whether the last one equals the batch's `chain`
+    (the gate's own chain after the batch). A damaged record ([seq, "damaged", its bytes]) is
+    chained over its stored body too (32-byte records; a 64-byte one from older firmware stored
+    its chain)."""
+    from .ledger import chain_next, chain_next_body
     rows = opened.get("recs")
     prev = opened.get("prev")
     if not isinstance(rows, list) or not isinstance(prev, bytes) or len(prev) != 32:
         raise SyncError("opened batch has no records or no chain")
+    brk = {}
+    for b in opened.get("breaks") or []:
+        if not (isinstance(b, list) and len(b) == 2 and isinstance(b[0], int) and isinstance(b[1], bytes)
+                and len(b[1]) == 32):
+            raise SyncError("malformed chain break in batch")
+        brk[b[0]] = b[1]
     chain = prev
     out = []
+    broken = []
     for row in rows:
+        seq = row[0] if isinstance(row, list) and row and isinstance(row[0], int) else None
+        if seq in brk:
+            if brk[seq] != chain:
+                broken.append(seq)
+            chain = brk[seq]
         if isinstance(row, list) and len(row) == 3 and row[1] == "damaged" and isinstance(row[2], bytes):
             # a record the gate found damaged on its flash: kept with its bytes, never dropped
             raw = bytes(row[2])
-            r = {"seq": int(row[0]), "damaged": raw, "chain": raw[28:60] if len(raw) == 64 else bytes(32)}
-            chain = r["chain"]
-            out.append(r)
+            chain = raw[28:60] if len(raw) == 64 else chain_next_body(chain, raw[:28])
+            out.append({"seq": int(row[0]), "damaged": raw, "chain": chain})
             continue
         if not isinstance(row, list) or len(row) != 7:
             raise SyncError("malformed record row in batch")
@@ -529,7 +544,7 @@ def _normalize_batch(opened, gate_id):
         out.append(r)
     meta = {"prev": prev, "from": opened.get("from"), "to": opened.get("to"), "chain": opened.get("chain"),
             "chain_ok": (not out) or chain == opened.get("chain"), "clock": opened.get("clock"),
-            "not_logged": opened.get("not_logged", 0)}
+            "not_logged": opened.get("not_logged", 0), "breaks": broken}
     return opened.get("gate", gate_id), meta, out
 
 
@@ -589,12 +604,15 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
         if progress:
             progress(gid, 0, log.get("backlog", 0))
         bkey = bo.batch_key()
+        session = {}  # this session's batch key, once a signed seal binds it (batchcrypto.open_batch)
         while True:
             r = c.request("pull", max=max_records)
             if r.get("fit") is not None:  # the gate sized the batch to its free heap (firmware >= issue 12)
                 summary.setdefault("batch_sizes", []).append(r.get("sent"))
                 summary["gate_heap_free"] = r.get("free")
-            opened = open_batch(r["batch"], bkey, c.device_pub)
+            opened = open_batch(r["batch"], bkey, c.device_pub, session=session)
+            if session.get("signed"):
+                summary["batches_signed"] = summary.get("batches_signed", 0) + 1
             bgid, meta, recs = _normalize_batch(opened, gid)
             if bgid != gid:
                 raise SyncError("batch says gate %r but the session is with gate %d" % (bgid, gid))
