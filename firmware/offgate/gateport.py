@@ -7,7 +7,7 @@ offgate.sync.serve and dropped with the sync modules after it; what outlives tha
 rate limit, the device public key) lives in `keep`, a dict the adapter holds for the gate.
 """
 from offgate import statedir
-from offgate.statedir import BATCH_PUB, DENY, DEVICE_KEY, ROOT_PUB, TABLES, TRUST
+from offgate.statedir import BATCH_PUB, DENY, DENY_NEW, DEVICE_KEY, ROOT_PUB, TABLES, TRUST
 
 
 class GatePort:
@@ -88,17 +88,44 @@ class GatePort:
         return self._gate.verifier.deny.contains(cti)
 
     def deny_info(self):
-        """{"count", "serial", "issued", "signed"} of the installed deny list."""
+        """{"count", "serial", "issued", "signed", "id_bytes"} of the installed deny list (id_bytes:
+        how much of each id it stores, 8 or a prefix of 4 .. 7, docs/protocol.md §6)."""
+        # read from the list's header fields here, not by DenyList methods: DenyList is in the
+        # boot heap, which the state matrix's damaged-issuer-tables boots fill to the last block
         dl = self._gate.verifier.deny
-        return {"count": dl.count, "serial": dl.serial, "issued": dl.issued, "signed": dl.signed()}
+        return {"count": dl.count, "serial": dl.serial, "issued": dl.issued, "signed": dl._h == 24,
+                "id_bytes": dl._len}
 
-    def replace_deny(self, tmp):
+    def replace_deny(self, tmp, known=None):
         """Move the received, checked deny list file `tmp` to DENY and open it; the gate has a valid
-        list again (DENY_LIST_MISSING ends). Returns (count, serial)."""
+        list again (DENY_LIST_MISSING ends). known: (count, serial, issued, id length) of the list
+        just checked whole (offgate.policy.denylist.DenyList.open: no second pass). Returns
+        (count, serial)."""
         path = self.path(DENY)
         statedir.replace(tmp, path)
         dl = self._gate.verifier.deny
-        dl.open(path)
+        dl.open(path, known)
+        self._gate.deny_list_installed()
+        return dl.count, dl.serial
+
+    def deny_delta_base(self):
+        """(serial, id length) of the installed list a deny delta can be merged with: an open,
+        signed version-2 list; None if the gate holds none (only the full list can be installed)."""
+        dl = self._gate.verifier.deny
+        if dl._f is None or dl._h != 24:
+            return None
+        return dl.serial, dl._len
+
+    def install_deny_delta(self, delta, head, digest):
+        """Merge the checked deny delta file `delta` (head: offgate.policy.denydelta.check's result,
+        its signature verified and its base deny_delta_base(), both by the caller) with the
+        installed list into DENY_NEW; install the result over DENY if its SHA-256 is `digest`
+        (32 bytes, from the signature), and the gate has a valid list again. Returns (count,
+        serial). DenyListError (the merged list is not the signed one, a write failed): DENY and
+        the open list are as they were (offgate.policy.denydelta.install)."""
+        from offgate.policy import denydelta
+        dl = self._gate.verifier.deny
+        denydelta.install(dl, delta, self.path(DENY_NEW), self.path(DENY), head, digest)
         self._gate.deny_list_installed()
         return dl.count, dl.serial
 

@@ -13,9 +13,9 @@ import os
 
 from offgate.codec import cbor, cose
 from offgate.statedir import fs_free
-from offgate.statedir import DENY, TABLES, remove
+from offgate.statedir import DENY, DENY_NEW, TABLES, remove
 from offgate.sync import frames
-from offgate.sync.proto import NONCE_LEN, SyncError, eq, uint, urandom
+from offgate.sync.proto import NONCE_LEN, SyncError, eq, uint, unload, urandom
 
 UPLOADS = {"deny": DENY, "tables": TABLES}
 TABLES_MAX = 256 * 1024
@@ -132,6 +132,8 @@ def op_deny_begin(srv, st, req):
 def _begin(srv, st, kind, size, digest):
     st.drop_upload()
     tmp = srv.port.path(UPLOADS[kind] + ".tmp")
+    if kind == "deny":
+        remove(srv.port.path(DENY_NEW))  # a merge a power cut interrupted: the old list stands
     f = open(tmp, "wb")
     st.begin({"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256(), "kind": kind, "tmp": tmp})
     return {}
@@ -197,10 +199,14 @@ def op_deny_commit(srv, st, req):
         if t["off"] != t["size"] or not eq(t["h"].digest(), t["sha256"]):
             raise SyncError("deny list incomplete or its SHA-256 does not match")
         tmp = t["tmp"]
+        with open(tmp, "rb") as f:
+            kind = f.read(6)[5:]
+        if kind == b"\x01":
+            return _commit_delta(srv, st, t)
         h = hashlib.sha256()
         try:
             with open(tmp, "rb") as f:
-                v, _, n, serial, issued, sig = check_file(f, t["size"], h)
+                v, _, n, serial, issued, sig, L = check_file(f, t["size"], h)
         except DenyListError as e:
             raise SyncError(str(e))
         if v != 2 or not sig:
@@ -213,12 +219,60 @@ def op_deny_commit(srv, st, req):
         if serial <= cur:
             raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
                             % (serial, cur))
-        count, serial = srv.port.replace_deny(tmp)  # a valid list again: DENY_LIST_MISSING ends
+        count, serial = srv.port.replace_deny(tmp, (n, serial, issued, L))  # a valid list again: DENY_LIST_MISSING ends
         st.done()
         srv.note("deny list %d installed: %d ids" % (serial, n))
         return {"count": count, "serial": serial}
     finally:
         st.drop_upload()
+
+def _commit_delta(srv, st, t):
+    """Install a deny delta (kind 1, offgate/policy/denydelta.py): checked whole (CRC, order), its root
+    signature (that of the resulting full list) verified, its base exactly the gate's serial; then
+    merged with the installed list into deny.bin.new.tmp and installed only if the result has the
+    signed count and SHA-256 (GatePort.install_deny_delta). Any fault leaves the gate's list as it was."""
+    try:
+        return _delta(srv, st, t)
+    finally:
+        unload("policy.denydelta")  # install-time code: its bytecode goes back to the heap
+
+
+def _delta(srv, st, t):
+    from offgate.policy import denydelta
+    from offgate.policy.denycheck import DenyListError
+    port = srv.port
+    tmp = t["tmp"]
+    try:
+        with open(tmp, "rb") as f:
+            head = denydelta.check(f, t["size"])
+    except DenyListError as e:
+        raise SyncError(str(e))
+    serial, issued, base, a, r, n, sig, L = head
+    body = _root_payload(srv, sig, "deny")
+    if body.get(1) != serial or body.get(2) != issued or body.get(3) != n or \
+            not isinstance(body.get(4), bytes) or len(body.get(4)) != 32:
+        raise SyncError("deny delta refused: its signature does not cover the list it makes")
+    cur = port.deny_info()
+    if serial <= cur["serial"]:
+        raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
+                        % (serial, cur["serial"]))
+    if port.deny_delta_base() != (base, L):
+        raise SyncError("deny delta is for list %d (%d-byte ids), the gate holds %d (%d-byte ids): send the full "
+                        "list; the gate keeps its list" % (base, L, cur["serial"], cur["id_bytes"]))
+    need = 24 + L * n + 6 + len(sig)
+    free = fs_free(port.dir)
+    if free is not None and free < need + 4096:
+        raise SyncError("deny delta: %d bytes free, the new list needs %d; the gate keeps its list" % (free, need))
+    st.done()
+    try:
+        count, serial = port.install_deny_delta(tmp, head, body.get(4))  # a valid list: DENY_LIST_MISSING ends
+    except DenyListError as e:
+        raise SyncError("deny delta refused: %s; the gate keeps its list" % e)
+    finally:
+        remove(tmp)
+    srv.note("deny list %d installed from a delta on %d: +%d -%d, %d ids" % (serial, base, a, r, n))
+    return {"count": count, "serial": serial, "delta": True}
+
 
 def op_trust(srv, _, req):
     """Install a root-signed trust list {0: "trust", 1: serial, 2: trust.cbor bytes}. The serial and

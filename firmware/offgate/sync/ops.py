@@ -16,7 +16,7 @@ class Pulls:
 
     def __init__(self):
         self.pulled_to = 0    # highest seq sent in a batch in THIS session: an ack may not go beyond it
-        self.seal_ctx = []    # this session's batch ephemeral key: [E, Z, seals so far] (batch.seal)
+        self.seal_ctx = []    # this session's batch ephemeral key: [E, Z, seals so far, signed seal accepted] (batch.seal)
         self.last_sent = 0    # records in the batch being answered (0: the response is not a batch)
         self.cap = None       # at most this many records per batch, after a batch found no heap to go out
 
@@ -95,8 +95,13 @@ def op_pull(srv, st, req):
         sealed = None
         try:
             plain = batch.build(log, gid, srv.clock_state(), n)
-            # one ephemeral key and ECDH per session (batch.seal)
-            sealed = batch.seal(plain, port.device_key(), bpub, ctx=st.seal_ctx)
+            # one ephemeral key and ECDH per session (batch.seal); signed: the session's first
+            # seal (in batch.seal), every SIGN_EVERY-th, and an empty batch (the end of the host's
+            # pull loop: its `prev` commits to every record acked)
+            ctx = st.seal_ctx
+            sign = batch.LAST_TO == log.acked()[0] or \
+                (len(ctx) > 2 and (ctx[2] + 1) % batch.SIGN_EVERY == 0)
+            sealed = batch.seal(plain, port.device_key(), bpub, ctx=ctx, sign=sign)
             plain = None
         except MemoryError:
             # fragmentation or a scan's allocations: smaller, after a collection (heap is never
@@ -135,9 +140,11 @@ def op_ack(srv, st, req):
     tk = port.time
     t = None
     if tk is not None:  # the acknowledged records' time becomes the floor: the log may free them now
-        r = log.read(seq, 1)
+        r = log.read(seq, 1, False)
         t = r[0].get("t") if r and r[0]["seq"] == seq else None  # a damaged record has no time
     ok = bool(log.acknowledge(seq, chain))
+    if ok and st.seal_ctx:
+        st.seal_ctx[3] = True  # the back office opened a signed seal of this session: later ones may go unsigned
     if ok and t is not None:
         from offgate import timekeep
         timekeep.raise_floor(tk, port.clock, t)
