@@ -167,6 +167,8 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("oplog: records missing after the acknowledged point")
     if rec.get("damaged"):
         notes.append("oplog: damaged records kept, seqs %s" % rec["damaged"])
+    if rec.get("upgraded"):
+        notes.append("oplog: %d records converted from the 64-byte format" % rec["upgraded"])
     if rec.get("rebuilt"):
         notes.append("oplog: %d damaged segment header(s) rebuilt from their records" % rec["rebuilt"])
     from offgate import timekeep

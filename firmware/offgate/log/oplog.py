@@ -138,6 +138,7 @@ class OpLog:
             offgate.unload("offgate.log.oplogrecover")
             offgate.unload("offgate.log.oplogrepair")  # loaded only if a segment had to be rewritten
             offgate.unload("offgate.log.oplogscan")
+            offgate.unload("offgate.log.oplogupgrade")  # loaded only for a version-1 log
         (self._seq, self._chain, self._acked_seq, self._acked_chain, self._segs, self._last_segno,
          self.cut, self.damaged) = st
         return summary

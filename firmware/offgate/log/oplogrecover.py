@@ -4,7 +4,7 @@ found; OpLog sets its own fields from it. See offgate.log.oplog for the format a
 import os
 import struct
 
-from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, REC, SEG_MAGIC, VERSION, ZERO32,
+from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, REC, SEG_MAGIC, UPGRADE, VERSION, ZERO32,
                                 chain as _chain, crc as _crc, ok as _ok, seg_name)
 from offgate.statedir import TMP, remove as _remove
 
@@ -134,6 +134,24 @@ def _scan_segment(log, segno, expect_seq):
         f.close()
 
 
+def _old_format(log, names):
+    """True if the log holds version-1 segments (the first segment with a readable magic says so)
+    or a conversion's marker (offgate.log.oplogupgrade)."""
+    if UPGRADE in names:
+        return True
+    segs = sorted(nm for nm in names if nm.endswith(".seg") and len(nm) == 12)
+    h = log._hdr
+    for nm in segs:
+        try:
+            with open(log.root + "/" + nm, "rb") as f:
+                n = f.readinto(h)
+        except OSError:
+            continue
+        if n >= 5 and h[0:4] == SEG_MAGIC:
+            return h[4] == 1
+    return False
+
+
 def _chain_after(log, segno, count, prev):
     """The chain after the first `count` records of segment segno, from `prev` (None: the
     segment header's prev_chain), over the bytes as stored."""
@@ -161,6 +179,14 @@ def recover(root, per_seg, last_segno, hdr, buf):
     except OSError:
         pass  # exists
     names = os.listdir(log.root)
+    upgraded = 0
+    if _old_format(log, names):
+        # a log written by firmware before the 32-byte records (or its conversion cut short):
+        # converted first, or this scan could not place its segments and would remove them
+        from offgate.log import oplogupgrade  # rare: unloaded by OpLog.recover()
+        upgraded = oplogupgrade.upgrade(log.root, per_seg, log._hdr)
+        oplogupgrade = None
+        names = os.listdir(log.root)
     segnos = []
     for nm in names:
         if nm.endswith(TMP):
@@ -265,7 +291,7 @@ def recover(root, per_seg, last_segno, hdr, buf):
     damaged = [d for d in damaged if d > aseq]
     return ((head, hchain, aseq, achain, segs, last_segno, cut, len(damaged)),
             {"head": head, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap,
-             "damaged": damaged[:16], "rebuilt": rebuilt})
+             "damaged": damaged[:16], "rebuilt": rebuilt, "upgraded": upgraded})
 
 def _prev_chain_of(log, segno):
     return _chain_after(log, segno, 0, None)

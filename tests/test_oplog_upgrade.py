@@ -1,0 +1,80 @@
+"""Boot-time conversion of a version-1 operation log (64-byte records, stored chain) to the
+32-byte format, on real MicroPython (docs/oplog.md "Upgrading from the 64-byte format").
+
+The fixture tests/fixtures/oplog_v1/ was written by the OLD firmware code (commit 017a642,
+tests/fixtures/oplog_v1/make_fixture.py): 30 records in 512-byte segments, acknowledged up to 9
+(its first segment freed), record 17 damaged on flash; expected.json is what the old code read.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+from mpbridge import FW_TESTS, RUNTIMES, run_micropython
+from offgate_host.ledger import chain_next_body, decode_record
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "oplog_v1"
+
+
+def _expected():
+    return json.loads((FIXTURE / "expected.json").read_text())
+
+
+def _convert(tmp_path, seg_bytes, mp):
+    r = run_micropython(FW_TESTS / "oplog_upgrade.py", "convert", FIXTURE, tmp_path / "log", seg_bytes, mp=mp,
+                        heap="128k")
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert lines and r.returncode == 0, r.stdout + r.stderr
+    return json.loads(lines[-1])
+
+
+@pytest.mark.parametrize("mp", RUNTIMES)
+@pytest.mark.parametrize("seg_bytes", [224, 16368])  # 5 records a segment (several), the default (one)
+def test_v1_log_converted_at_boot(tmp_path, seg_bytes, mp):
+    exp = _expected()
+    out = _convert(tmp_path, seg_bytes, mp)
+    s = out["summary"]
+    dmg = exp["damaged"]
+    # every unsynced record is there under its seq; the acknowledged point and its chain unchanged
+    assert (out["acked"], out["head"]) == (exp["acked"], exp["head"]) == (9, 30)
+    assert out["acked_chain"] == exp["acked_chain"]
+    assert [r[0] for r in out["records"]] == list(range(10, 31))
+    assert s["upgraded"] == 20 and s["damaged"] == [dmg] and s["cut"] == 0 and not s["gap"]
+    # only version-2 segments (numbered above the old ones), ack and hwm are left; the conversion
+    # code is not left loaded
+    assert all(nm in ("ack", "hwm") or (nm.endswith(".seg") and int(nm[:8]) > 5) for nm in out["files"])
+    assert out["loaded"] == ["offgate.log.oplog", "offgate.log.record"]
+    # the host's decoder and chain (the ledger's) agree with the old firmware's records
+    prev = bytes.fromhex(out["acked_chain"])
+    old = {r["seq"]: r for r in exp["records"]}
+    for seq, raw, ok, chain in out["records"]:
+        raw = bytes.fromhex(raw)
+        d = decode_record(raw)
+        assert d["ok"] is ok is (seq != dmg)
+        prev = chain_next_body(prev, raw[:28])
+        assert prev.hex() == chain
+        if seq < dmg:
+            assert chain == old[seq]["chain"]  # the same chain the old firmware stored
+        if ok:
+            o = old[seq]
+            assert (d["seq"], d["t"], d["ctr"], d["decision"], d["reason"], d["missed"]) == \
+                (seq, o["t"], o["ctr"], o["decision"], o["reason"], o["missed"])
+            assert (d["cti"].hex() if d["cti"] else None) == o["cti"]
+    assert prev.hex() == out["head_chain"]
+    # the second boot finds nothing to convert and the same log
+    assert out["again"] and out["summary2"]["upgraded"] == 0
+
+
+@pytest.mark.parametrize("mp", RUNTIMES)
+def test_power_cut_at_every_flash_operation_of_the_conversion(mp):
+    """A cut at each erase/program of the converting boot: the next boot ends with exactly the log
+    the uncut conversion gives (no record lost or duplicated), nothing staged left over."""
+    r = run_micropython(FW_TESTS / "oplog_upgrade.py", "powercut", FIXTURE, 224, 512, 96, mp=mp, heap="4m",
+                        timeout=600)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert lines, r.stdout + r.stderr
+    res = json.loads(lines[-1])
+    print(res)
+    assert res["failed"] == 0 and r.returncode == 0, res["first_failure"]
+    assert res["cut_points"] == res["ops_uncut"] > 50
+    assert res["cuts_after_commit"] > 0 and res["records"] == 21
