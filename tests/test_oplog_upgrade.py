@@ -78,3 +78,40 @@ def test_power_cut_at_every_flash_operation_of_the_conversion(mp):
     assert res["failed"] == 0 and r.returncode == 0, res["first_failure"]
     assert res["cut_points"] == res["ops_uncut"] > 50
     assert res["cuts_after_commit"] > 0 and res["records"] == 21
+
+
+@pytest.mark.parametrize("mp", RUNTIMES)
+def test_upgraded_gate_boots_with_a_note_and_a_sync_pulls_the_records(tmp_path, mp):
+    """The simulated gate (real firmware, the sync heap) boots on a state directory holding the
+    old firmware's log: its boot report says what was converted, and one sync brings every
+    unsynced record into the ledger under its seq, the damaged one as damaged."""
+    import shutil
+    import time
+
+    from backlog import BacklogGate
+    from offgate_host.backoffice import BackOffice
+    from offgate_host.ledger import Ledger
+    from offgate_host.simgate import SYNC_HEAP_32, SYNC_HEAP_64, write_gate_dir
+    from offgate_host.syncclient import provision_gate_dir, sync_gate
+
+    now = int(time.time())
+    bo = BackOffice(tmp_path / "bo")
+    bo.init_issuer("t", valid_from=now - 86400)
+    cfg = write_gate_dir(tmp_path / "gate", gate_id=7, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
+    provision_gate_dir(cfg.parent, bo, gate_id=7)
+    shutil.copytree(FIXTURE / "log", cfg.parent / "oplog")
+    led = Ledger.for_backoffice(bo)
+    g = BacklogGate(cfg, SYNC_HEAP_64 if mp is None else SYNC_HEAP_32, mp=mp).start()
+    try:
+        assert "oplog: 20 records converted from the 64-byte format" in g.boot["notes"], g.boot
+        s = sync_gate(g.transport(), bo, led)
+        assert s["pulled"] == 21, s
+        seqs = [r["seq"] for r in led.records(7)]
+        # the damaged record is held apart (with its bytes, an anomaly), every other one is a record
+        assert sorted(seqs) == [q for q in range(10, 31) if q != 17], seqs
+        assert s["new"] == 20 and s["duplicates"] == 0 and s["fraud"] == 0, s
+        # no chain break: the only anomalies are the damaged record and records 1..9, which this
+        # fresh ledger never got (the old firmware's sync acknowledged them to another one)
+        assert sorted((a["kind"], a["seq"]) for a in led.anomalies()) == [("damaged_record", 17), ("gap", 10)]
+    finally:
+        g.kill()
