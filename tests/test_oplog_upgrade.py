@@ -5,15 +5,63 @@ The fixture tests/fixtures/oplog_v1/ was written by the OLD firmware code (commi
 tests/fixtures/oplog_v1/make_fixture.py): 30 records in 512-byte segments, acknowledged up to 9
 (its first segment freed), record 17 damaged on flash; expected.json is what the old code read.
 """
+import hashlib
 import json
+import struct
+import tempfile
+import time
+import zlib
 from pathlib import Path
 
 import pytest
 
-from mpbridge import FW_TESTS, RUNTIMES, run_micropython
+from mpbridge import FW_TESTS, MP32, RUNTIMES, needs_mp32, run_micropython
 from offgate_host.ledger import chain_next_body, decode_record
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "oplog_v1"
+
+
+def _fields(i):
+    # gen_v1.py's records: (t, cti, ctr, decision, reason)
+    t0 = 800000000
+    if i % 7 == 3:
+        return t0 + i, None, None, "DENY", 13
+    if i % 5 == 4:
+        return t0 + i, bytes([i & 255, 1, 2, 3, 4, 5, 6, 7]), i, "DENY", 43
+    return t0 + i, bytes([i & 255, 9, 9, 9, 9, 9, 9, 9]), i + 1, "OPEN", 0
+
+
+def write_v1_log(d, n, per=63):
+    """A version-1 log of records 1..n (gen_v1.py's fields), `per` 64-byte records a segment, laid
+    out as the old firmware did (checked against the fixture below). Returns the chains by seq."""
+    d.mkdir(parents=True, exist_ok=True)
+    chain = bytes(32)
+    chains = {}
+    for segno, first in enumerate(range(1, n + 1, per), 1):
+        h = bytearray(64)
+        h[0:5] = b"OGL1\x01"
+        struct.pack_into(">II", h, 8, segno, first)
+        h[16:48] = chain
+        struct.pack_into(">I", h, 60, zlib.crc32(h[:60]))
+        out = bytearray(h)
+        for seq in range(first, min(first + per, n + 1)):
+            t, cti, ctr, dec, reason = _fields(seq)
+            body = struct.pack(">BBBBIII8sI", 0x4F, 1 if dec == "OPEN" else 0, reason, 1 if cti else 0, seq, t,
+                               ctr or 0, cti or bytes(8), 0)
+            chain = hashlib.sha256(chain + body).digest()
+            chains[seq] = chain
+            rec = body + chain
+            out += rec + struct.pack(">I", zlib.crc32(rec))
+        (d / ("%08d.seg" % segno)).write_bytes(bytes(out))
+    return chains
+
+
+def test_v1_writer_matches_the_old_firmware():
+    """The version-1 writer above gives the bytes the old firmware wrote (the fixture's segment 2:
+    records 8..14, undamaged), so the large log below is the old format."""
+    with tempfile.TemporaryDirectory() as d:
+        write_v1_log(Path(d), 14, per=7)
+        assert (Path(d) / "00000002.seg").read_bytes() == (FIXTURE / "log" / "00000002.seg").read_bytes()
 
 
 def _expected():
@@ -65,18 +113,22 @@ def test_v1_log_converted_at_boot(tmp_path, seg_bytes, mp):
     assert out["again"] and out["summary2"]["upgraded"] == 0
 
 
-@pytest.mark.parametrize("mp", RUNTIMES)
-def test_power_cut_at_every_flash_operation_of_the_conversion(mp):
+@pytest.mark.parametrize("mp,block,blocks", [
+    pytest.param(None, 512, 96, id="mp64-512"),
+    pytest.param(MP32, 512, 96, id="mp32-512", marks=needs_mp32),
+    pytest.param(None, 4096, 24, id="mp64-4096"),  # the ESP32's flash sector
+])
+def test_power_cut_at_every_flash_operation_of_the_conversion(mp, block, blocks):
     """A cut at each erase/program of the converting boot: the next boot ends with exactly the log
     the uncut conversion gives (no record lost or duplicated), nothing staged left over."""
-    r = run_micropython(FW_TESTS / "oplog_upgrade.py", "powercut", FIXTURE, 224, 512, 96, mp=mp, heap="4m",
+    r = run_micropython(FW_TESTS / "oplog_upgrade.py", "powercut", FIXTURE, 224, block, blocks, mp=mp, heap="4m",
                         timeout=600)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert lines, r.stdout + r.stderr
     res = json.loads(lines[-1])
     print(res)
     assert res["failed"] == 0 and r.returncode == 0, res["first_failure"]
-    assert res["cut_points"] == res["ops_uncut"] > 50
+    assert res["cut_points"] == res["ops_uncut"] > 30
     assert res["cuts_after_commit"] > 0 and res["records"] == 21
 
 
@@ -113,5 +165,32 @@ def test_upgraded_gate_boots_with_a_note_and_a_sync_pulls_the_records(tmp_path, 
         # no chain break: the only anomalies are the damaged record and records 1..9, which this
         # fresh ledger never got (the old firmware's sync acknowledged them to another one)
         assert sorted((a["kind"], a["seq"]) for a in led.anomalies()) == [("damaged_record", 17), ("gap", 10)]
+    finally:
+        g.kill()
+
+
+
+@pytest.mark.parametrize("mp", RUNTIMES)
+def test_full_old_default_log_converted_at_the_device_heap(tmp_path, mp):
+    """The old firmware's whole default log (16 segments of 4096 bytes, 1008 unsynced records) on a
+    gate booting at the device heap (128k on the 32-bit build): every record converted, and the
+    next boot opens the converted log with nothing to say."""
+    from offgate_host.backoffice import BackOffice
+    from offgate_host.simgate import SimGate, write_gate_dir
+
+    bo = BackOffice(tmp_path / "bo")
+    bo.init_issuer("t", valid_from=int(time.time()) - 86400)
+    cfg = write_gate_dir(tmp_path / "gate", gate_id=7, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
+    write_v1_log(cfg.parent / "oplog", 1008)
+    g = SimGate(cfg, mp=mp).start()
+    try:
+        assert "oplog: 1008 records converted from the 64-byte format" in g.boot["notes"], g.boot
+    finally:
+        g.kill()
+    names = sorted(p.name for p in (cfg.parent / "oplog").iterdir())
+    assert names == ["00000017.seg", "00000018.seg"], names  # 509 + 499 records, above the old segnos
+    g = SimGate(cfg, mp=mp).start()
+    try:
+        assert not any("oplog" in n for n in g.boot["notes"]), g.boot
     finally:
         g.kill()
