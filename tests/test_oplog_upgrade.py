@@ -5,55 +5,18 @@ The fixture tests/fixtures/oplog_v1/ was written by the OLD firmware code (commi
 tests/fixtures/oplog_v1/make_fixture.py): 30 records in 512-byte segments, acknowledged up to 9
 (its first segment freed), record 17 damaged on flash; expected.json is what the old code read.
 """
-import hashlib
 import json
-import struct
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import pytest
 
 from mpbridge import FW_TESTS, MP32, RUNTIMES, needs_mp32, run_micropython
 from offgate_host.ledger import chain_next_body, decode_record
+from oplogv1 import write_v1_log
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "oplog_v1"
-
-
-def _fields(i):
-    # gen_v1.py's records: (t, cti, ctr, decision, reason)
-    t0 = 800000000
-    if i % 7 == 3:
-        return t0 + i, None, None, "DENY", 13
-    if i % 5 == 4:
-        return t0 + i, bytes([i & 255, 1, 2, 3, 4, 5, 6, 7]), i, "DENY", 43
-    return t0 + i, bytes([i & 255, 9, 9, 9, 9, 9, 9, 9]), i + 1, "OPEN", 0
-
-
-def write_v1_log(d, n, per=63):
-    """A version-1 log of records 1..n (gen_v1.py's fields), `per` 64-byte records a segment, laid
-    out as the old firmware did (checked against the fixture below). Returns the chains by seq."""
-    d.mkdir(parents=True, exist_ok=True)
-    chain = bytes(32)
-    chains = {}
-    for segno, first in enumerate(range(1, n + 1, per), 1):
-        h = bytearray(64)
-        h[0:5] = b"OGL1\x01"
-        struct.pack_into(">II", h, 8, segno, first)
-        h[16:48] = chain
-        struct.pack_into(">I", h, 60, zlib.crc32(h[:60]))
-        out = bytearray(h)
-        for seq in range(first, min(first + per, n + 1)):
-            t, cti, ctr, dec, reason = _fields(seq)
-            body = struct.pack(">BBBBIII8sI", 0x4F, 1 if dec == "OPEN" else 0, reason, 1 if cti else 0, seq, t,
-                               ctr or 0, cti or bytes(8), 0)
-            chain = hashlib.sha256(chain + body).digest()
-            chains[seq] = chain
-            rec = body + chain
-            out += rec + struct.pack(">I", zlib.crc32(rec))
-        (d / ("%08d.seg" % segno)).write_bytes(bytes(out))
-    return chains
 
 
 def test_v1_writer_matches_the_old_firmware():
@@ -194,3 +157,11 @@ def test_full_old_default_log_converted_at_the_device_heap(tmp_path, mp):
         assert not any("oplog" in n for n in g.boot["notes"]), g.boot
     finally:
         g.kill()
+
+
+def test_bench_driver_runs(tmp_path):
+    """bench/oplog_upgrade.py's MicroPython side (bench mode) still runs: times, not thresholds."""
+    write_v1_log(tmp_path / "log", 100)
+    r = run_micropython(FW_TESTS / "oplog_upgrade.py", "bench", tmp_path / "log", 16368)
+    res = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+    assert res["converted"] == 100 and res["head"] == 100

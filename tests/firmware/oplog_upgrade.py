@@ -11,6 +11,9 @@
 #       erase/program operation of the boot in turn; after each cut: remount, boot again, and the
 #       log must be exactly the uncut conversion's (same seqs, bytes, chains: nothing lost or
 #       duplicated), then take one append. One JSON summary line.
+#   micropython oplog_upgrade.py bench WORK_DIR SEGMENT_BYTES
+#       time the converting boot (recover() of a version-1 log in WORK_DIR) and, the reference in
+#       the same run, the next boot's recover() of the converted log (bench/oplog_upgrade.py)
 import json
 import os
 import sys
@@ -126,7 +129,26 @@ def powercut(fixture, seg_bytes, bs, nb):
     return failed
 
 
-if sys.argv[1] == "convert":
+def bench(work, seg_bytes):
+    import gc
+    import time
+    gc.collect()
+    t = time.ticks_us()
+    lg, s = boot(work, seg_bytes)
+    conv = time.ticks_diff(time.ticks_us(), t)
+    lg.close()
+    gc.collect()
+    t = time.ticks_us()
+    lg, s2 = boot(work, seg_bytes)
+    plain = time.ticks_diff(time.ticks_us(), t)
+    lg.close()
+    print(json.dumps({"converted": s["upgraded"], "head": s2["head"], "converting_boot_ms": conv // 1000,
+                      "plain_recovery_ms": plain // 1000}))
+
+
+if sys.argv[1] == "bench":
+    bench(sys.argv[2], int(sys.argv[3]))
+elif sys.argv[1] == "convert":
     convert(sys.argv[2], sys.argv[3], int(sys.argv[4]))
 else:
     sys.exit(1 if powercut(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])) else 0)
