@@ -165,3 +165,18 @@ def test_bench_driver_runs(tmp_path):
     r = run_micropython(FW_TESTS / "oplog_upgrade.py", "bench", tmp_path / "log", 16368)
     res = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
     assert res["converted"] == 100 and res["head"] == 100
+
+
+@pytest.mark.parametrize("mp", RUNTIMES)
+def test_no_space_for_the_copy_keeps_the_old_log_and_logs_nothing_over_it(mp):
+    """littlefs too full for the converted copy: the boot leaves every old file as it was, the log
+    takes no record (LogFull: the gate's full-log policy applies), and once space is back the next
+    boot converts it whole."""
+    r = run_micropython(FW_TESTS / "oplog_upgrade.py", "nospace", FIXTURE, mp=mp, heap="1m")
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert lines and r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(lines[-1])
+    assert res["summary"]["upgrade_failed"] == 28  # ENOSPC
+    assert res["append"] == "LogFull" and res["status_full"] and res["read"] == 0
+    assert res["unchanged"]
+    assert res["summary2"]["upgraded"] == 20 and res["records"] == list(range(10, 31))

@@ -167,6 +167,9 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("oplog: records missing after the acknowledged point")
     if rec.get("damaged"):
         notes.append("oplog: damaged records kept, seqs %s" % rec["damaged"])
+    if rec.get("upgrade_failed"):
+        notes.append("oplog: the 64-byte log could not be converted (errno %d): kept for the next boot; "
+                     "no decision is logged until then (LOG_FULL)" % rec["upgrade_failed"])
     if rec.get("upgraded"):
         notes.append("oplog: %d records converted from the 64-byte format" % rec["upgraded"])
     if rec.get("rebuilt"):

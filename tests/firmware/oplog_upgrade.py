@@ -11,6 +11,10 @@
 #       erase/program operation of the boot in turn; after each cut: remount, boot again, and the
 #       log must be exactly the uncut conversion's (same seqs, bytes, chains: nothing lost or
 #       duplicated), then take one append. One JSON summary line.
+#   micropython oplog_upgrade.py nospace FIXTURE_DIR
+#       on littlefs filled up so that the copy does not fit: the boot keeps the old log untouched
+#       (summary "upgrade_failed"), takes no record (LogFull), and once space is back the next
+#       boot converts it. One JSON line.
 #   micropython oplog_upgrade.py bench WORK_DIR SEGMENT_BYTES
 #       time the converting boot (recover() of a version-1 log in WORK_DIR) and, the reference in
 #       the same run, the next boot's recover() of the converted log (bench/oplog_upgrade.py)
@@ -146,7 +150,49 @@ def bench(work, seg_bytes):
                       "plain_recovery_ms": plain // 1000}))
 
 
-if sys.argv[1] == "bench":
+def nospace(fixture):
+    from powercut_bdev import PowerCutBdev
+    from offgate.log.oplog import LogFull
+    dev = PowerCutBdev(512, 40)
+    os.VfsLfs2.mkfs(dev)
+    os.mount(os.VfsLfs2(dev), MNT)
+    out = {}
+    try:
+        copy_fixture(fixture + "/log", MNT + "/log")
+        before = {nm: open(MNT + "/log/" + nm, "rb").read() for nm in os.listdir(MNT + "/log")}
+        with open(MNT + "/filler", "wb") as f:  # the rest of the file system, in 512-byte steps
+            try:
+                while True:
+                    f.write(bytes(512))
+                    f.flush()
+            except OSError:
+                pass
+        lg, s = boot(MNT + "/log", 224)
+        out["summary"] = s
+        try:
+            lg.append(1, b"12345678", 1, "OPEN", 0)
+            out["append"] = "logged"
+        except LogFull:
+            out["append"] = "LogFull"
+        out["status_full"] = lg.status()["full"]
+        out["read"] = len(lg.read(1, 100))
+        lg.close()
+        after = {nm: open(MNT + "/log/" + nm, "rb").read() for nm in os.listdir(MNT + "/log")}
+        out["unchanged"] = after == before
+        os.remove(MNT + "/filler")
+        lg, s = boot(MNT + "/log", 224)
+        out["summary2"] = s
+        out["head"] = lg.head()[0]
+        out["records"] = [r["seq"] for r in lg.read(lg.acked()[0] + 1, 100)]
+        lg.close()
+    finally:
+        os.umount(MNT)
+    print(json.dumps(out))
+
+
+if sys.argv[1] == "nospace":
+    nospace(sys.argv[2])
+elif sys.argv[1] == "bench":
     bench(sys.argv[2], int(sys.argv[3]))
 elif sys.argv[1] == "convert":
     convert(sys.argv[2], sys.argv[3], int(sys.argv[4]))

@@ -143,6 +143,11 @@ class OpLog:
             offgate.unload("offgate.log.oplogupgrade")  # loaded only for a version-1 log
         (self._seq, self._chain, self._acked_seq, self._acked_chain, self._segs, self._last_segno,
          self.cut, self.damaged) = st
+        if self._segs is None:
+            # an old-format log that could not be converted (summary "upgrade_failed"): the log
+            # counts as full (segments ending at seq 0: no reader opens them), so nothing is written
+            # over it before a later boot converts it
+            self._segs = [[0, 1 - self.per_seg, self.per_seg]] * self.max_segments
         return summary
 
     # -- appending --------------------------------------------------------------

@@ -184,7 +184,15 @@ def recover(root, per_seg, last_segno, hdr, buf):
         # a log written by firmware before the 32-byte records (or its conversion cut short):
         # converted first, or this scan could not place its segments and would remove them
         from offgate.log import oplogupgrade  # rare: unloaded by OpLog.recover()
-        upgraded = oplogupgrade.upgrade(log.root, per_seg, log._hdr)
+        try:
+            upgraded = oplogupgrade.upgrade(log.root, per_seg, log._hdr)
+        except OSError as e:
+            # not converted (no space left for the copy?): the old log stays as it is for the next
+            # boot, and this one must not write over it: no segments (None), so OpLog takes no record
+            segnos = [int(nm[:8]) for nm in names if nm.endswith(".seg") and len(nm) == 12]
+            return ((0, ZERO32, 0, ZERO32, None, max(segnos + [last_segno]), 0, 0),
+                    {"head": 0, "acked": 0, "segments": 0, "cut": 0, "gap": False, "damaged": [], "rebuilt": 0,
+                     "upgraded": 0, "upgrade_failed": e.args[0] if e.args else -1})
         oplogupgrade = None
         names = os.listdir(log.root)
     segnos = []
