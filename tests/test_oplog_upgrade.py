@@ -31,8 +31,8 @@ def _expected():
     return json.loads((FIXTURE / "expected.json").read_text())
 
 
-def _convert(tmp_path, seg_bytes, mp):
-    r = run_micropython(FW_TESTS / "oplog_upgrade.py", "convert", FIXTURE, tmp_path / "log", seg_bytes, mp=mp,
+def _convert(tmp_path, seg_bytes, mp, fixture=FIXTURE):
+    r = run_micropython(FW_TESTS / "oplog_upgrade.py", "convert", fixture, tmp_path / "log", seg_bytes, mp=mp,
                         heap="128k")
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert lines and r.returncode == 0, r.stdout + r.stderr
@@ -50,7 +50,7 @@ def test_v1_log_converted_at_boot(tmp_path, seg_bytes, mp):
     assert (out["acked"], out["head"]) == (exp["acked"], exp["head"]) == (9, 30)
     assert out["acked_chain"] == exp["acked_chain"]
     assert [r[0] for r in out["records"]] == list(range(10, 31))
-    assert s["upgraded"] == 20 and s["damaged"] == [dmg] and s["cut"] == 0 and not s["gap"]
+    assert s["upgraded"] == [20, 0, 0] and s["damaged"] == [dmg] and s["cut"] == 0 and not s["gap"]
     # only version-2 segments (numbered above the old ones), ack and hwm are left; the conversion
     # code is not left loaded
     assert all(nm in ("ack", "hwm") or (nm.endswith(".seg") and int(nm[:8]) > 5) for nm in out["files"])
@@ -73,7 +73,7 @@ def test_v1_log_converted_at_boot(tmp_path, seg_bytes, mp):
             assert (d["cti"].hex() if d["cti"] else None) == o["cti"]
     assert prev.hex() == out["head_chain"]
     # the second boot finds nothing to convert and the same log
-    assert out["again"] and out["summary2"]["upgraded"] == 0
+    assert out["again"] and out["summary2"]["upgraded"] is None
 
 
 @pytest.mark.parametrize("mp,block,blocks", [
@@ -179,4 +179,22 @@ def test_no_space_for_the_copy_keeps_the_old_log_and_logs_nothing_over_it(mp):
     assert res["summary"]["upgrade_failed"] == 28  # ENOSPC
     assert res["append"] == "LogFull" and res["status_full"] and res["read"] == 0
     assert res["unchanged"]
-    assert res["summary2"]["upgraded"] == 20 and res["records"] == list(range(10, 31))
+    assert res["summary2"]["upgraded"] == [20, 0, 0] and res["records"] == list(range(10, 31))
+
+
+def test_a_broken_chain_in_the_old_log_is_reported_at_boot(tmp_path):
+    """A record changed on flash with its CRC redone (its stored chain no longer follows): the old
+    recovery's link check finds it; the conversion keeps the record and reports the break (the new
+    format recomputes the chain, so only the boot report can carry it)."""
+    import struct
+    import zlib
+    write_v1_log(tmp_path / "fx" / "log", 30, per=7)
+    p = tmp_path / "fx" / "log" / "00000002.seg"
+    b = bytearray(p.read_bytes())
+    o = 64 + (12 - 8) * 64  # record 12
+    b[o + 12:o + 16] = struct.pack(">I", 999)  # its counter
+    b[o + 60:o + 64] = struct.pack(">I", zlib.crc32(bytes(b[o:o + 60])))
+    p.write_bytes(bytes(b))
+    out = _convert(tmp_path, 224, None, tmp_path / "fx")
+    assert out["summary"]["upgraded"] == [30, 1, 12]
+    assert [r[0] for r in out["records"]] == list(range(1, 31)) and all(r[2] for r in out["records"])

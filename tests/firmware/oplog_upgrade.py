@@ -146,7 +146,7 @@ def bench(work, seg_bytes):
     lg, s2 = boot(work, seg_bytes)
     plain = time.ticks_diff(time.ticks_us(), t)
     lg.close()
-    print(json.dumps({"converted": s["upgraded"], "head": s2["head"], "converting_boot_ms": conv // 1000,
+    print(json.dumps({"converted": s["upgraded"][0], "head": s2["head"], "converting_boot_ms": conv // 1000,
                       "plain_recovery_ms": plain // 1000}))
 
 

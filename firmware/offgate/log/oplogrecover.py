@@ -179,7 +179,7 @@ def recover(root, per_seg, last_segno, hdr, buf):
     except OSError:
         pass  # exists
     names = os.listdir(log.root)
-    upgraded = 0
+    upgraded = None
     if _old_format(log, names):
         # a log written by firmware before the 32-byte records (or its conversion cut short):
         # converted first, or this scan could not place its segments and would remove them
@@ -192,7 +192,7 @@ def recover(root, per_seg, last_segno, hdr, buf):
             segnos = [int(nm[:8]) for nm in names if nm.endswith(".seg") and len(nm) == 12]
             return ((0, ZERO32, 0, ZERO32, None, max(segnos + [last_segno]), 0, 0),
                     {"head": 0, "acked": 0, "segments": 0, "cut": 0, "gap": False, "damaged": [], "rebuilt": 0,
-                     "upgraded": 0, "upgrade_failed": e.args[0] if e.args else -1})
+                     "upgraded": None, "upgrade_failed": e.args[0] if e.args else -1})
         oplogupgrade = None
         names = os.listdir(log.root)
     segnos = []

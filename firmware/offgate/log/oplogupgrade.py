@@ -36,18 +36,8 @@ from offgate.log.record import ACK_LEN, ACK_MAGIC, BODY, HDR, MAGIC, REC, SEG_MA
 V1 = 1                 # the old segment format's version byte
 V1_REC = 64            # its record: body 28 | chain 32 | crc32 of [0:60]
 _UMAGIC = b"OGU1"      # marker layout: magic 4 | first new segno u32 | last new segno u32 |
-_ULEN = 20             #   records converted u32 | crc32 of [0:16]
+_ULEN = 28             #   records converted u32 | chain breaks u32 | first break seq u32 | crc32 of [0:24]
 MAX_FILL = 4096        # seqs lost between version-1 segments filled with damaged records, at most
-
-
-def is_v1(path):
-    """True if the segment file at `path` has a version-1 header (magic, version byte 1)."""
-    try:
-        with open(path, "rb") as f:
-            h = f.read(5)
-    except OSError:
-        return False
-    return len(h) == 5 and h[0:4] == SEG_MAGIC and h[4] == V1
 
 
 def _segnos(root):
@@ -64,9 +54,9 @@ def _segnos(root):
 
 def _read_marker(root):
     b = statedir.read(root + "/" + UPGRADE)
-    if b is None or len(b) != _ULEN or b[0:4] != _UMAGIC or crc(b, 16) != struct.unpack_from(">I", b, 16)[0]:
+    if b is None or len(b) != _ULEN or b[0:4] != _UMAGIC or crc(b, 24) != struct.unpack_from(">I", b, 24)[0]:
         return None
-    return struct.unpack_from(">III", b, 4)
+    return struct.unpack_from(">IIIII", b, 4)
 
 
 def _ack(root):
@@ -126,7 +116,7 @@ class _Writer:
 
 def _convert(root, old, per, hdr):
     """Write the version-2 .tmp segments for the version-1 segments `old` (segnos, ascending).
-    Returns (first new segno, last new segno, records converted)."""
+    Returns (first new segno, last new segno, records converted, chain breaks, first break seq)."""
     ack = _ack(root)
     aseq = ack[0] if ack is not None else 0
     w = _Writer(root, per, old[-1] + 1 if old else 1, hdr)
@@ -135,6 +125,7 @@ def _convert(root, old, per, hdr):
     c = None          # the chain after the last record read (None: not known yet)
     expect = None     # the next seq
     n_good = 0
+    breaks = first_break = 0
     zero = bytes(BODY)
     for segno in old:
         with open(root + "/" + seg_name(segno), "rb") as f:
@@ -178,6 +169,13 @@ def _convert(root, old, per, hdr):
                     while expect < seq:   # seqs lost with a segment: damaged placeholders
                         w.put(expect, zero, False)
                         expect += 1
+                if good and c is not None:
+                    # the old recovery's link check: the stored chain follows from the one before
+                    hh = hashlib.sha256(c)
+                    hh.update(b[0:BODY])
+                    if hh.digest() != b[28:60]:
+                        breaks += 1
+                        first_break = first_break or seq
                 w.put(seq, b[0:BODY], good)
                 if good:
                     n_good += 1
@@ -185,7 +183,7 @@ def _convert(root, old, per, hdr):
                 expect = seq + 1
     w.close()
     last = w.segno
-    return w.first_segno, last, n_good
+    return w.first_segno, last, n_good, breaks, first_break
 
 
 def _v1_ok(b):
@@ -209,7 +207,10 @@ def _finish(root, first_new, last_new):
 def upgrade(root, per_seg, hdr):
     """Convert the version-1 segments in directory `root` into version-2 segments of `per_seg`
     records (or finish a conversion a power cut interrupted). `hdr`: a 64-byte scratch buffer.
-    Returns the number of (intact) records converted. Raises OSError (e.g. 28, no space left:
+    Returns (intact records converted, chain breaks found, seq of the first break or 0): a break is
+    a record with a good CRC whose stored chain does not follow from its predecessor's (a record
+    lost or changed between them), reported at boot because the new format recomputes the chain
+    and cannot show it to the ledger. Raises OSError (e.g. 28, no space left:
     the version-1 log stays and the next boot tries again)."""
     m = _read_marker(root)
     if m is None:
@@ -221,8 +222,8 @@ def upgrade(root, per_seg, hdr):
             m = _convert(root, old, per_seg, hdr)
             b = bytearray(_ULEN)
             b[0:4] = _UMAGIC
-            struct.pack_into(">III", b, 4, m[0], m[1], m[2])
-            struct.pack_into(">I", b, 16, crc(b, 16))
+            struct.pack_into(">IIIII", b, 4, m[0], m[1], m[2], m[3], m[4])
+            struct.pack_into(">I", b, 24, crc(b, 24))
             statedir.atomic_write(root + "/" + UPGRADE, b)  # the commit point
         except OSError:
             for nm in os.listdir(root):
@@ -230,4 +231,4 @@ def upgrade(root, per_seg, hdr):
                     statedir.remove(root + "/" + nm)  # room back; the version-1 log stands
             raise
     _finish(root, m[0], m[1])
-    return m[2]
+    return m[2], m[3], m[4]
