@@ -165,7 +165,7 @@ def _convert(root, old, per, hdr):
                     w.chain = c if c is not None else bytes(32)
                 elif expect is not None and seq > expect:
                     if seq - expect > MAX_FILL:
-                        raise OSError(22)  # not a log this firmware wrote: leave it for the lead
+                        raise OSError(22)  # not a log this firmware wrote: the old log is kept as it is
                     while expect < seq:   # seqs lost with a segment: damaged placeholders
                         w.put(expect, zero, False)
                         expect += 1
