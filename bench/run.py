@@ -869,6 +869,13 @@ def main():
                      "smallest heap %s KiB" % (name, a.get("in_use_after_boot_bytes", "-"),
                                                b.get("in_use_after_boot_bytes", "-"), a.get("free_bytes", "-"),
                                                v.get("min_heapsize_kib")))
+        note("operation log: converting boot of the old firmware's 1008-record log vs a plain recovery ...")
+        oplog_up = run_json_script([ROOT / "bench" / "oplog_upgrade.py"], 600)
+        for name in ("64-bit", "32-bit"):
+            v = oplog_up.get(name)
+            if isinstance(v, dict) and "converting_boot_ms" in v:
+                note("  %-7s at %s: converting boot %s ms, plain recovery of the result %s ms" % (
+                    name, v["heap"], v["converting_boot_ms"], v["plain_recovery_ms"]))
         n_sync = int(os.environ.get("OFFGATE_BENCH_SYNC_RECORDS", "100000"))
         note("sync throughput, %d records (SQLite%s) ..." % (
             n_sync, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else "; set OFFGATE_TEST_PG_URL "
@@ -951,6 +958,7 @@ def main():
             "viper_code": viper,
             "qr": qrinfo,
             "flash_ops": flash,
+            "oplog_upgrade": oplog_up,
             "soak": soak,
             "sync": sync,
             "ledger": ledger,

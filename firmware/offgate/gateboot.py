@@ -169,6 +169,15 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("oplog: records missing after the acknowledged point")
     if rec.get("damaged"):
         notes.append("oplog: damaged records kept, seqs %s" % rec["damaged"])
+    if rec.get("upgrade_failed"):
+        notes.append("oplog: the 64-byte log could not be converted (errno %d): kept for the next boot; "
+                     "no decision is logged until then (LOG_FULL)" % rec["upgrade_failed"])
+    up = rec.get("upgraded")
+    if up:
+        notes.append("oplog: %d records converted from the 64-byte format" % up[0])
+        if up[1]:
+            notes.append("oplog: the 64-byte log's chain broke %d time(s), first at seq %d (records lost or "
+                         "changed on flash before the upgrade)" % (up[1], up[2]))
     if rec.get("rebuilt"):
         notes.append("oplog: %d damaged segment header(s) rebuilt from their records" % rec["rebuilt"])
     from offgate import timekeep

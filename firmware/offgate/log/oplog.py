@@ -28,8 +28,10 @@ record's magic, CRC and seq checked. A damaged record followed by good ones is k
 skipped (read() returns it as damaged, with its bytes); only damaged records at the very end (a
 torn tail) are cut, by rewriting the segment with its good prefix (tmp file + atomic rename). A
 damaged header is rebuilt from the records; a lost segment leaves a reported gap. Recovery is
-idempotent, so a cut during recovery is harmless. Seqs are never reused: acknowledge() also writes
-a high-water mark file (`hwm`), and recovery resumes above max(ack, hwm, last record).
+idempotent, so a cut during recovery is harmless. A log of version-1 segments (64-byte records,
+older firmware) is first converted to this format (offgate/log/oplogupgrade.py). Seqs are never
+reused: acknowledge() also writes a high-water mark file (`hwm`), and recovery resumes above
+max(ack, hwm, last record).
 
 Records are removed only by acknowledge(seq, chain): the ack file is replaced atomically first,
 then segments whose last record is at or below seq are removed (recovery finishes an interrupted
@@ -138,8 +140,14 @@ class OpLog:
             offgate.unload("offgate.log.oplogrecover")
             offgate.unload("offgate.log.oplogrepair")  # loaded only if a segment had to be rewritten
             offgate.unload("offgate.log.oplogscan")
+            offgate.unload("offgate.log.oplogupgrade")  # loaded only for a version-1 log
         (self._seq, self._chain, self._acked_seq, self._acked_chain, self._segs, self._last_segno,
          self.cut, self.damaged) = st
+        if self._segs is None:
+            # an old-format log that could not be converted (summary "upgrade_failed"): the log
+            # counts as full (segments ending at seq 0: no reader opens them), so nothing is written
+            # over it before a later boot converts it
+            self._segs = [[0, 1 - self.per_seg, self.per_seg]] * self.max_segments
         return summary
 
     # -- appending --------------------------------------------------------------

@@ -4,7 +4,7 @@ found; OpLog sets its own fields from it. See offgate.log.oplog for the format a
 import os
 import struct
 
-from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, REC, SEG_MAGIC, VERSION, ZERO32,
+from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, REC, SEG_MAGIC, UPGRADE, VERSION, ZERO32,
                                 chain as _chain, crc as _crc, ok as _ok, seg_name)
 from offgate.statedir import TMP, remove as _remove
 
@@ -134,6 +134,24 @@ def _scan_segment(log, segno, expect_seq):
         f.close()
 
 
+def _old_format(log, names):
+    """True if the log holds version-1 segments (the first segment with a readable magic says so)
+    or a conversion's marker (offgate.log.oplogupgrade)."""
+    if UPGRADE in names:
+        return True
+    segs = sorted(nm for nm in names if nm.endswith(".seg") and len(nm) == 12)
+    h = log._hdr
+    for nm in segs:
+        try:
+            with open(log.root + "/" + nm, "rb") as f:
+                n = f.readinto(h)
+        except OSError:
+            continue
+        if n >= 5 and h[0:4] == SEG_MAGIC:
+            return h[4] == 1
+    return False
+
+
 def _chain_after(log, segno, count, prev):
     """The chain after the first `count` records of segment segno, from `prev` (None: the
     segment header's prev_chain), over the bytes as stored."""
@@ -161,6 +179,22 @@ def recover(root, per_seg, last_segno, hdr, buf):
     except OSError:
         pass  # exists
     names = os.listdir(log.root)
+    upgraded = None
+    if _old_format(log, names):
+        # a log written by firmware before the 32-byte records (or its conversion cut short):
+        # converted first, or this scan could not place its segments and would remove them
+        from offgate.log import oplogupgrade  # rare: unloaded by OpLog.recover()
+        try:
+            upgraded = oplogupgrade.upgrade(log.root, per_seg, log._hdr)
+        except OSError as e:
+            # not converted (no space left for the copy?): the old log stays as it is for the next
+            # boot, and this one must not write over it: no segments (None), so OpLog takes no record
+            segnos = [int(nm[:8]) for nm in names if nm.endswith(".seg") and len(nm) == 12]
+            return ((0, ZERO32, 0, ZERO32, None, max(segnos + [last_segno]), 0, 0),
+                    {"head": 0, "acked": 0, "segments": 0, "cut": 0, "gap": False, "damaged": [], "rebuilt": 0,
+                     "upgraded": None, "upgrade_failed": e.args[0] if e.args else -1})
+        oplogupgrade = None
+        names = os.listdir(log.root)
     segnos = []
     for nm in names:
         if nm.endswith(TMP):
@@ -265,7 +299,7 @@ def recover(root, per_seg, last_segno, hdr, buf):
     damaged = [d for d in damaged if d > aseq]
     return ((head, hchain, aseq, achain, segs, last_segno, cut, len(damaged)),
             {"head": head, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap,
-             "damaged": damaged[:16], "rebuilt": rebuilt})
+             "damaged": damaged[:16], "rebuilt": rebuilt, "upgraded": upgraded})
 
 def _prev_chain_of(log, segno):
     return _chain_after(log, segno, 0, None)

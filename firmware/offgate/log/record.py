@@ -16,6 +16,7 @@ MAGIC = const(0x4F)
 SEG_MAGIC = b"OGL1"
 ACK_MAGIC = b"OGA1"
 HWM_MAGIC = b"OGH1"   # the high-water mark file: same layout as the ack, the head when last acked
+UPGRADE = "upgrade"   # marker of a conversion from version 1 (offgate.log.oplogupgrade)
 ACK_LEN = const(44)   # magic 4 | seq 4 | chain 32 | crc 4
 ZERO32 = bytes(32)
 OPEN = const(1)
