@@ -66,7 +66,7 @@ class LedgerError(OffgateError, ValueError):
 
 DIRECTIONS = ("entry", "exit", "both")
 RECORD_COLS = ("gate", "seq", "t", "cti", "ctr", "decision", "reason", "missed", "chain", "chain_ok", "ingested",
-               "settled", "station", "direction")
+               "station", "direction")
 
 
 def parse_url(url):
@@ -122,7 +122,7 @@ class _DB(Database):
         was inserted. Rows must be new (the caller checked their seqs)."""
         self._temp("ledger_stage", "gate BIGINT, seq BIGINT, t BIGINT, cti {blob}, ctr BIGINT, decision TEXT, "
                    "reason INTEGER, missed BIGINT, chain {blob}, chain_ok INTEGER, ingested BIGINT, "
-                   "settled INTEGER, station TEXT, direction TEXT, pos BIGINT".format(
+                   "station TEXT, direction TEXT, pos BIGINT".format(
                        blob="BYTEA" if self.kind == "pg" else "BLOB"))
         cols = ", ".join(RECORD_COLS)
         self.load("ledger_stage", RECORD_COLS + ("pos",), rows)
@@ -131,21 +131,29 @@ class _DB(Database):
         self.execute("DELETE FROM ledger_stage")
         return found
 
+    # a passage is settled when ledger_settled holds its (gate, seq) (migration 0003: insert-only
+    # marks instead of an MVCC update of every settled ledger_records row); `r` is ledger_records
+    UNSETTLED = "NOT EXISTS (SELECT 1 FROM ledger_settled s WHERE s.gate = r.gate AND s.seq = r.seq)"
+    SETTLED_STATE = ("COALESCE((SELECT s.state FROM ledger_settled s WHERE s.gate = r.gate AND s.seq = r.seq), 0) "
+                     "AS settled")
+
     def mark_settled(self, done):
-        """Set ledger_records.settled for many (settled, gate, seq), set-based on PostgreSQL: COPY
-        into a staging table, ANALYZE it (so the join is planned from its real size, not a
-        guess) and one UPDATE ... FROM; executemany on SQLite (in-process, per-row is cheap)."""
-        if not done:
-            return
-        if self.kind == "pg":
-            self._temp("settle_marks", "settled INTEGER, gate BIGINT, seq BIGINT")
-            self.load("settle_marks", ("settled", "gate", "seq"), done)
-            self.execute("ANALYZE settle_marks")
-            self.execute("UPDATE ledger_records r SET settled = m.settled FROM settle_marks m "
-                         "WHERE r.gate = m.gate AND r.seq = m.seq")
-            self.execute("DELETE FROM settle_marks")
-        else:
-            self.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
+        """Mark many passages settled, (state, gate, seq) each (1 settled, 2 unknown credential),
+        none marked before (settlement read them as unsettled, under its lock): one COPY into
+        ledger_settled on PostgreSQL, executemany on SQLite (in-process, per-row is cheap)."""
+        if done:
+            self.load("ledger_settled", ("state", "gate", "seq"), done)
+
+    def set_marks(self, marks):
+        """Set the marks of passages that may have one already (the fares path re-rates): (state,
+        gate, seq) each; state 0 (pending again) deletes the mark, others insert or replace it."""
+        unmark = [(g, q) for st, g, q in marks if not st]
+        mark = [(g, q, st) for st, g, q in marks if st]
+        if unmark:
+            self.executemany("DELETE FROM ledger_settled WHERE gate = ? AND seq = ?", unmark)
+        if mark:
+            self.executemany("INSERT INTO ledger_settled (gate, seq, state) VALUES (?, ?, ?) ON CONFLICT (gate, seq) "
+                             "DO UPDATE SET state = excluded.state", mark)
 
 
 def _b(v):
@@ -468,7 +476,7 @@ class Ledger:
                                                       "%d decisions before seq %d were not logged" % (missed, seq), now)
                 cti = r.get("cti")
                 new_rows.append((gate, seq, r["t"], bytes(cti) if cti is not None else None, r["ctr"] or 0,
-                                 r["decision"], r["reason"], missed, chain, chain_ok, now, 0, station, direction, pos))
+                                 r["decision"], r["reason"], missed, chain, chain_ok, now, station, direction, pos))
                 existing[seq] = chain  # the same seq again later in this batch
                 res["new"] += 1
                 if seq > head_seq:
@@ -567,8 +575,8 @@ class Ledger:
                "released_amount": 0, "deny": []}
         # one read of the unsettled passages, the credentials they name and the fare table; then
         # per chunk the bulk charges (charge_trips), the flags and one set-based mark
-        rows = self.db.execute("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
-                               "AND settled = 0 ORDER BY t, gate, seq").fetchall()
+        rows = self.db.execute("SELECT r.gate, r.seq, r.t, r.cti, r.ctr FROM ledger_records r WHERE r.decision = 'OPEN' "
+                               "AND " + self.db.UNSETTLED + " ORDER BY r.t, r.gate, r.seq").fetchall()
         creds = bo.credentials_many({bytes(r[3]) for r in rows if r[3] is not None})
         fares = {int(r["product"]): int(r["amount"]) for r in self.db.rows("SELECT product, amount FROM ledger_fares")}
         deny_seen = set()
@@ -652,7 +660,8 @@ class Ledger:
 
     # ------------------------------------------------------------------ queries
     def records(self, gate=None):
-        q = "SELECT * FROM ledger_records" + (" WHERE gate = ?" if gate is not None else "") + " ORDER BY gate, seq"
+        q = "SELECT r.*, " + self.db.SETTLED_STATE + " FROM ledger_records r" + \
+            (" WHERE r.gate = ?" if gate is not None else "") + " ORDER BY r.gate, r.seq"
         return self.db.rows(q, (gate,) if gate is not None else ())
 
     def anomalies(self):
