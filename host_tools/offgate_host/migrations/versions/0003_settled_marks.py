@@ -8,7 +8,9 @@ gate first): the flat fare COPYs the new marks into it; the fares path, whose ma
 to pending, upserts and deletes. A passage without a row there is unsettled (state 0).
 
 The marks of an existing database are moved over and ledger_records.settled is dropped (SQLite
-3.35+ drops a column in place).
+3.35+ drops a column in place). The (cti, ctr) index of ledger_records becomes partial (OPEN
+passages only: every query through it asks for decision = 'OPEN'), so DENY records cost ingest no
+entry in it.
 
 Revision ID: 0003
 Revises: 0002
@@ -29,3 +31,7 @@ def upgrade():
     op.execute("INSERT INTO ledger_settled (gate, seq, state) SELECT gate, seq, settled FROM ledger_records "
                "WHERE settled <> 0")
     op.execute("ALTER TABLE ledger_records DROP COLUMN settled")
+    # the (cti, ctr) index serves only OPEN passages (the double-use probe, settlement, fares):
+    # partial, so a DENY costs ingest no index entry
+    op.execute("DROP INDEX IF EXISTS ledger_records_cti")
+    op.execute("CREATE INDEX ledger_records_cti ON ledger_records (cti, ctr) WHERE decision = 'OPEN'")
