@@ -592,7 +592,7 @@ class Ledger:
         # per chunk the bulk charges (charge_trips), the flags and one set-based mark
         rows = self.db.execute("SELECT r.gate, r.seq, r.t, r.cti, r.ctr FROM ledger_records r WHERE r.decision = 'OPEN' "
                                "AND " + self.db.UNSETTLED + " ORDER BY r.t, r.gate, r.seq").fetchall()
-        creds = bo.credentials_many({bytes(r[3]) for r in rows if r[3] is not None})
+        creds = bo.credentials_many({bytes(c) for _g, _s, _t, c, _r in rows if c is not None})
         fares = {int(r["product"]): int(r["amount"]) for r in self.db.rows("SELECT product, amount FROM ledger_fares")}
         deny_seen = set()
         for i in range(0, len(rows), CHUNK):
