@@ -27,7 +27,7 @@ depends_on = None
 def upgrade():
     op.create_table("ledger_settled", sa.Column("gate", sa.BigInteger, nullable=False),
                     sa.Column("seq", sa.BigInteger, nullable=False), sa.Column("state", sa.Integer, nullable=False),
-                    sa.PrimaryKeyConstraint("gate", "seq"))
+                    sa.PrimaryKeyConstraint("gate", "seq"), sqlite_with_rowid=False)  # SQLite: one B-tree
     op.execute("INSERT INTO ledger_settled (gate, seq, state) SELECT gate, seq, settled FROM ledger_records "
                "WHERE settled <> 0")
     op.execute("ALTER TABLE ledger_records DROP COLUMN settled")
