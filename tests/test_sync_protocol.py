@@ -24,7 +24,7 @@ def env(tmp_path):
     bo.init_issuer("t", valid_from=NOW - 86400)
     bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
     g = FakeGate(tmp_path / "g1", 11, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     return bo, g, srv, tmp_path
 
 
@@ -204,7 +204,7 @@ def test_bad_deny_list_is_refused_and_the_old_one_kept(env):
             c.request("deny_chunk", off=0, data=bo.deny_bytes()[:40])
             c.request("deny_commit")
         assert g.verifier.deny.count == 1 and g.verifier.deny.serial == serial
-        big = sorted({bytes.fromhex("%016x" % (i * 7919 + 1)) for i in range(3000)})
+        big = sorted({bytes.fromhex("%016x" % ((i * 7919 + 1) << 24)) for i in range(3000)})  # distinct 5-byte prefixes
         for cti in big:
             bo.deny(cti)
         assert c.push_deny(bo.deny_bytes())["count"] == 3001  # chunked, checked in pieces
@@ -229,7 +229,7 @@ def _gate_with_records(bo, d, gid, n=250):
     cti = bytes.fromhex("0a0b0c0d0e0f1011")
     for i in range(n):
         g.log(cti if i % 3 else None, i + 1, "OPEN" if i % 5 else "DENY", 0 if i % 5 else 14)
-    return g, session.SyncServer(g)
+    return g, session.SyncServer(g.port())
 
 
 def test_link_cut_at_every_frame_loses_and_doubles_nothing(env):

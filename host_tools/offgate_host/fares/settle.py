@@ -47,7 +47,7 @@ def settle(led, bo, now=None, eng=None):
     out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0, "released_amount": 0,
            "deny": [], "journeys": 0, "incomplete": 0, "unmatched_exits": 0, "pending": 0, "capped": 0,
            "accounts": 0, "version": version}
-    # marks live in ledger_settled (insert-only, migration 0003; db.UNSETTLED: no mark yet)
+    # marks live in ledger_settled (insert-only, migration 0004; db.UNSETTLED: no mark yet)
     db.execute("INSERT INTO ledger_settled (gate, seq, state) SELECT r.gate, r.seq, 1 FROM ledger_records r "
                "WHERE r.decision = 'OPEN' AND r.cti IS NULL AND " + db.UNSETTLED)
     db.commit()

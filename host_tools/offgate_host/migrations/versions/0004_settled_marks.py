@@ -12,14 +12,14 @@ The marks of an existing database are moved over and ledger_records.settled is d
 passages only: every query through it asks for decision = 'OPEN'), so DENY records cost ingest no
 entry in it.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
