@@ -1,7 +1,8 @@
 """Ledger ingest and settlement of N (default 100,000) pulled records, as a sync delivers them
 (batches of 200, one transaction each), on SQLite and, with --pg URL (or OFFGATE_TEST_PG_URL), on
 PostgreSQL; beside a bare COPY of the same rows into an unindexed table of the same columns in the
-same run (the floor ingest is measured against; also into a table with ledger_records' indexes).
+same run (the floor ingest is measured against; also into a table with ledger_records' indexes),
+in text and in binary COPY format (ingest writes binary).
 Settlement here is the flat fare per passage (the issue's figure); bench/fares_bench.py times the
 fares path. Prints JSON; seconds.
 
@@ -49,28 +50,32 @@ def pg_schema_url(url):
     return url + sep + "options=-csearch_path%3D" + schema, schema
 
 
-def bare_copy(url, recs, now, indexed=False):
+def bare_copy(url, recs, now, indexed=False, binary=False):
     """COPY the same rows, in the same batches (one transaction each), into a table with
     ledger_records' columns: unindexed (the floor the issue names) or, indexed=True, with
-    ledger_records' two indexes ((gate, seq) unique, (cti, ctr)): what storing them costs the
-    server before any of the ledger's own work."""
+    ledger_records' two indexes ((gate, seq, t) unique, (cti, ctr) of OPEN passages): what
+    storing them costs the server before any of the ledger's own work. binary=True: a binary
+    COPY (as ingest now makes), else text."""
     import psycopg
-    table = "bare_records_indexed" if indexed else "bare_records"
+    from offgate_host.ledger import RECORD_TYPES
+    table = "bare_records%s%s" % ("_indexed" if indexed else "", "_binary" if binary else "")
     with psycopg.connect(url) as c:
         c.execute("CREATE TABLE %s (gate BIGINT, seq BIGINT, t BIGINT, cti BYTEA, ctr BIGINT, "
                   "decision TEXT, reason INTEGER, missed BIGINT, chain BYTEA, chain_ok INTEGER, ingested BIGINT, "
-                  "settled INTEGER, station TEXT, direction TEXT)" % table)
+                  "station TEXT, direction TEXT)" % table)
         if indexed:
-            c.execute("CREATE UNIQUE INDEX ON %s (gate, seq)" % table)
-            c.execute("CREATE INDEX ON %s (cti, ctr)" % table)
+            c.execute("CREATE UNIQUE INDEX ON %s (gate, seq, t)" % table)
+            c.execute("CREATE INDEX ON %s (cti, ctr) WHERE decision = 'OPEN'" % table)
         c.commit()
         t = time.perf_counter()
         for i in range(0, len(recs), BATCH):
             with c.cursor() as cur:
-                with cur.copy("COPY %s FROM STDIN" % table) as cp:
+                with cur.copy("COPY %s FROM STDIN%s" % (table, " (FORMAT BINARY)" if binary else "")) as cp:
+                    if binary:
+                        cp.set_types(RECORD_TYPES)
                     for r in recs[i:i + BATCH]:
                         cp.write_row((1, r["seq"], r["t"], r["cti"], r["ctr"], r["decision"], r["reason"], 0,
-                                      r["chain"], 1, now, 0, None, None))
+                                      r["chain"], 1, now, None, None))
             c.commit()
         return time.perf_counter() - t
 
@@ -126,10 +131,16 @@ def main():
             bo.close()
             res["postgresql"]["bare_copy_s"] = round(bare_copy(url, recs, now), 3)
             res["postgresql"]["bare_copy_indexed_s"] = round(bare_copy(url, recs, now, indexed=True), 3)
+            res["postgresql"]["bare_copy_binary_s"] = round(bare_copy(url, recs, now, binary=True), 3)
+            res["postgresql"]["bare_copy_indexed_binary_s"] = round(bare_copy(url, recs, now, indexed=True,
+                                                                              binary=True), 3)
             res["postgresql"]["ingest_vs_bare_copy"] = round(res["postgresql"]["ingest_s"]
                                                              / res["postgresql"]["bare_copy_s"], 2)
             res["postgresql"]["ingest_vs_bare_copy_indexed"] = round(res["postgresql"]["ingest_s"]
                                                                      / res["postgresql"]["bare_copy_indexed_s"], 2)
+            for k in ("binary", "indexed_binary"):
+                res["postgresql"]["ingest_vs_bare_copy_" + k] = round(res["postgresql"]["ingest_s"]
+                                                                      / res["postgresql"]["bare_copy_%s_s" % k], 2)
             import psycopg
             with psycopg.connect(a.pg, autocommit=True) as c:
                 c.execute("DROP SCHEMA %s CASCADE" % schema)

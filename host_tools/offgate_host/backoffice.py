@@ -892,7 +892,8 @@ class BackOffice:
                 out.append({"account": acct, "amount": amount, "from_hold": from_hold,
                             "over_cap": amount - from_hold if hold is not None else 0, "cap": cred["cap"],
                             "charged_total": totals[cti], "overdrawn": a[0] < -a[1]})
-            self.db.load("charges", ("gate", "seq", "cti", "account", "amount", "from_hold", "t", "settled"), rows)
+            self.db.load("charges", ("gate", "seq", "cti", "account", "amount", "from_hold", "t", "settled"), rows,
+                         ("int8", "int8", "bytea", "text", "int8", "int8", "int8", "int8"))  # binary COPY
             # the holds and balances moved, written once each (same transaction)
             self.db.executemany("UPDATE holds SET used = ? WHERE cti = ?",
                                 [(h["used"], c) for c, h in holds.items() if h.get("dirty")])

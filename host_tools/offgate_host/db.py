@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import OffgateError
 
-HEAD = "0003"   # the newest migration (migrations/versions); a database there is current
+HEAD = "0004"   # the newest migration (migrations/versions); a database there is current
 # Passages (ledger_records) on PostgreSQL: one partition per calendar month of the tap time `t`
 # (Unix s, UTC), created ahead by ingest and by `offgate db upgrade`; a tap outside every
 # partition (a gate clock far off) lands in ledger_records_default and moves when its month's
@@ -232,12 +232,17 @@ class Database:
         r = cur.fetchone()
         return dict(zip([d[0] for d in cur.description], r)) if r is not None else None
 
-    def load(self, table, cols, rows):
+    def load(self, table, cols, rows, types=None):
         """Bulk-load rows (tuples in `cols` order) into `table`: COPY on PostgreSQL (one round
-        trip for all of them; psycopg's COPY support), executemany on SQLite (in-process)."""
+        trip for all of them; psycopg's COPY support), executemany on SQLite (in-process).
+        `types` (PostgreSQL type names of `cols`): a binary COPY, which the server stores
+        without parsing text (bytea hex, numbers)."""
         if self.kind == "pg":
             with self.conn.cursor() as cur:
-                with cur.copy("COPY %s (%s) FROM STDIN" % (table, ", ".join(cols))) as cp:
+                with cur.copy("COPY %s (%s) FROM STDIN%s" % (table, ", ".join(cols),
+                                                             " (FORMAT BINARY)" if types else "")) as cp:
+                    if types:
+                        cp.set_types(types)
                     for r in rows:
                         cp.write_row(r)
         else:

@@ -88,7 +88,10 @@ class LedgerError(OffgateError, ValueError):
 
 DIRECTIONS = ("entry", "exit", "both")
 RECORD_COLS = ("gate", "seq", "t", "cti", "ctr", "decision", "reason", "missed", "chain", "chain_ok", "ingested",
-               "settled", "station", "direction")
+               "station", "direction")
+# their PostgreSQL types, for a binary COPY (db.Database.load): the server parses no text
+RECORD_TYPES = ("int8", "int8", "int8", "bytea", "int8", "text", "int4", "int8", "bytea", "int4", "int8", "text",
+                "text")
 
 
 def parse_url(url):
@@ -144,30 +147,38 @@ class _DB(Database):
         was inserted. Rows must be new (the caller checked their seqs)."""
         self._temp("ledger_stage", "gate BIGINT, seq BIGINT, t BIGINT, cti {blob}, ctr BIGINT, decision TEXT, "
                    "reason INTEGER, missed BIGINT, chain {blob}, chain_ok INTEGER, ingested BIGINT, "
-                   "settled INTEGER, station TEXT, direction TEXT, pos BIGINT".format(
+                   "station TEXT, direction TEXT, pos BIGINT".format(
                        blob="BYTEA" if self.kind == "pg" else "BLOB"))
         cols = ", ".join(RECORD_COLS)
-        self.load("ledger_stage", RECORD_COLS + ("pos",), rows)
+        self.load("ledger_stage", RECORD_COLS + ("pos",), rows, RECORD_TYPES + ("int8",))
         self.execute("INSERT INTO ledger_records (%s) SELECT %s FROM ledger_stage" % (cols, cols))
         found = self.execute(self._MATCH[self.kind]).fetchall()
         self.execute("DELETE FROM ledger_stage")
         return found
 
+    # a passage is settled when ledger_settled holds its (gate, seq) (migration 0004: insert-only
+    # marks instead of an MVCC update of every settled ledger_records row); `r` is ledger_records
+    UNSETTLED = "NOT EXISTS (SELECT 1 FROM ledger_settled s WHERE s.gate = r.gate AND s.seq = r.seq)"
+    SETTLED_STATE = ("COALESCE((SELECT s.state FROM ledger_settled s WHERE s.gate = r.gate AND s.seq = r.seq), 0) "
+                     "AS settled")
+
     def mark_settled(self, done):
-        """Set ledger_records.settled for many (settled, gate, seq), set-based on PostgreSQL: COPY
-        into a staging table, ANALYZE it (so the join is planned from its real size, not a
-        guess) and one UPDATE ... FROM; executemany on SQLite (in-process, per-row is cheap)."""
-        if not done:
-            return
-        if self.kind == "pg":
-            self._temp("settle_marks", "settled INTEGER, gate BIGINT, seq BIGINT")
-            self.load("settle_marks", ("settled", "gate", "seq"), done)
-            self.execute("ANALYZE settle_marks")
-            self.execute("UPDATE ledger_records r SET settled = m.settled FROM settle_marks m "
-                         "WHERE r.gate = m.gate AND r.seq = m.seq")
-            self.execute("DELETE FROM settle_marks")
-        else:
-            self.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
+        """Mark many passages settled, (state, gate, seq) each (1 settled, 2 unknown credential),
+        none marked before (settlement read them as unsettled, under its lock): one COPY into
+        ledger_settled on PostgreSQL, executemany on SQLite (in-process, per-row is cheap)."""
+        if done:
+            self.load("ledger_settled", ("state", "gate", "seq"), done, ("int4", "int8", "int8"))
+
+    def set_marks(self, marks):
+        """Set the marks of passages that may have one already (the fares path re-rates): (state,
+        gate, seq) each; state 0 (pending again) deletes the mark, others insert or replace it."""
+        unmark = [(g, q) for st, g, q in marks if not st]
+        mark = [(g, q, st) for st, g, q in marks if st]
+        if unmark:
+            self.executemany("DELETE FROM ledger_settled WHERE gate = ? AND seq = ?", unmark)
+        if mark:
+            self.executemany("INSERT INTO ledger_settled (gate, seq, state) VALUES (?, ?, ?) ON CONFLICT (gate, seq) "
+                             "DO UPDATE SET state = excluded.state", mark)
 
 
 def _b(v):
@@ -420,8 +431,10 @@ class Ledger:
         meta = meta or {}
         place = place[0] if place else {"station": None, "direction": None}  # in effect for this batch
         stored = set(existing)  # seqs in ledger_records before each flush (for its fast path)
-        new_rows = []
+        new_rows, new_pos = [], []  # RECORD_COLS tuples; their positions in the batch
         station, direction = place["station"], place["direction"]
+        n_new = 0
+        pack, sha256 = _BODY.pack, hashlib.sha256
 
         def flush(last=False):
             # one bulk store and one look for double use per batch. On PostgreSQL the usual batch
@@ -434,12 +447,13 @@ class Ledger:
             run = None
             if last and db.kind == "pg" and not any(lo <= q <= hi for q in stored) and \
                     all(new_rows[i][1] < new_rows[i + 1][1] for i in range(len(new_rows) - 1)):
-                db.load("ledger_records", RECORD_COLS, [row[:-1] for row in new_rows])
+                db.load("ledger_records", RECORD_COLS, new_rows, RECORD_TYPES)
                 run = (gate, lo, hi)
             else:
-                res["fraud"] += self._double_uses(gate, db.ingest_staged(new_rows), now, res["deny"])
+                res["fraud"] += self._double_uses(gate, db.ingest_staged([row + (p,) for row, p in zip(new_rows, new_pos)]),
+                                                  now, res["deny"])
             stored.update(row[1] for row in new_rows)
-            del new_rows[:]
+            del new_rows[:], new_pos[:]
             return run
         try:
             for seq in meta.get("breaks") or ():
@@ -482,27 +496,36 @@ class Ledger:
                             flush()  # this batch's earlier records first: they count as stored
                             res["fraud"] += self._double_use(gate, r, now, res["deny"])
                     continue
+                # the record's fields read once, for both the chain check and the stored row
+                # (record_body/chain_next inlined: this loop is most of ingest's client time)
+                cti = r.get("cti")
+                if cti is not None:
+                    cti = bytes(cti)
+                t, ctr, decision, reason, missed = r["t"], r["ctr"] or 0, r["decision"], r["reason"], r.get("missed", 0)
                 if seq != head_seq + 1:
                     if seq > head_seq + 1:
                         res["anomalies"] += self._anomaly(gate, seq, "gap", "records %d..%d missing"
                                                           % (head_seq + 1, seq - 1), now)
                     chain_ok = 0  # cannot be linked to the stored head
                 else:
-                    chain_ok = 1 if chain_next(head, r) == chain else 0
+                    h = sha256(head)
+                    h.update(pack(REC_MAGIC, decision == "OPEN", reason & 0xFF, 1 if cti else 0, seq, t, ctr,
+                                  cti or _NO_CTI, missed))
+                    chain_ok = 1 if h.digest() == chain else 0
                     if not chain_ok:
                         res["anomalies"] += self._anomaly(gate, seq, "chain_mismatch",
                                                           "chain of seq %d does not follow seq %d" % (seq, head_seq), now)
-                missed = r.get("missed", 0)
                 if missed:
                     res["anomalies"] += self._anomaly(gate, seq, "not_logged",
                                                       "%d decisions before seq %d were not logged" % (missed, seq), now)
-                cti = r.get("cti")
-                new_rows.append((gate, seq, r["t"], bytes(cti) if cti is not None else None, r["ctr"] or 0,
-                                 r["decision"], r["reason"], missed, chain, chain_ok, now, 0, station, direction, pos))
+                new_rows.append((gate, seq, t, cti, ctr, decision, reason, missed, chain, chain_ok, now, station,
+                                 direction))
+                new_pos.append(pos)
                 existing[seq] = chain  # the same seq again later in this batch
-                res["new"] += 1
+                n_new += 1
                 if seq > head_seq:
                     head_seq, head = seq, chain
+            res["new"] = n_new
             run = flush(last=True)
             if records and meta.get("chain") and head_seq == records[-1]["seq"]:
                 head = bytes(meta["chain"])  # the gate's own chain: the next batch links to it
@@ -597,9 +620,9 @@ class Ledger:
                "released_amount": 0, "deny": []}
         # one read of the unsettled passages, the credentials they name and the fare table; then
         # per chunk the bulk charges (charge_trips), the flags and one set-based mark
-        rows = self.db.execute("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
-                               "AND settled = 0 ORDER BY t, gate, seq").fetchall()
-        creds = bo.credentials_many({bytes(r[3]) for r in rows if r[3] is not None})
+        rows = self.db.execute("SELECT r.gate, r.seq, r.t, r.cti, r.ctr FROM ledger_records r WHERE r.decision = 'OPEN' "
+                               "AND " + self.db.UNSETTLED + " ORDER BY r.t, r.gate, r.seq").fetchall()
+        creds = bo.credentials_many({bytes(c) for _g, _s, _t, c, _r in rows if c is not None})
         fares = {int(r["product"]): int(r["amount"]) for r in self.db.rows("SELECT product, amount FROM ledger_fares")}
         deny_seen = set()
         for i in range(0, len(rows), CHUNK):
@@ -682,7 +705,8 @@ class Ledger:
 
     # ------------------------------------------------------------------ queries
     def records(self, gate=None):
-        q = "SELECT * FROM ledger_records" + (" WHERE gate = ?" if gate is not None else "") + " ORDER BY gate, seq"
+        q = "SELECT r.*, " + self.db.SETTLED_STATE + " FROM ledger_records r" + \
+            (" WHERE r.gate = ?" if gate is not None else "") + " ORDER BY r.gate, r.seq"
         return self.db.rows(q, (gate,) if gate is not None else ())
 
     def anomalies(self):

@@ -68,6 +68,8 @@ def test_legacy_sqlite_back_office_is_upgraded(tmp_path):
         st = b.statement("alice")
         assert st[-1]["balance"] == LEGACY_BALANCE and [m["kind"] for m in st].count("trip") == 3
         assert len(led.records(7)) == 4 and {x["kind"] for x in led.anomalies()} >= {"gap"}
+        # the settled marks moved into ledger_settled (migration 0004)
+        assert [r["settled"] for r in led.records(7)] == [1, 1, 1, 0]
         assert [g["gate_id"] for g in b.gates()] == [7]
         # the trip ingested after the last settlement is charged; the three before are not again
         assert led.settle(b, now=NOW)["trips"] == 1 and led.settle(b, now=NOW)["trips"] == 0
@@ -141,6 +143,7 @@ def test_legacy_ledger_on_postgresql_is_merged(tmp_path):
         assert b.get_account("alice")["balance"] == LEGACY_BALANCE
         assert b.statement("alice")[-1]["balance"] == LEGACY_BALANCE
         assert len(led.records(7)) == 4 and len(led.fraud()) == 1
+        assert [r["settled"] for r in led.records(7)] == [1, 1, 1, 0]   # marks moved (migration 0004)
         # passages: partitioned by month, this month's partition holds them
         kind = led.db.execute("SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                               "WHERE c.relname = 'ledger_records' AND n.nspname = ?", (schema,)).fetchone()[0]

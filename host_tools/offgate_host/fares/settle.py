@@ -47,20 +47,23 @@ def settle(led, bo, now=None, eng=None):
     out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0, "released_amount": 0,
            "deny": [], "journeys": 0, "incomplete": 0, "unmatched_exits": 0, "pending": 0, "capped": 0,
            "accounts": 0, "version": version}
-    db.execute("UPDATE ledger_records SET settled = 1 WHERE decision = 'OPEN' AND settled = 0 AND cti IS NULL")
+    # marks live in ledger_settled (insert-only, migration 0004; db.UNSETTLED: no mark yet)
+    db.execute("INSERT INTO ledger_settled (gate, seq, state) SELECT r.gate, r.seq, 1 FROM ledger_records r "
+               "WHERE r.decision = 'OPEN' AND r.cti IS NULL AND " + db.UNSETTLED)
     db.commit()
-    rows = db.rows("SELECT cti, MIN(t) AS t FROM ledger_records WHERE decision = 'OPEN' AND settled = 0 "
-                   "GROUP BY cti ORDER BY cti")
+    rows = db.rows("SELECT r.cti, MIN(r.t) AS t FROM ledger_records r WHERE r.decision = 'OPEN' AND " + db.UNSETTLED +
+                   " GROUP BY r.cti ORDER BY r.cti")
     first = {}
     for r in rows:
         cti = bytes(r["cti"])
         cred = bo.credential(cti)
         if cred is None:
-            for u in db.rows("SELECT gate, seq FROM ledger_records WHERE cti = ? AND decision = 'OPEN' AND settled = 0",
-                             (cti,)):
+            unknown = db.rows("SELECT r.gate, r.seq FROM ledger_records r WHERE r.cti = ? AND r.decision = 'OPEN' AND "
+                              + db.UNSETTLED, (cti,))
+            for u in unknown:
                 out["unknown"] += led._anomaly(u["gate"], u["seq"], "unknown_credential",
                                                "OPEN for credential %s the back office never issued" % cti.hex(), now)
-            db.execute("UPDATE ledger_records SET settled = 2 WHERE cti = ? AND decision = 'OPEN' AND settled = 0", (cti,))
+            db.mark_settled([(2, u["gate"], u["seq"]) for u in unknown])
             db.commit()
             continue
         a = cred["account"]
@@ -78,8 +81,9 @@ def _rate_account(led, bo, eng, account, first_t, mj, now):
     creds = {c["cti"]: c for c in bo.credentials(account)}
     ctis = list(creds)
     marks = ",".join("?" * len(ctis))
-    taps = led.db.rows("SELECT gate, seq, t, cti, station, direction, settled FROM ledger_records WHERE decision = 'OPEN' "
-                       "AND cti IN (%s) AND t >= ? ORDER BY t, gate, seq" % marks, ctis + [ws - mj])
+    taps = led.db.rows("SELECT r.gate, r.seq, r.t, r.cti, r.station, r.direction, %s FROM ledger_records r "
+                       "WHERE r.decision = 'OPEN' AND r.cti IN (%s) AND r.t >= ? ORDER BY r.t, r.gate, r.seq"
+                       % (led.db.SETTLED_STATE, marks), ctis + [ws - mj])
     for tp in taps:
         tp["cti"] = bytes(tp["cti"])
     journeys, pending = eng.rate(taps, creds, now)
@@ -145,7 +149,7 @@ def _apply(led, bo, version, work, now, out):
             "exit_t, rider_category, fare_product, leg_rule, transfer_rule, cap, fare, charge, charged, service_date, "
             "version, explain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     if marks:
-        db.mark_settled(marks)
+        db.set_marks(marks)
     db.commit()
 
 
