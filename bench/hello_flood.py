@@ -27,7 +27,7 @@ import cbor2  # noqa: E402
 from mpbridge import free_port  # noqa: E402
 from offgate_host import keys  # noqa: E402
 from offgate_host.backoffice import BackOffice  # noqa: E402
-from offgate_host.simgate import write_gate_dir  # noqa: E402
+from offgate_host.device.simgate import write_gate_dir  # noqa: E402
 from offgate_host.syncclient import AUTH, HELLO, Deframer, encode_frame, provision_gate_dir  # noqa: E402
 from offgate_host.wallet import Wallet  # noqa: E402
 

@@ -71,7 +71,7 @@ def smallest_heap(work, bo, n, mp, romfs, settings, lo=64, hi=320):
 
 def callgrind_seal(work, mp):
     from backlog import prefill
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     src = simgate.compile_firmware(mp=mp)
     d = work / "seal"
     d.mkdir()
@@ -107,7 +107,7 @@ def callgrind_seal(work, mp):
 
 def main():
     quick = "--quick" in sys.argv
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     from offgate_host.backoffice import BackOffice
     from heap32 import romfs_image
     work = Path(tempfile.mkdtemp(prefix="offgate-syncheap-"))

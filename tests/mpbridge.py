@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from offgate_host import simgate
-from offgate_host.simgate import micropython_bin
+from offgate_host.device import simgate
+from offgate_host.device.simgate import micropython_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"

@@ -37,7 +37,7 @@ def test_sync_heap_seal_driver(tmp_path):
     import subprocess
     sys.path.insert(0, str(BENCH.parent / "tests"))
     from backlog import prefill
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     prefill(tmp_path, 210)
     env = simgate.micropython_env([BENCH])
     for mode in ("none", "session", "per_seal", "bigint"):

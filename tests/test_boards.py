@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from mpbridge import ROOT, run_micropython
-from offgate_host import board as boardmod
-from offgate_host import deploy
+from offgate_host.device import board as boardmod
+from offgate_host.device import deploy
 from offgate_host.cli import main as cli
-from offgate_host.simgate import is_empty_init
+from offgate_host.device.simgate import is_empty_init
 
 BOARDS = sorted(p.stem for p in (ROOT / "board_configs").glob("*.json"))
 ESP32_BOARDS = [b for b in BOARDS if b != "sim"]

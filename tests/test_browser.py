@@ -43,7 +43,7 @@ if not VENDOR.is_dir():
 from conftest import own_oracle  # noqa: E402
 from test_sync_e2e import SyncSimGate  # noqa: E402  (a simulated gate with its sync link)
 
-from offgate_host.simgate import write_gate_dir  # noqa: E402
+from offgate_host.device.simgate import write_gate_dir  # noqa: E402
 
 NOW = int(time.time())
 PW = "correct horse battery"

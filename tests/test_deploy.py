@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from mpbridge import ROOT
-from offgate_host import deploy, keys
+from offgate_host import keys
+from offgate_host.device import deploy
 from offgate_host.backoffice import BackOffice, BackOfficeError
 from offgate_host.cli import main as cli
-from offgate_host.simgate import micropython_bin, micropython_env
+from offgate_host.device.simgate import micropython_bin, micropython_env
 
 PORT = "/dev/ttyUSB0"
 STANDIN = ROOT / "tests" / "fakes" / "standin_device.py"
@@ -217,14 +218,14 @@ def test_device_check():
 
 
 def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
-    """One table of gate files (offgate_host.gatefiles): `offgate gate init` (a simulated gate's
+    """One table of gate files (offgate_host.device.gatefiles): `offgate gate init` (a simulated gate's
     directory) and `offgate deploy` (the stand-in board, through the CLI's staging) write the same
     files with the same bytes, every one the table lists; the firmware reads them under the same
     names, and sync writes only files of the table."""
     import synchelp  # noqa: F401  (the firmware on sys.path)
     from offgate.sync import admin, session
-    from offgate_host import gatefiles
-    from offgate_host.cli import _gate_files
+    from offgate_host.device import gatefiles
+    from offgate_host.cli.board import _gate_files
     bo, _, _ = office
     data = str(tmp_path / "bo")
     r = CliRunner().invoke(cli, ["gate", "init", "--data", data, str(tmp_path / "sim"), "--gate-id", "7", "--zone", "2"])

@@ -58,7 +58,7 @@ def compiled_helpers():
     source on a 128 KB heap that already holds the firmware would not fit, as on a device."""
     import os
     import subprocess
-    from offgate_host.deploy import _native_mpy_cross
+    from offgate_host.device.deploy import _native_mpy_cross
     out = ROOT / "build" / "esp32-tests"
     out.mkdir(parents=True, exist_ok=True)
     for src in list(FAKES.glob("*.py")) + list(ESP32_TESTS.glob("*.py")):

@@ -17,7 +17,7 @@ import pytest
 from fieldhelp import NOW, Issuer
 from mpbridge import FW_TESTS, MP32, RUNTIMES, needs_mp32, run_micropython
 from offgate_host import formats
-from offgate_host.simgate import SimGate, write_gate_dir
+from offgate_host.device.simgate import SimGate, write_gate_dir
 
 N_DISTINCT = 2000
 
@@ -91,7 +91,7 @@ class ClockSimGate(SimGate):
 
     def start(self):
         import subprocess
-        from offgate_host.simgate import SYNC_HEAP_32, SYNC_HEAP_64, micropython_env, repo_root, sim_command, word_bits
+        from offgate_host.device.simgate import SYNC_HEAP_32, SYNC_HEAP_64, micropython_env, repo_root, sim_command, word_bits
         heap = SYNC_HEAP_32 if word_bits(self.mp) == 32 else SYNC_HEAP_64
         extra = ["--rtc-start", self.rtc_start] if self.rtc_start is not None else []
         cmd = sim_command(self.config_path, heap, "--clock-offset", self.clock_offset, *extra,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import own_oracle
 from mpbridge import FIRMWARE
-from offgate_host import tables
+from offgate_host.device import tables
 from test_ecdsa_vectors import WYCHEPROOF_FILE, wycheproof_cases
 
 N = tables.N

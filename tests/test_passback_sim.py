@@ -4,7 +4,7 @@ direction, passback_s) refuses the same rider's fresh code moments after an entr
 import time
 
 from offgate_host.backoffice import BackOffice
-from offgate_host.simgate import SimGate, write_gate_dir
+from offgate_host.device.simgate import SimGate, write_gate_dir
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())

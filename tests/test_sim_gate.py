@@ -12,7 +12,7 @@ from mpbridge import RUNTIMES, free_port
 
 from offgate_host import formats
 from offgate_host.backoffice import BackOffice
-from offgate_host.simgate import SimGate, micropython_env, sim_command, write_gate_dir
+from offgate_host.device.simgate import SimGate, micropython_env, sim_command, write_gate_dir
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
@@ -219,7 +219,7 @@ def test_gate_run_takes_the_interpreter(gate_setup, runtime):
     import os
     import sys
     from pathlib import Path
-    from offgate_host.simgate import default_micropython_bin
+    from offgate_host.device.simgate import default_micropython_bin
     cfg, w = gate_setup
     mp = runtime or default_micropython_bin()
     off = str(Path(sys.executable).with_name("offgate"))

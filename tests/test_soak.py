@@ -20,7 +20,7 @@ import subprocess
 import pytest
 
 from mpbridge import ROOT, micropython_env
-from offgate_host.simgate import micropython_bin
+from offgate_host.device.simgate import micropython_bin
 from test_esp32_adapters import compiled_helpers, make_scenario
 
 N = 1000

@@ -19,9 +19,9 @@ import pytest
 
 from fieldhelp import NOW, Issuer
 from mpbridge import FW_TESTS, MP32, ROOT, micropython_env
-from offgate_host.simgate import micropython_bin
+from offgate_host.device.simgate import micropython_bin
 from offgate_host import formats
-from offgate_host.simgate import write_gate_dir
+from offgate_host.device.simgate import write_gate_dir
 
 FIELD = ROOT.parent / "shared" / "field-cases"
 FILES = ["gate.json", "trust.cbor", "issuer_tables.bin", "deny.bin", "replay.log", "oplog", "clock.json", "*"]
@@ -58,7 +58,7 @@ def matrix(tmp_path_factory):
     # the driver compiled (as firmware is): its source would take ~10 KB of the 128k heap. The
     # intact state is made once (B1 accepted) by the first process; then one process per row
     # (a fresh heap per boot, as a device reboots)
-    from offgate_host.deploy import _native_mpy_cross
+    from offgate_host.device.deploy import _native_mpy_cross
     drv = ROOT / "build" / "matrix-driver"
     drv.mkdir(parents=True, exist_ok=True)
     r = subprocess.run([_native_mpy_cross(), "-s", "state_matrix.py", "-o", str(drv / "state_matrix.mpy"),
@@ -132,7 +132,7 @@ def test_damaged_state(matrix, file, damage):
     if row["boot"] != "ok":
         assert file == "gate.json" and row["boot"].startswith("refused: ") and len(row["boot"]) > 20, row
         return
-    from offgate_host.simgate import firmware_dir  # noqa: F401
+    from offgate_host.device.simgate import firmware_dir  # noqa: F401
     assert row["B1"] != 0 and row["R1"] != 0, row   # 0 = OK: never open for what the intact gate refuses
     if (file, damage) not in SILENT_OK:
         assert row["notes"], row                     # says what it found

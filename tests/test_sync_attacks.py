@@ -175,7 +175,7 @@ def test_field_case_deny_rollback_on_the_simulated_gate(world):
     import shutil
 
     from mpbridge import free_port
-    from offgate_host.simgate import write_gate_dir
+    from offgate_host.device.simgate import write_gate_dir
     from offgate_host.syncclient import provision_gate_dir
     from test_sync_e2e import SyncSimGate
     bo, led, cti, tmp = world
@@ -472,7 +472,7 @@ def test_field_case_rotation_lockout_recovered_remotely(tmp_path):
     rotated to B and A expired before the gate was synced again. The root-signed operator
     credential opens the session, the root-signed trust list brings B; riders open again."""
     from mpbridge import free_port
-    from offgate_host.simgate import write_gate_dir
+    from offgate_host.device.simgate import write_gate_dir
     from offgate_host.syncclient import provision_gate_dir
     from test_sync_e2e import SyncSimGate
     bo = BackOffice(tmp_path / "bo")
@@ -503,7 +503,7 @@ def test_field_case_rotation_lockout_recovered_remotely(tmp_path):
 
 def test_damaged_trust_store_recovered_remotely(tmp_path):
     from mpbridge import free_port
-    from offgate_host.simgate import write_gate_dir
+    from offgate_host.device.simgate import write_gate_dir
     from offgate_host.syncclient import provision_gate_dir
     from test_sync_e2e import SyncSimGate
     bo = BackOffice(tmp_path / "bo")
@@ -674,7 +674,7 @@ def test_host_and_gate_agree_on_mutated_codes(diff_world, kind, pos, val, varian
 
 def test_stale_deny_list_policy_on_the_simulated_gate(world):
     bo, led, cti, tmp = world
-    from offgate_host.simgate import SimGate, write_gate_dir
+    from offgate_host.device.simgate import SimGate, write_gate_dir
     w = Wallet.create(tmp / "day.json")
     w.set_credential(bo.issue_credential("victim", w.pub65, zones=[1], valid_seconds=86400, now=NOW))
     for policy, expect in (("report", "OPEN"), ("refuse", "LIST_STALE")):
@@ -689,7 +689,7 @@ def test_stale_deny_list_policy_on_the_simulated_gate(world):
 def test_simulated_gate_boots_with_a_damaged_log_record_and_loses_nothing_else(world):
     bo, led, cti, tmp = world
     import os
-    from offgate_host.simgate import SimGate, write_gate_dir
+    from offgate_host.device.simgate import SimGate, write_gate_dir
     w = Wallet.load(tmp / "victim.json")
     cfg = write_gate_dir(tmp / "gdmg", gate_id=101, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
     with SimGate(cfg) as g:

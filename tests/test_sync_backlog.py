@@ -11,7 +11,7 @@ from backlog import BacklogGate, backlog_gate_dir
 from mpbridge import MP32, needs_mp32
 
 from offgate_host.backoffice import BackOffice
-from offgate_host.simgate import SYNC_HEAP_32, SYNC_HEAP_64
+from offgate_host.device.simgate import SYNC_HEAP_32, SYNC_HEAP_64
 from offgate_host.ledger import Ledger
 from offgate_host.syncclient import DropAfter, LinkError, sync_gate
 from offgate_host.wallet import Wallet

@@ -15,7 +15,7 @@ from mpbridge import free_port
 from offgate_host import formats
 from offgate_host.backoffice import BackOffice
 from offgate_host.ledger import Ledger
-from offgate_host.simgate import firmware_dir, write_gate_dir
+from offgate_host.device.simgate import firmware_dir, write_gate_dir
 from offgate_host.syncclient import DropAfter, LinkError, provision_gate_dir, sync_gate
 from offgate_host.wallet import Wallet
 

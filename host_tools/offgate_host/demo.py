@@ -13,7 +13,7 @@ from rich.table import Table
 
 from . import formats, qr
 from .backoffice import BackOffice, IssueRefused
-from .simgate import SimGate, heap_for, write_gate_dir
+from .device.simgate import SimGate, heap_for, write_gate_dir
 from .wallet import Wallet
 
 GATE_ID = 101

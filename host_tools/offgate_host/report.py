@@ -10,13 +10,8 @@ def _reason_name(code):
     global REASONS
     if REASONS is None:
         try:
-            import sys
-            from .simgate import firmware_dir
-            p = str(firmware_dir())
-            if p not in sys.path:
-                sys.path.append(p)
-            from offgate import reasons
-            REASONS = reasons
+            from .device.paths import firmware_module
+            REASONS = firmware_module("offgate.reasons")
         except Exception:
             REASONS = False
     if REASONS:

@@ -455,7 +455,7 @@ def signed_trust(bo, now=None) -> bytes:
     return bo.root_sign(cbor2.dumps({0: "trust", 1: serial, 2: bo.trust_bytes(now)})), serial
 
 
-from .gatefiles import BATCH_PUB, DEVICE_KEY, ROOT_PUB  # noqa: E402  (the one table of gate files)
+from .device.gatefiles import BATCH_PUB, DEVICE_KEY, ROOT_PUB  # noqa: E402  (the one table of gate files)
 
 
 def _device_key_file(d: int) -> bytes:
@@ -637,9 +637,9 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
                 summary["trust_serial"] = serial
                 st = c.request("status")
                 ledger.note_status(gid, st, now)
-                # the new keys' comb tables (offgate_host.tables): without them a key added by
+                # the new keys' comb tables (offgate_host.device.tables): without them a key added by
                 # sync verifies on the generic path, ~30 % slower for first-seen riders
-                from .tables import issuer_tables_from_trust
+                from .device.tables import issuer_tables_from_trust
                 t = c.push_tables(issuer_tables_from_trust(bo.trust_bytes(now)))
                 summary["tables"] = t.get("tables")
             # staged keys that every enrolled gate now holds may start signing

@@ -231,7 +231,7 @@ def test_gate_init_ids_zones_registry_and_no_re_id(tmp_path):
 
 
 def test_gate_json_paths_resolve_against_its_directory(tmp_path, monkeypatch):
-    from offgate_host.simgate import check_config, write_gate_dir
+    from offgate_host.device.simgate import check_config, write_gate_dir
     cfgp = write_gate_dir(tmp_path / "g", gate_id=4, zone=1, trust=b"\x80", tables=False)
     monkeypatch.chdir("/")
     assert check_config(str(cfgp))["state_dir"] == str(tmp_path / "g")

@@ -20,8 +20,9 @@ import sys
 from pathlib import Path
 
 from . import board as boardmod
-from .simgate import firmware_dir, is_empty_init, mpy_cross_bin, repo_root
-from .errors import OffgateError
+from .paths import firmware_dir, repo_root
+from .simgate import is_empty_init, mpy_cross_bin
+from ..errors import OffgateError
 
 MPREMOTE = "mpremote"
 ESPTOOL = "esptool"

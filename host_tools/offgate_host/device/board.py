@@ -3,20 +3,10 @@
 The same module validates gate.json on the gate at boot, so `offgate board validate FILE` and the
 gate agree on what is wrong, by name.
 """
-import importlib
 import json
-import sys
 from pathlib import Path
 
-from .simgate import firmware_dir, repo_root
-
-
-def firmware_module(name):
-    """Import a pure-logic firmware module (e.g. "offgate.boardcfg") under CPython."""
-    fw = str(firmware_dir())
-    if fw not in sys.path:
-        sys.path.append(fw)
-    return importlib.import_module(name)
+from .paths import firmware_module, repo_root
 
 
 def boards_dir():

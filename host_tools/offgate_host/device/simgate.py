@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .paths import firmware_dir, repo_root  # noqa: F401  (tests and bench import them from here too)
+
 # The simulator process: the gate plus the simulator's own adapters (asyncio streams, TCP, pty,
 # sync listener), the bytecode of all of it in the heap (.mpy files, as a stock ESP32 image runs
 # them). The device budget is 128k, and that is what the simulator gets on the 32-bit build
@@ -25,21 +27,6 @@ HEAP_64BIT = "160k"
 # keeps that bytecode out of the heap.
 SYNC_HEAP_32 = "144k"
 SYNC_HEAP_64 = "208k"  # 176k for a 20,000-record pull (bench/sync_heap.py); a trust push with comb tables wants ~200k
-
-
-def repo_root():
-    env = os.environ.get("OFFGATE_ROOT")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for p in here.parents:
-        if (p / "firmware" / "offgate").is_dir():
-            return p
-    raise RuntimeError("cannot find the firmware/ directory; set OFFGATE_ROOT")
-
-
-def firmware_dir():
-    return repo_root() / "firmware"
 
 
 MICROPYTHON_ENV = "OFFGATE_MICROPYTHON"      # the interpreter the simulator and `gate run` use
@@ -187,7 +174,7 @@ def check_config(path):
     a problem raises OffgateError (one line)."""
     import importlib.util
 
-    from .errors import OffgateError
+    from ..errors import OffgateError
     # the firmware's own checks, run under CPython; loaded under a private name so the firmware's
     # `offgate` package is not put into this process's modules
     spec = importlib.util.spec_from_file_location("_offgate_fw_config", firmware_dir() / "offgate" / "config.py")
@@ -211,7 +198,7 @@ def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tab
         from .tables import ISSUER_TABLES, issuer_tables_from_trust
         (path / ISSUER_TABLES).write_bytes(issuer_tables_from_trust(trust))
     if deny is None:  # a complete gate directory has a deny list, if an empty one
-        from .formats import deny_list_bytes
+        from ..formats import deny_list_bytes
         deny = deny_list_bytes([])
     if deny is not False:  # deny=False: no deny.bin at all
         (path / DENY).write_bytes(deny)
