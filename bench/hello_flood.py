@@ -28,7 +28,8 @@ from mpbridge import free_port  # noqa: E402
 from offgate_host import keys  # noqa: E402
 from offgate_host.backoffice import BackOffice  # noqa: E402
 from offgate_host.device.simgate import write_gate_dir  # noqa: E402
-from offgate_host.syncclient import AUTH, HELLO, Deframer, encode_frame, provision_gate_dir  # noqa: E402
+from offgate_host.sync.frames import AUTH, HELLO, Deframer, encode_frame# noqa: E402
+from offgate_host.device.provision import provision_gate_dir
 from offgate_host.wallet import Wallet  # noqa: E402
 
 

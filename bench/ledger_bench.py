@@ -21,7 +21,7 @@ from pathlib import Path
 from offgate_host import keys
 from offgate_host.backoffice import BackOffice
 from offgate_host.formats import parse_credential
-from offgate_host.ledger import ZERO32, Ledger, chain_next
+from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 
 BATCH = 200
 

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from offgate_host import keys, merklelog, receipts, stats, stations  # noqa: E402
 from offgate_host.backoffice import BackOffice  # noqa: E402
 from offgate_host.formats import parse_credential  # noqa: E402
-from offgate_host.ledger import ZERO32, Ledger, chain_next  # noqa: E402
+from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next  # noqa: E402
 from offgate_host.wallet import Wallet  # noqa: E402
 
 

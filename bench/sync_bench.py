@@ -25,8 +25,8 @@ from offgate.sync import session  # noqa: E402
 from offgate.log.oplog import OpLog  # noqa: E402
 from offgate_host import keys  # noqa: E402
 from offgate_host.backoffice import BackOffice  # noqa: E402
-from offgate_host.ledger import Ledger  # noqa: E402
-from offgate_host.syncclient import sync_gate  # noqa: E402
+from offgate_host.ledger.ledger import Ledger  # noqa: E402
+from offgate_host.ledger.pull import sync_gate# noqa: E402
 
 
 def make_gate(work, bo, n, ctis, gate_id):
@@ -48,8 +48,7 @@ def run(url, label, n, work, bo, ctis):
     led = Ledger(url)
     srv = session.SyncServer(g)
     timings = {"open": 0.0, "ingest": 0.0}
-    import offgate_host.syncclient as sc
-    from offgate_host.batchcrypto import open_batch as real_open
+    from offgate_host.sync.batch import open_batch as real_open
 
     def timed_open(*a):
         t = time.perf_counter()

@@ -34,8 +34,8 @@ CG_K = 2
 def sync_once(work, bo, n, heap, mp, romfs, settings):
     """True if one sync_gate pulls all n records at `heap` KiB, with the batch sizes."""
     from backlog import BacklogGate, backlog_gate_dir
-    from offgate_host.ledger import Ledger
-    from offgate_host.syncclient import sync_gate
+    from offgate_host.ledger.ledger import Ledger
+    from offgate_host.ledger.pull import sync_gate
     d = work / ("g%d" % time.monotonic_ns())
     cfg = backlog_gate_dir(d, bo, n, gate_id=int(time.monotonic_ns() % 100000) + 100, **settings)
     led = Ledger.for_backoffice(bo)

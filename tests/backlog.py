@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from offgate_host.device.simgate import SimGate, firmware_dir, micropython_env, repo_root, sim_command, write_gate_dir
-from offgate_host.syncclient import TcpTransport, provision_gate_dir
+from offgate_host.sync.transports import TcpTransport
+from offgate_host.device.provision import provision_gate_dir
 
 from mpbridge import free_port
 

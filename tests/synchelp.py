@@ -21,7 +21,8 @@ from offgate.policy.trust import TrustStore  # noqa: E402
 from offgate.policy.verifier import Verifier  # noqa: E402
 
 from offgate_host import formats  # noqa: E402
-from offgate_host.syncclient import LinkError, provision_gate_dir  # noqa: E402
+from offgate_host.sync.frames import LinkError# noqa: E402
+from offgate_host.device.provision import provision_gate_dir
 
 
 class FakeGate:

@@ -1,5 +1,5 @@
 """Batch summaries: the firmware builds and seals on MicroPython (128k heap), the host opens them
-with an independent implementation (offgate_host.batchcrypto: cryptography + cbor2)."""
+with an independent implementation (offgate_host.sync.batch: cryptography + cbor2)."""
 import hashlib
 import struct
 
@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from offgate_host.batchcrypto import BatchError, open_batch
+from offgate_host.sync.batch import BatchError, open_batch
 
 
 @pytest.fixture(scope="module")

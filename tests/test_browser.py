@@ -32,8 +32,9 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from offgate_host import formats  # noqa: E402
 from offgate_host.backoffice import BackOffice  # noqa: E402
-from offgate_host.ledger import Ledger  # noqa: E402
-from offgate_host.syncclient import provision_gate_dir, sync_gate  # noqa: E402
+from offgate_host.ledger.ledger import Ledger  # noqa: E402
+from offgate_host.device.provision import provision_gate_dir# noqa: E402
+from offgate_host.ledger.pull import sync_gate
 from offgate_host.web import store  # noqa: E402
 from offgate_host.web.app import VENDOR, create_app  # noqa: E402
 

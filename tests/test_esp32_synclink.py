@@ -6,9 +6,11 @@ import subprocess
 import time
 
 from offgate_host.backoffice import BackOffice
-from offgate_host.ledger import Ledger
+from offgate_host.ledger.ledger import Ledger
 from offgate_host.device.simgate import SimGate, micropython_bin, micropython_env, repo_root, write_gate_dir
-from offgate_host.syncclient import SerialTransport, provision_gate_dir, sync_gate
+from offgate_host.sync.transports import SerialTransport
+from offgate_host.device.provision import provision_gate_dir
+from offgate_host.ledger.pull import sync_gate
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())

@@ -21,7 +21,7 @@ from offgate_host.fares import store
 from offgate_host.fares.engine import Engine
 from offgate_host.fares.feed import FeedError, read_feed
 from offgate_host.fares.settle import statement, revenue
-from offgate_host.ledger import ZERO32, Ledger, chain_next
+from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 
 ROOT = Path(__file__).resolve().parents[1]
 ZAK = Path(os.environ.get("OFFGATE_GTFS_ZAKROCZYM", ROOT.parent / "shared" / "gtfs" / "zakroczym"))

@@ -105,14 +105,15 @@ class ClockSimGate(SimGate):
         return self
 
     def sync(self, bo, led, **kw):
-        from offgate_host.syncclient import TcpTransport, sync_gate
+        from offgate_host.sync.transports import TcpTransport
+        from offgate_host.ledger.pull import sync_gate
         return sync_gate(TcpTransport("127.0.0.1", self.port, timeout=60), bo, led, **kw)
 
 
 def _time_setup(tmp_path, **settings):
     from offgate_host.backoffice import BackOffice
-    from offgate_host.ledger import Ledger
-    from offgate_host.syncclient import provision_gate_dir
+    from offgate_host.ledger.ledger import Ledger
+    from offgate_host.device.provision import provision_gate_dir
     from offgate_host.wallet import Wallet
     bo = BackOffice(tmp_path / "bo")
     bo.init_issuer("t", valid_from=NOW - 90 * DAY)
@@ -231,7 +232,9 @@ def test_signed_time_out_of_bounds_or_below_the_floor_is_refused_unless_forced(t
     """Through a real sync session: 0 and 2^40 (accepted before) and a time a week below the
     floor are refused, the clock unchanged; the root key can force it."""
     from mpbridge import free_port
-    from offgate_host.syncclient import GateRefused, SyncClient, TcpTransport
+    from offgate_host.sync.frames import GateRefused
+    from offgate_host.sync.client import SyncClient
+    from offgate_host.sync.transports import TcpTransport
     bo, led, w, old, cfg = _time_setup(tmp_path)
     g = ClockSimGate(cfg, free_port()).start()
     try:

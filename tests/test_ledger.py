@@ -8,7 +8,7 @@ import pytest
 
 from offgate_host import keys
 from offgate_host.backoffice import BackOffice
-from offgate_host.ledger import ZERO32, Ledger, chain_next
+from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 
 NOW = int(time.time())
 PG_URL = os.environ.get("OFFGATE_TEST_PG_URL")
@@ -162,7 +162,7 @@ def test_gate_key_is_pinned(world):
     bo, led = world
     assert led.enroll_gate(4, b"\x04" + bytes(64)) is True
     assert led.enroll_gate(4, b"\x04" + bytes(64)) is False
-    from offgate_host.ledger import GateNotEnrolled
+    from offgate_host.ledger.ledger import GateNotEnrolled
     with pytest.raises(GateNotEnrolled, match="offgate gates enroll 4"):
         led.enroll_gate(4, b"\x04" + b"\x01" * 64)
     with pytest.raises(GateNotEnrolled, match="not enrolled"):

@@ -8,7 +8,7 @@ import pytest
 from offgate_host import keys, receipts, stations
 from offgate_host.backoffice import BackOffice
 from offgate_host.formats import parse_credential
-from offgate_host.ledger import ZERO32, Ledger, chain_next
+from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 from offgate_host.wallet import Wallet
 from test_ledger import NOW, PG_URL, _pg_url_with_schema
 

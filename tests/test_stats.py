@@ -14,7 +14,7 @@ from offgate_host import keys, stats, stations
 from offgate_host.backoffice import BackOffice
 from offgate_host.cli import main as cli_main
 from offgate_host.formats import parse_credential
-from offgate_host.ledger import ZERO32, Ledger, chain_next
+from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 from test_ledger import NOW, PG_URL, _pg_url_with_schema
 
 START = (NOW // 3600 - 48) * 3600   # a whole hour, two days back
@@ -258,7 +258,7 @@ def test_three_back_offices_from_their_gates_operation_logs(tmp_path):
     log, run in-process as in the sync tests) is synced into that operator's own ledger."""
     from synchelp import FakeGate, LoopTransport
     from offgate.sync import session
-    from offgate_host.syncclient import sync_gate
+    from offgate_host.ledger.pull import sync_gate
 
     ops, want = [], [0] * (len(STATIONS) * HOURS * len(PRODUCTS))
     spec_index = {"start": START, "hours": HOURS, "stations": STATIONS, "products": PRODUCTS}

@@ -12,8 +12,10 @@ from offgate.sync import session
 from offgate_host import formats, keys
 from offgate_host.backoffice import BackOffice
 from offgate_host.cli import main
-from offgate_host.ledger import Ledger
-from offgate_host.syncclient import GateNotEnrolled, GateRefused, SyncClient, sync_gate
+from offgate_host.ledger.ledger import Ledger
+from offgate_host.sync.frames import GateNotEnrolled, GateRefused
+from offgate_host.sync.client import SyncClient
+from offgate_host.ledger.pull import sync_gate
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
@@ -74,7 +76,7 @@ def test_registered_but_never_synced_gate_cannot_be_taken_over(world):
 
 def test_ingest_refuses_unenrolled_gate_or_key(world):
     bo, led, cti, tmp = world
-    from offgate_host.ledger import GateNotEnrolled as LedgerRefusal, chain_next, ZERO32
+    from offgate_host.ledger.ledger import GateNotEnrolled as LedgerRefusal, chain_next, ZERO32
     r = {"seq": 1, "t": NOW, "cti": cti, "ctr": 1, "decision": "OPEN", "reason": 0, "missed": 0}
     r["chain"] = chain_next(ZERO32, r)
     with pytest.raises(LedgerRefusal):
@@ -176,7 +178,7 @@ def test_field_case_deny_rollback_on_the_simulated_gate(world):
 
     from mpbridge import free_port
     from offgate_host.device.simgate import write_gate_dir
-    from offgate_host.syncclient import provision_gate_dir
+    from offgate_host.device.provision import provision_gate_dir
     from test_sync_e2e import SyncSimGate
     bo, led, cti, tmp = world
     cfg = write_gate_dir(tmp / "gate", gate_id=21, zone=1, trust=bo.trust_bytes(), deny=bo.deny_bytes())
@@ -221,7 +223,7 @@ def test_trust_serial_lives_in_the_file_a_lost_sync_json_cannot_reset_it(world):
     import os
     g = FakeGate(tmp / "g8", 8, bo)
     srv = session.SyncServer(g)
-    sniffed, s1 = __import__("offgate_host.syncclient", fromlist=["signed_trust"]).signed_trust(bo)
+    sniffed, s1 = __import__("offgate_host.sync.client", fromlist=["signed_trust"]).signed_trust(bo)
     bo.rotate_issuer(valid_from=NOW - 10)
     assert sync_gate(LoopTransport(srv), bo, led)["trust_serial"] == s1 + 1
     try:
@@ -341,7 +343,7 @@ def test_passive_listener_reads_nothing(world):
 def test_off_curve_key_and_handshake_flood_cost_the_gate_no_signature(world):
     bo, led, cti, tmp = world
     import os
-    from offgate_host.syncclient import AUTH, ERROR, HELLO, CHALLENGE, Deframer, encode_frame
+    from offgate_host.sync.frames import AUTH, ERROR, HELLO, CHALLENGE, Deframer, encode_frame
     g = FakeGate(tmp / "g31", 31, bo)
     calls = {"sign": 0, "ecdh": 0}
     dk = g.device_key
@@ -377,7 +379,7 @@ def test_secured_frame_vector():
     import re
     from pathlib import Path
     from offgate.sync import frames
-    from offgate_host import syncclient as h
+    from offgate_host.sync import client as h
     doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
     vec = bytes.fromhex(re.search(r"\n(4f4753590110001f[0-9a-f]+)\n", doc).group(1))
     c = h.SyncClient(None, None, b"")
@@ -473,7 +475,7 @@ def test_field_case_rotation_lockout_recovered_remotely(tmp_path):
     credential opens the session, the root-signed trust list brings B; riders open again."""
     from mpbridge import free_port
     from offgate_host.device.simgate import write_gate_dir
-    from offgate_host.syncclient import provision_gate_dir
+    from offgate_host.device.provision import provision_gate_dir
     from test_sync_e2e import SyncSimGate
     bo = BackOffice(tmp_path / "bo")
     bo.init_issuer("t", valid_from=NOW - 10 * 86400, valid_days=9)          # key A, expired yesterday
@@ -504,7 +506,7 @@ def test_field_case_rotation_lockout_recovered_remotely(tmp_path):
 def test_damaged_trust_store_recovered_remotely(tmp_path):
     from mpbridge import free_port
     from offgate_host.device.simgate import write_gate_dir
-    from offgate_host.syncclient import provision_gate_dir
+    from offgate_host.device.provision import provision_gate_dir
     from test_sync_e2e import SyncSimGate
     bo = BackOffice(tmp_path / "bo")
     bo.init_issuer("t", valid_from=NOW - 86400)

@@ -12,8 +12,10 @@ from mpbridge import MP32, needs_mp32
 
 from offgate_host.backoffice import BackOffice
 from offgate_host.device.simgate import SYNC_HEAP_32, SYNC_HEAP_64
-from offgate_host.ledger import Ledger
-from offgate_host.syncclient import DropAfter, LinkError, sync_gate
+from offgate_host.ledger.ledger import Ledger
+from support.faults import DropAfter
+from offgate_host.sync.frames import LinkError
+from offgate_host.ledger.pull import sync_gate
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
@@ -107,7 +109,7 @@ def test_cli_sync_progress_per_gate_and_totals(tmp_path):
 
 
 def test_log_warning_threshold():
-    from offgate_host.syncclient import LOG_WARN_PCT, log_warning
+    from offgate_host.ledger.pull import LOG_WARN_PCT, log_warning
     cap = 2016
     assert log_warning(3, {"backlog": cap * LOG_WARN_PCT // 100 - 1, "capacity_records": cap}) is None
     w = log_warning(3, {"backlog": cap // 2, "capacity_records": cap, "policy": "admit"})

@@ -14,9 +14,12 @@ from mpbridge import free_port
 
 from offgate_host import formats
 from offgate_host.backoffice import BackOffice
-from offgate_host.ledger import Ledger
+from offgate_host.ledger.ledger import Ledger
 from offgate_host.device.simgate import firmware_dir, write_gate_dir
-from offgate_host.syncclient import DropAfter, LinkError, provision_gate_dir, sync_gate
+from support.faults import DropAfter
+from offgate_host.sync.frames import LinkError
+from offgate_host.device.provision import provision_gate_dir
+from offgate_host.ledger.pull import sync_gate
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import synchelp  # noqa: F401  (puts firmware/ on sys.path)
 from offgate.sync import frames as fw
-from offgate_host import syncclient as host
+from offgate_host.sync import frames as host
 
 payloads = st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=600)), max_size=6)
 garbage = st.binary(max_size=40).filter(lambda g: b"OGSY" not in g)

@@ -9,11 +9,14 @@ import pytest
 
 from synchelp import FakeGate, LoopTransport
 from offgate.sync import session
-from offgate_host import keys, syncclient
+from offgate_host import keys
+from offgate_host.sync import frames as syncframes
 from offgate_host.backoffice import BackOffice
-from offgate_host.ledger import Ledger
-from offgate_host.syncclient import (DropAfter, GateRefused, LinkError, SyncClient, SyncError, signed_trust,
-                                     sync_gate)
+from offgate_host.ledger.ledger import Ledger
+from support.faults import DropAfter
+from offgate_host.sync.frames import GateRefused, LinkError, SyncError
+from offgate_host.sync.client import SyncClient, signed_trust
+from offgate_host.ledger.pull import sync_gate
 
 NOW = int(time.time())
 
@@ -92,9 +95,9 @@ def test_replayed_session_reads_nothing_changes_nothing(env):
     answers = [replay.session.feed(f) for f in t.sent]
     replay.close()
     # HELLO gets a fresh CHALLENGE, the old AUTH no longer verifies, nothing after it is read
-    assert answers[0][5] == syncclient.CHALLENGE
-    assert all(a[5] == syncclient.ERROR for a in answers[1:])
-    assert not any(a[5] == syncclient.RESPONSE for a in answers)
+    assert answers[0][5] == syncframes.CHALLENGE
+    assert all(a[5] == syncframes.ERROR for a in answers[1:])
+    assert not any(a[5] == syncframes.RESPONSE for a in answers)
     assert gate_files(g) == before
 
 
@@ -104,25 +107,25 @@ def test_tampered_mac_and_replayed_frame_end_the_session(env):
     head = g.oplog.head()
     with client(srv, bo) as c:
         c.handshake()
-        frame = bytearray(c._seal(syncclient.REQUEST, {"op": "ack", "seq": head[0], "chain": head[1]}))
+        frame = bytearray(c._seal(syncframes.REQUEST, {"op": "ack", "seq": head[0], "chain": head[1]}))
         frame[-6] ^= 1  # inside the CCM tag; fix the CRC so only the tag is wrong
         import zlib
         import struct
         frame[-4:] = struct.pack(">I", zlib.crc32(bytes(frame[:-4])) & 0xFFFFFFFF)
         c.t.send(bytes(frame))
         with pytest.raises(GateRefused, match="tag"):
-            c._expect(syncclient.RESPONSE)
+            c._expect(syncframes.RESPONSE)
         with pytest.raises((LinkError, SyncError)):
             c.request("status")  # the session is dead
     assert g.oplog.acked()[0] == 0
     with client(srv, bo) as c:
         c.handshake()
-        f = c._seal(syncclient.REQUEST, {"op": "status"})
+        f = c._seal(syncframes.REQUEST, {"op": "status"})
         c.t.send(f)
-        c._open_secured(syncclient.RESPONSE, c._expect(syncclient.RESPONSE))
+        c._open_secured(syncframes.RESPONSE, c._expect(syncframes.RESPONSE))
         c.t.send(f)  # the same frame again: its counter is old
         with pytest.raises(GateRefused, match="counter"):
-            c._expect(syncclient.RESPONSE)
+            c._expect(syncframes.RESPONSE)
 
 
 def test_trust_list_must_be_root_signed_and_not_older(env):

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from offgate_host import fleet, keys
 from offgate_host.backoffice import BackOffice
 from offgate_host.cli import main
-from offgate_host.ledger import Ledger
+from offgate_host.ledger.ledger import Ledger
 
 NOW = int(time.time())
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from offgate_host import keys
 from offgate_host.backoffice import BackOffice, BackOfficeError, IssueRefused
 from offgate_host.cli import main
-from offgate_host.ledger import Ledger
+from offgate_host.ledger.ledger import Ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_ledger import make_records  # noqa: E402

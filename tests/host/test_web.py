@@ -291,7 +291,7 @@ def test_cli_invite_and_staff(tmp_path):
 
 
 def test_fraud_actions_deny_undeny_note(site):
-    from offgate_host.ledger import Ledger
+    from offgate_host.ledger.ledger import Ledger
     d, app = site
     now = int(time.time())
     with BackOffice(d) as bo:

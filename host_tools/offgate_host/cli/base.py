@@ -158,7 +158,7 @@ DB_HELP = "ledger database: a PostgreSQL URL (postgresql://...) or a SQLite file
 
 
 def _ledger(bo, db):
-    from ..ledger import Ledger
+    from ..ledger.ledger import Ledger
     return Ledger.for_backoffice(bo, db, create=False)
 
 
@@ -168,7 +168,7 @@ def db_option(f):
 
 def _open_ledger(data_dir, db, bo=None):
     """The ledger (a context manager) of the back office in data_dir, or at --db."""
-    from ..ledger import Ledger
+    from ..ledger.ledger import Ledger
     if bo is None:
         with _bo(data_dir) as b:
             return Ledger.for_backoffice(b, db, create=False)

@@ -77,7 +77,7 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, directi
     """Write a gate directory: gate.json, the trust store and the deny list from the back office.
     With --station, the gate's place (station, direction) is also registered in the ledger."""
     from ..device.simgate import write_gate_dir
-    from ..syncclient import provision_gate_dir
+    from ..device.provision import provision_gate_dir
     bo = _bo(data_dir)
     same = _check_gate_dir(Path(gate_dir), gate_id)
     if not same:

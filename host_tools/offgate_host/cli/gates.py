@@ -77,7 +77,7 @@ def gates_enroll(data_dir, db, gate_id, key_hex, gate_dir, replace, by_whom):
     """Enrol GATE_ID with its device key: from then on the ledger accepts its syncs and batches."""
     import os
 
-    from ..syncclient import device_pub_of_dir
+    from ..device.provision import device_pub_of_dir
     if (key_hex is None) == (gate_dir is None):
         raise click.ClickException("give exactly one of --key HEX and --gate-dir DIR")
     if key_hex is not None:

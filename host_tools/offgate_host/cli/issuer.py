@@ -19,8 +19,8 @@ def init_cmd(data_dir, name, valid_from, valid_days, db):
     """Create the back office in the data directory (its database and first issuer key); the only
     command that creates one. Idempotent on an existing back office."""
     from ..backoffice import BackOffice, exists
-    from ..ledger import Ledger
-    from ..ledger import parse_url
+    from ..ledger.ledger import Ledger
+    from ..ledger.ledger import parse_url
     if db is not None:
         parse_url(db)  # a bad URL fails before anything is created
     new = not exists(data_dir)

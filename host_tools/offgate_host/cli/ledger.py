@@ -24,17 +24,19 @@ from .base import AMOUNT, DB_HELP, ID, UNIX_T, _bo, _console, _iso, _ledger, dat
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True, help="seconds to wait for the gate")
 @click.option("--force-time", is_flag=True, help="sign the host's time even if it fails the plausibility check "
               "(after checking the host clock by hand)")
-@click.option("--drop-after", type=click.IntRange(1, 10 ** 6), default=None, hidden=True, help="testing: cut the link after N frames")
 @user_errors
 def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries, max_records, no_push, no_time,
-             timeout, force_time, drop_after):
+             timeout, force_time):
     """Sync gates: TARGET is tcp:HOST:PORT or serial:/dev/ttyUSB0 (or --all: every gate's target).
     Pulls and decrypts the batch summaries, ingests them into the ledger (chain verified),
     acknowledges them, then pushes the deny list, the signed trust list and signed time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from .. import fleet, syncclient
+    from .. import fleet
     from ..backoffice import BackOfficeError
+    from ..ledger.pull import sync_with_retries
+    from ..sync.frames import SyncError
+    from ..sync.transports import parse_target
     interval = _duration(every, "--every") if every is not None else None
     if interval is not None and interval < 10:
         raise UsageError("--every must be at least 10s")
@@ -48,7 +50,7 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
     elif not targets:
         raise UsageError("give one or more TARGETs (tcp:HOST:PORT, serial:/dev/ttyUSB0) or --all")
     for t in targets:
-        syncclient.parse_target(t)  # bad targets fail before anything happens
+        parse_target(t)  # bad targets fail before anything happens
     led = _ledger(bo, db)
     kw = dict(retries=retries, operator=operator, push=not no_push, set_time=not no_time, max_records=max_records,
               force_time=force_time)
@@ -73,15 +75,11 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
                 prog.update(task, description="%s gate %d" % (target, gid), completed=done,
                             total=max(backlog, done) or None, note="records")
 
-            def make(target=target):
-                tr = syncclient.parse_target(target, timeout)
-                return syncclient.DropAfter(tr, drop_after) if drop_after else tr
             try:
-                s = syncclient.sync_with_retries(make, bo, led, retries=retries, operator=operator,
-                                                 push=not no_push, set_time=not no_time,
-                                                 max_records=max_records, progress=progress,
-                                                 force_time=force_time)
-            except (syncclient.SyncError, BackOfficeError) as e:
+                s = sync_with_retries(lambda target=target: parse_target(target, timeout), bo, led, retries=retries,
+                                      operator=operator, push=not no_push, set_time=not no_time,
+                                      max_records=max_records, progress=progress, force_time=force_time)
+            except (SyncError, BackOfficeError) as e:
                 failed += 1
                 # the bar shows what was pulled and committed before the failure, never a full bar:
                 # the rest of the backlog is still on the gate
@@ -113,8 +111,11 @@ def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
     import signal
     import time as _time
 
-    from .. import fleet, syncclient
+    from .. import fleet
     from ..backoffice import BackOfficeError
+    from ..ledger.pull import sync_with_retries
+    from ..sync.frames import SyncError
+    from ..sync.transports import parse_target
     sleep = _sleep or _time.sleep
 
     def stop(*_):
@@ -133,9 +134,8 @@ def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
                 continue
             stamp = _iso(int(_time.time()))
             try:
-                s = syncclient.sync_with_retries(lambda target=target: syncclient.parse_target(target, timeout),
-                                                 bo, led, **kw)
-            except (syncclient.SyncError, BackOfficeError, OSError) as e:
+                s = sync_with_retries(lambda target=target: parse_target(target, timeout), bo, led, **kw)
+            except (SyncError, BackOfficeError, OSError) as e:
                 fails[target] += 1
                 wait = fleet.backoff(every, fails[target])
                 due[target] = _time.time() + wait
@@ -267,6 +267,6 @@ def ledger_fare(data_dir, db, product, amount):
 @user_errors
 def ledger_provision(data_dir, gate_dir):
     """Put the back office's public root key and batch key into a gate directory (for sync)."""
-    from ..syncclient import provision_gate_dir
+    from ..device.provision import provision_gate_dir
     provision_gate_dir(gate_dir, _bo(data_dir))
     click.echo("root.pub and batch.pub -> %s" % gate_dir)

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from .. import formats, keys, receipts
 from ..backoffice import BackOffice, BackOfficeError, IssueRefused, UnknownAccount
-from ..ledger import Ledger
+from ..ledger.ledger import Ledger
 from . import charts, data, store
 
 HERE = Path(__file__).resolve().parent

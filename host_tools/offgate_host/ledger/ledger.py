@@ -25,7 +25,7 @@ import sqlite3
 import struct
 import time
 from pathlib import Path
-from .errors import OffgateError
+from ..errors import OffgateError
 
 DEFAULT_FARE = 250
 CHUNK = 500  # trips settled per transaction
@@ -681,7 +681,7 @@ class Ledger:
         use beyond the cap, release the holds of expired credentials. Idempotent.
         With a fare table loaded (`offgate fares load`) taps are paired into journeys and priced
         by it instead (offgate_host.fares.settle, docs/fares.md)."""
-        from .fares import settle as fare_settle
+        from ..fares import settle as fare_settle
         eng = fare_settle.active_engine(self.db)
         now = _now(now)
         if eng is not None:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from .errors import OffgateError
+from ..errors import OffgateError
 
 INFO = b"offgate batch v1"
 SEAL_INDEX = -65537  # protected header: the seal's number under a per-session ephemeral key
