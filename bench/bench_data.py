@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import cbor2
-from offgate_host import formats, keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import formats, keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.device.simgate import write_gate_dir
 
 GATE_ID = 101

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import cbor2  # noqa: E402
 
 from mpbridge import free_port  # noqa: E402
-from offgate_host import keys  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
+from offgate_host.wire import keys  # noqa: E402
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
 from offgate_host.device.simgate import write_gate_dir  # noqa: E402
 from offgate_host.sync.frames import AUTH, HELLO, Deframer, encode_frame# noqa: E402
 from offgate_host.device.provision import provision_gate_dir

@@ -28,9 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from offgate_host import keys, merklelog, receipts, stats, stations  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
-from offgate_host.formats import parse_credential  # noqa: E402
+from offgate_host.wire import keys, merklelog  # noqa: E402
+from offgate_host.ledger import receipts, stats, stations
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
+from offgate_host.wire.formats import parse_credential  # noqa: E402
 from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next  # noqa: E402
 from offgate_host.wallet import Wallet  # noqa: E402
 
@@ -70,7 +71,7 @@ def bench_stats(n_cells):
         payload = {stats.S_ROUND: spec["round"], stats.S_DIGEST: digest, stats.S_PARTY: keys.pub_bytes(p),
                    stats.S_CELLS: n, stats.S_VECTOR: vec, stats.S_CREATED: 0}
         import cbor2
-        from offgate_host import formats
+        from offgate_host.wire import formats
         subs.append(formats._sign1(p, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(p))},
                                    cbor2.dumps(payload)))
     with tempfile.TemporaryDirectory() as d:

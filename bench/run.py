@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 import bench_data
-from offgate_host import qr
+from offgate_host.wire import qr
 from offgate_host.device import simgate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ GC_BLOCK = 32  # bytes per GC block on the 64-bit unix port (16 on the ESP32)
 
 
 def build(work, n_scans, n_riders, seed=5):
-    from offgate_host.backoffice import BackOffice
+    from offgate_host.backoffice.backoffice import BackOffice
     from offgate_host.device.simgate import write_gate_dir
     from offgate_host.wallet import Wallet
     now = int(time.time())

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import synchelp  # noqa: E402  (FakeGate, LoopTransport; honours OFFGATE_SYNC_STUBS)
 from offgate.sync import session  # noqa: E402
 from offgate.log.oplog import OpLog  # noqa: E402
-from offgate_host import keys  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
+from offgate_host.wire import keys  # noqa: E402
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
 from offgate_host.ledger.ledger import Ledger  # noqa: E402
 from offgate_host.ledger.pull import sync_gate# noqa: E402
 
@@ -106,7 +106,7 @@ def main():
     bo = BackOffice(work / "bo")
     bo.init_issuer("bench", valid_from=int(time.time()) - 86400 * 2)
     bo.create_account("bench", balance=10 ** 12)
-    from offgate_host.formats import parse_credential
+    from offgate_host.wire.formats import parse_credential
     ctis = [parse_credential(bo.issue_credential("bench", keys.pub_bytes(keys.generate()), zones=[1],
                                                  now=int(time.time()) - a.records - 10))["cti"] for _ in range(500)]
     out = {"bench": "sync", "results": [run(str(work / "ledger.db"), "sqlite", a.records, work, bo, ctis)]}

@@ -108,7 +108,7 @@ def callgrind_seal(work, mp):
 def main():
     quick = "--quick" in sys.argv
     from offgate_host.device import simgate
-    from offgate_host.backoffice import BackOffice
+    from offgate_host.backoffice.backoffice import BackOffice
     from heap32 import romfs_image
     work = Path(tempfile.mkdtemp(prefix="offgate-syncheap-"))
     try:

@@ -1,10 +1,10 @@
 """Host-side makers for the field-case and robustness tests: an issuer, its trust store, many
-credentials and codes, made directly with offgate_host.formats (no back-office database, so
+credentials and codes, made directly with offgate_host.wire.formats (no back-office database, so
 thousands of credentials cost well under a second each)."""
 import os
 import time
 
-from offgate_host import formats, keys
+from offgate_host.wire import formats, keys
 
 NOW = int(time.time())
 

@@ -20,7 +20,7 @@ from offgate.log.oplog import OpLog  # noqa: E402
 from offgate.policy.trust import TrustStore  # noqa: E402
 from offgate.policy.verifier import Verifier  # noqa: E402
 
-from offgate_host import formats  # noqa: E402
+from offgate_host.wire import formats  # noqa: E402
 from offgate_host.sync.frames import LinkError# noqa: E402
 from offgate_host.device.provision import provision_gate_dir
 

@@ -30,8 +30,8 @@ zxingcpp = pytest.importorskip("zxingcpp", reason="browser tests need zxing-cpp"
 Image = pytest.importorskip("PIL.Image", reason="browser tests need pillow")
 uvicorn = pytest.importorskip("uvicorn")
 
-from offgate_host import formats  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
+from offgate_host.wire import formats  # noqa: E402
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
 from offgate_host.ledger.ledger import Ledger  # noqa: E402
 from offgate_host.device.provision import provision_gate_dir# noqa: E402
 from offgate_host.ledger.pull import sync_gate
@@ -222,7 +222,7 @@ def test_key_is_not_extractable(enrolled):
                 pub: Array.from(pub, x => x.toString(16).padStart(2, '0')).join(''), wallet: s.pub}
     }""")
     assert (enc["extractable"], enc["alg"], enc["usages"]) == (False, "ECDH", ["deriveBits"])
-    from offgate_host.receipts import enc_key_of
+    from offgate_host.ledger.receipts import enc_key_of
     with BackOffice(enrolled["dir"]) as bo:
         assert enc_key_of(bo, bytes.fromhex(enc["wallet"])) == bytes.fromhex(enc["pub"])
 
@@ -357,7 +357,7 @@ def test_wallet_requests_decrypts_verifies_and_keeps_a_receipt(site, browser, tm
     import cbor2
     import hashlib
     from click.testing import CliRunner
-    from offgate_host import receipts
+    from offgate_host.ledger import receipts
     from offgate_host.cli import main
 
     with BackOffice(site["dir"]) as bo:
@@ -428,7 +428,7 @@ def test_wallet_requests_decrypts_verifies_and_keeps_a_receipt(site, browser, tm
     # receipts encrypted before the recipient's alg moved into its protected header (cwt puts
     # {1: alg} into the KDF context either way) still decrypt in the page
     from cwt import COSE, Recipient
-    from offgate_host import keys
+    from offgate_host.wire import keys
     old = Recipient.new(unprotected={1: -25, 4: keys.kid_of(enc_pub)}, recipient_key=receipts._ecdh_cose_key(enc_pub),
                         context={"alg": "A256GCM"})
     for enc in (COSE.new().encode(b"legacy layout", protected={1: 3}, recipients=[old]),

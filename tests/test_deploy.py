@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from mpbridge import ROOT
-from offgate_host import keys
+from offgate_host.wire import keys
 from offgate_host.device import deploy
-from offgate_host.backoffice import BackOffice, BackOfficeError
+from offgate_host.backoffice.backoffice import BackOffice, BackOfficeError
 from offgate_host.cli import main as cli
 from offgate_host.device.simgate import micropython_bin, micropython_env
 

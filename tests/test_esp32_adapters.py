@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from mpbridge import FW_TESTS, ROOT, RUNTIMES, run_micropython
-from offgate_host import formats
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import formats
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.wallet import Wallet
 
 FAKES = ROOT / "tests" / "fakes"

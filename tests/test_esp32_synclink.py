@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 
-from offgate_host.backoffice import BackOffice
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.ledger.ledger import Ledger
 from offgate_host.device.simgate import SimGate, micropython_bin, micropython_env, repo_root, write_gate_dir
 from offgate_host.sync.transports import SerialTransport

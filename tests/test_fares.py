@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from offgate_host import keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.fares import config as fcfg
 from offgate_host.fares import store
 from offgate_host.fares.engine import Engine
@@ -349,7 +349,7 @@ class World:
     def cred(self, account, balance=100000, cap=None, category=None, product=1, now=None):
         if account not in [a["id"] for a in self.bo.list_accounts()]:
             self.bo.create_account(account, balance=balance)
-        from offgate_host.formats import parse_credential
+        from offgate_host.wire.formats import parse_credential
         c = self.bo.issue_credential(account, keys.pub_bytes(keys.generate()), zones=[1], cap=cap, product=product,
                                      rider_category=category, valid_seconds=86400 * 30,
                                      now=now or at(W, 2026, 5, 31, 12))

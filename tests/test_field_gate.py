@@ -16,7 +16,7 @@ import pytest
 
 from fieldhelp import NOW, Issuer
 from mpbridge import FW_TESTS, MP32, RUNTIMES, needs_mp32, run_micropython
-from offgate_host import formats
+from offgate_host.wire import formats
 from offgate_host.device.simgate import SimGate, write_gate_dir
 
 N_DISTINCT = 2000
@@ -111,7 +111,7 @@ class ClockSimGate(SimGate):
 
 
 def _time_setup(tmp_path, **settings):
-    from offgate_host.backoffice import BackOffice
+    from offgate_host.backoffice.backoffice import BackOffice
     from offgate_host.ledger.ledger import Ledger
     from offgate_host.device.provision import provision_gate_dir
     from offgate_host.wallet import Wallet
@@ -202,7 +202,7 @@ def test_power_loss_boot_scans_sync(tmp_path, policy):
 
 
 def formats_cti(w):
-    from offgate_host import formats
+    from offgate_host.wire import formats
     return formats.parse_credential(w.credential)["cti"]
 
 
@@ -219,7 +219,7 @@ def test_trust_store_over_the_key_budget_is_no_issuer_trusted_not_a_crash(tmp_pa
 
 
 def test_back_office_never_ships_expired_keys(tmp_path):
-    from offgate_host.backoffice import BackOffice
+    from offgate_host.backoffice.backoffice import BackOffice
     bo = BackOffice(tmp_path / "bo")
     bo.init_issuer("t", valid_from=NOW - 400 * DAY, valid_days=365)   # expired a month ago
     bo.rotate_issuer(valid_from=NOW - DAY, valid_days=365)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offgate_host import formats
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import formats
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from offgate_host import keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 
 NOW = int(time.time())
@@ -54,7 +54,7 @@ def make_records(n, start_seq=1, prev=ZERO32, cti=b"\x01" * 8, ctr0=1, decision=
 def issue(bo, account="a", balance=5000, cap=None, valid=3600, now=NOW):
     if account not in [a["id"] for a in bo.list_accounts()]:
         bo.create_account(account, balance=balance)
-    from offgate_host.formats import parse_credential
+    from offgate_host.wire.formats import parse_credential
     cred = bo.issue_credential(account, keys.pub_bytes(keys.generate()), zones=[1], cap=cap,
                                valid_seconds=valid, now=now)
     return parse_credential(cred)["cti"]

@@ -6,7 +6,7 @@ import random
 import pytest
 from pymerkle import InmemoryTree
 
-from offgate_host import merklelog as ml
+from offgate_host.wire import merklelog as ml
 
 LEAVES = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
                                      "606162636465666768696a6b6c6d6e6f")]

@@ -3,7 +3,7 @@ direction, passback_s) refuses the same rider's fresh code moments after an entr
 "both" gate does not (docs/fares.md §6)."""
 import time
 
-from offgate_host.backoffice import BackOffice
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.device.simgate import SimGate, write_gate_dir
 from offgate_host.wallet import Wallet
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from offgate_host import formats
+from offgate_host.wire import formats
 
 V = json.loads((Path(__file__).parent / "fixtures" / "vectors.json").read_text())
 

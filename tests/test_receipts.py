@@ -5,9 +5,10 @@ store detected. Runs on SQLite always and on PostgreSQL when OFFGATE_TEST_PG_URL
 import cbor2
 import pytest
 
-from offgate_host import keys, receipts, stations
-from offgate_host.backoffice import BackOffice
-from offgate_host.formats import parse_credential
+from offgate_host.wire import keys
+from offgate_host.ledger import receipts, stations
+from offgate_host.backoffice.backoffice import BackOffice
+from offgate_host.wire.formats import parse_credential
 from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 from offgate_host.wallet import Wallet
 from test_ledger import NOW, PG_URL, _pg_url_with_schema

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from synchelp import FakeGate, LoopTransport
 from offgate.sync import session
 
-from offgate_host.backoffice import BackOffice
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main
-from offgate_host.formats import parse_credential
+from offgate_host.wire.formats import parse_credential
 from offgate_host.ledger.ledger import Ledger
 from offgate_host.ledger.pull import sync_gate
 from offgate_host.wallet import Wallet

@@ -10,8 +10,8 @@ import pytest
 
 from mpbridge import RUNTIMES, free_port
 
-from offgate_host import formats
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import formats
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.device.simgate import SimGate, micropython_env, sim_command, write_gate_dir
 from offgate_host.wallet import Wallet
 

@@ -20,7 +20,7 @@ import pytest
 from fieldhelp import NOW, Issuer
 from mpbridge import FW_TESTS, MP32, ROOT, micropython_env
 from offgate_host.device.simgate import micropython_bin
-from offgate_host import formats
+from offgate_host.wire import formats
 from offgate_host.device.simgate import write_gate_dir
 
 FIELD = ROOT.parent / "shared" / "field-cases"

@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from offgate_host import keys, stats, stations
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import keys
+from offgate_host.ledger import stats, stations
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main as cli_main
-from offgate_host.formats import parse_credential
+from offgate_host.wire.formats import parse_credential
 from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 from test_ledger import NOW, PG_URL, _pg_url_with_schema
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from synchelp import FakeGate, LoopTransport
 from offgate.sync import session
-from offgate_host import formats, keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import formats, keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main
 from offgate_host.ledger.ledger import Ledger
 from offgate_host.sync.frames import GateNotEnrolled, GateRefused
@@ -28,7 +28,7 @@ def world(tmp_path):
     bo.create_account("victim", balance=5000)
     w = Wallet.create(tmp_path / "victim.json")
     w.set_credential(bo.issue_credential("victim", w.pub65, zones=[1], valid_seconds=3600, now=NOW))
-    from offgate_host import formats
+    from offgate_host.wire import formats
     cti = formats.parse_credential(w.credential)["cti"]
     led = Ledger.for_backoffice(bo)
     return bo, led, cti, tmp_path
@@ -125,7 +125,7 @@ def test_revoked_operator_credential_is_refused_in_every_scope(world):
         with pytest.raises(GateRefused, match="revoked"):
             c.handshake()
     assert _gate_files(g) == before
-    from offgate_host.backoffice import BackOfficeError
+    from offgate_host.backoffice.backoffice import BackOfficeError
     with pytest.raises(BackOfficeError, match="revoked"):
         bo.operator_identity("night-shift")
 
@@ -243,7 +243,7 @@ def test_trust_serial_lives_in_the_file_a_lost_sync_json_cannot_reset_it(world):
 
 def test_host_refuses_to_sign_its_own_wrong_clock(world):
     bo, led, cti, tmp = world
-    from offgate_host.backoffice import ClockRefused
+    from offgate_host.backoffice.backoffice import ClockRefused
     g = FakeGate(tmp / "g9", 9, bo)
     srv = session.SyncServer(g)
     assert "drift" in sync_gate(LoopTransport(srv), bo, led)         # a good clock: time set
@@ -282,7 +282,7 @@ def test_deny_list_v2_vector(tmp_path):
     from pathlib import Path
     from offgate import cose
     from offgate.policy.denylist import DenyList
-    from offgate_host import formats
+    from offgate_host.wire import formats
     doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
     data = bytes.fromhex(re.search(r"\n(4f47444c02[0-9a-f]+)\n", doc).group(1))
     pub = bytes.fromhex(re.search(r"`(043d68c7[0-9a-f]+)`", doc).group(1))
@@ -326,7 +326,7 @@ def test_passive_listener_reads_nothing(world):
     bo.deny(cti)
     k, cred = bo.operator_identity()
     tap = Tap(srv)
-    import offgate_host.backoffice as bom
+    import offgate_host.backoffice.backoffice as bom
     orig = bom.BackOffice.operator_identity
     bom.BackOffice.operator_identity = lambda self, *a, **kw: (k, cred)
     try:
@@ -583,7 +583,7 @@ def test_field_case_host_gate_differential(case, tmp_path):
     d = _field_dir()
     line = (d / (case + ".txt")).read_text().strip()
     trust = (d / "trust.cbor").read_bytes()
-    from offgate_host import gateview
+    from offgate_host.wire import gateview
     assert _fw_decide(trust, line, 1800000120) == "MALFORMED_CODE"
     verdict, info = gateview.decide(line, gateview.trust_keys(trust), 1800000120, 101, 1)
     assert verdict == "MALFORMED_CODE" and "credential" not in info and "ctr" not in info
@@ -606,7 +606,7 @@ def test_inspect_says_what_the_gate_would_decide(world):
 
 
 def _resign(rider_key, payload, tagged=True):
-    from offgate_host import formats
+    from offgate_host.wire import formats
     return formats._sign1(rider_key, {formats.H_ALG: formats.ALG_ES256}, payload, tagged=tagged)
 
 
@@ -645,7 +645,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 def test_host_and_gate_agree_on_mutated_codes(diff_world, kind, pos, val, variant, dt):
     """The same mutated inputs to the firmware verifier and to the host's gateview: same verdict."""
     import cbor2
-    from offgate_host import formats, gateview
+    from offgate_host.wire import formats, gateview
     trust, w = diff_world
     code = bytearray(w.code(NOW, 7))
     if kind == "flip":

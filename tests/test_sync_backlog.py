@@ -10,7 +10,7 @@ import pytest
 from backlog import BacklogGate, backlog_gate_dir
 from mpbridge import MP32, needs_mp32
 
-from offgate_host.backoffice import BackOffice
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.device.simgate import SYNC_HEAP_32, SYNC_HEAP_64
 from offgate_host.ledger.ledger import Ledger
 from support.faults import DropAfter

@@ -12,8 +12,8 @@ import pytest
 from backlog import BacklogGate
 from mpbridge import free_port
 
-from offgate_host import formats
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import formats
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.ledger.ledger import Ledger
 from offgate_host.device.simgate import firmware_dir, write_gate_dir
 from support.faults import DropAfter

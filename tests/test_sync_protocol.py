@@ -9,9 +9,9 @@ import pytest
 
 from synchelp import FakeGate, LoopTransport
 from offgate.sync import session
-from offgate_host import keys
+from offgate_host.wire import keys
 from offgate_host.sync import frames as syncframes
-from offgate_host.backoffice import BackOffice
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.ledger.ledger import Ledger
 from support.faults import DropAfter
 from offgate_host.sync.frames import GateRefused, LinkError, SyncError
@@ -143,7 +143,7 @@ def test_trust_list_must_be_root_signed_and_not_older(env):
         assert len(g.verifier.trust.keys) == 1
         assert c.push_trust(signed)["keys"] == 2
         assert len(g.verifier.trust.keys) == 2
-        from offgate_host import formats
+        from offgate_host.wire import formats
         old = bo.root_sign(cbor2.dumps({0: "trust", 1: serial - 1,
                                         2: formats.trust_store_bytes(bo.issuer_keys(), serial - 1, NOW)}))
         with pytest.raises(GateRefused, match="not newer"):
@@ -185,7 +185,7 @@ def raw_deny_v2(ids, serial, issued, sign, fix_crc=True):
 
 
 def test_bad_deny_list_is_refused_and_the_old_one_kept(env):
-    from offgate_host import formats
+    from offgate_host.wire import formats
     bo, g, srv, tmp = env
     bo.deny("0102030405060708")
     with client(srv, bo) as c:

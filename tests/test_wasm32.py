@@ -244,8 +244,8 @@ def test_int_boundaries_same_on_32_and_64_bit():
 def _pipeline_cases(work):
     """Host-made world and codes around 2038 (2**31 s) and 2106 (2**32 s), counters to 2**32-1."""
     import cbor2
-    from offgate_host import formats
-    from offgate_host.backoffice import BackOffice
+    from offgate_host.wire import formats
+    from offgate_host.backoffice.backoffice import BackOffice
     from offgate_host.wallet import Wallet
 
     day = 86400

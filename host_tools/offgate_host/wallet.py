@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-from . import formats, keys
+from .wire import formats, keys
 from .errors import OffgateError
 
 WALLET_VERSION = 1

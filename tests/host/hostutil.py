@@ -3,7 +3,7 @@ import os
 
 import cbor2
 
-from offgate_host import formats, keys
+from offgate_host.wire import formats, keys
 
 T0 = 1_800_000_000  # a fixed Unix time for deterministic claims
 

@@ -155,7 +155,7 @@ def test_every_command_bad_inputs_one_line_no_traceback(path, cmd, places):
 
 
 def test_ctrl_c_is_one_line_exit_130(places, monkeypatch):
-    from offgate_host import backoffice
+    from offgate_host.backoffice import backoffice
 
     def interrupted(self):
         raise KeyboardInterrupt

@@ -4,8 +4,9 @@ import time
 
 from click.testing import CliRunner
 
-from offgate_host import fleet, keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.ledger import fleet
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main
 from offgate_host.ledger.ledger import Ledger
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offgate_host import keys
-from offgate_host.backoffice import BackOffice, BackOfficeError, IssueRefused
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice, BackOfficeError, IssueRefused
 from offgate_host.cli import main
 from offgate_host.ledger.ledger import Ledger
 
@@ -67,7 +67,7 @@ def test_default_cap_and_never_above_cover(bo):
 
 
 def _cti(cred):
-    from offgate_host.formats import parse_credential
+    from offgate_host.wire.formats import parse_credential
     return parse_credential(cred)["cti"]
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from offgate_host import keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main
-from offgate_host.formats import parse_credential
+from offgate_host.wire.formats import parse_credential
 from offgate_host.ledger.ledger import Ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

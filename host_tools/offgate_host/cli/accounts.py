@@ -172,7 +172,7 @@ def config_default_cap(data_dir, amount):
 @user_errors
 def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, valid_hours, cap, rider_category):
     """Issue a credential for ACCOUNT_ID to a wallet."""
-    from .. import formats
+    from ..wire import formats
     from ..wallet import Wallet
     zones = _uint_list(zones, "--zones")
     gates = _uint_list(gates, "--gates")
@@ -181,7 +181,7 @@ def credential_issue(data_dir, account_id, wallet_path, zones, gates, product, v
                                           valid_seconds=max(1, int(valid_hours * 3600)), cap=cap,
                                           rider_category=rider_category)
     w.set_credential(cred)
-    from ..receipts import register_enc_key  # enrolment: the wallet's receipt encryption key
+    from ..ledger.receipts import register_enc_key  # enrolment: the wallet's receipt encryption key
     register_enc_key(_bo(data_dir), w.pub65, w.ensure_enc_key())
     c = formats.parse_credential(cred)
     held = _bo(data_dir).credential(c["cti"])["cap"]
@@ -240,7 +240,7 @@ def wallet_code(data_dir, path, iat, ctr, png, svg, terminal):
     """Make the next authorization code and print its QR text."""
     import time as _time
 
-    from .. import qr
+    from ..wire import qr
     from ..wallet import Wallet
     w = Wallet.load(path)
     if ctr is not None:

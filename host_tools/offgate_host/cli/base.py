@@ -85,7 +85,7 @@ class OffgateGroup(click.Group):
         import os
 
         from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OffgateError
-        from .. import keys
+        from ..wire import keys
         keys.set_passphrase_provider(_prompt_passphrase)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
@@ -139,7 +139,7 @@ def _uint_list(text, what):
 def _bo(data_dir):
     """The existing back office in data_dir (NoBackOffice if there is none: only `offgate init`
     creates one)."""
-    from ..backoffice import BackOffice
+    from ..backoffice.backoffice import BackOffice
     return BackOffice(data_dir, create=False)
 
 

@@ -76,7 +76,7 @@ def fares_statement(data_dir, account_id, db, as_json):
     finally:
         led.close()
     if as_json:
-        from .. import report
+        from ..ledger import report
         click.echo(json.dumps(report.jsonable({"account": account_id, "journeys": rows}), indent=1))
         return
     from ..fares.show import statement_table

@@ -28,7 +28,7 @@ def gates_group(ctx, data_dir, db, sync_late, drift, log_fill, as_json, check):
     if ctx.invoked_subcommand is not None:
         return
 
-    from .. import fleet
+    from ..ledger import fleet
     th = {"sync_late_s": _duration(sync_late, "--sync-late"), "drift_s": drift, "log_fill": log_fill / 100}
     bo = _bo(data_dir)
     led = _ledger(bo, db)
@@ -107,7 +107,7 @@ def gates_enroll(data_dir, db, gate_id, key_hex, gate_dir, replace, by_whom):
 def gates_target(data_dir, gate_id, target, clear):
     """Show or set how `offgate sync --all` reaches GATE_ID: TARGET is tcp:HOST:PORT or
     serial:/dev/ttyUSB0."""
-    from .. import fleet
+    from ..ledger import fleet
     bo = _bo(data_dir)
     if clear:
         fleet.set_target(bo, gate_id, None)

@@ -9,7 +9,7 @@ from .base import ID, UNIX_T, _bo, _console, _ts, data_option, main, user_errors
 
 
 def _issuer_keys_for_inspect(data_dir, trust_file):
-    from .. import formats
+    from ..wire import formats
     if trust_file is not None:
         try:
             return [k["pub"] for k in formats.parse_trust_store(Path(trust_file).read_bytes())], str(trust_file)
@@ -36,7 +36,7 @@ def inspect_cmd(data_dir, qrtext, trust_file, now, gate_id, zone):
 
     from rich.table import Table
 
-    from .. import formats, gateview, qr
+    from ..wire import formats, gateview, qr
     issuer_pubs, source = _issuer_keys_for_inspect(data_dir, trust_file)  # a bad trust file fails first
     if qrtext == "-":
         qrtext = sys.stdin.readline()
@@ -48,7 +48,7 @@ def inspect_cmd(data_dir, qrtext, trust_file, now, gate_id, zone):
         except ValueError as e:
             raise click.ClickException("trust store %s: the gate would refuse it: %s" % (trust_file, e)) from None
     elif data_dir is not None and (Path(data_dir) / "offgate.db").exists():
-        from .. import keys as keys_mod
+        from ..wire import keys as keys_mod
         gtrust = [(k["kid"], keys_mod.pub_from_bytes(k["pub"]), k["nbf"], k["exp"]) for k in _bo(data_dir).issuer_keys()]
     else:
         gtrust = []

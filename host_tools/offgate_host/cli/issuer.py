@@ -18,7 +18,7 @@ from .base import UNIX_T, _bo, _console, _iso, _ledger, data_option, main, user_
 def init_cmd(data_dir, name, valid_from, valid_days, db):
     """Create the back office in the data directory (its database and first issuer key); the only
     command that creates one. Idempotent on an existing back office."""
-    from ..backoffice import BackOffice, exists
+    from ..backoffice.backoffice import BackOffice, exists
     from ..ledger.ledger import Ledger
     from ..ledger.ledger import parse_url
     if db is not None:

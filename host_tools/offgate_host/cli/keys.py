@@ -22,7 +22,8 @@ def keys_encrypt(data_dir):
     (env or prompt)."""
     import os
 
-    from .. import backup, keys
+    from ..backoffice import backup
+    from ..wire import keys
     bo = _bo(data_dir)
     bo.close()
     pw = os.environ.get(keys.PASSPHRASE_ENV)
@@ -39,7 +40,7 @@ def keys_encrypt(data_dir):
 @user_errors
 def keys_status(data_dir):
     """Which private keys are encrypted at rest."""
-    from .. import keys
+    from ..wire import keys
     _bo(data_dir).close()
     for p in sorted((Path(data_dir) / "keys").glob("*.pem")):
         click.echo("%-40s %s" % (p.name, "encrypted" if keys.is_encrypted_pem(p.read_bytes()) else "NOT encrypted"))
@@ -52,7 +53,7 @@ def keys_status(data_dir):
 def backup_cmd(data_dir, out):
     """Write the back office (a consistent copy of its database, and its keys as they are at rest)
     to the archive OUT (.tar.gz, with SHA-256 checksums)."""
-    from .. import backup
+    from ..backoffice import backup
     m = backup.backup(data_dir, out)
     click.echo("backup of %s -> %s: %d file(s), %d encrypted key(s)" % (data_dir, out, len(m["files"]),
                                                                        len(m["encrypted_keys"])))
@@ -65,7 +66,7 @@ def backup_cmd(data_dir, out):
 def restore_cmd(data_dir, archive):
     """Restore ARCHIVE (from `offgate backup`) into the data directory, which must be new or empty;
     every file is checked against the backup's checksums before anything is written."""
-    from .. import backup
+    from ..backoffice import backup
     m = backup.restore(archive, data_dir)
     click.echo("restored %d file(s) into %s (backup of %s)" % (len(m["files"]), data_dir, _iso(m["created"])))
 

@@ -32,8 +32,8 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
     acknowledges them, then pushes the deny list, the signed trust list and signed time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from .. import fleet
-    from ..backoffice import BackOfficeError
+    from ..ledger import fleet
+    from ..backoffice.backoffice import BackOfficeError
     from ..ledger.pull import sync_with_retries
     from ..sync.frames import SyncError
     from ..sync.transports import parse_target
@@ -111,8 +111,8 @@ def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
     import signal
     import time as _time
 
-    from .. import fleet
-    from ..backoffice import BackOfficeError
+    from ..ledger import fleet
+    from ..backoffice.backoffice import BackOfficeError
     from ..ledger.pull import sync_with_retries
     from ..sync.frames import SyncError
     from ..sync.transports import parse_target
@@ -202,7 +202,7 @@ def report_cmd(data_dir, db, date_from, date_to, gate_ids, station_ids, tz, fmt,
     Text fits 80 columns; --format json|csv exports."""
     import json
 
-    from .. import report
+    from ..ledger import report
     bo = _bo(data_dir)
     led = _ledger(bo, db)
     try:

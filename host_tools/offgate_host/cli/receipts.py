@@ -28,7 +28,7 @@ def _iso(t):
 
 
 def _money(v, cur):
-    from ..receipts import money
+    from ..ledger.receipts import money
     return money(v, cur)
 
 
@@ -52,7 +52,7 @@ def _describe(body) -> list:
 
 
 def register(main, wallet_group, data_option, db_option, user_errors, open_ledger):
-    from ..backoffice import BackOffice
+    from ..backoffice.backoffice import BackOffice
 
     @main.group("receipt")
     def receipt_group():
@@ -69,7 +69,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @user_errors
     def receipt_config(data_dir, db, operator, tax_id, address, currency, vat_bp):
         """Show or set what receipts say about the operator and tax."""
-        from .. import receipts
+        from ..ledger import receipts
         with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             receipts.set_settings(led, operator=operator, tax_id=tax_id, address=address, currency=currency,
                                   vat_bp=vat_bp)
@@ -82,7 +82,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @user_errors
     def receipt_keys(data_dir, db, out):
         """The public keys that verify receipts and the log's tree heads (JSON), for riders and auditors."""
-        from .. import receipts
+        from ..ledger import receipts
         with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             text = json.dumps(receipts.public_keys(bo, led))
         if out:
@@ -99,7 +99,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @user_errors
     def receipt_issue(data_dir, db, request, out):
         """Answer a rider's signed REQUEST: build, sign, encrypt and log the receipt; write the bundle."""
-        from .. import receipts
+        from ..ledger import receipts
         with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             bundle = receipts.issue(bo, led, request.read_bytes())
         out.write_bytes(bundle)
@@ -118,7 +118,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     def receipt_verify(data_dir, db, bundle, wallet_path, keys_file):
         """Check a receipt BUNDLE: signature, inclusion proof, signed tree head, sums (and, against the back
         office's database: consistency with the current log, the ledger records it names)."""
-        from .. import receipts
+        from ..ledger import receipts
         from ..wallet import Wallet
         enc = Wallet.load(wallet_path).enc_key if wallet_path else None
         data = bundle.read_bytes()
@@ -145,7 +145,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @user_errors
     def receipt_audit(data_dir, db):
         """Check the whole receipt store against the signed tree heads (altered, dropped, reordered entries)."""
-        from .. import receipts
+        from ..ledger import receipts
         with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             a = receipts.audit(bo, led)
         if a["problems"]:
@@ -160,7 +160,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @user_errors
     def receipt_list(data_dir, db, account):
         """The receipts issued (their content is encrypted to the riders)."""
-        from .. import receipts
+        from ..ledger import receipts
         with open_ledger(data_dir, db) as led:
             for r in receipts.stored(led, account):
                 click.echo("%s  entry %-6d %-16s %s" % (r["id"].hex(), r["idx"], r["account"], _iso(r["created"])))
@@ -182,7 +182,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @user_errors
     def wallet_receipt_request(data_dir, db, wallet_path, trip, t_from, t_to, out):
         """Sign a receipt request with the wallet key; ask the back office; keep the receipt."""
-        from .. import receipts
+        from ..ledger import receipts
         from ..wallet import Wallet
         w = Wallet.load(wallet_path)
         cti = w.credential_info()["cti"]
@@ -214,7 +214,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @user_errors
     def wallet_receipt_add(wallet_path, bundle):
         """Keep a receipt BUNDLE received from the back office (it must decrypt with this wallet)."""
-        from .. import receipts
+        from ..ledger import receipts
         from ..wallet import Wallet
         w = Wallet.load(wallet_path)
         data = bundle.read_bytes()
@@ -230,7 +230,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @user_errors
     def wallet_receipt_list(wallet_path):
         """The wallet's receipts (decrypted)."""
-        from .. import receipts
+        from ..ledger import receipts
         from ..wallet import Wallet
         w = Wallet.load(wallet_path)
         if not w.receipts:
@@ -250,7 +250,7 @@ def register(main, wallet_group, data_option, db_option, user_errors, open_ledge
     @user_errors
     def wallet_receipt_show(wallet_path, receipt_id, out, export):
         """Show one receipt (RECEIPT_ID: hex, or a unique prefix)."""
-        from .. import receipts
+        from ..ledger import receipts
         from ..wallet import Wallet
         w = Wallet.load(wallet_path)
         hits = [b for b in w.receipts if receipts.parse_bundle(b)["id"].hex().startswith(receipt_id.lower())]

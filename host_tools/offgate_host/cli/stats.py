@@ -21,8 +21,8 @@ def register(main, data_option, db_option, user_errors, open_ledger):
     @user_errors
     def stats_party(data_dir, name, out):
         """This back office's party file (NAME and stats public key) for a round's coordinator."""
-        from .. import stats
-        from ..backoffice import BackOffice
+        from ..ledger import stats
+        from ..backoffice.backoffice import BackOffice
         with BackOffice(data_dir, create=False) as bo:
             text = json.dumps(stats.party_info(bo, name))
         if out:
@@ -43,7 +43,7 @@ def register(main, data_option, db_option, user_errors, open_ledger):
     @user_errors
     def stats_round(round_id, party_files, start, hours, station_names, products, out):
         """Define a round: ROUND_ID (new for every round), the parties and the common index."""
-        from .. import stats
+        from ..ledger import stats
         parties = []
         for f in party_files:
             try:
@@ -71,7 +71,7 @@ def register(main, data_option, db_option, user_errors, open_ledger):
     @user_errors
     def stats_rerun(round_file, new_round_id, without, out):
         """A failed round again, without the parties that did not submit, under NEW_ROUND_ID."""
-        from .. import stats
+        from ..ledger import stats
         spec = stats.rerun(stats.load_round(round_file), new_round_id, list(without))
         out.write_text(json.dumps(spec, indent=1) + "\n")
         click.echo("round %s: %d parties (%s), %d cells -> %s" % (new_round_id, len(spec["parties"]),
@@ -89,8 +89,8 @@ def register(main, data_option, db_option, user_errors, open_ledger):
     @user_errors
     def stats_submit(data_dir, db, round_file, out):
         """Count this operator's passages over the round's index, mask, sign, write OUT."""
-        from .. import stats
-        from ..backoffice import BackOffice
+        from ..ledger import stats
+        from ..backoffice.backoffice import BackOffice
         spec = stats.load_round(round_file)
         with BackOffice(data_dir, create=False) as bo, open_ledger(data_dir, db, bo) as led:
             _, outside = stats.count_cells(bo, led, spec)
@@ -111,7 +111,7 @@ def register(main, data_option, db_option, user_errors, open_ledger):
     @user_errors
     def stats_aggregate(data_dir, db, round_file, submissions, min_count, out):
         """Verify the parties' SUBMISSIONS, sum them, publish the round's totals."""
-        from .. import stats
+        from ..ledger import stats
         spec = stats.load_round(round_file)
         with open_ledger(data_dir, db) as led:
             res = stats.aggregate(led, spec, [Path(s).read_bytes() for s in submissions], min_count=min_count)

@@ -89,7 +89,7 @@ def serve(data_dir, db, host, port, base_url):
     _check_port_free(host, port)
     import os
 
-    from .. import keys
+    from ..wire import keys
     # encrypted keys: the passphrase is asked once here, never from a request's thread
     if any(keys.is_encrypted_pem(p.read_bytes()) for p in (Path(data_dir) / "keys").glob("*.pem")) \
             and not os.environ.get(keys.PASSPHRASE_ENV):

@@ -19,7 +19,7 @@ log and replay file are the gate's own (state_dir / log dir), made at first boot
 """
 from pathlib import Path
 
-from .. import keys
+from ..wire import keys
 from .tables import ISSUER_TABLES, issuer_tables_from_trust
 
 TRUST = "trust.cbor"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .. import keys
+from ..wire import keys
 from ..errors import OffgateError
 from .gatefiles import BATCH_PUB, DEVICE_KEY, ROOT_PUB  # the one table of gate files
 

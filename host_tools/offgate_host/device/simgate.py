@@ -198,7 +198,7 @@ def write_gate_dir(path, *, gate_id, zone, trust: bytes, deny: bytes = None, tab
         from .tables import ISSUER_TABLES, issuer_tables_from_trust
         (path / ISSUER_TABLES).write_bytes(issuer_tables_from_trust(trust))
     if deny is None:  # a complete gate directory has a deny list, if an empty one
-        from ..formats import deny_list_bytes
+        from ..wire.formats import deny_list_bytes
         deny = deny_list_bytes([])
     if deny is not False:  # deny=False: no deny.bin at all
         (path / DENY).write_bytes(deny)

@@ -140,7 +140,7 @@ def issuer_tables_from_trust(trust: bytes, with_g=True) -> bytes:
     """issuer_tables.bin for a trust store's keys, plus (with_g) a record for G itself: the gate
     then reads G's rows from the file too instead of holding p256_gtable (16 KB) in its heap,
     which is what a gate running non-frozen .mpy firmware (e.g. the unix-port simulator) wants."""
-    from .. import formats
+    from ..wire import formats
     return issuer_tables_bytes(([G_PUB] if with_g else []) + [k["pub"] for k in formats.parse_trust_store(trust)])
 
 

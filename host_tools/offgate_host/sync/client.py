@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from .. import keys
+from ..wire import keys
 from .frames import (AUTH, AUTH_OK, CHALLENGE, DENY_CHUNK, ERROR, HELLO, MAC_LEN, NONCE_LEN, PROTO, REQUEST, RESPONSE,
                      TABLES_CHUNK, Deframer, GateRefused, SyncError, encode_frame, frame_header)
 

@@ -27,8 +27,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
-from .. import formats, keys, receipts
-from ..backoffice import BackOffice, BackOfficeError, IssueRefused, UnknownAccount
+from ..wire import formats, keys
+from ..ledger import receipts
+from ..backoffice.backoffice import BackOffice, BackOfficeError, IssueRefused, UnknownAccount
 from ..ledger.ledger import Ledger
 from . import charts, data, store
 

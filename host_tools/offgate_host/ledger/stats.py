@@ -34,8 +34,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from . import formats, keys, stations
-from .errors import OffgateError
+from ..wire import formats, keys
+from . import stations
+from ..errors import OffgateError
 
 MOD = 1 << 64
 ROUND_VERSION = 1

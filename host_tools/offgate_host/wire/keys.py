@@ -6,7 +6,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .errors import OffgateError
+from ..errors import OffgateError
 
 KID_LEN = 4
 

@@ -28,8 +28,9 @@ import time
 import cbor2
 from cwt import COSE, COSEKey, Recipient
 
-from . import formats, keys, merklelog, stations
-from .errors import OffgateError
+from ..wire import formats, keys, merklelog
+from . import stations
+from ..errors import OffgateError
 
 BUNDLE_VERSION = 1
 RECEIPT_VERSION = 1
@@ -88,7 +89,7 @@ def _now(now=None):
 
 def money(v, cur) -> str:
     """`v` minor units of currency `cur` as text in major units ("5.00 PLN", "500 JPY")."""
-    from .fares.feed import MINOR_UNITS
+    from ..fares.feed import MINOR_UNITS
     d = MINOR_UNITS.get(cur, 2)
     sign, v = ("-" if v < 0 else ""), abs(int(v))
     if not d:

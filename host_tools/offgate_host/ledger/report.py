@@ -10,7 +10,7 @@ def _reason_name(code):
     global REASONS
     if REASONS is None:
         try:
-            from .device.paths import firmware_module
+            from ..device.paths import firmware_module
             REASONS = firmware_module("offgate.reasons")
         except Exception:
             REASONS = False
@@ -102,14 +102,14 @@ def _zone(tz):
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        from .errors import UsageError
+        from ..errors import UsageError
         raise UsageError("unknown time zone %r (an IANA name such as Europe/Warsaw, or UTC)" % tz) from None
 
 
 def parse_day(text, tz, end=False):
     """Unix seconds of the start of day `text` (YYYY-MM-DD, or YYYY-MM-DDTHH:MM) in time zone `tz`;
     end=True for a bare day: the start of the next day (ranges are [from, to))."""
-    from .errors import UsageError
+    from ..errors import UsageError
     zone = _zone(tz)
     try:
         if "T" in text or " " in text:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import keys
+from ..wire import keys
 from .backoffice import DB_NAME, BackOfficeError, exists
 
 FORMAT = "offgate-backup-1"

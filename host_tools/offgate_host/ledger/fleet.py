@@ -30,7 +30,7 @@ def gates(bo, led, now=None, thresholds=None):
     "drift_s", "clock" (trusted/source at the last sync, or None), "backlog", "log_fill" (0..1),
     "records", "opened", "denied", "deny_count", "deny_serial", "trust_serial", "notes" (boot notes),
     "alerts": [text]}], by gate id. Times in Unix seconds; ages and drift in seconds."""
-    from .ledger.ledger import _clock_at_sync
+    from .ledger import _clock_at_sync
     th = dict(DEFAULTS, **(thresholds or {}))
     now = int(time.time() if now is None else now)
     prov = {g["gate_id"]: g for g in bo.gates()}
@@ -104,7 +104,7 @@ def _targets_table(bo):
 def set_target(bo, gate_id, target, now=None):
     """Record how `offgate sync --all` reaches gate `gate_id` (None: forget it). The target is
     checked (offgate_host.sync.transports.parse_target raises SyncError for a bad one)."""
-    from .sync.transports import parse_target
+    from ..sync.transports import parse_target
     _targets_table(bo)
     with bo.db:
         if target is None:

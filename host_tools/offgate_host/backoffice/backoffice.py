@@ -10,8 +10,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from . import formats, keys
-from .errors import NoBackOffice, OffgateError
+from ..wire import formats, keys
+from ..errors import NoBackOffice, OffgateError
 
 DEFAULT_ISSUER = "offgate-demo"
 DEFAULT_MIN_BALANCE = 500
