@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..wire import formats, keys
+from ..atomicfile import atomic_write
 from ..errors import NoBackOffice, OffgateError
 
 DEFAULT_ISSUER = "offgate-demo"
@@ -158,13 +159,7 @@ def _atomic_write(path, data: bytes) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise BackOfficeError("cannot write %s: directory %s does not exist" % (path, path.parent))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, data)
 
 
 def _reason(reason) -> str:

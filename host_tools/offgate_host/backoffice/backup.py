@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..atomicfile import replacing
 from ..wire import keys
 from .backoffice import DB_NAME, BackOfficeError, exists
 
@@ -55,13 +56,11 @@ def backup(data_dir, out) -> dict:
     manifest = {"format": FORMAT, "created": int(time.time()),
                 "files": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
                 "encrypted_keys": sorted(n for n, b in files.items() if n.startswith("keys/") and keys.is_encrypted_pem(b))}
-    tmp_out = out.with_name(out.name + ".tmp")
-    with tarfile.open(tmp_out, "w:gz") as tar:
-        _add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=1).encode(), 0o644)
-        for n, b in files.items():
-            _add_bytes(tar, n, b)
-    os.chmod(tmp_out, 0o600)
-    os.replace(tmp_out, out)
+    with replacing(out, mode=0o600) as tmp_out:
+        with tarfile.open(tmp_out, "w:gz") as tar:
+            _add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=1).encode(), 0o644)
+            for n, b in files.items():
+                _add_bytes(tar, n, b)
     return manifest
 
 

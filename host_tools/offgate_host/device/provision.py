@@ -1,6 +1,5 @@
 """Provisioning a (simulated) gate's directory for the sync link: the back office's public keys
 written into it, and its device key made there (docs/protocol.md "Provisioning")."""
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..wire import keys
+from ..atomicfile import atomic_write
 from ..errors import OffgateError
 from .gatefiles import BATCH_PUB, DEVICE_KEY, ROOT_PUB  # the one table of gate files
 
@@ -42,8 +42,6 @@ def provision_gate_dir(path, bo, gate_id=None, replace=False):
     if gate_id is not None:
         if not (p / DEVICE_KEY).exists():
             d = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
-            tmp = p / (DEVICE_KEY + ".tmp")
-            tmp.write_bytes(_device_key_file(d))
-            os.replace(tmp, p / DEVICE_KEY)
+            atomic_write(p / DEVICE_KEY, _device_key_file(d))
         bo.register_gate(gate_id, device_pub_of_dir(p), "sim", replace=replace)
     return p

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..atomicfile import replacing
 from .paths import firmware_dir, repo_root  # noqa: F401  (tests and bench import them from here too)
 
 # The simulator process: the gate plus the simulator's own adapters (asyncio streams, TCP, pty,
@@ -117,6 +118,10 @@ def is_empty_init(py):
     return py.name == "__init__.py" and not py.read_text().strip()
 
 
+class _NoNative(Exception):
+    """mpy-cross has no native code for this port (a viper module is left out)."""
+
+
 def compile_firmware(out=None, mp=None):
     """Compile firmware/*.py to .mpy under build/unix-mpy (build/unix-mpy-x86 for a 32-bit
     interpreter; only what changed), with native code (viper) for the architecture of
@@ -137,16 +142,18 @@ def compile_firmware(out=None, mp=None):
         if mpy.exists() and mpy.stat().st_mtime >= py.stat().st_mtime:
             continue
         mpy.parent.mkdir(parents=True, exist_ok=True)
-        tmp = mpy.with_name(mpy.name + ".tmp%d" % os.getpid())
         march = ["-march=" + arch] if arch else []
-        r = subprocess.run([mpy_cross_bin(), "-s", str(rel), *march, "-o", str(tmp), str(py)],
-                           capture_output=True, text=True)
-        if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
+        try:
+            with replacing(mpy, suffix=".tmp%d" % os.getpid()) as tmp:  # parallel test processes
+                r = subprocess.run([mpy_cross_bin(), "-s", str(rel), *march, "-o", str(tmp), str(py)],
+                                   capture_output=True, text=True)
+                if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
+                    raise _NoNative
+                if r.returncode != 0:
+                    raise RuntimeError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
+        except _NoNative:
             mpy.unlink(missing_ok=True)  # a viper module on a port without native code: left out
             continue
-        if r.returncode != 0:
-            raise RuntimeError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
-        os.replace(tmp, mpy)
     for mpy in out.rglob("*.mpy"):  # a module moved or removed: its old .mpy must not stay importable
         py = (src / mpy.relative_to(out)).with_suffix(".py")
         if not py.exists() or is_empty_init(py):

@@ -6,6 +6,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..atomicfile import atomic_write
 from ..errors import OffgateError
 
 KID_LEN = 4
@@ -120,14 +121,7 @@ def save_private_pem(path, key, password=None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     password = password or passphrase()
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private_pem(key, password))
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    atomic_write(path, private_pem(key, password), mode=0o600)
 
 
 def load_private_pem(path) -> ec.EllipticCurvePrivateKey:
