@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import cbor2  # noqa: E402
 
@@ -65,7 +65,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scans", type=int, default=60)
     a = ap.parse_args()
-    from test_sync_e2e import SyncSimGate
+    from backlog import SyncSimGate
     now = int(time.time())
     out = {"scans_per_mode": a.scans}
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
@@ -177,7 +177,7 @@ def main():
     out = {"stats": bench_stats(a.cells), "receipts": [bench_receipts(a.receipts, None, "sqlite")]}
     if a.pg:
         os.environ["OFFGATE_TEST_PG_URL"] = a.pg
-        from test_ledger import _pg_url_with_schema
+        from ledgerhelp import _pg_url_with_schema
         out["receipts"].append(bench_receipts(a.receipts, _pg_url_with_schema()[0], "postgresql"))
     out["proofs"] = bench_proofs()
     print(json.dumps(out))

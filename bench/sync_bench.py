@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import synchelp  # noqa: E402  (FakeGate, LoopTransport; honours OFFGATE_SYNC_STUBS)
 from offgate.sync import session  # noqa: E402

@@ -35,7 +35,7 @@ def test_sync_heap_seal_driver(tmp_path):
     in each mode on the 64-bit port; no valgrind, no timing."""
     import json
     import subprocess
-    sys.path.insert(0, str(BENCH.parent / "tests"))
+    sys.path.insert(0, str(BENCH.parent / "tests" / "support"))
     from backlog import prefill
     from offgate_host.device import simgate
     prefill(tmp_path, 210)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from offgate_host.cli import main
 
 SKIP = {("demo",)}
-JUNK = b"\x00\xffjunk\x80" * 40  # runs the whole simulated chain (tests/test_sim_gate.py covers it)
+JUNK = b"\x00\xffjunk\x80" * 40  # runs the whole simulated chain (tests/cross/test_sim_gate.py covers it)
 
 
 def walk(cmd, path=()):

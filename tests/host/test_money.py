@@ -1,8 +1,6 @@
 """Money that adds up (issue #13): caps and holds, credit, overdraft flags, top-ups and adjustments
 with an audit trail, a statement that reconciles; property tests that the books always balance."""
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -14,8 +12,7 @@ from offgate_host.backoffice.backoffice import BackOffice, BackOfficeError, Issu
 from offgate_host.cli import main
 from offgate_host.ledger.ledger import Ledger
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_ledger import make_records  # noqa: E402
+from ledgerhelp import make_records
 
 NOW = int(time.time())
 

@@ -3,8 +3,6 @@ denials per hour, revenue per product and station, CSV and JSON export, 80 colum
 import csv
 import io
 import json
-import sys
-from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -14,8 +12,7 @@ from offgate_host.cli import main
 from offgate_host.wire.formats import parse_credential
 from offgate_host.ledger.ledger import Ledger
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_ledger import make_records  # noqa: E402
+from ledgerhelp import make_records
 
 T0 = 1798761600  # 2027-01-01 00:00 UTC = 01:00 in Warsaw
 

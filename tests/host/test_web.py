@@ -228,7 +228,7 @@ def test_admin_manages_staff_others_cannot(site):
 
 
 # ---------------------------------------------------------------- dashboard data on SQLite and PostgreSQL
-from test_ledger import issue, make_records, world  # noqa: E402,F401  (the ledger tests' two-database fixture)
+from ledgerhelp import issue, make_records, world  # noqa: E402,F401  (the ledger tests' two-database fixture)
 
 
 def test_dashboard_data_on_both_ledgers(world):

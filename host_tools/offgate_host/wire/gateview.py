@@ -7,7 +7,7 @@ is strict (cbor2 keeps the last of two duplicate keys, lets `true` collide with 
 but accepts floats, indefinite lengths and any tag), so a support tool using it can show a counter
 or a credential the gate never judged. This module decodes with the gate's rules, written again
 from the specification rather than imported from the firmware, so the two check each other
-(tests/test_sync_attacks.py::test_host_and_gate_agree_on_mutated_codes feeds both the same inputs).
+(tests/cross/test_sync_attacks.py::test_host_and_gate_agree_on_mutated_codes feeds both the same inputs).
 Signatures are checked with pyca/cryptography.
 
     decide(qr_text, trust, now, gate_id, zone, max_age_s=60, skew_s=30, deny=()) -> (reason name, info)
