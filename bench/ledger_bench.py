@@ -1,7 +1,9 @@
 """Ledger ingest and settlement of N (default 100,000) pulled records, as a sync delivers them
 (batches of 200, one transaction each), on SQLite and, with --pg URL (or OFFGATE_TEST_PG_URL), on
 PostgreSQL; beside a bare COPY of the same rows into an unindexed table of the same columns in the
-same run (the floor ingest is measured against). Prints JSON; seconds.
+same run (the floor ingest is measured against; also into a table with ledger_records' indexes).
+Settlement here is the flat fare per passage (the issue's figure); bench/fares_bench.py times the
+fares path. Prints JSON; seconds.
 
     python bench/ledger_bench.py [--records 100000] [--pg postgresql://...]
 
@@ -47,18 +49,25 @@ def pg_schema_url(url):
     return url + sep + "options=-csearch_path%3D" + schema, schema
 
 
-def bare_copy(url, recs, now):
-    """COPY the same rows into an unindexed table with ledger_records' columns: the floor."""
+def bare_copy(url, recs, now, indexed=False):
+    """COPY the same rows, in the same batches (one transaction each), into a table with
+    ledger_records' columns: unindexed (the floor the issue names) or, indexed=True, with
+    ledger_records' two indexes ((gate, seq) unique, (cti, ctr)): what storing them costs the
+    server before any of the ledger's own work."""
     import psycopg
+    table = "bare_records_indexed" if indexed else "bare_records"
     with psycopg.connect(url) as c:
-        c.execute("CREATE TABLE bare_records (gate BIGINT, seq BIGINT, t BIGINT, cti BYTEA, ctr BIGINT, "
+        c.execute("CREATE TABLE %s (gate BIGINT, seq BIGINT, t BIGINT, cti BYTEA, ctr BIGINT, "
                   "decision TEXT, reason INTEGER, missed BIGINT, chain BYTEA, chain_ok INTEGER, ingested BIGINT, "
-                  "settled INTEGER, station TEXT, direction TEXT)")
+                  "settled INTEGER, station TEXT, direction TEXT)" % table)
+        if indexed:
+            c.execute("CREATE UNIQUE INDEX ON %s (gate, seq)" % table)
+            c.execute("CREATE INDEX ON %s (cti, ctr)" % table)
         c.commit()
         t = time.perf_counter()
         for i in range(0, len(recs), BATCH):
             with c.cursor() as cur:
-                with cur.copy("COPY bare_records FROM STDIN") as cp:
+                with cur.copy("COPY %s FROM STDIN" % table) as cp:
                     for r in recs[i:i + BATCH]:
                         cp.write_row((1, r["seq"], r["t"], r["cti"], r["ctr"], r["decision"], r["reason"], 0,
                                       r["chain"], 1, now, 0, None, None))
@@ -66,8 +75,20 @@ def bare_copy(url, recs, now):
         return time.perf_counter() - t
 
 
-def run(url, label, recs, bo, now, gate):
-    led = Ledger(url)
+def setup(path, db, now, n_creds):
+    """A back office on its one database (`db`: None = its own SQLite file, or a PostgreSQL URL)
+    with one account and `n_creds` credentials; returns (back office, credential ids)."""
+    bo = BackOffice(path, db=db)
+    bo.init_issuer("bench", valid_from=now - 86400)
+    bo.create_account("bench", balance=10 ** 12)
+    ctis = [parse_credential(bo.issue_credential("bench", keys.pub_bytes(keys.generate()), zones=[1],
+                                                 valid_seconds=86400 * 30, now=now - 3600, cap=10 ** 6))["cti"]
+            for _ in range(n_creds)]
+    return bo, ctis
+
+
+def run(label, recs, bo, now, gate):
+    led = Ledger.for_backoffice(bo)  # the one database: ledger and accounts on one connection
     led.enroll_gate(gate, b"\x04" + bytes(64))
     t = time.perf_counter()
     for i in range(0, len(recs), BATCH):
@@ -78,7 +99,8 @@ def run(url, label, recs, bo, now, gate):
     settle = time.perf_counter() - t
     out = {"backend": label, "records": len(recs), "ingest_s": round(ingest, 3), "settle_s": round(settle, 3),
            "ingest_plus_settle_s": round(ingest + settle, 3), "ingest_records_per_s": round(len(recs) / ingest),
-           "trips_settled": s["trips"], "fraud_flags": s["fraud"]}
+           "trips_settled": s["trips"], "fraud_flags": s["fraud"],
+           "settlement": "flat fare per passage (no fare table loaded; bench/fares_bench.py times the fares path)"}
     led.close()
     return out
 
@@ -92,25 +114,25 @@ def main():
     now = int(time.time())
     res = {}
     with tempfile.TemporaryDirectory() as d:
-        bo = BackOffice(Path(d) / "bo")
-        bo.init_issuer("bench", valid_from=now - 86400)
-        bo.create_account("bench", balance=10 ** 12)
-        ctis = [parse_credential(bo.issue_credential("bench", keys.pub_bytes(keys.generate()), zones=[1],
-                                                     valid_seconds=86400 * 30, now=now - 3600, cap=10 ** 6))["cti"]
-                for _ in range(a.credentials)]
+        bo, ctis = setup(Path(d) / "bo", None, now, a.credentials)
         recs = make_records(a.records, ctis, now - a.records)
-        bo.db.execute("PRAGMA synchronous = FULL")
-        res["sqlite"] = run(str(Path(d) / "ledger.db"), "sqlite", recs, bo, now, 1)
+        res["sqlite"] = run("sqlite", recs, bo, now, 1)
+        bo.close()
         if a.pg:
             url, schema = pg_schema_url(a.pg)
-            res["postgresql"] = run(url, "postgresql", recs, bo, now, 2)  # gate 2: its own charges
+            bo, ctis = setup(Path(d) / "bo-pg", url, now, a.credentials)
+            recs = make_records(a.records, ctis, now - a.records)
+            res["postgresql"] = run("postgresql", recs, bo, now, 1)
+            bo.close()
             res["postgresql"]["bare_copy_s"] = round(bare_copy(url, recs, now), 3)
+            res["postgresql"]["bare_copy_indexed_s"] = round(bare_copy(url, recs, now, indexed=True), 3)
             res["postgresql"]["ingest_vs_bare_copy"] = round(res["postgresql"]["ingest_s"]
                                                              / res["postgresql"]["bare_copy_s"], 2)
+            res["postgresql"]["ingest_vs_bare_copy_indexed"] = round(res["postgresql"]["ingest_s"]
+                                                                     / res["postgresql"]["bare_copy_indexed_s"], 2)
             import psycopg
             with psycopg.connect(a.pg, autocommit=True) as c:
                 c.execute("DROP SCHEMA %s CASCADE" % schema)
-        bo.close()
     res["targets"] = {"postgresql_ingest_plus_settle_s": 3.0, "postgresql_ingest_vs_bare_copy": 2.0}
     json.dump(res, sys.stdout, indent=1)
     print()

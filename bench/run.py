@@ -854,7 +854,9 @@ def main():
             if k in ledger:
                 note("  %-10s ingest %s s + settle %s s = %s s%s" % (
                     k, ledger[k]["ingest_s"], ledger[k]["settle_s"], ledger[k]["ingest_plus_settle_s"],
-                    "; bare COPY %s s (ingest %sx)" % (ledger[k]["bare_copy_s"], ledger[k]["ingest_vs_bare_copy"])
+                    "; bare COPY %s s (ingest %sx), into an indexed table %s s (%sx)" % (
+                        ledger[k]["bare_copy_s"], ledger[k]["ingest_vs_bare_copy"],
+                        ledger[k].get("bare_copy_indexed_s"), ledger[k].get("ingest_vs_bare_copy_indexed"))
                     if "bare_copy_s" in ledger[k] else ""))
         note("sync of a large backlog on the simulated gate: smallest heap (2,000 / 20,000 records; .mpy, ROMFS) "
              "and gate CPU per 200-record pull (callgrind, fast vs big-int path) ...")

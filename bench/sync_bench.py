@@ -26,7 +26,7 @@ from offgate.log.oplog import OpLog  # noqa: E402
 from offgate_host.wire import keys  # noqa: E402
 from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
 from offgate_host.ledger.ledger import Ledger  # noqa: E402
-from offgate_host.ledger.pull import sync_gate# noqa: E402
+from offgate_host.ledger.pull import sync_gate  # noqa: E402
 
 
 def make_gate(work, bo, n, ctis, gate_id):

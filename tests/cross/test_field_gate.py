@@ -10,6 +10,7 @@ MicroPython build at the device heap (128k), firmware from .mpy files. Field cas
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -220,12 +221,13 @@ def test_trust_store_over_the_key_budget_is_no_issuer_trusted_not_a_crash(tmp_pa
 
 def test_back_office_never_ships_expired_keys(tmp_path):
     from offgate_host.backoffice.backoffice import BackOffice
+    now = int(time.time())   # the clock check compares with the real time: not now from import
     bo = BackOffice(tmp_path / "bo")
-    bo.init_issuer("t", valid_from=NOW - 400 * DAY, valid_days=365)   # expired a month ago
-    bo.rotate_issuer(valid_from=NOW - DAY, valid_days=365)
-    keys = formats.parse_trust_store(bo.trust_bytes(now=NOW))
-    assert len(keys) == 1 and keys[0]["exp"] > NOW
-    assert len(bo.gate_trust_keys(now=NOW - 390 * DAY)) == 2  # a future key ships early
+    bo.init_issuer("t", valid_from=now - 400 * DAY, valid_days=365)   # expired a month ago
+    bo.rotate_issuer(valid_from=now - DAY, valid_days=365)
+    keys = formats.parse_trust_store(bo.trust_bytes(now=now))
+    assert len(keys) == 1 and keys[0]["exp"] > now
+    assert len(bo.gate_trust_keys(now=now - 390 * DAY)) == 2  # a future key ships early
 
 
 def test_signed_time_out_of_bounds_or_below_the_floor_is_refused_unless_forced(tmp_path):

@@ -186,11 +186,16 @@ def test_only_init_creates_a_back_office(tmp_path):
     res = r.invoke(main, ["init", "--data", str(tmp_path / "bo"), "--db", "mysql://x"])
     assert res.exit_code == 1 and "unsupported database" in res.stderr and not (tmp_path / "bo").exists()
     res = r.invoke(main, ["init", "--data", str(tmp_path / "bo"), "--db", str(tmp_path / "ledger.db")])
-    assert res.exit_code == 0 and (tmp_path / "ledger.db").is_file() and (tmp_path / "bo" / "offgate.db").is_file()
+    # one database: the back office keeps everything in the file given, and names it in database.url
+    assert res.exit_code == 0 and (tmp_path / "ledger.db").is_file() and (tmp_path / "bo" / "database.url").is_file()
+    assert not (tmp_path / "bo" / "offgate.db").exists()
     res = r.invoke(main, ["settle", "--data", str(tmp_path / "bo"), "--db", str(tmp_path / "ledger.db")])
     assert res.exit_code == 0, res.output
     res = r.invoke(main, ["settle", "--data", str(tmp_path / "bo"), "--db", str(tmp_path / "ledgr.db")])
     assert res.exit_code == 1 and "no ledger database" in res.stderr and not (tmp_path / "ledgr.db").exists()
+    assert r.invoke(main, ["init", "--data", str(tmp_path / "bo2")]).exit_code == 0
+    res = r.invoke(main, ["settle", "--data", str(tmp_path / "bo2"), "--db", str(tmp_path / "ledger.db")])
+    assert res.exit_code == 1 and "is not the database of the back office" in res.stderr, res.output
 
 
 def test_unreachable_postgresql_is_one_line(tmp_path):

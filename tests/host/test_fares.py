@@ -322,15 +322,10 @@ def test_fare_config_validation():
 # ---------------------------------------------------------------------------- through the ledger
 @pytest.fixture(params=["sqlite", "postgresql"])
 def world(request, tmp_path):
-    bo = BackOffice(tmp_path / "bo")
+    from ledgerhelp import backoffice_on
+    bo = backoffice_on(request.param, tmp_path / "bo")
     bo.init_issuer("t", valid_from=at(W, 2026, 1, 1, 0))
-    if request.param == "sqlite":
-        led = Ledger.for_backoffice(bo)
-    else:
-        if not PG_URL:
-            pytest.skip("OFFGATE_TEST_PG_URL not set (CI sets it; see .ci/run)")
-        from ledgerhelp import _pg_url_with_schema
-        led = Ledger(_pg_url_with_schema()[0])
+    led = Ledger.for_backoffice(bo)
     yield World(bo, led)
     led.close()
     bo.close()

@@ -11,21 +11,16 @@ from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.wire.formats import parse_credential
 from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 from offgate_host.wallet import Wallet
-from ledgerhelp import NOW, PG_URL, _pg_url_with_schema
+from ledgerhelp import NOW, backoffice_on
 
 FARE = 320
 
 
 class World:
     def __init__(self, tmp_path, kind):
-        self.bo = BackOffice(tmp_path / "bo")
+        self.bo = backoffice_on(kind, tmp_path / "bo")
         self.bo.init_issuer("Zakroczym Transit", valid_from=NOW - 5 * 86400)
-        if kind == "sqlite":
-            self.led = Ledger.for_backoffice(self.bo)
-        else:
-            if not PG_URL:
-                pytest.skip("OFFGATE_TEST_PG_URL not set (CI sets it; see .ci/run)")
-            self.led = Ledger(_pg_url_with_schema()[0])
+        self.led = Ledger.for_backoffice(self.bo)
         self.led.set_fare(1, FARE)
         receipts.set_settings(self.led, tax_id="PL5250001009", address="ul. Warszawska 1", vat_bp=800)
         self.bo.create_account("alice", balance=10000)

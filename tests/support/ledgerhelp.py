@@ -25,18 +25,22 @@ def _pg_url_with_schema():
     return PG_URL + sep + "options=-csearch_path%3D" + schema, schema
 
 
+def backoffice_on(kind, path):
+    """A new back office in `path` on its one database: its own SQLite file, or a fresh schema
+    of the test PostgreSQL (skipped without OFFGATE_TEST_PG_URL)."""
+    if kind == "sqlite":
+        return BackOffice(path)
+    if not PG_URL:
+        pytest.skip("OFFGATE_TEST_PG_URL not set (CI sets it; see .ci/run)")
+    return BackOffice(path, db=_pg_url_with_schema()[0])
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def world(request, tmp_path):
-    bo = BackOffice(tmp_path / "bo")
+    bo = backoffice_on(request.param, tmp_path / "bo")
     bo.init_issuer("t", valid_from=NOW - 86400)
-    if request.param == "sqlite":
-        led = Ledger.for_backoffice(bo)
-    else:
-        if not PG_URL:
-            pytest.skip("OFFGATE_TEST_PG_URL not set (CI sets it; see .ci/run)")
-        url, schema = _pg_url_with_schema()
-        led = Ledger(url)
-        assert led.db.kind == "pg"
+    led = Ledger.for_backoffice(bo)
+    assert led.db.kind == ("pg" if request.param == "postgresql" else "sqlite")
     yield bo, led
     led.close()
     bo.close()

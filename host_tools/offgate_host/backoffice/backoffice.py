@@ -6,12 +6,12 @@ State lives in one directory: SQLite database `offgate.db` and issuer private ke
 import json
 import os
 import re
-import sqlite3
 import time
 from pathlib import Path
 
 from ..wire import formats, keys
 from ..atomicfile import atomic_write
+from ..db import safe_url as _safe
 from ..errors import NoBackOffice, OffgateError
 
 DEFAULT_ISSUER = "offgate-demo"
@@ -26,87 +26,6 @@ MAX_AMOUNT = 10 ** 12
 # A credential's cap travels in the credential and the gate keeps it as an unsigned 32-bit value
 # (firmware/offgate/policy/credcache.py, 0xFFFFFFFF = no cap).
 MAX_CAP = 2 ** 32 - 2
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS config (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS issuer_keys (
-    kid      BLOB PRIMARY KEY,
-    iss      TEXT NOT NULL,
-    pub      BLOB NOT NULL,
-    nbf      INTEGER NOT NULL,
-    exp      INTEGER NOT NULL,
-    created  INTEGER NOT NULL,
-    key_file TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS accounts (
-    id       TEXT PRIMARY KEY,
-    balance  INTEGER NOT NULL,
-    credit   INTEGER NOT NULL,
-    created  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS credentials (
-    cti       BLOB PRIMARY KEY,
-    account   TEXT NOT NULL REFERENCES accounts(id),
-    kid       BLOB NOT NULL REFERENCES issuer_keys(kid),
-    iat       INTEGER NOT NULL,
-    nbf       INTEGER NOT NULL,
-    exp       INTEGER NOT NULL,
-    cap       INTEGER,
-    product   INTEGER NOT NULL,
-    zones     TEXT NOT NULL,
-    gates     TEXT,
-    rider_pub BLOB NOT NULL,
-    rider_category TEXT  -- GTFS rider_categories.txt id (docs/fares.md); back office only, not in the CWT
-);
-CREATE TABLE IF NOT EXISTS deny (
-    cti    BLOB PRIMARY KEY,
-    added  INTEGER NOT NULL
-);
--- holds: issuing a credential with a cap reserves the cap on the account (SEEDS 3); trips are
--- charged against it at settlement; after the credential expires the unused rest is released.
-CREATE TABLE IF NOT EXISTS holds (
-    cti      BLOB PRIMARY KEY REFERENCES credentials(cti),
-    account  TEXT NOT NULL REFERENCES accounts(id),
-    amount   INTEGER NOT NULL,
-    used     INTEGER NOT NULL DEFAULT 0,
-    exp      INTEGER NOT NULL,
-    state    TEXT NOT NULL DEFAULT 'held',
-    created  INTEGER NOT NULL,
-    released INTEGER
-);
--- one row per settled trip (gate, seq): the idempotence key of settlement
-CREATE TABLE IF NOT EXISTS charges (
-    gate      INTEGER NOT NULL,
-    seq       INTEGER NOT NULL,
-    cti       BLOB NOT NULL,
-    account   TEXT NOT NULL,
-    amount    INTEGER NOT NULL,
-    from_hold INTEGER NOT NULL,
-    t         INTEGER NOT NULL,
-    settled   INTEGER NOT NULL,
-    PRIMARY KEY (gate, seq)
-);
-CREATE INDEX IF NOT EXISTS charges_cti ON charges (cti);
-CREATE INDEX IF NOT EXISTS charges_account ON charges (account, t);
--- the audit trail of every change to an account that is not a trip charge (issue #13): the
--- opening balance, top-ups, adjustments (signed) and credit-limit changes, each with who and why.
--- balance = SUM(account_audit.amount) - SUM(charges.amount), always (the statement reconciles).
-CREATE TABLE IF NOT EXISTS account_audit (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    account  TEXT NOT NULL REFERENCES accounts(id),
-    kind     TEXT NOT NULL,     -- opening | top-up | adjustment | credit
-    amount   INTEGER NOT NULL,  -- change of the balance, minor units (signed)
-    credit   INTEGER,           -- the credit limit set (opening, credit), else NULL
-    reason   TEXT NOT NULL,
-    by       TEXT NOT NULL,
-    t        INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS account_audit_account ON account_audit (account, t);
-"""
-
 
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}\Z")
 
@@ -177,24 +96,95 @@ def _amount(name, v, maximum=MAX_AMOUNT) -> int:
 
 
 DB_NAME = "offgate.db"
+# A back office whose database is not its own offgate.db (PostgreSQL, or a SQLite file elsewhere,
+# `offgate init --db URL`) names it in this file (one line, mode 0600: a URL may hold a password).
+DB_URL_FILE = "database.url"
 
 
 def exists(data_dir) -> bool:
-    """Whether `data_dir` holds a back office (its database file)."""
-    return (Path(data_dir) / DB_NAME).is_file()
+    """Whether `data_dir` holds a back office (its database file, or the URL of its database)."""
+    return (Path(data_dir) / DB_NAME).is_file() or (Path(data_dir) / DB_URL_FILE).is_file()
+
+
+def database_url(data_dir):
+    """The URL of the database of the back office in `data_dir` (None: it has none yet)."""
+    data_dir = Path(data_dir)
+    if (data_dir / DB_URL_FILE).is_file():
+        return (data_dir / DB_URL_FILE).read_text().strip()
+    if (data_dir / DB_NAME).is_file():
+        return str((data_dir / DB_NAME).resolve())
+    return None
+
+
+def record_database_url(data_dir, url) -> None:
+    """Make `url` the database of the back office in `data_dir` (written atomically, mode 0600)."""
+    from ..db import normal_url
+    path = Path(data_dir) / DB_URL_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(normal_url(url) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def upgrade_backoffice(data_dir, db=None) -> dict:
+    """`offgate db upgrade`: bring the back office's database to the newest schema revision. With
+    `db` naming another database -- a back office from before the one database, whose ledger was
+    kept apart (`offgate init --db URL` then) -- bring both up to date, copy the back office's
+    tables into `db` (one transaction; refused if a table holds rows in both), make `db` the back
+    office's database (database.url) and keep the old offgate.db as offgate.db.merged.
+    Returns {"url", "before", "after"} (+ "merged_from", "kept_as", "tables", "rows")."""
+    from ..db import Database, merge_into, parse_url, same_database, upgrade_url
+    data_dir = Path(data_dir)
+    url = database_url(data_dir)
+    if url is None:
+        raise NoBackOffice("no back office in %s (create one with `offgate init --data %s`)" % (data_dir, data_dir))
+    if db is None or same_database(db, url):
+        before, after = upgrade_url(url)
+        return {"url": url, "before": before, "after": after}
+    parse_url(db, BackOfficeError)
+    if (data_dir / DB_URL_FILE).is_file():
+        raise BackOfficeError("the back office in %s already keeps everything in %s; --db %s names another "
+                              "database" % (data_dir, _safe(url), _safe(db)))
+    upgrade_url(url)
+    before, after = upgrade_url(db)
+    src, dst = Database(url, error=BackOfficeError), Database(db, error=BackOfficeError)
+    try:
+        tables, rows = merge_into(src, dst, BackOfficeError)
+    finally:
+        src.close()
+        dst.close()
+    record_database_url(data_dir, db)
+    kept = data_dir / (DB_NAME + ".merged")
+    for suffix in ("-wal", "-shm", ""):  # the file last: until then it is still the back office
+        if (data_dir / (DB_NAME + suffix)).exists():
+            os.replace(data_dir / (DB_NAME + suffix), data_dir / (DB_NAME + ".merged" + suffix))
+    return {"url": db, "before": before, "after": after, "merged_from": str(data_dir / DB_NAME),
+            "kept_as": str(kept), "tables": tables, "rows": rows}
 
 
 class BackOffice:
-    def __init__(self, data_dir, create=True):
-        """Open the back office in `data_dir`. With create=False (every CLI command but `offgate
-        init`) a directory without a back office raises NoBackOffice instead of getting a fresh,
-        empty one: a mistyped --data or OFFGATE_DATA must not look like an empty back office.
-        With create=True the directory itself may be made, never its missing parents.
+    def __init__(self, data_dir, create=True, db=None):
+        """Open the back office in `data_dir`: its keys there, everything else in its one database
+        (offgate_host.db): `offgate.db` in the directory, or the database named in its
+        `database.url`. With create=False (every CLI command but `offgate init`) a directory without
+        a back office raises NoBackOffice instead of getting a fresh, empty one: a mistyped --data
+        or OFFGATE_DATA must not look like an empty back office; a database whose schema is older
+        than this offgate raises OutdatedDatabase (`offgate db upgrade`). With create=True the
+        directory itself may be made, never its missing parents, and a new, empty database gets
+        the schema (by the migrations); an existing database is never moved forward here. `db` (a PostgreSQL URL or SQLite path): the database of a new back office
+        (create=True); for an existing one it must name the database it has (BackOfficeError).
         A file that is not an offgate database raises BackOfficeError."""
+        from ..db import Database, same_database, parse_url
         self.data_dir = Path(data_dir)
         self.keys_dir = self.data_dir / "keys"
         self.db_path = self.data_dir / DB_NAME
-        if not self.db_path.is_file():
+        if db is not None:
+            parse_url(db, BackOfficeError)  # a bad URL fails before anything is created
+        url = database_url(self.data_dir)
+        if url is None:
             if not create:
                 raise NoBackOffice("no back office in %s (create one with `offgate init --data %s`, or point "
                                    "--data / OFFGATE_DATA at an existing one)" % (self.data_dir, self.data_dir))
@@ -203,41 +193,42 @@ class BackOffice:
             if not self.data_dir.parent.is_dir():
                 raise BackOfficeError("cannot create a back office in %s: %s does not exist"
                                       % (self.data_dir, self.data_dir.parent))
+        elif db is not None and not same_database(db, url):
+            raise BackOfficeError("the back office in %s keeps its data in %s, not %s (one database holds "
+                                  "everything; `offgate db upgrade --data %s --db URL` moves a back office "
+                                  "from before that into URL)" % (self.data_dir, _safe(url), _safe(db), self.data_dir))
+        target = url or db or str(self.db_path)
+        made = False
+        if url is None:
+            # check the database can be made before making the directory (no half-made back office)
+            if parse_url(target)[0] == "sqlite" and not Path(parse_url(target)[1]).parent.is_dir() \
+                    and Path(parse_url(target)[1]).parent != self.data_dir:
+                raise BackOfficeError("database %s: directory %s does not exist"
+                                      % (target, Path(parse_url(target)[1]).parent))
+            made = not self.data_dir.exists()
             self.data_dir.mkdir(exist_ok=True)
         try:
-            self.db = sqlite3.connect(str(self.db_path))
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA foreign_keys = ON")
-            with self.db:
-                had_audit = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'account_audit'").fetchone()
-                self.db.executescript(SCHEMA)
-                cols = {r[1] for r in self.db.execute("PRAGMA table_info(credentials)")}
-                if "rider_category" not in cols:  # a back office from before fares
-                    self.db.execute("ALTER TABLE credentials ADD COLUMN rider_category TEXT")
-                if not had_audit:
-                    self._migrate_audit()
-        except sqlite3.DatabaseError as e:
-            raise BackOfficeError("%s is not a usable offgate database (%s); restore it from a backup"
-                                  % (self.db_path, e)) from None
-
-    def _migrate_audit(self):
-        """A back office from before the audit trail: move #14's top-ups into it and give every
-        account the opening entry that makes its statement reconcile with its balance."""
-        if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'topups'").fetchone():
-            self.db.execute("INSERT INTO account_audit (account, kind, amount, reason, by, t) "
-                            "SELECT account, 'top-up', amount, 'top-up', by, t FROM topups")
-            self.db.execute("DROP TABLE topups")
-        for a in self.db.execute("SELECT * FROM accounts").fetchall():
-            moved = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM account_audit WHERE account = ?",
-                                    (a["id"],)).fetchone()[0]
-            charged = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE account = ?",
-                                      (a["id"],)).fetchone()[0]
-            self.db.execute("INSERT INTO account_audit (account, kind, amount, credit, reason, by, t) "
-                            "VALUES (?, 'opening', ?, ?, 'balance before the audit trail', 'migration', ?)",
-                            (a["id"], a["balance"] - moved + charged, a["credit"], a["created"]))
+            self.db = Database(target, create=create, error=BackOfficeError)
+        except BaseException:
+            if url is None and made and not any(self.data_dir.iterdir()):
+                self.data_dir.rmdir()  # nothing half-made stays behind
+            raise
+        if url is None and db is not None:
+            if not self.db.created:  # two back offices in one database would mix their accounts
+                self.db.close()
+                if made and not any(self.data_dir.iterdir()):
+                    self.data_dir.rmdir()
+                raise BackOfficeError("database %s already holds a back office; give a new, empty database (a "
+                                      "back office from before the one database: `offgate db upgrade --db`)"
+                                      % _safe(db))
+            record_database_url(self.data_dir, db)
 
     def close(self):
         self.db.close()
+
+    def _rowid(self, key):
+        # insertion order breaks ties on SQLite; PostgreSQL has no rowid: the key does
+        return "rowid" if self.db.kind == "sqlite" else key
 
     def __enter__(self):
         return self
@@ -252,7 +243,7 @@ class BackOffice:
 
     def _set_config(self, key, value):
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+            self.db.upsert("config", ("key",), {"key": key, "value": json.dumps(value)})
 
     def set_min_balance(self, amount: int) -> None:
         self._set_config("min_balance", _amount("minimum", amount))
@@ -273,7 +264,7 @@ class BackOffice:
     def issuer_keys(self, include_retired=False) -> list:
         """Issuer keys, oldest first: dicts with kid, iss, pub, nbf, exp, created, key_file
         (retired ones only with include_retired)."""
-        rows = self.db.execute("SELECT * FROM issuer_keys ORDER BY nbf, created, rowid").fetchall()
+        rows = self.db.execute("SELECT * FROM issuer_keys ORDER BY nbf, created, " + self._rowid("kid")).fetchall()
         retired = () if include_retired else self._get_config("retired_keys", [])
         return [{"kid": bytes(r["kid"]), "iss": r["iss"], "pub": bytes(r["pub"]), "nbf": r["nbf"],
                  "exp": r["exp"], "created": r["created"], "key_file": r["key_file"]} for r in rows
@@ -427,13 +418,13 @@ class BackOffice:
                 self.db.execute("INSERT INTO accounts (id, balance, credit, created) VALUES (?, ?, ?, ?)",
                                 (account_id, _amount("balance", balance), _amount("credit", credit), now))
                 self._audit(account_id, "opening", balance, "account opened", by, now, credit=credit)
-        except sqlite3.IntegrityError:
+        except self.db.IntegrityError:
             raise BackOfficeError("account %r already exists" % account_id) from None
         return self.get_account(account_id)
 
     def _audit(self, account_id, kind, amount, reason, by, now, credit=None):
         # inside the caller's transaction
-        self.db.execute("INSERT INTO account_audit (account, kind, amount, credit, reason, by, t) "
+        self.db.execute("INSERT INTO account_audit (account, kind, amount, credit, reason, \"by\", t) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, kind, amount, credit, reason, by, now))
 
     def get_account(self, account_id) -> dict:
@@ -545,7 +536,7 @@ class BackOffice:
         return cred
 
     def credentials(self, account_id=None) -> list:
-        q = "SELECT * FROM credentials" + (" WHERE account = ?" if account_id is not None else "") + " ORDER BY iat, rowid"
+        q = "SELECT * FROM credentials" + (" WHERE account = ?" if account_id is not None else "") + " ORDER BY iat, " + self._rowid("cti")
         rows = self.db.execute(q, (account_id,) if account_id is not None else ()).fetchall()
         out = []
         for r in rows:
@@ -559,12 +550,19 @@ class BackOffice:
     # ------------------------------------------------------------------ deny list
     def deny(self, cti) -> bytes:
         """Add a credential id (8 bytes or 16 hex digits) to the deny list. Idempotent."""
-        cti = _cti_bytes(cti)
+        return self.deny_many([cti])[0]
+
+    def deny_many(self, ctis) -> list:
+        """deny() for many credential ids, in one transaction (settlement denies hundreds)."""
+        ctis = [_cti_bytes(c) for c in ctis]
+        if not ctis:
+            return []
         with self.db:
-            cur = self.db.execute("INSERT OR IGNORE INTO deny (cti, added) VALUES (?, ?)", (cti, _now()))
+            cur = self.db.executemany("INSERT INTO deny (cti, added) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                      [(c, _now()) for c in ctis])
             if cur.rowcount:
-                self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES ('deny_dirty', 'true')")
-        return cti
+                self.db.upsert("config", ("key",), {"key": "deny_dirty", "value": "true"})
+        return ctis
 
     def deny_list(self) -> list:
         return [bytes(r["cti"]) for r in self.db.execute("SELECT cti FROM deny ORDER BY cti")]
@@ -584,7 +582,7 @@ class BackOffice:
             cur = {"serial": serial, "issued": t, "data": data.hex()}
             with self.db:
                 for k, v in (("deny_current", cur), ("deny_dirty", False)):
-                    self.db.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (k, json.dumps(v)))
+                    self.db.upsert("config", ("key",), {"key": k, "value": json.dumps(v)})
         return bytes.fromhex(cur["data"])
 
     def deny_serial(self) -> int:
@@ -640,7 +638,7 @@ class BackOffice:
                         "VALUES (?, ?, ?, 0, ?, 'held', ?)", (cti, account_id, amount, exp, now))
 
     def holds(self, account_id=None) -> list:
-        q = "SELECT * FROM holds" + (" WHERE account = ?" if account_id is not None else "") + " ORDER BY created, rowid"
+        q = "SELECT * FROM holds" + (" WHERE account = ?" if account_id is not None else "") + " ORDER BY created, " + self._rowid("cti")
         out = []
         for r in self.db.execute(q, (account_id,) if account_id is not None else ()):
             d = dict(r)
@@ -682,53 +680,105 @@ class BackOffice:
         account is now below its credit limit: the ledger flags and denies)."""
         return self.charge_trips([(gate, seq, cti, t, amount)], now)[0]
 
-    def charge_trips(self, trips, now=None) -> list:
-        """charge_trip for many (gate, seq, cti, t, amount) in one transaction; one result each."""
+    def credentials_many(self, ctis) -> dict:
+        """credential() for many credential ids (8 bytes each) in one query: {cti: dict}; an id the
+        back office never issued is absent."""
+        out = {}
+        for r in self._in("SELECT * FROM credentials WHERE cti", {_cti_bytes(c) for c in ctis}):
+            d = dict(r)
+            d["cti"], d["kid"], d["rider_pub"] = bytes(d["cti"]), bytes(d["kid"]), bytes(d["rider_pub"])
+            out[d["cti"]] = d
+        return out
+
+    def charge_trips(self, trips, now=None, creds=None) -> list:
+        """charge_trip for many (gate, seq, cti, t, amount) in one transaction; one result each
+        (None for a (gate, seq) already charged). `creds`: {cti: credential()} the caller has
+        already read (settlement reads them once for all chunks).
+
+        Bulk, for settlement at scale (issue #13): the credentials, holds, charge totals and
+        accounts of the whole call are read with a few IN queries, the charges worked out here in
+        trip order (the hold first, running totals and balances: the same results as charging the
+        trips one by one), then written with one COPY (charges; executemany on SQLite) and one
+        executemany each for the holds and balances moved."""
         now = _now(now)
+        trips = [(gate, seq, bytes(cti), t, amount) for gate, seq, cti, t, amount in trips]
+        if not trips:
+            return []
         out = []
-        # per credential and account, read once per call and kept up to date here (one
-        # transaction, one writer): 3 statements per trip instead of 8
-        creds, holds, totals, accts = {}, {}, {}, {}
         with self.db:
+            ctis = {tr[2] for tr in trips}
+            creds = dict(creds or {})
+            missing = [c for c in ctis if c not in creds]
+            if missing:
+                creds.update(self.credentials_many(missing))
+            for c in ctis:
+                if creds.get(c) is None:
+                    raise BackOfficeError("unknown credential %s" % c.hex())
+            holds = {bytes(r[0]): {"amount": r[1], "used": r[2], "state": r[3]}
+                     for r in self._in("SELECT cti, amount, used, state FROM holds WHERE cti", ctis)}
+            totals = dict.fromkeys(ctis, 0)
+            for r in self._in("SELECT cti, SUM(amount) FROM charges WHERE cti", ctis, " GROUP BY cti"):
+                totals[bytes(r[0])] = int(r[1])
+            accts = {r[0]: [r[1], r[2], 0] for r in self._in(
+                "SELECT id, balance, credit FROM accounts WHERE id", {creds[c]["account"] for c in ctis})}
+            done = self._charged([(gate, seq) for gate, seq, _c, _t, _a in trips])  # a crash repaired
+            rows = []
             for gate, seq, cti, t, amount in trips:
-                cti = bytes(cti)
-                if cti not in creds:
-                    creds[cti] = self.credential(cti)
-                    if creds[cti] is None:
-                        raise BackOfficeError("unknown credential %s" % cti.hex())
-                    h = self.db.execute("SELECT amount, used, state FROM holds WHERE cti = ?", (cti,)).fetchone()
-                    holds[cti] = dict(h) if h is not None else None
-                    totals[cti] = int(self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?",
-                                                      (cti,)).fetchone()[0])
+                if (gate, seq) in done:  # already charged: idempotent
+                    out.append(None)
+                    continue
+                done.add((gate, seq))
                 cred = creds[cti]
                 acct = cred["account"]
-                if acct not in accts:
-                    a = self.db.execute("SELECT balance, credit FROM accounts WHERE id = ?", (acct,)).fetchone()
-                    accts[acct] = [a["balance"], a["credit"]]
-                hold = holds[cti]
+                hold = holds.get(cti)
                 from_hold = 0
                 if hold is not None and hold["state"] == "held":
                     from_hold = min(amount, hold["amount"] - hold["used"])
-                cur = self.db.execute("INSERT OR IGNORE INTO charges (gate, seq, cti, account, amount, from_hold, t, "
-                                      "settled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                      (gate, seq, cti, acct, amount, from_hold, t, now))
-                if cur.rowcount == 0:  # (gate, seq) already charged: idempotent
-                    out.append(None)
-                    continue
-                if from_hold:
-                    hold["used"] += from_hold
-                    hold["dirty"] = True
-                accts[acct][0] -= amount
-                accts[acct].append(amount)
+                    if from_hold:
+                        hold["used"] += from_hold
+                        hold["dirty"] = True
+                rows.append((gate, seq, cti, acct, amount, from_hold, t, now))
+                a = accts[acct]
+                a[0] -= amount
+                a[2] += amount
                 totals[cti] += amount
                 out.append({"account": acct, "amount": amount, "from_hold": from_hold,
                             "over_cap": amount - from_hold if hold is not None else 0, "cap": cred["cap"],
-                            "charged_total": totals[cti], "overdrawn": accts[acct][0] < -accts[acct][1]})
+                            "charged_total": totals[cti], "overdrawn": a[0] < -a[1]})
+            self.db.load("charges", ("gate", "seq", "cti", "account", "amount", "from_hold", "t", "settled"), rows)
             # the holds and balances moved, written once each (same transaction)
             self.db.executemany("UPDATE holds SET used = ? WHERE cti = ?",
-                                [(h["used"], c) for c, h in holds.items() if h is not None and h.get("dirty")])
+                                [(h["used"], c) for c, h in holds.items() if h.get("dirty")])
             self.db.executemany("UPDATE accounts SET balance = balance - ? WHERE id = ?",
-                                [(sum(a[2:]), acct) for acct, a in accts.items() if len(a) > 2])
+                                [(a[2], acct) for acct, a in accts.items() if a[2]])
+        return out
+
+    def _in(self, q, values, tail=""):
+        """Rows of `q` (ending in "WHERE col") for col in `values`, then `tail` (e.g. GROUP BY): = ANY(array)
+        on PostgreSQL, IN (...) on SQLite (in slices below its parameter limit)."""
+        values = list(values)
+        if not values:
+            return []
+        if self.db.kind == "pg":
+            return self.db.execute(q + " = ANY(?)" + tail, (values,)).fetchall()
+        out = []
+        for i in range(0, len(values), 900):
+            part = values[i:i + 900]
+            out += self.db.execute(q + " IN (%s)" % ", ".join("?" * len(part)) + tail, part).fetchall()
+        return out
+
+    def _charged(self, keys) -> set:
+        """The (gate, seq) of `keys` that have a charge already: per gate, one range query over
+        the keys' seqs (settlement's are normally fresh ones, above every charge: no rows)."""
+        span = {}
+        for gate, seq in keys:
+            lo, hi = span.get(gate, (seq, seq))
+            span[gate] = (min(lo, seq), max(hi, seq))
+        keys = set(keys)
+        out = set()
+        for gate, (lo, hi) in span.items():
+            out.update(k for k in ((gate, r[0]) for r in self.db.execute(
+                "SELECT seq FROM charges WHERE gate = ? AND seq >= ? AND seq <= ?", (gate, lo, hi))) if k in keys)
         return out
 
     def set_journey_charges(self, account_id, since, charges, now=None) -> list:
@@ -864,7 +914,6 @@ class BackOffice:
         if isinstance(valid_seconds, bool) or not isinstance(valid_seconds, int) or valid_seconds <= 0:
             raise BackOfficeError("valid_seconds must be a positive integer")
         pub65 = keys.pub_bytes(operator_pub65)
-        _operators_table(self)
         if self.db.execute("SELECT 1 FROM operator_revoked WHERE name = ?", (name,)).fetchone():
             raise BackOfficeError("operator %r is revoked; no credential issued" % name)
         if signer == "root":
@@ -900,33 +949,13 @@ class BackOffice:
         return k, self.issue_operator_credential(name, keys.pub_bytes(k), valid_seconds=valid_seconds, now=now)
 
 
-def _operators_table(bo):
-    with bo.db:
-        bo.db.executescript(OPERATORS_SCHEMA)
-
-
-OPERATORS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS operator_credentials (
-    cti    BLOB PRIMARY KEY,
-    name   TEXT NOT NULL,
-    exp    INTEGER NOT NULL,
-    issued INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS operator_revoked (
-    name    TEXT PRIMARY KEY,
-    revoked INTEGER NOT NULL
-);
-"""
-
-
 def _revoke_operator(self, name, now=None) -> list:
     """Revoke operator `name`: no new credential is issued to it, and every credential it holds
     that has not expired goes onto the deny list (gates refuse a sync session from a credential
     on their deny list, in every scope). Returns the denied credential ids. Idempotent."""
     now = _now(now)
-    _operators_table(self)
     with self.db:
-        self.db.execute("INSERT OR IGNORE INTO operator_revoked (name, revoked) VALUES (?, ?)", (name, now))
+        self.db.execute("INSERT INTO operator_revoked (name, revoked) VALUES (?, ?) ON CONFLICT DO NOTHING", (name, now))
     ctis = [bytes(r["cti"]) for r in self.db.execute(
         "SELECT cti FROM operator_credentials WHERE name = ? AND exp > ?", (name, now))]
     for c in ctis:
@@ -942,21 +971,7 @@ ROLE_OPERATOR = "operator"
 
 
 # ---------------------------------------------------------------------------- gates (provisioning)
-# Self-contained on purpose (its own table, created on first use): `offgate provision` registers a
-# gate's device public key, generated on the gate, under its gate id.
-GATES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS gates (
-    gate_id    INTEGER PRIMARY KEY,
-    pub        BLOB NOT NULL UNIQUE,
-    board      TEXT NOT NULL,
-    registered INTEGER NOT NULL
-);
-"""
-
-
-def _gates_table(bo):
-    with bo.db:
-        bo.db.executescript(GATES_SCHEMA)
+# `offgate provision` registers a gate's device public key, generated on the gate, under its gate id.
 
 
 def _register_gate(self, gate_id, pub65, board, *, replace=False, now=None) -> dict:
@@ -970,7 +985,6 @@ def _register_gate(self, gate_id, pub65, board, *, replace=False, now=None) -> d
         pub65 = keys.pub_bytes(keys.pub_from_bytes(bytes(pub65)))
     except (TypeError, ValueError) as e:
         raise BackOfficeError("gate %d: bad device key: %s" % (gate_id, e)) from None
-    _gates_table(self)
     old = self.db.execute("SELECT * FROM gates WHERE gate_id = ?", (gate_id,)).fetchone()
     if old is not None and bytes(old["pub"]) != pub65 and not replace:
         raise BackOfficeError("gate %d is already registered with another device key (%s...); "
@@ -979,13 +993,12 @@ def _register_gate(self, gate_id, pub65, board, *, replace=False, now=None) -> d
     if other is not None:
         raise BackOfficeError("that device key already belongs to gate %d" % other["gate_id"])
     with self.db:
-        self.db.execute("INSERT OR REPLACE INTO gates (gate_id, pub, board, registered) VALUES (?, ?, ?, ?)",
-                        (gate_id, pub65, board, _now(now)))
+        self.db.upsert("gates", ("gate_id",), {"gate_id": gate_id, "pub": pub65, "board": board,
+                                               "registered": _now(now)})
     return self.registered_gate(gate_id)
 
 
 def _gate(self, gate_id) -> dict:
-    _gates_table(self)
     r = self.db.execute("SELECT * FROM gates WHERE gate_id = ?", (gate_id,)).fetchone()
     if r is None:
         raise BackOfficeError("unknown gate %r" % (gate_id,))
@@ -993,7 +1006,6 @@ def _gate(self, gate_id) -> dict:
 
 
 def _gates(self) -> list:
-    _gates_table(self)
     return [{"gate_id": r["gate_id"], "pub": bytes(r["pub"]), "board": r["board"], "registered": r["registered"]}
             for r in self.db.execute("SELECT * FROM gates ORDER BY gate_id")]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomicfile import replacing
 from ..wire import keys
-from .backoffice import DB_NAME, BackOfficeError, exists
+from .backoffice import DB_NAME, BackOfficeError, database_url, exists
 
 FORMAT = "offgate-backup-1"
 
@@ -40,9 +40,14 @@ def backup(data_dir, out) -> dict:
         raise BackOfficeError("cannot write %s: directory %s does not exist" % (out, out.parent))
     if out.exists():
         raise BackOfficeError("%s exists: give a new file name" % out)
+    from ..db import parse_url, safe_url
+    kind, where = parse_url(database_url(data_dir), BackOfficeError)
+    if kind == "pg":  # its data is not in the directory: the server's own tools back it up
+        raise BackOfficeError("the back office's database is PostgreSQL (%s): back it up with pg_dump; "
+                              "`offgate backup` copies a SQLite back office" % safe_url(where))
     with tempfile.TemporaryDirectory() as tmp:
         snap = Path(tmp) / DB_NAME
-        src = sqlite3.connect(str(data_dir / DB_NAME))
+        src = sqlite3.connect(str(where))  # its own offgate.db, or the SQLite file it names
         dst = sqlite3.connect(str(snap))
         try:
             src.backup(dst)  # consistent, even with writers

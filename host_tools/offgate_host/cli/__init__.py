@@ -4,6 +4,7 @@
 here adds one command group to it when imported:
 
   issuer.py    init, issuer ..., trust export          accounts.py  account, config, credential, wallet
+  db.py        db current|upgrade
   deny.py      deny ...                                inspect.py   inspect
   gate.py      demo, gate ...                          board.py     board ..., deploy, provision
   ledger.py    sync, settle, report, ledger ...        fares.py     fares ...
@@ -13,7 +14,7 @@ here adds one command group to it when imported:
 
 The shared option types, helpers and the error policy (OffgateGroup) are in base.py.
 """
-from . import accounts, board, deny, fares, gate, gates, inspect, issuer, keys, ledger, receipts, stats, web  # noqa: F401
+from . import accounts, board, db, deny, fares, gate, gates, inspect, issuer, keys, ledger, receipts, stats, web  # noqa: F401
 from .base import data_option, db_option, main, _open_ledger, user_errors
 
 stats.register(main, data_option, db_option, user_errors, _open_ledger)

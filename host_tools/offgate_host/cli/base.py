@@ -158,8 +158,23 @@ DB_HELP = "ledger database: a PostgreSQL URL (postgresql://...) or a SQLite file
 
 
 def _ledger(bo, db):
+    """The ledger of back office `bo`, on its database. `--db` may only name that database: one
+    naming another is opened first (so a missing file or an unreachable server is said as such),
+    then refused."""
+    from ..db import same_database
     from ..ledger.ledger import Ledger
-    return Ledger.for_backoffice(bo, db, create=False)
+    if db is not None and not same_database(db, bo.db.url):
+        Ledger(db, create=False).close()
+        raise OffgateError("--db %s is not the database of the back office in %s (%s); one database holds "
+                           "everything: `offgate db upgrade --data %s --db %s` merges a back office from before "
+                           "that into it" % (_safe_url(db), bo.data_dir, _safe_url(bo.db.url), bo.data_dir,
+                                             _safe_url(db)))
+    return Ledger.for_backoffice(bo)
+
+
+def _safe_url(url):
+    from ..db import safe_url
+    return safe_url(url)
 
 
 def db_option(f):
@@ -168,8 +183,7 @@ def db_option(f):
 
 def _open_ledger(data_dir, db, bo=None):
     """The ledger (a context manager) of the back office in data_dir, or at --db."""
-    from ..ledger.ledger import Ledger
     if bo is None:
-        with _bo(data_dir) as b:
-            return Ledger.for_backoffice(b, db, create=False)
-    return Ledger.for_backoffice(bo, db, create=False)
+        b = _bo(data_dir)
+        return _ledger(b, db).closes(b)  # the back office is closed with the ledger (one connection)
+    return _ledger(bo, db)

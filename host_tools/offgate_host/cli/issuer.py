@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from .base import UNIX_T, _bo, _console, _iso, _ledger, data_option, main, user_errors
+from .base import UNIX_T, _bo, _console, _iso, _ledger, _safe_url, data_option, main, user_errors
 
 
 @main.command("init")
@@ -13,24 +13,20 @@ from .base import UNIX_T, _bo, _console, _iso, _ledger, data_option, main, user_
               help="first issuer key's nbf, Unix seconds (default: now)")
 @click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True)
 @click.option("--db", default=None, envvar="OFFGATE_DB",
-              help="also create the ledger here: a PostgreSQL URL or a new SQLite file (default: the back office's db)")
+              help="the back office's database: a PostgreSQL URL or a new SQLite file (default: offgate.db in "
+                   "the data directory)")
 @user_errors
 def init_cmd(data_dir, name, valid_from, valid_days, db):
-    """Create the back office in the data directory (its database and first issuer key); the only
-    command that creates one. Idempotent on an existing back office."""
+    """Create the back office in the data directory (its database, schema by the migrations, and
+    first issuer key); the only command that creates one. Idempotent on an existing back office."""
     from ..backoffice.backoffice import BackOffice, exists
-    from ..ledger.ledger import Ledger
-    from ..ledger.ledger import parse_url
-    if db is not None:
-        parse_url(db)  # a bad URL fails before anything is created
     new = not exists(data_dir)
-    with BackOffice(data_dir, create=True) as bo:
+    with BackOffice(data_dir, create=True, db=db) as bo:
         had = bool(bo.issuer_keys())
         kid = bo.init_issuer(name, valid_from=valid_from, valid_days=valid_days)
-        Ledger.for_backoffice(bo, db, create=True).close()
     click.echo("%s %s; issuer key %s: kid %s%s" % ("back office created in" if new else "back office already in",
                                                    data_dir, "already present" if had else "created", kid.hex(),
-                                                   "; ledger %s" % db if db else ""))
+                                                   "; database %s" % _safe_url(db) if db else ""))
 
 
 @main.group()

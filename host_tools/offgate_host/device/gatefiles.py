@@ -1,6 +1,6 @@
 """The files a gate holds, in one table: what `offgate gate init` (simulated gate), `offgate
 deploy` / `make deploy` (a board over USB), `offgate provision` and sync write, and where each
-comes from. Every writer takes its file names from here (tests/test_gatefiles.py compares what
+comes from. Every writer takes its file names from here (tests/host/test_deploy.py compares what
 each one writes, file by file).
 
 Files in the gate's state directory (the simulator's gate dir; `/state` on a board):

@@ -170,7 +170,6 @@ def _cap_name(c):
 # ---------------------------------------------------------------------------- reading back
 def statement(db, account):
     """The account's priced journeys, oldest first (dicts, fare_journeys columns)."""
-    store.ensure(db)
     out = db.rows("SELECT * FROM fare_journeys WHERE account = ? ORDER BY t, gate, seq", (account,))
     for r in out:
         r["cti"] = bytes(r["cti"])
@@ -180,7 +179,6 @@ def statement(db, account):
 def revenue(db):
     """Revenue (sum of charged, minor units) and journeys per fare product, entry station and
     rider category: {"by_product": [...], "by_station": [...], "by_category": [...]}."""
-    store.ensure(db)
     q = ("SELECT {col} AS {name}, COUNT(*) AS journeys, SUM(charged) AS revenue, SUM(fare - charged) AS discounts "
          "FROM fare_journeys GROUP BY {col} ORDER BY {col}")
     return {

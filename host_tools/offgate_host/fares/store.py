@@ -8,51 +8,8 @@ table charged it.
 import json
 import time
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS fare_tables (
-    version   {serial},
-    loaded    BIGINT NOT NULL,
-    source    TEXT NOT NULL,
-    digest    TEXT NOT NULL,
-    fare_table TEXT NOT NULL,
-    config    TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS fare_journeys (
-    account      TEXT NOT NULL,
-    cti          {blob} NOT NULL,
-    gate         BIGINT NOT NULL,
-    seq          BIGINT NOT NULL,
-    t            BIGINT NOT NULL,
-    kind         TEXT NOT NULL,
-    from_station TEXT,
-    to_station   TEXT,
-    exit_gate    BIGINT,
-    exit_seq     BIGINT,
-    exit_t       BIGINT,
-    rider_category TEXT,
-    fare_product TEXT,
-    leg_rule     TEXT,
-    transfer_rule TEXT,
-    cap          TEXT,
-    fare         BIGINT NOT NULL,
-    charge       BIGINT NOT NULL,
-    charged      BIGINT NOT NULL,
-    service_date TEXT NOT NULL,
-    version      BIGINT NOT NULL,
-    explain      TEXT NOT NULL,
-    PRIMARY KEY (gate, seq)
-);
-CREATE INDEX IF NOT EXISTS fare_journeys_account ON fare_journeys (account, t)
-"""
-
-
-def ensure(db):
-    db.ensure("fares", SCHEMA)  # once per connection (the ledger adapter's one home for schemas)
-
-
 def add_version(db, source, table, cfg_raw, now=None):
     """Store a new fare table version; returns its number."""
-    ensure(db)
     cur = db.execute("INSERT INTO fare_tables (loaded, source, digest, fare_table, config) VALUES (?, ?, ?, ?, ?)"
                      + (" RETURNING version" if db.kind == "pg" else ""),
                      (int(time.time() if now is None else now), str(source), table["digest"],
@@ -63,13 +20,11 @@ def add_version(db, source, table, cfg_raw, now=None):
 
 
 def versions(db):
-    ensure(db)
     return db.rows("SELECT version, loaded, source, digest FROM fare_tables ORDER BY version")
 
 
 def active(db, version=None):
     """(version, fare table dict, raw config dict) of the newest (or the given) version, or None."""
-    ensure(db)
     if version is None:
         r = db.one("SELECT version, fare_table, config FROM fare_tables ORDER BY version DESC LIMIT 1")
     else:

@@ -87,37 +87,21 @@ def gates(bo, led, now=None, thresholds=None):
 
 
 # ---------------------------------------------------------------------------- where each gate is reached
-TARGETS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS gate_targets (
-    gate_id  INTEGER PRIMARY KEY,
-    target   TEXT NOT NULL,   -- tcp:HOST:PORT or serial:/dev/ttyUSB0 (syncclient.parse_target)
-    set_at   INTEGER NOT NULL
-);
-"""
-
-
-def _targets_table(bo):
-    with bo.db:
-        bo.db.executescript(TARGETS_SCHEMA)
-
-
 def set_target(bo, gate_id, target, now=None):
     """Record how `offgate sync --all` reaches gate `gate_id` (None: forget it). The target is
-    checked (offgate_host.sync.transports.parse_target raises SyncError for a bad one)."""
+    checked (sync.transports.parse_target raises SyncError for a bad one)."""
     from ..sync.transports import parse_target
-    _targets_table(bo)
     with bo.db:
         if target is None:
             bo.db.execute("DELETE FROM gate_targets WHERE gate_id = ?", (gate_id,))
         else:
             parse_target(target)
-            bo.db.execute("INSERT OR REPLACE INTO gate_targets (gate_id, target, set_at) VALUES (?, ?, ?)",
-                          (gate_id, target, int(time.time() if now is None else now)))
+            bo.db.upsert("gate_targets", ("gate_id",), {"gate_id": gate_id, "target": target,
+                                                        "set_at": int(time.time() if now is None else now)})
 
 
 def targets(bo) -> dict:
     """{gate_id: target} of every gate with a sync target."""
-    _targets_table(bo)
     return {r["gate_id"]: r["target"] for r in bo.db.execute("SELECT * FROM gate_targets ORDER BY gate_id")}
 
 

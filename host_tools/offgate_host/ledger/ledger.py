@@ -1,13 +1,10 @@
 """The settlement ledger: what the gates did, verified, settled against the accounts' holds.
 
-Storage: SQLite (default: the back office's own database file, its own tables) or PostgreSQL given
-a URL (`postgresql://...`). The same SQL runs on both through `_DB`, a thin adapter (placeholders,
-BLOB/BYTEA, autoincrement ids).
-
-Operations data lives here (gates, records, anomalies, fraud flags, fares). Money lives with the
-accounts in the back office (accounts, holds, charges: one SQLite transaction per trip), and the
-ledger marks a record settled only after its charge is committed there; charges are keyed by
-(gate, seq), so a crash between the two commits is repaired by the next settle, never doubled.
+Storage: the back office's one database (offgate_host.db: SQLite or PostgreSQL, schema by
+migrations, docs/database.md). The ledger's tables (gates, records, anomalies, fraud flags, fares)
+sit beside the accounts, holds and charges, on the same connection: settlement charges a trip and
+marks its record settled in one transaction. Charges are keyed by (gate, seq), so settling twice
+never charges twice. On PostgreSQL the records are partitioned by month of their tap time.
 
 Ingest (`ingest(gate, records)`) is idempotent by (gate, seq) and verifies each gate's hash chain:
   * chain[i] = SHA-256(chain[i-1] || body[i]) (body = the record's first 28 bytes, oplog.py);
@@ -21,14 +18,13 @@ Fraud (`fraud` table, and the credential goes onto the back office's deny list):
 """
 import hashlib
 import json
-import sqlite3
 import struct
 import time
-from pathlib import Path
+from ..db import Database, parse_url as _parse_url, same_database
 from ..errors import OffgateError
 
 DEFAULT_FARE = 250
-CHUNK = 500  # trips settled per transaction
+CHUNK = 20000  # trips settled per transaction (one back-office, one ledger transaction each)
 ZERO32 = bytes(32)
 REC_MAGIC = 0x4F
 
@@ -37,114 +33,19 @@ def _now(now=None):
     return int(time.time() if now is None else now)
 
 
+_BODY = struct.Struct(">BBBBIII8sI")
+_NO_CTI = bytes(8)
+
+
 def record_body(r) -> bytes:
     """The 28 hashed bytes of an operation-log record (firmware/offgate/log/oplog.py layout)."""
     cti = r.get("cti")
-    return struct.pack(">BBBBIII8sI", REC_MAGIC, 1 if r["decision"] == "OPEN" else 0, r["reason"] & 0xFF,
-                       1 if cti else 0, r["seq"], r["t"], r["ctr"] or 0, bytes(cti) if cti else bytes(8),
-                       r.get("missed", 0))
+    return _BODY.pack(REC_MAGIC, 1 if r["decision"] == "OPEN" else 0, r["reason"] & 0xFF, 1 if cti else 0,
+                      r["seq"], r["t"], r["ctr"] or 0, bytes(cti) if cti else _NO_CTI, r.get("missed", 0))
 
 
 def chain_next(prev: bytes, r) -> bytes:
     return hashlib.sha256(bytes(prev) + record_body(r)).digest()
-
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger_gates (
-    gate        BIGINT PRIMARY KEY,
-    device_pub  {blob} NOT NULL,
-    enrolled    BIGINT NOT NULL,
-    chain_seq   BIGINT NOT NULL DEFAULT 0,
-    chain_head  {blob} NOT NULL,
-    last_sync   BIGINT,
-    drift       BIGINT,
-    time_set    BIGINT,
-    backlog     BIGINT,
-    status      TEXT
-);
-CREATE TABLE IF NOT EXISTS ledger_records (
-    gate      BIGINT NOT NULL,
-    seq       BIGINT NOT NULL,
-    t         BIGINT NOT NULL,
-    cti       {blob},
-    ctr       BIGINT NOT NULL,
-    decision  TEXT NOT NULL,
-    reason    INTEGER NOT NULL,
-    missed    BIGINT NOT NULL,
-    chain     {blob} NOT NULL,
-    chain_ok  INTEGER NOT NULL,
-    ingested  BIGINT NOT NULL,
-    settled   INTEGER NOT NULL DEFAULT 0,
-    station   TEXT,
-    direction TEXT,
-    UNIQUE (gate, seq)
-);
-CREATE INDEX IF NOT EXISTS ledger_records_cti ON ledger_records (cti, ctr);
-CREATE TABLE IF NOT EXISTS ledger_anomalies (
-    id      {serial},
-    gate    BIGINT NOT NULL,
-    seq     BIGINT NOT NULL,
-    kind    TEXT NOT NULL,
-    detail  TEXT NOT NULL,
-    t       BIGINT NOT NULL,
-    UNIQUE (gate, seq, kind)
-);
-CREATE TABLE IF NOT EXISTS ledger_fraud (
-    id         {serial},
-    kind       TEXT NOT NULL,
-    cti        {blob} NOT NULL,
-    ctr        BIGINT NOT NULL,
-    gate       BIGINT NOT NULL,
-    seq        BIGINT NOT NULL,
-    other_gate BIGINT,
-    other_seq  BIGINT,
-    detail     TEXT NOT NULL,
-    t          BIGINT NOT NULL,
-    UNIQUE (kind, gate, seq)
-);
--- where each gate is and which way it counts (docs/fares.md): one row per change, so a record is
--- stamped at ingest with the place in effect then and a later change does not rewrite history
-CREATE TABLE IF NOT EXISTS ledger_gate_places (
-    gate      BIGINT NOT NULL,
-    since     BIGINT NOT NULL,
-    station   TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    source    TEXT NOT NULL,
-    PRIMARY KEY (gate, since)
-);
--- records that could not go into ledger_records, kept with their data (never dropped): "conflict"
--- (a different record under a seq already stored), "damaged" (the gate found it damaged on flash;
--- raw = its 64 bytes, the other fields decoded from them as they are)
-CREATE TABLE IF NOT EXISTS ledger_anomaly_records (
-    id        {serial},
-    gate      BIGINT NOT NULL,
-    seq       BIGINT NOT NULL,
-    kind      TEXT NOT NULL,
-    t         BIGINT,
-    cti       {blob},
-    ctr       BIGINT,
-    decision  TEXT,
-    reason    INTEGER,
-    missed    BIGINT,
-    chain     {blob} NOT NULL,
-    raw       {blob},
-    ingested  BIGINT NOT NULL,
-    UNIQUE (gate, seq, kind, chain)
-);
--- every enrolment of a gate's device key (who, how, when): the ledger believes only these keys
-CREATE TABLE IF NOT EXISTS ledger_gate_log (
-    id          {serial},
-    gate        BIGINT NOT NULL,
-    device_pub  {blob} NOT NULL,
-    action      TEXT NOT NULL,
-    by_whom     TEXT NOT NULL,
-    t           BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ledger_fares (
-    product  BIGINT PRIMARY KEY,
-    amount   BIGINT NOT NULL
-);
-"""
 
 
 def _clock_at_sync(g):
@@ -168,151 +69,83 @@ RECORD_COLS = ("gate", "seq", "t", "cti", "ctr", "decision", "reason", "missed",
                "settled", "station", "direction")
 
 
-def _first_line(e) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
-
-
-def _safe_url(url) -> str:
-    """The URL without its password (for messages)."""
-    import re
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
-
-
 def parse_url(url):
-    """("pg", url) for a PostgreSQL URL (postgresql:// or postgres://), ("sqlite", path) for a
-    SQLite file (a plain path or sqlite:///path). Any other URL scheme raises LedgerError: a
-    typo such as mysql://x must not become a file or directory named after it."""
-    import re
-    url = str(url)
-    if not url.strip():
-        raise LedgerError("empty database URL")
-    if url.startswith(("postgresql://", "postgres://")):
-        return "pg", url
-    if url.startswith("sqlite:///"):
-        return "sqlite", url[len("sqlite:///"):]
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url)
-    if m and (len(m.group(1)) > 1 or url[2:3] not in ("\\", "/")):  # not a Windows drive letter
-        raise LedgerError("unsupported database %r: give a PostgreSQL URL (postgresql://user@host/db) or a "
-                          "SQLite file path" % _safe_url(url))
-    return "sqlite", url
+    """offgate_host.db.parse_url, raising LedgerError."""
+    return _parse_url(url, LedgerError)
 
 
 class GateNotEnrolled(LedgerError):
     """A gate id the ledger does not believe: not enrolled, or enrolled with another device key."""
 
 
-class _DB:
-    """The thin adapter: SQL is written with `?` placeholders and {blob}/{serial} type names."""
+class _DB(Database):
+    """The one database (offgate_host.db.Database) with the ledger's bulk operations."""
 
-    def __init__(self, url, create=True):
-        self.url = str(url)
-        self._ensured = set()   # names of extension schemas already created (ensure())
-        kind, where = parse_url(self.url)
-        if kind == "pg":
-            import psycopg
-            self.kind = "pg"
-            try:
-                self.conn = psycopg.connect(self.url, connect_timeout=10)
-            except psycopg.Error as e:
-                raise LedgerError("cannot connect to PostgreSQL at %s: %s" % (_safe_url(self.url), _first_line(e))) from None
-            self.types = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
-        else:
-            path = Path(where)
-            if not path.parent.is_dir():
-                raise LedgerError("ledger database %s: directory %s does not exist" % (path, path.parent))
-            if path.is_dir():
-                raise LedgerError("ledger database %s is a directory" % path)
-            if not create and not path.is_file():
-                raise LedgerError("no ledger database %s (create it with `offgate init --db %s`)" % (path, self.url))
-            self.kind = "sqlite"
-            try:
-                self.conn = sqlite3.connect(str(path), timeout=30)
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=FULL")
-            except sqlite3.DatabaseError as e:
-                raise LedgerError("%s is not a usable SQLite database (%s)" % (path, e)) from None
-            self.types = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
+    @classmethod
+    def sharing(cls, database):
+        """A _DB on the same connection and transaction as `database` (the back office's)."""
+        obj = cls.__new__(cls)
+        obj.__dict__ = database.__dict__  # one state: connection, transaction depth, caches
+        return obj
 
-    def sql(self, q):
-        return q.replace("?", "%s") if self.kind == "pg" else q
+    def _temp(self, name, ddl):
+        """Create the connection's temporary table `name` unless it exists (callers empty it after
+        use, in their transaction: a rollback undoes both the rows and, if new, the table)."""
+        self.execute("CREATE TEMP TABLE IF NOT EXISTS %s (%s)" % (name, ddl))
 
-    def execute(self, q, args=()):
-        cur = self.conn.cursor()
-        cur.execute(self.sql(q), tuple(args))
-        return cur
+    # the double-use look of a staged batch (ingest_staged): every staged OPEN against the OPEN
+    # records of its (cti, ctr) stored before it; LATERAL on PostgreSQL makes it one index probe
+    # per staged OPEN whatever the planner thinks of the (unanalysed) staging table
+    _MATCH = {
+        "pg": "SELECT s.pos, s.cti, s.ctr, s.seq, m.gate, m.seq FROM ledger_stage s CROSS JOIN LATERAL ("
+              "SELECT r.gate, r.seq FROM ledger_records r WHERE r.cti = s.cti AND r.ctr = s.ctr "
+              "AND r.decision = 'OPEN' AND NOT (r.gate = s.gate AND r.seq = s.seq)) m "
+              "WHERE s.decision = 'OPEN' AND s.cti IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ledger_stage l "
+              "WHERE l.gate = m.gate AND l.seq = m.seq AND l.pos > s.pos) ORDER BY s.pos, m.gate, m.seq",
+        "sqlite": "SELECT s.pos, s.cti, s.ctr, s.seq, r.gate, r.seq FROM ledger_stage s JOIN ledger_records r "
+                  "ON r.cti = s.cti AND r.ctr = s.ctr AND r.decision = 'OPEN' AND NOT (r.gate = s.gate AND "
+                  "r.seq = s.seq) WHERE s.decision = 'OPEN' AND s.cti IS NOT NULL AND NOT EXISTS (SELECT 1 "
+                  "FROM ledger_stage l WHERE l.gate = r.gate AND l.seq = r.seq AND l.pos > s.pos) "
+                  "ORDER BY s.pos, r.gate, r.seq",
+    }
 
-    def executemany(self, q, rows):
-        cur = self.conn.cursor()
-        cur.executemany(self.sql(q), rows)
-        return cur
+    @staticmethod
+    def dicts(cur):
+        return [dict(r) for r in cur.fetchall()]
 
-    def rows(self, q, args=()):
-        cur = self.execute(q, args)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-
-    def one(self, q, args=()):
-        r = self.rows(q, args)
-        return r[0] if r else None
-
-    def script(self, text):
-        for stmt in text.format(**self.types).split(";"):
-            if stmt.strip():
-                self.execute(stmt)
-        self.conn.commit()
-
-    def ensure(self, name, text):
-        """Run schema `text` (CREATE ... IF NOT EXISTS) once per connection; `name` keys it.
-
-        Modules that keep their own tables in the ledger database (stats, receipts, stations)
-        call this before use instead of marking the Ledger object themselves."""
-        if name not in self._ensured:
-            self.script(text)
-            self._ensured.add(name)
-
-    def insert_rows(self, table, cols, rows):
-        """Insert many rows: COPY on PostgreSQL (one round trip for the batch), executemany on
-        SQLite. Rows must be new (a duplicate key raises; the caller's transaction rolls back)."""
-        if not rows:
-            return
-        if self.kind == "pg":
-            with self.conn.cursor() as cur:
-                with cur.copy("COPY %s (%s) FROM STDIN" % (table, ", ".join(cols))) as cp:
-                    for r in rows:
-                        cp.write_row(r)
-        else:
-            self.conn.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(cols),
-                                                                       ", ".join("?" * len(cols))), rows)
+    def ingest_staged(self, rows):
+        """Store new ledger_records rows (RECORD_COLS + their position in the batch) set-based:
+        bulk-load them into a temporary staging table, one INSERT ... SELECT into ledger_records,
+        one query for double use. Returns the matches [(pos, cti, ctr, seq, other_gate,
+        other_seq)]: each staged OPEN against every OPEN of the same (cti, ctr) stored before it
+        (earlier batches, other gates, earlier in this batch), as if each had been checked when it
+        was inserted. Rows must be new (the caller checked their seqs)."""
+        self._temp("ledger_stage", "gate BIGINT, seq BIGINT, t BIGINT, cti {blob}, ctr BIGINT, decision TEXT, "
+                   "reason INTEGER, missed BIGINT, chain {blob}, chain_ok INTEGER, ingested BIGINT, "
+                   "settled INTEGER, station TEXT, direction TEXT, pos BIGINT".format(
+                       blob="BYTEA" if self.kind == "pg" else "BLOB"))
+        cols = ", ".join(RECORD_COLS)
+        self.load("ledger_stage", RECORD_COLS + ("pos",), rows)
+        self.execute("INSERT INTO ledger_records (%s) SELECT %s FROM ledger_stage" % (cols, cols))
+        found = self.execute(self._MATCH[self.kind]).fetchall()
+        self.execute("DELETE FROM ledger_stage")
+        return found
 
     def mark_settled(self, done):
-        """Set ledger_records.settled for many (settled, gate, seq). executemany: on PostgreSQL
-        psycopg pipelines it (no round trip per row); a set-based UPDATE (unnest, = ANY) was
-        measured superlinear here, its plan at the mercy of the table's statistics."""
-        if done:
-            self.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
-
-    def open_matches(self, keyset):
-        """The OPEN records (gate, seq, cti, ctr) of every (cti, ctr) in keyset."""
-        keyset = list(keyset)
+        """Set ledger_records.settled for many (settled, gate, seq), set-based on PostgreSQL: COPY
+        into a staging table, ANALYZE it (so the join is planned from its real size, not a
+        guess) and one UPDATE ... FROM; executemany on SQLite (in-process, per-row is cheap)."""
+        if not done:
+            return
         if self.kind == "pg":
-            return self.rows("SELECT r.gate, r.seq, r.cti, r.ctr FROM ledger_records r JOIN unnest(?::bytea[], "
-                             "?::bigint[]) AS k(cti, ctr) ON r.cti = k.cti AND r.ctr = k.ctr WHERE r.decision = 'OPEN'",
-                             ([k[0] for k in keyset], [k[1] for k in keyset]))
-        out = []
-        for cti, ctr in keyset:  # in-process: an indexed lookup each costs microseconds
-            out += self.rows("SELECT gate, seq, cti, ctr FROM ledger_records WHERE cti = ? AND ctr = ? "
-                             "AND decision = 'OPEN'", (cti, ctr))
-        return out
-
-    def commit(self):
-        self.conn.commit()
-
-    def rollback(self):
-        self.conn.rollback()
-
-    def close(self):
-        self.conn.close()
+            self._temp("settle_marks", "settled INTEGER, gate BIGINT, seq BIGINT")
+            self.load("settle_marks", ("settled", "gate", "seq"), done)
+            self.execute("ANALYZE settle_marks")
+            self.execute("UPDATE ledger_records r SET settled = m.settled FROM settle_marks m "
+                         "WHERE r.gate = m.gate AND r.seq = m.seq")
+            self.execute("DELETE FROM settle_marks")
+        else:
+            self.executemany("UPDATE ledger_records SET settled = ? WHERE gate = ? AND seq = ?", done)
 
 
 def _b(v):
@@ -341,33 +174,54 @@ def _decode_raw(seq, raw):
     return r
 
 
+# the double-use flags of a run of gate g's records just COPYed (seqs lo..hi, ascending, nothing
+# else of the gate in between): each OPEN against the first (by gate, seq) OPEN of its (cti, ctr)
+# stored before it (earlier batches, other gates, earlier in the run), as Ledger._double_uses
+# flags them; LATERAL: one index probe per OPEN. Args: now, hi, g, lo, hi. PostgreSQL only.
+_RUN_DOUBLE_USE = (
+    "INSERT INTO ledger_fraud (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t) "
+    "SELECT 'double_use', s.cti, s.ctr, s.gate, s.seq, m.gate, m.seq, 'counter ' || s.ctr || ' of ' || "
+    "encode(s.cti, 'hex') || ' opened at gate ' || m.gate || ' (seq ' || m.seq || ') and gate ' || s.gate || "
+    "' (seq ' || s.seq || ')', ?::bigint FROM ledger_records s CROSS JOIN LATERAL (SELECT r.gate, r.seq "
+    "FROM ledger_records r WHERE r.cti = s.cti AND r.ctr = s.ctr AND r.decision = 'OPEN' AND NOT (r.gate = s.gate "
+    "AND r.seq >= s.seq AND r.seq <= ?) ORDER BY r.gate, r.seq LIMIT 1) m WHERE s.gate = ? AND s.seq >= ? "
+    "AND s.seq <= ? AND s.decision = 'OPEN' AND s.cti IS NOT NULL ON CONFLICT DO NOTHING RETURNING cti")
+_PLACE_Q = ("SELECT gate, since, station, direction, source FROM ledger_gate_places WHERE gate = ? "
+            "ORDER BY since DESC LIMIT 1")
+
+
 class Ledger:
     def __init__(self, url, create=True):
         """Open (create=True: and create, if it is a new SQLite file) the ledger at `url`;
         LedgerError for an unsupported URL, a missing directory, an unreachable PostgreSQL or,
         with create=False, a SQLite file that does not exist."""
-        self.db = _DB(url, create=create)
-        self.db.script(SCHEMA)
-        self._migrate()
-
-    def _migrate(self):
-        # ledgers made before gates had a place: add the record columns (NULL = unknown place)
-        for col in ("station", "direction"):
-            try:
-                self.db.execute("SELECT %s FROM ledger_records WHERE 1 = 0" % col)
-            except Exception:
-                self.db.rollback()
-                self.db.execute("ALTER TABLE ledger_records ADD COLUMN %s TEXT" % col)
-        self.db.commit()
+        if isinstance(url, Database):  # the back office's database: shared, not closed here
+            self.db, self._own = _DB.sharing(url), False
+        else:
+            self.db, self._own = _DB(url, create=create, error=LedgerError), True
 
     @classmethod
     def for_backoffice(cls, bo, url=None, create=True):
-        """The ledger for a back office: `url` if given, else the back office's own SQLite file.
-        create=False (the CLI): a SQLite `url` must already exist (`offgate init --db` makes it)."""
-        return cls(url or str(bo.db_path), create=create or not url)
+        """The ledger of a back office: on its database (one connection, one transaction). A
+        `url` naming another database opens that one (create=False: it must exist and be
+        current) -- a ledger apart from the accounts, as before the one database; the CLI
+        refuses that (`offgate db upgrade` merges the two)."""
+        if url is None or same_database(url, bo.db.url):
+            return cls(bo.db)
+        return cls(url, create=create)
+
+    def closes(self, bo):
+        """Close back office `bo` with this ledger (one opened for the ledger alone, sharing its
+        connection: the CLI's open_ledger). Returns the ledger."""
+        self._bo = bo
+        return self
 
     def close(self):
-        self.db.close()
+        if self._own:
+            self.db.close()
+        bo = self.__dict__.pop("_bo", None)  # a back office opened for this ledger alone (closes())
+        if bo is not None:
+            bo.close()
 
     def __enter__(self):
         return self
@@ -478,8 +332,7 @@ class Ledger:
 
     def place(self, gate):
         """The gate's current place: dict(gate, since, station, direction, source) or None."""
-        return self.db.one("SELECT gate, since, station, direction, source FROM ledger_gate_places WHERE gate = ? "
-                           "ORDER BY since DESC LIMIT 1", (gate,))
+        return self.db.one(_PLACE_Q, (gate,))
 
     def places(self):
         return self.db.rows("SELECT gate, since, station, direction, source FROM ledger_gate_places ORDER BY gate, since")
@@ -518,9 +371,26 @@ class Ledger:
         that is not enrolled: nothing is stored."""
         now = _now(now)
         db = self.db
-        g = self.gate(gate)
-        if g is None:
+        seqs = [r["seq"] for r in records]
+        ts = [r["t"] for r in records if "t" in r]
+        if ts:
+            db.ensure_partitions(min(ts), max(ts), now)  # PostgreSQL: the months' partitions exist
+        # the gate, its place and the stored chains of this batch's seq range: one round trip
+        # (pipelined on PostgreSQL), not one query per record. FOR UPDATE (PostgreSQL): one
+        # ingest per gate at a time, as (gate, seq) is checked here (the partitioned table's key
+        # includes t, so it cannot enforce (gate, seq) alone)
+        with db.pipeline():
+            cg = db.execute("SELECT * FROM ledger_gates WHERE gate = ?" + (" FOR UPDATE" if db.kind == "pg" else ""),
+                            (gate,))
+            cp = db.execute(_PLACE_Q, (gate,))
+            ce = db.execute("SELECT seq, chain FROM ledger_records WHERE gate = ? AND seq >= ? AND seq <= ?",
+                            (gate, min(seqs), max(seqs))) if seqs else None
+        g = db.dicts(cg)
+        place = db.dicts(cp)
+        existing = {row[0]: bytes(row[1]) for row in ce.fetchall()} if ce is not None else {}
+        if not g:
             raise GateNotEnrolled("gate %d is not enrolled; nothing ingested" % gate)
+        g = g[0]
         if device_pub is not None and bytes(g["device_pub"]) != bytes(device_pub):
             raise GateNotEnrolled("batch for gate %d is signed by a key that is not the enrolled one; nothing "
                                   "ingested" % gate)
@@ -528,28 +398,35 @@ class Ledger:
         res = {"new": 0, "duplicates": 0, "anomalies": 0, "fraud": 0, "deny": []}
         prev_seq = None
         meta = meta or {}
-        place = self.place(gate) or {"station": None, "direction": None}  # in effect for this batch
-        # the stored chains of this batch's seq range, in one query (not one per record)
-        seqs = [r["seq"] for r in records]
-        existing = {}
-        if seqs:
-            existing = {row["seq"]: bytes(row["chain"]) for row in db.rows(
-                "SELECT seq, chain FROM ledger_records WHERE gate = ? AND seq >= ? AND seq <= ?",
-                (gate, min(seqs), max(seqs)))}
-        new_rows, opens = [], []
+        place = place[0] if place else {"station": None, "direction": None}  # in effect for this batch
+        stored = set(existing)  # seqs in ledger_records before each flush (for its fast path)
+        new_rows = []
+        station, direction = place["station"], place["direction"]
 
-        def flush():
-            # one bulk write (COPY on PostgreSQL), then one look for double use, per batch
-            db.insert_rows("ledger_records", RECORD_COLS, new_rows)
-            if opens:
-                res["fraud"] += self._double_uses(gate, opens, now, res["deny"])
-            del new_rows[:], opens[:]
+        def flush(last=False):
+            # one bulk store and one look for double use per batch. On PostgreSQL the usual batch
+            # (the last flush, a fresh ascending run) is COPYed straight into ledger_records and
+            # its double-use flags are made by one INSERT ... SELECT pipelined with the commit
+            # (returned here to run then); anything else is staged (_DB.ingest_staged).
+            if not new_rows:
+                return None
+            lo, hi = new_rows[0][1], new_rows[-1][1]
+            run = None
+            if last and db.kind == "pg" and not any(lo <= q <= hi for q in stored) and \
+                    all(new_rows[i][1] < new_rows[i + 1][1] for i in range(len(new_rows) - 1)):
+                db.load("ledger_records", RECORD_COLS, [row[:-1] for row in new_rows])
+                run = (gate, lo, hi)
+            else:
+                res["fraud"] += self._double_uses(gate, db.ingest_staged(new_rows), now, res["deny"])
+            stored.update(row[1] for row in new_rows)
+            del new_rows[:]
+            return run
         try:
             if records and meta.get("chain_ok") is False:
                 res["anomalies"] += self._anomaly(gate, records[-1]["seq"], "chain_mismatch",
                                                   "the batch's records do not lead to the chain the gate "
                                                   "reports (%s)" % bytes(meta.get("chain") or b"").hex()[:16], now)
-            for r in records:
+            for pos, r in enumerate(records):
                 seq = r["seq"]
                 if "damaged" in r:
                     # kept with its bytes; the seq counts as stored (nothing is lost quietly)
@@ -566,9 +443,10 @@ class Ledger:
                     res["anomalies"] += self._anomaly(gate, seq, "reorder",
                                                       "seq %d after %d in one batch" % (seq, prev_seq), now)
                 prev_seq = seq
+                chain = bytes(r["chain"])
                 old = existing.get(seq)
                 if old is not None:
-                    if old == bytes(r["chain"]):
+                    if old == chain:
                         res["duplicates"] += 1
                     else:
                         res["anomalies"] += self._anomaly(gate, seq, "conflict",
@@ -586,27 +464,32 @@ class Ledger:
                                                           % (head_seq + 1, seq - 1), now)
                     chain_ok = 0  # cannot be linked to the stored head
                 else:
-                    chain_ok = 1 if chain_next(head, r) == bytes(r["chain"]) else 0
+                    chain_ok = 1 if chain_next(head, r) == chain else 0
                     if not chain_ok:
                         res["anomalies"] += self._anomaly(gate, seq, "chain_mismatch",
                                                           "chain of seq %d does not follow seq %d" % (seq, head_seq), now)
-                if r.get("missed"):
+                missed = r.get("missed", 0)
+                if missed:
                     res["anomalies"] += self._anomaly(gate, seq, "not_logged",
-                                                      "%d decisions before seq %d were not logged" % (r["missed"], seq), now)
-                new_rows.append((gate, seq, r["t"], _b(r.get("cti")), r["ctr"] or 0, r["decision"], r["reason"],
-                                 r.get("missed", 0), bytes(r["chain"]), chain_ok, now, 0, place["station"],
-                                 place["direction"]))
-                existing[seq] = bytes(r["chain"])  # the same seq again later in this batch
+                                                      "%d decisions before seq %d were not logged" % (missed, seq), now)
+                cti = r.get("cti")
+                new_rows.append((gate, seq, r["t"], bytes(cti) if cti is not None else None, r["ctr"] or 0,
+                                 r["decision"], r["reason"], missed, chain, chain_ok, now, 0, station, direction, pos))
+                existing[seq] = chain  # the same seq again later in this batch
                 res["new"] += 1
                 if seq > head_seq:
-                    head_seq, head = seq, bytes(r["chain"])
-                if r["decision"] == "OPEN" and r.get("cti"):
-                    opens.append(r)
-            flush()
+                    head_seq, head = seq, chain
+            run = flush(last=True)
             if records and meta.get("chain") and head_seq == records[-1]["seq"]:
                 head = bytes(meta["chain"])  # the gate's own chain: the next batch links to it
-            db.execute("UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?", (head_seq, head, gate))
-            db.commit()
+            with db.pipeline():  # one round trip on PostgreSQL: flags, head, commit
+                flags = db.execute(_RUN_DOUBLE_USE, (now, run[2], run[0], run[1], run[2])) if run else None
+                db.execute("UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?", (head_seq, head, gate))
+                db.commit()
+            if flags is not None:
+                for (cti,) in flags.fetchall():
+                    res["fraud"] += 1
+                    res["deny"].append(bytes(cti))
             res["stored_to"] = records[-1]["seq"] if records else None
         except BaseException:
             db.rollback()
@@ -639,27 +522,19 @@ class Ledger:
                               (kind, bytes(cti), ctr, gate, seq, other_gate, other_seq, detail, now))
         return 1 if cur.rowcount else 0
 
-    def _double_uses(self, gate, opens, now, deny):
-        """_double_use for the OPEN records of one batch, just inserted, in one query: a record is
-        matched against the records stored before it (earlier batches, earlier in this batch),
-        as if each had been checked when it was inserted."""
-        order = {r["seq"]: i for i, r in enumerate(opens)}
-        keyset = {(bytes(r["cti"]), r["ctr"]) for r in opens}
-        found = {}
-        for m in self.db.open_matches(keyset):
-            found.setdefault((bytes(m["cti"]), m["ctr"]), []).append((m["gate"], m["seq"]))
+    def _double_uses(self, gate, matches, now, deny):
+        """Flag the double uses _DB.ingest_staged found for one batch of gate `gate`: per staged
+        OPEN, every earlier OPEN of its (cti, ctr) (ordered by gate, seq), and deny its credential."""
         n = 0
-        for r in opens:
-            k = (bytes(r["cti"]), r["ctr"])
-            me = order[r["seq"]]
-            others = sorted(o for o in found.get(k, ()) if o != (gate, r["seq"])
-                            and not (o[0] == gate and order.get(o[1], -1) > me))
-            for og, os_ in others:
-                n += self._flag("double_use", r["cti"], r["ctr"], gate, r["seq"], og, os_,
-                                "counter %d of %s opened at gate %d (seq %d) and gate %d (seq %d)"
-                                % (r["ctr"], k[0].hex(), og, os_, gate, r["seq"]), now)
-            if others:
-                deny.append(k[0])
+        last = None
+        for pos, cti, ctr, seq, og, os_ in matches:
+            cti = bytes(cti)
+            n += self._flag("double_use", cti, ctr, gate, seq, og, os_,
+                            "counter %d of %s opened at gate %d (seq %d) and gate %d (seq %d)"
+                            % (ctr, cti.hex(), og, os_, gate, seq), now)
+            if pos != last:
+                deny.append(cti)
+                last = pos
         return n
 
     def _double_use(self, gate, r, now, deny):
@@ -678,9 +553,17 @@ class Ledger:
     # ------------------------------------------------------------------ settlement
     def settle(self, bo, now=None):
         """Charge every unsettled OPEN passage to its account (against the credential's hold), flag
-        use beyond the cap, release the holds of expired credentials. Idempotent.
+        use beyond the cap, release the holds of expired credentials. Idempotent. One transaction
+        on the one database: the charges, holds and balances (back office) and the records'
+        settled marks (ledger) commit together or not at all.
         With a fare table loaded (`offgate fares load`) taps are paired into journeys and priced
         by it instead (offgate_host.fares.settle, docs/fares.md)."""
+        with self.db:
+            if self.db.kind == "pg":  # one settlement at a time (charges are checked, then written)
+                self.db.execute("SELECT pg_advisory_xact_lock(7130002)")
+            return self._settle(bo, now)
+
+    def _settle(self, bo, now=None):
         from ..fares import settle as fare_settle
         eng = fare_settle.active_engine(self.db)
         now = _now(now)
@@ -688,50 +571,52 @@ class Ledger:
             return self._settle_end(bo, now, fare_settle.settle(self, bo, now, eng))
         out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0,
                "released_amount": 0, "deny": []}
-        rows = self.db.rows("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
-                            "AND settled = 0 ORDER BY t, gate, seq")
-        fares, creds = {}, {}
+        # one read of the unsettled passages, the credentials they name and the fare table; then
+        # per chunk the bulk charges (charge_trips), the flags and one set-based mark
+        rows = self.db.execute("SELECT gate, seq, t, cti, ctr FROM ledger_records WHERE decision = 'OPEN' "
+                               "AND settled = 0 ORDER BY t, gate, seq").fetchall()
+        creds = bo.credentials_many({bytes(r[3]) for r in rows if r[3] is not None})
+        fares = {int(r["product"]): int(r["amount"]) for r in self.db.rows("SELECT product, amount FROM ledger_fares")}
+        deny_seen = set()
         for i in range(0, len(rows), CHUNK):
-            chunk = rows[i:i + CHUNK]
             trips, done, unknown = [], [], []
-            for r in chunk:
-                if r["cti"] is None:
-                    done.append((1, r["gate"], r["seq"]))
+            for gate, seq, t, cti, ctr in rows[i:i + CHUNK]:
+                if cti is None:
+                    done.append((1, gate, seq))
                     continue
-                cti = bytes(r["cti"])
-                if cti not in creds:  # once per credential, not once per trip
-                    creds[cti] = bo.credential(cti)
-                cred = creds[cti]
+                cti = bytes(cti)
+                cred = creds.get(cti)
                 if cred is None:
-                    unknown.append(r)
-                    done.append((2, r["gate"], r["seq"]))
+                    unknown.append((gate, seq, cti))
+                    done.append((2, gate, seq))
                     continue
-                if cred["product"] not in fares:
-                    fares[cred["product"]] = self.fare(cred["product"])
-                trips.append((r, (r["gate"], r["seq"], cti, r["t"], fares[cred["product"]])))
-            # money first (one back-office transaction), then the ledger's marks (one transaction):
-            # a crash in between is repaired by the next settle, as charges are keyed by (gate, seq)
-            results = bo.charge_trips([t for _, t in trips], now=now) if trips else []
-            for r in unknown:
-                out["unknown"] += self._anomaly(r["gate"], r["seq"], "unknown_credential",
-                                                "OPEN for credential %s the back office never issued"
-                                                % bytes(r["cti"]).hex(), now)
-            for (r, t), c in zip(trips, results):
-                done.append((1, r["gate"], r["seq"]))
+                trips.append((gate, seq, cti, t, fares.get(cred["product"], DEFAULT_FARE), ctr))
+            # money, then the ledger's marks: one transaction (settle's) on the one database
+            results = bo.charge_trips([tr[:5] for tr in trips], now=now, creds=creds) if trips else []
+            for gate, seq, cti in unknown:
+                out["unknown"] += self._anomaly(gate, seq, "unknown_credential",
+                                                "OPEN for credential %s the back office never issued" % cti.hex(), now)
+            flags = []  # written with one executemany per chunk, not one statement each
+            for (gate, seq, cti, _t, _a, ctr), c in zip(trips, results):
+                done.append((1, gate, seq))
                 if c is None:
                     continue
                 out["trips"] += 1
                 out["charged"] += c["amount"]
                 if c["cap"] is not None and c["charged_total"] > c["cap"]:
-                    cti = t[2]
                     out["over_cap"] += c["over_cap"]
-                    out["fraud"] += self._flag("cap_exceeded", cti, r["ctr"], r["gate"], r["seq"], None, None,
-                                               "credential %s charged %d in total, cap %d"
-                                               % (cti.hex(), c["charged_total"], c["cap"]), now)
-                    if cti not in out["deny"]:
+                    flags.append(("cap_exceeded", cti, ctr, gate, seq, None, None,
+                                  "credential %s charged %d in total, cap %d" % (cti.hex(), c["charged_total"], c["cap"]),
+                                  now))
+                    if cti not in deny_seen:
+                        deny_seen.add(cti)
                         out["deny"].append(cti)
                 if c.get("overdrawn"):
-                    out["fraud"] += self._overdraft(c, t[2], r["ctr"], r["gate"], r["seq"], now, out)
+                    flags.append(self._overdraft_flag(c, cti, ctr, gate, seq, now, out))
+                    if cti not in deny_seen:
+                        deny_seen.add(cti)
+                        out["deny"].append(cti)
+            out["fraud"] += self._flags(flags)
             self.db.mark_settled(done)
             self.db.commit()
         return self._settle_end(bo, now, out)
@@ -747,10 +632,25 @@ class Ledger:
                           "account %s below its credit limit after charging %d for credential %s"
                           % (c["account"], c["amount"], cti.hex()), now)
 
+    def _overdraft_flag(self, c, cti, ctr, gate, seq, now, out):
+        """_overdraft's flag row, for _flags (the caller denies the credential)."""
+        out["overdrafts"] = out.get("overdrafts", 0) + 1
+        return ("overdraft", cti, ctr, gate, seq, None, None,
+                "account %s below its credit limit after charging %d for credential %s"
+                % (c["account"], c["amount"], cti.hex()), now)
+
+    def _flags(self, rows):
+        """_flag for many rows (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t) in one
+        executemany; returns how many were new."""
+        if not rows:
+            return 0
+        cur = self.db.executemany("INSERT INTO ledger_fraud (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, "
+                                  "t) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+        return max(cur.rowcount, 0)
+
     def _settle_end(self, bo, now, out):
         """Both settlements end alike: deny the credentials flagged, release expired holds."""
-        for cti in out["deny"]:
-            bo.deny(cti)
+        bo.deny_many(out["deny"])
         for h in bo.release_expired_holds(now):
             out["released"] += 1
             out["released_amount"] += h["released_amount"]

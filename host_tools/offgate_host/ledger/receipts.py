@@ -45,40 +45,6 @@ R_CTI, R_FROM, R_TO, R_TRIP, R_NONCE, R_IAT = 1, 2, 3, 4, 5, 6
 T_LOG, T_SIZE, T_ROOT, T_TIME = 1, 2, 3, 4
 DEFAULT_SETTINGS = {"operator": None, "tax_id": "", "address": "", "currency": "PLN", "vat_bp": 800}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS receipt_log (
-    idx    BIGINT PRIMARY KEY,
-    entry  {blob} NOT NULL
-);
-CREATE TABLE IF NOT EXISTS receipt_sth (
-    size   BIGINT PRIMARY KEY,
-    root   {blob} NOT NULL,
-    t      BIGINT NOT NULL,
-    sth    {blob} NOT NULL
-);
-CREATE TABLE IF NOT EXISTS receipts (
-    id           {blob} PRIMARY KEY,
-    idx          BIGINT NOT NULL UNIQUE,
-    account      TEXT NOT NULL,
-    rider_pub    {blob} NOT NULL,
-    enc          {blob} NOT NULL,
-    request_hash {blob} NOT NULL UNIQUE,
-    created      BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS receipt_settings (
-    key    TEXT PRIMARY KEY,
-    value  TEXT NOT NULL
-);
-"""
-BO_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rider_enc_keys (
-    rider_pub  BLOB PRIMARY KEY,
-    enc_pub    BLOB NOT NULL,
-    registered INTEGER NOT NULL
-);
-"""
-
-
 class ReceiptError(OffgateError, ValueError):
     """A refused request, or a receipt that does not verify (one line, user-facing)."""
 
@@ -95,10 +61,6 @@ def money(v, cur) -> str:
     if not d:
         return "%s%d %s" % (sign, v, cur)
     return "%s%d.%0*d %s" % (sign, v // 10 ** d, d, v % 10 ** d, cur)
-
-
-def _ensure(led):
-    led.db.ensure("receipts", SCHEMA)
 
 
 def _sha(b):
@@ -135,14 +97,11 @@ def register_enc_key(bo, rider_pub65, enc_pub65, now=None) -> None:
     if rider_pub65 == enc_pub65:
         raise ReceiptError("the encryption key must not be the signing key")
     with bo.db:
-        bo.db.executescript(BO_SCHEMA)
-        bo.db.execute("INSERT OR REPLACE INTO rider_enc_keys (rider_pub, enc_pub, registered) VALUES (?, ?, ?)",
-                      (rider_pub65, enc_pub65, _now(now)))
+        bo.db.upsert("rider_enc_keys", ("rider_pub",), {"rider_pub": rider_pub65, "enc_pub": enc_pub65,
+                                                         "registered": _now(now)})
 
 
 def enc_key_of(bo, rider_pub65):
-    with bo.db:
-        bo.db.executescript(BO_SCHEMA)
     r = bo.db.execute("SELECT enc_pub FROM rider_enc_keys WHERE rider_pub = ?", (bytes(rider_pub65),)).fetchone()
     return bytes(r[0]) if r else None
 
@@ -151,7 +110,6 @@ def enc_key_of(bo, rider_pub65):
 def settings(bo, led) -> dict:
     """Operator name (default: the issuer name), tax id, address, currency (ISO 4217), VAT rate
     in basis points (800 = 8 %, fares are tax-inclusive)."""
-    _ensure(led)
     out = dict(DEFAULT_SETTINGS)
     for r in led.db.rows("SELECT key, value FROM receipt_settings"):
         if r["key"] in out:
@@ -163,7 +121,6 @@ def settings(bo, led) -> dict:
 
 
 def set_settings(led, **kw) -> None:
-    _ensure(led)
     for k, v in kw.items():
         if v is None:
             continue
@@ -278,7 +235,6 @@ def _leaf_hashes(led, size=None):
 
 
 def latest_sth(led):
-    _ensure(led)
     r = led.db.one("SELECT size, root, t, sth FROM receipt_sth ORDER BY size DESC LIMIT 1")
     return None if r is None else {"size": int(r["size"]), "root": bytes(r["root"]), "t": int(r["t"]), "sth": bytes(r["sth"])}
 
@@ -347,7 +303,6 @@ def issue(bo, led, request, now=None) -> bytes:
 
 
 def _issue(bo, led, request, now):
-    _ensure(led)
     now = _now(now)
     try:
         _, _, _, payload = formats._split_sign1(request, "receipt request")
@@ -418,7 +373,6 @@ def _bundle(rid, enc, idx, head, path) -> bytes:
 
 def bundle_of(led, receipt_id) -> bytes:
     """A fresh bundle for a stored receipt: inclusion in the latest signed tree."""
-    _ensure(led)
     r = led.db.one("SELECT idx, enc FROM receipts WHERE id = ?", (bytes(receipt_id),))
     if r is None:
         raise ReceiptError("no receipt %s" % bytes(receipt_id).hex())
@@ -429,7 +383,6 @@ def bundle_of(led, receipt_id) -> bytes:
 def wallet_bundles(led, rider_pub) -> list:
     """Every receipt one wallet key (65-byte SEC1) asked for, as fresh bundles (inclusion in the
     latest signed tree): [{"id", "created", "bundle"}], oldest first. Reads the log once."""
-    _ensure(led)
     mine = led.db.rows("SELECT id, idx, enc, created FROM receipts WHERE rider_pub = ? ORDER BY idx", (bytes(rider_pub),))
     if not mine:
         return []
@@ -541,7 +494,6 @@ def audit(bo, led) -> dict:
     root against the log, the log's indexes, every receipt's entry. Returns {"size", "receipts",
     "tree_heads", "problems": [text]}: an empty problem list means nothing was altered, dropped
     or reordered."""
-    _ensure(led)
     problems = []
     lh, rows = _leaf_hashes(led)
     n = len(rows)
@@ -599,6 +551,5 @@ def read_bundle(bundle_bytes, enc_priv=None) -> dict:
 
 def stored(led, account=None) -> list:
     """The back office's receipts: [{"id", "idx", "account", "created"}], oldest first."""
-    _ensure(led)
     q = "SELECT id, idx, account, created FROM receipts" + (" WHERE account = ?" if account else "") + " ORDER BY idx"
     return [dict(r, id=bytes(r["id"])) for r in led.db.rows(q, (account,) if account else ())]

@@ -49,28 +49,6 @@ ROUND_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 # submission payload labels (CBOR map)
 S_ROUND, S_DIGEST, S_PARTY, S_CELLS, S_VECTOR, S_CREATED = 1, 2, 3, 4, 5, 6
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS stats_submissions (
-    round_id   TEXT PRIMARY KEY,
-    digest     {blob} NOT NULL,
-    submission {blob} NOT NULL,
-    created    BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stats_rounds (
-    round_id   TEXT PRIMARY KEY,
-    digest     {blob} NOT NULL,
-    status     TEXT NOT NULL,
-    detail     TEXT NOT NULL,
-    totals     TEXT,
-    t          BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stats_seen (
-    sub_hash   {blob} PRIMARY KEY,
-    round_id   TEXT NOT NULL
-);
-"""
-
-
 class StatsError(OffgateError, ValueError):
     """A round, submission or aggregation problem (one line, user-facing)."""
 
@@ -81,10 +59,6 @@ class RoundIncomplete(StatsError):
 
 def _now(now=None):
     return int(time.time() if now is None else now)
-
-
-def _ensure(led):
-    led.db.ensure("stats", SCHEMA)
 
 
 # ---------------------------------------------------------------------------- keys and parties
@@ -279,7 +253,6 @@ def submit(bo, led, spec, now=None) -> bytes:
     same round, the same bytes come back; a round id already used with another definition is
     refused (the same masks over different data would show the difference)."""
     check_round(spec)
-    _ensure(led)
     digest = round_digest(spec)
     old = led.db.one("SELECT digest, submission FROM stats_submissions WHERE round_id = ?", (spec["round"],))
     if old is not None:
@@ -336,7 +309,6 @@ def aggregate(led, spec, submissions, min_count=0, now=None) -> dict:
     send its stored submission again) and RoundIncomplete when a party is missing (the round is
     marked failed and can never be unmasked; re-run under a new round id)."""
     check_round(spec)
-    _ensure(led)
     digest = round_digest(spec)
     rid = spec["round"]
     row = led.db.one("SELECT digest, status, detail FROM stats_rounds WHERE round_id = ?", (rid,))

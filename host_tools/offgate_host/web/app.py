@@ -115,8 +115,7 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
     templates.env.filters["iso"] = _iso
     templates.env.filters["money"] = lambda v: "-" if v is None else "%.2f" % (v / 100)
 
-    with BackOffice(data_dir) as bo:
-        store.ensure(bo)
+    BackOffice(data_dir).close()  # a back office that cannot be opened fails here, not at the first request
 
     def open_bo():
         return BackOffice(data_dir)

@@ -19,57 +19,6 @@ ROLES = ("viewer", "operator", "admin")  # each role can do what the ones before
 SESSION_SECONDS = 8 * 3600               # one shift
 INVITE_SECONDS = 24 * 3600               # default lifetime of an enrolment link
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS web_staff (
-    name     TEXT PRIMARY KEY,
-    pw_hash  TEXT NOT NULL,
-    role     TEXT NOT NULL,
-    created  INTEGER NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS web_sessions (
-    sid_hash BLOB PRIMARY KEY,
-    name     TEXT NOT NULL REFERENCES web_staff(name),
-    csrf     TEXT NOT NULL,
-    created  INTEGER NOT NULL,
-    expires  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS web_invites (
-    token_hash    BLOB PRIMARY KEY,
-    account       TEXT NOT NULL REFERENCES accounts(id),
-    zones         TEXT NOT NULL,
-    product       INTEGER NOT NULL,
-    valid_seconds INTEGER NOT NULL,
-    cap           INTEGER,
-    replace_old   INTEGER NOT NULL,
-    created_by    TEXT NOT NULL,
-    created       INTEGER NOT NULL,
-    expires       INTEGER NOT NULL,
-    used          INTEGER,
-    used_by_pub   BLOB
-);
-CREATE TABLE IF NOT EXISTS web_wallets (
-    pub           BLOB PRIMARY KEY,
-    account       TEXT NOT NULL REFERENCES accounts(id),
-    zones         TEXT NOT NULL,
-    product       INTEGER NOT NULL,
-    valid_seconds INTEGER NOT NULL,
-    cap           INTEGER,
-    enrolled      INTEGER NOT NULL,
-    last_contact  INTEGER NOT NULL,
-    last_t        INTEGER NOT NULL DEFAULT 0,
-    revoked       INTEGER
-);
-CREATE TABLE IF NOT EXISTS web_notes (
-    id     INTEGER PRIMARY KEY AUTOINCREMENT,
-    fraud  INTEGER NOT NULL,
-    staff  TEXT NOT NULL,
-    text   TEXT NOT NULL,
-    t      INTEGER NOT NULL
-);
-"""
-
-
 class WebError(BackOfficeError):
     """A user-facing problem with staff, sessions, invites or wallets."""
 
@@ -82,18 +31,12 @@ def _h(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
-def ensure(bo):
-    with bo.db:
-        bo.db.executescript(SCHEMA)
-
-
 _ph = PasswordHasher()
 
 
 # ------------------------------------------------------------------ staff
 def add_staff(bo, name, password, role, now=None):
     """Create or replace staff account `name` (role viewer/operator/admin; password >= 10 chars)."""
-    ensure(bo)
     if not isinstance(name, str) or not name.strip() or len(name) > 64:
         raise WebError("staff name must be 1-64 characters")
     if role not in ROLES:
@@ -101,21 +44,19 @@ def add_staff(bo, name, password, role, now=None):
     if not isinstance(password, str) or len(password) < 10:
         raise WebError("password must be at least 10 characters")
     with bo.db:
-        bo.db.execute("INSERT OR REPLACE INTO web_staff (name, pw_hash, role, created, disabled) VALUES (?, ?, ?, ?, 0)",
-                      (name, _ph.hash(password), role, _now(now)))
+        bo.db.upsert("web_staff", ("name",), {"name": name, "pw_hash": _ph.hash(password), "role": role,
+                                              "created": _now(now), "disabled": 0})
         bo.db.execute("DELETE FROM web_sessions WHERE name = ?", (name,))  # a new password ends old sessions
     return {"name": name, "role": role}
 
 
 def list_staff(bo):
-    ensure(bo)
     return [{"name": r["name"], "role": r["role"], "created": r["created"], "disabled": bool(r["disabled"])}
             for r in bo.db.execute("SELECT * FROM web_staff ORDER BY name")]
 
 
 def disable_staff(bo, name):
     """Disable a staff account and end its sessions (kept for the record, not deleted)."""
-    ensure(bo)
     with bo.db:
         if bo.db.execute("UPDATE web_staff SET disabled = 1 WHERE name = ?", (name,)).rowcount != 1:
             raise WebError("no staff account %r" % name)
@@ -124,7 +65,6 @@ def disable_staff(bo, name):
 
 def check_password(bo, name, password):
     """The staff row if name/password match (constant work whether or not the name exists), else None."""
-    ensure(bo)
     r = bo.db.execute("SELECT * FROM web_staff WHERE name = ? AND disabled = 0", (name or "",)).fetchone()
     h = r["pw_hash"] if r else _DUMMY_HASH
     try:
@@ -144,7 +84,6 @@ def role_at_least(role, needed):
 # ------------------------------------------------------------------ sessions
 def new_session(bo, name, now=None):
     """(session id, csrf token): the id goes into an HttpOnly cookie, only its digest is stored."""
-    ensure(bo)
     now = _now(now)
     sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with bo.db:
@@ -158,7 +97,6 @@ def session(bo, sid, now=None):
     """{"name", "role", "csrf"} for a live session id, else None."""
     if not sid:
         return None
-    ensure(bo)
     r = bo.db.execute("SELECT s.name, s.csrf, s.expires, t.role FROM web_sessions s JOIN web_staff t ON t.name = s.name "
                       "WHERE s.sid_hash = ? AND t.disabled = 0", (_h(sid),)).fetchone()
     if r is None or r["expires"] <= _now(now):
@@ -168,7 +106,6 @@ def session(bo, sid, now=None):
 
 def end_session(bo, sid):
     if sid:
-        ensure(bo)
         with bo.db:
             bo.db.execute("DELETE FROM web_sessions WHERE sid_hash = ?", (_h(sid),))
 
@@ -179,7 +116,6 @@ def create_invite(bo, account, *, zones, product=1, valid_seconds=86400, cap=Non
     """A single-use enrolment token for `account` (returned once; only its digest is stored).
     The credential rules (zones, product, validity, cap) travel with it; `replace` revokes the
     account's earlier wallets when it is used (a lost or replaced phone)."""
-    ensure(bo)
     now = _now(now)
     bo.get_account(account)  # UnknownAccount
     zones = [int(z) for z in zones]
@@ -198,7 +134,6 @@ def create_invite(bo, account, *, zones, product=1, valid_seconds=86400, cap=Non
 
 
 def list_invites(bo, account=None):
-    ensure(bo)
     q = "SELECT * FROM web_invites" + (" WHERE account = ?" if account else "") + " ORDER BY created DESC"
     out = []
     for r in bo.db.execute(q, (account,) if account else ()):
@@ -211,7 +146,6 @@ def list_invites(bo, account=None):
 
 def consume_invite(bo, token, pub65, now=None):
     """Mark the invite used by `pub65` (atomically: a second use fails) and return its row."""
-    ensure(bo)
     now = _now(now)
     with bo.db:
         cur = bo.db.execute("UPDATE web_invites SET used = ?, used_by_pub = ? WHERE token_hash = ? AND used IS NULL "
@@ -236,20 +170,18 @@ def release_invite(bo, token):
 def add_wallet(bo, pub65, invite, now=None):
     now = _now(now)
     with bo.db:
-        bo.db.execute("INSERT OR REPLACE INTO web_wallets (pub, account, zones, product, valid_seconds, cap, enrolled, "
-                      "last_contact, last_t, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL)",
-                      (pub65, invite["account"], invite["zones"], invite["product"], invite["valid_seconds"],
-                       invite["cap"], now, now))
+        bo.db.upsert("web_wallets", ("pub",), {
+            "pub": pub65, "account": invite["account"], "zones": invite["zones"], "product": invite["product"],
+            "valid_seconds": invite["valid_seconds"], "cap": invite["cap"], "enrolled": now, "last_contact": now,
+            "last_t": 0, "revoked": None})
 
 
 def wallet(bo, pub65):
-    ensure(bo)
     r = bo.db.execute("SELECT * FROM web_wallets WHERE pub = ?", (pub65,)).fetchone()
     return dict(r) if r else None
 
 
 def wallets(bo, account=None):
-    ensure(bo)
     q = "SELECT * FROM web_wallets" + (" WHERE account = ?" if account else "") + " ORDER BY enrolled"
     out = []
     for r in bo.db.execute(q, (account,) if account else ()):
@@ -287,7 +219,6 @@ def revoke_wallets(bo, account, keep_pub=None, now=None):
 
 # ------------------------------------------------------------------ fraud notes
 def add_note(bo, fraud_id, staff, text, now=None):
-    ensure(bo)
     text = (text or "").strip()
     if not text or len(text) > 2000:
         raise WebError("a note is 1-2000 characters")
@@ -297,6 +228,5 @@ def add_note(bo, fraud_id, staff, text, now=None):
 
 
 def notes(bo, fraud_id=None):
-    ensure(bo)
     q = "SELECT * FROM web_notes" + (" WHERE fraud = ?" if fraud_id is not None else "") + " ORDER BY t, id"
     return [dict(r) for r in bo.db.execute(q, (int(fraud_id),) if fraud_id is not None else ())]
