@@ -516,12 +516,40 @@ def readme_section(R):
         verify_paths_summary(R),
         "",
         flash_sync_summary(R),
+        "",
+        deny_summary(R),
         MARK_END,
     ]
     if cg["status"] != "ok":
         lines.insert(-1, "")
         lines.insert(-1, "Callgrind %s: %s" % (cg["status"], cg["reason"]))
     return "\n".join(lines)
+
+
+def deny_summary(R):
+    """Deny list updates (bench/deny_bench.py): a delta against the full list, same run."""
+    d = R.get("deny") or {}
+    g = (d.get("gate") or {}).get("ids_100000")
+    w = d.get("wire")
+    if d.get("status") != "ok" or not g or not w:
+        return ""
+    b = d["backoffice_sqlite"]
+    pg = d.get("backoffice_postgresql") or {}
+    return ("**Deny list updates** (100,000 ids, a 1,000-id change; bench/deny_bench.py): on the wire the delta is "
+            "%s bytes vs %s for the full list (%s s vs %s s at 115200 baud); installing it on the gate %s M "
+            "instructions ≈ %s ms ESP32 est. vs %s M ≈ %s ms for the full list's check (%s; one root signature "
+            "verify on top of either). Look-up: %s instructions, heap growth %s bytes. Back office: 100,000 ids "
+            "added in %s s (SQLite%s), list signed in %s s, delta made in %s s. Flash during an install at 10^5 "
+            "ids (%s-byte ids): %s KiB. A 10^6-id list: merge ≈ %s ms est., %s MB of flash during an install." % (
+                w["delta_bytes"], w["full_list_bytes"], w["delta_link_s_115200"], w["full_link_s_115200"],
+                fmt(g["delta"]["instructions"] / 1e6, 0), g["delta"]["esp32_ms"],
+                fmt(g["full"]["instructions"] / 1e6, 0), g["full"]["esp32_ms"], d["gate"]["runtime"],
+                g.get("lookup", {}).get("instructions_per_lookup"), g.get("lookup", {}).get("heap_growth_bytes"),
+                b["bulk_add_100k_s"], "; PostgreSQL statements %s s" % pg["bulk_add_100k_s"] if "bulk_add_100k_s" in pg
+                else "", b["sign_list_s"], b["make_delta_s"], d["flash"]["id_bytes"],
+                d["flash"]["delta_install_100k_bytes_at_once"] // 1024,
+                (d["gate"].get("delta_1m_ids_estimate") or {}).get("esp32_ms"),
+                fmt(d["flash"]["install_1m_bytes_at_once"] / 1e6, 1)))
 
 
 def verify_paths_summary(R):
@@ -865,10 +893,14 @@ def main():
             for name, v in (sync_heap.get("heap") or {}).items():
                 note("  %-32s smallest heap %s KiB" % (name, v.get("min_heapsize_kib")))
             sl = sync_heap.get("seal") or {}
-            for mode in ("session", "per_seal", "bigint"):
+            for mode in ("session", "session_signed", "build", "per_seal", "bigint"):
                 if isinstance(sl.get(mode), dict):
-                    note("  pull of 200, %-6s %s instructions, ESP32 est. %s ms" % (
+                    note("  pull of 200, %-14s %s instructions, ESP32 est. %s ms" % (
                         mode, sl[mode]["instructions_per_200"], sl[mode]["esp32_ms_per_200"]))
+            if "amortized_esp32_ms_per_200" in sl:
+                note("  per 200 over a 20,000-record backlog (5 of 100 pulls signed): %s ms; gate CPU %s s; "
+                     "link at 115200 baud %s s" % (sl["amortized_esp32_ms_per_200"], sl["gate_cpu_20000_s"],
+                                                   sl["link_s_20000_at_115200"]))
         n_taps = int(os.environ.get("OFFGATE_BENCH_FARE_TAPS", "100000"))
         note("fares: settle %d taps with pairing, GTFS fares and caps (SQLite%s) ..." % (
             n_taps, " and PostgreSQL" if os.environ.get("OFFGATE_TEST_PG_URL") else ""))
@@ -881,6 +913,15 @@ def main():
         wallet = run_json_script([ROOT / "bench" / "wallet_bench.py", "--codes", 50], 600)
         note("scan latency while a stranger floods the sync port (idle / HELLO flood / AUTH flood) ...")
         hello_flood = run_json_script([ROOT / "bench" / "hello_flood.py", "--scans", 60], 900)
+
+        note("deny lists: a 1,000-id change to 100,000 ids as a delta vs the full list (wire, gate CPU), bulk "
+             "back office, flash, list size vs credential lifetime ...")
+        deny = run_json_script([ROOT / "bench" / "deny_bench.py"], 3600)
+        g = (deny.get("gate") or {}).get("ids_100000") or {}
+        if g:
+            note("  install on the gate: delta %s ms vs full list %s ms (ESP32 est.); wire %s vs %s bytes" % (
+                g["delta"]["esp32_ms"], g["full"]["esp32_ms"], deny["wire"]["delta_bytes"],
+                deny["wire"]["full_list_bytes"]))
 
         text = info["typical_qr_text"]
         qrinfo = {"text_length_chars": len(text), "version": qr.qr_version(text), "error_level": "M",
@@ -919,6 +960,7 @@ def main():
             "privacy": privacy,
             "wallet": wallet,
             "hello_flood": hello_flood,
+            "deny": deny,
             "bench_seconds": None,
         }
         if cg["status"] == "ok":

@@ -6,6 +6,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _firmware_reasons():
+    import sys
+    if str(ROOT / "firmware") not in sys.path:
+        sys.path.insert(0, str(ROOT / "firmware"))
+    import offgate  # noqa: F401  (installs the `micropython` stand-in reasons.py imports under CPython)
     ns = {}
     src = (ROOT / "firmware" / "offgate" / "reasons.py").read_text()
     exec(compile(src, "reasons.py", "exec"), ns)

@@ -16,9 +16,11 @@ SCHEMA = {
     "line_gap_ms": (300, int, 0),      # a partial line idle this long is dropped (0: never)
     "relay_ms": (500, int, 10),
     "state_dir": ("state", str, None),
-    # operation log (docs/oplog.md): 64-byte records in segment files of this size
-    "log_segment_bytes": (4096, int, 128),
-    "log_max_segments": (32, int, 1),
+    # operation log (docs/oplog.md): 32-byte records in segment files of this size; the default,
+    # 4 littlefs blocks of 4 KiB less littlefs' own block pointers, x 62 = 31,558 records in 248
+    # blocks (0.97 MiB): 3 days of a 10,000-passage/day gate
+    "log_segment_bytes": (16368, int, 128),
+    "log_max_segments": (62, int, 1),
     "log_full_policy": ("refuse", str, None),  # when full of unacknowledged records
     # where and which way (docs/fares.md): the GTFS stop_id or area_id of the gate's station, and
     # whether its taps start journeys (entry), end them (exit) or either (both: a bus validator)

@@ -20,12 +20,13 @@ ENOSPC = 28
 
 
 class Gate:
-    def __init__(self, cfg, verifier, replay, actuator, out, clock, oplog=None, asm=None, time=None):
+    def __init__(self, cfg, verifier, replay, actuator, out, clock, oplog=None, asm=None, time=None, deny_ok=True,
+                 holdoff=None, passback=None, disk_full=False):
         self.cfg = cfg
         self.time = time  # offgate.clock.ClockTrust (None: the clock is trusted)
-        self.deny_ok = True  # False: no valid deny list (build() checks; a sync installing one sets it)
-        self.holdoff = None  # (until, iat limit): replay state possibly lost at boot (gateboot)
-        self.disk_full = False
+        self.deny_ok = deny_ok  # False: no valid deny list (build() checks; a sync installing one sets it)
+        self.holdoff = holdoff  # (until, iat limit): replay state possibly lost at boot (gateboot)
+        self.disk_full = disk_full
         self.asm = asm  # the scanner line buffer, made by build() before the heap fragments
         self.oplog = oplog  # offgate.log.oplog.OpLog (None: decisions are not logged)
         self.verifier = verifier
@@ -33,7 +34,7 @@ class Gate:
         self.actuator = actuator
         self.out = out
         self.clock = clock
-        self.passback = None  # offgate.policy.passback.Passback on entry gates; set by build()
+        self.passback = passback  # offgate.policy.passback.Passback on entry gates (build())
         self.seq = 0
         self.opened = 0
         self.denied = 0

@@ -38,7 +38,7 @@ def _restore_replay(replay, oplog, now, everything=False):
     seq = 1 if everything else oplog.acked()[0] + 1
     n = 0
     while True:
-        recs = oplog.read(seq, 32)
+        recs = oplog.read(seq, 32, False)  # fields only: no chain hashes over a whole backlog at boot
         if not recs:
             return n
         seq = recs[-1]["seq"] + 1
@@ -64,7 +64,7 @@ def _last_log_time(oplog):
     """Time of the newest operation-log record (the last time this gate knew), or 0."""
     try:
         seq = oplog.head()[0]
-        r = oplog.read(seq, 1) if seq else None
+        r = oplog.read(seq, 1, False) if seq else None
         return r[0]["t"] if r else 0
     except Exception:
         return 0
@@ -91,8 +91,9 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("housekeeping: stale temporary files removed (%s)" % ", ".join(stale))
     # The log is opened (and its recovery code loaded and dropped) before the trust store's table
     # check fragments the heap: recovery needs contiguous blocks to load.
+    # the log may drop records only once the replay file has them: before_free
     oplog = OpLog(state_path(cfg, statedir.OPLOG), cfg["log_segment_bytes"], cfg["log_max_segments"],
-                  cfg["log_full_policy"])
+                  cfg["log_full_policy"], replay.sync)
     try:
         rec = oplog.recover()
     except OSError as e:  # the log's directory unusable (a file in its place, read-only flash)
@@ -137,7 +138,6 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("replay: stale replay.log.tmp removed")
     if replay.compact_errors:
         notes.append("replay: compaction failed (filesystem full?); postponed")
-    oplog.before_free = replay.sync  # the log may drop records only once the replay file has them
     n = _restore_replay(replay, oplog, clock.now(), replay.load_error is not None)
     if n:
         notes.append("replay: %d accepted counters restored from the operation log" % n)
@@ -174,17 +174,12 @@ def build(cfg, actuator, out, clock, Gate):
     for n in timekeep.boot(tk, clock, _last_log_time(oplog)):
         notes.append(n)
     timekeep = None
-    verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"],
-                        cfg["skew_s"], cache)
-    if cfg["list_stale_policy"] == "refuse":
-        verifier.list_max_age_s = cfg["list_max_age_s"]
+    verifier = Verifier(trust, deny, replay, cfg["gate_id"], cfg["zone"], cfg["max_age_s"], cfg["skew_s"], cache,
+                        cfg["list_max_age_s"] if cfg["list_stale_policy"] == "refuse" else 0)
     if deny_ok and deny.stale(clock.now(), cfg["list_max_age_s"]):
         notes.append("deny list stale: serial %d, issued %d (policy %s)" % (deny.serial, deny.issued,
                                                                           cfg["list_stale_policy"]))
-    g = Gate(cfg, verifier, replay, actuator, out, clock, oplog, asm, tk)
-    g.deny_ok = deny_ok
-    g.holdoff = holdoff
-    g.passback = passback
+    disk_full = False
     # can this flash take the records an OPEN needs? (one tiny file, created and removed)
     probe = state_path(cfg, ".probe")
     try:
@@ -195,13 +190,14 @@ def build(cfg, actuator, out, clock, Gate):
     except OSError as e:
         code = e.args[0] if e.args else 0
         if code == 28:
-            g.disk_full = True
+            disk_full = True
         else:
             notes.append("filesystem: not writable (%s): OPENs cannot be recorded and are refused" % e)
     free = fs_free(cfg["state_dir"])
     if free is not None and free < 2 * 4096:
-        g.disk_full = True
+        disk_full = True
         notes.append("filesystem: full (%d bytes free); OPENs that cannot be recorded are refused (DISK_FULL)" % free)
+    g = Gate(cfg, verifier, replay, actuator, out, clock, oplog, asm, tk, deny_ok, holdoff, passback, disk_full)
     boot = g.status()
     boot["event"] = "boot"
     boot["notes"] = notes

@@ -22,6 +22,7 @@ BATCH_PUB = "batch.pub"
 SYNC_STATE = "sync.json"
 CLOCK_STATE = "clock.json"
 TMP = ".tmp"               # suffix of a replacement not yet renamed over its file
+DENY_NEW = DENY + ".new" + TMP  # a deny list being merged from a delta (policy/denydelta.py)
 
 
 def _sync():

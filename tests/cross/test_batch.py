@@ -133,7 +133,7 @@ def test_vector_reproducible(mp, tmp_path):
     assert hashlib.sha256(sealed).hexdigest() == VECTOR_SHA256
 
 
-VECTOR_SHA256 = "1d841d9c83c95d92a2c6bc93eed3acb999df69131b6e49250a0346b8d5bb1037"
+VECTOR_SHA256 = "180b3648bfd507b041fd6eb48d939767a1443e748aba6ad7089cdf4adb12333a"
 
 
 def test_session_seals_each_have_their_own_key_and_index():
@@ -162,9 +162,11 @@ def test_session_seals_each_have_their_own_key_and_index():
 
 
 def test_session_seal_vector():
-    """docs/protocol.md "Batch summaries", per-session key: the vector's keys, plaintext {"v": 1},
-    the second seal under one session key (index 2), no hedging: these exact bytes (the host opens
-    them independently)."""
+    """docs/protocol.md "Batch summaries", per-session key and "One signature per session": the
+    vector's keys, plaintext {"v": 1}; seal 1 of a session is signed with E as external_aad (binds
+    the session key to the gate), seal 2 (after an ack, as offgate.sync.ops.op_ack allows) carries the bare
+    plaintext; no hedging: these exact bytes, opened by the host's independent code, and the
+    unsigned one only inside the session that saw the binding, never replayed."""
     import synchelp  # noqa: F401
     from offgate.crypto import devicekey
     from offgate.sync import batch
@@ -172,11 +174,26 @@ def test_session_seal_vector():
     eph = devicekey.DeviceKey(int.from_bytes(EPH_D, "big"))
     bo = key(BO_D)
     ctx = []
-    batch.seal(b"\xa1\x61\x76\x01", gate, pub65(bo), eph=eph, hedge=False, ctx=ctx)
-    sealed = bytes(batch.seal(b"\xa1\x61\x76\x01", gate, pub65(bo), hedge=False, ctx=ctx))
-    print("session sealed", sealed.hex())
-    assert open_batch(sealed, bo, gate.public_bytes()) == {"v": 1}
-    assert hashlib.sha256(sealed).hexdigest() == SESSION_VECTOR_SHA256
+    s1 = bytes(batch.seal(b"\xa1\x61\x76\x01", gate, pub65(bo), eph=eph, hedge=False, ctx=ctx, sign=False))
+    ctx[3] = True  # what op_ack does once the back office acknowledged a batch of the session
+    s2 = bytes(batch.seal(b"\xa1\x61\x76\x01", gate, pub65(bo), hedge=False, ctx=ctx, sign=False))
+    print("session sealed 1", s1.hex())
+    print("session sealed 2", s2.hex())
+    sess = {}
+    assert open_batch(s1, bo, gate.public_bytes(), session=sess) == {"v": 1}
+    assert sess["signed"] and sess["bound"] == eph.public_bytes()
+    assert open_batch(s2, bo, gate.public_bytes(), session=sess) == {"v": 1} and sess["signed"] is False
+    with pytest.raises(BatchError, match="unsigned"):
+        open_batch(s2, bo, gate.public_bytes())                  # no session bound by a signature
+    with pytest.raises(BatchError, match="unsigned"):
+        open_batch(s2, bo, gate.public_bytes(), session={})      # another session
+    with pytest.raises(BatchError, match="index"):
+        open_batch(s2, bo, gate.public_bytes(), session=sess)    # replayed in its own session
+    assert open_batch(s1, bo, gate.public_bytes()) == {"v": 1}  # a signed seal opens on its own
+    assert len(s2) < len(s1) - 64
+    assert hashlib.sha256(s1).hexdigest() == SESSION_VECTOR_SHA256
+    assert hashlib.sha256(s2).hexdigest() == SESSION_UNSIGNED_VECTOR_SHA256
 
 
-SESSION_VECTOR_SHA256 = "58c9fa376456310cf472e3b4ead67eb6c4ab8fcf2ff4687a55b26a8a44fa0ad2"
+SESSION_VECTOR_SHA256 = "49c21cb153ee30fee39a475925d2b52c2636f3ab70fdfe764b904016cb3facf2"
+SESSION_UNSIGNED_VECTOR_SHA256 = "8fd82d6980264e70f6a23f05382c0b01c6604a86d94042d306f20149a867f0fc"

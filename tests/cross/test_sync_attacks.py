@@ -413,7 +413,7 @@ def test_flipped_bit_in_the_log_skips_one_record_and_keeps_its_bytes(world):
     d = g.cfg["state_dir"] + "/oplog"
     seg = sorted(n for n in os.listdir(d) if n.endswith(".seg"))[0]
     data = bytearray(open(d + "/" + seg, "rb").read())
-    data[64 + 6 * 64 + 13] ^= 0x01                  # one bit inside seq 7's counter
+    data[64 + 6 * 32 + 13] ^= 0x01                  # one bit inside seq 7's counter (32-byte records)
     open(d + "/" + seg, "wb").write(bytes(data))
     srv, rec = _reboot(g)
     assert rec["head"] == 22 and rec["damaged"] == [7] and rec["cut"] == 0
@@ -421,7 +421,7 @@ def test_flipped_bit_in_the_log_skips_one_record_and_keeps_its_bytes(world):
     assert s["new"] == 21 and g.oplog.acked()[0] == 22
     kept = led.anomaly_records(50)
     assert [(r["seq"], r["kind"], r["ctr"]) for r in kept] == [(7, "damaged", 7 + (1 << 16))]  # as damaged
-    assert kept[0]["raw"] == bytes(data[64 + 6 * 64:64 + 7 * 64]) and kept[0]["cti"] == cti
+    assert kept[0]["raw"] == bytes(data[64 + 6 * 32:64 + 7 * 32]) and kept[0]["cti"] == cti
     assert any(a["kind"] == "damaged_record" and a["seq"] == 7 for a in led.anomalies())
     rep = led.report()
     assert rep["anomaly_records"][0]["kind"] == "damaged" and rep["gates"][0]["log_damaged"] == 1
@@ -700,7 +700,7 @@ def test_simulated_gate_boots_with_a_damaged_log_record_and_loses_nothing_else(w
     d = cfg.parent / "oplog"
     seg = d / sorted(n for n in os.listdir(d) if n.endswith(".seg"))[0]
     data = bytearray(seg.read_bytes())
-    data[64 + 2 * 64 + 20] ^= 0x08                        # one bit in seq 3's credential id
+    data[64 + 2 * 32 + 20] ^= 0x08                        # one bit in seq 3's credential id (32-byte records)
     seg.write_bytes(bytes(data))
     with SimGate(cfg) as g:
         assert any("damaged records kept, seqs [3]" in n for n in g.boot["notes"]), g.boot

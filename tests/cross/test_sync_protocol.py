@@ -207,7 +207,7 @@ def test_bad_deny_list_is_refused_and_the_old_one_kept(env):
             c.request("deny_chunk", off=0, data=bo.deny_bytes()[:40])
             c.request("deny_commit")
         assert g.verifier.deny.count == 1 and g.verifier.deny.serial == serial
-        big = sorted({bytes.fromhex("%016x" % (i * 7919 + 1)) for i in range(3000)})
+        big = sorted({bytes.fromhex("%016x" % ((i * 7919 + 1) << 24)) for i in range(3000)})  # distinct 5-byte prefixes
         for cti in big:
             bo.deny(cti)
         assert c.push_deny(bo.deny_bytes())["count"] == 3001  # chunked, checked in pieces

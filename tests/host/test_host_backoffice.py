@@ -181,8 +181,8 @@ def test_deny_and_exports(bo, tmp_path):
     out = bo.export_deny(tmp_path / "out" / "deny.bin")
     assert out.read_bytes() == bo.deny_bytes()  # the same signed list until the list changes
     info = formats.deny_list_info(out.read_bytes(), bo.root_pub())
-    assert info["ids"] == [bytes([1] * 8), bytes([9] * 8)] and info["signed"] and info["serial"] == 1
-    assert out.read_bytes()[:24] == b"OGDL\x02\0\0\0" + struct.pack(">IIII", 2, 1, info["issued"], 0)
+    assert info["ids"] == [bytes([1] * 5), bytes([9] * 5)] and info["id_bytes"] == 5 and info["signed"] and info["serial"] == 1
+    assert out.read_bytes()[:24] == b"OGDL\x02\0\x05\0" + struct.pack(">IIII", 2, 1, info["issued"], 0)
     bo.deny(bytes([5] * 8))
     assert formats.deny_list_info(bo.deny_bytes(), bo.root_pub())["serial"] == 2
     t = bo.export_trust(tmp_path / "out" / "trust.cbor")

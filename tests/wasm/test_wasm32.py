@@ -48,6 +48,7 @@ PURE = {
     "test_config": "config validation, JSON file",
     "test_cose": "COSE_Sign1 parsing + ES256 verification",
     "test_denylist": "deny list file and binary search",
+    "test_denydelta": "deny list deltas: streaming merge, 10^5 ids, prefixes",
     "test_ecdsa": "P-256 ECDSA big-int arithmetic",
     "test_oplog": "operation log: hash-chained segment files",
     "test_replay": "replay guard log",

@@ -1,33 +1,35 @@
-"""Append-only operation log: one hash-chained, CRC-checked record per gate decision.
+"""Append-only operation log: one CRC-checked 32-byte record per gate decision, hash-chained.
 
-Storage: fixed-size segment files on the gate's littlefs, `<root>/<segno 8 digits>.seg`, plus an
-`ack` file holding the last acknowledged (seq, chain). Why littlefs files and not a raw flash
-region: littlefs already gives atomic sync (a power cut leaves the last synced state, never a
-half-written record), wear levelling across the whole partition, and power-cut-safe rename for
-the ack file; a raw region would need its own erase/program state machine and torn-page logic.
-The price is measured in docs/oplog.md (bench/flash_ops.py): each durable append copies the
-segment's last partial block (1 erase + up to one block programmed) and commits metadata.
+Storage: segment files on the gate's littlefs, `<root>/<segno 8 digits>.seg`, plus an `ack` file
+holding the last acknowledged (seq, chain). Why littlefs files and not a raw flash region:
+littlefs already gives atomic sync (a power cut leaves the last synced state, never a half-written
+record), wear levelling across the whole partition, and power-cut-safe rename for the ack file.
+The price is measured in docs/oplog.md (bench/flash_ops.py).
 
-Segment file = 64-byte header, then up to (segment_bytes - 64) // 64 records of 64 bytes:
+Segment file = 64-byte header, then up to (segment_bytes - 64) // 32 records of 32 bytes:
 
-  header  0 "OGL1" | 4 version u8 (1) | 5..7 zero | 8 segno u32 | 12 first_seq u32 |
-          16 prev_chain (32: chain before the segment's first record) | 48..59 zero | 60 crc32
+  header  0 "OGL1" | 4 version u8 (2) | 5..7 zero | 8 segno u32 | 12 first_seq u32 |
+          16 prev_chain (32: the chain before the segment's first record) | 48..59 zero | 60 crc32
   record  0 magic 0x4F | 1 decision (1 OPEN, 0 DENY) | 2 reason u8 | 3 flags (bit0: cti present)
           4 seq u32 | 8 t u32 (gate Unix seconds) | 12 ctr u32 | 16 cti (8) |
           24 missed u32 (decisions that could not be logged since the previous record)
-          28 chain (32) = SHA-256(previous chain || record[0:28]) | 60 crc32 of record[0:60]
-  All integers big-endian. The chain before seq 1 is 32 zero bytes.
+          28 crc32 of record[0:28]
+  All integers big-endian. The record's first 28 bytes are its body.
 
-Every record carries its chain value, so each one can be checked against its predecessor alone
-(the ledger does that), and the CRC separates "torn/bit-flipped" from "forged".
+Chain: chain(seq) = SHA-256(chain(seq - 1) || body(seq)), over the bytes as stored; the chain before
+seq 1 is 32 zero bytes. Records do not store it (that halved the record): it is recomputed from the
+bodies, by the gate from the nearest checkpoint (a segment header's prev_chain, the acknowledged
+point, the head) and by the ledger from the batch's `prev`. A segment header whose prev_chain is not
+the chain the records before it give (a lost segment, flash damage or tampering in the segment
+before) restarts the chain there: reads and batches report it as a break (docs/oplog.md).
 
-Recovery (recover(), at boot; offgate/log/oplogrecover.py): segments are read oldest first. A damaged
-record followed by good ones is kept in place and skipped (read() returns it as damaged, with its
-bytes); only damaged records at the very end (a torn tail) are cut, by rewriting the segment with
-its good prefix (tmp file + atomic rename). A damaged header is rebuilt from the records; a lost
-segment leaves a reported gap. Recovery is idempotent, so a cut during recovery is harmless.
-Seqs are never reused: acknowledge() also writes a high-water mark file (`hwm`), and recovery
-resumes above max(ack, hwm, last record). docs/oplog.md has the rules.
+Recovery (recover(), at boot; offgate/log/oplogrecover.py): segments are read oldest first, each
+record's magic, CRC and seq checked. A damaged record followed by good ones is kept in place and
+skipped (read() returns it as damaged, with its bytes); only damaged records at the very end (a
+torn tail) are cut, by rewriting the segment with its good prefix (tmp file + atomic rename). A
+damaged header is rebuilt from the records; a lost segment leaves a reported gap. Recovery is
+idempotent, so a cut during recovery is harmless. Seqs are never reused: acknowledge() also writes
+a high-water mark file (`hwm`), and recovery resumes above max(ack, hwm, last record).
 
 Records are removed only by acknowledge(seq, chain): the ack file is replaced atomically first,
 then segments whose last record is at or below seq are removed (recovery finishes an interrupted
@@ -36,10 +38,15 @@ log is full: policy "refuse" raises LogFull (the gate then refuses to open), pol
 returns None and counts; either way the count of decisions not logged is reported in status()
 and written into the next record that can be logged (field `missed`).
 """
+import hashlib
 import struct
 
 from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, DENY, HDR, HWM_MAGIC, MAGIC, OPEN, REC,  # noqa: F401
-                                SEG_MAGIC, ZERO32, chain as _chain, crc as _crc, seg_name)
+                                SEG_MAGIC, VERSION, ZERO32, chain as _chain, crc as _crc, ok as _ok, seg_name)
+
+WARN_PCT = 50  # unsynced share of the capacity (percent) from which status() says "warn"
+               # (the back office's LOG_WARN_PCT: docs/oplog.md "When full")
+
 
 class LogFull(Exception):
     """Storage is full of unacknowledged records and the policy is "refuse"."""
@@ -50,7 +57,7 @@ class DiskFull(LogFull):
     the gate reports DISK_FULL, not LOG_FULL. Same policy as a full log."""
 
 
-_READ_RECS = 8  # records per file read in read() (a 512-byte buffer)
+_READ_RECS = 16  # records per file read (chained(), a 512-byte buffer)
 
 
 def _is_open(decision):
@@ -59,7 +66,7 @@ def _is_open(decision):
 
 
 class OpLog:
-    def __init__(self, root, segment_bytes=4096, max_segments=16, full_policy="refuse"):
+    def __init__(self, root, segment_bytes=16368, max_segments=62, full_policy="refuse", before_free=None):
         if full_policy != "refuse" and full_policy != "admit":
             raise ValueError("full_policy must be 'refuse' or 'admit'")
         per = (segment_bytes - HDR) // REC
@@ -81,11 +88,12 @@ class OpLog:
         self._segs = []               # [segno, first_seq, count], oldest first
         self._f = None                # the last segment, open for appending
         self._last_segno = 0          # highest segment number seen: new ones go above it
+        self._memo = None             # (seq, chain) last computed by a read (a pull's batch end)
         self.not_logged = 0           # decisions that could not be logged since boot
         self._missed = 0              # ... since the last written record (goes into the next one)
         self.cut = 0                  # records/segments cut at the last recovery
         self.damaged = 0              # damaged records found (and kept in place) at the last recovery
-        self.before_free = None       # called before acknowledged records are dropped (gate.build:
+        self.before_free = before_free  # called before acknowledged records are dropped (gate.build:
                                       # the replay file's write, which those records back up)
 
     # -- paths ------------------------------------------------------------------
@@ -120,6 +128,7 @@ class OpLog:
         import gc
         import offgate
         self._close()
+        self._memo = None
         gc.collect()  # the recovery code is compiled/loaded now, at boot after the trust store: room first
         from offgate.log import oplogrecover
         try:
@@ -128,6 +137,7 @@ class OpLog:
             oplogrecover = None
             offgate.unload("offgate.log.oplogrecover")
             offgate.unload("offgate.log.oplogrepair")  # loaded only if a segment had to be rewritten
+            offgate.unload("offgate.log.oplogscan")
         (self._seq, self._chain, self._acked_seq, self._acked_chain, self._segs, self._last_segno,
          self.cut, self.damaged) = st
         return summary
@@ -163,11 +173,9 @@ class OpLog:
         for i in range(8):  # in place: a slice assignment of another length would resize b
             b[16 + i] = cti[i] if i < n else 0
         struct.pack_into(">I", b, 24, self._missed)
-        chain = _chain(self._chain, self._mv[0:BODY])
-        b[28:60] = chain
-        struct.pack_into(">I", b, 60, _crc(self._mv, 60))
+        struct.pack_into(">I", b, BODY, _crc(self._mv, BODY))
         try:
-            self._write(seq, chain)
+            self._write(seq)
         except OSError as e:
             # The handle's state is unknown: drop it and let recovery say what is on flash. If the
             # record made it (the sync completed), it stands; otherwise nothing was logged.
@@ -185,11 +193,11 @@ class OpLog:
             self._missed += 1
             raise
         self._seq = seq
-        self._chain = chain
+        self._chain = _chain(self._chain, self._mv[0:BODY])
         self._missed = 0
         return seq
 
-    def _write(self, seq, chain):
+    def _write(self, seq):
         segs = self._segs
         if segs and segs[-1][2] < self.per_seg:
             s = segs[-1]
@@ -206,7 +214,7 @@ class OpLog:
         for i in range(HDR):
             h[i] = 0
         h[0:4] = SEG_MAGIC
-        h[4] = 1
+        h[4] = VERSION
         struct.pack_into(">II", h, 8, segno, seq)
         h[16:48] = self._chain
         struct.pack_into(">I", h, 60, _crc(h, 60))
@@ -230,23 +238,94 @@ class OpLog:
             n += count - (from_seq - first if from_seq > first else 0)
         return n if n < max_records else max_records
 
-    def read(self, from_seq, max_records):
-        """Records from from_seq on (at most max_records), oldest first, as dicts. A record whose
-        CRC fails (flash damage found at recovery, kept in place) comes back as
-        {"seq", "damaged": its 64 bytes, "chain": its stored chain field}."""
+    def read(self, from_seq, max_records, chains=True):
+        """Records from from_seq on (at most max_records), oldest first, as dicts with their chain
+        (recomputed; chains=False leaves it out: one SHA-256 a record less, for readers that need
+        only the fields). A record whose CRC fails (flash damage found at recovery, kept in place)
+        comes back as {"seq", "damaged": its 32 bytes, "chain"}."""
         out = []
-        for seq, b, ok in self.records(from_seq, max_records):
+        if chains:
+            it = self.chained(from_seq, max_records)
+        else:
+            it = self._raw(from_seq, max_records, None)
+        for seq, b, ok, c in it:
+            if not chains:
+                c = None
             if ok:
-                out.append(_decode(b))
+                r = _decode(b)
+                r["chain"] = c
+                out.append(r)
             else:
-                out.append({"seq": seq, "damaged": bytes(b), "chain": bytes(b[28:60])})
+                out.append({"seq": seq, "damaged": bytes(b), "chain": c})
         return out
 
-    def records(self, from_seq, max_records):
-        """The raw records from from_seq on (at most max_records), oldest first: yields (seq, rec,
-        ok), rec a 64-byte memoryview valid until the next item, ok False for a damaged record
-        (bad magic or CRC). No object per record: what a pull's batch is built from."""
-        # up to _READ_RECS records per file read; the buffer lives for this call only
+    def _header_chain(self, segno):
+        """The prev_chain stored in segment segno's header (bytes 32)."""
+        h = bytearray(48)
+        with open(self._path(segno), "rb") as f:
+            f.readinto(h)
+        return bytes(h[16:48])
+
+    def _chain_before(self, seq):
+        """The chain before record seq (the checkpoint a walk from seq starts at)."""
+        if seq == self._acked_seq + 1:
+            return self._acked_chain
+        m = self._memo
+        if m is not None and m[0] == seq - 1:
+            return m[1]
+        for segno, first, count in self._segs:
+            if first + count > seq:
+                c = self._header_chain(segno)
+                if seq > first:
+                    for _s, _b, _ok, c in self.chained(first, seq - first, c):
+                        pass
+                return c
+        return self._chain
+
+    def chain_at(self, seq):
+        """The chain after record seq (None if seq is not on flash, the head or the acked point)."""
+        if seq == self._seq:
+            return self._chain
+        if seq == self._acked_seq:
+            return self._acked_chain
+        m = self._memo
+        if m is not None and m[0] == seq:
+            return m[1]
+        for s, _b, _ok, c in self.chained(seq, 1):
+            if s == seq:
+                return c
+        return None
+
+    def chained(self, from_seq, max_records, chain=None, breaks=None):
+        """The raw records with their chain: yields (seq, rec, ok, chain after rec), rec a 32-byte
+        memoryview valid until the next item, ok False for a damaged record (bad magic or CRC).
+        No object per record but the chain's digest. The walk starts at
+        `chain` (default: the checkpoint before from_seq) and restarts at each segment start whose
+        header says otherwise (a gap or a break; appended to `breaks` as [seq, header chain]).
+        Remembers its last (seq, chain) for an acknowledge that follows."""
+        c = self._chain_before(from_seq) if chain is None else chain
+        hd = bytearray(48)
+        sha = hashlib.sha256
+        seq = None
+        for seq, b, ok, first in self._raw(from_seq, max_records, hd):
+            if first:
+                hc = hd[16:48]
+                if hc != c:
+                    c = bytes(hc)
+                    if breaks is not None:
+                        breaks.append([seq, c])
+            h = sha(c)
+            h.update(b[0:BODY])
+            c = h.digest()
+            yield seq, b, ok, c
+        if seq is not None:
+            self._memo = (seq, c)
+
+    def _raw(self, from_seq, max_records, hd):
+        # The raw records from from_seq on (at most max_records), oldest first: yields (seq, rec,
+        # ok, first), rec a 32-byte memoryview valid until the next item, ok False for a damaged
+        # record (bad magic or CRC), first True for a segment's first record (hd then holds that
+        # segment's header). Up to _READ_RECS records per file read; no object per record.
         blk = bytearray(REC * (max_records if max_records < _READ_RECS else _READ_RECS))
         mv = memoryview(blk)
         n = 0
@@ -258,6 +337,8 @@ class OpLog:
                 break
             start = from_seq - first if from_seq > first else 0
             with open(self._path(segno), "rb") as f:
+                if start == 0 and hd is not None:
+                    f.readinto(hd)
                 f.seek(HDR + start * REC)
                 i = start
                 while i < count and n < max_records:
@@ -266,17 +347,10 @@ class OpLog:
                     for j in range(got):
                         b = mv[j * REC:(j + 1) * REC]
                         n += 1
-                        yield first + i + j, b, b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]
+                        yield first + i + j, b, _ok(b), i + j == 0
                     if got < k:
                         break  # a short segment file: on to the next one, as before
                     i += k
-
-    def _find_chain(self, seq):
-        """The stored chain of record seq, or None if it is not on flash."""
-        r = self.read(seq, 1)
-        if r and r[0]["seq"] == seq:
-            return r[0]["chain"]
-        return None
 
     def head(self):
         return self._seq, self._chain
@@ -293,7 +367,7 @@ class OpLog:
             return chain == self._acked_chain
         if seq > self._seq or seq < self._acked_seq:
             return False  # beyond the head, or already acknowledged further (not checkable)
-        mine = self._chain if seq == self._seq else self._find_chain(seq)
+        mine = self.chain_at(seq)
         if mine is None or mine != chain:
             return False
         if self.before_free is not None:
@@ -317,6 +391,7 @@ class OpLog:
         recs = 0
         for s in segs:
             recs += s[2]
+        cap = self.max_segments * self.per_seg
         return {
             "policy": self.policy,
             "head_seq": self._seq,
@@ -325,14 +400,16 @@ class OpLog:
             "segments": len(segs),
             "bytes_used": len(segs) * HDR + recs * REC,
             "capacity": self.max_segments * (HDR + self.per_seg * REC),
-            "capacity_records": self.max_segments * self.per_seg,
+            "capacity_records": cap,
             "not_logged": self.not_logged,
             "damaged": self.damaged,
             "cut": self.cut,
             "full": self.full(),
             # unsynced share of the capacity, percent: the back office warns from LOG_WARN_PCT on
-            "fill_pct": (self._seq - self._acked_seq) * 100 // (self.max_segments * self.per_seg or 1),
+            "fill_pct": (self._seq - self._acked_seq) * 100 // (cap or 1),
+            "warn": (self._seq - self._acked_seq) * 100 >= WARN_PCT * cap,
         }
+
 
 
 def _decode(b):
@@ -345,7 +422,6 @@ def _decode(b):
         "decision": "OPEN" if b[1] == OPEN else "DENY",
         "reason": b[2],
         "missed": struct.unpack_from(">I", b, 24)[0],
-        "chain": bytes(b[28:60]),
     }
 
 
@@ -355,14 +431,17 @@ def verify_records(prev_chain, records):
     b = bytearray(BODY)
     chain = bytes(prev_chain)
     for r in records:
-        b[0] = MAGIC
-        b[1] = OPEN if r["decision"] == "OPEN" else DENY
-        b[2] = r["reason"]
-        b[3] = 1 if r["cti"] is not None else 0
-        struct.pack_into(">III", b, 4, r["seq"], r["t"], r["ctr"])
-        b[16:24] = r["cti"] if r["cti"] is not None else ZERO32[:8]
-        struct.pack_into(">I", b, 24, r["missed"])
-        chain = _chain(chain, b)
+        if "damaged" in r:
+            chain = _chain(chain, r["damaged"][0:BODY])
+        else:
+            b[0] = MAGIC
+            b[1] = OPEN if r["decision"] == "OPEN" else DENY
+            b[2] = r["reason"]
+            b[3] = 1 if r["cti"] is not None else 0
+            struct.pack_into(">III", b, 4, r["seq"], r["t"], r["ctr"])
+            b[16:24] = r["cti"] if r["cti"] is not None else ZERO32[:8]
+            struct.pack_into(">I", b, 24, r["missed"])
+            chain = _chain(chain, b)
         if chain != r["chain"]:
             raise ValueError("chain breaks at seq %d" % r["seq"])
     return chain

@@ -4,8 +4,8 @@ found; OpLog sets its own fields from it. See offgate.log.oplog for the format a
 import os
 import struct
 
-from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, MAGIC, REC, SEG_MAGIC, ZERO32,
-                                chain as _chain, crc as _crc, seg_name)
+from offgate.log.record import (ACK_LEN, ACK_MAGIC, BODY, HDR, HWM_MAGIC, REC, SEG_MAGIC, VERSION, ZERO32,
+                                chain as _chain, crc as _crc, ok as _ok, seg_name)
 from offgate.statedir import TMP, remove as _remove
 
 
@@ -20,7 +20,7 @@ class _Dir:
         self._buf = buf
         self._mv = memoryview(buf)
 
-    def _path(self, segno):
+    def path(self, segno):
         return self.root + "/" + seg_name(segno)
 
 
@@ -37,47 +37,44 @@ def _read_ack(log, path, magic):
     return struct.unpack_from(">I", b, 4)[0], bytes(b[8:40])
 
 
-def _check_record(log, b, seq, chain):
-    """The chain after record b if it is record `seq` following `chain`, else None.
-    chain None: the predecessor is damaged, so the link cannot be checked: the record's own stored
-    chain is taken (the ledger flags the break)."""
-    if not (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]) or struct.unpack_from(">I", b, 4)[0] != seq:
-        return None
-    if chain is None:
-        return bytes(b[28:60])
-    c = _chain(chain, log._mv[0:BODY])
-    if c != b[28:60]:
-        return None
-    return c
+_CHUNK = 16  # records per read on the fast path (512 bytes)
 
 
-def _scan_segment(log, segno, expect_seq, expect_chain):
-    """Read one segment. Returns (first_seq, count, chain_after, clean, damaged seqs) or None if
-    nothing in it can be placed. A record that fails its CRC or chain link but is followed by a
-    good record (right seq for its place, good CRC) is damaged, not a cut: it is kept in place
-    (read() reports it as damaged, with its bytes) and the chain resumes from the next good
-    record's own chain. Only damaged records at the end of the segment are a torn tail (count
-    stops before them, clean = False). A damaged header is rebuilt from the records."""
+def _scan_fast():
+    """offgate.log.oplogscan.good_run (viper), or None where there is no viper emitter."""
+    try:
+        from offgate.log.oplogscan import good_run
+        return good_run
+    except Exception:
+        return None
+
+
+def _good(b, seq):
+    """Record b is intact (magic, CRC) and is record `seq`."""
+    return _ok(b) and struct.unpack_from(">I", b, 4)[0] == seq
+
+
+def _scan_segment(log, segno, expect_seq):
+    """Read one segment. Returns (first_seq, count, clean, damaged seqs, header_ok) or None if
+    nothing in it can be placed. A record that fails its magic/CRC/seq check but is followed by a
+    good record (right seq for its place) is damaged, not a cut: it is kept in place (read()
+    reports it as damaged, with its bytes). Only damaged records at the end of the segment are a
+    torn tail (count stops before them, clean = False). The chain is not checked here: records
+    do not store it (the head's is recomputed by recover(), the rest when read)."""
     b = log._buf
     try:
-        f = open(log._path(segno), "rb")
+        f = open(log.path(segno), "rb")
     except OSError:
         return None
     try:
         h = log._hdr
         hn = f.readinto(h)
         first = None
-        chain = expect_chain
-        if hn == HDR and h[0:4] == SEG_MAGIC and h[4] == 1 and _crc(h, 60) == struct.unpack_from(">I", h, 60)[0] \
+        if hn == HDR and h[0:4] == SEG_MAGIC and h[4] == VERSION and _crc(h, 60) == struct.unpack_from(">I", h, 60)[0] \
                 and struct.unpack_from(">I", h, 8)[0] == segno:
             first = struct.unpack_from(">I", h, 12)[0]
-            hchain = bytes(h[16:48])
-            if expect_seq is not None and first != expect_seq:
-                if first < expect_seq:
-                    return None  # overlaps what is already placed: not this log's continuation
-                chain = None      # records between are missing: a gap (the ledger reports it)
-            elif expect_chain is None or hchain != expect_chain:
-                chain = hchain if expect_chain is None else None
+            if expect_seq is not None and first < expect_seq:
+                return None  # overlaps what is already placed: not this log's continuation
             header_ok = True
         else:
             header_ok = False
@@ -87,7 +84,22 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
         good = 0          # records up to the last good one
         damaged = []
         torn = False
-        good_chain = chain  # the chain after the last good record
+        fast = _scan_fast()
+        if fast is not None and first is not None:
+            # whole chunks of intact records in one call; the first chunk that is not goes
+            # through the per-record checks below, from its start
+            blk = bytearray(_CHUNK * REC)
+            while n < log.per_seg:
+                want = min(_CHUNK, log.per_seg - n)
+                got = f.readinto(memoryview(blk)[:want * REC])
+                s = first + n
+                if got == want * REC and fast(blk, want, s >> 16, s & 0xFFFF) == want:
+                    n += want
+                    good = n
+                    continue
+                f.seek(HDR + n * REC)
+                break
+            blk = None
         while n < log.per_seg:
             k = f.readinto(b)
             if not k:
@@ -96,52 +108,53 @@ def _scan_segment(log, segno, expect_seq, expect_chain):
                 torn = True
                 break  # a torn partial record: only ever the tail
             if first is None:  # header damaged: place the segment by its first good record
-                if not (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]):
+                if not _ok(b):
                     damaged.append(n)
                     n += 1
                     continue
                 first = struct.unpack_from(">I", b, 4)[0] - n
                 if expect_seq is not None and first < expect_seq:
                     return None
-                chain = None
-            c = _check_record(log, b, first + n, chain)
-            if c is None:
-                if not (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]) or struct.unpack_from(">I", b, 4)[0] == first + n:
-                    damaged.append(n)  # bad CRC, or a good record whose link is broken
-                    if (b[0] == MAGIC and _crc(b, 60) == struct.unpack_from(">I", b, 60)[0]):     # the link alone is broken: keep the record, resync on it
-                        damaged.pop()
-                        chain = good_chain = bytes(b[28:60])
-                        good = n + 1
-                        n += 1
-                        continue
-                    chain = None
-                    n += 1
-                    continue
+            if _good(b, first + n):
+                n += 1
+                good = n
+                continue
+            if _ok(b):
                 break  # a good CRC but a seq out of place: not this segment's record
-            chain = good_chain = c
+            damaged.append(n)
             n += 1
-            good = n
         clean = good == n and not torn
         if first is None:
             return None
         if clean and n == log.per_seg and f.readinto(b):
             clean = False      # bytes beyond a full segment
         dam = [first + i for i in damaged if i < good]
-        if not header_ok:
-            from offgate.log import oplogrepair  # rare: loaded for the repair only (unloaded by recover())
-            oplogrepair.rewrite(log._path(segno), log._hdr, log._buf, segno, None, first,
-                                expect_chain if expect_seq == first else ZERO32)
-        return first, good, good_chain, clean, dam, header_ok
+        return first, good, clean, dam, header_ok
     finally:
         f.close()
 
 
+def _chain_after(log, segno, count, prev):
+    """The chain after the first `count` records of segment segno, from `prev` (None: the
+    segment header's prev_chain), over the bytes as stored."""
+    b = log._buf
+    with open(log.path(segno), "rb") as f:
+        f.readinto(log._hdr)
+        c = bytes(log._hdr[16:48]) if prev is None else prev
+        for _ in range(count):
+            if f.readinto(b) != REC:
+                break
+            c = _chain(c, log._mv[0:BODY])
+    return c
+
+
 def recover(root, per_seg, last_segno, hdr, buf):
     """Scan the log in directory `root` (segments of `per_seg` records; `last_segno` the highest
-    segment number the caller has seen; `hdr`, `buf`: 64-byte scratch buffers) at boot: cut a
-    torn/corrupt tail, finish an interrupted acknowledge, resume the chain. Returns (state,
-    summary): state = (head seq, head chain, acked seq, acked chain, segments [[segno, first seq,
-    count], ...], last segno, segments/records cut, damaged records kept); summary a dict."""
+    segment number the caller has seen; `hdr`, `buf`: scratch buffers of a header and a record) at
+    boot: cut a torn/corrupt tail, finish an interrupted acknowledge, recompute the head's chain.
+    Returns (state, summary): state = (head seq, head chain, acked seq, acked chain, segments
+    [[segno, first seq, count], ...], last segno, segments/records cut, damaged records kept);
+    summary a dict."""
     log = _Dir(root, per_seg, hdr, buf)
     try:
         os.mkdir(log.root)
@@ -166,47 +179,56 @@ def recover(root, per_seg, last_segno, hdr, buf):
     damaged = []
     cut = 0
     rebuilt = 0  # segment headers rebuilt from their records
-    expect_seq = expect_chain = None
+    expect_seq = None
     gap = False
     i = 0
     while i < len(segnos):
         segno = segnos[i]
-        r = _scan_segment(log, segno, expect_seq, expect_chain)
+        r = _scan_segment(log, segno, expect_seq)
         if r is None:
             break  # nothing in it continues the log: this segment and all later ones go
-        first, n, chain, clean, dam, header_ok = r
+        first, n, clean, dam, header_ok = r
         damaged.extend(dam)
         if not header_ok:
             rebuilt += 1
+            # the chain before it: after the segment placed before (if it ends right there), or
+            # the acknowledged one; else zeros (the next batch then reports a break here)
+            if segs and segs[-1][1] + segs[-1][2] == first:
+                pc = _chain_after(log, segs[-1][0], segs[-1][2], None)
+            elif ack is not None and ack[0] + 1 == first:
+                pc = ack[1]
+            else:
+                pc = ZERO32
+            from offgate.log import oplogrepair  # rare: loaded for the repair only (unloaded by recover())
+            oplogrepair.rewrite(log.path(segno), log._hdr, log._buf, segno, None, first, pc)
         if expect_seq is not None and first > expect_seq:
             gap = True  # a segment lost between: the records after it are kept
         if not clean:
             cut += 1
             if n:
                 from offgate.log import oplogrepair
-                oplogrepair.rewrite(log._path(segno), hdr, buf, segno, n, None, None)
+                oplogrepair.rewrite(log.path(segno), log._hdr, log._buf, segno, n, None, None)
                 segs.append([segno, first, n])
             else:
-                _remove(log._path(segno))
+                _remove(log.path(segno))
             i += 1
             expect_seq = first + n
-            expect_chain = chain
             break
         if n == 0:
             break  # an empty segment (header only): drop it and anything after it
         segs.append([segno, first, n])
         expect_seq = first + n
-        expect_chain = chain
         i += 1
         if n < log.per_seg:
             break  # only the last segment may be partly filled
     # everything from segnos[i] on is beyond the cut (newest first: each step stays valid)
     for j in range(len(segnos) - 1, i - 1, -1):
-        _remove(log._path(segnos[j]))
+        _remove(log.path(segnos[j]))
         cut += 1
     if segs:
         head = expect_seq - 1
-        hchain = expect_chain if expect_chain is not None else ZERO32
+        # the head's chain: recomputed over the last segment from its header (records do not store it)
+        hchain = _chain_after(log, segs[-1][0], segs[-1][2], None)
     else:
         head = 0
         hchain = ZERO32
@@ -224,14 +246,14 @@ def recover(root, per_seg, last_segno, hdr, buf):
     if aseq >= head:
         # everything logged is acknowledged: finish removing, resume from the ack state
         for s in segs:
-            _remove(log._path(s[0]))
+            _remove(log.path(s[0]))
         segs = []
         head = aseq
         hchain = achain
     else:
         # finish an interrupted acknowledge: drop segments wholly at or below it
         while segs and segs[0][1] + segs[0][2] - 1 <= aseq:
-            _remove(log._path(segs.pop(0)[0]))
+            _remove(log.path(segs.pop(0)[0]))
         gap = gap or segs[0][1] > aseq + 1  # records between the ack and the log were lost
     if hwm is not None and hwm[0] > head:
         # seqs up to the high-water mark were used once: never again (the ledger would see a
@@ -245,8 +267,5 @@ def recover(root, per_seg, last_segno, hdr, buf):
             {"head": head, "acked": aseq, "segments": len(segs), "cut": cut, "gap": gap,
              "damaged": damaged[:16], "rebuilt": rebuilt})
 
-
 def _prev_chain_of(log, segno):
-    with open(log._path(segno), "rb") as f:
-        f.readinto(log._hdr)
-    return bytes(log._hdr[16:48])
+    return _chain_after(log, segno, 0, None)

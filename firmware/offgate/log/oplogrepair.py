@@ -4,7 +4,7 @@ module every boot loads."""
 import struct
 
 from offgate import statedir
-from offgate.log.record import HDR, REC, SEG_MAGIC, crc
+from offgate.log.record import HDR, REC, SEG_MAGIC, VERSION, crc
 
 
 def rewrite(path, h, b, segno, count, first, prev_chain):
@@ -19,7 +19,7 @@ def rewrite(path, h, b, segno, count, first, prev_chain):
             for i in range(HDR):
                 h[i] = 0
             h[0:4] = SEG_MAGIC
-            h[4] = 1
+            h[4] = VERSION
             struct.pack_into(">II", h, 8, segno, first)
             h[16:48] = prev_chain
             struct.pack_into(">I", h, 60, crc(h, 60))

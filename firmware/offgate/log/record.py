@@ -2,14 +2,16 @@
 CRC rules (offgate.log.oplog's docstring has the byte layout; docs/oplog.md the rules). Shared by
 the log, its recovery and its repairs, so none of them imports another for the format."""
 import hashlib
+import struct
 
 from offgate.checksum import crc32
 
 from micropython import const  # under CPython: the stand-in in offgate/__init__.py
 
-REC = const(64)
+REC = const(32)
 HDR = const(64)
-BODY = const(28)      # the hashed part of a record
+BODY = const(28)      # the hashed part of a record (its CRC-32 follows it)
+VERSION = const(2)    # segment format (1: 64-byte records that stored their chain)
 MAGIC = const(0x4F)
 SEG_MAGIC = b"OGL1"
 ACK_MAGIC = b"OGA1"
@@ -23,6 +25,11 @@ DENY = const(0)
 def crc(buf, n):
     """CRC-32 of buf[:n] as an unsigned int."""
     return crc32(buf[:n]) & 0xFFFFFFFF
+
+
+def ok(b):
+    """A record with its magic and a good CRC (the rest of its checks are its place's)."""
+    return b[0] == MAGIC and crc(b, BODY) == struct.unpack_from(">I", b, BODY)[0]
 
 
 def chain(prev, body):

@@ -29,14 +29,16 @@ def check_file(f, size, digest=None):
     """Check an open deny list file of `size` bytes: header, length, CRC (version 2) and strictly
     ascending ids, in 512-byte pieces (a 100,000-id list needs no 800 KB buffer). `digest` (a
     hashlib object), if given, is fed the header and the ids (what the signature covers).
-    Returns (version, header length, count, serial, issued, signature bytes or None); raises
-    DenyListError naming the fault."""
+    Returns (version, header length, count, serial, issued, signature bytes or None, id length);
+    raises DenyListError naming the fault. Version 2 byte 6 is the stored id length: 0 for whole
+    8-byte ids, 4 .. 7 for a prefix of each (docs/protocol.md §6)."""
     f.seek(0)
     head = f.read(_V2 if size >= _V2 else size)
     if len(head) < _V1 or head[:4] != MAGIC:
         raise DenyListError("deny list: bad header")
     v = head[4]
     serial = issued = 0
+    L = _ID
     if v == 1:
         if head[5:8] != b"\x00\x00\x00":
             raise DenyListError("deny list: bad header")
@@ -45,44 +47,46 @@ def check_file(f, size, digest=None):
     elif v == 2 and len(head) == _V2:
         if head[5] != 0:
             raise DenyListError("deny list: kind %d is not supported (only full lists)" % head[5])
-        if head[6:8] != b"\x00\x00" or head[20:24] != b"\x00\x00\x00\x00":
+        if (head[6] and not 4 <= head[6] <= 7) or head[7] or head[20:24] != b"\x00\x00\x00\x00":
             raise DenyListError("deny list: bad header (a full list has base 0)")
+        if head[6]:
+            L = head[6]
         h = _V2
         n = struct.unpack(">I", head[8:12])[0]
         serial = struct.unpack(">I", head[12:16])[0]
         issued = struct.unpack(">I", head[16:20])[0]
     else:
         raise DenyListError("deny list: unknown version %d" % v)
-    end_ids = h + n * _ID
+    end_ids = h + n * L
     if (v == 1 and size != end_ids) or (v == 2 and size < end_ids + 6):
         raise DenyListError("deny list: length does not match count %d" % n)
     if digest is not None:
         digest.update(head[:h])
     crc = crc32(head[:h])
     f.seek(h)
-    buf = bytearray(_PIECE)
+    buf = bytearray(_PIECE - _PIECE % L)  # whole ids in every piece
     pos = h
     prev = None
     i = 0
     while pos < end_ids:
         k = end_ids - pos
-        if k > _PIECE:
-            k = _PIECE
+        if k > len(buf):
+            k = len(buf)
         mv = memoryview(buf)[:k]
         if f.readinto(mv) != k:
             raise DenyListError("deny list: length does not match count %d" % n)
         crc = crc32(mv, crc)
         if digest is not None:
             digest.update(mv)
-        for j in range(0, k, _ID):
-            cur = bytes(mv[j:j + _ID])
+        for j in range(0, k, L):
+            cur = bytes(mv[j:j + L])
             if prev is not None and cur <= prev:
                 raise DenyListError("deny list: ids not strictly ascending at %d (damaged or tampered)" % i)
             prev = cur
             i += 1
         pos += k
     if v == 1:
-        return v, h, n, serial, issued, None
+        return v, h, n, serial, issued, None, L
     # the tail is the signature's length, the signature and the CRC: its size is checked before
     # it is read, so an oversized file cannot ask for a buffer of its own size
     ln = f.read(2)
@@ -93,7 +97,7 @@ def check_file(f, size, digest=None):
         raise DenyListError("deny list: length does not match count %d" % n)
     if struct.unpack(">I", tail[-4:])[0] != crc32(tail[:-4], crc) & 0xFFFFFFFF:
         raise DenyListError("deny list: CRC mismatch (damaged)")
-    return v, h, n, serial, issued, bytes(tail[2:-4])
+    return v, h, n, serial, issued, bytes(tail[2:-4]), L
 
 
 def check_bytes(data):

@@ -44,10 +44,10 @@ def _printable(line):
 
 
 class Verifier:
-    def __init__(self, trust, deny, replay, gate_id, zone, max_age_s=60, skew_s=30, cache_size=32):
+    def __init__(self, trust, deny, replay, gate_id, zone, max_age_s=60, skew_s=30, cache_size=32, list_max_age_s=0):
         self.trust = trust
         self.deny = deny
-        self.list_max_age_s = 0  # > 0: deny LIST_STALE past this list age (gate.build: policy "refuse")
+        self.list_max_age_s = list_max_age_s  # > 0: deny LIST_STALE past this list age (gate.build: policy "refuse")
         self.replay = replay
         self.gate_id = gate_id
         self.zone = zone

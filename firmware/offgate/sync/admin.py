@@ -11,7 +11,7 @@ import os
 
 from offgate.codec import cbor, cose
 from offgate.sync import frames
-from offgate.statedir import atomic_write, fs_free, replace
+from offgate.statedir import DENY_NEW, atomic_write, fs_free, replace
 from offgate.sync.ops import _remove, clock_state, save_state
 from offgate.sync.session import SyncError, _eq, _read, _uint, urandom, NONCE_LEN, ROOT_PUB
 
@@ -53,9 +53,10 @@ def op_status(self, req):
     return out
 
 def _deny_info(dl, now):
-    """{"count", "serial", "issued", "age" (seconds, None if unknown), "signed"} of a DenyList."""
+    """{"count", "serial", "issued", "age" (seconds, None if unknown), "signed", "id_bytes"} of a
+    DenyList (id_bytes: how much of each id it stores, docs/protocol.md §6)."""
     return {"count": dl.count, "serial": dl.serial, "issued": dl.issued,
-            "age": (now - dl.issued) if dl.issued else None, "signed": dl._h == 24}
+            "age": (now - dl.issued) if dl.issued else None, "signed": dl._h == 24, "id_bytes": dl._len}
 
 
 def op_config(self, req):
@@ -93,6 +94,8 @@ def op_deny_begin(self, req):
 
 def _begin(self, kind, size, digest):
     self._drop_deny_tmp()
+    if kind == "deny":
+        _remove(self.srv.path(DENY_NEW))  # a merge a power cut interrupted: the old list stands
     tmp = self.srv.path(UPLOADS[kind] + ".tmp")
     f = open(tmp, "wb")
     self.deny_tmp = {"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256(), "kind": kind,
@@ -162,10 +165,14 @@ def op_deny_commit(self, req):
         if t["off"] != t["size"] or not _eq(t["h"].digest(), t["sha256"]):
             raise SyncError("deny list incomplete or its SHA-256 does not match")
         tmp = t["tmp"]
+        with open(tmp, "rb") as f:
+            kind = f.read(6)[5:]
+        if kind == b"\x01":
+            return _commit_delta(self, t)
         h = hashlib.sha256()
         try:
             with open(tmp, "rb") as f:
-                v, _, n, serial, issued, sig = check_file(f, t["size"], h)
+                v, _, n, serial, issued, sig, L = check_file(f, t["size"], h)
         except DenyListError as e:
             raise SyncError(str(e))
         if v != 2 or not sig:
@@ -181,12 +188,63 @@ def op_deny_commit(self, req):
         path = self.srv.path("deny.bin")
         replace(tmp, path)
         self.deny_tmp = None
-        cur.open(path)
+        cur.open(path, (n, serial, issued, L))  # just checked whole: no second pass
         self.gate.deny_ok = True  # a valid list again: DENY_LIST_MISSING ends
         self.srv.note("deny list %d installed: %d ids" % (serial, n))
         return {"count": cur.count, "serial": cur.serial}
     finally:
         self._drop_deny_tmp()
+
+def _commit_delta(self, t):
+    """Install a deny delta (kind 1, offgate/policy/denydelta.py): checked whole (CRC, order), its root
+    signature (that of the resulting full list) verified, its base exactly the gate's serial; then
+    merged with the installed list into deny.bin.new.tmp and installed only if the result has the
+    signed count and SHA-256. Any fault leaves the gate's list as it was."""
+    try:
+        return _delta(self, t)
+    finally:
+        import offgate
+        offgate.unload("offgate.policy.denydelta")  # install-time code: its bytecode goes back to the heap
+
+
+def _delta(self, t):
+    from offgate.policy import denydelta
+    from offgate.policy.denycheck import DenyListError
+    cur = self.gate.verifier.deny
+    tmp = t["tmp"]
+    try:
+        with open(tmp, "rb") as f:
+            head = denydelta.check(f, t["size"])
+    except DenyListError as e:
+        raise SyncError(str(e))
+    serial, issued, base, a, r, n, sig, L = head
+    body = _root_payload(self.srv, sig, "deny")
+    if body.get(1) != serial or body.get(2) != issued or body.get(3) != n or \
+            not isinstance(body.get(4), bytes) or len(body.get(4)) != 32:
+        raise SyncError("deny delta refused: its signature does not cover the list it makes")
+    if serial <= cur.serial:
+        raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
+                        % (serial, cur.serial))
+    if base != cur.serial or cur._f is None or cur._h != 24 or L != cur._len:
+        raise SyncError("deny delta is for list %d (%d-byte ids), the gate holds %d (%d-byte ids): send the full "
+                        "list; the gate keeps its list" % (base, L, cur.serial, cur._len))
+    path = self.srv.path("deny.bin")
+    new = self.srv.path(DENY_NEW)
+    need = 24 + L * n + 6 + len(sig)
+    free = fs_free(self.srv.dir)
+    if free is not None and free < need + 4096:
+        raise SyncError("deny delta: %d bytes free, the new list needs %d; the gate keeps its list" % (free, need))
+    self.deny_tmp = None
+    try:
+        denydelta.install(cur, tmp, new, path, head, body.get(4))
+    except DenyListError as e:
+        raise SyncError("deny delta refused: %s; the gate keeps its list" % e)
+    finally:
+        _remove(tmp)
+    self.gate.deny_ok = True
+    self.srv.note("deny list %d installed from a delta on %d: +%d -%d, %d ids" % (serial, base, a, r, n))
+    return {"count": cur.count, "serial": cur.serial, "delta": True}
+
 
 def op_trust(self, req):
     """Install a root-signed trust list {0: "trust", 1: serial, 2: trust.cbor bytes}. The serial and

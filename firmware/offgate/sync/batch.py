@@ -18,7 +18,10 @@ the clock state. seal() wraps it:
 Sign-then-encrypt: the inner signature covers the plaintext itself, so the back office can keep
 (plaintext, signature) as non-repudiable evidence after decryption; observers of the link see
 only the gate's kid and an ephemeral key. A fresh ephemeral key per seal makes every
-(key, nonce) pair single-use, so the nonce can be derived rather than counted.
+(key, nonce) pair single-use, so the nonce can be derived rather than counted. Within one sync
+session (seal(ctx=)) only some seals are signed (the first, every SIGN_EVERY-th, the empty one
+that ends a pull loop); the others are authenticated by the session key the first signature
+binds to the gate, and covered by the chain a later signature commits to.
 """
 import hashlib
 import struct
@@ -29,11 +32,21 @@ from offgate.codec import cbor
 from offgate.crypto.hkdf import hkdf_sha256
 from offgate.log.oplog import OPEN
 
+try:
+    from offgate.sync.rowenc import row as _row_v  # viper: no viper emitter (CPython, webassembly) -> _row_raw
+except Exception:
+    _row_v = None
+
 VERSION = 1
 ALG_ES256 = -7
 ALG_CCM_16_128_256 = 31
 INFO = b"offgate batch v1"
 _READ_CHUNK = 32  # records read from the log at a time (bounded heap while building)
+_ROWS_BUF = 576   # bytes of rows encoded before they are moved into the batch (build)
+# build's working buffers, made once with the module (loaded for a sync session only): no
+# allocation per pull beyond the batch itself
+_ROWS = bytearray(_ROWS_BUF)
+_AGG = array("i", bytes(4 * 264))  # see offgate.sync.rowenc.row
 
 
 def gate_kid(pub65):
@@ -64,7 +77,9 @@ def build(oplog, gate_id, clock_state, max_records):
     hseq, hchain = oplog.head()
     n = oplog.available(aseq + 1, max_records) if hasattr(oplog, "available") else min(hseq - aseq, max_records)
     out = bytearray()
-    cbor._head(out, 5, 11)  # a map of 11 entries
+    raw = hasattr(oplog, "chained")
+    breaks = []
+    cbor._head(out, 5, 12 if raw else 11)  # a map of 12 entries (11 without "breaks")
     for k, v in (("v", VERSION), ("gate", gate_id), ("clock", _clock(clock_state)),
                  ("from", aseq + 1), ("prev", achain), ("head", [hseq, hchain])):
         _enc(out, k)
@@ -75,70 +90,59 @@ def build(oplog, gate_id, clock_state, max_records):
     reasons = {}
     hours = {}
     last_seq, last_chain = aseq, achain
-    if hasattr(oplog, "records"):
-        # raw records, decoded in place (no dict per record; docs/performance.md "Sync")
-        unpack = struct.unpack_from
-        h = cbor._head
-        rcount = array("H", bytes(512))  # per reason code (u8); a batch holds <= 65535 records
-        hk = {}
+    if raw:
+        # raw records, decoded in place (no dict per record; docs/performance.md "Sync"), each
+        # one's chain recomputed on the way (records do not store it)
+        # rows are written into a small buffer (a row is at most 33 bytes, a damaged one 48; no
+        # regrowth per byte), moved into `out` when nearly full, by offgate.sync.rowenc (viper) or
+        # _row_raw (the same in Python), which also count them per decision and per reason
+        # within the current hour window (agg, see rowenc.row)
+        rows = _ROWS
+        rmv = memoryview(rows)
+        p = 0
+        agg_a = _AGG  # its per-reason counts are all 0 after a build (_flush_hour clears them)
+        for i in range(8 if agg_a[5] == 0 else 264):  # all of it after a build that raised
+            agg_a[i] = 0  # counts, and an empty window: the first record opens one
+        agg_a[5] = 1      # a build is running
+        rowf = _row_v if _row_v is not None else _row_raw
         got = 0
-        lastb = None
-        for seq, b, ok in oplog.records(aseq + 1, n):
+        c = None
+        cur = None                          # the current window's hour start (Unix seconds)
+        for seq, b, ok, c in oplog.chained(aseq + 1, n, achain, breaks):
             got += 1
             last_seq = seq
+            if p > _ROWS_BUF - 48:
+                out.extend(rmv[:p])
+                p = 0
             if not ok:
                 damaged += 1
-                _enc(out, [seq, "damaged", bytes(b)])
-                lastb = bytes(b)
+                d = cbor.dumps([seq, "damaged", bytes(b)])
+                rows[p:p + len(d)] = d
+                p += len(d)
                 continue
-            seq, t, ctr = unpack(">III", b, 4)  # the stored seq, as read() gives it
-            miss = unpack(">I", b, 24)[0]
-            last_seq = seq
-            op = b[1] == OPEN
-            rc = b[2]
-            if op:
-                opened += 1
-            else:
-                denied += 1
-            missed += miss
-            rcount[rc] += 1
-            k = (t // 3600) << 8 | rc  # (hour, reason) as one small int: one dict update
-            hk[k] = hk.get(k, 0) + 1
-            # the row [seq, t, cti, ctr, open, reason, missed] as _row writes it, with the usual
-            # cases copied straight from the record (t >= 2^16: 0x1a and its 4 stored bytes)
-            out.append(0x87)
-            h(out, 0, seq)
-            if t >= 0x10000:
-                out.append(0x1A)
-                out.extend(b[8:12])
-            else:
-                h(out, 0, t)
-            if b[3] & 1:
-                out.append(0x48)
-                out.extend(b[16:24])
-            else:
-                out.append(0xF6)
-            h(out, 0, ctr)
-            out.append(1 if op else 0)
-            h(out, 0, rc)
-            if miss:
-                h(out, 0, miss)
-            else:
-                out.append(0)
-            lastb = b
+            q = rowf(b, rows, p, agg_a)
+            if q < 0:
+                # another hour: close the window, open this record's (a Unix time is a big int
+                # on a 32-bit port: made only here, once per hour)
+                _flush_hour(hours, cur, agg_a, reasons)
+                t = struct.unpack_from(">I", b, 8)[0]
+                cur = t - t % 3600
+                agg_a[4] = cur - 0x100000000 if cur >= 0x80000000 else cur
+                agg_a[2] = 0
+                agg_a[3] = 3600
+                q = rowf(b, rows, p, agg_a)
+            p = q
+            if b[24] or b[25] or b[26] or b[27]:
+                missed += struct.unpack_from(">I", b, 24)[0]
+        _flush_hour(hours, cur, agg_a, reasons)
+        opened, denied = agg_a[0], agg_a[1]
+        agg_a[5] = 0
+        out.extend(rmv[:p])
+        rows = rmv = None
         if got < n:
             raise ValueError("operation log shorter than its head")
-        if lastb is not None:
-            last_chain = bytes(lastb[28:60])
-        for rc in range(256):
-            if rcount[rc]:
-                reasons[rc] = rcount[rc]
-        for k, c in hk.items():
-            hr = (k >> 8) * 3600
-            hb = hours.get(hr)
-            if hb is None:
-                hb = hours[hr] = {}
-            hb[k & 0xFF] = c
+        if c is not None:
+            last_chain = c
     else:
         done = 0
         while done < n:
@@ -179,7 +183,77 @@ def build(oplog, gate_id, clock_state, max_records):
                  ("not_logged", oplog.not_logged)):
         _enc(out, k)
         _enc(out, v)
+    if raw:
+        # segment starts where the chain restarts from the segment header (a lost segment, or
+        # records before it changed on flash): [seq, chain before seq]; usually empty
+        _enc(out, "breaks")
+        _enc(out, breaks)
     return out  # a bytearray: a bytes() copy would double the peak heap of a pull
+
+
+def _flush_hour(hours, cur, agg, reasons):
+    """Move the window's per-reason counts (agg[8 + reason], offgate.sync.rowenc.row) into
+    hours[cur] and the batch's totals per reason, and clear them."""
+    if cur is None:
+        return
+    hb = None
+    for rc in range(256):
+        k = agg[8 + rc]
+        if k:
+            if hb is None:
+                hb = hours.get(cur)
+                if hb is None:
+                    hb = hours[cur] = {}
+            hb[rc] = hb.get(rc, 0) + k
+            reasons[rc] = reasons.get(rc, 0) + k
+            agg[8 + rc] = 0
+
+
+def _row_raw(b, dst, p, agg):
+    """offgate.sync.rowenc.row in Python (CPython, ports without viper): the same bytes and counts."""
+    t = struct.unpack_from(">I", b, 8)[0]
+    rel = t - (agg[4] & 0xFFFFFFFF)
+    if rel < agg[2] or rel >= agg[3]:
+        return -1
+    out = bytearray()
+    out.append(0x87)
+    _u32(out, b, 4)
+    _u32(out, b, 8)
+    if b[3] & 1:
+        out.append(0x48)
+        out.extend(b[16:24])
+    else:
+        out.append(0xF6)
+    _u32(out, b, 12)
+    if b[1] == OPEN:
+        out.append(1)
+        agg[0] += 1
+    else:
+        out.append(0)
+        agg[1] += 1
+    rc = b[2]
+    if rc >= 24:
+        out.append(0x18)
+    out.append(rc)
+    agg[8 + rc] += 1
+    _u32(out, b, 24)
+    dst[p:p + len(out)] = out
+    return p + len(out)
+
+
+def _u32(out, b, o):
+    """Append the CBOR uint (major type 0, shortest form) of the big-endian u32 at b[o:o+4]."""
+    if b[o] or b[o + 1]:
+        out.append(0x1A)
+        out.extend(b[o:o + 4])
+    elif b[o + 2]:
+        out.append(0x19)
+        out.extend(b[o + 2:o + 4])
+    else:
+        v = b[o + 3]
+        if v >= 24:
+            out.append(0x18)
+        out.append(v)
 
 
 def _row(out, seq, t, cti, ctr, op, rc, missed):
@@ -214,12 +288,13 @@ def _bstr_head(n):
     return bytes(h)
 
 
-def sign1(plain, device_key, hedge=True):
-    """COSE_Sign1 (tagged) of plain, ES256 by the device key. The Sig_structure is hashed in
-    pieces and the result assembled in one buffer: no extra copies of a large plaintext."""
+def sign1(plain, device_key, hedge=True, aad=b""):
+    """COSE_Sign1 (tagged) of plain, ES256 by the device key; aad: the external_aad (RFC 9052
+    §4.4; a session's ephemeral key E under seal(ctx=)). The Sig_structure is hashed in pieces and
+    the result assembled in one buffer: no extra copies of a large plaintext."""
     prot = cbor.dumps({1: ALG_ES256, 4: gate_kid(device_key.public_bytes())})
-    # ["Signature1", protected, h'', payload] = 84 6A "Signature1" bstr(prot) 40 bstr(plain)
-    h = hashlib.sha256(b"\x84" + cbor.dumps(["Signature1", prot, b""])[1:] + _bstr_head(len(plain)))
+    # ["Signature1", protected, external_aad, payload] = 84 6A "Signature1" bstr(prot) bstr(aad) bstr(plain)
+    h = hashlib.sha256(b"\x84" + cbor.dumps(["Signature1", prot, bytes(aad)])[1:] + _bstr_head(len(plain)))
     h.update(plain)
     sig = device_key.sign_digest(h.digest(), hedge)
     # D2 84 bstr(prot) A0 bstr(plain) 58 40 sig
@@ -242,18 +317,26 @@ def derive(z, eph_pub, bo_pub, gate_pub):
 SEAL_INDEX = -65537  # protected header (private-use label): the seal's number under its ephemeral key
 
 
-def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None):
+SIGN_EVERY = 32  # under a session key, at least every this many seals is signed (ops.op_pull)
+
+
+def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None, sign=True):
     """Signed by device_key, encrypted to backoffice_pub65. eph (a DeviceKey) and hedge=False
     only for reproducible test vectors: in service a fresh ephemeral key is made per seal, or,
     with `ctx` (a list, empty at first, kept by the caller for one sync session), once per
-    session: ctx = [E, Z, i], and each seal under it carries its number i (1, 2, ...) in the
-    protected header, which goes into the key derivation (info || i, 4 bytes BE) and the AAD.
+    session: ctx = [E, Z, i, signed], and each seal under it carries its number i (1, 2, ...) in
+    the protected header, which goes into the key derivation (info || i, 4 bytes BE) and the AAD.
     Every seal thus still has its own key and nonce; a session pays one ephemeral key and one
-    ECDH instead of one per batch (docs/protocol.md "Batch summaries")."""
+    ECDH instead of one per batch (docs/protocol.md "Batch summaries").
+
+    Under a session key a signed seal's signature also covers E (external_aad), which binds the
+    session key to the gate; once the caller has seen the back office accept a signed seal of the
+    session (ops.op_ack sets ctx[3]), sign=False seals the bare plaintext (no COSE_Sign1:
+    authenticated by AES-CCM under a key only this gate and the back office can derive). Every record still ends up under a gate signature: a later signed batch's
+    `prev` chain covers it (docs/protocol.md "One signature per session")."""
     bo = bytes(backoffice_pub65)
     devicekey.parse_point(bo)  # a bad back office key fails here, before anything is signed
     gate_pub = device_key.public_bytes()
-    signed = sign1(plain, device_key, hedge)
     hdr = {1: ALG_CCM_16_128_256, 4: gate_kid(gate_pub)}
     if ctx is None or not ctx:
         e = eph if eph is not None else devicekey.generate()
@@ -261,23 +344,29 @@ def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None):
         z = e.ecdh(bo)
         e = None
         if ctx is not None:
-            ctx.extend((E, z, 0))
+            ctx.extend((E, z, 0, False))
     if ctx:
         E, z = ctx[0], ctx[1]
+        if sign or not ctx[3]:
+            inner = sign1(plain, device_key, hedge, E)
+        else:
+            inner = plain  # the session's key is already bound to this gate by a signed seal
         ctx[2] += 1
         hdr[SEAL_INDEX] = ctx[2]
         key, nonce = derive(z, E, bo, gate_pub + ctx[2].to_bytes(4, "big"))
     else:
+        inner = sign1(plain, device_key, hedge)
         key, nonce = derive(z, E, bo, gate_pub)
+    plain = None
     z = None
     hdr[-1] = _cose_key(E)
     prot = cbor.dumps(hdr)
     aad = cbor.dumps(["Encrypt0", prot, b""])
     # D0 83 bstr(prot) A0 bstr(ct || tag): the ciphertext is written straight into place
-    clen = len(signed) + 16
+    clen = len(inner) + 16
     pre = b"\xd0\x83" + cbor.dumps(prot) + b"\xa0" + _bstr_head(clen)
     out = bytearray(len(pre) + clen)
     out[0:len(pre)] = pre
-    aesccm.encrypt(key, nonce, signed, aad, 16, memoryview(out)[len(pre):])
-    signed = None
+    aesccm.encrypt(key, nonce, inner, aad, 16, memoryview(out)[len(pre):])
+    inner = None
     return out  # a bytearray (no final copy: the heap of a pull, ops.PULL_PER_RECORD)

@@ -106,7 +106,11 @@ def op_pull(self, req):
             plain = batch.build(log, gid, clock_state(self.srv), n)
             if self.seal_ctx is None:
                 self.seal_ctx = []  # one ephemeral key and ECDH per session (batch.seal)
-            sealed = batch.seal(plain, self.srv.device_key, bpub, ctx=self.seal_ctx)
+            # signed: the session's first seal (in batch.seal), every SIGN_EVERY-th, and an empty
+            # batch (the end of the host's pull loop: its `prev` commits to every record acked)
+            sign = batch.LAST_TO == log.acked()[0] or \
+                (len(self.seal_ctx) > 2 and (self.seal_ctx[2] + 1) % batch.SIGN_EVERY == 0)
+            sealed = batch.seal(plain, self.srv.device_key, bpub, ctx=self.seal_ctx, sign=sign)
             plain = None
         except MemoryError:
             # fragmentation or a scan's allocations: smaller, after a collection (heap is never
@@ -146,9 +150,11 @@ def op_ack(self, req):
     tk = getattr(self.gate, "time", None)
     t = None
     if tk is not None:  # the acknowledged records' time becomes the floor: the log may free them now
-        r = log.read(seq, 1)
+        r = log.read(seq, 1, False)
         t = r[0].get("t") if r and r[0]["seq"] == seq else None  # a damaged record has no time
     ok = bool(log.acknowledge(seq, chain))
+    if ok and self.seal_ctx:
+        self.seal_ctx[3] = True  # the back office opened a signed seal of this session: later ones may go unsigned
     if ok and t is not None:
         from offgate import timekeep
         timekeep.raise_floor(tk, self.gate.clock, t)

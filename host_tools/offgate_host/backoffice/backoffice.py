@@ -57,6 +57,8 @@ def _utc(t) -> str:
 
 DEFAULT_LEAD_DAYS = 7           # a rotated-in key signs only after this lead time (or once all gates hold it)
 DENY_REISSUE_S = 6 * 3600      # a deny list older than this is re-signed (new serial) at the next sync
+DENY_EXPIRY_GRACE_S = DAY       # an expired credential's id leaves the deny list this long after exp
+DENY_ID_BYTES = 5              # bytes of each id the signed deny list stores (docs/protocol.md §6)
 CLOCK_TOLERANCE_S = 300        # how far the host clock may be behind what it already signed
 CLOCK_MAX_JUMP_S = 30 * 86400  # the host clock is implausible this far ahead of what it last signed
 
@@ -70,6 +72,32 @@ def _cti_bytes(cti) -> bytes:
     if not isinstance(cti, (bytes, bytearray)) or len(cti) != 8:
         raise BackOfficeError("credential id must be 8 bytes (16 hex digits)")
     return bytes(cti)
+
+
+def read_id_file(path) -> list:
+    """Credential ids from a text file, one per line: 16 hex digits (the first field of the line
+    when it has commas or spaces); blank lines and lines starting with # are skipped. Returns
+    [bytes]; BackOfficeError naming the file and line of the first bad id."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BackOfficeError("file not found: %s" % path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BackOfficeError("cannot read %s: %s" % (path, getattr(e, "strerror", None) or e)) from None
+    out = []
+    for no, line in enumerate(text.splitlines(), 1):
+        f = line.replace(",", " ").split()
+        if not f or f[0].startswith("#"):
+            continue
+        try:
+            b = bytes.fromhex(f[0])
+        except ValueError:
+            b = b""
+        if len(b) != 8:
+            raise BackOfficeError("%s line %d: %r is not a credential id (16 hex digits)" % (path, no, f[0][:40]))
+        out.append(b)
+    return out
 
 
 def _atomic_write(path, data: bytes) -> Path:
@@ -512,12 +540,7 @@ class BackOffice:
         exp = min(nbf + valid_seconds, kinfo["exp"])
         if exp <= nbf:
             raise BackOfficeError("the signing key expires before the credential becomes valid; rotate the issuer key")
-        for _ in range(8):
-            cti = os.urandom(8)
-            if not self.db.execute("SELECT 1 FROM credentials WHERE cti = ?", (cti,)).fetchone():
-                break
-        else:  # pragma: no cover
-            raise BackOfficeError("could not allocate a credential id")
+        cti = self._new_cti()
         try:
             # compact credential (docs/protocol.md §2): no iss/sub; nbf only for a future start
             cred = formats.make_credential(ikey, kinfo["kid"], cti=cti, nbf=nbf if nbf > now else None,
@@ -548,42 +571,161 @@ class BackOffice:
         return out
 
     # ------------------------------------------------------------------ deny list
-    def deny(self, cti) -> bytes:
+    def deny(self, cti, reason="deny add", by="back office") -> bytes:
         """Add a credential id (8 bytes or 16 hex digits) to the deny list. Idempotent."""
-        return self.deny_many([cti])[0]
-
-    def deny_many(self, ctis) -> list:
-        """deny() for many credential ids, in one transaction (settlement denies hundreds)."""
-        ctis = [_cti_bytes(c) for c in ctis]
-        if not ctis:
-            return []
-        with self.db:
-            cur = self.db.executemany("INSERT INTO deny (cti, added) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                      [(c, _now()) for c in ctis])
-            if cur.rowcount:
-                self.db.upsert("config", ("key",), {"key": "deny_dirty", "value": "true"})
-        return ctis
+        cti = _cti_bytes(cti)
+        self.deny_many([cti], reason, by)
+        return cti
 
     def deny_list(self) -> list:
         return [bytes(r["cti"]) for r in self.db.execute("SELECT cti FROM deny ORDER BY cti")]
+
+    def deny_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
 
     def deny_bytes(self, now=None) -> bytes:
         """The current signed deny list (version 2, docs/protocol.md §6). A new one, with the next
         serial and a fresh issue time, is signed when the list changed or the current one is older
         than `deny_reissue_s` (default 6 h, so gates can tell a fresh list from a stale one); the
-        host's clock is checked first (`signing_time`)."""
+        host's clock is checked first (`signing_time`). Before signing, ids of credentials that
+        expired more than `deny_expiry_grace_s` ago leave the list (deny_prune_expired), and the
+        changes against the previous list are recorded so that gates can get a delta
+        (deny_delta)."""
         cur = self._get_config("deny_current")
         t = _now(now)
         reissue = self._get_config("deny_reissue_s", DENY_REISSUE_S)
         if cur is None or self._get_config("deny_dirty", False) or t - cur["issued"] >= reissue:
             t = self._issued_time(now)
+            self.deny_prune_expired(t)
             serial = (cur["serial"] if cur else 0) + 1
-            data = formats.signed_deny_list_bytes(self.deny_list(), serial, t, self.root_sign)
+            data = formats.signed_deny_list_bytes(self.deny_list(), serial, t, self.root_sign, self.deny_id_bytes())
+            info = formats.deny_list_info(data)
+            prev = formats.deny_list_info(bytes.fromhex(cur["data"])) if cur else None
+            # the changes as the gates store them (prefixes): what a delta carries
+            old = set(prev["ids"]) if prev and prev["id_bytes"] == info["id_bytes"] else None
+            new = set(info["ids"])
             cur = {"serial": serial, "issued": t, "data": data.hex()}
             with self.db:
                 for k, v in (("deny_current", cur), ("deny_dirty", False)):
                     self.db.upsert("config", ("key",), {"key": k, "value": json.dumps(v)})
+                if old is None or self._get_config("deny_history_from") is None:
+                    # no record of what the gates' lists hold before this one (or they store ids of
+                    # another length): deltas start here
+                    self.db.upsert("config", ("key",), {"key": "deny_history_from", "value": json.dumps(serial)})
+                else:
+                    self.db.executemany("INSERT INTO deny_changes (serial, cti, op) VALUES (?, ?, ?)",
+                                        [(serial, c, 1) for c in new - old] + [(serial, c, 0) for c in old - new])
         return bytes.fromhex(cur["data"])
+
+    def deny_delta(self, base, now=None):
+        """A delta (docs/protocol.md §6) from the gate's list `base` to the current signed list,
+        or None when only the full list will do (base 0 or unknown, older than the recorded
+        history, or not older than the current list). Bytes: 32-byte header, sorted adds and
+        removes, the current list's signature, CRC."""
+        data = self.deny_bytes(now)
+        cur = self._get_config("deny_current")
+        start = self._get_config("deny_history_from")
+        if not isinstance(base, int) or base <= 0 or start is None or base < start or base >= cur["serial"]:
+            return None
+        first, last = {}, {}
+        for r in self.db.execute("SELECT cti, op FROM deny_changes WHERE serial > ? ORDER BY serial", (base,)):
+            c = bytes(r["cti"])
+            first.setdefault(c, r["op"])
+            last[c] = r["op"]
+        # an id whose first change after base is a removal was on the base list; whose last is an add is on the new
+        adds = [c for c in last if last[c] == 1 and first[c] == 1]
+        removes = [c for c in last if last[c] == 0 and first[c] == 0]
+        return formats.deny_delta_bytes(adds, removes, base, data)
+
+    def deny_many(self, ctis, reason="deny add", by="back office", now=None) -> int:
+        """Add many credential ids (bytes or hex) with one reason, in one transaction and one
+        audit line (table deny_audit; settlement denies hundreds at once). Returns how many were new."""
+        reason = _reason(reason)
+        ids = [_cti_bytes(c) for c in ctis]
+        if not ids:
+            return 0
+        t = _now(now)
+        with self.db:
+            before = self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
+            self.db.executemany("INSERT INTO deny (cti, added, reason) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                [(c, t, reason) for c in ids])
+            n = self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0] - before
+            if n:
+                self.db.upsert("config", ("key",), {"key": "deny_dirty", "value": "true"})
+            self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, \"by\", t) VALUES ('add', ?, ?, ?, ?, ?)",
+                            (len(ids), n, reason, by, t))
+        return n
+
+    def undeny_many(self, ctis, reason, by="back office", now=None) -> int:
+        """Take many credential ids off the deny list, in one transaction and one audit line.
+        Returns how many were on it."""
+        reason = _reason(reason)
+        ids = [_cti_bytes(c) for c in ctis]
+        with self.db:
+            before = self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
+            self.db.executemany("DELETE FROM deny WHERE cti = ?", [(c,) for c in ids])
+            n = before - self.db.execute("SELECT COUNT(*) FROM deny").fetchone()[0]
+            if n:
+                self.db.upsert("config", ("key",), {"key": "deny_dirty", "value": "true"})
+            self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, \"by\", t) VALUES ('remove', ?, ?, ?, ?, ?)",
+                            (len(ids), n, reason, by, _now(now)))
+        return n
+
+    def deny_prune_expired(self, now=None) -> int:
+        """Take off the deny list the ids of credentials (rider and operator) that expired more than
+        `deny_expiry_grace_s` (default 1 day) before `now`: a gate refuses an expired credential by
+        itself (CRED_EXPIRED), so keeping its id only costs flash and sync. The grace covers gate
+        clocks running slow. One audit line when any left. Returns how many."""
+        t = _now(now) - self._get_config("deny_expiry_grace_s", DENY_EXPIRY_GRACE_S)
+        q = "SELECT cti FROM credentials WHERE exp <= ? UNION SELECT cti FROM operator_credentials WHERE exp <= ?"
+        with self.db:
+            cur = self.db.execute("DELETE FROM deny WHERE cti IN (%s)" % q, (t, t))
+            n = cur.rowcount
+            if n:
+                self.db.upsert("config", ("key",), {"key": "deny_dirty", "value": "true"})
+                self.db.execute("INSERT INTO deny_audit (op, ids, changed, reason, \"by\", t) "
+                                "VALUES ('expired', ?, ?, 'credentials expired', 'back office', ?)", (n, n, _now(now)))
+        return n
+
+    def deny_id_bytes(self) -> int:
+        """How many leading bytes of each credential id the deny list stores (config
+        `deny_id_bytes`, 4 .. 8, default DENY_ID_BYTES = 5)."""
+        return self._get_config("deny_id_bytes", DENY_ID_BYTES)
+
+    def deny_prefix_clashes(self, ctis, now=None) -> list:
+        """[(denied id, other credential id)] for ids whose stored prefix (deny_id_bytes()) an
+        unexpired credential other than themselves also starts with: gates would refuse that
+        credential too. Only ids never issued here can clash (_new_cti keeps prefixes unique)."""
+        L = self.deny_id_bytes()
+        t = _now(now)
+        out = []
+        if L >= 8:
+            return out
+        for c in ctis:
+            c = _cti_bytes(c)
+            lo, hi = c[:L] + bytes(8 - L), c[:L] + b"\xff" * (8 - L)
+            for r in self.db.execute("SELECT cti FROM credentials WHERE cti BETWEEN ? AND ? AND cti != ? AND exp > ?",
+                                     (lo, hi, c, t)):
+                out.append((c, bytes(r["cti"])))
+        return out
+
+    def _new_cti(self) -> bytes:
+        """A random 8-byte credential id whose first deny_id_bytes() bytes no other credential
+        (rider or operator) and no deny list entry starts with: a deny list of prefixes then
+        matches only the credential it was meant for."""
+        L = self.deny_id_bytes()
+        q = ("SELECT 1 FROM credentials WHERE cti BETWEEN ? AND ? UNION ALL SELECT 1 FROM deny WHERE cti BETWEEN ? "
+             "AND ? UNION ALL SELECT 1 FROM operator_credentials WHERE cti BETWEEN ? AND ?")
+        for _ in range(16):
+            cti = os.urandom(8)
+            lo, hi = cti[:L] + bytes(8 - L), cti[:L] + b"\xff" * (8 - L)
+            if not self.db.execute(q, (lo, hi) * 3).fetchone():
+                return cti
+        raise BackOfficeError("could not allocate a credential id")  # pragma: no cover
+
+    def deny_audit(self) -> list:
+        """Every bulk change of the deny list, oldest first: [{op, ids, changed, reason, by, t}]."""
+        return [dict(r) for r in self.db.execute('SELECT op, ids, changed, reason, "by", t FROM deny_audit ORDER BY id')]
 
     def deny_serial(self) -> int:
         """Serial of the newest signed deny list (0: none signed yet)."""
@@ -930,7 +1072,7 @@ class BackOffice:
             kid, iss = kinfo["kid"], kinfo["iss"]
             nbf, exp = max(kinfo["nbf"], now - OPERATOR_SKEW), min(now + valid_seconds, kinfo["exp"])
         import cbor2
-        cti = os.urandom(8)
+        cti = self._new_cti()
         claims = {formats.C_ISS: iss, formats.C_SUB: name, formats.C_EXP: exp, formats.C_NBF: max(0, nbf),
                   formats.C_CTI: cti, formats.C_CNF: {1: formats.cnf_key(pub65, compressed=False)},
                   ROLE_CLAIM: ROLE_OPERATOR}
@@ -949,21 +1091,110 @@ class BackOffice:
         return k, self.issue_operator_credential(name, keys.pub_bytes(k), valid_seconds=valid_seconds, now=now)
 
 
-def _revoke_operator(self, name, now=None) -> list:
-    """Revoke operator `name`: no new credential is issued to it, and every credential it holds
-    that has not expired goes onto the deny list (gates refuse a sync session from a credential
-    on their deny list, in every scope). Returns the denied credential ids. Idempotent."""
-    now = _now(now)
-    with self.db:
-        self.db.execute("INSERT INTO operator_revoked (name, revoked) VALUES (?, ?) ON CONFLICT DO NOTHING", (name, now))
-    ctis = [bytes(r["cti"]) for r in self.db.execute(
-        "SELECT cti FROM operator_credentials WHERE name = ? AND exp > ?", (name, now))]
-    for c in ctis:
-        self.deny(c)
-    return ctis
+    def revoke_operator(self, name, now=None) -> list:
+        """Revoke operator `name`: no new credential is issued to it, and every credential it holds
+        that has not expired goes onto the deny list (gates refuse a sync session from a credential
+        on their deny list, in every scope). Returns the denied credential ids. Idempotent."""
+        now = _now(now)
+        with self.db:
+            self.db.execute("INSERT INTO operator_revoked (name, revoked) VALUES (?, ?) ON CONFLICT DO NOTHING", (name, now))
+        ctis = [bytes(r["cti"]) for r in self.db.execute(
+            "SELECT cti FROM operator_credentials WHERE name = ? AND exp > ?", (name, now))]
+        for c in ctis:
+            self.deny(c)
+        return ctis
 
+    def register_gate(self, gate_id, pub65, board, *, replace=False, now=None) -> dict:
+        """Register gate `gate_id` with its device key (65-byte SEC1, generated on the gate). Idempotent
+        for the same key; a different key for a known gate (a re-flashed gate) needs replace=True."""
+        if isinstance(gate_id, bool) or not isinstance(gate_id, int) or gate_id < 0:
+            raise BackOfficeError("gate id must be a non-negative integer, got %r" % (gate_id,))
+        if not isinstance(board, str) or not board:
+            raise BackOfficeError("board must be a non-empty string")
+        try:
+            pub65 = keys.pub_bytes(keys.pub_from_bytes(bytes(pub65)))
+        except (TypeError, ValueError) as e:
+            raise BackOfficeError("gate %d: bad device key: %s" % (gate_id, e)) from None
+        old = self.db.execute("SELECT * FROM gates WHERE gate_id = ?", (gate_id,)).fetchone()
+        if old is not None and bytes(old["pub"]) != pub65 and not replace:
+            raise BackOfficeError("gate %d is already registered with another device key (%s...); "
+                                  "re-provisioning a gate needs --replace" % (gate_id, bytes(old["pub"]).hex()[:16]))
+        other = self.db.execute("SELECT gate_id FROM gates WHERE pub = ? AND gate_id != ?", (pub65, gate_id)).fetchone()
+        if other is not None:
+            raise BackOfficeError("that device key already belongs to gate %d" % other["gate_id"])
+        with self.db:
+            self.db.upsert("gates", ("gate_id",), {"gate_id": gate_id, "pub": pub65, "board": board,
+                                                   "registered": _now(now)})
+        return self.registered_gate(gate_id)
 
-BackOffice.revoke_operator = _revoke_operator
+    def registered_gate(self, gate_id) -> dict:
+        r = self.db.execute("SELECT * FROM gates WHERE gate_id = ?", (gate_id,)).fetchone()
+        if r is None:
+            raise BackOfficeError("unknown gate %r" % (gate_id,))
+        return {"gate_id": r["gate_id"], "pub": bytes(r["pub"]), "board": r["board"], "registered": r["registered"]}
+
+    def gates(self) -> list:
+        return [{"gate_id": r["gate_id"], "pub": bytes(r["pub"]), "board": r["board"], "registered": r["registered"]}
+                for r in self.db.execute("SELECT * FROM gates ORDER BY gate_id")]
+
+    # ---------------------------------------------------------------------------- top-ups, statement, undeny
+    def top_up(self, account_id, amount, by="back office", reason="top-up", now=None) -> dict:
+        """Add `amount` (minor units, > 0) to the account's balance; who and why go into the audit trail."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0 or amount > MAX_AMOUNT:
+            raise BackOfficeError("a top-up must be an integer from 1 to %d (minor units), got %r" % (MAX_AMOUNT, amount))
+        reason = _reason(reason)
+        if self.get_account(account_id)["balance"] + amount > MAX_AMOUNT:
+            raise BackOfficeError("account %r: a balance above %d is refused" % (account_id, MAX_AMOUNT))
+        with self.db:
+            self.db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, account_id))
+            self._audit(account_id, "top-up", amount, reason, by, _now(now))
+        return self.get_account(account_id)
+
+    def statement(self, account_id) -> list:
+        """The account's movements, oldest first: dicts {t, kind, amount, balance, hold, detail}.
+        kind: "opening", "top-up", "adjustment", "credit" (a new credit limit), "trip" (a settled
+        charge, gate and seq), "hold" (a credential's cap reserved), "release" (a hold's unused rest
+        freed). amount: the change of the balance (signed, minor units; 0 for credit and holds);
+        balance: the running balance after it, so the last one is the account's balance; hold: the
+        amount a hold reserves (+) or frees (-)."""
+        self.get_account(account_id)
+        out = []
+        for r in self.db.execute("SELECT * FROM account_audit WHERE account = ? ORDER BY t, id", (account_id,)):
+            d = r["reason"] + ("" if r["by"] in ("", "back office") else " (by %s)" % r["by"])
+            if r["credit"] is not None:
+                d += "; credit limit %d" % r["credit"]
+            out.append({"t": r["t"], "kind": r["kind"], "amount": r["amount"], "hold": 0, "detail": d, "order": (0, r["id"])})
+        for r in self.db.execute("SELECT * FROM charges WHERE account = ?", (account_id,)):
+            out.append({"t": r["t"], "kind": "trip", "amount": -r["amount"], "hold": 0, "order": (2, r["gate"], r["seq"]),
+                        "detail": "gate %d seq %d, credential %s%s" % (
+                            r["gate"], r["seq"], bytes(r["cti"]).hex(),
+                            " (%d from its hold)" % r["from_hold"] if r["from_hold"] else "")})
+        for r in self.db.execute("SELECT * FROM holds WHERE account = ?", (account_id,)):
+            cti = bytes(r["cti"]).hex()
+            out.append({"t": r["created"], "kind": "hold", "amount": 0, "hold": r["amount"], "order": (1, cti),
+                        "detail": "cap %d held for credential %s" % (r["amount"], cti)})
+            if r["state"] == "released":
+                out.append({"t": r["released"], "kind": "release", "amount": 0, "hold": -(r["amount"] - r["used"]),
+                            "order": (3, cti), "detail": "credential %s expired: %d of its hold used, %d freed"
+                            % (cti, r["used"], r["amount"] - r["used"])})
+        out.sort(key=lambda m: (m["t"], m.pop("order")))
+        bal = 0
+        for m in out:
+            bal += m["amount"]
+            m["balance"] = bal
+        return out
+
+    def undeny(self, cti, reason="undeny", by="back office") -> bool:
+        """Take a credential id off the deny list (a fraud case closed in the rider's favour).
+        True if it was on the list. The gates get the shorter list at their next sync."""
+        return self.undeny_many([_cti_bytes(cti)], reason, by) == 1
+
+    def deny_entries(self) -> list:
+        """The deny list with when and why each id was added: [{"cti": bytes, "added": t, "reason": str
+        or None}], by cti."""
+        return [{"cti": bytes(r["cti"]), "added": r["added"], "reason": r["reason"]}
+                for r in self.db.execute("SELECT cti, added, reason FROM deny ORDER BY cti")]
+
 
 ROLE_CLAIM = -65538
 OPERATOR_SKEW = 600  # an operator credential is valid from 10 minutes back: gate clocks drift
@@ -974,111 +1205,3 @@ ROLE_OPERATOR = "operator"
 # `offgate provision` registers a gate's device public key, generated on the gate, under its gate id.
 
 
-def _register_gate(self, gate_id, pub65, board, *, replace=False, now=None) -> dict:
-    """Register gate `gate_id` with its device key (65-byte SEC1, generated on the gate). Idempotent
-    for the same key; a different key for a known gate (a re-flashed gate) needs replace=True."""
-    if isinstance(gate_id, bool) or not isinstance(gate_id, int) or gate_id < 0:
-        raise BackOfficeError("gate id must be a non-negative integer, got %r" % (gate_id,))
-    if not isinstance(board, str) or not board:
-        raise BackOfficeError("board must be a non-empty string")
-    try:
-        pub65 = keys.pub_bytes(keys.pub_from_bytes(bytes(pub65)))
-    except (TypeError, ValueError) as e:
-        raise BackOfficeError("gate %d: bad device key: %s" % (gate_id, e)) from None
-    old = self.db.execute("SELECT * FROM gates WHERE gate_id = ?", (gate_id,)).fetchone()
-    if old is not None and bytes(old["pub"]) != pub65 and not replace:
-        raise BackOfficeError("gate %d is already registered with another device key (%s...); "
-                              "re-provisioning a gate needs --replace" % (gate_id, bytes(old["pub"]).hex()[:16]))
-    other = self.db.execute("SELECT gate_id FROM gates WHERE pub = ? AND gate_id != ?", (pub65, gate_id)).fetchone()
-    if other is not None:
-        raise BackOfficeError("that device key already belongs to gate %d" % other["gate_id"])
-    with self.db:
-        self.db.upsert("gates", ("gate_id",), {"gate_id": gate_id, "pub": pub65, "board": board,
-                                               "registered": _now(now)})
-    return self.registered_gate(gate_id)
-
-
-def _gate(self, gate_id) -> dict:
-    r = self.db.execute("SELECT * FROM gates WHERE gate_id = ?", (gate_id,)).fetchone()
-    if r is None:
-        raise BackOfficeError("unknown gate %r" % (gate_id,))
-    return {"gate_id": r["gate_id"], "pub": bytes(r["pub"]), "board": r["board"], "registered": r["registered"]}
-
-
-def _gates(self) -> list:
-    return [{"gate_id": r["gate_id"], "pub": bytes(r["pub"]), "board": r["board"], "registered": r["registered"]}
-            for r in self.db.execute("SELECT * FROM gates ORDER BY gate_id")]
-
-
-BackOffice.register_gate = _register_gate
-BackOffice.registered_gate = _gate
-BackOffice.gates = _gates
-
-
-# ---------------------------------------------------------------------------- top-ups, statement, undeny
-def _top_up(self, account_id, amount, by="back office", reason="top-up", now=None) -> dict:
-    """Add `amount` (minor units, > 0) to the account's balance; who and why go into the audit trail."""
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0 or amount > MAX_AMOUNT:
-        raise BackOfficeError("a top-up must be an integer from 1 to %d (minor units), got %r" % (MAX_AMOUNT, amount))
-    reason = _reason(reason)
-    if self.get_account(account_id)["balance"] + amount > MAX_AMOUNT:
-        raise BackOfficeError("account %r: a balance above %d is refused" % (account_id, MAX_AMOUNT))
-    with self.db:
-        self.db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, account_id))
-        self._audit(account_id, "top-up", amount, reason, by, _now(now))
-    return self.get_account(account_id)
-
-
-def _statement(self, account_id) -> list:
-    """The account's movements, oldest first: dicts {t, kind, amount, balance, hold, detail}.
-    kind: "opening", "top-up", "adjustment", "credit" (a new credit limit), "trip" (a settled
-    charge, gate and seq), "hold" (a credential's cap reserved), "release" (a hold's unused rest
-    freed). amount: the change of the balance (signed, minor units; 0 for credit and holds);
-    balance: the running balance after it, so the last one is the account's balance; hold: the
-    amount a hold reserves (+) or frees (-)."""
-    self.get_account(account_id)
-    out = []
-    for r in self.db.execute("SELECT * FROM account_audit WHERE account = ? ORDER BY t, id", (account_id,)):
-        d = r["reason"] + ("" if r["by"] in ("", "back office") else " (by %s)" % r["by"])
-        if r["credit"] is not None:
-            d += "; credit limit %d" % r["credit"]
-        out.append({"t": r["t"], "kind": r["kind"], "amount": r["amount"], "hold": 0, "detail": d, "order": (0, r["id"])})
-    for r in self.db.execute("SELECT * FROM charges WHERE account = ?", (account_id,)):
-        out.append({"t": r["t"], "kind": "trip", "amount": -r["amount"], "hold": 0, "order": (2, r["gate"], r["seq"]),
-                    "detail": "gate %d seq %d, credential %s%s" % (
-                        r["gate"], r["seq"], bytes(r["cti"]).hex(),
-                        " (%d from its hold)" % r["from_hold"] if r["from_hold"] else "")})
-    for r in self.db.execute("SELECT * FROM holds WHERE account = ?", (account_id,)):
-        cti = bytes(r["cti"]).hex()
-        out.append({"t": r["created"], "kind": "hold", "amount": 0, "hold": r["amount"], "order": (1, cti),
-                    "detail": "cap %d held for credential %s" % (r["amount"], cti)})
-        if r["state"] == "released":
-            out.append({"t": r["released"], "kind": "release", "amount": 0, "hold": -(r["amount"] - r["used"]),
-                        "order": (3, cti), "detail": "credential %s expired: %d of its hold used, %d freed"
-                        % (cti, r["used"], r["amount"] - r["used"])})
-    out.sort(key=lambda m: (m["t"], m.pop("order")))
-    bal = 0
-    for m in out:
-        bal += m["amount"]
-        m["balance"] = bal
-    return out
-
-
-def _undeny(self, cti) -> bool:
-    """Take a credential id off the deny list (a fraud case closed in the rider's favour).
-    True if it was on the list. The gates get the shorter list at their next sync."""
-    cti = _cti_bytes(cti)
-    with self.db:
-        cur = self.db.execute("DELETE FROM deny WHERE cti = ?", (cti,))
-    return cur.rowcount == 1
-
-
-def _deny_entries(self) -> list:
-    """The deny list with when each id was added: [{"cti": bytes, "added": t}], by cti."""
-    return [{"cti": bytes(r["cti"]), "added": r["added"]} for r in self.db.execute("SELECT * FROM deny ORDER BY cti")]
-
-
-BackOffice.top_up = _top_up
-BackOffice.statement = _statement
-BackOffice.undeny = _undeny
-BackOffice.deny_entries = _deny_entries

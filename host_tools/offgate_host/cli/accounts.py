@@ -4,7 +4,8 @@ from pathlib import Path
 import click
 
 from ..errors import OffgateError, UsageError
-from .base import AMOUNT, CAP, ID, MAX_AMOUNT, UNIX_T, _bo, _console, _iso, _ts, _uint_list, data_option, main, user_errors
+from .base import (AMOUNT, CAP, ID, MAX_AMOUNT, UNIX_T, _bo, _console, _iso, _operator_name, _ts, _uint_list,
+                   data_option, main, user_errors)
 
 
 @main.group()
@@ -41,14 +42,6 @@ def account_list(data_dir):
     for a in accts:
         t.add_row(a["id"], str(a["balance"]), str(a["credit"]), str(len(bo.credentials(a["id"]))))
     _console().print(t)
-
-
-def _operator_name():
-    import getpass
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in this environment (a container): still an audit entry
-        return "operator"
 
 
 @account.command("topup")

@@ -143,6 +143,15 @@ def _bo(data_dir):
     return BackOffice(data_dir, create=False)
 
 
+def _operator_name():
+    """Who runs the command, for the audit trails (the login name)."""
+    import getpass
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (a container): still an audit entry
+        return "operator"
+
+
 def _console():
     from rich.console import Console
     return Console(width=max(160, shutil.get_terminal_size((160, 24)).columns))

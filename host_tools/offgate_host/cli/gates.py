@@ -14,7 +14,7 @@ from .ledger import _duration
 @click.option("--sync-late", default="6h", show_default=True, help="alert when a gate has not synced for this long")
 @click.option("--drift", type=click.IntRange(0, 86400), default=30, show_default=True,
               help="alert when a gate's clock was off by more than this many seconds at its last sync")
-@click.option("--log-fill", type=click.IntRange(1, 100), default=80, show_default=True,
+@click.option("--log-fill", type=click.IntRange(1, 100), default=50, show_default=True,
               help="alert when a gate's operation log is this many percent full")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 @click.option("--check", is_flag=True, help="exit with status 1 if any gate has an alert (for monitoring)")

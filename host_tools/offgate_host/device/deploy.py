@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from . import board as boardmod
+from . import manifest
 from .paths import firmware_dir, repo_root
 from .simgate import is_empty_init, mpy_cross_bin
 from ..errors import OffgateError
@@ -81,11 +82,17 @@ def _native_mpy_cross():
     return mpy_cross_bin()
 
 
+def manifest_for(chip):
+    """The committed firmware manifest of a chip (firmware/manifests/unix.py or esp32.py)."""
+    return manifest.load("unix" if chip == "unix" else "esp32", firmware_dir())
+
+
 def packages_for(chip):
-    """(packages, top-level modules compiled, top-level files copied as source) for a chip."""
-    if chip == "unix":
-        return ["offgate", "sim"], ["sim_main.py"], []
-    return ["offgate", "esp32gate"], [], ["main.py"]
+    """(packages, top-level modules compiled, top-level files copied as source) for a chip: the
+    first two from its manifest; the ESP32's boot script main.py is copied as source (MicroPython
+    runs /main.py from the filesystem at boot)."""
+    m = manifest_for(chip)
+    return list(m.packages), list(m.modules), [] if chip == "unix" else ["main.py"]
 
 
 def build_dir(board):
@@ -118,7 +125,7 @@ def build(board, out=None, arch="board"):
         argv = [cross, "-s", rel, "-o", str(dst)] + (["-march=" + arch] if arch else []) + [rel]
         r = subprocess.run(argv, cwd=str(fw), capture_output=True, text=True)
         if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
-            continue  # viper code (offgate/crypto/_gen_p256field.py) needs an architecture: the firmware falls back
+            continue  # viper code (crypto/_gen_p256field.py, sync/rowenc.py, log/oplogscan.py) needs an architecture: the firmware falls back
         if r.returncode != 0:
             raise DeployError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
         files.append(str(dst.relative_to(out)))
@@ -150,8 +157,7 @@ def manifest_text(cfg, pkgs):
         "# only gate.json, main.py and the state files (`offgate deploy --frozen`).",
         'include("$(PORT_DIR)/boards/manifest.py")',
     ]
-    for p in pkgs:
-        lines.append('package("%s", base_path="%s")' % (p, fw))
+    lines.append('include("%s")' % manifest.path_of(manifest_for(cfg["chip"]).name, fw))
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ Files in the gate's state directory (the simulator's gate dir; `/state` on a boa
     name                 from                         written by
     trust.cbor           BackOffice.trust_bytes()     gate init, deploy; sync (op trust)
     issuer_tables.bin    tables.issuer_tables_from_trust(trust)   gate init, deploy; sync (tables)
-    deny.bin             BackOffice.deny_bytes()      gate init, deploy; sync (deny list)
+    deny.bin             BackOffice.deny_bytes()      gate init, deploy; sync (deny list, or a delta merged into it)
     root.pub             BackOffice.root_pub()        gate init, deploy (verifies trust, deny, time, operators)
     batch.pub            the batch key's public key   gate init, deploy (batches are sealed to it)
     device.key           made on the gate             provision (never leaves the gate)

@@ -130,9 +130,10 @@ class _NoNative(Exception):
 
 
 def compile_firmware(out=None, mp=None):
-    """Compile firmware/*.py to .mpy under build/unix-mpy (build/unix-mpy-x86 for a 32-bit
-    interpreter; only what changed), with native code (viper) for the architecture of
-    interpreter `mp` (default micropython_bin()).
+    """Compile the firmware of the committed manifests (firmware/manifests/unix.py and esp32.py:
+    the simulator's and, for the ESP32 adapters' tests on the unix port, the ESP32's) to .mpy
+    under build/unix-mpy (build/unix-mpy-x86 for a 32-bit interpreter; only what changed), with
+    native code (viper) for the architecture of interpreter `mp` (default micropython_bin()).
 
     A device runs compiled (or frozen) firmware, never source: compiling on a 128 KB heap would
     spend most of it on the compiler. The simulator runs the same kind of image."""
@@ -141,11 +142,18 @@ def compile_firmware(out=None, mp=None):
     if not out:
         out = repo_root() / "build" / ("unix-mpy" if arch in ("x64", None) else "unix-mpy-" + arch)
     out = Path(out)
-    for py in sorted(src.rglob("*.py")):
+    from . import manifest
+    rels = set()
+    for name in manifest.NAMES:
+        rels.update(manifest.sources(manifest.load(name, src), src))
+    keep = set()
+    for rel in sorted(rels):
+        py = src / rel
         if is_empty_init(py):
             continue  # a namespace package on the device: see is_empty_init
-        rel = py.relative_to(src)
+        rel = Path(rel)
         mpy = out / rel.with_suffix(".mpy")
+        keep.add(mpy)
         if mpy.exists() and mpy.stat().st_mtime >= py.stat().st_mtime:
             continue
         mpy.parent.mkdir(parents=True, exist_ok=True)
@@ -161,9 +169,8 @@ def compile_firmware(out=None, mp=None):
         except _NoNative:
             mpy.unlink(missing_ok=True)  # a viper module on a port without native code: left out
             continue
-    for mpy in out.rglob("*.mpy"):  # a module moved or removed: its old .mpy must not stay importable
-        py = (src / mpy.relative_to(out)).with_suffix(".py")
-        if not py.exists() or is_empty_init(py):
+    for mpy in out.rglob("*.mpy"):  # a module moved, removed or not in a manifest: not importable
+        if mpy not in keep:
             mpy.unlink(missing_ok=True)
     return out
 

@@ -16,7 +16,8 @@ HOUR = 3600
 DEFAULTS = {
     "sync_late_s": 6 * HOUR,  # a gate not synced for this long
     "drift_s": 30,            # the gates' skew_s default: beyond it, fresh codes look stale or future
-    "log_fill": 0.8,          # operation log this full: sync before it refuses (log_full_policy refuse)
+    "log_fill": 0.5,          # operation log this full (ledger.pull.LOG_WARN_PCT, the gate's oplog.WARN_PCT):
+                              # ~1.6 days before a busy gate's default log is full (docs/oplog.md)
 }
 
 

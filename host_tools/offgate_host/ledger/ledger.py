@@ -7,8 +7,10 @@ marks its record settled in one transaction. Charges are keyed by (gate, seq), s
 never charges twice. On PostgreSQL the records are partitioned by month of their tap time.
 
 Ingest (`ingest(gate, records)`) is idempotent by (gate, seq) and verifies each gate's hash chain:
-  * chain[i] = SHA-256(chain[i-1] || body[i]) (body = the record's first 28 bytes, oplog.py);
-    a mismatch is stored as an anomaly "chain_mismatch" (tampering), never dropped or hidden;
+  * chain[i] = SHA-256(chain[i-1] || body[i]) (body = the record's first 28 bytes, oplog.py; the
+    gate's 32-byte records do not store it: it is recomputed from the bodies, restarting where the
+    batch reports a break); a mismatch or a break is stored as an anomaly "chain_mismatch"
+    (tampering or flash damage), never dropped or hidden;
   * a seq that skips ahead is a "gap", one that goes back inside a batch a "reorder", the same seq
     with a different chain a "conflict", a record with `missed` > 0 a "not_logged" note.
 Fraud (`fraud` table, and the credential goes onto the back office's deny list):
@@ -20,6 +22,7 @@ import hashlib
 import json
 import struct
 import time
+import zlib
 from ..db import Database, parse_url as _parse_url, same_database
 from ..errors import OffgateError
 
@@ -44,8 +47,27 @@ def record_body(r) -> bytes:
                       r["seq"], r["t"], r["ctr"] or 0, bytes(cti) if cti else _NO_CTI, r.get("missed", 0))
 
 
+def decode_record(raw: bytes) -> dict:
+    """A 32-byte operation-log record (docs/oplog.md "Records"): {"seq", "t", "cti" (8 bytes or None),
+    "ctr", "decision", "reason", "missed", "ok"}; ok is False for a bad magic or CRC-32 (flash
+    damage: the other fields are then as stored, possibly wrong). The host's own decoder (struct and
+    zlib), cross-checked against the firmware's writer in tests/test_oplog_format.py."""
+    raw = bytes(raw)
+    if len(raw) != 32:
+        raise ValueError("an operation-log record is 32 bytes, not %d" % len(raw))
+    magic, op, reason, flags, seq, t, ctr, cti, missed, crc = struct.unpack(">BBBBIII8sII", raw)
+    return {"seq": seq, "t": t, "cti": cti if flags & 1 else None, "ctr": ctr,
+            "decision": "OPEN" if op == 1 else "DENY" if op == 0 else "?", "reason": reason, "missed": missed,
+            "ok": magic == REC_MAGIC and zlib.crc32(raw[:28]) & 0xFFFFFFFF == crc}
+
+
 def chain_next(prev: bytes, r) -> bytes:
-    return hashlib.sha256(bytes(prev) + record_body(r)).digest()
+    return chain_next_body(prev, record_body(r))
+
+
+def chain_next_body(prev: bytes, body: bytes) -> bytes:
+    """SHA-256(prev || body): the chain after a record with this 28-byte body (docs/oplog.md)."""
+    return hashlib.sha256(bytes(prev) + bytes(body)).digest()
 
 
 def _clock_at_sync(g):
@@ -164,10 +186,14 @@ def _health(status_json):
             "deny_age": deny.get("age"), "trust_serial": st.get("trust_serial")}
 
 
-def _decode_raw(seq, raw):
-    """A damaged 64-byte oplog record decoded as it is (fields may be wrong: that is the damage)."""
-    r = {"seq": seq, "raw": raw, "chain": raw[28:60] if len(raw) == 64 else bytes(32)}
-    if len(raw) == 64:
+def _decode_raw(seq, raw, chain=None):
+    """A damaged oplog record (32 bytes; 64 from firmware before issue 12, which stored its chain)
+    decoded as it is (fields may be wrong: that is the damage); chain: as recomputed over it."""
+    r = {"seq": seq, "raw": raw, "chain": raw[28:60] if len(raw) == 64 else (chain or bytes(32))}
+    if len(raw) == 32:
+        d = decode_record(raw)
+        r.update((k, d[k]) for k in ("t", "ctr", "reason", "decision", "cti", "missed"))
+    elif len(raw) == 64:
         _, op, reason, flags, _s, t, ctr = struct.unpack(">BBBBIII", raw[:16])
         r.update(t=t, ctr=ctr, reason=reason, decision="OPEN" if op == 1 else "DENY" if op == 0 else "?",
                  cti=raw[16:24] if flags & 1 else None, missed=struct.unpack(">I", raw[24:28])[0])
@@ -422,6 +448,10 @@ class Ledger:
             del new_rows[:]
             return run
         try:
+            for seq in meta.get("breaks") or ():
+                res["anomalies"] += self._anomaly(gate, seq, "chain_mismatch",
+                                                  "the gate's log restarts its chain at seq %d (a lost segment, "
+                                                  "or records before it changed on flash)" % seq, now)
             if records and meta.get("chain_ok") is False:
                 res["anomalies"] += self._anomaly(gate, records[-1]["seq"], "chain_mismatch",
                                                   "the batch's records do not lead to the chain the gate "
@@ -433,7 +463,7 @@ class Ledger:
                     res["anomalies"] += self._anomaly(gate, seq, "damaged_record",
                                                       "the gate found record %d damaged on flash: %s"
                                                       % (seq, bytes(r["damaged"]).hex()), now)
-                    self._keep(gate, "damaged", _decode_raw(seq, bytes(r["damaged"])), now)
+                    self._keep(gate, "damaged", _decode_raw(seq, bytes(r["damaged"]), r.get("chain")), now)
                     res["damaged"] = res.get("damaged", 0) + 1
                     if seq > head_seq:
                         head_seq, head = seq, bytes(r["chain"])
@@ -650,7 +680,7 @@ class Ledger:
 
     def _settle_end(self, bo, now, out):
         """Both settlements end alike: deny the credentials flagged, release expired holds."""
-        bo.deny_many(out["deny"])
+        bo.deny_many(out["deny"], "double use found at settlement")
         for h in bo.release_expired_holds(now):
             out["released"] += 1
             out["released_amount"] += h["released_amount"]

@@ -12,27 +12,42 @@ import time
 from ..device.tables import issuer_tables_from_trust
 from ..sync.batch import open_batch as _open_batch
 from ..sync.client import SyncClient, signed_trust
-from ..sync.frames import GateNotEnrolled, LinkError, SyncError
-from .ledger import LedgerError, chain_next
+from ..sync.frames import GateNotEnrolled, GateRefused, LinkError, SyncError
+from .ledger import LedgerError, chain_next, chain_next_body
 
 def _normalize_batch(opened, gate_id):
     """The dict sync.batch.open_batch returns -> (gate id, meta, records). Rows are
     [seq, t, cti, ctr, open, reason, missed]; each record's chain is recomputed from the batch's
-    `prev` (the chain before its first record), and meta["chain_ok"] says whether the last one
-    equals the batch's `chain` (the gate's own head after the batch)."""
+    `prev` (the chain before its first record), restarting at each `breaks` entry [seq, chain]
+    (a segment header that says otherwise: a lost segment or changed records before it, flagged
+    as a chain break), and meta["chain_ok"] says whether the last one equals the batch's `chain`
+    (the gate's own chain after the batch). A damaged record ([seq, "damaged", its bytes]) is
+    chained over its stored body too (32-byte records; a 64-byte one from older firmware stored
+    its chain)."""
     rows = opened.get("recs")
     prev = opened.get("prev")
     if not isinstance(rows, list) or not isinstance(prev, bytes) or len(prev) != 32:
         raise SyncError("opened batch has no records or no chain")
+    brk = {}
+    for b in opened.get("breaks") or []:
+        if not (isinstance(b, list) and len(b) == 2 and isinstance(b[0], int) and isinstance(b[1], bytes)
+                and len(b[1]) == 32):
+            raise SyncError("malformed chain break in batch")
+        brk[b[0]] = b[1]
     chain = prev
     out = []
+    broken = []
     for row in rows:
+        seq = row[0] if isinstance(row, list) and row and isinstance(row[0], int) else None
+        if seq in brk:
+            if brk[seq] != chain:
+                broken.append(seq)
+            chain = brk[seq]
         if isinstance(row, list) and len(row) == 3 and row[1] == "damaged" and isinstance(row[2], bytes):
             # a record the gate found damaged on its flash: kept with its bytes, never dropped
             raw = bytes(row[2])
-            r = {"seq": int(row[0]), "damaged": raw, "chain": raw[28:60] if len(raw) == 64 else bytes(32)}
-            chain = r["chain"]
-            out.append(r)
+            chain = raw[28:60] if len(raw) == 64 else chain_next_body(chain, raw[:28])
+            out.append({"seq": int(row[0]), "damaged": raw, "chain": chain})
             continue
         if not isinstance(row, list) or len(row) != 7:
             raise SyncError("malformed record row in batch")
@@ -44,7 +59,7 @@ def _normalize_batch(opened, gate_id):
         out.append(r)
     meta = {"prev": prev, "from": opened.get("from"), "to": opened.get("to"), "chain": opened.get("chain"),
             "chain_ok": (not out) or chain == opened.get("chain"), "clock": opened.get("clock"),
-            "not_logged": opened.get("not_logged", 0)}
+            "not_logged": opened.get("not_logged", 0), "breaks": broken}
     return opened.get("gate", gate_id), meta, out
 
 
@@ -103,12 +118,15 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
         if progress:
             progress(gid, 0, log.get("backlog", 0))
         bkey = bo.batch_key()
+        session = {}  # this session's batch key, once a signed seal binds it (sync.batch.open_batch)
         while True:
             r = c.request("pull", max=max_records)
             if r.get("fit") is not None:  # the gate sized the batch to its free heap (firmware >= issue 12)
                 summary.setdefault("batch_sizes", []).append(r.get("sent"))
                 summary["gate_heap_free"] = r.get("free")
-            opened = open_batch(r["batch"], bkey, c.device_pub)
+            opened = open_batch(r["batch"], bkey, c.device_pub, session=session)
+            if session.get("signed"):
+                summary["batches_signed"] = summary.get("batches_signed", 0) + 1
             bgid, meta, recs = _normalize_batch(opened, gid)
             if bgid != gid:
                 raise SyncError("batch says gate %r but the session is with gate %d" % (bgid, gid))
@@ -120,7 +138,7 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
             for k in ("new", "duplicates", "anomalies", "fraud"):
                 summary[k] += res.get(k, 0)
             for cti in res.get("deny", ()):
-                bo.deny(cti)
+                bo.deny(cti, "fraud found at sync")
             last = recs[-1]
             if res.get("stored_to") != last["seq"]:
                 # never acknowledge what the ledger has not stored: the gate keeps it for next time
@@ -136,7 +154,22 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
             deny = bo.deny_bytes()
             gate_deny = (st.get("deny") or {}).get("serial", 0)
             if bo.deny_serial() > gate_deny:
-                d = c.push_deny(deny)
+                d = None
+                # only the changes since the gate's list when the back office knows them; the full
+                # list when it does not, or when the gate refuses the delta (a list it does not hold)
+                gd = st.get("deny") or {}
+                delta = bo.deny_delta(gate_deny) if gd.get("signed") and \
+                    gd.get("id_bytes", bo.deny_id_bytes()) == bo.deny_id_bytes() else None
+                if delta is not None:
+                    try:
+                        d = c.push_deny(delta)
+                        summary["deny_delta_bytes"] = len(delta)
+                    except GateRefused as e:
+                        summary["warnings"].append("gate %d refused the deny delta (%s): sending the full list"
+                                                   % (gid, e))
+                if d is None:
+                    d = c.push_deny(deny)
+                    summary["deny_full_bytes"] = len(deny)
                 summary["deny_serial"] = d.get("serial")
                 summary["deny_count"] = d.get("count")
             else:

@@ -2,10 +2,15 @@
 and cbor2) of the construction in docs/protocol.md "Batch summaries"; the firmware side is
 firmware/offgate/sync/batch.py.
 
-    open_batch(sealed, backoffice_priv, gate_pub65) -> dict
+    open_batch(sealed, backoffice_priv, gate_pub65, session=None) -> dict
 
 backoffice_priv: an EllipticCurvePrivateKey, or the 32-byte private scalar. Raises BatchError
 for anything that is not a well-formed batch sealed to this back office and signed by this gate.
+`session`: a dict the caller keeps for one sync session. A seal under a session key whose
+signature covers that key (external_aad = E) binds it to the gate there; later seals under the same
+key may then carry the bare plaintext (docs/protocol.md "One signature per session"), which is
+accepted only with the session dict that saw the binding, at a seal index above the last one.
+session["signed"] says whether the last batch opened was signed.
 """
 import hashlib
 import io
@@ -73,7 +78,7 @@ def derive(z, eph_pub, bo_pub, gate_pub):
     return okm[:32], okm[32:]
 
 
-def open_batch(sealed, backoffice_priv, gate_pub65):
+def open_batch(sealed, backoffice_priv, gate_pub65, session=None):
     gate_pub65 = bytes(gate_pub65)
     try:
         gate_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), gate_pub65)
@@ -114,18 +119,41 @@ def open_batch(sealed, backoffice_priv, gate_pub65):
     except InvalidTag:
         raise BatchError("envelope: authentication failed (tampered, or not for this back office)")
 
-    # inner: COSE_Sign1 by the gate's device key
-    (sprot, _sunprot, payload, sig), shdr = _cose(signed, 18, 4, "signature")
-    if shdr.get(1) != ALG_ES256 or shdr.get(4) != kid:
-        raise BatchError("signature: not ES256 by this gate")
-    if not isinstance(payload, bytes) or not isinstance(sig, bytes) or len(sig) != 64:
-        raise BatchError("signature: bad structure")
-    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-    try:
-        gate_key.verify(der, cbor2.dumps(["Signature1", sprot, b"", payload]), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise BatchError("signature: does not verify with the gate's key")
-    plain = _loads(payload, "batch")
+    # inner: COSE_Sign1 by the gate's device key, or (a session already bound) the bare plaintext
+    if session is not None:
+        if idx is not None and idx <= session.get("idx", 0) and session.get("eph") == eph_pub:
+            raise BatchError("envelope: seal index %d not above the session's last (%d)" % (idx, session["idx"]))
+    if signed[:1] != b"\xd2":
+        if session is None or idx is None or session.get("bound") != eph_pub:
+            raise BatchError("signature: an unsigned batch outside a session bound by the gate's signature")
+        plain = _loads(signed, "batch")
+        session.update(idx=idx, eph=eph_pub, signed=False)
+    else:
+        (sprot, _sunprot, payload, sig), shdr = _cose(signed, 18, 4, "signature")
+        if shdr.get(1) != ALG_ES256 or shdr.get(4) != kid:
+            raise BatchError("signature: not ES256 by this gate")
+        if not isinstance(payload, bytes) or not isinstance(sig, bytes) or len(sig) != 64:
+            raise BatchError("signature: bad structure")
+        der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+        bound = False
+        # under a session key the signature covers E (external_aad): it binds the key to this gate;
+        # firmware before that signed with an empty external_aad (accepted, binds nothing)
+        for aad in ((eph_pub, b"") if idx is not None else (b"",)):
+            try:
+                gate_key.verify(der, cbor2.dumps(["Signature1", sprot, aad, payload]), ec.ECDSA(hashes.SHA256()))
+                bound = bool(aad)
+                break
+            except InvalidSignature:
+                continue
+        else:
+            raise BatchError("signature: does not verify with the gate's key")
+        plain = _loads(payload, "batch")
+        if session is not None:
+            if bound:
+                session["bound"] = eph_pub
+            if idx is not None:
+                session.update(idx=idx, eph=eph_pub)
+            session["signed"] = True
     if not isinstance(plain, dict) or plain.get("v") != 1:
         raise BatchError("batch: not a version 1 batch summary")
     return plain

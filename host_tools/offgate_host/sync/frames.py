@@ -17,7 +17,7 @@ HELLO, CHALLENGE, AUTH, AUTH_OK, REQUEST, RESPONSE, ERROR = 0x01, 0x02, 0x03, 0x
 PROTO = b"OGSYNC2"
 NONCE_LEN = 16
 MAC_LEN = 16
-DENY_CHUNK = 4096
+DENY_CHUNK = 1024  # like TABLES_CHUNK: a 4 KiB chunk frame did not fit the 32-bit build at its sync heap (144k)
 TABLES_CHUNK = 1024  # smaller: the comb tables come right after a trust list install, on a fragmented heap
 
 

@@ -95,8 +95,8 @@ def account(bo, account_id):
 
 
 def denylist(bo, led, now=None):
-    """{"entries": [{"cti", "added", "age_s", "account"}], "count", "size" (bytes of deny.bin),
-    "newest", "gates": [{"gate", "deny_count" (at its last sync), "last_sync", "age_s", "current"}]}.
+    """{"entries": [{"cti", "added", "age_s", "account", "reason"}], "count", "size" (bytes of deny.bin),
+    "serial", "audit" (the 20 newest bulk changes, newest first), "newest", "gates": [{"gate", "deny_count" (at its last sync), "last_sync", "age_s", "current"}]}.
     A gate is current when the count it reported matches the list and it synced after the newest entry."""
     now = int(time.time() if now is None else now)
     entries = bo.deny_entries()
@@ -107,7 +107,8 @@ def denylist(bo, led, now=None):
             acct = bo.credential(e["cti"])["account"]
         except Exception:
             acct = None
-        out_entries.append({"cti": e["cti"].hex(), "added": e["added"], "age_s": now - e["added"], "account": acct})
+        out_entries.append({"cti": e["cti"].hex(), "added": e["added"], "age_s": now - e["added"], "account": acct,
+                            "reason": e.get("reason")})
     gs = []
     for g in led.gates():
         st = json.loads(g["status"]) if g["status"] else {}
@@ -115,4 +116,5 @@ def denylist(bo, led, now=None):
         gs.append({"gate": int(g["gate"]), "deny_count": cnt, "last_sync": g["last_sync"],
                    "age_s": now - g["last_sync"] if g["last_sync"] else None,
                    "current": cnt == len(entries) and (newest is None or (g["last_sync"] or 0) >= newest)})
-    return {"entries": out_entries, "count": len(entries), "size": len(bo.deny_bytes()), "newest": newest, "gates": gs}
+    return {"entries": out_entries, "count": len(entries), "size": len(bo.deny_bytes()), "newest": newest, "gates": gs,
+            "serial": bo.deny_serial(), "audit": bo.deny_audit()[-20:][::-1]}

@@ -398,12 +398,15 @@ DENY_V2 = 2
 DENY_HEADER2_LEN = 24
 
 
-def signed_deny_list_bytes(ctis, serial, issued, root_sign) -> bytes:
-    """A version-2 deny list (docs/protocol.md §6): header (magic, 2, kind 0, count, serial, issued,
-    base 0), sorted unique ids, the root signature over SHA-256 of header and ids, CRC-32.
-    `root_sign(payload) -> COSE_Sign1` (BackOffice.root_sign)."""
-    ids = sorted({_need_bytes("cti", c, 8) for c in ctis})
-    body = DENY_MAGIC + bytes([DENY_V2, 0, 0, 0]) + struct.pack(">IIII", len(ids), _need_uint("serial", serial),
+def signed_deny_list_bytes(ctis, serial, issued, root_sign, id_bytes=8) -> bytes:
+    """A version-2 deny list (docs/protocol.md §6): header (magic, 2, kind 0, id length, count,
+    serial, issued, base 0), sorted unique ids (their first `id_bytes` bytes: 8, or 4 .. 7), the
+    root signature over SHA-256 of header and ids, CRC-32. `root_sign(payload) -> COSE_Sign1`
+    (BackOffice.root_sign)."""
+    if id_bytes not in (4, 5, 6, 7, 8):
+        raise ValueError("deny list ids are 4 to 8 bytes, not %r" % (id_bytes,))
+    ids = sorted({_need_bytes("cti", c, 8)[:id_bytes] for c in ctis})
+    body = DENY_MAGIC + bytes([DENY_V2, 0, id_bytes % 8, 0]) + struct.pack(">IIII", len(ids), _need_uint("serial", serial),
                                                                 _need_uint("issued", issued), 0) + b"".join(ids)
     sig = root_sign(cbor2.dumps({0: "deny", 1: serial, 2: issued, 3: len(ids), 4: hashlib.sha256(body).digest()}))
     out = body + struct.pack(">H", len(sig)) + sig
@@ -413,22 +416,24 @@ def signed_deny_list_bytes(ctis, serial, issued, root_sign) -> bytes:
 def deny_list_info(data: bytes, root_pub65: bytes = None) -> dict:
     """Decode and check a deny list the way the gate does (denylist.check_bytes + the installer's
     signature check): {"version", "serial", "issued", "ids", "signed": True/False/None (no key
-    given)}. Raises ValueError naming the first fault (bad header, length, CRC, order, signature)."""
+    given), "id_bytes" (8, or the prefix length)}. Raises ValueError naming the first fault (bad
+    header, length, CRC, order, signature)."""
     data = bytes(data)
     if len(data) < DENY_HEADER_LEN or data[:4] != DENY_MAGIC:
         raise ValueError("not an offgate deny list")
     v = data[4]
     if v == DENY_VERSION:
         ids = parse_deny_list(data)
-        return {"version": 1, "serial": 0, "issued": 0, "ids": ids, "signed": False}
+        return {"version": 1, "serial": 0, "issued": 0, "ids": ids, "signed": False, "id_bytes": 8}
     if v != DENY_V2 or len(data) < DENY_HEADER2_LEN + 6:
         raise ValueError("deny list: unknown version %d or too short" % v)
-    if data[5] != 0 or data[6:8] != b"\0\0":
-        raise ValueError("deny list: only full lists (kind 0) are known")
+    if data[5] != 0 or data[7] != 0 or data[6] not in (0, 4, 5, 6, 7):
+        raise ValueError("deny list: only full lists (kind 0) of 4- to 8-byte ids are known")
+    L = data[6] or 8
     n, serial, issued, base = struct.unpack(">IIII", data[8:24])
     if base != 0:
         raise ValueError("deny list: a full list must have base 0")
-    end = DENY_HEADER2_LEN + 8 * n
+    end = DENY_HEADER2_LEN + L * n
     if len(data) < end + 6:
         raise ValueError("deny list: length does not match count %d" % n)
     (slen,) = struct.unpack(">H", data[end:end + 2])
@@ -436,7 +441,7 @@ def deny_list_info(data: bytes, root_pub65: bytes = None) -> dict:
         raise ValueError("deny list: length does not match count %d" % n)
     if struct.unpack(">I", data[-4:])[0] != zlib.crc32(data[:-4]) & 0xFFFFFFFF:
         raise ValueError("deny list: CRC mismatch (damaged)")
-    ids = [data[DENY_HEADER2_LEN + 8 * i:DENY_HEADER2_LEN + 8 * i + 8] for i in range(n)]
+    ids = [data[DENY_HEADER2_LEN + L * i:DENY_HEADER2_LEN + L * i + L] for i in range(n)]
     for i in range(1, n):
         if ids[i] <= ids[i - 1]:
             raise ValueError("deny list: ids not strictly ascending at %d (damaged or tampered)" % i)
@@ -451,7 +456,84 @@ def deny_list_info(data: bytes, root_pub65: bytes = None) -> dict:
                 or m.get(3) != n or m.get(4) != hashlib.sha256(data[:end]).digest():
             raise ValueError("deny list: the signature does not cover this header and these ids")
         signed = True
-    return {"version": 2, "serial": serial, "issued": issued, "ids": ids, "signed": signed}
+    return {"version": 2, "serial": serial, "issued": issued, "ids": ids, "signed": signed, "id_bytes": L}
+
+
+DENY_DELTA_HEADER_LEN = 32
+
+
+def deny_delta_bytes(adds, removes, base: int, new_list: bytes) -> bytes:
+    """A deny delta (kind 1, docs/protocol.md §6, firmware/offgate/denydelta.py) from the list
+    with serial `base` to the signed full list `new_list` (bytes, version 2): `adds` are the ids
+    `new_list` holds and the base does not, `removes` the reverse (stored ids: the list's id
+    length). Layout: header (b"OGDL", 2, kind 1, id length as in the list, 0, count a+r, serial,
+    issued, base, a, n), the a added ids ascending,
+    the r removed ids ascending, then the new list's own signature tail (sig_len, sig) and a CRC-32
+    of everything before. Raises ValueError (base not older, an add missing from the new list)."""
+    info = deny_list_info(new_list)
+    if info["version"] != 2 or not 0 < base < info["serial"]:
+        raise ValueError("deny delta: base %d must be a signed list older than %d" % (base, info["serial"]))
+    L = info["id_bytes"]
+    adds = sorted({_need_bytes("id", c, L) for c in adds})
+    removes = sorted({_need_bytes("id", c, L) for c in removes})
+    new = set(info["ids"])
+    if any(x not in new for x in adds) or any(x in new for x in removes):
+        raise ValueError("deny delta: adds and removes do not agree with the new list")
+    n = len(info["ids"])
+    end = DENY_HEADER2_LEN + L * n
+    (slen,) = struct.unpack(">H", new_list[end:end + 2])
+    body = DENY_MAGIC + bytes([DENY_V2, 1, L % 8, 0]) + struct.pack(
+        ">IIIIII", len(adds) + len(removes), info["serial"], info["issued"], base, len(adds), n)
+    out = body + b"".join(adds) + b"".join(removes) + bytes(new_list[end:end + 2 + slen])
+    return out + struct.pack(">I", zlib.crc32(out) & 0xFFFFFFFF)
+
+
+def deny_delta_between(old_ids, base: int, new_list: bytes) -> bytes:
+    """deny_delta_bytes from the base list's ids `old_ids` (the adds and removes worked out)."""
+    info = deny_list_info(new_list)
+    old = {bytes(c)[:info["id_bytes"]] for c in old_ids}
+    new = set(info["ids"])
+    return deny_delta_bytes(new - old, old - new, base, new_list)
+
+
+def apply_deny_delta(old_list: bytes, delta: bytes, root_pub65: bytes = None) -> bytes:
+    """The host's own reading of a delta (independent of the firmware's streaming merge, which
+    tests compare with it): checks the delta (header, length, CRC, order), that its base is the
+    old list's serial, that every add is new and every remove present, rebuilds the full list
+    and checks it like any list (deny_list_info, with the signature if root_pub65 is given).
+    Returns the new full list's bytes; raises ValueError naming the fault."""
+    old_info = deny_list_info(old_list)
+    d = bytes(delta)
+    if len(d) < DENY_DELTA_HEADER_LEN + 6 or d[:4] != DENY_MAGIC or d[4] != DENY_V2 or d[5] != 1 or d[7] != 0 \
+            or d[6] not in (0, 4, 5, 6, 7):
+        raise ValueError("deny delta: bad header")
+    L = d[6] or 8
+    c, serial, issued, base, a, n = struct.unpack(">IIIIII", d[8:32])
+    end = DENY_DELTA_HEADER_LEN + L * c
+    if a > c or len(d) < end + 6:
+        raise ValueError("deny delta: length does not match count %d" % c)
+    (slen,) = struct.unpack(">H", d[end:end + 2])
+    if len(d) != end + 2 + slen + 4 or struct.unpack(">I", d[-4:])[0] != zlib.crc32(d[:-4]) & 0xFFFFFFFF:
+        raise ValueError("deny delta: length or CRC wrong")
+    ids = [d[DENY_DELTA_HEADER_LEN + L * i:DENY_DELTA_HEADER_LEN + L * i + L] for i in range(c)]
+    adds, removes = ids[:a], ids[a:]
+    for run in (adds, removes):
+        if any(run[i] <= run[i - 1] for i in range(1, len(run))):
+            raise ValueError("deny delta: ids not strictly ascending")
+    if base != old_info["serial"] or L != old_info["id_bytes"]:
+        raise ValueError("deny delta is for list %d (%d-byte ids), not %d (%d-byte ids)"
+                         % (base, L, old_info["serial"], old_info["id_bytes"]))
+    old = set(old_info["ids"])
+    if any(x in old for x in adds) or any(x not in old for x in removes):
+        raise ValueError("deny delta does not fit list %d (wrong base)" % base)
+    ids = sorted((old | set(adds)) - set(removes))
+    body = DENY_MAGIC + bytes([DENY_V2, 0, L % 8, 0]) + struct.pack(">IIII", len(ids), serial, issued, 0) + b"".join(ids)
+    out = body + d[end:end + 2 + slen]
+    out += struct.pack(">I", zlib.crc32(out) & 0xFFFFFFFF)
+    info = deny_list_info(out, root_pub65)
+    if len(info["ids"]) != n:
+        raise ValueError("deny delta: makes %d ids, says %d" % (len(info["ids"]), n))
+    return out
 
 
 def parse_deny_list(data: bytes) -> list:

@@ -320,7 +320,8 @@ def _b45(text):
 def decide(line, trust, now, gate_id, zone, max_age_s=60, skew_s=30, deny=()):
     """(reason name, info dict) for one scanner line, in the gate's order (docs/protocol.md §7):
     decode → issuer signature → validity → rider signature → freshness → zone/gate → deny list.
-    `trust`: trust_keys() output; `deny`: credential ids; zone or gate_id None: not checked.
+    `trust`: trust_keys() output; `deny`: credential ids (or the 4- to 7-byte prefixes a deny list
+    stores: formats.deny_list_info(...)["ids"]); zone or gate_id None: not checked.
     Replay is per gate and not judged here.
     info holds what the gate would have judged (credential, counter), only as far as it got."""
     info = {}
@@ -394,6 +395,7 @@ def decide(line, trust, now, gate_id, zone, max_age_s=60, skew_s=30, deny=()):
         return "WRONG_ZONE", info
     if gate_id is not None and c["gates"] is not None and gate_id not in c["gates"]:
         return "WRONG_GATE", info
-    if c["cti"] in set(bytes(d) for d in deny):
+    # a deny list may store a prefix of each id (docs/protocol.md §6): a listed prefix revokes
+    if any(c["cti"][:len(d)] == bytes(d) for d in deny):
         return "REVOKED", info
     return "OK", info

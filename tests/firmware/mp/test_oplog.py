@@ -70,7 +70,7 @@ def test_damaged_record_in_the_middle_is_skipped_not_cut():
     lg.close()
     p = d + "/log/00000002.seg"
     data = bytearray(read(p))
-    data[HDR + 2 * REC + 30] ^= 0x80   # corrupt seq 7's chain field
+    data[HDR + 2 * REC + 30] ^= 0x80   # corrupt seq 7's CRC
     write(p, bytes(data))
     lg = _log(d)
     assert lg.head()[0] == 10 and lg.damaged == 1 and lg.cut == 0
@@ -173,3 +173,77 @@ def test_bad_header_segment_is_dropped():
     assert lg.head()[0] == 4
     assert sorted(os.listdir(d + "/log")) == ["00000001.seg"]
     assert lg.append(T, cti(7), 7, "OPEN", 0) == 5
+
+
+def test_lost_segment_is_a_reported_chain_break_and_acks_still_work():
+    """Records do not store their chain: a walk restarts it at a segment header that says
+    otherwise (here: segment 2 lost) and reports that as a break; an acknowledge with the chain
+    the walk gave (what a batch carries) is accepted."""
+    d = scratch_dir("ol")
+    lg = _log(d)
+    _fill(lg, 10)                      # 4 + 4 + 2
+    lg.close()
+    os.remove(d + "/log/00000002.seg")
+    lg = _log(d)
+    assert lg.head()[0] == 10
+    breaks = []
+    walk = list((s, c) for s, _b, ok, c in lg.chained(1, 10, ZERO32, breaks))
+    assert [s for s, _c in walk] == [1, 2, 3, 4, 9, 10]
+    assert len(breaks) == 1 and breaks[0][0] == 9 and walk[-1][1] == lg.head()[1]
+    assert lg.acknowledge(10, walk[-1][1])
+    assert lg.acked()[0] == 10
+
+
+def test_chain_is_over_the_bytes_as_stored():
+    """A damaged record is chained over its stored bytes, by the gate as by the host, so a batch
+    across it still ends on the gate's chain; the chain after recovery is the same recomputed one."""
+    d = scratch_dir("ol")
+    lg = _log(d)
+    _fill(lg, 7)
+    lg.close()
+    p = d + "/log/00000002.seg"
+    data = bytearray(read(p))
+    data[HDR + 8] ^= 0x10              # seq 5's time: its CRC no longer matches
+    write(p, bytes(data))
+    lg = _log(d)
+    recs = lg.read(1, 10)
+    assert "damaged" in recs[4] and verify_records(ZERO32, recs) == lg.head()[1]
+    assert lg.acknowledge(6, recs[5]["chain"])
+
+
+def test_status_warns_from_half_full():
+    d = scratch_dir("ol")
+    lg = _log(d)                       # 3 segments of 4: 12 records
+    _fill(lg, 5)
+    st = lg.status()
+    assert st["fill_pct"] == 41 and not st["warn"] and st["capacity_records"] == 12
+    _fill(lg, 1, 5)
+    assert lg.status()["warn"] and lg.status()["fill_pct"] == 50
+
+
+def test_boot_scan_fast_path_agrees_with_the_record_checks():
+    """offgate.log.oplogscan (viper, recovery's fast path) accepts exactly the records the per-record
+    checks accept: a run of intact records with consecutive seqs, stopping at a flipped bit, a
+    wrong seq or a wrong magic."""
+    try:
+        from offgate.log.oplogscan import good_run
+    except Exception:
+        return  # no viper here (CPython): recovery uses the per-record checks only
+    d = scratch_dir("ol")
+    lg = _log(d, segment_bytes=HDR + 16 * REC, max_segments=2)
+    _fill(lg, 16)
+    lg.close()
+    seg = bytearray(read(d + "/log/00000001.seg"))
+    recs = seg[HDR:]
+    assert good_run(recs, 16, 0, 1) == 16
+    assert good_run(recs, 16, 0, 2) == 0                 # not the seqs expected
+    for pos in (0, 5, 17, 27, 28, 31):                  # magic, seq, body, CRC bytes
+        bad = bytearray(recs)
+        bad[9 * REC + pos] ^= 0x40
+        assert good_run(bad, 16, 0, 9 * 0 + 1) == 9, pos
+    big = bytearray(recs[:REC])                          # a seq above 2^16 (split in two halves)
+    big[4:8] = b"\x00\x01\x00\x07"
+    from offgate.checksum import crc32
+    v = crc32(bytes(big[:28])) & 0xFFFFFFFF
+    big[28:32] = bytes(((v >> 24) & 0xFF, (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF))
+    assert good_run(big, 1, 1, 7) == 1 and good_run(big, 1, 0, 7) == 0
