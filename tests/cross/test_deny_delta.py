@@ -176,7 +176,7 @@ def test_gate_with_a_list_the_back_office_does_not_know_gets_the_full_list(world
 @pytest.mark.parametrize("mp", RUNTIMES)
 def test_sync_sends_a_delta_and_the_gate_and_gateview_agree(world, mp):
     """A simulated gate (real firmware as .mpy, at the simulator's sync heaps;
-    the merge itself at 128k: tests/firmware/test_denydelta.py) with a 20,000-id list gets a 1,000-id change as a delta
+    the merge itself at 128k: tests/firmware/mp/test_denydelta.py) with a 20,000-id list gets a 1,000-id change as a delta
     over TCP; its file is then the back office's list byte for byte and a revoked rider is refused,
     as the host's gateview decides with the ids of formats.apply_deny_delta."""
     from backlog import BacklogGate

@@ -51,7 +51,7 @@ def decode_record(raw: bytes) -> dict:
     """A 32-byte operation-log record (docs/oplog.md "Records"): {"seq", "t", "cti" (8 bytes or None),
     "ctr", "decision", "reason", "missed", "ok"}; ok is False for a bad magic or CRC-32 (flash
     damage: the other fields are then as stored, possibly wrong). The host's own decoder (struct and
-    zlib), cross-checked against the firmware's writer in tests/test_oplog_format.py."""
+    zlib), cross-checked against the firmware's writer in tests/cross/test_oplog_format.py."""
     raw = bytes(raw)
     if len(raw) != 32:
         raise ValueError("an operation-log record is 32 bytes, not %d" % len(raw))
