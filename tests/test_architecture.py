@@ -328,12 +328,7 @@ HOST_ALLOWED = {
     "cli": {"demo", "web", "wallet", "ledger", "backoffice", "fares", "sync", "device", "wire", "ground"},
 }
 # Temporary exceptions (module, pattern text), each to be removed by making the member public
-HOST_DETACHED_EXCEPTIONS = {
-    # fare settlement records anomalies and fraud through the ledger's own helpers
-    ("offgate_host.fares.settle", "calls led._anomaly"),
-    ("offgate_host.fares.settle", "calls led._flag"),
-    ("offgate_host.fares.settle", "calls led._overdraft"),
-}
+HOST_DETACHED_EXCEPTIONS = set()
 
 
 def host_unit(mod):

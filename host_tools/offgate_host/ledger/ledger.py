@@ -373,7 +373,7 @@ class Ledger:
         if cur is None:
             self.set_place(gate, station, direction, source="gate", now=now)
         elif (cur["station"], cur["direction"]) != (station, direction):
-            self._anomaly(gate, self.gate(gate)["chain_seq"], "place_mismatch",
+            self.note_anomaly(gate, self.gate(gate)["chain_seq"], "place_mismatch",
                           "gate config says station %r %s, the registry %r %s"
                           % (station, direction, cur["station"], cur["direction"]), now)
 
@@ -449,18 +449,18 @@ class Ledger:
             return run
         try:
             for seq in meta.get("breaks") or ():
-                res["anomalies"] += self._anomaly(gate, seq, "chain_mismatch",
+                res["anomalies"] += self.note_anomaly(gate, seq, "chain_mismatch",
                                                   "the gate's log restarts its chain at seq %d (a lost segment, "
                                                   "or records before it changed on flash)" % seq, now)
             if records and meta.get("chain_ok") is False:
-                res["anomalies"] += self._anomaly(gate, records[-1]["seq"], "chain_mismatch",
+                res["anomalies"] += self.note_anomaly(gate, records[-1]["seq"], "chain_mismatch",
                                                   "the batch's records do not lead to the chain the gate "
                                                   "reports (%s)" % bytes(meta.get("chain") or b"").hex()[:16], now)
             for pos, r in enumerate(records):
                 seq = r["seq"]
                 if "damaged" in r:
                     # kept with its bytes; the seq counts as stored (nothing is lost quietly)
-                    res["anomalies"] += self._anomaly(gate, seq, "damaged_record",
+                    res["anomalies"] += self.note_anomaly(gate, seq, "damaged_record",
                                                       "the gate found record %d damaged on flash: %s"
                                                       % (seq, bytes(r["damaged"]).hex()), now)
                     self._keep(gate, "damaged", _decode_raw(seq, bytes(r["damaged"]), r.get("chain")), now)
@@ -470,7 +470,7 @@ class Ledger:
                     prev_seq = seq
                     continue
                 if prev_seq is not None and seq <= prev_seq:
-                    res["anomalies"] += self._anomaly(gate, seq, "reorder",
+                    res["anomalies"] += self.note_anomaly(gate, seq, "reorder",
                                                       "seq %d after %d in one batch" % (seq, prev_seq), now)
                 prev_seq = seq
                 chain = bytes(r["chain"])
@@ -479,7 +479,7 @@ class Ledger:
                     if old == chain:
                         res["duplicates"] += 1
                     else:
-                        res["anomalies"] += self._anomaly(gate, seq, "conflict",
+                        res["anomalies"] += self.note_anomaly(gate, seq, "conflict",
                                                           "a different record for seq %d was already stored; "
                                                           "kept in ledger_anomaly_records" % seq, now)
                         self._keep(gate, "conflict", r, now)
@@ -490,17 +490,17 @@ class Ledger:
                     continue
                 if seq != head_seq + 1:
                     if seq > head_seq + 1:
-                        res["anomalies"] += self._anomaly(gate, seq, "gap", "records %d..%d missing"
+                        res["anomalies"] += self.note_anomaly(gate, seq, "gap", "records %d..%d missing"
                                                           % (head_seq + 1, seq - 1), now)
                     chain_ok = 0  # cannot be linked to the stored head
                 else:
                     chain_ok = 1 if chain_next(head, r) == chain else 0
                     if not chain_ok:
-                        res["anomalies"] += self._anomaly(gate, seq, "chain_mismatch",
+                        res["anomalies"] += self.note_anomaly(gate, seq, "chain_mismatch",
                                                           "chain of seq %d does not follow seq %d" % (seq, head_seq), now)
                 missed = r.get("missed", 0)
                 if missed:
-                    res["anomalies"] += self._anomaly(gate, seq, "not_logged",
+                    res["anomalies"] += self.note_anomaly(gate, seq, "not_logged",
                                                       "%d decisions before seq %d were not logged" % (missed, seq), now)
                 cti = r.get("cti")
                 new_rows.append((gate, seq, r["t"], bytes(cti) if cti is not None else None, r["ctr"] or 0,
@@ -541,12 +541,17 @@ class Ledger:
                 r[k] = _b(r[k])
         return out
 
-    def _anomaly(self, gate, seq, kind, detail, now):
+    def note_anomaly(self, gate, seq, kind, detail, now):
+        """Record anomaly `kind` (text) at (gate, seq) with its one-line `detail`, at `now` (Unix s);
+        1 if new, 0 if already recorded. In the caller's transaction (ingest, settlement)."""
         cur = self.db.execute("INSERT INTO ledger_anomalies (gate, seq, kind, detail, t) VALUES (?, ?, ?, ?, ?) "
                               "ON CONFLICT DO NOTHING", (gate, seq, kind, detail, now))
         return 1 if cur.rowcount else 0
 
-    def _flag(self, kind, cti, ctr, gate, seq, other_gate, other_seq, detail, now):
+    def flag_fraud(self, kind, cti, ctr, gate, seq, other_gate, other_seq, detail, now):
+        """Flag fraud `kind` ("double_use", "cap_exceeded", "overdraft") of credential `cti` (8 bytes)
+        at (gate, seq), with the other record if any; 1 if new, 0 if already flagged. In the
+        caller's transaction."""
         cur = self.db.execute("INSERT INTO ledger_fraud (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t) "
                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                               (kind, bytes(cti), ctr, gate, seq, other_gate, other_seq, detail, now))
@@ -559,7 +564,7 @@ class Ledger:
         last = None
         for pos, cti, ctr, seq, og, os_ in matches:
             cti = bytes(cti)
-            n += self._flag("double_use", cti, ctr, gate, seq, og, os_,
+            n += self.flag_fraud("double_use", cti, ctr, gate, seq, og, os_,
                             "counter %d of %s opened at gate %d (seq %d) and gate %d (seq %d)"
                             % (ctr, cti.hex(), og, os_, gate, seq), now)
             if pos != last:
@@ -573,7 +578,7 @@ class Ledger:
                               (bytes(r["cti"]), r["ctr"], gate, r["seq"]))
         n = 0
         for o in others:
-            n += self._flag("double_use", r["cti"], r["ctr"], gate, r["seq"], o["gate"], o["seq"],
+            n += self.flag_fraud("double_use", r["cti"], r["ctr"], gate, r["seq"], o["gate"], o["seq"],
                             "counter %d of %s opened at gate %d (seq %d) and gate %d (seq %d)"
                             % (r["ctr"], bytes(r["cti"]).hex(), o["gate"], o["seq"], gate, r["seq"]), now)
         if others:
@@ -624,7 +629,7 @@ class Ledger:
             # money, then the ledger's marks: one transaction (settle's) on the one database
             results = bo.charge_trips([tr[:5] for tr in trips], now=now, creds=creds) if trips else []
             for gate, seq, cti in unknown:
-                out["unknown"] += self._anomaly(gate, seq, "unknown_credential",
+                out["unknown"] += self.note_anomaly(gate, seq, "unknown_credential",
                                                 "OPEN for credential %s the back office never issued" % cti.hex(), now)
             flags = []  # written with one executemany per chunk, not one statement each
             for (gate, seq, cti, _t, _a, ctr), c in zip(trips, results):
@@ -651,26 +656,26 @@ class Ledger:
             self.db.commit()
         return self._settle_end(bo, now, out)
 
-    def _overdraft(self, c, cti, ctr, gate, seq, now, out):
+    def flag_overdraft(self, c, cti, ctr, gate, seq, now, out):
         """A charge took the account below its credit limit: flag it (fraud kind "overdraft") and
         deny the credential; the back office refuses new credentials until the account is topped
         up (issue_credential). Returns 1 if newly flagged."""
         if cti not in out["deny"]:
             out["deny"].append(cti)
         out["overdrafts"] = out.get("overdrafts", 0) + 1
-        return self._flag("overdraft", cti, ctr, gate, seq, None, None,
+        return self.flag_fraud("overdraft", cti, ctr, gate, seq, None, None,
                           "account %s below its credit limit after charging %d for credential %s"
                           % (c["account"], c["amount"], cti.hex()), now)
 
     def _overdraft_flag(self, c, cti, ctr, gate, seq, now, out):
-        """_overdraft's flag row, for _flags (the caller denies the credential)."""
+        """flag_overdraft's flag row, for _flags (the caller denies the credential)."""
         out["overdrafts"] = out.get("overdrafts", 0) + 1
         return ("overdraft", cti, ctr, gate, seq, None, None,
                 "account %s below its credit limit after charging %d for credential %s"
                 % (c["account"], c["amount"], cti.hex()), now)
 
     def _flags(self, rows):
-        """_flag for many rows (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t) in one
+        """flag_fraud for many rows (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t) in one
         executemany; returns how many were new."""
         if not rows:
             return 0
