@@ -46,7 +46,7 @@ def make_gate(work, bo, n, ctis, gate_id):
 def run(url, label, n, work, bo, ctis):
     g, t_append = make_gate(work / label, bo, n, ctis, 9 if label == "sqlite" else 10)
     led = Ledger(url)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     timings = {"open": 0.0, "ingest": 0.0}
     from offgate_host.sync.batch import open_batch as real_open
 

@@ -72,13 +72,7 @@ ALLOWED = {
 HOST_MAY_IMPORT = {"ground"}
 
 # Temporary exceptions: cycles (as the sorted member list of the strongly connected component).
-CYCLE_EXCEPTIONS = {
-    # sync helpers import private names up from the session, which imports them back inside
-    # functions: the sync subpackage's own rework (issue #9, sync part) removes it
-    ("offgate.sync.admin", "offgate.sync.handshake", "offgate.sync.ops", "offgate.sync.session"),
-    # the ESP32 app's import-time task hook list (issue #9: one serve loop both ports call)
-    ("esp32gate.app", "esp32gate.synclink"),
-}
+CYCLE_EXCEPTIONS = set()  # none left: the sync part of issue #9 removed the last ones
 
 
 def _modules():
@@ -218,22 +212,9 @@ def test_generated_modules_are_leaves():
 # ---------------------------------------------------------------- detached methods
 # Value records: their fields are their interface (a decoder fills them in).
 RECORD_CLASSES = {"Credential", "Decision", "PublicKey"}
-# Temporary exceptions (module, pattern text); the sync subpackage is being given a narrow gate
-# port by the sync part of issue #9.
+# Exceptions (module, pattern text): batch writes CBOR heads in place with the codec's helper
+# (tests/firmware/sync/test_sync_layers.py PRIVATE_OK).
 DETACHED_EXCEPTIONS = {
-    ("offgate.sync.admin", "private import _remove from offgate.sync.ops"),
-    ("offgate.sync.admin", "private import _eq from offgate.sync.session"),
-    ("offgate.sync.admin", "private import _read from offgate.sync.session"),
-    ("offgate.sync.admin", "private import _uint from offgate.sync.session"),
-    ("offgate.sync.handshake", "private import _collect from offgate.sync.session"),
-    ("offgate.sync.handshake", "private import _sha256 from offgate.sync.session"),
-    ("offgate.sync.handshake", "private import _u32 from offgate.sync.session"),
-    ("offgate.sync.handshake", "private import _uint from offgate.sync.session"),
-    ("offgate.sync.ops", "private import _read from offgate.sync.session"),
-    ("offgate.sync.ops", "private import _uint from offgate.sync.session"),
-    ("offgate.sync.handshake", "sets gate._sync_hs"),
-    ("offgate.sync.handshake", "sets self.gate._sync_dpub"),
-    ("offgate.sync.admin", "sets self.gate.deny_ok"),
     ("offgate.sync.batch", "calls cbor._head"),
 }
 

@@ -40,7 +40,6 @@ from esp32gate.watchdog import Watchdog
 
 # Hook for more tasks (e.g. the sync link on the console): functions f(app) -> (name, coroutine
 # function) or None, called by main() once the App exists. Registered by the module providing them.
-TASK_HOOKS = []
 BOOT_ERROR = "boot_error.txt"
 MAX_RESTARTS = 10
 RESTART_WINDOW_MS = 60000
@@ -273,9 +272,8 @@ def main(path=CONFIG):
     app = App(cfg, out, actuator=act, counter=counter)
     app.locked = locked
     if cfg.get("sync"):
-        import esp32gate.synclink  # noqa: F401  registers the sync link's task hook
-    for hook in TASK_HOOKS:
-        t = hook(app)
+        from esp32gate import synclink  # the sync link's task (it does not import this module)
+        t = synclink.task(app, cfg["sync"])
         if t is not None:
             app.extra.append(t)
     try:

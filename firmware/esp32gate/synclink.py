@@ -1,10 +1,9 @@
 """The sync link on the device: the host's `offgate sync serial:/dev/ttyUSB0` talks to the gate
 over the USB serial console (free once hardening has detached the REPL) or over a spare UART.
-The sessions are the same SyncServer the simulator runs behind TCP; only the byte pipe differs.
+The sessions are offgate.sync.serve, the loop the simulator runs behind TCP; only the byte pipe differs.
 
 Board config: "sync": {"port": "console"}  or  {"port": "uart", "uart": 1, "tx": .., "rx": .., "baud": ..}.
-Importing this module registers its task with esp32gate.app (app.main imports it when the board
-config has a "sync" entry).
+esp32gate.app.main adds task() to its supervised tasks when the board config has a "sync" entry.
 """
 import asyncio  # MicroPython >= 1.23 (what mpy v6 needs) has it under this name
 import sys
@@ -50,28 +49,11 @@ class UartIO:
 
 
 async def serve(gate, io, log=None, idle_s=IDLE_S):
-    """Sync sessions over one byte stream, one after another, until the stream ends.
-    A session starts with the host's first bytes; silence or a broken session ends it."""
-    from offgate.sync import session
-    srv = session.SyncServer(gate, log=log)
-    s = None
-    while True:
-        try:
-            data = await asyncio.wait_for(io.read(CHUNK), idle_s)
-        except asyncio.TimeoutError:
-            if s is not None:
-                s.close()
-                s = None
-            continue
-        if not data:
-            break
-        if s is None or s.closed:
-            s = srv.session()
-        out = s.feed(data)
-        if out:
-            io.write(out)
-    if s is not None:
-        s.close()
+    """Sync sessions for `gate` (offgate.gate.Gate) over one byte stream, one after another, until
+    the stream ends (offgate.sync.serve)."""
+    from offgate.gateport import GatePort
+    from offgate.sync.serve import serve as serve_sync
+    await serve_sync(GatePort(gate), io, log=log, idle_s=idle_s, chunk=CHUNK)
 
 
 def io_from_config(sc, uart_cls=None):
@@ -83,19 +65,11 @@ def io_from_config(sc, uart_cls=None):
                            rxbuf=sc.get("rxbuf", 2048), timeout=0, timeout_char=0))
 
 
-def hook(app):
-    """esp32gate.app task hook: ("sync", coroutine function) when the board config asks for it."""
-    sc = app.cfg.get("sync")
+def task(app, sc):
+    """("sync", coroutine function) for the supervised tasks of `app` (an esp32gate.app.App, whose
+    gate exists once it has started), from the board config's "sync" entry `sc` (None if it is not
+    a map)."""
     if not isinstance(sc, dict):
         return None
     io = io_from_config(sc)
     return ("sync", lambda: serve(app.gate, io))
-
-
-def _register():
-    from esp32gate import app
-    if hook not in app.TASK_HOOKS:
-        app.TASK_HOOKS.append(hook)
-
-
-_register()

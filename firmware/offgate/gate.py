@@ -168,6 +168,10 @@ class Gate:
         except Exception:
             pass
 
+    def deny_list_installed(self):
+        """A sync installed a valid deny list (offgate.gateport): DENY_LIST_MISSING ends."""
+        self.deny_ok = True
+
     def status(self):
         v = self.verifier
         st = {

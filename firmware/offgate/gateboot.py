@@ -99,20 +99,8 @@ def build(cfg, actuator, out, clock, Gate):
     except OSError as e:  # the log's directory unusable (a file in its place, read-only flash)
         rec = {"cut": 0, "gap": False}
         notes.append("oplog: cannot open (%s)" % e)
-    gc.collect()
-    try:
-        trust = TrustStore.load(state_path(cfg, statedir.TRUST))
-        att, bad = trust.tables
-        if trust.keys and (bad or not att):
-            notes.append("issuer tables: %s (%d records refused): keys without a table are verified on the generic path" % (
-                "damaged" if bad else "missing", bad))
-    except TrustError as e:
-        trust = TrustStore()
-        notes.append(str(e) + ": no issuer trusted")
-    except MemoryError:
-        trust = TrustStore()
-        gc.collect()
-        notes.append("trust store: does not fit the heap: no issuer trusted")
+    # the deny list (its long-lived buffers) before the trust store: a damaged issuer_tables.bin
+    # leaves the heap too fragmented after the table check for the list's 512-byte pieces
     deny = DenyList()
     deny_ok = True
     try:
@@ -129,6 +117,20 @@ def build(cfg, actuator, out, clock, Gate):
         notes.append("deny list: revocations unknown: " + (
             "every code refused (DENY_LIST_MISSING) until a valid list arrives"
             if cfg.get("deny_list_policy", "refuse") == "refuse" else "ADMITTING without revocation checks (deny_list_policy admit)"))
+    gc.collect()
+    try:
+        trust = TrustStore.load(state_path(cfg, statedir.TRUST))
+        att, bad = trust.tables
+        if trust.keys and (bad or not att):
+            notes.append("issuer tables: %s (%d records refused): keys without a table are verified on the generic path" % (
+                "damaged" if bad else "missing", bad))
+    except TrustError as e:
+        trust = TrustStore()
+        notes.append(str(e) + ": no issuer trusted")
+    except MemoryError:
+        trust = TrustStore()
+        gc.collect()
+        notes.append("trust store: does not fit the heap: no issuer trusted")
     replay.load(clock.now())  # never raises: what it found is in the notes below
     if replay.load_error is not None:
         notes.append("replay: replay.log unreadable (errno %d); rebuilt from the operation log" % replay.load_error)

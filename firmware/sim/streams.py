@@ -71,10 +71,6 @@ async def serve_tcp(gate, host, port):
 
 # ---------------------------------------------------------------------------- sync link (--sync)
 SYNC_IDLE_S = 60  # a silent host is dropped after this long
-# Loaded for a session and dropped after it: an idle gate keeps its whole heap for scanning
-# (on the unix port module bytecode lives in the heap; a device runs it frozen, from flash).
-SYNC_MODULES = ("sync.ops", "sync.admin", "sync.handshake", "sync.session", "sync.batch", "crypto.aesccm",
-                "crypto.devicekey", "crypto.hkdf", "crypto.hmac256", "timekeep", "statedir")
 _sync = {}
 
 
@@ -84,14 +80,6 @@ def start_sync(gate, host, port):
     _sync["addr"] = (host, port)
 
 
-def _unload():
-    import gc
-    import offgate
-    for name in SYNC_MODULES:
-        offgate.unload("offgate." + name)
-    gc.collect()
-
-
 def _log(msg):
     try:
         sys.stderr.write("%s\n" % msg)
@@ -99,9 +87,27 @@ def _log(msg):
         pass
 
 
+class _TcpIO:
+    """One TCP connection as the byte pipe offgate.sync.serve reads and writes."""
+
+    def __init__(self, reader, writer):
+        self.reader = reader
+        self.writer = writer
+
+    async def readinto(self, buf):
+        return await self.reader.readinto(buf)
+
+    async def write(self, data):
+        self.writer.write(data)
+        await self.writer.drain()
+
+
 async def serve_sync(gate, host, port):
-    """One sync session per TCP connection, one at a time (the log has one reader)."""
+    """One sync session per TCP connection, one at a time (the log has one reader). Each gets a
+    gate port (offgate.gateport) that is dropped with the sync modules; `keep` carries the
+    handshake rate limit and the device public key from one connection to the next."""
     q = Queue()
+    keep = {}
 
     async def handle(reader, writer):
         if q.full():
@@ -110,36 +116,18 @@ async def serve_sync(gate, host, port):
         q.waiting += 1
         async with q.lock:
             q.waiting -= 1
-            s = None
             try:
                 import gc
                 gc.collect()
                 _log("sync: session start, heap free %d" % gc.mem_free())
-                from offgate.sync import session
-                s = session.SyncServer(gate, log=sys.stderr).session()
-                while not s.closed:
-                    try:
-                        data = await asyncio.wait_for(reader.read(1024), SYNC_IDLE_S)
-                    except asyncio.TimeoutError:
-                        break
-                    if not data:
-                        break
-                    out = s.feed(data)
-                    if out:
-                        writer.write(out)
-                        await writer.drain()
+                from offgate.gateport import GatePort
+                from offgate.sync.serve import serve
+                await serve(GatePort(gate, keep=keep), _TcpIO(reader, writer), log=sys.stderr, idle_s=SYNC_IDLE_S,
+                            once=True)
             except Exception as e:  # a broken link (or no heap for the sync code) must not stop the gate
                 _log("sync: link: %r" % (e,))
             finally:
-                if s is not None:
-                    s.close()
-                s = None
-                try:
-                    writer.close()
-                    await writer.wait_closed()
-                except Exception:
-                    pass
-                _unload()
+                await _close(writer)
 
     srv = await asyncio.start_server(handle, host, port)
     gate.emit({"event": "sync_listening", "host": host, "port": port})

@@ -134,7 +134,7 @@ def test_wrong_base_torn_and_forged_deltas_are_refused_and_the_list_kept(world):
     import zlib
     forged[-4:] = struct.pack(">I", zlib.crc32(bytes(forged[:-4])))
     before = (tmp / "g" / "deny.bin").read_bytes()
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:
         c.handshake()
         with pytest.raises(GateRefused, match=r"is for list %d \(\d-byte ids\), the gate holds %d" % (base + 1, base)):
@@ -161,7 +161,7 @@ def test_gate_with_a_list_the_back_office_does_not_know_gets_the_full_list(world
     (tmp / "g" / "deny.bin").write_bytes(rogue)
     g.verifier.deny.open(str(tmp / "g" / "deny.bin"))
     bo.deny(cti)
-    s = sync_gate(LoopTransport(session.SyncServer(g)), bo, led)
+    s = sync_gate(LoopTransport(session.SyncServer(g.port())), bo, led)
     assert any("refused the deny delta" in x for x in s["warnings"]) and "deny_full_bytes" in s
     assert (tmp / "g" / "deny.bin").read_bytes() == bo.deny_bytes()
     # a gate holding whole 8-byte ids (a list from before prefixes) gets the full list at once
@@ -169,7 +169,7 @@ def test_gate_with_a_list_the_back_office_does_not_know_gets_the_full_list(world
     (tmp / "g" / "deny.bin").write_bytes(old)
     g.verifier.deny.open(str(tmp / "g" / "deny.bin"))
     bo.deny(bytes(range(8)))
-    s = sync_gate(LoopTransport(session.SyncServer(g)), bo, led)
+    s = sync_gate(LoopTransport(session.SyncServer(g.port())), bo, led)
     assert not s["warnings"] and "deny_full_bytes" in s and g.verifier.deny._len == 5
 
 

@@ -39,7 +39,7 @@ def _forged_gate(bo, d, gid, cti, n=10):
     g = FakeGate(d, gid, bo, register=False)
     for i in range(n):
         g.log(cti, 100 + i)
-    return g, session.SyncServer(g)
+    return g, session.SyncServer(g.port())
 
 
 def _nothing_believed(bo, led, before_deny):
@@ -67,7 +67,7 @@ def test_registered_but_never_synced_gate_cannot_be_taken_over(world):
         sync_gate(LoopTransport(srv), bo, led)
     _nothing_believed(bo, led, [])
     real.log(cti, 1)
-    s = sync_gate(LoopTransport(session.SyncServer(real)), bo, led)  # the real one is enrolled on sync
+    s = sync_gate(LoopTransport(session.SyncServer(real.port())), bo, led)  # the real one is enrolled on sync
     assert s["new"] == 1 and [r["action"] for r in led.gate_log(12)] == ["provisioned"]
     with pytest.raises(GateNotEnrolled, match="not the enrolled one.*--replace"):
         sync_gate(LoopTransport(srv), bo, led)
@@ -110,7 +110,7 @@ def _gate_files(g):
 def test_revoked_operator_credential_is_refused_in_every_scope(world):
     bo, led, cti, tmp = world
     g = FakeGate(tmp / "g5", 5, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     for i in range(6):
         g.log(cti, i + 1)
     thief_key, thief_cred = bo.operator_identity("night-shift")     # stolen from a laptop
@@ -133,7 +133,7 @@ def test_revoked_operator_credential_is_refused_in_every_scope(world):
 def test_ack_without_pull_frees_nothing(world):
     bo, led, cti, tmp = world
     g = FakeGate(tmp / "g6", 6, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     for i in range(6):
         g.log(cti, i + 1)
     head = g.oplog.head()
@@ -157,7 +157,7 @@ def test_ack_without_pull_frees_nothing(world):
 def test_expired_operator_credential_reads_nothing(world):
     bo, led, cti, tmp = world
     g = FakeGate(tmp / "g7", 7, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     g.log(cti, 1)
     k, cred = bo.operator_identity("old", now=NOW - 7200)             # expired an hour ago
     with SyncClient(LoopTransport(srv), k, cred) as c:
@@ -222,7 +222,7 @@ def test_trust_serial_lives_in_the_file_a_lost_sync_json_cannot_reset_it(world):
     bo, led, cti, tmp = world
     import os
     g = FakeGate(tmp / "g8", 8, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     sniffed, s1 = __import__("offgate_host.sync.client", fromlist=["signed_trust"]).signed_trust(bo)
     bo.rotate_issuer(valid_from=NOW - 10)
     assert sync_gate(LoopTransport(srv), bo, led)["trust_serial"] == s1 + 1
@@ -232,7 +232,7 @@ def test_trust_serial_lives_in_the_file_a_lost_sync_json_cannot_reset_it(world):
         pass
     from offgate.policy.trust import TrustStore
     g.verifier.set_trust(TrustStore.load(g.cfg["state_dir"] + "/trust.cbor"))   # a reboot
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:
         c.handshake()
         assert c.request("status")["trust"]["serial"] == s1 + 1
@@ -245,7 +245,7 @@ def test_host_refuses_to_sign_its_own_wrong_clock(world):
     bo, led, cti, tmp = world
     from offgate_host.backoffice.backoffice import ClockRefused
     g = FakeGate(tmp / "g9", 9, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     assert "drift" in sync_gate(LoopTransport(srv), bo, led)         # a good clock: time set
     last = g.clock.now()
     before = g.clock.offset
@@ -321,7 +321,7 @@ class Tap(LoopTransport):
 def test_passive_listener_reads_nothing(world):
     bo, led, cti, tmp = world
     g = FakeGate(tmp / "g30", 30, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     g.log(cti, 1)
     bo.deny(cti)
     k, cred = bo.operator_identity()
@@ -350,7 +350,7 @@ def test_off_curve_key_and_handshake_flood_cost_the_gate_no_signature(world):
     sign, ecdh = dk.sign, dk.ecdh
     dk.sign = lambda *a, **kw: (calls.__setitem__("sign", calls["sign"] + 1), sign(*a, **kw))[1]
     dk.ecdh = lambda *a, **kw: (calls.__setitem__("ecdh", calls["ecdh"] + 1), ecdh(*a, **kw))[1]
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     sess = srv.session()
     bad = b"\x04" + (1).to_bytes(32, "big") + (1).to_bytes(32, "big")   # (1, 1) is not on P-256
     out = Deframer().feed(sess.feed(encode_frame(HELLO, cbor2.dumps({1: os.urandom(16), 2: bad}))))
@@ -388,11 +388,11 @@ def test_secured_frame_vector():
     sess = session.Session.__new__(session.Session)
     sess.k_hg, sess.rx = bytes(range(32)), 0
     (ftype, payload), = frames.Deframer().feed(vec)
-    assert cbor2.loads(sess._open(ftype, payload)) == {"op": "status"}
+    assert cbor2.loads(sess.open(ftype, payload)) == {"op": "status"}
     tampered = bytearray(payload)
     tampered[6] ^= 1
     sess.rx = 0
-    assert sess._open(ftype, bytes(tampered)) is None
+    assert sess.open(ftype, bytes(tampered)) is None
 
 
 # ---------------------------------------------------------------- 5. a damaged log never loses a passage quietly
@@ -401,7 +401,7 @@ def _reboot(g):
     g.oplog.close()
     g.oplog = OpLog(g.cfg["state_dir"] + "/oplog")
     rec = g.oplog.recover()
-    return session.SyncServer(g), rec
+    return session.SyncServer(g.port()), rec
 
 
 def test_flipped_bit_in_the_log_skips_one_record_and_keeps_its_bytes(world):
@@ -431,7 +431,7 @@ def test_lost_ack_file_never_reuses_a_seq_and_nothing_goes_uncharged(world):
     bo, led, cti, tmp = world
     import os
     g = FakeGate(tmp / "g51", 51, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     for i in range(11):
         g.log(cti, i + 1)
     sync_gate(LoopTransport(srv), bo, led)
@@ -451,7 +451,7 @@ def test_conflicting_records_are_stored_with_their_data_and_checked(world):
     bo, led, cti, tmp = world
     import shutil
     g = FakeGate(tmp / "g52", 52, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     for i in range(11):
         g.log(cti, i + 1)
     sync_gate(LoopTransport(srv), bo, led)
@@ -532,19 +532,19 @@ def test_staged_rotation_signs_only_once_the_gates_have_the_key(world):
     bo, led, cti, tmp = world
     g1, g2 = FakeGate(tmp / "s1", 71, bo), FakeGate(tmp / "s2", 72, bo)
     old = bo.signing_key()[0]["kid"]
-    sync_gate(LoopTransport(session.SyncServer(g1)), bo, led)
-    sync_gate(LoopTransport(session.SyncServer(g2)), bo, led)
+    sync_gate(LoopTransport(session.SyncServer(g1.port())), bo, led)
+    sync_gate(LoopTransport(session.SyncServer(g2.port())), bo, led)
     new = bo.rotate_issuer(valid_from=NOW - 10)                      # lead time: 7 days by default
     assert bo.signing_key()[0]["kid"] == old                          # staged: not signing yet
-    s = sync_gate(LoopTransport(session.SyncServer(g1)), bo, led)
+    s = sync_gate(LoopTransport(session.SyncServer(g1.port())), bo, led)
     assert s["trust_serial"] == bo.trust_serial() and s["tables"] >= 2
     assert any("missing at gate(s) [72]" in w for w in s["warnings"])  # the back office warns
     assert bo.signing_key()[0]["kid"] == old
-    s = sync_gate(LoopTransport(session.SyncServer(g2)), bo, led)
+    s = sync_gate(LoopTransport(session.SyncServer(g2.port())), bo, led)
     assert s.get("promoted") == [new.hex()] and bo.signing_key()[0]["kid"] == new
     assert len(g2.verifier.trust.keys) == 2 and g2.verifier.trust.tables[0] >= 2
     bo.retire(old)                                                    # and the old key can go
-    sync_gate(LoopTransport(session.SyncServer(g1)), bo, led)
+    sync_gate(LoopTransport(session.SyncServer(g1.port())), bo, led)
     assert [k.kid for k in g1.verifier.trust.keys] == [new]
     assert bo.signing_key(NOW + 30 * 86400)[0]["kid"] == new
 

@@ -27,7 +27,7 @@ def env(tmp_path):
     bo.init_issuer("t", valid_from=NOW - 86400)
     bo.create_account("a", balance=50000)  # many credentials, each holding the default cap
     g = FakeGate(tmp_path / "g1", 11, bo)
-    srv = session.SyncServer(g)
+    srv = session.SyncServer(g.port())
     return bo, g, srv, tmp_path
 
 
@@ -232,7 +232,7 @@ def _gate_with_records(bo, d, gid, n=250):
     cti = bytes.fromhex("0a0b0c0d0e0f1011")
     for i in range(n):
         g.log(cti if i % 3 else None, i + 1, "OPEN" if i % 5 else "DENY", 0 if i % 5 else 14)
-    return g, session.SyncServer(g)
+    return g, session.SyncServer(g.port())
 
 
 def test_link_cut_at_every_frame_loses_and_doubles_nothing(env):

@@ -223,7 +223,8 @@ def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
     files with the same bytes, every one the table lists; the firmware reads them under the same
     names, and sync writes only files of the table."""
     import synchelp  # noqa: F401  (the firmware on sys.path)
-    from offgate.sync import admin, session
+    from offgate import statedir
+    from offgate.sync import admin
     from offgate_host.device import gatefiles
     from offgate_host.cli.board import _gate_files
     bo, _, _ = office
@@ -247,7 +248,7 @@ def test_every_writer_installs_the_same_gate_files(built, office, tmp_path):
                               % name)
         assert bytes.fromhex(out.strip()) == (sim / name).read_bytes(), name + err
     # the firmware's names are the table's
-    assert (session.ROOT_PUB, session.BATCH_PUB, session.SYNC_STATE) == (
+    assert (statedir.ROOT_PUB, statedir.BATCH_PUB, statedir.SYNC_STATE) == (
         gatefiles.ROOT_PUB, gatefiles.BATCH_PUB, gatefiles.SYNC_STATE)
     assert set(admin.UPLOADS.values()) | {gatefiles.TRUST, gatefiles.SYNC_STATE} == set(gatefiles.WRITTEN_BY_SYNC)
 

@@ -51,7 +51,7 @@ def test_receipt_from_gate_log_to_wallet_and_verification(tmp_path):
         g.log(cti, i + 1, t=now - 600 + i)
     g.log(cti, 9, "DENY", 14, t=now - 100)
     led = Ledger.for_backoffice(bo)
-    assert sync_gate(LoopTransport(session.SyncServer(g)), bo, led)["new"] == 4
+    assert sync_gate(LoopTransport(session.SyncServer(g.port())), bo, led)["new"] == 4
     chains = {r["seq"]: bytes(r["chain"]) for r in led.records(31)}
     assert all(r["chain_ok"] for r in led.records(31))
     led.close()

@@ -279,7 +279,7 @@ def test_three_back_offices_from_their_gates_operation_logs(tmp_path):
             g.log(ctis[p], k + 1, t=START + h * 3600 + 60 * k)
             want[stats.cell_of(spec_index, i % 2, h, k % 2)] += 1
         g.log(ctis[1], 99, "DENY", 14, t=START + 10)   # a denial is not a passage
-        assert sync_gate(LoopTransport(session.SyncServer(g)), bo, led)["new"] == 13 + 3 * i
+        assert sync_gate(LoopTransport(session.SyncServer(g.port())), bo, led)["new"] == 13 + 3 * i
         ops.append((name, bo, led))
     spec = stats.new_round("gates-1", [stats.party_info(bo, n) for n, bo, _ in ops], spec_index)
     agg_bo = BackOffice(tmp_path / "region")

@@ -12,7 +12,8 @@ try:
 except ImportError:
     sys.path.append(str(Path(__file__).resolve().parent / "syncshim"))
 
-from offgate.crypto import devicekey
+from offgate.crypto import devicekey  # noqa: E402
+from offgate.gateport import GatePort  # noqa: E402
 from offgate.sync import session  # noqa: E402
 from offgate.clock import Clock  # noqa: E402
 from offgate.policy.denylist import DenyList  # noqa: E402
@@ -26,7 +27,8 @@ from offgate_host.device.provision import provision_gate_dir
 
 
 class FakeGate:
-    """What the sync server uses of a gate: cfg, clock, verifier (trust, deny), oplog, device key."""
+    """What the sync link's gate port (offgate.gateport.GatePort) uses of a gate: cfg, clock, time,
+    verifier (trust, deny), oplog, status(), deny_list_installed(); and the device key."""
 
     def __init__(self, d, gate_id, bo, zone=1, clock_offset=0, register=True):
         d = Path(d)
@@ -36,6 +38,8 @@ class FakeGate:
         provision_gate_dir(d, bo)
         self.cfg = {"gate_id": gate_id, "zone": zone, "state_dir": str(d), "relay_ms": 500}
         self.clock = Clock(clock_offset)
+        self.time = None  # the clock is trusted as is (no offgate.clock.ClockTrust)
+        self.deny_ok = True
         self.verifier = Verifier(TrustStore.from_bytes(bo.trust_bytes()), DenyList(str(d / "deny.bin")), None,
                                  gate_id, zone)
         self.oplog = OpLog(str(d / "oplog"))
@@ -48,6 +52,13 @@ class FakeGate:
 
     def status(self):
         return {"scans": 0, "opened": 0, "denied": 0}
+
+    def deny_list_installed(self):
+        self.deny_ok = True
+
+    def port(self):
+        """The gate port the sync link is given (offgate.gateport.GatePort), with this device key."""
+        return GatePort(self, device_key=self.device_key)
 
     def log(self, cti, ctr, decision="OPEN", reason=0, t=None):
         return self.oplog.append(t or self.clock.now(), cti, ctr, decision, reason)

@@ -102,6 +102,10 @@ def _mul(k, x=None, y=None):
         r = p256fast.mul_g(k) if x is None else p256fast.mul_point(k, x, y)
     except ImportError:
         r = False
+    except MemoryError:  # no room for G's comb table (one 16 KB block): the slower path needs little heap
+        import gc
+        gc.collect()
+        r = False
     if r is False:
         from offgate.crypto import p256ref  # the big-integer fallback, loaded on first use
         r = p256ref.mul(k, p256.GX, p256.GY) if x is None else p256ref.mul(k, x, y)

@@ -65,55 +65,95 @@ def header(ftype, n):
 
 
 class Deframer:
+    """Frames out of a byte stream: feed(bytes) -> [(type, payload bytes)], resynchronising on the
+    magic after garbage or a bad CRC. The bytes wait in one buffer sized for the frame being
+    received once its header is in (a 4 KiB upload chunk is one allocation, not one per read)
+    and dropped when it is empty."""
+
     def __init__(self, max_payload=MAX_PAYLOAD):
-        self.buf = b""
+        self.buf = bytearray(0)
+        self.fill = 0       # bytes of buf in use
         self.max_payload = max_payload
         self.errors = 0     # frames or garbage runs dropped
         self.skipped = 0    # bytes dropped
 
+    def _add(self, data):
+        k = len(data)
+        need = self.fill + k
+        if need > len(self.buf):
+            cap = need
+            if self.fill >= HEADER:  # the frame's length is known: room for all of it at once
+                n = struct.unpack_from(">H", self.buf, 6)[0]
+                if n <= self.max_payload:
+                    cap = max(cap, HEADER + n + TRAILER)
+            b = bytearray(cap)
+            b[:self.fill] = memoryview(self.buf)[:self.fill]
+            self.buf = b
+        self.buf[self.fill:need] = data
+        self.fill = need
+
     def _drop(self, n):
-        self.buf = self.buf[n:]
+        """Forget the first n bytes of the buffer."""
+        rest = self.fill - n
+        if rest:
+            self.buf[:rest] = memoryview(self.buf)[n:self.fill]
+        self.fill = rest
+        if not rest and len(self.buf) > 256:
+            self.buf = bytearray(0)  # an upload's chunk buffer is not kept between frames
+
+    def _skip(self, n):
         self.skipped += n
+        self._drop(n)
 
     def feed(self, data):
         out = []
         if data:
-            self.buf += bytes(data)
+            self._add(data)
         while True:
-            buf = self.buf
-            i = buf.find(MAGIC)
+            buf = memoryview(self.buf)[:self.fill]
+            i = self.buf.find(MAGIC, 0, self.fill)
             if i < 0:
                 # keep a tail that could be the start of a magic split across reads
                 keep = 0
                 for k in (3, 2, 1):
-                    if len(buf) >= k and buf[-k:] == MAGIC[:k]:
+                    if self.fill >= k and buf[self.fill - k:] == MAGIC[:k]:
                         keep = k
                         break
-                if len(buf) > keep:
+                if self.fill > keep:
                     self.errors += 1
-                    self._drop(len(buf) - keep)
+                    buf = None
+                    self._skip(self.fill - keep)
                 return out
             if i > 0:
                 self.errors += 1
-                self._drop(i)
-                buf = self.buf
-            if len(buf) < HEADER:
+                buf = None
+                self._skip(i)
+                continue
+            if self.fill < HEADER:
                 return out
-            ver, ftype, n = struct.unpack(">BBH", buf[4:HEADER])
+            ver, ftype, n = struct.unpack_from(">BBH", buf, 4)
             if ver != VERSION or n > self.max_payload:
                 self.errors += 1
-                self._drop(1)
+                buf = None
+                self._skip(1)
                 continue
             end = HEADER + n + TRAILER
-            if len(buf) < end:
+            if self.fill < end:
+                if len(self.buf) < end:  # room for the whole frame now, not one read at a time
+                    buf = None
+                    b = bytearray(end)
+                    b[:self.fill] = memoryview(self.buf)[:self.fill]
+                    self.buf = b
                 return out  # truncated so far: wait for the rest
-            crc = struct.unpack(">I", buf[end - TRAILER:end])[0]
+            crc = struct.unpack_from(">I", buf, end - TRAILER)[0]
             if crc != _crc(buf[:end - TRAILER]):
                 self.errors += 1
-                self._drop(1)
+                buf = None
+                self._skip(1)
                 continue
-            out.append((ftype, buf[HEADER:end - TRAILER]))
-            self.buf = buf[end:]
+            out.append((ftype, bytes(buf[HEADER:end - TRAILER])))
+            buf = None
+            self._drop(end)
 
     def pending(self):
-        return len(self.buf)
+        return self.fill

@@ -1,62 +1,39 @@
-"""The sync link's pull and ack (the rest is in offgate/sync/admin.py) (docs/protocol.md "Sync protocol"), run by session.Session once a
-session is authenticated. Kept apart from the handshake so the gate loads this code only for an
-authenticated session, and drops it with the session (see sim/streams.py).
+"""The sync link's pull and ack (docs/protocol.md "Sync protocol"; every other command is in
+offgate/sync/admin.py), run by session.Session once a session is authenticated. Kept apart from
+the handshake so the gate loads this code only for an authenticated session, and drops it with
+the session (offgate/sync/serve.py).
 
-Each op(session, request map) returns a response map or raises SyncError (-> ok: false).
+Each op(server, state, request map) returns a response map or raises SyncError (-> ok: false);
+`state` is this module's Pulls, one per session.
 """
-import json
-import os
-
 from offgate.sync import frames
-from offgate.statedir import atomic_write
-from offgate.sync.session import BATCH_MAX_RECORDS, BATCH_PUB, SYNC_STATE, SyncError, _read, _uint
+from offgate.sync.proto import BATCH_MAX_RECORDS, SyncError, grab, mem_free, uint, unload
 
 
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+class Pulls:
+    """What one session has pulled: an ack may cover these records and no more; the batch seal
+    context; the size of the batch being answered (a response short of heap halves the next)."""
 
+    def __init__(self):
+        self.pulled_to = 0    # highest seq sent in a batch in THIS session: an ack may not go beyond it
+        self.seal_ctx = []    # this session's batch ephemeral key: [E, Z, seals so far, signed seal accepted] (batch.seal)
+        self.last_sent = 0    # records in the batch being answered (0: the response is not a batch)
+        self.cap = None       # at most this many records per batch, after a batch found no heap to go out
 
-def save_state(srv):
-    atomic_write(srv.path(SYNC_STATE), json.dumps(srv.state).encode())
+    def new_request(self):
+        self.last_sent = 0
 
-def batch_pub(srv):
-    for name in ("backoffice_pub", "bo_pub", "batch_pub", "server_pub"):
-        v = getattr(srv.gate, name, None)
-        if isinstance(v, (bytes, bytearray)) and len(v) == 65:
-            return bytes(v)
-    pub = _read(srv.path(BATCH_PUB))
-    if pub is None or len(pub) != 65:
-        raise SyncError("no back-office batch key on the gate (%s)" % BATCH_PUB)
-    return pub
+    def sent(self, n, to):
+        """A batch of n records, up to seq `to`, is the response: an ack may now cover them."""
+        if to > self.pulled_to:
+            self.pulled_to = to
+        self.last_sent = n
 
-# -- clock -------------------------------------------------------------------------
-def clock_state(srv):
-    c = srv.gate.clock
-    st = srv.state
-    out = {"now": c.now(), "offset": getattr(c, "offset", 0), "last_set": st.get("last_set"),
-           "drift": st.get("drift")}
-    tk = getattr(srv.gate, "time", None)
-    if tk is not None:  # whether the clock is trusted, since when, from which source
-        st = {}
-        tk.report(st, c.now())
-        for k, v in st.items():
-            out[k[6:]] = v  # clock_trusted -> trusted ...
-        out["policy"] = tk.policy
-    return out
-
-
-def drop_deny_tmp(self):
-    """Forget a half-received file upload (deny list or comb tables) and its tmp file."""
-    if self.deny_tmp is not None:
-        try:
-            self.deny_tmp["f"].close()
-        except Exception:
-            pass
-        _remove(self.deny_tmp["tmp"])
-        self.deny_tmp = None
+    def shrink(self):
+        """The response (a batch of last_sent records) found no heap: the next pull gets at most half."""
+        if self.last_sent:
+            self.cap = max(1, self.last_sent // 2)
+        self.last_sent = 0
 
 
 # Heap a pull needs, measured (bench/sync_heap.py): the batch exists as plaintext, signed and
@@ -67,50 +44,64 @@ PULL_PER_RECORD = 160
 PULL_RESERVE = 12 * 1024
 
 
-def mem_free():
-    """Free heap (bytes) after a collection, or None where the port does not say (CPython)."""
-    try:
-        import gc
-        gc.collect()
-        return gc.mem_free()
-    except (ImportError, AttributeError):
-        return None
+# The largest copy (the response frame) holds up to ROW_MAX bytes per record over BATCH_FIXED: it
+# must fit in one contiguous block.
+ROW_MAX = 40
+BATCH_FIXED = 1024
 
 
-def pull_size(n, free):
-    """How many records (1 .. n) a pull may hold with `free` bytes of heap (None: any)."""
+def pull_size(n, free, block=None):
+    """How many records (1 .. n) a pull may hold with `free` bytes of heap (None: any) whose
+    largest contiguous block is `block` bytes (None: not known)."""
     if free is None:
         return n
-    return max(1, min(n, (free - PULL_RESERVE) // PULL_PER_RECORD))
+    k = (free - PULL_RESERVE) // PULL_PER_RECORD
+    if block is not None:
+        k = min(k, (block - BATCH_FIXED) // ROW_MAX)
+    return max(1, min(n, k))
 
 
-def op_pull(self, req):
+def largest_block(free):
+    """The largest contiguous block (bytes) the heap gives now, or None where it is not known."""
+    if free is None:
+        return None
+    b = grab(free, 256)
+    n = len(b) if b is not None else 0
+    b = None
+    return n
+
+
+def op_pull(srv, st, req):
     """The next batch of at most `max` records, sized to the gate's free heap: a smaller batch,
     never "out of memory". The response says what was asked, what the heap allowed and what was
     sent ("asked", "fit", "free"); the host just pulls again until the batch is empty."""
     from offgate.sync import batch
-    log = self.srv.oplog
+    port = srv.port
+    log = port.oplog
     if log is None:
         raise SyncError("this gate has no operation log")
     asked = req.get("max", BATCH_MAX_RECORDS)
-    if not _uint(asked) or asked < 1:
+    if not uint(asked) or asked < 1:
         raise SyncError("max must be a positive integer")
     free = mem_free()
-    n = fit = pull_size(min(asked, BATCH_MAX_RECORDS, self.pull_cap or BATCH_MAX_RECORDS), free)
-    gid = self.gate.cfg["gate_id"]
-    bpub = batch_pub(self.srv)
+    block = largest_block(free)
+    n = fit = pull_size(min(asked, BATCH_MAX_RECORDS, st.cap or BATCH_MAX_RECORDS), free, block)
+    gid = port.gate_id
+    bpub = port.batch_pub()
+    if bpub is None:
+        raise SyncError("no back-office batch key on the gate (batch.pub)")
     limit = frames.MAX_PAYLOAD - 64
     while True:
         sealed = None
         try:
-            plain = batch.build(log, gid, clock_state(self.srv), n)
-            if self.seal_ctx is None:
-                self.seal_ctx = []  # one ephemeral key and ECDH per session (batch.seal)
-            # signed: the session's first seal (in batch.seal), every SIGN_EVERY-th, and an empty
-            # batch (the end of the host's pull loop: its `prev` commits to every record acked)
+            plain = batch.build(log, gid, srv.clock_state(), n)
+            # one ephemeral key and ECDH per session (batch.seal); signed: the session's first
+            # seal (in batch.seal), every SIGN_EVERY-th, and an empty batch (the end of the host's
+            # pull loop: its `prev` commits to every record acked)
+            ctx = st.seal_ctx
             sign = batch.LAST_TO == log.acked()[0] or \
-                (len(self.seal_ctx) > 2 and (self.seal_ctx[2] + 1) % batch.SIGN_EVERY == 0)
-            sealed = batch.seal(plain, self.srv.device_key, bpub, ctx=self.seal_ctx, sign=sign)
+                (len(ctx) > 2 and (ctx[2] + 1) % batch.SIGN_EVERY == 0)
+            sealed = batch.seal(plain, port.device_key(), bpub, ctx=ctx, sign=sign)
             plain = None
         except MemoryError:
             # fragmentation or a scan's allocations: smaller, after a collection (heap is never
@@ -118,7 +109,8 @@ def op_pull(self, req):
             plain = sealed = None
             mem_free()
             if n == 1:
-                raise SyncError("gate out of memory even for a one-record batch (%s bytes free before it)" % free)
+                # not an end: the host asks again (pull is repeatable) after the gate's collection
+                raise MemoryError("not even a one-record batch fits (%s bytes free, largest block %s)" % (free, block))
             n = max(1, n // 2)
             continue
         if len(sealed) <= limit or n == 1:
@@ -129,35 +121,35 @@ def op_pull(self, req):
         raise SyncError("a one-record batch does not fit in a frame")
     head = log.head()
     # what this session has been given: an ack may cover these records and no more
-    to = batch.LAST_TO
-    if to > self.pulled_to:
-        self.pulled_to = to
-    self.last_sent = n
+    st.sent(n, batch.LAST_TO)
     return {"batch": sealed, "head": [head[0], bytes(head[1])], "asked": asked, "fit": fit, "sent": n,
-            "free": free}
+            "free": free, "block": block}
 
-def op_ack(self, req):
-    log = self.srv.oplog
+def op_ack(srv, st, req):
+    port = srv.port
+    log = port.oplog
     if log is None:
         raise SyncError("this gate has no operation log")
     seq, chain = req.get("seq"), req.get("chain")
-    if not _uint(seq) or not isinstance(chain, bytes) or len(chain) != 32:
+    if not uint(seq) or not isinstance(chain, bytes) or len(chain) != 32:
         raise SyncError("ack needs seq (uint) and chain (32 bytes)")
-    if seq > self.pulled_to and seq != log.acked()[0]:
+    if seq > st.pulled_to and seq != log.acked()[0]:
         # an ack frees records: only those this session has actually pulled (and the back office
         # could therefore have stored) may be freed
-        raise SyncError("ack of seq %d beyond what this session pulled (%d)" % (seq, self.pulled_to))
-    tk = getattr(self.gate, "time", None)
+        raise SyncError("ack of seq %d beyond what this session pulled (%d)" % (seq, st.pulled_to))
+    tk = port.time
     t = None
     if tk is not None:  # the acknowledged records' time becomes the floor: the log may free them now
         r = log.read(seq, 1, False)
         t = r[0].get("t") if r and r[0]["seq"] == seq else None  # a damaged record has no time
     ok = bool(log.acknowledge(seq, chain))
-    if ok and self.seal_ctx:
-        self.seal_ctx[3] = True  # the back office opened a signed seal of this session: later ones may go unsigned
+    if ok and st.seal_ctx:
+        st.seal_ctx[3] = True  # the back office opened a signed seal of this session: later ones may go unsigned
     if ok and t is not None:
         from offgate import timekeep
-        timekeep.raise_floor(tk, self.gate.clock, t)
+        timekeep.raise_floor(tk, port.clock, t)
+        timekeep = None
+        unload("timekeep")  # boot and sync code (offgate.gate): not kept beside a pull's batch
     a = log.acked()
     return {"acked": ok, "acked_to": [a[0], bytes(a[1])]}
 
@@ -165,14 +157,3 @@ OPS = {
     "pull": op_pull,
     "ack": op_ack,
 }
-# Status, config, lists, tables and time (offgate/sync/admin.py): loaded only for those requests, so a
-# pull's batch has the heap that code would take (the two are never in the heap together).
-ADMIN_OPS = ("status", "config", "tables_begin", "tables_chunk", "tables_commit", "deny_begin", "deny_chunk", "deny_commit", "trust",
-            "time_nonce", "set_time")
-# What each scope may do (docs/protocol.md "Scopes"). "full": every op above. "clock" (operator
-# credential or its issuer key not valid at the gate's clock): read the gate's time, write
-# root-signed time; nothing else is read or written.
-CLOCK_OPS = ("time_nonce", "set_time")
-# Commands a host may simply repeat after a "retry" answer (the gate was short of heap): they
-# change nothing, or nothing that a repetition would change again.
-RETRY_OPS = ("status", "config", "pull", "ack", "time_nonce")

@@ -1,8 +1,10 @@
 """The gate's side of the sync link (docs/protocol.md "Sync protocol"): bytes in -> bytes out.
 
-Transport-agnostic: the simulator feeds it from a TCP socket (sim/streams.py), a device from the
-USB serial port. One `Session` per connection; the `SyncServer` holds what outlives a session
-(the persisted sync state, the gate it serves).
+Transport-agnostic: offgate.sync.serve feeds it from a byte pipe (a TCP socket in the simulator,
+the USB serial port or a UART on a device). One `Session` per connection; the `SyncServer` holds
+what outlives a session (the persisted sync state, the gate port it serves: offgate.gateport).
+Modules: proto (constants), frames, handshake (loaded for HELLO/AUTH only), ops (pull, ack),
+admin (every other command; never in the heap together with a pull's batch), batch, serve.
 
 Handshake (OGSYNC2; the operator proves itself first, the gate signs nothing for anyone):
 
@@ -24,75 +26,15 @@ Secured frame payload: ctr (4, BE) | AES-256-CCM(k_dir, nonce = dir (1: host->ga
 from 1 and a frame must carry exactly the next counter. Any bad tag, counter or frame in a secured
 session ends it (ERROR, then nothing more is read): the link is re-established from a new HELLO.
 """
-import hashlib
 import json
-import os
 import struct
-
-from offgate.codec import cbor
-from offgate.sync import frames
-
-try:
-    from os import urandom
-except ImportError:  # pragma: no cover - some ports keep it elsewhere
-    from random import getrandbits
-
-    def urandom(n):
-        return bytes(getrandbits(8) for _ in range(n))
-
 import sys
 
-if sys.implementation.name == "micropython":
-    from gc import collect as _collect
-else:  # CPython: a full collection per request costs more than it gives
-    def _collect():
-        pass
-
-PROTO = b"OGSYNC2"
-NONCE_LEN = 16
-MAC_LEN = 16        # the AES-CCM tag
-ROLE_CLAIM = -65538
-ROLE_OPERATOR = "operator"
-DENY_CHUNK = 4096
-SYNC_STATE = "sync.json"
-ROOT_PUB = "root.pub"
-BATCH_PUB = "batch.pub"
-BATCH_MAX_RECORDS = 200
-
-# session states
-IDLE = 0
-CHALLENGED = 1
-OPEN = 2
-DEAD = 3
-
-
-class SyncError(ValueError):
-    pass
-
-
-# ------------------------------------------------------------------------------ crypto glue
-def _sha256(data):
-    return hashlib.sha256(data).digest()
-
-
-def hmac_sha256(key, msg):
-    from offgate.crypto import hmac256
-    return hmac256.hmac_sha256(key, msg)
-
-
-def hkdf_sha256(ikm, salt, info, n):
-    from offgate.crypto import hkdf
-    return hkdf.hkdf_sha256(ikm, salt, info, n)
-
-
-def _eq(a, b):
-    """Constant-time comparison of two byte strings (hmac256.equal, loaded like the rest of the glue)."""
-    from offgate.crypto import hmac256
-    return hmac256.equal(a, b)
-
-
-def _u32(v):
-    return struct.pack(">I", v & 0xFFFFFFFF)
+from offgate.codec import cbor
+from offgate.statedir import SYNC_STATE, read
+from offgate.sync import frames
+from offgate.sync.proto import (ADMIN_OPS, CHALLENGED, CLOCK_OPS, DEAD, IDLE, MAC_LEN, OPEN, RETRY_OPS, Refused,
+                                SyncError, collect, u32, unload)
 
 
 def _nonce(direction, ctr):
@@ -100,38 +42,16 @@ def _nonce(direction, ctr):
     return bytes([direction]) + bytes(8) + ctr
 
 
-def _uint(v):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def _unload(name):
-    import offgate
-    offgate.unload("offgate." + name)
-    _collect()
-
-
-# ------------------------------------------------------------------------------ files
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 # ------------------------------------------------------------------------------ server
 class SyncServer:
-    """What the sync link needs from the gate, plus the state that outlives a session."""
+    """What outlives a session: the gate port (offgate.gateport.GatePort), the persisted sync state
+    (SYNC_STATE: clock history), counters. `log`: a stream for one-line notes, or None."""
 
-    def __init__(self, gate, oplog=None, device_key=None, log=None):
-        self.gate = gate
-        self.cfg = gate.cfg
-        self.dir = gate.cfg["state_dir"]
-        self.oplog = oplog if oplog is not None else getattr(gate, "oplog", None)
-        self._device_key = device_key  # found or loaded on first use (a P-256 key costs heap)
+    def __init__(self, port, log=None):
+        self.port = port
         self.log = log
         st = None
-        raw = _read(self.path(SYNC_STATE))
+        raw = read(port.path(SYNC_STATE))
         if raw:
             try:
                 st = json.loads(raw)
@@ -143,27 +63,25 @@ class SyncServer:
         self.sessions = 0
         self.refused = 0
 
-    @property
-    def device_key(self):
-        if self._device_key is None:
-            self._device_key = self._find_device_key(self.gate)
-        return self._device_key
+    def save_state(self):
+        from offgate.statedir import atomic_write
+        atomic_write(self.port.path(SYNC_STATE), json.dumps(self.state).encode())
 
-    def _find_device_key(self, gate):
-        for name in ("device_key", "devkey", "dkey", "key"):
-            k = getattr(gate, name, None)
-            if k is not None and hasattr(k, "sign"):
-                return k
-        from offgate.crypto import devicekey
-        return devicekey.load_or_create(self.path("device.key"))
-
-    def root_pub(self):
-        """The back office's root public key (65 bytes) from root.pub, or None."""
-        pub = _read(self.path(ROOT_PUB))
-        return pub if pub is not None and len(pub) == 65 else None
-
-    def path(self, name):
-        return self.dir + "/" + name
+    def clock_state(self):
+        """The gate's clock as the host sees it (status and every batch): now, offset, last signed
+        set, drift, and whether it is trusted, since when, from which source (offgate.timekeep)."""
+        port = self.port
+        c = port.clock
+        st = self.state
+        out = {"now": c.now(), "offset": c.offset, "last_set": st.get("last_set"), "drift": st.get("drift")}
+        tk = port.time
+        if tk is not None:
+            st = {}
+            tk.report(st, c.now())
+            for k, v in st.items():
+                out[k[6:]] = v  # clock_trusted -> trusted ...
+            out["policy"] = tk.policy
+        return out
 
     def note(self, msg):
         if self.log is not None:
@@ -176,34 +94,43 @@ class SyncServer:
         self.sessions += 1
         return Session(self)
 
+    def refuse(self):
+        """Count a refused handshake or frame (a possible attack)."""
+        self.refused += 1
+
+
 # ------------------------------------------------------------------------------ session
 class Session:
     def __init__(self, server):
         self.srv = server
-        self.gate = server.gate
+        self.port = server.port
         self.deframer = frames.Deframer()
         self.state = IDLE
         self.closed = False
+        self.hs = None        # the handshake under way (offgate.sync.handshake.Handshake)
         self.k_hg = self.k_gh = None
         self.rx = 0
         self.tx = 0
         self.scope = None
-        self.time_nonce = None
-        self.deny_tmp = None
-        self.pulled_to = 0   # highest seq sent in a batch in THIS session: an ack may not go beyond it
-        self.seal_ctx = None  # this session's batch ephemeral key: [E, Z, seals so far] (batch.seal)
-        self.last_sent = 0    # records in the batch being answered (0: the response is not a batch)
-        self.pull_cap = None  # at most this many records per batch, after a batch found no heap to go out
+        self.op_name = None
+        self.pulls = None     # pull/ack state of this session (offgate.sync.ops.Pulls)
+        self.admin = None     # upload and time-nonce state (offgate.sync.admin.AdminState)
         self.frames_in = 0
         self.bad_frames = 0
 
     def close(self):
-        """The link is gone: forget the keys and any half-received deny list."""
+        """The link is gone: forget the keys and any half-received upload."""
         self.closed = True
         self.state = DEAD
+        self._forget()
+
+    def _forget(self):
+        self.hs = None
         self.k_hg = self.k_gh = None
-        self.seal_ctx = None
-        self._drop_deny_tmp()
+        self.pulls = None
+        if self.admin is not None:
+            self.admin.drop_upload()
+            self.admin = None
 
     # -- frames ----------------------------------------------------------------------
     def feed(self, data):
@@ -228,7 +155,8 @@ class Session:
             return out[0]  # the usual case: no joined copy of a large frame
         return b"".join(out)
 
-    def _error(self, msg):
+    def error(self, msg):
+        """An ERROR frame (clear) saying `msg`."""
         self.srv.note("error: " + msg)
         return frames.encode(frames.ERROR, cbor.dumps({1: msg}))
 
@@ -236,11 +164,10 @@ class Session:
         """End the session: forget the keys, refuse everything after this frame."""
         self.state = DEAD
         self.closed = True
-        self.k_hg = self.k_gh = None
-        self._drop_deny_tmp()
-        return self._error(msg)
+        self._forget()
+        return self.error(msg)
 
-    def _seal(self, ftype, body):
+    def seal(self, ftype, body):
         """A secured frame of `body` (a map; emptied here). Short of heap for it, a small
         {"ok": false, "retry": true} response goes instead (the request was not carried out, or,
         for pull and ack, may be repeated): out of memory does not end a session."""
@@ -248,10 +175,9 @@ class Session:
             return self._seal1(ftype, body)
         except MemoryError:
             body = None
-            if self.last_sent:  # it was a batch: the repeated pull gets at most half as many records
-                self.pull_cap = max(1, self.last_sent // 2)
-            self.last_sent = 0
-            _collect()
+            if self.pulls is not None:  # a batch: the repeated pull gets at most half as many records
+                self.pulls.shrink()
+            collect()
             self.srv.note("low on heap for a response: asked the host to retry")
             return self._seal1(ftype, {"ok": False, "retry": True, "err": "gate low on heap, retry"})
 
@@ -261,7 +187,7 @@ class Session:
         body = cbor.dumps(d)
         d.clear()  # the caller's map no longer holds a large value (a batch) beside its encoding
         n = 4 + len(body) + MAC_LEN
-        ctr = _u32(self.tx + 1)
+        ctr = u32(self.tx + 1)
         out = bytearray(frames.HEADER + n + frames.TRAILER)
         h = frames.header(ftype, n)
         out[:frames.HEADER] = h
@@ -272,7 +198,8 @@ class Session:
         self.tx += 1  # counted once the frame exists (a MemoryError above leaves the counter)
         return frames.finish(out)
 
-    def _open(self, ftype, payload):
+    def open(self, ftype, payload):
+        """The body of a secured frame from the host, or None (bad length, counter or tag)."""
         from offgate.crypto import aesccm
         n = len(payload)
         if n < 4 + MAC_LEN:
@@ -291,13 +218,9 @@ class Session:
     def _restart(self):
         """Forget the session's keys and state, as if the link had just come up."""
         self.state = IDLE
-        self.k_hg = self.k_gh = None
         self.rx = self.tx = 0
         self.scope = None
-        self.time_nonce = None
-        self.pulled_to = 0
-        self.seal_ctx = None
-        self._drop_deny_tmp()
+        self._forget()
 
     def handle(self, ftype, payload):
         if ftype == frames.HELLO and self.state != IDLE:
@@ -309,70 +232,101 @@ class Session:
         if self.state == OPEN:
             if ftype != frames.REQUEST:
                 return self._fail("unexpected frame type %d in a secured session" % ftype)
-            body = self._open(ftype, payload)
+            body = self.open(ftype, payload)
             if body is None:
-                self.srv.refused += 1
+                self.srv.refuse()
                 return self._fail("bad tag or counter")
             try:
                 req = cbor.loads(body, max_len=frames.MAX_PAYLOAD)
             except ValueError:
                 return self._fail("request is not CBOR")
             if not isinstance(req, dict) or not isinstance(req.get("op"), str):
-                return self._seal(frames.RESPONSE, {"ok": False, "err": "request must be a map with 'op'"})
-            return self._seal(frames.RESPONSE, self.request(req))
+                return self.seal(frames.RESPONSE, {"ok": False, "err": "request must be a map with 'op'"})
+            return self.seal(frames.RESPONSE, self.request(req))
         if ftype == frames.HELLO:
-            from offgate.sync import handshake
-            return handshake.hello(self, payload)
-        if ftype == frames.AUTH and self.state == CHALLENGED:
-            from offgate.sync import handshake
-            r = handshake.auth(self, payload)
-            _unload("sync.handshake")  # not needed again in this session: give its heap to the commands
+            from offgate.sync.handshake import Handshake
+            self.state = IDLE
+            hs = Handshake(self.port)
+            try:
+                r = hs.hello(payload)
+            except SyncError as e:
+                return self._refused(e)
+            self.hs = hs
+            self.state = CHALLENGED
             return r
+        if ftype == frames.AUTH and self.state == CHALLENGED:
+            hs = self.hs
+            self.hs = None
+            self.state = IDLE
+            try:
+                keys = hs.auth(payload)
+            except SyncError as e:
+                return self._refused(e)
+            finally:
+                hs = None
+                unload("sync.handshake")  # not needed again in this session: give its heap to the commands
+            self.k_hg, self.k_gh, self.scope, self.op_name = keys
+            self.rx = self.tx = 0
+            self.state = OPEN
+            self.srv.note("session open (operator %s, scope %s)" % (self.op_name, self.scope))
+            return self.seal(frames.AUTH_OK, {"scope": self.scope, "gate_id": self.port.gate_id})
         self.state = IDLE
-        return self._error("expected HELLO" if ftype != frames.AUTH else "AUTH without a challenge")
+        return self.error("expected HELLO" if ftype != frames.AUTH else "AUTH without a challenge")
+
+    def _refused(self, e):
+        if isinstance(e, Refused):
+            self.srv.refuse()
+        return self.error(str(e))
 
     # -- commands (offgate/sync/ops.py, loaded on the first request; offgate/sync/admin.py) --------
     def request(self, req):
-        _collect()
         op = req["op"]
-        self.last_sent = 0
+        collect()
         try:
-            fn = self._load(op)
+            fn, st = self._load(op)
         except MemoryError:  # nothing was done: the host retries after the gate's next collection
-            _collect()
+            collect()
             return {"ok": False, "retry": True, "err": "gate low on heap for %s, retry" % op}
-        from offgate.sync import ops
         if fn is None:
             return {"ok": False, "err": "unknown op %s" % op}
-        if self.scope != "full" and op not in ops.CLOCK_OPS:
+        if self.scope != "full" and op not in CLOCK_OPS:
             return {"ok": False, "err": "operator credential or issuer key not valid at the gate's clock; "
                                         "only signed time is allowed"}
         try:
-            r = fn(self, req)
+            r = fn(self.srv, st, req)
         except SyncError as e:
             return {"ok": False, "err": str(e)}
-        except MemoryError:
-            _collect()
-            return {"ok": False, "retry": op in ops.RETRY_OPS, "err": "gate low on heap for %s" % op}
+        except MemoryError as e:
+            why = str(e) if e.args else ""
+            e = None
+            collect()
+            return {"ok": False, "retry": op in RETRY_OPS,
+                    "err": "gate low on heap for %s%s" % (op, (": " + why) if why else "")}
         except Exception as e:
             return {"ok": False, "err": "%s: %s" % (type(e).__name__, e)}
         r["ok"] = True
         return r
 
     def _load(self, op):
-        """The function of command `op` (None if unknown), its module loaded and the other
-        command module dropped: a pull's code and the rest are never in the heap together."""
-        from offgate.sync import ops
-        if op in ops.ADMIN_OPS:
-            if "offgate.sync.batch" in sys.modules:
-                _unload("sync.batch")
+        """(function, its state) of command `op` (function None if unknown), its module loaded and
+        the other command module dropped: a pull's code and the rest are never in the heap together."""
+        if self.pulls is not None:
+            self.pulls.new_request()
+        if op in ADMIN_OPS:
+            if "offgate.sync.ops" in sys.modules:
+                unload("sync.batch", "sync.ops")  # this session's Pulls keeps what it needs of ops
             from offgate.sync import admin
-            return getattr(admin, "op_" + op)
+            if self.admin is None:
+                self.admin = admin.AdminState()
+            return getattr(admin, "op_" + op), self.admin
+        if self.admin is not None:  # an upload or time nonce does not outlive a pull or an ack
+            self.admin.drop_upload()
+            self.admin = None
         if "offgate.sync.admin" in sys.modules:
-            _unload("sync.admin")
-        return ops.OPS.get(op)
-
-    def _drop_deny_tmp(self):
-        if self.deny_tmp is not None:
-            from offgate.sync import ops
-            ops.drop_deny_tmp(self)
+            unload("sync.admin")
+        from offgate.sync import ops
+        if self.pulls is None:
+            self.pulls = ops.Pulls()
+        if op == "pull":
+            from offgate.sync import batch  # noqa: F401  loaded before the batch's heap is freed
+        return ops.OPS.get(op), self.pulls

@@ -17,7 +17,9 @@ HELLO, CHALLENGE, AUTH, AUTH_OK, REQUEST, RESPONSE, ERROR = 0x01, 0x02, 0x03, 0x
 PROTO = b"OGSYNC2"
 NONCE_LEN = 16
 MAC_LEN = 16
-DENY_CHUNK = 1024  # like TABLES_CHUNK: a 4 KiB chunk frame did not fit the 32-bit build at its sync heap (144k)
+# like TABLES_CHUNK: each request frame is one block of the gate's heap, split by then by a long pull
+# session (a 4 KiB chunk frame did not fit the 32-bit build at its sync heap, 144k)
+DENY_CHUNK = 1024
 TABLES_CHUNK = 1024  # smaller: the comb tables come right after a trust list install, on a fragmented heap
 
 

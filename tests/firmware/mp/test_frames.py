@@ -75,3 +75,15 @@ def test_encode_refuses_oversize():
         assert False, "oversize frame encoded"
     except frames.FrameError:
         pass
+
+
+def test_a_frame_read_in_pieces_is_one_buffer_of_its_size():
+    """A 4 KiB request frame arriving in 1 KiB reads: once its header is in, the deframer holds one
+    buffer of the frame's size (no growth by copies), and lets it go once the frame is out."""
+    f = encode(16, bytes(range(256)) * 16)
+    d = Deframer()
+    assert d.feed(f[:1024]) == [] and len(d.buf) == len(f)
+    held = d.buf
+    assert d.feed(memoryview(f)[1024:3000]) == [] and d.buf is held
+    assert d.feed(f[3000:]) == [(16, bytes(range(256)) * 16)]
+    assert d.pending() == 0 and len(d.buf) == 0
