@@ -72,7 +72,7 @@ def bench_stats(n_cells):
                    stats.S_CELLS: n, stats.S_VECTOR: vec, stats.S_CREATED: 0}
         import cbor2
         from offgate_host.wire import formats
-        subs.append(formats._sign1(p, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(p))},
+        subs.append(formats.sign1(p, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(p))},
                                    cbor2.dumps(payload)))
     with tempfile.TemporaryDirectory() as d:
         led = Ledger(str(Path(d) / "agg.db"))

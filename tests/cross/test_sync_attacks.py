@@ -607,7 +607,7 @@ def test_inspect_says_what_the_gate_would_decide(world):
 
 def _resign(rider_key, payload, tagged=True):
     from offgate_host.wire import formats
-    return formats._sign1(rider_key, {formats.H_ALG: formats.ALG_ES256}, payload, tagged=tagged)
+    return formats.sign1(rider_key, {formats.H_ALG: formats.ALG_ES256}, payload, tagged=tagged)
 
 
 _CBOR_VARIANTS = [

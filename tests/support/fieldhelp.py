@@ -30,7 +30,7 @@ class Issuer:
         """A signed version-2 deny list (docs/protocol.md §6); the issuer key stands in for the root
         key (the gate checks the signature at install, the CRC and order at every load)."""
         def sign(payload):
-            return formats._sign1(self.key, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: self.kid},
+            return formats.sign1(self.key, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: self.kid},
                                   payload, tagged=True)
         return formats.signed_deny_list_bytes(ctis, serial, self.nbf if issued is None else issued, sign)
 

@@ -1029,7 +1029,7 @@ class BackOffice:
     def root_sign(self, payload: bytes) -> bytes:
         """COSE_Sign1 (tagged, ES256, kid = root kid) over `payload` with the root key."""
         k = self.root_key()
-        return formats._sign1(k, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(k))},
+        return formats.sign1(k, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(k))},
                               payload, tagged=True)
 
     def batch_key(self):
@@ -1079,7 +1079,7 @@ class BackOffice:
         with self.db:  # every operator credential is recorded, so that revoking its holder can deny it
             self.db.execute("INSERT INTO operator_credentials (cti, name, exp, issued) VALUES (?, ?, ?, ?)",
                             (cti, name, exp, now))
-        return formats._sign1(skey, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: kid},
+        return formats.sign1(skey, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: kid},
                               cbor2.dumps(claims), tagged=False)
 
     def operator_identity(self, name="operator", valid_seconds=3600, now=None):

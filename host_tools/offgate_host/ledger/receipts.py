@@ -171,15 +171,15 @@ def decrypt_with(enc_priv, enc) -> bytes:
 
 
 def _sign(priv, payload) -> bytes:
-    return formats._sign1(priv, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(priv))},
+    return formats.sign1(priv, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(priv))},
                           payload, tagged=True)
 
 
 def _open_signed(data, pub65, what) -> dict:
     try:
-        _, prot, _, payload = formats._split_sign1(data, what)
-        formats._cwt_verify(data, keys.pub_from_bytes(bytes(pub65)), prot.get(formats.H_KID), what)
-        return formats._decode_map(payload, what)
+        _, prot, _, payload = formats.split_sign1(data, what)
+        formats.cwt_verify(data, keys.pub_from_bytes(bytes(pub65)), prot.get(formats.H_KID), what)
+        return formats.decode_map(payload, what)
     except ValueError as e:
         raise ReceiptError(str(e)) from None
 
@@ -190,15 +190,15 @@ def make_request(wallet_key, cti, *, period=None, trip=None, now=None) -> bytes:
     (from, to) in Unix seconds, to exclusive."""
     if (period is None) == (trip is None):
         raise ReceiptError("ask for either one trip or one period")
-    m = {R_CTI: formats._need_bytes("credential id", cti, 8), R_NONCE: os.urandom(16), R_IAT: _now(now)}
+    m = {R_CTI: formats.need_bytes("credential id", cti, 8), R_NONCE: os.urandom(16), R_IAT: _now(now)}
     if period is not None:
         t0, t1 = period
-        if not (formats._is_uint(t0) and formats._is_uint(t1) and t0 < t1):
+        if not (formats.is_uint(t0) and formats.is_uint(t1) and t0 < t1):
             raise ReceiptError("a period needs from < to, Unix seconds")
         m[R_FROM], m[R_TO] = t0, t1
     else:
         gate, seq = trip
-        if not (formats._is_uint(gate) and formats._is_uint(seq)):
+        if not (formats.is_uint(gate) and formats.is_uint(seq)):
             raise ReceiptError("a trip is GATE:SEQ, two non-negative integers")
         m[R_TRIP] = [gate, seq]
     return _sign(wallet_key, cbor2.dumps(m))
@@ -305,8 +305,8 @@ def issue(bo, led, request, now=None) -> bytes:
 def _issue(bo, led, request, now):
     now = _now(now)
     try:
-        _, _, _, payload = formats._split_sign1(request, "receipt request")
-        m = formats._decode_map(payload, "receipt request")
+        _, _, _, payload = formats.split_sign1(request, "receipt request")
+        m = formats.decode_map(payload, "receipt request")
     except ValueError as e:
         raise ReceiptError(str(e)) from None
     cti = m.get(R_CTI)
@@ -314,15 +314,15 @@ def _issue(bo, led, request, now):
     if cred is None:
         raise ReceiptError("receipt request names a credential this back office never issued")
     _open_signed(request, cred["rider_pub"], "receipt request")   # signed by the key the credential certifies
-    if not formats._is_uint(m.get(R_IAT)) or abs(m[R_IAT] - now) > REQUEST_SKEW:
+    if not formats.is_uint(m.get(R_IAT)) or abs(m[R_IAT] - now) > REQUEST_SKEW:
         raise ReceiptError("receipt request is stale or dated ahead (iat %r, now %d)" % (m.get(R_IAT), now))
     if not isinstance(m.get(R_NONCE), bytes) or len(m[R_NONCE]) != 16:
         raise ReceiptError("receipt request needs a 16-byte nonce")
     if (R_TRIP in m) == (R_FROM in m or R_TO in m):
         raise ReceiptError("receipt request must name one trip or one period")
-    if R_TRIP in m and not (isinstance(m[R_TRIP], list) and len(m[R_TRIP]) == 2 and all(map(formats._is_uint, m[R_TRIP]))):
+    if R_TRIP in m and not (isinstance(m[R_TRIP], list) and len(m[R_TRIP]) == 2 and all(map(formats.is_uint, m[R_TRIP]))):
         raise ReceiptError("receipt request: trip must be [gate, seq]")
-    if R_FROM in m and not (formats._is_uint(m.get(R_FROM)) and formats._is_uint(m.get(R_TO)) and m[R_FROM] < m[R_TO]):
+    if R_FROM in m and not (formats.is_uint(m.get(R_FROM)) and formats.is_uint(m.get(R_TO)) and m[R_FROM] < m[R_TO]):
         raise ReceiptError("receipt request: period must be from < to")
     req_hash = _sha(request)
     if led.db.one("SELECT id FROM receipts WHERE request_hash = ?", (req_hash,)):
@@ -406,7 +406,7 @@ def parse_bundle(data) -> dict:
     if not (("receipt" in b) ^ ("signed" in b)):
         raise ReceiptError("a bundle holds either the encrypted receipt or the signed one")
     for k in ("index", "size"):
-        if not formats._is_uint(b.get(k)):
+        if not formats.is_uint(b.get(k)):
             raise ReceiptError("bundle: bad %s" % k)
     if not isinstance(b.get("path"), list) or not isinstance(b.get("sth"), bytes) or not isinstance(b.get("id"), bytes):
         raise ReceiptError("bundle: missing path, tree head or id")
@@ -543,8 +543,8 @@ def read_bundle(bundle_bytes, enc_priv=None) -> dict:
     if signed is None:
         raise ReceiptError("the receipt is encrypted: give the rider's wallet")
     try:
-        _, _, _, payload = formats._split_sign1(signed, "receipt")
-        return formats._decode_map(payload, "receipt")
+        _, _, _, payload = formats.split_sign1(signed, "receipt")
+        return formats.decode_map(payload, "receipt")
     except ValueError as e:
         raise ReceiptError(str(e)) from None
 

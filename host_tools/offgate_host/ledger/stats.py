@@ -83,13 +83,13 @@ def _check_index(index) -> dict:
         raise StatsError("index must be an object with start, hours, stations, products")
     start, hours = index.get("start"), index.get("hours")
     st, pr = index.get("stations"), index.get("products")
-    if not formats._is_uint(start) or start % HOUR:
+    if not formats.is_uint(start) or start % HOUR:
         raise StatsError("index start must be Unix seconds on a whole hour, got %r" % (start,))
-    if not formats._is_uint(hours) or not 1 <= hours <= 24 * 366:
+    if not formats.is_uint(hours) or not 1 <= hours <= 24 * 366:
         raise StatsError("index hours must be an integer 1..8784, got %r" % (hours,))
     if not isinstance(st, list) or not st or not all(isinstance(s, str) and s for s in st) or len(set(st)) != len(st):
         raise StatsError("index stations must be a non-empty list of distinct names")
-    if not isinstance(pr, list) or not pr or not all(formats._is_uint(p) for p in pr) or len(set(pr)) != len(pr):
+    if not isinstance(pr, list) or not pr or not all(formats.is_uint(p) for p in pr) or len(set(pr)) != len(pr):
         raise StatsError("index products must be a non-empty list of distinct non-negative integers")
     n = len(st) * hours * len(pr)
     if n > MAX_CELLS:
@@ -266,7 +266,7 @@ def submit(bo, led, spec, now=None) -> bytes:
     pub = keys.pub_bytes(priv)
     payload = cbor2.dumps({S_ROUND: spec["round"], S_DIGEST: digest, S_PARTY: pub, S_CELLS: len(counts),
                            S_VECTOR: vec, S_CREATED: _now(now)})
-    sub = formats._sign1(priv, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(pub)}, payload)
+    sub = formats.sign1(priv, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(pub)}, payload)
     led.db.execute("INSERT INTO stats_submissions (round_id, digest, submission, created) VALUES (?, ?, ?, ?)",
                    (spec["round"], digest, sub, _now(now)))
     led.db.commit()
@@ -278,8 +278,8 @@ def open_submission(spec, sub) -> dict:
     """Verify one submission against the round: signature by a listed party, round id, digest,
     length. Returns {"party": name, "vector": bytes, "hash": SHA-256 of the submission}."""
     try:
-        _, prot, _, payload = formats._split_sign1(sub, "submission")
-        m = formats._decode_map(payload, "submission")
+        _, prot, _, payload = formats.split_sign1(sub, "submission")
+        m = formats.decode_map(payload, "submission")
     except ValueError as e:
         raise StatsError(str(e)) from None
     pub = m.get(S_PARTY)
@@ -287,7 +287,7 @@ def open_submission(spec, sub) -> dict:
     if party is None:
         raise StatsError("submission from a key that is not a party of round %s" % spec["round"])
     try:
-        formats._cwt_verify(sub, keys.pub_from_bytes(pub), prot.get(formats.H_KID), "submission")
+        formats.cwt_verify(sub, keys.pub_from_bytes(pub), prot.get(formats.H_KID), "submission")
     except ValueError:
         raise StatsError("submission of party %s: signature does not verify (tampered)" % party["name"]) from None
     if m.get(S_ROUND) != spec["round"] or m.get(S_DIGEST) != round_digest(spec):

@@ -565,7 +565,7 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
         except ValueError:
             raise HTTPException(400, "request must be hex")
         try:  # which wallet asks (read only: receipts.issue checks the request)
-            cti = formats._decode_map(formats._split_sign1(req, "receipt request")[3], "receipt request").get(
+            cti = formats.decode_map(formats.split_sign1(req, "receipt request")[3], "receipt request").get(
                 receipts.R_CTI)
         except ValueError as e:
             raise HTTPException(400, str(e))

@@ -51,17 +51,19 @@ UINT64_MAX = 2 ** 64 - 1
 
 # --------------------------------------------------------------------------- helpers
 
-def _is_uint(v, maximum=UINT64_MAX):
+def is_uint(v, maximum=UINT64_MAX):
+    """True for an int (not a bool) in 0..maximum."""
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= maximum
 
 
 def _need_uint(name, v, maximum=UINT64_MAX):
-    if not _is_uint(v, maximum):
+    if not is_uint(v, maximum):
         raise ValueError("%s must be an unsigned integer <= %d, got %r" % (name, maximum, v))
     return v
 
 
-def _need_bytes(name, v, length=None):
+def need_bytes(name, v, length=None):
+    """`v` as bytes; ValueError naming `name` if it is not bytes (or not `length` bytes long)."""
     if not isinstance(v, (bytes, bytearray)):
         raise ValueError("%s must be bytes, got %s" % (name, type(v).__name__))
     v = bytes(v)
@@ -100,7 +102,9 @@ def _verify_cose_key(pub: ec.EllipticCurvePublicKey, kid=None):
     return COSEKey.new(params)
 
 
-def _sign1(priv, protected: dict, payload: bytes, tagged=True) -> bytes:
+def sign1(priv, protected: dict, payload: bytes, tagged=True) -> bytes:
+    """COSE_Sign1 (RFC 9052 §4.2) of `payload` with ES256 by P-256 key `priv`, exactly the
+    `protected` headers given; tag 18 unless tagged=False."""
     # COSE.new() defaults: no alg/kid auto-inclusion, so the headers are exactly what we pass.
     ctx = COSE.new()
     msg = ctx.encode_and_sign(payload, _signing_cose_key(priv), protected=protected, unprotected={})
@@ -113,7 +117,7 @@ def _sign1(priv, protected: dict, payload: bytes, tagged=True) -> bytes:
     return msg[1:]
 
 
-def _split_sign1(data: bytes, what: str):
+def split_sign1(data: bytes, what: str):
     """Structural decode of a COSE_Sign1, tagged (18) or not -> (array, protected dict, unprotected, payload)."""
     if not isinstance(data, (bytes, bytearray)):
         raise ValueError("%s must be bytes" % what)
@@ -146,7 +150,9 @@ def _split_sign1(data: bytes, what: str):
     return v, prot, unprot, payload
 
 
-def _cwt_verify(data: bytes, pub, kid, what: str):
+def cwt_verify(data: bytes, pub, kid, what: str):
+    """The payload of tagged COSE_Sign1 `data` once its ES256 signature verifies with `pub`
+    (kid `kid`); ValueError naming `what` otherwise."""
     data = bytes(data)
     if data[:1] != b"\xd2":
         # cwt needs the tag to know the message type; the tag is not signed, so adding it back
@@ -160,12 +166,13 @@ def _cwt_verify(data: bytes, pub, kid, what: str):
 
 def verify_sign1(data: bytes, pub65: bytes, what="message") -> bytes:
     """Verify an ES256 COSE_Sign1 (tagged or not) with the 65-byte key; returns its payload."""
-    _, prot, _, payload = _split_sign1(data, what)
-    _cwt_verify(data, _keys.pub_from_bytes(bytes(pub65)), prot.get(H_KID), what)
+    _, prot, _, payload = split_sign1(data, what)
+    cwt_verify(data, _keys.pub_from_bytes(bytes(pub65)), prot.get(H_KID), what)
     return payload
 
 
-def _decode_map(payload: bytes, what: str) -> dict:
+def decode_map(payload: bytes, what: str) -> dict:
+    """CBOR `payload` that must be a map; ValueError naming `what` otherwise."""
     try:
         m = cbor2.loads(payload)
     except Exception as e:
@@ -191,7 +198,7 @@ def make_credential(issuer_key, kid, *, cti, exp, rider_pub65, zones, nbf=None, 
     The compact form (docs/protocol.md §2) leaves out iss (the kid names the issuer), sub (the back
     office finds the account by cti; the QR does not show it to anyone nearby) and nbf (a credential
     valid from issuance needs none): pass them only for a future start (nbf) or for tests."""
-    kid = _need_bytes("kid", kid, _keys.KID_LEN)
+    kid = need_bytes("kid", kid, _keys.KID_LEN)
     if iss is not None and not isinstance(iss, str) or sub is not None and not isinstance(sub, str):
         raise ValueError("iss and sub must be text")
     claims = {}
@@ -204,7 +211,7 @@ def make_credential(issuer_key, kid, *, cti, exp, rider_pub65, zones, nbf=None, 
         claims[C_NBF] = _need_uint("nbf", nbf)
     if iat is not None:  # optional: nbf already says when it starts, and it costs QR bytes
         claims[C_IAT] = _need_uint("iat", iat)
-    claims[C_CTI] = _need_bytes("cti", cti, 8)
+    claims[C_CTI] = need_bytes("cti", cti, 8)
     claims[C_CNF] = {1: cnf_key(rider_pub65, compressed)}
     if nbf is not None and exp <= nbf:
         raise ValueError("exp must be after nbf")
@@ -215,7 +222,7 @@ def make_credential(issuer_key, kid, *, cti, exp, rider_pub65, zones, nbf=None, 
     if cap is not None:
         access[ACC_CAP] = _need_uint("cap", cap)
     claims[C_ACCESS] = access
-    return _sign1(issuer_key, {H_ALG: ALG_ES256, H_KID: kid}, cbor2.dumps(claims), tagged=False)
+    return sign1(issuer_key, {H_ALG: ALG_ES256, H_KID: kid}, cbor2.dumps(claims), tagged=False)
 
 
 def _cnf_pub(cnf) -> ec.EllipticCurvePublicKey:
@@ -233,11 +240,11 @@ def _cnf_pub(cnf) -> ec.EllipticCurvePublicKey:
 def parse_credential(cred_bytes, issuer_pub65=None) -> dict:
     """Decode a credential; claims get readable names. If issuer_pub65 is given (one 65-byte key or
     a list of them), the issuer signature is verified with cwt and ValueError raised on failure."""
-    v, prot, unprot, payload = _split_sign1(cred_bytes, "credential")
+    v, prot, unprot, payload = split_sign1(cred_bytes, "credential")
     kid = prot.get(H_KID, unprot.get(H_KID))
     if kid is not None and not isinstance(kid, bytes):
         raise ValueError("credential: kid must be a bstr")
-    raw = _decode_map(payload, "credential")
+    raw = decode_map(payload, "credential")
     if C_ACCESS_V1 in raw:
         if C_ACCESS in raw:
             raise ValueError("credential: access claim given under both labels")
@@ -258,7 +265,7 @@ def parse_credential(cred_bytes, issuer_pub65=None) -> dict:
     for name in ("exp", "nbf", "iat", "product"):
         if out.get(name) is not None:
             _need_uint("credential " + name, out[name])
-    _need_bytes("credential cti", out["cti"], 8)
+    need_bytes("credential cti", out["cti"], 8)
     _need_uint_list("credential zones", out["zones"])
     if "gates" in out:
         _need_uint_list("credential gates", out["gates"])
@@ -282,7 +289,7 @@ def parse_credential(cred_bytes, issuer_pub65=None) -> dict:
         last = None
         for p in matching:
             try:
-                _cwt_verify(cred_bytes, _keys.pub_from_bytes(bytes(p)), kid, "credential")
+                cwt_verify(cred_bytes, _keys.pub_from_bytes(bytes(p)), kid, "credential")
                 out["verified"] = True
                 out["issuer_pub65"] = bytes(p)
                 break
@@ -300,34 +307,34 @@ def parse_credential(cred_bytes, issuer_pub65=None) -> dict:
 def make_auth_code(rider_key, cred_bytes, *, iat, ctr, tagged=False) -> bytes:
     """Rider-signed authorization code: COSE_Sign1 {1: -7}, payload {1: cred, 2: iat, 3: ctr};
     untagged by default (the `OG1:` prefix says what it is; the tag would cost a QR byte)."""
-    cred_bytes = _need_bytes("cred", cred_bytes)
+    cred_bytes = need_bytes("cred", cred_bytes)
     _need_uint("iat", iat)
-    if not _is_uint(ctr, CTR_MAX) or ctr < 1:
+    if not is_uint(ctr, CTR_MAX) or ctr < 1:
         raise ValueError("ctr must be in 1 .. 2^32-1, got %r" % (ctr,))
     auth = {A_CRED: cred_bytes, A_IAT: iat, A_CTR: ctr}
-    return _sign1(rider_key, {H_ALG: ALG_ES256}, cbor2.dumps(auth), tagged=tagged)
+    return sign1(rider_key, {H_ALG: ALG_ES256}, cbor2.dumps(auth), tagged=tagged)
 
 
 def parse_auth_code(code_bytes, verify=True, issuer_pub65=None) -> dict:
     """Decode an authorization code. With verify=True the rider signature is checked with the cnf
     key of the embedded credential (ValueError on failure). If issuer_pub65 is given, the embedded
     credential's issuer signature is verified too."""
-    v, prot, unprot, payload = _split_sign1(code_bytes, "auth code")
-    raw = _decode_map(payload, "auth code")
+    v, prot, unprot, payload = split_sign1(code_bytes, "auth code")
+    raw = decode_map(payload, "auth code")
     out = {AUTH_NAMES[k]: val for k, val in raw.items() if k in AUTH_NAMES}
     for name in ("cred", "iat", "ctr"):
         if name not in out:
             raise ValueError("auth code: missing %s" % name)
-    _need_bytes("auth code cred", out["cred"])
+    need_bytes("auth code cred", out["cred"])
     _need_uint("auth code iat", out["iat"])
-    if not _is_uint(out["ctr"], CTR_MAX) or out["ctr"] < 1:
+    if not is_uint(out["ctr"], CTR_MAX) or out["ctr"] < 1:
         raise ValueError("auth code: ctr out of range")
     cred = parse_credential(out["cred"], issuer_pub65)
     out["credential"] = cred
     out["alg"] = prot.get(H_ALG)
     out["signature"] = v[3]
     if verify:
-        _cwt_verify(code_bytes, _keys.pub_from_bytes(cred["rider_pub65"]), None, "auth code")
+        cwt_verify(code_bytes, _keys.pub_from_bytes(cred["rider_pub65"]), None, "auth code")
     out["verified"] = bool(verify)
     return out
 
@@ -357,10 +364,10 @@ def trust_store_bytes(keys, serial=None, issued=None) -> bytes:
     dict fields ignored; serial and issued, Unix seconds, left out when None)."""
     out = []
     for k in keys:
-        pub = _need_bytes("pub", k["pub"], 65)
+        pub = need_bytes("pub", k["pub"], 65)
         if pub[0] != 4:
             raise ValueError("pub must be an uncompressed SEC1 point")
-        kid = _need_bytes("kid", k["kid"], _keys.KID_LEN)
+        kid = need_bytes("kid", k["kid"], _keys.KID_LEN)
         if kid != _keys.kid_of(pub):
             raise ValueError("kid %s does not match its public key" % kid.hex())
         if not isinstance(k["iss"], str):
@@ -390,7 +397,7 @@ def parse_trust_store(data: bytes) -> list:
 
 def deny_list_bytes(ctis) -> bytes:
     """b"OGDL", version 1, three zero bytes, uint32 BE count, sorted unique 8-byte ids."""
-    ids = sorted({_need_bytes("cti", c, 8) for c in ctis})
+    ids = sorted({need_bytes("cti", c, 8) for c in ctis})
     return DENY_MAGIC + bytes([DENY_VERSION, 0, 0, 0]) + struct.pack(">I", len(ids)) + b"".join(ids)
 
 
@@ -405,7 +412,7 @@ def signed_deny_list_bytes(ctis, serial, issued, root_sign, id_bytes=8) -> bytes
     (BackOffice.root_sign)."""
     if id_bytes not in (4, 5, 6, 7, 8):
         raise ValueError("deny list ids are 4 to 8 bytes, not %r" % (id_bytes,))
-    ids = sorted({_need_bytes("cti", c, 8)[:id_bytes] for c in ctis})
+    ids = sorted({need_bytes("cti", c, 8)[:id_bytes] for c in ctis})
     body = DENY_MAGIC + bytes([DENY_V2, 0, id_bytes % 8, 0]) + struct.pack(">IIII", len(ids), _need_uint("serial", serial),
                                                                 _need_uint("issued", issued), 0) + b"".join(ids)
     sig = root_sign(cbor2.dumps({0: "deny", 1: serial, 2: issued, 3: len(ids), 4: hashlib.sha256(body).digest()}))
@@ -474,8 +481,8 @@ def deny_delta_bytes(adds, removes, base: int, new_list: bytes) -> bytes:
     if info["version"] != 2 or not 0 < base < info["serial"]:
         raise ValueError("deny delta: base %d must be a signed list older than %d" % (base, info["serial"]))
     L = info["id_bytes"]
-    adds = sorted({_need_bytes("id", c, L) for c in adds})
-    removes = sorted({_need_bytes("id", c, L) for c in removes})
+    adds = sorted({need_bytes("id", c, L) for c in adds})
+    removes = sorted({need_bytes("id", c, L) for c in removes})
     new = set(info["ids"])
     if any(x not in new for x in adds) or any(x in new for x in removes):
         raise ValueError("deny delta: adds and removes do not agree with the new list")

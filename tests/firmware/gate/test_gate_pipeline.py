@@ -194,5 +194,5 @@ def test_truncated_and_extended_codes_refused(world, mp):
 def test_wrong_payload_shapes_are_malformed(world, mp, payload):
     """Validly signed codes whose payload is not {1: bstr, 2: uint, 3: uint >= 1}."""
     rider = world["w"]["rider"]
-    signed = formats._sign1(rider.key, {formats.H_ALG: formats.ALG_ES256}, payload)
+    signed = formats.sign1(rider.key, {formats.H_ALG: formats.ALG_ES256}, payload)
     assert decide(mp, text(signed)) == "MALFORMED_CODE"
