@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# 32-bit MicroPython (webassembly port, npm) for tests/test_wasm32.py; needs Node.js + npm
+# 32-bit MicroPython (webassembly port, npm) for tests/wasm/test_wasm32.py; needs Node.js + npm
 WASM_STAMP := tests/wasm/node_modules/.installed
 # the rider wallet's JavaScript libraries (cborg, uqr; npm, pinned), served by `offgate serve`
 WEB_DIR    := host_tools/offgate_host/web

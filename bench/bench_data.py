@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import cbor2
-from offgate_host import formats, keys
-from offgate_host.backoffice import BackOffice
-from offgate_host.simgate import write_gate_dir
+from offgate_host.wire import formats, keys
+from offgate_host.backoffice.backoffice import BackOffice
+from offgate_host.device.simgate import write_gate_dir
 
 GATE_ID = 101
 ZONE = 1
@@ -92,7 +92,7 @@ def compile_driver():
     The driver runs compiled, like the gate's own entry point, so no compiler garbage lands on the
     128 KB heap before the measurement."""
     import subprocess
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     out = simgate.repo_root() / "build" / "bench-mpy"
     out.mkdir(parents=True, exist_ok=True)
     src = BENCH_DIR / "mp_scan.py"
@@ -107,14 +107,14 @@ def compile_driver():
 
 
 def driver_cmd(data, heap, *args):
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     return [simgate.micropython_bin(), "-X", "heapsize=" + heap, "-m", "mp_scan", str(data), *map(str, args)]
 
 
 def run_driver(env, data, heap, *args, timeout=300):
     """Run the driver; return (exit code, [JSON records], stderr)."""
     import subprocess
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     r = subprocess.run(driver_cmd(data, heap, *args), env=env, cwd=str(simgate.repo_root()), capture_output=True,
                        text=True, timeout=timeout)
     recs = []

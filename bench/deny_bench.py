@@ -60,8 +60,8 @@ def leb128_gaps(ids, L):
 
 
 def backoffice_part(work, n, change):
-    from offgate_host import formats
-    from offgate_host.backoffice import BackOffice
+    from offgate_host.wire import formats
+    from offgate_host.backoffice.backoffice import BackOffice
     bo = BackOffice(work / "bo")
     rnd = random.Random(12)
     ids = [rnd.getrandbits(64).to_bytes(8, "big") for _ in range(n)]
@@ -118,7 +118,7 @@ def postgres_part(n):
 
 
 def callgrind(work, mp, d, mode, k=1):
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     env = simgate.micropython_env([ROOT / "bench"], mp=mp)
     f = work / ("cg.%s.%s.out" % (Path(d).name, mode))
     r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + str(f), mp or simgate.micropython_bin(),
@@ -143,7 +143,7 @@ def gate_dir(work, name, old, new, delta):
 
 
 def gate_part(work, files_by_n):
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     mp = simgate.micropython32_bin()
     simgate.compile_firmware(mp=mp)
     out = {"runtime": "32-bit build (%s), firmware .mpy, -X heapsize=128k" % mp if mp else
@@ -199,7 +199,7 @@ def main():
         n = 20000 if quick else 100000
         bo_res, old, new, delta, ids, adds, removes = backoffice_part(work, n, 1000)
         res = {"backoffice_sqlite": bo_res, "backoffice_postgresql": postgres_part(n)}
-        from offgate_host import formats
+        from offgate_host.wire import formats
         L = formats.deny_list_info(new)["id_bytes"]
         c = len(adds) + len(removes)
         tail = len(delta) - 32 - L * c  # sig_len, signature, CRC
@@ -222,7 +222,7 @@ def main():
             res["gate"] = gate_part(work, files)
         else:
             res["gate"] = {"skipped": "no valgrind"}
-        from offgate_host import formats
+        from offgate_host.wire import formats
         L = formats.deny_list_info(new)["id_bytes"]
         tail = len(new) - 24 - L * len(formats.deny_list_info(new)["ids"])  # sig_len, signature, CRC
         blocks = lambda b: -(-b // 4096) * 4096  # littlefs stores a file in whole 4 KiB blocks (ESP32)

@@ -25,12 +25,12 @@ ZAK = ROOT.parent / "shared" / "gtfs" / "zakroczym"
 if not ZAK.is_dir():
     ZAK = Path("/work/shared/gtfs/zakroczym")
 
-from offgate_host import keys  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
+from offgate_host.wire import keys  # noqa: E402
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
 from offgate_host.fares import store  # noqa: E402
 from offgate_host.fares.feed import read_feed  # noqa: E402
-from offgate_host.formats import parse_credential  # noqa: E402
-from offgate_host.ledger import ZERO32, Ledger, chain_next  # noqa: E402
+from offgate_host.wire.formats import parse_credential  # noqa: E402
+from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next  # noqa: E402
 
 STOPS = {"1": "100", "2": "117", "3": "120"}
 CONFIG = {"caps": [{"rider_category_id": "*", "daily": 1200, "weekly": 4500}], "max_journey_s": 7200}

@@ -17,8 +17,8 @@ if sys.implementation.name != "micropython":
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(root / "host_tools"))
-    from offgate_host import simgate
-    env = simgate.micropython_env([root / "tests" / "firmware"])
+    from offgate_host.device import simgate
+    env = simgate.micropython_env([root / "tests" / "firmware" / "mp"])
     r = subprocess.run([simgate.micropython_bin(), "-X", "heapsize=16m", __file__, str(SCANS)], env=env,
                        cwd=str(root))
     sys.exit(r.returncode)

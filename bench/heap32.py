@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 
 def variants():
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     out = [("64-bit .mpy", simgate.default_micropython_bin(), None)]
     mp32 = simgate.micropython32_bin()
     if mp32:
@@ -33,7 +33,7 @@ def variants():
 def romfs_image(mp, work):
     """A ROMFS image of the firmware compiled for `mp` (mpremote.romfs.make_romfs)."""
     from mpremote.romfs import make_romfs
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     src = simgate.compile_firmware(mp=mp)
     img = work / "firmware.romfs"
     with open(os.devnull, "w") as devnull:
@@ -47,7 +47,7 @@ def romfs_image(mp, work):
 
 
 def run(work, mp, romfs, gate_dir, codes, heap):
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     env = simgate.micropython_env([ROOT / "bench"], mp=mp)
     if romfs:
         env["MICROPY_ROMFS"] = str(romfs)
@@ -68,7 +68,7 @@ def run(work, mp, romfs, gate_dir, codes, heap):
 
 def main():
     from fieldhelp import NOW, Issuer
-    from offgate_host.simgate import write_gate_dir
+    from offgate_host.device.simgate import write_gate_dir
     work = Path(tempfile.mkdtemp(prefix="offgate-heap32-"))
     try:
         iss = Issuer()

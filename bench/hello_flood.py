@@ -20,15 +20,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import cbor2  # noqa: E402
 
 from mpbridge import free_port  # noqa: E402
-from offgate_host import keys  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
-from offgate_host.simgate import write_gate_dir  # noqa: E402
-from offgate_host.syncclient import AUTH, HELLO, Deframer, encode_frame, provision_gate_dir  # noqa: E402
+from offgate_host.wire import keys  # noqa: E402
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
+from offgate_host.device.simgate import write_gate_dir  # noqa: E402
+from offgate_host.sync.frames import AUTH, HELLO, Deframer, encode_frame# noqa: E402
+from offgate_host.device.provision import provision_gate_dir
 from offgate_host.wallet import Wallet  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scans", type=int, default=60)
     a = ap.parse_args()
-    from test_sync_e2e import SyncSimGate
+    from backlog import SyncSimGate
     now = int(time.time())
     out = {"scans_per_mode": a.scans}
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,10 +21,10 @@ import time
 import uuid
 from pathlib import Path
 
-from offgate_host import keys
-from offgate_host.backoffice import BackOffice
-from offgate_host.formats import parse_credential
-from offgate_host.ledger import ZERO32, Ledger, chain_next
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice
+from offgate_host.wire.formats import parse_credential
+from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 
 BATCH = 200
 

@@ -24,14 +24,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from offgate_host import keys, merklelog, receipts, stats, stations  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
-from offgate_host.formats import parse_credential  # noqa: E402
-from offgate_host.ledger import ZERO32, Ledger, chain_next  # noqa: E402
+from offgate_host.wire import keys, merklelog  # noqa: E402
+from offgate_host.ledger import receipts, stats, stations
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
+from offgate_host.wire.formats import parse_credential  # noqa: E402
+from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next  # noqa: E402
 from offgate_host.wallet import Wallet  # noqa: E402
 
 
@@ -70,8 +71,8 @@ def bench_stats(n_cells):
         payload = {stats.S_ROUND: spec["round"], stats.S_DIGEST: digest, stats.S_PARTY: keys.pub_bytes(p),
                    stats.S_CELLS: n, stats.S_VECTOR: vec, stats.S_CREATED: 0}
         import cbor2
-        from offgate_host import formats
-        subs.append(formats._sign1(p, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(p))},
+        from offgate_host.wire import formats
+        subs.append(formats.sign1(p, {formats.H_ALG: formats.ALG_ES256, formats.H_KID: keys.kid_of(keys.pub_bytes(p))},
                                    cbor2.dumps(payload)))
     with tempfile.TemporaryDirectory() as d:
         led = Ledger(str(Path(d) / "agg.db"))
@@ -176,7 +177,7 @@ def main():
     out = {"stats": bench_stats(a.cells), "receipts": [bench_receipts(a.receipts, None, "sqlite")]}
     if a.pg:
         os.environ["OFFGATE_TEST_PG_URL"] = a.pg
-        from test_ledger import _pg_url_with_schema
+        from ledgerhelp import _pg_url_with_schema
         out["receipts"].append(bench_receipts(a.receipts, _pg_url_with_schema()[0], "postgresql"))
     out["proofs"] = bench_proofs()
     print(json.dumps(out))

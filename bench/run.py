@@ -34,7 +34,8 @@ from rich.console import Console
 from rich.table import Table
 
 import bench_data
-from offgate_host import qr, simgate
+from offgate_host.wire import qr
+from offgate_host.device import simgate
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
@@ -631,7 +632,7 @@ def flash_sync_summary(R):
     w = R.get("wallet", {})
     if w.get("status") == "ok" and "skipped" not in w:
         parts.append(
-            "Web wallet in chromium (tests/test_browser.py's setup): %s ms per code (IndexedDB counter, cborg, "
+            "Web wallet in chromium (tests/cross/test_browser.py's setup): %s ms per code (IndexedDB counter, cborg, "
             "WebCrypto ES256, base45) and %s ms for its QR as SVG (uqr); host library for the same credential: "
             "%s ms per code (cwt/pyca), %s ms per QR (segno); medians of %d. A 1 kB receipt decrypted in the page "
             "(WebCrypto ECDH + HKDF + AES-GCM): %s ms; on the host (cwt/pyca): %s ms." % (

@@ -24,8 +24,8 @@ GC_BLOCK = 32  # bytes per GC block on the 64-bit unix port (16 on the ESP32)
 
 
 def build(work, n_scans, n_riders, seed=5):
-    from offgate_host.backoffice import BackOffice
-    from offgate_host.simgate import write_gate_dir
+    from offgate_host.backoffice.backoffice import BackOffice
+    from offgate_host.device.simgate import write_gate_dir
     from offgate_host.wallet import Wallet
     now = int(time.time())
     bo = BackOffice(work / "bo")
@@ -57,7 +57,7 @@ def build(work, n_scans, n_riders, seed=5):
 def device_runtime():
     """(binary, heap): the 32-bit build at the device's 128k when it is there (the ESP32
     stand-in: heap targets are stated for it), else the 64-bit port at its 128k-equivalent."""
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     mp = simgate.micropython32_bin()
     if mp:
         return mp, simgate.DEVICE_HEAP
@@ -65,7 +65,7 @@ def device_runtime():
 
 
 def run(n_scans=10000, n_riders=300, heap=None, every=1000, mp=None):
-    from offgate_host.simgate import micropython_env, word_bits
+    from offgate_host.device.simgate import micropython_env, word_bits
     if mp is None:
         mp, dheap = device_runtime()
         heap = heap or dheap

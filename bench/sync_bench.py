@@ -18,15 +18,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import synchelp  # noqa: E402  (FakeGate, LoopTransport; honours OFFGATE_SYNC_STUBS)
 from offgate.sync import session  # noqa: E402
 from offgate.log.oplog import OpLog  # noqa: E402
-from offgate_host import keys  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
-from offgate_host.ledger import Ledger  # noqa: E402
-from offgate_host.syncclient import sync_gate  # noqa: E402
+from offgate_host.wire import keys  # noqa: E402
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
+from offgate_host.ledger.ledger import Ledger  # noqa: E402
+from offgate_host.ledger.pull import sync_gate  # noqa: E402
 
 
 def make_gate(work, bo, n, ctis, gate_id):
@@ -48,8 +48,7 @@ def run(url, label, n, work, bo, ctis):
     led = Ledger(url)
     srv = session.SyncServer(g.port())
     timings = {"open": 0.0, "ingest": 0.0}
-    import offgate_host.syncclient as sc
-    from offgate_host.batchcrypto import open_batch as real_open
+    from offgate_host.sync.batch import open_batch as real_open
 
     def timed_open(*a):
         t = time.perf_counter()
@@ -107,7 +106,7 @@ def main():
     bo = BackOffice(work / "bo")
     bo.init_issuer("bench", valid_from=int(time.time()) - 86400 * 2)
     bo.create_account("bench", balance=10 ** 12)
-    from offgate_host.formats import parse_credential
+    from offgate_host.wire.formats import parse_credential
     ctis = [parse_credential(bo.issue_credential("bench", keys.pub_bytes(keys.generate()), zones=[1],
                                                  now=int(time.time()) - a.records - 10))["cti"] for _ in range(500)]
     out = {"bench": "sync", "results": [run(str(work / "ledger.db"), "sqlite", a.records, work, bo, ctis)]}

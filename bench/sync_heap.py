@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 ESP32_CPI = 1.9
@@ -35,8 +35,8 @@ CG_K = 2
 def sync_once(work, bo, n, heap, mp, romfs, settings):
     """True if one sync_gate pulls all n records at `heap` KiB, with the batch sizes."""
     from backlog import BacklogGate, backlog_gate_dir
-    from offgate_host.ledger import Ledger
-    from offgate_host.syncclient import sync_gate
+    from offgate_host.ledger.ledger import Ledger
+    from offgate_host.ledger.pull import sync_gate
     d = work / ("g%d" % time.monotonic_ns())
     cfg = backlog_gate_dir(d, bo, n, gate_id=int(time.monotonic_ns() % 100000) + 100, **settings)
     led = Ledger.for_backoffice(bo)
@@ -72,7 +72,7 @@ def smallest_heap(work, bo, n, mp, romfs, settings, lo=64, hi=320):
 
 def callgrind_seal(work, mp):
     from backlog import prefill
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     src = simgate.compile_firmware(mp=mp)
     d = work / "seal"
     d.mkdir()
@@ -113,8 +113,8 @@ def callgrind_seal(work, mp):
 
 def main():
     quick = "--quick" in sys.argv
-    from offgate_host import simgate
-    from offgate_host.backoffice import BackOffice
+    from offgate_host.device import simgate
+    from offgate_host.backoffice.backoffice import BackOffice
     from heap32 import romfs_image
     work = Path(tempfile.mkdtemp(prefix="offgate-syncheap-"))
     try:

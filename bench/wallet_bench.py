@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from offgate_host import formats, keys, qr, receipts  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
+from offgate_host.wire import formats, keys, qr  # noqa: E402
+from offgate_host.ledger import receipts
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
 from offgate_host.web import store  # noqa: E402
 from offgate_host.web.app import create_app, invite_url  # noqa: E402
 

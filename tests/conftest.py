@@ -3,12 +3,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# tests/support/: the shared helpers, imported by their bare names (mpbridge, synchelp, ...)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 from mpbridge import MP32, MP32_MISSING, Oracle  # noqa: E402
 
-# tests/firmware/ holds MicroPython test modules; test_firmware_unit.py runs them (on MicroPython
-# and on CPython), so pytest must not import them itself.
-collect_ignore = ["firmware"]
+# tests/firmware/mp/ holds the MicroPython-side test modules and probes; tests/firmware/
+# test_firmware_unit.py runs them (on MicroPython and on CPython), so pytest must not import them.
+collect_ignore = ["firmware/mp", "support"]
 
 
 @pytest.fixture(scope="session")

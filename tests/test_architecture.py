@@ -10,6 +10,10 @@ Gate: scan -> decode -> verify -> policy -> log -> relay. Host: log -> sync -> l
    then sets its attributes (pass them to the constructor), assigns attributes of the gate from
    outside offgate/gate.py, calls another object's `_private` method, or imports another module's
    `_private` names.
+5. The host's packages import only along HOST_ALLOWED (wire formats < device, sync client, back
+   office < ledger < web, demo < cli), and no host module bolts methods onto a class after its
+   body (`Class.name = f`) or calls or sets another object's `_private` members.
+6. No test module imports another test module (shared helpers live in tests/support/).
 
 Known offenders that other issues are removing are listed below as named, temporary exceptions,
 each with the reason; delete an entry when its cycle or pattern is gone (the test then fails if it
@@ -209,7 +213,7 @@ def test_generated_modules_are_leaves():
 # Value records: their fields are their interface (a decoder fills them in).
 RECORD_CLASSES = {"Credential", "Decision", "PublicKey"}
 # Exceptions (module, pattern text): batch writes CBOR heads in place with the codec's helper
-# (tests/test_sync_layers.py PRIVATE_OK).
+# (tests/firmware/sync/test_sync_layers.py PRIVATE_OK).
 DETACHED_EXCEPTIONS = {
     ("offgate.sync.batch", "calls cbor._head"),
 }
@@ -272,3 +276,131 @@ def test_no_detached_methods_in_the_firmware(tree):
     if tree == "offgate":
         gone = DETACHED_EXCEPTIONS - used
         assert not gone, "exception(s) no longer needed, remove them from DETACHED_EXCEPTIONS: %s" % sorted(gone)
+
+
+# ---------------------------------------------------------------- host packages
+# unit -> module-name prefixes (the longest matching prefix wins)
+HOST_UNITS = {
+    "ground": ["offgate_host", "offgate_host.errors", "offgate_host.atomicfile", "offgate_host.db",
+               "offgate_host.migrations"],
+    "wire": ["offgate_host.wire"],              # formats, keys, QR, Merkle log, the host's gate rules
+    "device": ["offgate_host.device"],          # firmware paths, manifests, simulator, boards, deploy, tables, gate files
+    "sync": ["offgate_host.sync"],              # the sync client: frames, transports, client, batch opening
+    "fares": ["offgate_host.fares"],            # GTFS fares v2
+    "backoffice": ["offgate_host.backoffice"],  # issuer, accounts, deny list, backups
+    "ledger": ["offgate_host.ledger"],          # pull (a whole sync), ingest, settle, report, statistics, receipts
+    "wallet": ["offgate_host.wallet"],          # the rider's phone (simulator)
+    "web": ["offgate_host.web"],
+    "demo": ["offgate_host.demo"],
+    "cli": ["offgate_host.cli"],
+}
+# unit -> the units it may import besides itself: log -> sync -> ledger -> report, commands on top
+HOST_ALLOWED = {
+    "ground": set(),
+    "wire": {"ground"},
+    "device": {"wire", "ground"},
+    "sync": {"wire", "ground"},
+    "fares": {"ground"},
+    "backoffice": {"wire", "ground"},
+    "ledger": {"sync", "device", "fares", "wire", "ground"},
+    "wallet": {"wire", "ground"},
+    "web": {"ledger", "backoffice", "fares", "wallet", "wire", "ground"},
+    "demo": {"device", "backoffice", "wallet", "wire", "ground"},
+    "cli": {"demo", "web", "wallet", "ledger", "backoffice", "fares", "sync", "device", "wire", "ground"},
+}
+# Temporary exceptions (module, pattern text), each to be removed by making the member public
+HOST_DETACHED_EXCEPTIONS = set()
+
+
+def host_unit(mod):
+    best, unit = -1, None
+    for u, prefixes in HOST_UNITS.items():
+        for p in prefixes:
+            if (mod == p or mod.startswith(p + ".")) and len(p) > best:
+                best, unit = len(p), u
+    return unit
+
+
+def test_host_imports_point_down():
+    bad = []
+    for mod, edges in sorted(GRAPH.items()):
+        if not mod.startswith("offgate_host"):
+            continue
+        src = host_unit(mod)
+        if src is None:
+            bad.append("%s belongs to no unit: add it to HOST_UNITS (and docs/architecture.md)" % mod)
+            continue
+        for dst, line in sorted(edges):
+            to = host_unit(dst) if dst.startswith("offgate_host") else None
+            if to is not None and to != src and to not in HOST_ALLOWED[src]:
+                bad.append("%s:%d (%s) imports %s (%s)" % (mod, line, src, dst, to))
+    assert not bad, "host imports against the layer order:\n" + "\n".join(bad)
+
+
+def _host_detached(mod):
+    path, _ = MODULES[mod]
+    tree = ast.parse(path.read_text(), str(path))
+    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names}
+    own_classes = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    # a module may use the private methods of its own classes (a factory beside the class)
+    own_methods = {f.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body
+                   if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    found = []
+    for n in tree.body:  # Class.name = ... after the class: a method bolted on
+        if isinstance(n, ast.Assign):
+            for t in n.targets:
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id in own_classes:
+                    found.append((n.lineno, "bolts %s.%s onto the class" % (t.value.id, t.attr)))
+    for n in ast.walk(tree):
+        targets = []
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+            targets.append((n.func, "calls"))
+        elif isinstance(n, (ast.Assign, ast.AugAssign)):
+            targets += [(t, "sets") for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                        if isinstance(t, ast.Attribute)]
+        for a, what in targets:
+            if a.attr.startswith("_") and not a.attr.startswith("__") and isinstance(a.value, ast.Name) \
+                    and a.value.id not in ("self", "cls") and a.value.id not in imported \
+                    and a.value.id not in own_classes and a.attr not in own_methods:
+                found.append((n.lineno, "%s %s.%s" % (what, a.value.id, a.attr)))
+    return sorted(set(found))
+
+
+def test_no_detached_methods_on_the_host():
+    bad, used = [], set()
+    for mod in sorted(m for m in MODULES if m.startswith("offgate_host")):
+        for line, what in _host_detached(mod):
+            if (mod, what) in HOST_DETACHED_EXCEPTIONS:
+                used.add((mod, what))
+                continue
+            bad.append("%s:%d %s" % (mod, line, what))
+    assert not bad, "detached-method patterns:\n" + "\n".join(bad)
+    gone = HOST_DETACHED_EXCEPTIONS - used
+    assert not gone, "exception(s) no longer needed, remove them from HOST_DETACHED_EXCEPTIONS: %s" % sorted(gone)
+
+
+def test_host_lint_sees_the_patterns(tmp_path, monkeypatch):
+    p = tmp_path / "m.py"
+    p.write_text("class Office:\n    pass\n\n\ndef f(self):\n    pass\n\n\nOffice.f = f\n\n\n"
+                 "def g(o):\n    o._x = 1\n    o._y()\n")
+    monkeypatch.setitem(MODULES, "m", (p, False))
+    assert [w.split()[0] for _, w in _host_detached("m")] == ["bolts", "sets", "calls"]
+
+
+# ---------------------------------------------------------------- tests
+def test_test_modules_import_no_test_module():
+    bad = []
+    for p in sorted((ROOT / "tests").rglob("test_*.py")):
+        if "node_modules" in p.parts:
+            continue
+        for n in ast.walk(ast.parse(p.read_text())):
+            names = []
+            if isinstance(n, ast.Import):
+                names = [a.name for a in n.names]
+            elif isinstance(n, ast.ImportFrom) and n.module:
+                names = [n.module]
+            for name in names:
+                if name.split(".")[-1].startswith("test_") or name.startswith("tests."):
+                    bad.append("%s:%d imports %s" % (p.relative_to(ROOT), n.lineno, name))
+    assert not bad, "test modules importing test modules (move the shared part to tests/support/):\n" + "\n".join(bad)

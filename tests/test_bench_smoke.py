@@ -35,9 +35,9 @@ def test_sync_heap_seal_driver(tmp_path):
     in each mode on the 64-bit port; no valgrind, no timing."""
     import json
     import subprocess
-    sys.path.insert(0, str(BENCH.parent / "tests"))
+    sys.path.insert(0, str(BENCH.parent / "tests" / "support"))
     from backlog import prefill
-    from offgate_host import simgate
+    from offgate_host.device import simgate
     prefill(tmp_path, 210)
     env = simgate.micropython_env([BENCH])
     for mode in ("none", "session", "per_seal", "bigint"):

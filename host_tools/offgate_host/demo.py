@@ -11,9 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import formats, qr
-from .backoffice import BackOffice, IssueRefused
-from .simgate import SimGate, heap_for, write_gate_dir
+from .wire import formats, qr
+from .backoffice.backoffice import BackOffice, IssueRefused
+from .device.simgate import SimGate, heap_for, write_gate_dir
 from .wallet import Wallet
 
 GATE_ID = 101

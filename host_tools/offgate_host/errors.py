@@ -2,7 +2,7 @@
 
 Every error an operator can cause (a bad argument, a missing or corrupt back office, an unreachable
 database, a refused operation) is an `OffgateError` (or a subclass); its message is one line that
-says what is wrong and, where there is one, what to do. The CLI's entry point (cli.OffgateGroup)
+says what is wrong and, where there is one, what to do. The CLI's entry point (cli/base.py OffgateGroup)
 prints it as `offgate: <message>` and exits with `exit_code` (1; 2 for bad usage). Anything else
 that escapes a command is a bug: it is reported as `offgate: internal error ...` with exit 3.
 """

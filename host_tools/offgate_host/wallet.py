@@ -1,11 +1,11 @@
 """Wallet simulator: the rider's phone. Holds a P-256 key, a credential and the code counter in a
 JSON file (the private key PEM is stored inside: it is a simulator, not a secure wallet)."""
 import json
-import os
 import time
 from pathlib import Path
 
-from . import formats, keys
+from .wire import formats, keys
+from .atomicfile import atomic_write
 from .errors import OffgateError
 
 WALLET_VERSION = 1
@@ -18,15 +18,7 @@ class WalletError(OffgateError):
 def _write_json_0600(path: Path, obj) -> None:
     if not path.parent.is_dir():  # a mistyped path must not make directories
         raise WalletError("cannot write %s: directory %s does not exist" % (path, path.parent))
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode(), mode=0o600)
 
 
 class Wallet:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from offgate_host.cli import main
 
 SKIP = {("demo",)}
-JUNK = b"\x00\xffjunk\x80" * 40  # runs the whole simulated chain (tests/test_sim_gate.py covers it)
+JUNK = b"\x00\xffjunk\x80" * 40  # runs the whole simulated chain (tests/cross/test_sim_gate.py covers it)
 
 
 def walk(cmd, path=()):
@@ -155,7 +155,7 @@ def test_every_command_bad_inputs_one_line_no_traceback(path, cmd, places):
 
 
 def test_ctrl_c_is_one_line_exit_130(places, monkeypatch):
-    from offgate_host import backoffice
+    from offgate_host.backoffice import backoffice
 
     def interrupted(self):
         raise KeyboardInterrupt
@@ -236,7 +236,7 @@ def test_gate_init_ids_zones_registry_and_no_re_id(tmp_path):
 
 
 def test_gate_json_paths_resolve_against_its_directory(tmp_path, monkeypatch):
-    from offgate_host.simgate import check_config, write_gate_dir
+    from offgate_host.device.simgate import check_config, write_gate_dir
     cfgp = write_gate_dir(tmp_path / "g", gate_id=4, zone=1, trust=b"\x80", tables=False)
     monkeypatch.chdir("/")
     assert check_config(str(cfgp))["state_dir"] == str(tmp_path / "g")

@@ -4,19 +4,17 @@ settlement in one transaction, passages partitioned by month on PostgreSQL.
 PostgreSQL parts run when OFFGATE_TEST_PG_URL is set (CI sets it)."""
 import os
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from offgate_host import db as dbmod
-from offgate_host.backoffice import BackOffice
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main
-from offgate_host.ledger import Ledger
+from offgate_host.ledger.ledger import Ledger
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_ledger import NOW, _pg_url_with_schema, backoffice_on, issue, make_records  # noqa: E402
+from ledgerhelp import NOW, _pg_url_with_schema, backoffice_on, issue, make_records
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 PG_URL = os.environ.get("OFFGATE_TEST_PG_URL")

@@ -4,10 +4,11 @@ import time
 
 from click.testing import CliRunner
 
-from offgate_host import fleet, keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.ledger import fleet
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main
-from offgate_host.ledger import Ledger
+from offgate_host.ledger.ledger import Ledger
 
 NOW = int(time.time())
 
@@ -52,7 +53,7 @@ def test_gates_registry_alerts_thresholds_and_cli(tmp_path):
 def test_sync_all_every_backs_off_per_gate_one_line_each(tmp_path, monkeypatch):
     import socket
 
-    from offgate_host import cli
+    from offgate_host.cli import ledger as cli  # `offgate sync` lives there
     r = CliRunner()
     d = ["--data", str(tmp_path / "bo")]
     assert r.invoke(main, ["init", *d]).exit_code == 0

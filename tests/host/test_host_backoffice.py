@@ -3,8 +3,8 @@ import cbor2
 import pytest
 
 from hostutil import T0, credential_claims
-from offgate_host import formats, keys
-from offgate_host.backoffice import BackOffice, BackOfficeError, IssueRefused, UnknownAccount
+from offgate_host.wire import formats, keys
+from offgate_host.backoffice.backoffice import BackOffice, BackOfficeError, IssueRefused, UnknownAccount
 
 
 @pytest.fixture

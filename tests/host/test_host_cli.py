@@ -3,8 +3,8 @@ import pytest
 from click.testing import CliRunner
 
 from hostutil import T0, credential_claims
-from offgate_host import formats, keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import formats, keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main
 from offgate_host.wallet import Wallet
 

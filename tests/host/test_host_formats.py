@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hostutil import T0, credential_claims, sign1_parts, typical_credential
-from offgate_host import formats, keys
+from offgate_host.wire import formats, keys
 
 QR_ALNUM = set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 

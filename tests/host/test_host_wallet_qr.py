@@ -4,8 +4,8 @@ import pytest
 import segno
 
 from hostutil import T0
-from offgate_host import formats, keys, qr
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import formats, keys, qr
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.wallet import Wallet, WalletError
 
 

@@ -3,8 +3,8 @@ import tarfile
 
 from click.testing import CliRunner
 
-from offgate_host import keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main
 
 

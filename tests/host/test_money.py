@@ -1,21 +1,18 @@
 """Money that adds up (issue #13): caps and holds, credit, overdraft flags, top-ups and adjustments
 with an audit trail, a statement that reconciles; property tests that the books always balance."""
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offgate_host import keys
-from offgate_host.backoffice import BackOffice, BackOfficeError, IssueRefused
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice, BackOfficeError, IssueRefused
 from offgate_host.cli import main
-from offgate_host.ledger import Ledger
+from offgate_host.ledger.ledger import Ledger
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_ledger import make_records  # noqa: E402
+from ledgerhelp import make_records
 
 NOW = int(time.time())
 
@@ -67,7 +64,7 @@ def test_default_cap_and_never_above_cover(bo):
 
 
 def _cti(cred):
-    from offgate_host.formats import parse_credential
+    from offgate_host.wire.formats import parse_credential
     return parse_credential(cred)["cti"]
 
 

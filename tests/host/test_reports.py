@@ -3,19 +3,16 @@ denials per hour, revenue per product and station, CSV and JSON export, 80 colum
 import csv
 import io
 import json
-import sys
-from pathlib import Path
 
 from click.testing import CliRunner
 
-from offgate_host import keys
-from offgate_host.backoffice import BackOffice
+from offgate_host.wire import keys
+from offgate_host.backoffice.backoffice import BackOffice
 from offgate_host.cli import main
-from offgate_host.formats import parse_credential
-from offgate_host.ledger import Ledger
+from offgate_host.wire.formats import parse_credential
+from offgate_host.ledger.ledger import Ledger
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_ledger import make_records  # noqa: E402
+from ledgerhelp import make_records
 
 T0 = 1798761600  # 2027-01-01 00:00 UTC = 01:00 in Warsaw
 
@@ -35,7 +32,7 @@ def test_report_filters_time_zone_revenue_and_exports(tmp_path):
         # gate 1: 3 OPEN (product 1) at 00:10, 00:20, 00:30 UTC; 1 DENY at 01:10 UTC
         recs = make_records(3, cti=ctis[0], t0=T0 + 600)
         recs[1]["t"], recs[2]["t"] = T0 + 1200, T0 + 1800
-        from offgate_host.ledger import ZERO32, chain_next
+        from offgate_host.ledger.ledger import ZERO32, chain_next
         prev = ZERO32
         for x in recs:
             x["chain"] = prev = chain_next(prev, x)

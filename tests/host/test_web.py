@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from offgate_host import formats, keys  # noqa: E402
-from offgate_host.backoffice import BackOffice  # noqa: E402
+from offgate_host.wire import formats, keys  # noqa: E402
+from offgate_host.backoffice.backoffice import BackOffice  # noqa: E402
 from offgate_host.web import store  # noqa: E402
 from offgate_host.web.app import ENROL_MSG, RENEW_MSG, create_app  # noqa: E402
 
@@ -147,7 +147,7 @@ def test_enrol_renew_and_cross_account_refusals(site):
     with BackOffice(d) as bo:
         info = formats.parse_credential(cred, [k["pub"] for k in bo.issuer_keys()])
     assert info["verified"] and info["rider_pub65"] == a.pub
-    from offgate_host.receipts import enc_key_of
+    from offgate_host.ledger.receipts import enc_key_of
     with BackOffice(d) as bo:
         assert enc_key_of(bo, a.pub) is None  # enrolled without a receipt key: none registered
     # single use: the same link again, by anyone, is refused
@@ -194,7 +194,7 @@ def test_reenrol_after_lost_key_revokes_the_old_wallet(site):
     new_cti = new.renew(c).json()["cti"]
     # receipts (POST /api/wallet/receipts): the lost wallet gets none; receipts.issue's own checks
     # answer the rest in one line (this Python wallet registered no encryption key)
-    from offgate_host import receipts
+    from offgate_host.ledger import receipts
     period = (int(time.time()) - 3600, int(time.time()) + 3600)
     r = c.post("/api/wallet/receipts", json={"request": receipts.make_request(lost.key, bytes.fromhex(old_cti),
                                                                               period=period).hex()})
@@ -228,7 +228,7 @@ def test_admin_manages_staff_others_cannot(site):
 
 
 # ---------------------------------------------------------------- dashboard data on SQLite and PostgreSQL
-from test_ledger import issue, make_records, world  # noqa: E402,F401  (the ledger tests' two-database fixture)
+from ledgerhelp import issue, make_records, world  # noqa: E402,F401  (the ledger tests' two-database fixture)
 
 
 def test_dashboard_data_on_both_ledgers(world):
@@ -248,7 +248,7 @@ def test_dashboard_data_on_both_ledgers(world):
     led.note_time(1, 3)
     assert sum(r["passages"] for r in data.passages_by_hour(led, now)) == 4
     assert {r["station"] for r in data.passages_by_hour(led, now)} == {"gate 1", "gate 2"}
-    from offgate_host import stations
+    from offgate_host.ledger import stations
     stations.set_station(led, 1, "Rynek")  # the ledger's gate places (offgate gate place)
     stations.set_station(led, 2, "Rynek")
     # records count where they were made: those ingested before the place stay "gate N"
@@ -291,7 +291,7 @@ def test_cli_invite_and_staff(tmp_path):
 
 
 def test_fraud_actions_deny_undeny_note(site):
-    from offgate_host.ledger import Ledger
+    from offgate_host.ledger.ledger import Ledger
     d, app = site
     now = int(time.time())
     with BackOffice(d) as bo:
@@ -334,7 +334,7 @@ def test_hourly_bars_svg():
 
 
 def test_enrol_registers_the_receipt_encryption_key(site):
-    from offgate_host.receipts import enc_key_of
+    from offgate_host.ledger.receipts import enc_key_of
     d, app = site
     c = client(app)
     r, enc = Rider(), keys.pub_bytes(keys.generate())

@@ -1,6 +1,6 @@
 # 32-bit vs 64-bit differential probe: firmware behaviour at small-int / int32 / uint32 / int64
 # boundaries (2**30 is where a 32-bit port's small ints end, 2**31 and 2**32 where 32-bit C ints
-# end). Runs unchanged on the 64-bit unix port and the 32-bit wasm port; tests/test_wasm32.py
+# end). Runs unchanged on the 64-bit unix port and the 32-bit wasm port; tests/wasm/test_wasm32.py
 # requires their outputs to match line for line. Output: "<label> = <value>" lines, then "DONE <n>".
 # Only deterministic values are printed (no dict/set iteration order: it follows hashes).
 import os

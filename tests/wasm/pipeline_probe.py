@@ -1,5 +1,5 @@
 # Runs on MicroPython (64-bit unix port and the 32-bit wasm port): the gate's decision pipeline
-# (tests/firmware/gate_probe.py: trust store, deny list, replay guard, verifier) over a case file:
+# (tests/firmware/mp/gate_probe.py: trust store, deny list, replay guard, verifier) over a case file:
 #   SETUP <trust hex> <deny hex>          gate 101, zone 1, max_age 60 s, skew 30 s, cache 16
 #   <now> <QR line hex>                    decide at `now`; if it opens, commit the counter
 # Prints "D <i> <reason name>" (or "D <i> raise <exc>") per case, then "DONE <n>".

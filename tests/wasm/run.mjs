@@ -7,7 +7,7 @@
 // Emscripten MEMFS): firmware paths needing those must use their fallbacks here.
 //
 //   node run.mjs probe                         runtime facts only (the "WASM32 {...}" line)
-//   node run.mjs test MODULE...                mptest.main(MODULES) over tests/firmware/test_*.py
+//   node run.mjs test MODULE...                mptest.main(MODULES) over tests/firmware/mp/test_*.py
 //   node run.mjs script FILE [DATA...]         run FILE (Python) with DATA files copied to /data/;
 //                                              FILE sees ARGV = [FILE, "/data/<name>"...] (this port has no sys.argv)
 //
@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..", "..");
 const FW_SRC = path.join(ROOT, "firmware", "offgate");
-const FW_TESTS = path.join(ROOT, "tests", "firmware");
+const FW_TESTS = path.join(ROOT, "tests", "firmware", "mp");
 
 function usage(msg) {
   process.stderr.write((msg ? msg + "\n" : "") +

@@ -1,6 +1,6 @@
 """Comb tables for trusted issuer keys, built on the host and shipped beside the trust store.
 
-File `issuer_tables.bin` (host_tools/offgate_host/tables.py writes it), big-endian:
+File `issuer_tables.bin` (host_tools/offgate_host/device/tables.py writes it), big-endian:
     b"OGKT" | version 1 | teeth 8 | spacing 32 | count
     count records of: pub (65, SEC1 uncompressed) | digest (32) | table (255 rows x 64 bytes)
     (a record whose pub is G carries G's own table, read from the file like the others)

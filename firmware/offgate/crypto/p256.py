@@ -112,7 +112,7 @@ def wnaf(k, w):
 # ---------------------------------------------------------------- comb tables (fixed points)
 
 class Comb:
-    """Rows of a comb table (see p256_gtable / host_tools/offgate_host/tables.py) held in memory:
+    """Rows of a comb table (see p256_gtable / host_tools/offgate_host/device/tables.py) held in memory:
     one bytes-like of 16,320 bytes, or a tuple of equal chunks of whole rows (p256_gtable: 15 x
     17 rows, so no 16 KB contiguous block is needed). RAM on the unix port, flash when frozen.
     row(c) for c in 1..255 is the affine point sum over the set bits b of c of 2^(32*b) * P."""

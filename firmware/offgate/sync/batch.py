@@ -258,7 +258,7 @@ def _u32(out, b, o):
 
 def _row(out, seq, t, cti, ctr, op, rc, missed):
     """Append the CBOR row [seq, t, cti, ctr, open, reason, missed] (what cbor.dumps of that list
-    gives, byte for byte; tests/test_batch.py): written head by head, because a generic encode per
+    gives, byte for byte; tests/cross/test_batch.py): written head by head, because a generic encode per
     row (a list, a buffer and a copy each) was most of a pull's gate CPU."""
     h = cbor._head
     out.append(0x87)

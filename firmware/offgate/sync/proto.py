@@ -24,7 +24,7 @@ NONCE_LEN = 16
 MAC_LEN = 16        # the AES-CCM tag
 ROLE_CLAIM = -65538
 ROLE_OPERATOR = "operator"
-DENY_CHUNK = 1024   # the host's deny list chunk (offgate_host.syncclient): one heap block per request frame
+DENY_CHUNK = 1024   # the host's deny list chunk (offgate_host.sync.frames): one heap block per request frame
 BATCH_MAX_RECORDS = 200
 
 # Status, config, lists, tables and time (offgate/sync/admin.py): loaded only for those requests, so a

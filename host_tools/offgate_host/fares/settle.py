@@ -61,7 +61,7 @@ def settle(led, bo, now=None, eng=None):
             unknown = db.rows("SELECT r.gate, r.seq FROM ledger_records r WHERE r.cti = ? AND r.decision = 'OPEN' AND "
                               + db.UNSETTLED, (cti,))
             for u in unknown:
-                out["unknown"] += led._anomaly(u["gate"], u["seq"], "unknown_credential",
+                out["unknown"] += led.note_anomaly(u["gate"], u["seq"], "unknown_credential",
                                                "OPEN for credential %s the back office never issued" % cti.hex(), now)
             db.mark_settled([(2, u["gate"], u["seq"]) for u in unknown])
             db.commit()
@@ -110,22 +110,22 @@ def _apply(led, bo, version, work, now, out):
             out["capped"] += j["cap"] is not None
             for tp in (j["entry"], j["exit"]):
                 if tp is not None and not tp.get("station"):
-                    led._anomaly(tp["gate"], tp["seq"], "no_place",
+                    led.note_anomaly(tp["gate"], tp["seq"], "no_place",
                                  "tap at gate %d, which had no station registered when it synced: not charged"
                                  % tp["gate"], now)
             if j["kind"] == "unmatched_exit":
-                led._anomaly(j["exit"]["gate"], j["exit"]["seq"], "exit_without_entry",
+                led.note_anomaly(j["exit"]["gate"], j["exit"]["seq"], "exit_without_entry",
                              "exit at %s by credential %s with no entry before it" % (j["exit"]["station"], j["cti"].hex()),
                              now)
             if c["cap"] is not None and c["charged_total"] > c["cap"] and c["delta"] > 0:
                 out["over_cap"] += c["over_cap"]
-                out["fraud"] += led._flag("cap_exceeded", j["cti"], 0, j["key"][0], j["key"][1], None, None,
+                out["fraud"] += led.flag_fraud("cap_exceeded", j["cti"], 0, j["key"][0], j["key"][1], None, None,
                                           "credential %s charged %d in total, cap %d"
                                           % (j["cti"].hex(), c["charged_total"], c["cap"]), now)
                 if j["cti"] not in out["deny"]:
                     out["deny"].append(j["cti"])
             if c.get("overdrawn"):
-                out["fraud"] += led._overdraft(c, j["cti"], 0, j["key"][0], j["key"][1], now, out)
+                out["fraud"] += led.flag_overdraft(c, j["cti"], 0, j["key"][0], j["key"][1], now, out)
             rows.append((account, j["cti"], j["key"][0], j["key"][1], j["t"], j["kind"],
                          j["entry"]["station"] if j["entry"] else None, j["exit"]["station"] if j["exit"] else None,
                          j["exit"]["gate"] if j["exit"] else None, j["exit"]["seq"] if j["exit"] else None,

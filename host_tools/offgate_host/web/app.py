@@ -27,9 +27,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
-from .. import formats, keys, receipts
-from ..backoffice import BackOffice, BackOfficeError, IssueRefused, UnknownAccount
-from ..ledger import Ledger
+from ..wire import formats, keys
+from ..ledger import receipts
+from ..backoffice.backoffice import BackOffice, BackOfficeError, IssueRefused, UnknownAccount
+from ..ledger.ledger import Ledger
 from . import charts, data, store
 
 HERE = Path(__file__).resolve().parent
@@ -564,7 +565,7 @@ def create_app(data_dir, db_url=None, base_url=None) -> FastAPI:
         except ValueError:
             raise HTTPException(400, "request must be hex")
         try:  # which wallet asks (read only: receipts.issue checks the request)
-            cti = formats._decode_map(formats._split_sign1(req, "receipt request")[3], "receipt request").get(
+            cti = formats.decode_map(formats.split_sign1(req, "receipt request")[3], "receipt request").get(
                 receipts.R_CTI)
         except ValueError as e:
             raise HTTPException(400, str(e))

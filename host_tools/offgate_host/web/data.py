@@ -5,8 +5,8 @@ ledger (records, gates, fraud); writes nothing.
 import json
 import time
 
-from .. import fleet, stations
-from ..report import _reason_name
+from ..ledger import fleet, stations
+from ..ledger.report import _reason_name
 from . import store
 
 HOUR = 3600
@@ -27,7 +27,7 @@ def passages_by_hour(led, now=None, hours=24):
 
 
 def gates(bo, led, now=None):
-    """The fleet with its alerts (offgate_host.fleet.gates: the one alert computation, shared with
+    """The fleet with its alerts (offgate_host.ledger.fleet.gates: the one alert computation, shared with
     `offgate gates`)."""
     return fleet.gates(bo, led, now)
 

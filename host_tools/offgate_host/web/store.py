@@ -13,7 +13,7 @@ import time
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..backoffice import BackOfficeError
+from ..backoffice.backoffice import BackOfficeError
 
 ROLES = ("viewer", "operator", "admin")  # each role can do what the ones before it can
 SESSION_SECONDS = 8 * 3600               # one shift
