@@ -57,7 +57,7 @@ def bare_copy(url, recs, now, indexed=False, binary=False):
     storing them costs the server before any of the ledger's own work. binary=True: a binary
     COPY (as ingest now makes), else text."""
     import psycopg
-    from offgate_host.ledger import RECORD_TYPES
+    from offgate_host.ledger.ledger import RECORD_TYPES
     table = "bare_records%s%s" % ("_indexed" if indexed else "", "_binary" if binary else "")
     with psycopg.connect(url) as c:
         c.execute("CREATE TABLE %s (gate BIGINT, seq BIGINT, t BIGINT, cti BYTEA, ctr BIGINT, "

@@ -1,9 +1,9 @@
 """Boot time of the conversion of a version-1 operation log (the old firmware's whole default log:
 16 segments of 4096 bytes, 1008 unsynced 64-byte records) into 32-byte records, beside the
 reference in the same run: the next boot's plain recovery of the converted log. Runs
-tests/firmware/oplog_upgrade.py (bench mode) on every unix interpreter present (the 32-bit build
+tests/firmware/mp/oplog_upgrade.py (bench mode) on every unix interpreter present (the 32-bit build
 at the device heap, 128k), on the host's file system (times, not flash wear: the conversion's
-flash operations are bounded by tests/test_oplog_upgrade.py's power-cut run).
+flash operations are bounded by tests/firmware/log/test_oplog_upgrade.py's power-cut run).
 
     python bench/oplog_upgrade.py   -> one JSON object on stdout
 """
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 
 def main():

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from mpbridge import FW_TESTS, MP32, RUNTIMES, needs_mp32, run_micropython
-from offgate_host.ledger import chain_next_body, decode_record
+from offgate_host.ledger.ledger import chain_next_body, decode_record
 from oplogv1 import write_v1_log
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "oplog_v1"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "oplog_v1"
 
 
 def test_v1_writer_matches_the_old_firmware():
@@ -104,10 +104,11 @@ def test_upgraded_gate_boots_with_a_note_and_a_sync_pulls_the_records(tmp_path, 
     import time
 
     from backlog import BacklogGate
-    from offgate_host.backoffice import BackOffice
-    from offgate_host.ledger import Ledger
-    from offgate_host.simgate import SYNC_HEAP_32, SYNC_HEAP_64, write_gate_dir
-    from offgate_host.syncclient import provision_gate_dir, sync_gate
+    from offgate_host.backoffice.backoffice import BackOffice
+    from offgate_host.ledger.ledger import Ledger
+    from offgate_host.device.simgate import SYNC_HEAP_32, SYNC_HEAP_64, write_gate_dir
+    from offgate_host.device.provision import provision_gate_dir
+    from offgate_host.ledger.pull import sync_gate
 
     now = int(time.time())
     bo = BackOffice(tmp_path / "bo")
@@ -138,8 +139,8 @@ def test_full_old_default_log_converted_at_the_device_heap(tmp_path, mp):
     """The old firmware's whole default log (16 segments of 4096 bytes, 1008 unsynced records) on a
     gate booting at the device heap (128k on the 32-bit build): every record converted, and the
     next boot opens the converted log with nothing to say."""
-    from offgate_host.backoffice import BackOffice
-    from offgate_host.simgate import SimGate, write_gate_dir
+    from offgate_host.backoffice.backoffice import BackOffice
+    from offgate_host.device.simgate import SimGate, write_gate_dir
 
     bo = BackOffice(tmp_path / "bo")
     bo.init_issuer("t", valid_from=int(time.time()) - 86400)

@@ -1,5 +1,5 @@
 """A version-1 operation log (64-byte records that stored their chain, firmware up to commit
-017a642) written on the host, for the upgrade tests and bench (tests/test_oplog_upgrade.py checks
+017a642) written on the host, for the upgrade tests and bench (tests/firmware/log/test_oplog_upgrade.py checks
 its bytes against the fixture the old firmware wrote, tests/fixtures/oplog_v1)."""
 import hashlib
 import struct
