@@ -11,6 +11,7 @@ import os
 import struct
 import sys
 
+import powercut_bdev
 from powercut_bdev import PowerCutBdev
 from test_denydelta import write_full, write_delta, SIG
 from fwutil import cti
@@ -21,16 +22,11 @@ MNT = "/pc"
 
 
 def mount(bdev, fmt=False):
-    if fmt:
-        os.VfsLfs2.mkfs(bdev)
-    os.mount(os.VfsLfs2(bdev), MNT)
+    powercut_bdev.mount(bdev, MNT, fmt)
 
 
 def umount():
-    try:
-        os.umount(MNT)
-    except OSError:
-        pass
+    powercut_bdev.umount(MNT)
 
 
 def install(n_new):

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 
+import powercut_bdev
 from powercut_bdev import PowerCutBdev
 from offgate.log.oplog import OpLog, LogFull, verify_records
 
@@ -91,16 +92,11 @@ def script(run, seg_bytes, max_segs):
 
 
 def mount(bdev, fmt=False):
-    if fmt:
-        os.VfsLfs2.mkfs(bdev)
-    os.mount(os.VfsLfs2(bdev), MNT)
+    powercut_bdev.mount(bdev, MNT, fmt)
 
 
 def umount():
-    try:
-        os.umount(MNT)
-    except OSError:
-        pass
+    powercut_bdev.umount(MNT)
 
 
 def attempt(image, bs, nb, seg_bytes, max_segs, n):

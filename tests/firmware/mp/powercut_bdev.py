@@ -8,7 +8,23 @@
 # (the rest keeps its old bytes). After the cut every write fails with EIO (-5) and changes
 # nothing, so littlefs sees an I/O error (no exception thrown through C) and the test can take
 # the surviving bytes, as they were at the cut, and mount them again.
+import os
+
 EIO = -5
+
+
+def mount(bdev, mnt, fmt=False):
+    """Mount bdev (littlefs v2) at mnt, formatting it first if fmt."""
+    if fmt:
+        os.VfsLfs2.mkfs(bdev)
+    os.mount(os.VfsLfs2(bdev), mnt)
+
+
+def umount(mnt):
+    try:
+        os.umount(mnt)
+    except OSError:
+        pass
 
 
 class PowerCutBdev:
