@@ -390,15 +390,25 @@ def revision_of(url):
     """The schema revision of the database at `url` (None: from before migrations, or empty)."""
     d = Database(url, create=False, check=False)
     try:
+        _not_empty(d)
         return d.revision()
     finally:
         d.close()
+
+
+def _not_empty(d):
+    """An existing back office's database with no tables at all was truncated or replaced, not
+    created by `offgate init`: upgrading it would silently make an empty back office."""
+    if d._empty():
+        raise DatabaseError("database %s is empty: it holds no back office (truncated or replaced? "
+                            "restore it from `offgate backup`)" % safe_url(d.url))
 
 
 def upgrade_url(url):
     """Bring the (existing) database at `url` to the newest schema: (revision before, after)."""
     d = Database(url, create=False, check=False)
     try:
+        _not_empty(d)
         before = d.revision()
         d.close(dispose=False)
         if before != HEAD:

@@ -247,3 +247,39 @@ def test_gate_json_paths_resolve_against_its_directory(tmp_path, monkeypatch):
     raw["state_dir"] = "/abs/where"
     cfgp.write_text(json.dumps(raw))
     assert check_config(str(cfgp))["state_dir"] == "/abs/where"
+
+
+def test_newcomer_run_findings(tmp_path, places):
+    """What a newcomer's attack run found: usage errors are one line too; gate id 0 refused; an
+    empty --reason refused; a back office whose database was truncated to 0 bytes is an error, not
+    a new empty back office; a second `gate run` on one gate directory is refused (two would share
+    one operation log); a --tcp port in use is refused before the gate boots."""
+    r = CliRunner()
+    res = r.invoke(main, ["deny", "add", "--file", str(tmp_path), "--reason", "x", "--data", str(places["good"])])
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "--help" in res.stderr, res.output
+    res = r.invoke(main, ["gate", "init", str(tmp_path / "g0"), "--gate-id", "0", "--zone", "1",
+                          "--data", str(places["good"])])
+    assert res.exit_code == 2 and "--gate-id" in res.stderr and not (tmp_path / "g0").exists(), res.output
+    (tmp_path / "ids.txt").write_text("00000000000000aa\n")
+    res = r.invoke(main, ["deny", "add", "--file", str(tmp_path / "ids.txt"), "--reason", " ",
+                          "--data", str(places["good"])])
+    assert res.exit_code == 1 and "must not be empty" in res.stderr, res.output
+    assert r.invoke(main, ["init", "--data", str(tmp_path / "bo")]).exit_code == 0
+    (tmp_path / "bo" / "offgate.db").write_bytes(b"")
+    for args in (["db", "current"], ["db", "upgrade"]):
+        res = r.invoke(main, args + ["--data", str(tmp_path / "bo")])
+        assert res.exit_code == 1 and "is empty" in res.stderr, (args, res.output)
+    gdir = tmp_path / "gate"
+    gdir.mkdir()
+    (gdir / "gate.json").write_text(json.dumps({"gate_id": 7, "zone": 1, "state_dir": "."}))
+    import fcntl
+    with open(gdir / ".gate.lock", "w") as held:  # a running gate holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        res = r.invoke(main, ["gate", "run", str(gdir / "gate.json")])
+    assert res.exit_code == 1 and "gate directory in use" in res.stderr, res.output
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        res = r.invoke(main, ["gate", "run", str(gdir / "gate.json"), "--tcp", "127.0.0.1:%d" % port])
+    assert res.exit_code == 1 and "cannot listen on 127.0.0.1 port %d" % port in res.stderr, res.output

@@ -16,6 +16,7 @@ MAX_AMOUNT = 10 ** 12  # = backoffice.MAX_AMOUNT (not imported here: the CLI loa
 AMOUNT = click.IntRange(0, MAX_AMOUNT)
 CAP = click.IntRange(0, 2 ** 32 - 2)  # = backoffice.MAX_CAP
 ID = click.IntRange(0, 2 ** 30 - 1)  # gate ids, zones, products: = formats.MAX_ID
+GATE_ID = click.IntRange(1, 2 ** 30 - 1)  # a gate's id: 0 is no gate
 UNIX_T = click.IntRange(0, 2 ** 32 - 1)
 
 
@@ -66,7 +67,8 @@ def _prompt_passphrase(path=None):
 class OffgateGroup(click.Group):
     """The entry point's error policy (host_tools/offgate_host/errors.py): an OffgateError or a
     click error that is not a usage error prints `offgate: <message>` (one line, exit 1, or 2 for
-    a bad value); click's usage errors stay click's (usage line + message, exit 2); Ctrl-C prints
+    a bad value); click's usage errors as one line too (`offgate CMD: message (offgate CMD --help)`,
+    exit 2); Ctrl-C prints
     `offgate: interrupted` (exit 130); anything else is a bug: one line naming it (exit 3), the
     traceback only with OFFGATE_DEBUG=1."""
 
@@ -94,7 +96,9 @@ class OffgateGroup(click.Group):
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.UsageError as e:
-            e.show()
+            # one line like every other error (exit 2): the command, the message, where help is
+            where = e.ctx.command_path if e.ctx is not None else "offgate"
+            click.echo("%s: %s (%s --help)" % (where, " ".join(e.format_message().split()), where), err=True)
             sys.exit(e.exit_code)
         except click.Abort as e:
             if isinstance(e.__context__, KeyboardInterrupt) or isinstance(e.__cause__, KeyboardInterrupt):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from .base import ID, _bo, data_option, main, user_errors
+from .base import GATE_ID, ID, _bo, data_option, main, user_errors
 
 
 @main.group("board")
@@ -95,7 +95,7 @@ def _gate_files(data_dir, board_name, trust, deny, stage):
 @data_option
 @click.option("--board", "board_name", required=True)
 @click.option("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
-@click.option("--gate-id", type=ID, required=True)
+@click.option("--gate-id", type=GATE_ID, required=True)
 @click.option("--zone", type=ID, required=True)
 @click.option("--trust", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="trust.cbor (default: exported from the back office)")
@@ -134,7 +134,7 @@ def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provis
 @data_option
 @click.option("--board", "board_name", required=True)
 @click.option("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
-@click.option("--gate-id", type=ID, required=True)
+@click.option("--gate-id", type=GATE_ID, required=True)
 @click.option("--replace", is_flag=True, help="accept a new device key for an already registered gate id")
 @click.option("--dry-run", is_flag=True, help="print the mpremote command only")
 @user_errors

@@ -51,6 +51,8 @@ def _deny_ids(data_dir, cti_hex, id_file, reason, default_reason):
     from ..backoffice.backoffice import BackOfficeError, read_id_file
     if (cti_hex is None) == (id_file is None):
         raise BackOfficeError("give one credential id or --file FILE, not both or neither")
+    if reason is not None and not reason.strip():
+        raise BackOfficeError("--reason must not be empty (it goes into the deny audit trail)")
     if id_file is not None and reason is None:
         raise BackOfficeError("--reason is required with --file (it goes into the deny audit trail)")
     bo = _bo(data_dir)

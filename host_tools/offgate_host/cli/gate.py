@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from ..errors import OffgateError, UsageError
-from .base import ID, _bo, _iso, _ledger, data_option, main, user_errors
+from .base import GATE_ID, ID, _bo, _iso, _ledger, data_option, main, user_errors
 
 
 @main.command("demo")
@@ -62,7 +62,7 @@ def _gate_registered(bo, led, gate_id):
 @gate.command("init")
 @data_option
 @click.argument("gate_dir", type=click.Path(file_okay=False))
-@click.option("--gate-id", type=ID, required=True)
+@click.option("--gate-id", type=GATE_ID, required=True)
 @click.option("--zone", type=ID, required=True)
 @click.option("--max-age", type=click.IntRange(1, 86400), default=60, show_default=True, help="seconds a code stays valid")
 @click.option("--skew", type=click.IntRange(0, 86400), default=30, show_default=True, help="tolerated clock difference, seconds")
@@ -155,6 +155,26 @@ def _check_port_free(host, port):
             raise OffgateError("cannot listen on %s port %d: %s" % (host, port, e.strerror or e)) from None
 
 
+def _lock_gate_dir(config):
+    """One running gate per gate directory: two would append to one operation log (a logged
+    passage lost) and keep two replay tables (a code opening twice). An exclusive flock on
+    <gate dir>/.gate.lock, inherited by the MicroPython process that replaces this one (exec), so
+    it is held exactly as long as the gate runs and goes with it, however it ends."""
+    import fcntl
+    import os
+    path = os.path.join(os.path.dirname(os.path.abspath(config)), ".gate.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise OffgateError("cannot lock the gate directory (%s): %s" % (path, e.strerror or e)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OffgateError("gate directory in use: another 'offgate gate run' holds %s" % path) from None
+    os.set_inheritable(fd, True)
+
+
 @gate.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--heap", default=None,
@@ -173,7 +193,8 @@ def gate_run(config, heap, tcp, sync_addr, mp):
     check_config(config)  # a junk or wrong gate.json is a one-line error here, not a firmware crash
     for what, addr in (("--tcp", tcp), ("--sync", sync_addr)):
         if addr is not None:
-            _host_port(what, addr)
+            _check_port_free(*_host_port(what, addr))  # before the boot, not after it
+    _lock_gate_dir(config)
     try:
         args = ["--tcp", tcp] if tcp else []
         if sync_addr:
