@@ -77,7 +77,8 @@ def _cti_bytes(cti) -> bytes:
 def read_id_file(path) -> list:
     """Credential ids from a text file, one per line: 16 hex digits (the first field of the line
     when it has commas or spaces); blank lines and lines starting with # are skipped. Returns
-    [bytes]; BackOfficeError naming the file and line of the first bad id."""
+    [bytes], each id once (a repeated line is not counted again); BackOfficeError naming the file
+    and line of the first bad id."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -86,6 +87,7 @@ def read_id_file(path) -> list:
     except (OSError, UnicodeDecodeError) as e:
         raise BackOfficeError("cannot read %s: %s" % (path, getattr(e, "strerror", None) or e)) from None
     out = []
+    seen = set()
     for no, line in enumerate(text.splitlines(), 1):
         f = line.replace(",", " ").split()
         if not f or f[0].startswith("#"):
@@ -96,7 +98,9 @@ def read_id_file(path) -> list:
             b = b""
         if len(b) != 8:
             raise BackOfficeError("%s line %d: %r is not a credential id (16 hex digits)" % (path, no, f[0][:40]))
-        out.append(b)
+        if b not in seen:
+            seen.add(b)
+            out.append(b)
     return out
 
 

@@ -11,12 +11,18 @@ def deny():
     """Deny list (blocked credential ids)."""
 
 
+def _id_options(f):
+    """CTI_HEX or --file, and --reason: what deny add and deny remove both take."""
+    f = click.option("--reason", default=None, help="why (kept in the deny audit trail); required with --file")(f)
+    f = click.option("--file", "id_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="a file of credential ids, one per line (16 hex digits; blank lines and # comments "
+                          "skipped)")(f)
+    return click.argument("cti_hex", required=False)(f)
+
+
 @deny.command("add")
 @data_option
-@click.argument("cti_hex", required=False)
-@click.option("--file", "id_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="a file of credential ids, one per line (16 hex digits; blank lines and # comments skipped)")
-@click.option("--reason", default=None, help="why (kept in the deny audit trail); required with --file")
+@_id_options
 @user_errors
 def deny_add(data_dir, cti_hex, id_file, reason):
     """Block credential CTI_HEX (16 hex digits), or every id in --file, in one transaction."""
@@ -35,10 +41,7 @@ def deny_add(data_dir, cti_hex, id_file, reason):
 
 @deny.command("remove")
 @data_option
-@click.argument("cti_hex", required=False)
-@click.option("--file", "id_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="a file of credential ids, one per line (as for deny add --file)")
-@click.option("--reason", default=None, help="why (kept in the deny audit trail); required with --file")
+@_id_options
 @user_errors
 def deny_remove(data_dir, cti_hex, id_file, reason):
     """Take credential CTI_HEX, or every id in --file, off the deny list in one transaction."""
