@@ -893,6 +893,10 @@ def main():
                         ledger[k]["bare_copy_s"], ledger[k]["ingest_vs_bare_copy"],
                         ledger[k].get("bare_copy_indexed_s"), ledger[k].get("ingest_vs_bare_copy_indexed"))
                     if "bare_copy_s" in ledger[k] else ""))
+                if "ingest_vs_bare_copy_cpu" in ledger[k]:  # CPU seconds, client + server: load-insensitive
+                    note("  %-10s CPU: ingest %s s, settle %s s; ingest %sx a bare COPY's CPU (%sx an indexed one's)" % (
+                        "", ledger[k]["ingest_cpu_s"].get("total"), ledger[k]["settle_cpu_s"].get("total"),
+                        ledger[k]["ingest_vs_bare_copy_cpu"], ledger[k].get("ingest_vs_bare_copy_indexed_cpu")))
         note("sync of a large backlog on the simulated gate: smallest heap (2,000 / 20,000 records; .mpy, ROMFS) "
              "and gate CPU per 200-record pull (callgrind, fast vs big-int path) ...")
         sync_heap = run_json_script([ROOT / "bench" / "sync_heap.py"], 3600)
