@@ -175,7 +175,7 @@ def main():
                 pg["bare_copy%s_s" % k] = round(secs, 3)
                 pg["bare_copy%s_cpu_s" % k] = cpu
                 pg["ingest_vs_bare_copy" + k] = round(pg["ingest_s"] / secs, 2)
-                if "total" in cpu and "total" in pg["ingest_cpu_s"]:
+                if cpu.get("total") and "total" in pg["ingest_cpu_s"]:  # (0: too few records to count)
                     # the same ratio in CPU seconds (client + server): the load moves it far less
                     pg["ingest_vs_bare_copy%s_cpu" % k] = round(pg["ingest_cpu_s"]["total"] / cpu["total"], 2)
             import psycopg
