@@ -671,7 +671,8 @@ class Ledger:
                     continue
                 trips.append((gate, seq, cti, t, fares.get(cred["product"], DEFAULT_FARE), ctr))
             # money, then the ledger's marks: one transaction (settle's) on the one database
-            results = bo.charge_trips([tr[:5] for tr in trips], now=now, creds=creds) if trips else []
+            # (charge_trip_rows: tuples, not a dict per trip; CHARGE_FIELDS)
+            results = bo.charge_trip_rows(trips, now=now, creds=creds) if trips else []
             for gate, seq, cti in unknown:
                 out["unknown"] += self.note_anomaly(gate, seq, "unknown_credential",
                                                 "OPEN for credential %s the back office never issued" % cti.hex(), now)
@@ -680,18 +681,19 @@ class Ledger:
                 done.append((1, gate, seq))
                 if c is None:
                     continue
+                account, amount, _fh, over_cap, cap, total, overdrawn = c
                 out["trips"] += 1
-                out["charged"] += c["amount"]
-                if c["cap"] is not None and c["charged_total"] > c["cap"]:
-                    out["over_cap"] += c["over_cap"]
+                out["charged"] += amount
+                if cap is not None and total > cap:
+                    out["over_cap"] += over_cap
                     flags.append(("cap_exceeded", cti, ctr, gate, seq, None, None,
-                                  "credential %s charged %d in total, cap %d" % (cti.hex(), c["charged_total"], c["cap"]),
-                                  now))
+                                  "credential %s charged %d in total, cap %d" % (cti.hex(), total, cap), now))
                     if cti not in deny_seen:
                         deny_seen.add(cti)
                         out["deny"].append(cti)
-                if c.get("overdrawn"):
-                    flags.append(self._overdraft_flag(c, cti, ctr, gate, seq, now, out))
+                if overdrawn:
+                    flags.append(self._overdraft_flag({"account": account, "amount": amount}, cti, ctr, gate, seq,
+                                                      now, out))
                     if cti not in deny_seen:
                         deny_seen.add(cti)
                         out["deny"].append(cti)
