@@ -370,7 +370,9 @@ class World:
             self.sync(g)
 
     def charges(self):
-        return {(r["gate"], r["seq"]): r["amount"] for r in self.bo.db.execute("SELECT * FROM charges")}
+        """{(gate, seq): net amount} (charge + its corrections: docs/fares.md "Settled is final"),
+        without those at 0 (a journey re-rated away keeps its charge line, refunded in full)."""
+        return {k: net for k, (_charged, net) in self.bo.net_charges().items() if net}
 
 
 def _zak_world(w):

@@ -179,6 +179,9 @@ def settle_cmd(data_dir, db, now):
                    "entry, %d capped), %d entr(ies) pending; charges changed by %d"
                    % (s["version"], s["accounts"], s["journeys"], s["incomplete"], s["unmatched_exits"], s["capped"],
                       s["pending"], s["charged"]))
+        if s.get("frozen"):
+            click.echo("%d tap(s) settled under an earlier fare regime (flat fare or another version) left as "
+                       "charged: settled charges are final (docs/fares.md)" % s["frozen"])
     click.echo("settled %d trip(s), %d charged (%d beyond caps); %d fraud flag(s); %d unknown credential(s); "
                "%d hold(s) released (%d)" % (s["trips"], s["charged"], s["over_cap"], s["fraud"], s["unknown"],
                                             s["released"], s["released_amount"]))
