@@ -312,3 +312,21 @@ def test_board_validate_names_the_file_once_and_build_writes_under_the_cwd(tmp_p
     assert res.exit_code == 0 and (tmp_path / "build" / "sim" / "build.json").is_file(), res.output
     res = r.invoke(main, ["board", "build", "sim", "--out", "elsewhere"])
     assert res.exit_code == 0 and (tmp_path / "elsewhere" / "build.json").is_file(), res.output
+
+
+def test_gate_place_warns_about_a_station_the_fare_table_does_not_know(tmp_path):
+    zak = Path(__file__).resolve().parents[2].parent / "shared" / "gtfs" / "zakroczym"
+    if not zak.is_dir():
+        zak = Path("/work/shared/gtfs/zakroczym")
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    res = r.invoke(main, ["gate", "place", "5", "nowhere", "entry", *d])
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.output  # no fare table: nothing to check
+    assert r.invoke(main, ["fares", "load", str(zak), *d]).exit_code == 0
+    res = r.invoke(main, ["gate", "place", "5", "nowhere", "entry", *d])
+    assert res.exit_code == 0 and "warning: station nowhere is in no area of fare table version 1" in res.stderr, \
+        res.output
+    assert "gate 5: station nowhere, entry" in res.stdout
+    res = r.invoke(main, ["gate", "place", "6", "100", "exit", *d])
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.output

@@ -122,6 +122,11 @@ def gate_place(data_dir, gate_id, station, direction, db):
             if direction is None:
                 raise click.ClickException("give both STATION and DIRECTION")
             led.set_place(gate_id, station, direction)
+            from ..fares.settle import station_areas
+            known = station_areas(led.db, station)
+            if known is not None and not known[1]:  # set anyway: the table may be the one to fix
+                click.echo("warning: station %s is in no area of fare table version %d (stop_areas.txt, areas.txt): "
+                           "journeys from or to it find no fare rule and are charged 0" % (station, known[0]), err=True)
         hist = [p for p in led.places() if p["gate"] == gate_id]
     finally:
         led.close()

@@ -75,6 +75,16 @@ def settle(led, bo, now=None, eng=None):
     return out  # the ledger denies out["deny"] and releases expired holds
 
 
+def station_areas(db, station):
+    """(version, areas) of `station` (a GTFS stop_id or area_id) in the newest fare table:
+    the areas (areas.txt ids) a journey from or to it is priced by, empty if the table does not
+    know it (such a journey finds no fare_leg_rules.txt row); None without a fare table."""
+    eng = active_engine(db)
+    if eng is None:
+        return None
+    return eng[0], eng[1].areas(station)
+
+
 def _rate_account(led, bo, eng, version, account, first_t, mj, now):
     """(account, ws, journeys, pending, taps): the account re-rated from the week start ws."""
     ws = eng.cal.week_start_t(first_t - mj)
