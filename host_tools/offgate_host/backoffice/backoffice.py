@@ -965,9 +965,9 @@ class BackOffice:
 
     def charged_total(self, cti) -> int:
         """What credential `cti` has been charged in all (charges and their corrections, minor units)."""
-        return int(self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?", (cti,)).fetchone()[0]) \
-            + int(self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charge_corrections WHERE cti = ?",
-                                  (cti,)).fetchone()[0])
+        return int(self.db.execute("SELECT (SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?) + "
+                                   "(SELECT COALESCE(SUM(amount), 0) FROM charge_corrections WHERE cti = ?)",
+                                   (cti, cti)).fetchone()[0])
 
     def _correct(self, key, cti, account_id, delta, from_hold, reason, now):
         # a correction line (inside the caller's transaction); n counts the charge's corrections
@@ -980,23 +980,13 @@ class BackOffice:
     def _set_journey_charges(self, account_id, since, charges, now, regime):
         out = []
         # runs inside set_journey_charges_many's transaction
-        keys = [(c[0], c[1]) for c in charges]
+        # a journey's key is its first tap, and its charge's t that tap's time (>= since): every
+        # key already charged is among these
         old = {(r["gate"], r["seq"]): dict(r) for r in self.db.execute(
             "SELECT c.gate, c.seq, c.cti, c.amount, c.from_hold, c.regime, "
             "COALESCE((SELECT SUM(k.amount) FROM charge_corrections k WHERE k.gate = c.gate AND k.seq = c.seq), 0) "
             "AS corrected, COALESCE((SELECT SUM(k.from_hold) FROM charge_corrections k WHERE k.gate = c.gate AND "
             "k.seq = c.seq), 0) AS corrected_hold FROM charges c WHERE c.account = ? AND c.t >= ?", (account_id, since))}
-        for key in set(keys) - set(old):  # a key charged before `since` (its tap time moved?) is still a key
-            r = self.db.execute("SELECT gate, seq, cti, amount, from_hold, regime FROM charges WHERE gate = ? AND "
-                                "seq = ?", key).fetchone()
-            if r is not None:
-                d = dict(r)
-                d["corrected"], d["corrected_hold"] = 0, 0
-                for k in self.db.execute("SELECT amount, from_hold FROM charge_corrections WHERE gate = ? AND seq = ?",
-                                         key):
-                    d["corrected"] += k[0]
-                    d["corrected_hold"] += k[1]
-                old[key] = d
         want = set()
         caps = {}
 
