@@ -6,6 +6,10 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings, strategies as st
+
+from offgate_host.backoffice.backoffice import BackOffice
+from offgate_host.ledger.ledger import Ledger
 
 from offgate_host.fares import settle as fare_settle
 from offgate_host.fares import store
@@ -145,8 +149,24 @@ def test_random_taps_across_random_fare_loads_keep_the_books(world, seed):
     versions loaded at random moments: after each settlement every account's balance equals its
     statement, the printed change equals the balance change, and no earlier statement line
     changed."""
-    rnd = random.Random(seed)
-    w = world
+    _random_run(world, random.Random(seed))
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_property_books_balance_across_fare_loads(tmp_path_factory, rnd):
+    """The same, with hypothesis drawing the run (SQLite; the seeded runs above cover both)."""
+    bo = BackOffice(tmp_path_factory.mktemp("reg") / "bo")
+    bo.init_issuer("t", valid_from=at(W, 2026, 1, 1, 0))
+    led = Ledger.for_backoffice(bo)
+    try:
+        _random_run(World(bo, led), rnd)
+    finally:
+        led.close()
+        bo.close()
+
+
+def _random_run(w, rnd):
     _zak_world(w)
     ctis = {"a": [w.cred("a"), w.cred("a")], "b": [w.cred("b")]}
     t = at(W, 2026, 6, 1, 5)
