@@ -330,3 +330,6 @@ def test_gate_place_warns_about_a_station_the_fare_table_does_not_know(tmp_path)
     assert "gate 5: station nowhere, entry" in res.stdout
     res = r.invoke(main, ["gate", "place", "6", "100", "exit", *d])
     assert res.exit_code == 0 and "warning" not in res.stderr, res.output
+    res = r.invoke(main, ["gate", "init", str(tmp_path / "g9"), "--gate-id", "9", "--zone", "1", "--station",
+                          "nowhere", "--direction", "entry", *d])
+    assert res.exit_code == 0 and "warning: station nowhere" in res.stderr, res.output
