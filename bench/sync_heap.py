@@ -54,20 +54,21 @@ def sync_once(work, bo, n, heap, mp, romfs, settings):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def smallest_heap(work, bo, n, mp, romfs, settings, lo=64, hi=320):
-    info = None
-    while lo < hi:
-        mid = (lo + hi) // 2 // 4 * 4
+def smallest_heap(work, bo, n, mp, romfs, settings, lo=64, hi=320, hint=None):
+    """Smallest -X heapsize (KiB, a multiple of 4 in [lo, hi]; hi taken to work) at which a sync of n
+    records works twice in a row, with the batch sizes there. `hint`: where the search starts
+    (bench/bracket.py: gallops from it, then bisects; the same answer as a plain bisection)."""
+    from bracket import smallest_passing
+
+    def works(kib):
         # near the boundary the outcome depends on the heap's layout (fragmentation): a heap counts
         # only if two runs in a row succeed
-        ok, i = sync_once(work, bo, n, mid, mp, romfs, settings)
+        ok, i = sync_once(work, bo, n, kib, mp, romfs, settings)
         if ok:
-            ok, i = sync_once(work, bo, n, mid, mp, romfs, settings)
-        if ok:
-            hi, info = mid, i
-        else:
-            lo = mid + 4
-    return lo, info
+            ok, i = sync_once(work, bo, n, kib, mp, romfs, settings)
+        return ok, i
+
+    return smallest_passing(works, lo - 4, hi, 4, hint=hint)
 
 
 def callgrind_seal(work, mp):
@@ -128,12 +129,15 @@ def main():
         # the default log (62 segments of 509 records: 31,558) holds both backlogs
         backlogs = [(2000, {})] + ([] if quick else [(20000, {})])
         for name, mp, romfs in variants:
-            for n, settings in backlogs:
-                kib, info = smallest_heap(work, bo, n, mp, romfs, settings)
+            hint = None
+            for n, settings in backlogs:  # the larger backlog starts from the smaller one's answer
+                kib, info = smallest_heap(work, bo, n, mp, romfs, settings, hint=hint)
+                hint = kib
                 res["heap"]["%s, %d records" % (name, n)] = {"min_heapsize_kib": kib, "there": info}
         if mp32 and shutil.which("valgrind"):
             res["seal"] = callgrind_seal(work, mp32)
-        res["method"] = ("heap: 4 KiB bisection of -X heapsize at which one sync_gate (two runs in a row) (TCP, the real simulator with "
+        res["method"] = ("heap: 4 KiB search (bench/bracket.py; the 20,000-record backlog starts from the "
+                         "2,000-record answer, same answer as a plain bisection) of -X heapsize at which one sync_gate (two runs in a row) (TCP, the real simulator with "
                          "its sync listener) pulls the whole prefilled backlog; the gate sizes each batch to its free "
                          "heap. seal: callgrind Ir of bench/mp_seal.py (K=%d 200-record build+seal) minus the same "
                          "driver with no pull, / K." % CG_K)
