@@ -917,7 +917,9 @@ def sec_soak(run):
 
 def sec_heap_32bit(run):
     note("heap on the 32-bit build (.mpy and ROMFS) beside the 64-bit port (bench/heap32.py) ...")
-    heap32 = run_json_script([ROOT / "bench" / "heap32.py"], 1800)
+    hints = {k: v["min_heapsize_kib"] for k, v in (run.prev.get("heap_32bit") or {}).items()
+             if isinstance(v, dict) and isinstance(v.get("min_heapsize_kib"), int)}
+    heap32 = run_json_script([ROOT / "bench" / "heap32.py", "--hints", json.dumps(hints)], 1800)
     for name, v in heap32.items():
         if isinstance(v, dict):
             a = v.get("at_128k") or {}
@@ -1050,13 +1052,16 @@ DERIVED_KEYS = ("schema", "machine", "config", "units", "targets_esp32_ms", "tar
 
 
 def git_commit():
-    """`git rev-parse --short HEAD`, + "-dirty" when the work tree has changes; None outside git."""
+    """`git rev-parse --short HEAD`, + "-dirty" when tracked files other than the bench's outputs
+    (bench/results.json, README.md) have changes; None outside git."""
     try:
         h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=str(ROOT), capture_output=True, text=True,
                            timeout=30)
         if h.returncode != 0:
             return None
-        d = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=str(ROOT),
+        # the bench's own outputs do not make the measured tree dirty
+        d = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":!bench/results.json", ":!README.md"], cwd=str(ROOT),
                            capture_output=True, text=True, timeout=60)
         return h.stdout.strip() + ("-dirty" if d.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
