@@ -142,11 +142,15 @@ def main():
         for name, mp, romfs in variants:
             hint = None
             for n, settings in backlogs:  # the larger backlog starts from the smaller one's answer
+                t0 = time.time()
                 kib, info = smallest_heap(work, bo, n, mp, romfs, settings, hint=hint)
                 hint = kib
-                res["heap"]["%s, %d records" % (name, n)] = {"min_heapsize_kib": kib, "there": info}
+                res["heap"]["%s, %d records" % (name, n)] = {"min_heapsize_kib": kib, "there": info,
+                                                             "seconds": round(time.time() - t0, 1)}
         if mp32 and shutil.which("valgrind"):
+            t0 = time.time()
             res["seal"] = callgrind_seal(work, mp32)
+            res["seal"]["seconds"] = round(time.time() - t0, 1)
         res["method"] = ("heap: 4 KiB search (bench/bracket.py; the 20,000-record backlog starts from the "
                          "2,000-record answer, same answer as a plain bisection) of -X heapsize at which one sync_gate (two runs in a row) (TCP, the real simulator with "
                          "its sync listener) pulls the whole prefilled backlog; the gate sizes each batch to its free "
