@@ -40,7 +40,7 @@ serve: $(STAMP) $(WEB_STAMP)
 test: $(STAMP) $(WASM_STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python bench/run.py $(if $(ONLY),--only $(ONLY))
 
 clean:

@@ -1169,7 +1169,11 @@ def main(argv=None):
             measured[name] = {"commit": commit, "date": date, "seconds": round(time.time() - t0, 1),
                               "loadavg_1min_at_start": load0}
             note("  section %s: %.0f s" % (name, measured[name]["seconds"]))
-        R = merge_results(prev, run.R, measured)
+        try:  # read again: another --only run may have written other sections meanwhile
+            latest = load_results()
+        except ValueError:
+            latest = prev
+        R = merge_results(latest, run.R, measured)
         R.update({
             "schema": 1,
             "machine": machine,
