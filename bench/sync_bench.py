@@ -50,9 +50,9 @@ def run(url, label, n, work, bo, ctis):
     timings = {"open": 0.0, "ingest": 0.0}
     from offgate_host.sync.batch import open_batch as real_open
 
-    def timed_open(*a):
+    def timed_open(*a, **kw):  # sync_gate passes session=
         t = time.perf_counter()
-        r = real_open(*a)
+        r = real_open(*a, **kw)
         timings["open"] += time.perf_counter() - t
         return r
     orig_ingest = led.ingest
