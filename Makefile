@@ -40,8 +40,8 @@ serve: $(STAMP) $(WEB_STAMP)
 test: $(STAMP) $(WASM_STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+bench: $(STAMP) $(WEB_STAMP)
+	$(BIN)/python bench/run.py $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf $(VENV) build .pytest_cache $(WEB_DIR)/node_modules

@@ -111,7 +111,7 @@ def run(kind, n, riders, with_fares, pg=None):
     t0 = time.perf_counter()
     s = led.settle(bo, now=now)
     dt = time.perf_counter() - t0
-    charged = bo.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges").fetchone()[0]
+    charged = sum(net for _charge, net in bo.net_charges().values())  # charges and their corrections
     led.close()
     bo.close()
     if schema:

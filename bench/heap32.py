@@ -3,9 +3,12 @@
 
 For each: heap in use after boot and after 5 first-seen scans (gc.mem_alloc() at -X heapsize=128k
 and 256k, the driver's own baseline subtracted), free heap left, and the smallest -X heapsize (1 KiB
-bisection) at which the gate boots and opens all 5 codes.
+search, bench/bracket.py) at which the gate boots and opens all 5 codes.
 
-    python bench/heap32.py   -> one JSON object on stdout
+    python bench/heap32.py [--hints JSON]   -> one JSON object on stdout
+
+--hints '{"32-bit .mpy": 100, ...}': where each variant's search starts (bench/run.py passes the
+previous results); the answer is the plain bisection's, the hint only saves trials.
 """
 import json
 import os
@@ -18,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def variants():
@@ -66,8 +70,14 @@ def run(work, mp, romfs, gate_dir, codes, heap):
     return None
 
 
+def opens(r):
+    return bool(r) and r["opened"] == r["of"]
+
+
 def main():
+    from bracket import smallest_passing
     from fieldhelp import NOW, Issuer
+    hints = json.loads(sys.argv[sys.argv.index("--hints") + 1]) if "--hints" in sys.argv else {}
     from offgate_host.device.simgate import write_gate_dir
     work = Path(tempfile.mkdtemp(prefix="offgate-heap32-"))
     try:
@@ -81,20 +91,16 @@ def main():
             romfs = romfs_image(mp, work) if rom else None
             at128 = run(work, mp, romfs, gate_dir, codes, 128)
             at256 = run(work, mp, romfs, gate_dir, codes, 256)
-            lo, hi = 24, 256
-            while lo < hi:
-                mid = (lo + hi) // 2
-                r = run(work, mp, romfs, gate_dir, codes, mid)
-                if r and r["opened"] == r["of"]:
-                    hi = mid
-                else:
-                    lo = mid + 1
+            # smallest in [24, 256] (256 taken to work, as before)
+            lo, _ = smallest_passing(lambda k: (opens(run(work, mp, romfs, gate_dir, codes, k)), None), 23, 256,
+                                     hint=hints.get(name))
             res[name] = {"at_128k": at128, "at_256k": at256, "min_heapsize_kib": lo,
                          "romfs_image_bytes": romfs.stat().st_size if romfs else None}
         res["method"] = ("bench/mp_heap.py: gate.build as sim_main does (config unloaded), then 5 first-seen codes "
                          "(Verifier.decide, replay, operation log, idle) with gc.collect() after each; in_use = "
                          "gc.mem_alloc() minus the driver's baseline before the first firmware import. min_heapsize: "
-                         "1 KiB bisection of -X heapsize at which it boots and all 5 open. ROMFS: the same .mpy "
+                         "1 KiB search of -X heapsize (bench/bracket.py, from the previous result as a hint; the plain "
+                         "bisection's answer) at which it boots and all 5 open. ROMFS: the same .mpy "
                          "files in a ROMFS image (MICROPY_ROMFS, bytecode executed in place outside the heap, as a "
                          "ROMFS/frozen ESP32 build).")
         print(json.dumps(res))

@@ -50,7 +50,7 @@ def run(url, label, n, work, bo, ctis):
     timings = {"open": 0.0, "ingest": 0.0}
     from offgate_host.sync.batch import open_batch as real_open
 
-    def timed_open(*a, **kw):
+    def timed_open(*a, **kw):  # sync_gate passes session=
         t = time.perf_counter()
         r = real_open(*a, **kw)
         timings["open"] += time.perf_counter() - t

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,20 +55,21 @@ def sync_once(work, bo, n, heap, mp, romfs, settings):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def smallest_heap(work, bo, n, mp, romfs, settings, lo=64, hi=320):
-    info = None
-    while lo < hi:
-        mid = (lo + hi) // 2 // 4 * 4
+def smallest_heap(work, bo, n, mp, romfs, settings, lo=64, hi=320, hint=None):
+    """Smallest -X heapsize (KiB, a multiple of 4 in [lo, hi]; hi taken to work) at which a sync of n
+    records works twice in a row, with the batch sizes there. `hint`: where the search starts
+    (bench/bracket.py: gallops from it, then bisects; the same answer as a plain bisection)."""
+    from bracket import smallest_passing
+
+    def works(kib):
         # near the boundary the outcome depends on the heap's layout (fragmentation): a heap counts
         # only if two runs in a row succeed
-        ok, i = sync_once(work, bo, n, mid, mp, romfs, settings)
+        ok, i = sync_once(work, bo, n, kib, mp, romfs, settings)
         if ok:
-            ok, i = sync_once(work, bo, n, mid, mp, romfs, settings)
-        if ok:
-            hi, info = mid, i
-        else:
-            lo = mid + 4
-    return lo, info
+            ok, i = sync_once(work, bo, n, kib, mp, romfs, settings)
+        return ok, i
+
+    return smallest_passing(works, lo - 4, hi, 4, hint=hint)
 
 
 def callgrind_seal(work, mp):
@@ -78,20 +80,30 @@ def callgrind_seal(work, mp):
     d.mkdir()
     prefill(d, 400)
     env = simgate.micropython_env([ROOT / "bench"], mp=mp)
-    out = {}
-    for mode in ("none", "session", "session_signed", "build", "per_seal", "bigint"):
+
+    def one(mode):
         f = work / ("cg.%s.out" % mode)
+        dm = work / ("seal-" + mode)  # each run on its own copy of the log (recover() may write)
+        shutil.copytree(d, dm)
         r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + str(f), mp, "-X", "heapsize=256k",
-                            str(ROOT / "bench" / "mp_seal.py"), str(d), mode, str(CG_K)],
+                            str(ROOT / "bench" / "mp_seal.py"), str(dm), mode, str(CG_K)],
                            env=env, capture_output=True, text=True, timeout=1800, cwd=str(ROOT))
         rec = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
         if r.returncode or not rec:
-            return {"error": r.stderr[-400:]}
+            return mode, {"error": r.stderr[-400:]}
         total = None
         for ln in open(f, errors="replace"):
             if ln.startswith("summary:") or ln.startswith("totals:"):
                 total = int(ln.split()[1])
-        out[mode] = {"ir": total, "sealed_bytes": rec[0]["bytes"]}
+        return mode, {"ir": total, "sealed_bytes": rec[0]["bytes"]}
+
+    # instruction counts do not depend on what else runs: the runs share the cores
+    modes = ("none", "session", "session_signed", "build", "per_seal", "bigint")
+    with ThreadPoolExecutor(max_workers=max(1, min(len(modes), os.cpu_count() or 1))) as ex:
+        out = dict(ex.map(one, modes))
+    for mode in modes:
+        if "error" in out[mode]:
+            return out[mode]
     res = {"runtime": "32-bit build (" + str(mp) + "), .mpy from " + str(src)}
     for mode in ("session", "session_signed", "build", "per_seal", "bigint"):
         ins = (out[mode]["ir"] - out["none"]["ir"]) / CG_K
@@ -128,12 +140,19 @@ def main():
         # the default log (62 segments of 509 records: 31,558) holds both backlogs
         backlogs = [(2000, {})] + ([] if quick else [(20000, {})])
         for name, mp, romfs in variants:
-            for n, settings in backlogs:
-                kib, info = smallest_heap(work, bo, n, mp, romfs, settings)
-                res["heap"]["%s, %d records" % (name, n)] = {"min_heapsize_kib": kib, "there": info}
+            hint = None
+            for n, settings in backlogs:  # the larger backlog starts from the smaller one's answer
+                t0 = time.time()
+                kib, info = smallest_heap(work, bo, n, mp, romfs, settings, hint=hint)
+                hint = kib
+                res["heap"]["%s, %d records" % (name, n)] = {"min_heapsize_kib": kib, "there": info,
+                                                             "seconds": round(time.time() - t0, 1)}
         if mp32 and shutil.which("valgrind"):
+            t0 = time.time()
             res["seal"] = callgrind_seal(work, mp32)
-        res["method"] = ("heap: 4 KiB bisection of -X heapsize at which one sync_gate (two runs in a row) (TCP, the real simulator with "
+            res["seal"]["seconds"] = round(time.time() - t0, 1)
+        res["method"] = ("heap: 4 KiB search (bench/bracket.py; the 20,000-record backlog starts from the "
+                         "2,000-record answer, same answer as a plain bisection) of -X heapsize at which one sync_gate (two runs in a row) (TCP, the real simulator with "
                          "its sync listener) pulls the whole prefilled backlog; the gate sizes each batch to its free "
                          "heap. seal: callgrind Ir of bench/mp_seal.py (K=%d 200-record build+seal) minus the same "
                          "driver with no pull, / K." % CG_K)

@@ -46,3 +46,16 @@ def test_sync_heap_seal_driver(tmp_path):
         assert r.returncode == 0, r.stderr
         rec = json.loads(r.stdout.strip().splitlines()[-1])
         assert rec["ok"] == (0 if mode == "none" else 1) and (mode == "none" or rec["bytes"] > 4000), (mode, rec)
+
+
+def test_sync_bench_runs_small():
+    """bench/sync_bench.py still drives sync_gate (it broke once when sync_gate began passing
+    session= to open_batch); 300 records, SQLite only, no timing checked."""
+    import json
+    import subprocess
+    r = subprocess.run([sys.executable, str(BENCH / "sync_bench.py"), "--records", "300", "--pg", ""],
+                       capture_output=True, text=True, timeout=300, cwd=str(BENCH.parent))
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert [x["db"] for x in out["results"]] == ["sqlite"]
+    assert out["results"][0]["records"] == 300 and out["results"][0]["settled_trips"] > 0

@@ -81,6 +81,7 @@ class Gate:
                 d.reason = R.DISK_FULL if e.args and e.args[0] == ENOSPC else R.INTERNAL_ERROR
             except Exception:
                 d.reason = R.INTERNAL_ERROR  # cannot record it, so do not open
+        logged = None
         if lg is not None:
             logged = self.log(d, now)  # durable before the relay moves: no OPEN without its record
             if d.reason == R.OK and not logged:
@@ -101,17 +102,17 @@ class Gate:
                 self.actuator.deny(d.reason)
         except Exception:
             pass  # a failing LED must not stop the gate; the decision is already made
-        self.report(d, now, us)
+        self.report(d, now, us, logged)
         return d
 
     def log(self, d, now):
         """Append the decision to the operation log; an OPEN that cannot be logged is denied.
-        True if the record is on flash."""
+        The record's operation-log seq if it is on flash, else None."""
         c = d.cred
         opened = d.reason == R.OK
         try:
             return self.oplog.append(now, c.cti if c is not None else None, d.ctr,
-                                     "OPEN" if opened else "DENY", d.reason) is not None
+                                     "OPEN" if opened else "DENY", d.reason)
         except DiskFull:
             self.disk_full = True
             if opened:
@@ -127,13 +128,16 @@ class Gate:
         except Exception:
             if opened:
                 d.reason = R.INTERNAL_ERROR
-        return False
+        return None
 
-    def report(self, d, now, us):
+    def report(self, d, now, us, seq=None):
+        """The scan's JSON line: seq = its operation-log record's seq (what a sync, the ledger and
+        a receipt call it; null when it was not logged), scan = this boot's scan counter."""
         c = d.cred
         rec = {
             "event": "scan",
-            "seq": self.seq,
+            "seq": seq,
+            "scan": self.seq,
             "decision": "OPEN" if d.reason == R.OK else "DENY",
             "reason": R.name(d.reason),
             "code": d.reason,

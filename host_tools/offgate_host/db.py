@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import OffgateError
 
-HEAD = "0004"   # the newest migration (migrations/versions); a database there is current
+HEAD = "0005"   # the newest migration (migrations/versions); a database there is current
 # Passages (ledger_records) on PostgreSQL: one partition per calendar month of the tap time `t`
 # (Unix s, UTC), created ahead by ingest and by `offgate db upgrade`; a tap outside every
 # partition (a gate clock far off) lands in ledger_records_default and moves when its month's

@@ -81,14 +81,19 @@ def test_noise_never_stops_the_loop(gate_setup):
 
 
 def test_counters_survive_power_cut(gate_setup):
+    """... and a scan line's seq is its operation-log record's (it goes on across boots); scan is
+    the boot's scan counter."""
     cfg, w = gate_setup
     code = w.qr_text(w.next_code())
     g = SimGate(cfg).start()
-    assert g.scan(code)["decision"] == "OPEN"
+    r = g.scan(code)
+    assert r["decision"] == "OPEN" and (r["seq"], r["scan"]) == (1, 1)
     g.kill()  # no clean shutdown
     with SimGate(cfg) as g2:
-        assert g2.scan(code)["reason"] == "REPLAY"
-        assert g2.scan(w.qr_text(w.next_code()))["decision"] == "OPEN"
+        r = g2.scan(code)
+        assert r["reason"] == "REPLAY" and (r["seq"], r["scan"]) == (2, 1)
+        r = g2.scan(w.qr_text(w.next_code()))
+        assert r["decision"] == "OPEN" and (r["seq"], r["scan"]) == (3, 2)
 
 
 def test_replay_record_lost_with_the_power_is_restored_from_the_log(gate_setup):

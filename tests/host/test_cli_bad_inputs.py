@@ -283,3 +283,53 @@ def test_newcomer_run_findings(tmp_path, places):
         port = s.getsockname()[1]
         res = r.invoke(main, ["gate", "run", str(gdir / "gate.json"), "--tcp", "127.0.0.1:%d" % port])
     assert res.exit_code == 1 and "cannot listen on 127.0.0.1 port %d" % port in res.stderr, res.output
+
+
+def test_sync_with_nothing_to_pull_says_so(tmp_path, monkeypatch):
+    """A gate with no backlog: the progress shows "0/0 ... nothing to pull", not "0/?"."""
+    from offgate_host.ledger import pull
+
+    def fake_sync(connect, bo, led, progress=None, **kw):
+        progress(7, 0, 0)
+        return {"gate_id": 7, "pulled": 0, "new": 0, "duplicates": 0, "anomalies": 0, "fraud": 0, "drift": 0}
+    monkeypatch.setattr(pull, "sync_with_retries", fake_sync)
+    r = CliRunner()
+    assert r.invoke(main, ["init", "--data", str(tmp_path / "bo")]).exit_code == 0
+    res = r.invoke(main, ["sync", "tcp:127.0.0.1:9", "--data", str(tmp_path / "bo")])
+    assert res.exit_code == 0, res.output
+    assert "nothing to pull" in res.output and "0/?" not in res.output, res.output
+
+
+def test_board_validate_names_the_file_once_and_build_writes_under_the_cwd(tmp_path, monkeypatch):
+    r = CliRunner()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    res = r.invoke(main, ["board", "validate", str(bad)])
+    assert res.exit_code == 1 and res.output.count(str(bad)) == 1 and len(res.output.strip().splitlines()) == 1, \
+        res.output
+    monkeypatch.chdir(tmp_path)  # not the checkout: the build goes where the operator is
+    res = r.invoke(main, ["board", "build", "sim"])
+    assert res.exit_code == 0 and (tmp_path / "build" / "sim" / "build.json").is_file(), res.output
+    res = r.invoke(main, ["board", "build", "sim", "--out", "elsewhere"])
+    assert res.exit_code == 0 and (tmp_path / "elsewhere" / "build.json").is_file(), res.output
+
+
+def test_gate_place_warns_about_a_station_the_fare_table_does_not_know(tmp_path):
+    zak = Path(__file__).resolve().parents[2].parent / "shared" / "gtfs" / "zakroczym"
+    if not zak.is_dir():
+        zak = Path("/work/shared/gtfs/zakroczym")
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    res = r.invoke(main, ["gate", "place", "5", "nowhere", "entry", *d])
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.output  # no fare table: nothing to check
+    assert r.invoke(main, ["fares", "load", str(zak), *d]).exit_code == 0
+    res = r.invoke(main, ["gate", "place", "5", "nowhere", "entry", *d])
+    assert res.exit_code == 0 and "warning: station nowhere is in no area of fare table version 1" in res.stderr, \
+        res.output
+    assert "gate 5: station nowhere, entry" in res.stdout
+    res = r.invoke(main, ["gate", "place", "6", "100", "exit", *d])
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.output
+    res = r.invoke(main, ["gate", "init", str(tmp_path / "g9"), "--gate-id", "9", "--zone", "1", "--station",
+                          "nowhere", "--direction", "entry", *d])
+    assert res.exit_code == 0 and "warning: station nowhere" in res.stderr, res.output

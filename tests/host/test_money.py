@@ -36,13 +36,14 @@ def books_balance(b, account):
     st_ = b.statement(account)
     assert (st_[-1]["balance"] if st_ else 0) == a["balance"]
     audit = sum(m["amount"] for m in st_ if m["kind"] in ("opening", "top-up", "adjustment", "credit"))
-    trips = sum(-m["amount"] for m in st_ if m["kind"] == "trip")
+    trips = sum(-m["amount"] for m in st_ if m["kind"] in ("trip", "correction"))
     assert audit - trips == a["balance"]
     for h in b.holds(account):
         assert 0 <= h["used"] <= h["amount"]
         if h["state"] == "held":  # after its release a refund goes straight back to the balance
             used = b.db.execute("SELECT COALESCE(SUM(from_hold), 0) FROM charges WHERE cti = ?",
-                                (h["cti"],)).fetchone()[0]
+                                (h["cti"],)).fetchone()[0] + b.db.execute(
+                "SELECT COALESCE(SUM(from_hold), 0) FROM charge_corrections WHERE cti = ?", (h["cti"],)).fetchone()[0]
             assert h["used"] == used
 
 

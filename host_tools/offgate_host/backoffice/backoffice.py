@@ -877,6 +877,8 @@ class BackOffice:
             totals = dict.fromkeys(ctis, 0)
             for r in self._in("SELECT cti, SUM(amount) FROM charges WHERE cti", ctis, " GROUP BY cti"):
                 totals[bytes(r[0])] = int(r[1])
+            for r in self._in("SELECT cti, SUM(amount) FROM charge_corrections WHERE cti", ctis, " GROUP BY cti"):
+                totals[bytes(r[0])] += int(r[1])
             accts = {r[0]: [r[1], r[2], 0] for r in self._in(
                 "SELECT id, balance, credit FROM accounts WHERE id", {creds[c]["account"] for c in ctis})}
             done = self._charged([(tr[0], tr[1]) for tr in trips])  # a crash repaired
@@ -940,30 +942,63 @@ class BackOffice:
                 "SELECT seq FROM charges WHERE gate = ? AND seq >= ? AND seq <= ?", (gate, lo, hi))) if k in keys)
         return out
 
-    def set_journey_charges(self, account_id, since, charges, now=None) -> list:
+    def set_journey_charges(self, account_id, since, charges, now=None, regime=None) -> list:
         """set_journey_charges_many for one account (below)."""
-        return self.set_journey_charges_many([(account_id, since, charges)], now)[0]
+        return self.set_journey_charges_many([(account_id, since, charges)], now, regime)[0]
 
-    def set_journey_charges_many(self, work, now=None) -> list:
-        """Make the account's charges from `since` (Unix seconds, by the charge's tap time) exactly
-        `charges`: [(gate, seq, cti, t, amount)], keyed by the journey's first tap (gate, seq), for
-        each (account_id, since, charges) of `work`.
-        A new key is charged as charge_trip does (against the credential's hold first); a changed
-        amount is charged or refunded by the difference (a refund goes back to the hold first); a
-        key no longer among them (a journey re-rated away, e.g. an incomplete journey whose exit
-        arrived late) is refunded and removed. One transaction; idempotent (the same call twice
-        changes nothing the second time). Returns, per account, one dict per charge: account,
-        amount, delta, from_hold, over_cap, cap, charged_total, overdrawn (the account ended below
-        its credit limit and this charge added to it)."""
+    def set_journey_charges_many(self, work, now=None, regime=None) -> list:
+        """Make the net charges of pricing regime `regime` (a fare table version; None: the flat
+        fare) of the account from `since` (Unix seconds, by the charge's tap time) exactly
+        `charges`: [(gate, seq, cti, t, amount[, reason])], keyed by the journey's first tap
+        (gate, seq), for each (account_id, since, charges) of `work`.
+
+        Settled is final (docs/fares.md): a charge row is never updated or deleted. A new key is
+        charged as charge_trip does (against the credential's hold first); a key whose net amount
+        (charge + its corrections) differs gets a correction line (charge_corrections) with the
+        difference and `reason` (a refund goes back to the hold first); a key of this regime no
+        longer among them (a journey re-rated away) gets a correction refunding its net amount. A
+        key charged by another regime is left as it is (delta 0, "frozen": True).
+        One transaction; idempotent (the same call twice changes nothing the second time). Returns,
+        per account, one dict per charge: account, amount, delta, from_hold, over_cap, cap,
+        charged_total, overdrawn (the account ended below its credit limit and this charge added to
+        it); then one dict ("vanished": True) per refunded vanished key. The balance changed by
+        minus the sum of the deltas."""
         now = _now(now)
         with self.db:
-            return [self._set_journey_charges(a, since, charges, now) for a, since, charges in work]
+            return [self._set_journey_charges(a, since, charges, now, regime) for a, since, charges in work]
 
-    def _set_journey_charges(self, account_id, since, charges, now):
+    def net_charges(self, account_id=None) -> dict:
+        """{(gate, seq): (charge, net)}: each settled charge's amount as charged and its net amount
+        after its corrections (minor units)."""
+        w, args = (" WHERE c.account = ?", (account_id,)) if account_id is not None else ("", ())
+        return {(r[0], r[1]): (int(r[2]), int(r[2]) + int(r[3])) for r in self.db.execute(
+            "SELECT c.gate, c.seq, c.amount, COALESCE((SELECT SUM(k.amount) FROM charge_corrections k WHERE "
+            "k.gate = c.gate AND k.seq = c.seq), 0) FROM charges c" + w, args)}
+
+    def charged_total(self, cti) -> int:
+        """What credential `cti` has been charged in all (charges and their corrections, minor units)."""
+        return int(self.db.execute("SELECT (SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?) + "
+                                   "(SELECT COALESCE(SUM(amount), 0) FROM charge_corrections WHERE cti = ?)",
+                                   (cti, cti)).fetchone()[0])
+
+    def _correct(self, key, cti, account_id, delta, from_hold, reason, now):
+        # a correction line (inside the caller's transaction); n counts the charge's corrections
+        n = int(self.db.execute("SELECT COALESCE(MAX(n), 0) FROM charge_corrections WHERE gate = ? AND seq = ?",
+                                key).fetchone()[0]) + 1
+        self.db.execute("INSERT INTO charge_corrections (gate, seq, n, cti, account, amount, from_hold, reason, t) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (key[0], key[1], n, cti, account_id, delta, from_hold,
+                                                               reason, now))
+
+    def _set_journey_charges(self, account_id, since, charges, now, regime):
         out = []
         # runs inside set_journey_charges_many's transaction
+        # a journey's key is its first tap, and its charge's t that tap's time (>= since): every
+        # key already charged is among these
         old = {(r["gate"], r["seq"]): dict(r) for r in self.db.execute(
-            "SELECT gate, seq, cti, amount, from_hold FROM charges WHERE account = ? AND t >= ?", (account_id, since))}
+            "SELECT c.gate, c.seq, c.cti, c.amount, c.from_hold, c.regime, "
+            "COALESCE((SELECT SUM(k.amount) FROM charge_corrections k WHERE k.gate = c.gate AND k.seq = c.seq), 0) "
+            "AS corrected, COALESCE((SELECT SUM(k.from_hold) FROM charge_corrections k WHERE k.gate = c.gate AND "
+            "k.seq = c.seq), 0) AS corrected_hold FROM charges c WHERE c.account = ? AND c.t >= ?", (account_id, since))}
         want = set()
         caps = {}
 
@@ -971,8 +1006,9 @@ class BackOffice:
             return self.db.execute("SELECT * FROM holds WHERE cti = ?", (cti,)).fetchone()
 
         def move(cti, delta, from_hold):
-            """Apply delta to the balance, and to the hold; returns the new from_hold."""
+            """Apply delta to the balance, and to the hold; returns the part moved on the hold."""
             hold = hold_of(cti)
+            take = 0
             if hold is not None and hold["state"] == "held":
                 if delta > 0:
                     take = min(delta, hold["amount"] - hold["used"])
@@ -980,40 +1016,61 @@ class BackOffice:
                     take = -min(-delta, from_hold)
                 if take:
                     self.db.execute("UPDATE holds SET used = used + ? WHERE cti = ?", (take, cti))
-                from_hold += take
             self.db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (delta, account_id))
-            return from_hold
+            return take
 
-        for gate, seq, cti, t, amount in charges:
+        for c in charges:
+            gate, seq, cti, t, amount = c[:5]
+            reason = c[5] if len(c) > 5 else "re-rated"
             cti = bytes(cti)
-            want.add((gate, seq))
-            o = old.get((gate, seq))
+            key = (gate, seq)
+            want.add(key)
+            o = old.get(key)
+            frozen = False
             if o is None:
                 fh = move(cti, amount, 0)
-                self.db.execute("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (gate, seq, cti, account_id, amount, fh, t, now))
+                self.db.execute("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled, regime) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (gate, seq, cti, account_id, amount, fh, t, now,
+                                                                       regime))
                 delta = amount
-            else:
-                delta = amount - o["amount"]
-                fh = o["from_hold"]
+            elif o["regime"] != regime and o["amount"] + o["corrected"] == 0:
+                # refunded in full under another regime (its journey re-rated away), priced again
+                # now: the row goes over to this regime, the charge is a correction (history kept)
+                self.db.execute("UPDATE charges SET regime = ? WHERE gate = ? AND seq = ?", (regime, gate, seq))
+                fh = o["from_hold"] + o["corrected_hold"]
+                delta = amount
                 if delta:
-                    fh = move(bytes(o["cti"]), delta, fh)
-                    self.db.execute("UPDATE charges SET amount = ?, from_hold = ?, settled = ? WHERE gate = ? AND seq = ?",
-                                    (amount, fh, now, gate, seq))
+                    take = move(bytes(o["cti"]), delta, fh)
+                    self._correct(key, bytes(o["cti"]), account_id, delta, take, reason, now)
+                    fh += take
+            elif o["regime"] != regime:  # settled by another pricing regime: final
+                frozen, delta, amount = True, 0, o["amount"] + o["corrected"]
+                fh = o["from_hold"] + o["corrected_hold"]
+            else:
+                net = o["amount"] + o["corrected"]
+                delta = amount - net
+                fh = o["from_hold"] + o["corrected_hold"]
+                if delta:
+                    take = move(bytes(o["cti"]), delta, fh)
+                    self._correct(key, bytes(o["cti"]), account_id, delta, take, reason, now)
+                    fh += take
             if cti not in caps:
                 cred = self.credential(cti)
                 caps[cti] = cred["cap"] if cred else None
             total = None
             if caps[cti] is not None:  # only a capped credential (one with a hold) needs its total
-                total = int(self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM charges WHERE cti = ?",
-                                            (cti,)).fetchone()[0])
+                total = self.charged_total(cti)
             out.append({"account": account_id, "amount": amount, "delta": delta, "from_hold": fh,
                         "over_cap": amount - fh if caps[cti] is not None else 0, "cap": caps[cti],
-                        "charged_total": total, "overdrawn": False})
+                        "charged_total": total, "overdrawn": False, "frozen": frozen})
         for key, o in old.items():
-            if key not in want:
-                move(bytes(o["cti"]), -o["amount"], o["from_hold"])
-                self.db.execute("DELETE FROM charges WHERE gate = ? AND seq = ?", key)
+            net = o["amount"] + o["corrected"]
+            if key not in want and o["regime"] == regime and net:
+                take = move(bytes(o["cti"]), -net, o["from_hold"] + o["corrected_hold"])
+                self._correct(key, bytes(o["cti"]), account_id, -net, take, "re-rated: journey no longer there, "
+                              "refunded", now)
+                out.append({"account": account_id, "amount": 0, "delta": -net, "from_hold": 0, "over_cap": 0,
+                            "cap": None, "charged_total": None, "overdrawn": False, "vanished": True})
         if out and self._overdrawn(account_id):  # below the credit limit: each charge that added to it
             for c in out:
                 c["overdrawn"] = c["delta"] > 0
@@ -1170,7 +1227,8 @@ class BackOffice:
     def statement(self, account_id) -> list:
         """The account's movements, oldest first: dicts {t, kind, amount, balance, hold, detail}.
         kind: "opening", "top-up", "adjustment", "credit" (a new credit limit), "trip" (a settled
-        charge, gate and seq), "hold" (a credential's cap reserved), "release" (a hold's unused rest
+        charge, gate and seq, as charged: never changed later), "correction" (a re-rating of a
+        settled charge by the difference, with its reason: docs/fares.md "Settled is final"), "hold" (a credential's cap reserved), "release" (a hold's unused rest
         freed). amount: the change of the balance (signed, minor units; 0 for credit and holds);
         balance: the running balance after it, so the last one is the account's balance; hold: the
         amount a hold reserves (+) or frees (-)."""
@@ -1186,6 +1244,12 @@ class BackOffice:
                         "detail": "gate %d seq %d, credential %s%s" % (
                             r["gate"], r["seq"], bytes(r["cti"]).hex(),
                             " (%d from its hold)" % r["from_hold"] if r["from_hold"] else "")})
+        for r in self.db.execute("SELECT * FROM charge_corrections WHERE account = ?", (account_id,)):
+            out.append({"t": r["t"], "kind": "correction", "amount": -r["amount"], "hold": 0,
+                        "order": (2, r["gate"], r["seq"], r["n"]),
+                        "detail": "gate %d seq %d, credential %s: %s%s" % (
+                            r["gate"], r["seq"], bytes(r["cti"]).hex(), r["reason"],
+                            " (%d on its hold)" % r["from_hold"] if r["from_hold"] else "")})
         for r in self.db.execute("SELECT * FROM holds WHERE account = ?", (account_id,)):
             cti = bytes(r["cti"]).hex()
             out.append({"t": r["created"], "kind": "hold", "amount": 0, "hold": r["amount"], "order": (1, cti),

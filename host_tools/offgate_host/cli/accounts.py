@@ -88,7 +88,7 @@ def account_adjust(data_dir, account_id, amount, reason, by, credit):
 @user_errors
 def account_show(data_dir, account_id, as_json):
     """ACCOUNT_ID's balance, credit, holds and statement (opening, top-ups, adjustments, trips,
-    holds, releases) with a running balance that ends at the balance."""
+    corrections of settled trips, holds, releases) with a running balance that ends at the balance."""
     import json
     bo = _bo(data_dir)
     a = bo.get_account(account_id)

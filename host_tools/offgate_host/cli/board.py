@@ -21,7 +21,7 @@ def board_validate_cmd(files):
         try:
             raw = boardmod.load_raw(f)
         except ValueError as e:
-            click.echo("%s: %s" % (f, e))
+            click.echo(str(e))  # names the file already
             failed += 1
             continue
         bad = boardmod.problems(raw)
@@ -49,9 +49,10 @@ def board_list_cmd():
 @board_group.command("build")
 @click.argument("board_name")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="output directory (default build/BOARD)")
+              help="output directory (default build/BOARD under the current directory)")
 def board_build_cmd(board_name, out):
-    """Cross-compile the firmware for BOARD into build/BOARD (.mpy, main.py, gate.json, manifest.py)."""
+    """Cross-compile the firmware for BOARD into ./build/BOARD, or --out DIR (.mpy, main.py,
+    gate.json, manifest.py)."""
     from ..device.deploy import DeployError, build
     try:
         d = build(board_name, out)

@@ -96,6 +96,7 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, directi
     if station is not None:
         led = _ledger(bo, db)
         led.set_place(gate_id, station, direction)  # checked before anything is written
+        _warn_unknown_station(led, station)
         led.close()
     cfg = write_gate_dir(gate_dir, gate_id=gate_id, zone=zone, trust=bo.trust_bytes(), deny=bo.deny_bytes(),
                          max_age_s=max_age, skew_s=skew, **extra)
@@ -103,6 +104,16 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, directi
     # registered under its id: that registration is what the ledger enrols the gate with
     provision_gate_dir(gate_dir, bo, gate_id=gate_id)
     click.echo(str(cfg))
+
+
+def _warn_unknown_station(led, station):
+    """A warning on stderr when the newest fare table puts `station` in no area; the place is set
+    anyway (the table may be what needs fixing)."""
+    from ..fares.settle import station_areas
+    known = station_areas(led.db, station)
+    if known is not None and not known[1]:
+        click.echo("warning: station %s is in no area of fare table version %d (stop_areas.txt, areas.txt): "
+                   "journeys from or to it find no fare rule and are charged 0" % (station, known[0]), err=True)
 
 
 @gate.command("place")
@@ -122,6 +133,7 @@ def gate_place(data_dir, gate_id, station, direction, db):
             if direction is None:
                 raise click.ClickException("give both STATION and DIRECTION")
             led.set_place(gate_id, station, direction)
+            _warn_unknown_station(led, station)
         hist = [p for p in led.places() if p["gate"] == gate_id]
     finally:
         led.close()

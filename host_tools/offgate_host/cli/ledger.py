@@ -72,8 +72,9 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
 
             def progress(gid, done, backlog, task=task, target=target, seen=seen):
                 seen["done"], seen["backlog"] = done, max(backlog, done)
+                # a gate with no backlog: "0/0, nothing to pull", not an unknown total ("0/?")
                 prog.update(task, description="%s gate %d" % (target, gid), completed=done,
-                            total=max(backlog, done) or None, note="records")
+                            total=max(backlog, done), note="records" if backlog or done else "nothing to pull")
 
             try:
                 s = sync_with_retries(lambda target=target: parse_target(target, timeout), bo, led, retries=retries,
@@ -90,8 +91,10 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
                 continue
             for k in totals:
                 totals[k] += s.get(k, 0)
-            prog.update(task, note="%d new, %d duplicate, %d anomalies, %d fraud; drift %s s%s"
-                        % (s["new"], s["duplicates"], s["anomalies"], s["fraud"], s.get("drift", "-"),
+            prog.update(task, total=max(seen["backlog"], seen["done"]),
+                        note="%s%d new, %d duplicate, %d anomalies, %d fraud; drift %s s%s"
+                        % ("nothing to pull; " if not s.get("pulled") else "",
+                           s["new"], s["duplicates"], s["anomalies"], s["fraud"], s.get("drift", "-"),
                            "".join("; [yellow]%s" % w for w in s.get("warnings", ()))))
             prog.update(whole, advance=1, note="%d record(s), %d new, %d fraud%s"
                         % (totals["pulled"], totals["new"], totals["fraud"],
@@ -179,6 +182,9 @@ def settle_cmd(data_dir, db, now):
                    "entry, %d capped), %d entr(ies) pending; charges changed by %d"
                    % (s["version"], s["accounts"], s["journeys"], s["incomplete"], s["unmatched_exits"], s["capped"],
                       s["pending"], s["charged"]))
+        if s.get("frozen"):
+            click.echo("%d tap(s) settled under an earlier fare regime (flat fare or another version) left as "
+                       "charged: settled charges are final (docs/fares.md)" % s["frozen"])
     click.echo("settled %d trip(s), %d charged (%d beyond caps); %d fraud flag(s); %d unknown credential(s); "
                "%d hold(s) released (%d)" % (s["trips"], s["charged"], s["over_cap"], s["fraud"], s["unknown"],
                                             s["released"], s["released_amount"]))

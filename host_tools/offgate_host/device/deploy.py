@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import board as boardmod
 from . import manifest
-from .paths import firmware_dir, repo_root
+from .paths import firmware_dir
 from .simgate import is_empty_init, mpy_cross_bin
 from ..errors import OffgateError
 
@@ -96,11 +96,14 @@ def packages_for(chip):
 
 
 def build_dir(board):
-    return repo_root() / "build" / board
+    """Where `offgate board build BOARD` writes (and `offgate deploy` reads) a build by default:
+    build/BOARD under the current directory, the operator's, not the checkout's."""
+    return Path.cwd() / "build" / board
 
 
 def build(board, out=None, arch="board"):
-    """Cross-compile the firmware for `board` into build/<board>/. Returns the directory.
+    """Cross-compile the firmware for `board` into `out` (default build_dir: ./build/<board>/).
+    Returns the directory.
     `arch` overrides the board's architecture (None: plain bytecode, what a host stand-in loads)."""
     raw = boardmod.load_raw(board)
     try:
@@ -110,7 +113,7 @@ def build(board, out=None, arch="board"):
     name = cfg["board"]
     chip = cfg["chip"]
     arch = cfg.get("arch") if arch == "board" else arch
-    out = Path(out) if out else build_dir(name)
+    out = (Path(out) if out else build_dir(name)).resolve()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -134,18 +137,18 @@ def build(board, out=None, arch="board"):
         files.append(rel)
     (out / "gate.json").write_text(json.dumps(raw, indent=1) + "\n")
     if chip != "unix":
-        (out / "manifest.py").write_text(manifest_text(cfg, pkgs))
+        (out / "manifest.py").write_text(manifest_text(cfg, pkgs, out))
     info = {"board": name, "chip": chip, "arch": arch, "mpy": "%d.%d" % (MPY_VERSION, MPY_SUB),
             "files": sorted(files)}
     (out / "build.json").write_text(json.dumps(info, indent=1) + "\n")
     return out
 
 
-def manifest_text(cfg, pkgs):
+def manifest_text(cfg, pkgs, out=None):
     mp_board, variant = FREEZE_BOARD[(cfg["chip"], bool(cfg.get("psram")))]
     fw = firmware_dir()
     make = "make BOARD=%s%s FROZEN_MANIFEST=%s" % (mp_board, (" BOARD_VARIANT=" + variant) if variant else "",
-                                                   build_dir(cfg["board"]) / "manifest.py")
+                                                   Path(out or build_dir(cfg["board"])) / "manifest.py")
     lines = [
         "# Freeze the offgate gate firmware into a MicroPython image for board %s." % cfg["board"],
         "# Frozen bytecode runs from flash: no heap spent on loading modules (the production choice on",

@@ -275,8 +275,14 @@ class Engine:
         creds: {cti: {"account", "product", "rider_category"}}.
         Returns (journeys, pending): journeys in time order, each a dict with kind ("complete",
         "incomplete", "unmatched_exit"), entry/exit taps, cti, category, fare, leg_rule, product,
-        transfer, cap, charged and explain; pending = entry taps whose journey may still end."""
+        transfer, cap, charged and explain; pending = entry taps whose journey may still end.
+        A tap with "frozen": True (settled under another pricing regime: docs/fares.md "Settled
+        is final") still pairs, but no journey containing it is priced and it is never pending."""
         journeys, pending = pair(taps, self.cfg["max_journey_s"], now)
+        if any(tp.get("frozen") for tp in taps):
+            journeys = [j for j in journeys if not any(tp is not None and tp.get("frozen")
+                                                       for tp in (j["entry"], j["exit"]))]
+            pending = [tp for tp in pending if not tp.get("frozen")]
         for j in journeys:
             c = creds.get(j["cti"]) or {}
             cat = c.get("rider_category") or self.cfg["default_rider_category"] or ""

@@ -46,7 +46,7 @@ def settle(led, bo, now=None, eng=None):
     mj = eng.cfg["max_journey_s"]
     out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0, "released_amount": 0,
            "deny": [], "journeys": 0, "incomplete": 0, "unmatched_exits": 0, "pending": 0, "capped": 0,
-           "accounts": 0, "version": version}
+           "accounts": 0, "version": version, "frozen": 0}
     # marks live in ledger_settled (insert-only, migration 0004; db.UNSETTLED: no mark yet)
     db.execute("INSERT INTO ledger_settled (gate, seq, state) SELECT r.gate, r.seq, 1 FROM ledger_records r "
                "WHERE r.decision = 'OPEN' AND r.cti IS NULL AND " + db.UNSETTLED)
@@ -70,12 +70,22 @@ def settle(led, bo, now=None, eng=None):
         first[a] = min(first.get(a, r["t"]), int(r["t"]))
     accounts = sorted(first)
     for i in range(0, len(accounts), CHUNK_ACCOUNTS):
-        work = [_rate_account(led, bo, eng, a, first[a], mj, now) for a in accounts[i:i + CHUNK_ACCOUNTS]]
+        work = [_rate_account(led, bo, eng, version, a, first[a], mj, now) for a in accounts[i:i + CHUNK_ACCOUNTS]]
         _apply(led, bo, version, work, now, out)
     return out  # the ledger denies out["deny"] and releases expired holds
 
 
-def _rate_account(led, bo, eng, account, first_t, mj, now):
+def station_areas(db, station):
+    """(version, areas) of `station` (a GTFS stop_id or area_id) in the newest fare table:
+    the areas (areas.txt ids) a journey from or to it is priced by, empty if the table does not
+    know it (such a journey finds no fare_leg_rules.txt row); None without a fare table."""
+    eng = active_engine(db)
+    if eng is None:
+        return None
+    return eng[0], eng[1].areas(station)
+
+
+def _rate_account(led, bo, eng, version, account, first_t, mj, now):
     """(account, ws, journeys, pending, taps): the account re-rated from the week start ws."""
     ws = eng.cal.week_start_t(first_t - mj)
     creds = {c["cti"]: c for c in bo.credentials(account)}
@@ -84,8 +94,19 @@ def _rate_account(led, bo, eng, account, first_t, mj, now):
     taps = led.db.rows("SELECT r.gate, r.seq, r.t, r.cti, r.station, r.direction, %s FROM ledger_records r "
                        "WHERE r.decision = 'OPEN' AND r.cti IN (%s) AND r.t >= ? ORDER BY r.t, r.gate, r.seq"
                        % (led.db.SETTLED_STATE, marks), ctis + [ws - mj])
+    # settled is final: taps a flat charge or another fare table version settled pair, but are
+    # not priced again (their journeys are left as charged)
+    frozen = {(r["gate"], r["seq"]) for r in led.db.rows(
+        "SELECT gate, seq FROM charges WHERE account = ? AND regime IS NULL AND t >= ?", (account, ws - mj))}
+    for r in led.db.rows("SELECT gate, seq, exit_gate, exit_seq FROM fare_journeys WHERE account = ? AND version <> ? "
+                         "AND t >= ?", (account, version, ws - 2 * mj)):
+        frozen.add((r["gate"], r["seq"]))
+        if r["exit_gate"] is not None:
+            frozen.add((r["exit_gate"], r["exit_seq"]))
     for tp in taps:
         tp["cti"] = bytes(tp["cti"])
+        if (tp["gate"], tp["seq"]) in frozen:
+            tp["frozen"] = True
     journeys, pending = eng.rate(taps, creds, now)
     return account, ws, [j for j in journeys if j["t"] >= ws], pending, taps
 
@@ -96,10 +117,15 @@ def _apply(led, bo, version, work, now, out):
     so a crash in between is repaired by the next settle."""
     db = led.db
     results = bo.set_journey_charges_many(
-        [(account, ws, [(j["key"][0], j["key"][1], j["cti"], j["t"], j["charged"]) for j in journeys])
-         for account, ws, journeys, _, _ in work], now=now)
+        [(account, ws, [(j["key"][0], j["key"][1], j["cti"], j["t"], j["charged"],
+                         "re-rated by fare table version %d: %s" % (version, j["explain"])) for j in journeys])
+         for account, ws, journeys, _, _ in work], now=now, regime=version)
     rows, marks = [], []
     for (account, ws, journeys, pending, taps), res in zip(work, results):
+        out["frozen"] += sum(1 for tp in taps if tp.get("frozen"))
+        for c in res[len(journeys):]:  # journeys re-rated away: refunded
+            out["charged"] += c["delta"]
+            out["trips"] += 1
         for j, c in zip(journeys, res):
             out["journeys"] += 1
             out["charged"] += c["delta"]
@@ -137,12 +163,14 @@ def _apply(led, bo, version, work, now, out):
         keep = {(p["gate"], p["seq"]) for p in pending}
         for tp in taps:
             k = (tp["gate"], tp["seq"])
+            if tp.get("frozen"):
+                continue
             if k in keep:
                 if tp["settled"]:  # priced before, pending again: must be re-rated by a later settle
                     marks.append((0, tp["gate"], tp["seq"]))
             elif not tp["settled"]:
                 marks.append((1, tp["gate"], tp["seq"]))
-        db.execute("DELETE FROM fare_journeys WHERE account = ? AND t >= ?", (account, ws))
+        db.execute("DELETE FROM fare_journeys WHERE account = ? AND t >= ? AND version = ?", (account, ws, version))
     if rows:
         db.executemany(
             "INSERT INTO fare_journeys (account, cti, gate, seq, t, kind, from_station, to_station, exit_gate, exit_seq, "

@@ -255,17 +255,23 @@ def inclusion(led, index, size):
 
 
 # ---------------------------------------------------------------------------- issuing (back office)
+# a trip's amount on a receipt: as charged plus its corrections (docs/fares.md "Settled is final")
+_NET = ("c.amount + COALESCE((SELECT SUM(k.amount) FROM charge_corrections k WHERE k.gate = c.gate AND "
+        "k.seq = c.seq), 0)")
+
+
 def _trips(bo, led, account, ctis, request):
     marks = ",".join("?" * len(ctis))
     if R_TRIP in request:
         gate, seq = request[R_TRIP]
-        rows = bo.db.execute("SELECT gate, seq, cti, amount, t FROM charges WHERE gate = ? AND seq = ? AND cti IN (%s)"
-                             % marks, (gate, seq, *ctis)).fetchall()
+        rows = bo.db.execute("SELECT c.gate, c.seq, c.cti, " + _NET + ", c.t FROM charges c WHERE c.gate = ? AND "
+                             "c.seq = ? AND c.cti IN (%s)" % marks, (gate, seq, *ctis)).fetchall()
         if not rows:
             raise ReceiptError("no charged trip gate %d seq %d for this rider" % (gate, seq))
     else:
-        rows = bo.db.execute("SELECT gate, seq, cti, amount, t FROM charges WHERE t >= ? AND t < ? AND cti IN (%s) "
-                             "ORDER BY t, gate, seq" % marks, (request[R_FROM], request[R_TO], *ctis)).fetchall()
+        rows = bo.db.execute("SELECT c.gate, c.seq, c.cti, " + _NET + ", c.t FROM charges c WHERE c.t >= ? AND "
+                             "c.t < ? AND c.cti IN (%s) ORDER BY c.t, c.gate, c.seq" % marks,
+                             (request[R_FROM], request[R_TO], *ctis)).fetchall()
         if not rows:
             raise ReceiptError("no charged trips for this rider between %d and %d" % (request[R_FROM], request[R_TO]))
     out = []

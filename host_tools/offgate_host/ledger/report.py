@@ -176,7 +176,9 @@ def build(led, bo, since=None, until=None, gates=None, stations=None, tz="UTC"):
         cw.append("c.gate IN (%s)" % ", ".join("?" * len(gates)))
         cargs += list(gates)
     by_prod, by_station = {}, {}
-    charges = bo.db.execute("SELECT c.gate, c.seq, cr.product, c.amount FROM charges c "
+    # a charge's revenue is its net amount: as charged plus its corrections (docs/fares.md)
+    charges = bo.db.execute("SELECT c.gate, c.seq, cr.product, c.amount + COALESCE((SELECT SUM(k.amount) FROM "
+                            "charge_corrections k WHERE k.gate = c.gate AND k.seq = c.seq), 0) AS amount FROM charges c "
                             "JOIN credentials cr ON cr.cti = c.cti WHERE %s" % " AND ".join(cw), cargs).fetchall()
     stamped = {}
     if charges:  # each charge at the station stamped on its (first) tap's record
