@@ -27,6 +27,38 @@ from offgate_host.wire.formats import parse_credential
 from offgate_host.ledger.ledger import ZERO32, Ledger, chain_next
 
 BATCH = 200
+_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def backend_cpu(pid):
+    """CPU seconds (user + system) of process `pid` so far: a PostgreSQL backend on this machine
+    (/proc); None when it cannot be read (a server elsewhere). With the client's own CPU time this
+    is the work done, far less sensitive to the machine's load than the wall time."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CPU:
+    """Client and server (backend `pid`, or none) CPU seconds spent between start() and stop()."""
+
+    def __init__(self, pid=None):
+        self.pid = pid
+
+    def start(self):
+        self.c0, self.s0 = time.process_time(), backend_cpu(self.pid) if self.pid else None
+        return self
+
+    def stop(self):
+        s1 = backend_cpu(self.pid) if self.pid else None
+        out = {"client": round(time.process_time() - self.c0, 2)}
+        if self.s0 is not None and s1 is not None:
+            out["server"] = round(s1 - self.s0, 2)
+            out["total"] = round(out["client"] + out["server"], 2)
+        return out
 
 
 def make_records(n, ctis, t0):
@@ -55,7 +87,7 @@ def bare_copy(url, recs, now, indexed=False, binary=False):
     ledger_records' columns: unindexed (the floor the issue names) or, indexed=True, with
     ledger_records' two indexes ((gate, seq, t) unique, (cti, ctr) of OPEN passages): what
     storing them costs the server before any of the ledger's own work. binary=True: a binary
-    COPY (as ingest now makes), else text."""
+    COPY (as ingest now makes), else text. Returns (seconds, CPU seconds {client, server, total})."""
     import psycopg
     from offgate_host.ledger.ledger import RECORD_TYPES
     table = "bare_records%s%s" % ("_indexed" if indexed else "", "_binary" if binary else "")
@@ -67,6 +99,7 @@ def bare_copy(url, recs, now, indexed=False, binary=False):
             c.execute("CREATE UNIQUE INDEX ON %s (gate, seq, t)" % table)
             c.execute("CREATE INDEX ON %s (cti, ctr) WHERE decision = 'OPEN'" % table)
         c.commit()
+        cpu = CPU(c.info.backend_pid).start()
         t = time.perf_counter()
         for i in range(0, len(recs), BATCH):
             with c.cursor() as cur:
@@ -77,7 +110,7 @@ def bare_copy(url, recs, now, indexed=False, binary=False):
                         cp.write_row((1, r["seq"], r["t"], r["cti"], r["ctr"], r["decision"], r["reason"], 0,
                                       r["chain"], 1, now, None, None))
             c.commit()
-        return time.perf_counter() - t
+        return time.perf_counter() - t, cpu.stop()
 
 
 def setup(path, db, now, n_creds):
@@ -95,15 +128,21 @@ def setup(path, db, now, n_creds):
 def run(label, recs, bo, now, gate):
     led = Ledger.for_backoffice(bo)  # the one database: ledger and accounts on one connection
     led.enroll_gate(gate, b"\x04" + bytes(64))
+    pid = led.db.conn.info.backend_pid if led.db.kind == "pg" else None
+    cpu = CPU(pid).start()
     t = time.perf_counter()
     for i in range(0, len(recs), BATCH):
         led.ingest(gate, recs[i:i + BATCH], now=now)
     ingest = time.perf_counter() - t
+    ingest_cpu = cpu.stop()
+    cpu.start()
     t = time.perf_counter()
     s = led.settle(bo, now=now)
     settle = time.perf_counter() - t
+    settle_cpu = cpu.stop()
     out = {"backend": label, "records": len(recs), "ingest_s": round(ingest, 3), "settle_s": round(settle, 3),
            "ingest_plus_settle_s": round(ingest + settle, 3), "ingest_records_per_s": round(len(recs) / ingest),
+           "ingest_cpu_s": ingest_cpu, "settle_cpu_s": settle_cpu,
            "trips_settled": s["trips"], "fraud_flags": s["fraud"],
            "settlement": "flat fare per passage (no fare table loaded; bench/fares_bench.py times the fares path)"}
     led.close()
@@ -129,18 +168,16 @@ def main():
             recs = make_records(a.records, ctis, now - a.records)
             res["postgresql"] = run("postgresql", recs, bo, now, 1)
             bo.close()
-            res["postgresql"]["bare_copy_s"] = round(bare_copy(url, recs, now), 3)
-            res["postgresql"]["bare_copy_indexed_s"] = round(bare_copy(url, recs, now, indexed=True), 3)
-            res["postgresql"]["bare_copy_binary_s"] = round(bare_copy(url, recs, now, binary=True), 3)
-            res["postgresql"]["bare_copy_indexed_binary_s"] = round(bare_copy(url, recs, now, indexed=True,
-                                                                              binary=True), 3)
-            res["postgresql"]["ingest_vs_bare_copy"] = round(res["postgresql"]["ingest_s"]
-                                                             / res["postgresql"]["bare_copy_s"], 2)
-            res["postgresql"]["ingest_vs_bare_copy_indexed"] = round(res["postgresql"]["ingest_s"]
-                                                                     / res["postgresql"]["bare_copy_indexed_s"], 2)
-            for k in ("binary", "indexed_binary"):
-                res["postgresql"]["ingest_vs_bare_copy_" + k] = round(res["postgresql"]["ingest_s"]
-                                                                      / res["postgresql"]["bare_copy_%s_s" % k], 2)
+            pg = res["postgresql"]
+            for k, kw in (("", {}), ("_indexed", {"indexed": True}), ("_binary", {"binary": True}),
+                          ("_indexed_binary", {"indexed": True, "binary": True})):
+                secs, cpu = bare_copy(url, recs, now, **kw)
+                pg["bare_copy%s_s" % k] = round(secs, 3)
+                pg["bare_copy%s_cpu_s" % k] = cpu
+                pg["ingest_vs_bare_copy" + k] = round(pg["ingest_s"] / secs, 2)
+                if cpu.get("total") and "total" in pg["ingest_cpu_s"]:  # (0: too few records to count)
+                    # the same ratio in CPU seconds (client + server): the load moves it far less
+                    pg["ingest_vs_bare_copy%s_cpu" % k] = round(pg["ingest_cpu_s"]["total"] / cpu["total"], 2)
             import psycopg
             with psycopg.connect(a.pg, autocommit=True) as c:
                 c.execute("DROP SCHEMA %s CASCADE" % schema)

@@ -965,6 +965,10 @@ def sec_ledger(run):
                     ledger[k]["bare_copy_s"], ledger[k]["ingest_vs_bare_copy"],
                     ledger[k].get("bare_copy_indexed_s"), ledger[k].get("ingest_vs_bare_copy_indexed"))
                 if "bare_copy_s" in ledger[k] else ""))
+            if "ingest_vs_bare_copy_cpu" in ledger[k]:  # CPU seconds, client + server: load-insensitive
+                note("  %-10s CPU: ingest %s s, settle %s s; ingest %sx a bare COPY's CPU (%sx an indexed one's)" % (
+                    "", ledger[k]["ingest_cpu_s"].get("total"), ledger[k]["settle_cpu_s"].get("total"),
+                    ledger[k]["ingest_vs_bare_copy_cpu"], ledger[k].get("ingest_vs_bare_copy_indexed_cpu")))
     return {"ledger": ledger}
 
 

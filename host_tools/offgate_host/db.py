@@ -201,6 +201,11 @@ class Database:
             self.conn.execute("PRAGMA foreign_keys=ON")
         else:
             self.conn.row_factory = _pg_row_factory
+            # a binary COPY's bytea columns (load(types=...)) dumped by psycopg's C dumper for
+            # bytes: the one it finds by type (psycopg.dbapi20's, for its Binary wrapper, which
+            # nothing here uses) is Python code run for every value
+            from psycopg.adapt import PyFormat
+            self.conn.adapters.register_dumper(bytes, self.conn.adapters.get_dumper(bytes, PyFormat.BINARY))
 
     # ------------------------------------------------------------------ SQL
     def sql(self, q):

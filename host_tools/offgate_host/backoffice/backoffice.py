@@ -47,6 +47,12 @@ class UnknownAccount(BackOfficeError, LookupError):
         return "unknown account %r" % self.args[0] if self.args else "unknown account"
 
 
+# charge_trips' result per trip (charge_trip_rows: a tuple in this order): the account charged, the
+# amount (minor units), the part from the credential's hold, the part beyond it (0 without a
+# hold), the credential's cap, its charges in total, whether the account ended below its credit
+CHARGE_FIELDS = ("account", "amount", "from_hold", "over_cap", "cap", "charged_total", "overdrawn")
+
+
 def _now(now=None) -> int:
     return int(time.time() if now is None else now)
 
@@ -846,8 +852,14 @@ class BackOffice:
         trip order (the hold first, running totals and balances: the same results as charging the
         trips one by one), then written with one COPY (charges; executemany on SQLite) and one
         executemany each for the holds and balances moved."""
+        return [None if c is None else dict(zip(CHARGE_FIELDS, c)) for c in self.charge_trip_rows(
+            [(gate, seq, bytes(cti), t, amount) for gate, seq, cti, t, amount in trips], now, creds)]
+
+    def charge_trip_rows(self, trips, now=None, creds=None) -> list:
+        """charge_trips without its per-trip dicts (settlement's 100,000 trips): `trips` are tuples
+        starting (gate, seq, cti (bytes), t, amount) (more items are ignored); one result each,
+        None or a tuple in CHARGE_FIELDS order."""
         now = _now(now)
-        trips = [(gate, seq, bytes(cti), t, amount) for gate, seq, cti, t, amount in trips]
         if not trips:
             return []
         out = []
@@ -860,8 +872,8 @@ class BackOffice:
             for c in ctis:
                 if creds.get(c) is None:
                     raise BackOfficeError("unknown credential %s" % c.hex())
-            holds = {bytes(r[0]): {"amount": r[1], "used": r[2], "state": r[3]}
-                     for r in self._in("SELECT cti, amount, used, state FROM holds WHERE cti", ctis)}
+            holds = {bytes(r[0]): [r[1], r[2], r[3], False] for r in self._in(
+                "SELECT cti, amount, used, state FROM holds WHERE cti", ctis)}  # amount, used, state, moved
             totals = dict.fromkeys(ctis, 0)
             for r in self._in("SELECT cti, SUM(amount) FROM charges WHERE cti", ctis, " GROUP BY cti"):
                 totals[bytes(r[0])] = int(r[1])
@@ -869,9 +881,10 @@ class BackOffice:
                 totals[bytes(r[0])] += int(r[1])
             accts = {r[0]: [r[1], r[2], 0] for r in self._in(
                 "SELECT id, balance, credit FROM accounts WHERE id", {creds[c]["account"] for c in ctis})}
-            done = self._charged([(gate, seq) for gate, seq, _c, _t, _a in trips])  # a crash repaired
+            done = self._charged([(tr[0], tr[1]) for tr in trips])  # a crash repaired
             rows = []
-            for gate, seq, cti, t, amount in trips:
+            for tr in trips:
+                gate, seq, cti, t, amount = tr[0], tr[1], tr[2], tr[3], tr[4]
                 if (gate, seq) in done:  # already charged: idempotent
                     out.append(None)
                     continue
@@ -880,24 +893,23 @@ class BackOffice:
                 acct = cred["account"]
                 hold = holds.get(cti)
                 from_hold = 0
-                if hold is not None and hold["state"] == "held":
-                    from_hold = min(amount, hold["amount"] - hold["used"])
+                if hold is not None and hold[2] == "held":
+                    from_hold = min(amount, hold[0] - hold[1])
                     if from_hold:
-                        hold["used"] += from_hold
-                        hold["dirty"] = True
+                        hold[1] += from_hold
+                        hold[3] = True
                 rows.append((gate, seq, cti, acct, amount, from_hold, t, now))
                 a = accts[acct]
                 a[0] -= amount
                 a[2] += amount
-                totals[cti] += amount
-                out.append({"account": acct, "amount": amount, "from_hold": from_hold,
-                            "over_cap": amount - from_hold if hold is not None else 0, "cap": cred["cap"],
-                            "charged_total": totals[cti], "overdrawn": a[0] < -a[1]})
+                total = totals[cti] = totals[cti] + amount
+                out.append((acct, amount, from_hold, amount - from_hold if hold is not None else 0, cred["cap"], total,
+                            a[0] < -a[1]))
             self.db.load("charges", ("gate", "seq", "cti", "account", "amount", "from_hold", "t", "settled"), rows,
                          ("int8", "int8", "bytea", "text", "int8", "int8", "int8", "int8"))  # binary COPY
             # the holds and balances moved, written once each (same transaction)
             self.db.executemany("UPDATE holds SET used = ? WHERE cti = ?",
-                                [(h["used"], c) for c, h in holds.items() if h.get("dirty")])
+                                [(h[1], c) for c, h in holds.items() if h[3]])
             self.db.executemany("UPDATE accounts SET balance = balance - ? WHERE id = ?",
                                 [(a[2], acct) for acct, a in accts.items() if a[2]])
         return out

@@ -223,6 +223,17 @@ _RUN_DOUBLE_USE = (
     "FROM ledger_records r WHERE r.cti = s.cti AND r.ctr = s.ctr AND r.decision = 'OPEN' AND NOT (r.gate = s.gate "
     "AND r.seq >= s.seq AND r.seq <= ?) ORDER BY r.gate, r.seq LIMIT 1) m WHERE s.gate = ? AND s.seq >= ? "
     "AND s.seq <= ? AND s.decision = 'OPEN' AND s.cti IS NOT NULL ON CONFLICT DO NOTHING RETURNING cti")
+# ingest's read on PostgreSQL, one statement: the gate's row (FOR UPDATE: one ingest per gate at
+# a time), its place now, the stored seqs and chains of the batch's seq range (args lo, hi, gate)
+_GATE_Q = ("SELECT g.device_pub, g.chain_seq, g.chain_head, p.station, p.direction, p.gate IS NOT NULL, e.seqs, "
+           "e.chains FROM ledger_gates g LEFT JOIN LATERAL (SELECT gate, station, direction FROM ledger_gate_places "
+           "WHERE gate = g.gate ORDER BY since DESC LIMIT 1) p ON true LEFT JOIN LATERAL (SELECT array_agg(seq) AS "
+           "seqs, array_agg(chain) AS chains FROM ledger_records r WHERE r.gate = g.gate AND r.seq >= ? AND "
+           "r.seq <= ?) e ON true WHERE g.gate = ? FOR UPDATE OF g")
+_SET_HEAD = "UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?"
+# the gate's new head and the run's double-use flags in one statement (args: chain_seq, chain_head,
+# gate, then _RUN_DOUBLE_USE's)
+_HEAD_AND_DOUBLE_USE = "WITH head AS (" + _SET_HEAD + ") " + _RUN_DOUBLE_USE
 _PLACE_Q = ("SELECT gate, since, station, direction, source FROM ledger_gate_places WHERE gate = ? "
             "ORDER BY since DESC LIMIT 1")
 
@@ -412,22 +423,28 @@ class Ledger:
         ts = [r["t"] for r in records if "t" in r]
         if ts:
             db.ensure_partitions(min(ts), max(ts), now)  # PostgreSQL: the months' partitions exist
-        # the gate, its place and the stored chains of this batch's seq range: one round trip
-        # (pipelined on PostgreSQL), not one query per record. FOR UPDATE (PostgreSQL): one
-        # ingest per gate at a time, as (gate, seq) is checked here (the partitioned table's key
-        # includes t, so it cannot enforce (gate, seq) alone)
-        with db.pipeline():
-            cg = db.execute("SELECT * FROM ledger_gates WHERE gate = ?" + (" FOR UPDATE" if db.kind == "pg" else ""),
-                            (gate,))
-            cp = db.execute(_PLACE_Q, (gate,))
-            ce = db.execute("SELECT seq, chain FROM ledger_records WHERE gate = ? AND seq >= ? AND seq <= ?",
-                            (gate, min(seqs), max(seqs))) if seqs else None
-        g = db.dicts(cg)
-        place = db.dicts(cp)
-        existing = {row[0]: bytes(row[1]) for row in ce.fetchall()} if ce is not None else {}
-        if not g:
-            raise GateNotEnrolled("gate %d is not enrolled; nothing ingested" % gate)
-        g = g[0]
+        # the gate, its place and the stored chains of this batch's seq range: one query each,
+        # not one per record; on PostgreSQL one statement (_GATE_Q), FOR UPDATE: one ingest per
+        # gate at a time, as (gate, seq) is checked here (the partitioned table's key includes t,
+        # so it cannot enforce (gate, seq) alone)
+        lo_hi = (min(seqs), max(seqs)) if seqs else (None, None)
+        if db.kind == "pg":
+            # one statement, not a pipeline of three: psycopg's pipeline costs about as much client
+            # time per batch as the three statements cost the server (measured: 1.8 vs 0.7 ms)
+            row = db.execute(_GATE_Q, (lo_hi[0], lo_hi[1], gate)).fetchone()
+            if row is None:
+                raise GateNotEnrolled("gate %d is not enrolled; nothing ingested" % gate)
+            g = {"device_pub": row[0], "chain_seq": row[1], "chain_head": row[2]}
+            place = [{"station": row[3], "direction": row[4]}] if row[5] else []
+            existing = dict(zip(row[6], map(bytes, row[7]))) if row[6] else {}
+        else:
+            g = db.one("SELECT device_pub, chain_seq, chain_head FROM ledger_gates WHERE gate = ?", (gate,))
+            if g is None:
+                raise GateNotEnrolled("gate %d is not enrolled; nothing ingested" % gate)
+            place = db.rows(_PLACE_Q, (gate,))
+            existing = {q: bytes(c) for q, c in db.execute(
+                "SELECT seq, chain FROM ledger_records WHERE gate = ? AND seq >= ? AND seq <= ?",
+                (gate,) + lo_hi).fetchall()} if seqs else {}
         if device_pub is not None and bytes(g["device_pub"]) != bytes(device_pub):
             raise GateNotEnrolled("batch for gate %d is signed by a key that is not the enrolled one; nothing "
                                   "ingested" % gate)
@@ -535,9 +552,13 @@ class Ledger:
             run = flush(last=True)
             if records and meta.get("chain") and head_seq == records[-1]["seq"]:
                 head = bytes(meta["chain"])  # the gate's own chain: the next batch links to it
-            with db.pipeline():  # one round trip on PostgreSQL: flags, head, commit
-                flags = db.execute(_RUN_DOUBLE_USE, (now, run[2], run[0], run[1], run[2])) if run else None
-                db.execute("UPDATE ledger_gates SET chain_seq = ?, chain_head = ? WHERE gate = ?", (head_seq, head, gate))
+            with db.pipeline():  # one round trip on PostgreSQL: head and flags (one statement), commit
+                if run:
+                    flags = db.execute(_HEAD_AND_DOUBLE_USE,
+                                       (head_seq, head, gate, now, run[2], run[0], run[1], run[2]))
+                else:
+                    flags = None
+                    db.execute(_SET_HEAD, (head_seq, head, gate))
                 db.commit()
             if flags is not None:
                 for (cti,) in flags.fetchall():
@@ -650,7 +671,8 @@ class Ledger:
                     continue
                 trips.append((gate, seq, cti, t, fares.get(cred["product"], DEFAULT_FARE), ctr))
             # money, then the ledger's marks: one transaction (settle's) on the one database
-            results = bo.charge_trips([tr[:5] for tr in trips], now=now, creds=creds) if trips else []
+            # (charge_trip_rows: tuples, not a dict per trip; CHARGE_FIELDS)
+            results = bo.charge_trip_rows(trips, now=now, creds=creds) if trips else []
             for gate, seq, cti in unknown:
                 out["unknown"] += self.note_anomaly(gate, seq, "unknown_credential",
                                                 "OPEN for credential %s the back office never issued" % cti.hex(), now)
@@ -659,18 +681,19 @@ class Ledger:
                 done.append((1, gate, seq))
                 if c is None:
                     continue
+                account, amount, _fh, over_cap, cap, total, overdrawn = c
                 out["trips"] += 1
-                out["charged"] += c["amount"]
-                if c["cap"] is not None and c["charged_total"] > c["cap"]:
-                    out["over_cap"] += c["over_cap"]
+                out["charged"] += amount
+                if cap is not None and total > cap:
+                    out["over_cap"] += over_cap
                     flags.append(("cap_exceeded", cti, ctr, gate, seq, None, None,
-                                  "credential %s charged %d in total, cap %d" % (cti.hex(), c["charged_total"], c["cap"]),
-                                  now))
+                                  "credential %s charged %d in total, cap %d" % (cti.hex(), total, cap), now))
                     if cti not in deny_seen:
                         deny_seen.add(cti)
                         out["deny"].append(cti)
-                if c.get("overdrawn"):
-                    flags.append(self._overdraft_flag(c, cti, ctr, gate, seq, now, out))
+                if overdrawn:
+                    flags.append(self._overdraft_flag({"account": account, "amount": amount}, cti, ctr, gate, seq,
+                                                      now, out))
                     if cti not in deny_seen:
                         deny_seen.add(cti)
                         out["deny"].append(cti)
