@@ -46,7 +46,9 @@ _ROWS_BUF = 576   # bytes of rows encoded before they are moved into the batch (
 # build's working buffers, made once with the module (loaded for a sync session only): no
 # allocation per pull beyond the batch itself
 _ROWS = bytearray(_ROWS_BUF)
-_AGG = array("i", bytes(4 * 264))  # see offgate.sync.rowenc.row
+# see offgate.sync.rowenc.row; made from a range, not from bytes(1056): no temporary 1 KB block
+# on a fragmented session heap (the first build clears it all: agg[5] is not 0)
+_AGG = array("i", range(264))
 
 
 def gate_kid(pub65):
