@@ -14,7 +14,8 @@ IDLE_S = 60        # a silent host is dropped: its session keys are forgotten
 CHUNK = 1024       # bytes read at a time
 
 # Loaded for sync sessions and dropped after them (names under offgate.).
-TRANSIENT = ("sync.ops", "sync.admin", "sync.handshake", "sync.session", "sync.batch", "sync.frames", "sync.proto",
+TRANSIENT = ("sync.ops", "sync.admin", "sync.handshake", "sync.session", "sync.batch", "sync.batchrows", "sync.frames",
+             "sync.proto",
              "gateport", "crypto.aesccm", "crypto.devicekey", "crypto.hkdf", "crypto.hmac256", "timekeep", "statedir")
 
 
