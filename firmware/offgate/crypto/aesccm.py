@@ -13,6 +13,11 @@ import cryptolib
 
 from offgate.crypto.hmac256 import equal
 
+try:
+    from offgate.crypto.xorbuf import xor_into  # viper: none under CPython or without a native emitter
+except Exception:
+    xor_into = None
+
 _ECB = 1
 _CBC = 2
 
@@ -39,11 +44,19 @@ def _pad16(n):
     return bytes(-n % 16)
 
 
+def _span(n):
+    """Bytes per C call for an n-byte message: whole blocks, at most _CHUNK."""
+    n = (n + 15) & ~15
+    return n if 0 < n < _CHUNK else (_CHUNK if n else 16)
+
+
 _CHUNK = 256  # bytes per C call: bounds the temporaries whatever the message size
 
 
 def _mac(key, nonce, aad, msg, tag_len, L):
-    """CBC-MAC of B0 || encoded AAD || msg, chunk by chunk (the CBC object keeps its chaining)."""
+    """CBC-MAC of B0 || encoded AAD || msg, chunk by chunk (the CBC object keeps its chaining),
+    each chunk copied into one buffer and encrypted in place: no new block per chunk (a sync
+    session's heap is fragmented, docs/performance.md)."""
     flags = (64 if aad else 0) | (((tag_len - 2) // 2) << 3) | (L - 1)
     n = len(msg)
     b0 = bytes((flags,)) + bytes(nonce) + n.to_bytes(L, "big")
@@ -58,14 +71,21 @@ def _mac(key, nonce, aad, msg, tag_len, L):
         else:
             head = b"\xff\xff" + a.to_bytes(8, "big")
         last = c.encrypt(head + bytes(aad) + _pad16(len(head) + a))[-16:]
-    o = 0
-    while o < n:
-        k = n - o if n - o < _CHUNK else _CHUNK
-        blk = bytes(msg[o:o + k])
-        if k & 15:
-            blk += _pad16(k)  # only the last chunk can be short
-        last = c.encrypt(blk)[-16:]
-        o += k
+    if n:
+        m = _span(n)
+        buf = bytearray(m)
+        bv = memoryview(buf)
+        src = memoryview(msg)
+        o = 0
+        while o < n:
+            k = n - o if n - o < m else m
+            bv[:k] = src[o:o + k]
+            kk = (k + 15) & ~15  # only the last chunk can be short: zero-padded
+            for i in range(k, kk):
+                buf[i] = 0
+            c.encrypt(bv[:kk], bv[:kk])
+            o += k
+        last = bytes(bv[kk - 16:kk])
     return last[:tag_len]
 
 
@@ -75,13 +95,16 @@ def _ctr(key, nonce, L, src, dst):
     pre = bytes((L - 1,)) + bytes(nonce)
     s0 = ecb.encrypt(pre + bytes(L))
     n = len(src)
-    blocks = bytearray(_CHUNK)
-    for b in range(0, _CHUNK, 16):  # flags and nonce once; only the counter bytes change below
+    m = _span(n)
+    blocks = bytearray(m)
+    bv = memoryview(blocks)
+    ks = bytearray(m)  # the keystream of a chunk, overwritten by the next
+    for b in range(0, m, 16):  # flags and nonce once; only the counter bytes change below
         blocks[b:b + 16 - L] = pre
     ctr = 1
     o = 0
     while o < n:
-        k = n - o if n - o < _CHUNK else _CHUNK
+        k = n - o if n - o < m else m
         nb = (k + 15) // 16
         for i in range(nb):
             b = 16 * i + 16
@@ -91,8 +114,11 @@ def _ctr(key, nonce, L, src, dst):
             else:
                 blocks[b - L:b] = ctr.to_bytes(L, "big")
             ctr += 1
-        ks = ecb.encrypt(blocks[:16 * nb])
-        dst[o:o + k] = _xor(src[o:o + k], ks)
+        ecb.encrypt(bv[:16 * nb], ks)  # in place of the last keystream: no new block per chunk
+        if xor_into is not None:
+            xor_into(memoryview(dst)[o:o + k], memoryview(src)[o:o + k], ks, k)
+        else:
+            dst[o:o + k] = _xor(memoryview(src)[o:o + k], ks)
         o += k
     return s0
 
@@ -101,7 +127,7 @@ def _xor(a, b):
     n = len(a)
     if not n:
         return b""
-    return (int.from_bytes(bytes(a), "big") ^ int.from_bytes(bytes(b[:n]), "big")).to_bytes(n, "big")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(memoryview(b)[:n], "big")).to_bytes(n, "big")
 
 
 def encrypt(key, nonce, msg, aad=b"", tag_len=16, out=None):

@@ -30,10 +30,9 @@ from array import array
 from offgate.crypto import aesccm, devicekey
 from offgate.codec import cbor
 from offgate.crypto.hkdf import hkdf_sha256
-from offgate.log.oplog import OPEN
 
 try:
-    from offgate.sync.rowenc import row as _row_v  # viper: no viper emitter (CPython, webassembly) -> _row_raw
+    from offgate.sync.rowenc import row as _row_v  # viper: no viper emitter (CPython, webassembly) -> batchrows.row_raw
 except Exception:
     _row_v = None
 
@@ -41,12 +40,13 @@ VERSION = 1
 ALG_ES256 = -7
 ALG_CCM_16_128_256 = 31
 INFO = b"offgate batch v1"
-_READ_CHUNK = 32  # records read from the log at a time (bounded heap while building)
 _ROWS_BUF = 576   # bytes of rows encoded before they are moved into the batch (build)
 # build's working buffers, made once with the module (loaded for a sync session only): no
 # allocation per pull beyond the batch itself
 _ROWS = bytearray(_ROWS_BUF)
-_AGG = array("i", bytes(4 * 264))  # see offgate.sync.rowenc.row
+# see offgate.sync.rowenc.row; made from a range, not from bytes(1056): no temporary 1 KB block
+# on a fragmented session heap (the first build clears it all: agg[5] is not 0)
+_AGG = array("i", range(264))
 
 
 def gate_kid(pub65):
@@ -95,7 +95,7 @@ def build(oplog, gate_id, clock_state, max_records):
         # one's chain recomputed on the way (records do not store it)
         # rows are written into a small buffer (a row is at most 33 bytes, a damaged one 48; no
         # regrowth per byte), moved into `out` when nearly full, by offgate.sync.rowenc (viper) or
-        # _row_raw (the same in Python), which also count them per decision and per reason
+        # batchrows.row_raw (the same in Python), which also count them per decision and per reason
         # within the current hour window (agg, see rowenc.row)
         rows = _ROWS
         rmv = memoryview(rows)
@@ -104,7 +104,10 @@ def build(oplog, gate_id, clock_state, max_records):
         for i in range(8 if agg_a[5] == 0 else 264):  # all of it after a build that raised
             agg_a[i] = 0  # counts, and an empty window: the first record opens one
         agg_a[5] = 1      # a build is running
-        rowf = _row_v if _row_v is not None else _row_raw
+        if _row_v is not None:
+            rowf = _row_v
+        else:  # no viper here: the same rows in Python (offgate.sync.batchrows, loaded only then)
+            from offgate.sync.batchrows import row_raw as rowf
         got = 0
         c = None
         cur = None                          # the current window's hour start (Unix seconds)
@@ -143,36 +146,10 @@ def build(oplog, gate_id, clock_state, max_records):
             raise ValueError("operation log shorter than its head")
         if c is not None:
             last_chain = c
-    else:
-        done = 0
-        while done < n:
-            chunk = oplog.read(last_seq + 1, min(_READ_CHUNK, n - done))
-            if not chunk:
-                raise ValueError("operation log shorter than its head")
-            for r in chunk:
-                if "damaged" in r:
-                    # flash damage: the record's bytes as they are, for the ledger to keep and show
-                    damaged += 1
-                    _enc(out, [r["seq"], "damaged", r["damaged"]])
-                    last_seq, last_chain = r["seq"], r["chain"]
-                    continue
-                op = r["decision"] == "OPEN"
-                if op:
-                    opened += 1
-                else:
-                    denied += 1
-                rc = r["reason"]
-                missed += r["missed"]
-                reasons[rc] = reasons.get(rc, 0) + 1
-                hr = r["t"] - r["t"] % 3600
-                hb = hours.get(hr)
-                if hb is None:
-                    hb = hours[hr] = {}
-                hb[rc] = hb.get(rc, 0) + 1
-                _row(out, r["seq"], r["t"], r["cti"], r["ctr"], op, rc, r["missed"])
-                last_seq, last_chain = r["seq"], r["chain"]
-            done += len(chunk)
-            chunk = None
+    else:  # a log seen only through read() (dicts): plain Python, loaded only for such a log
+        from offgate.sync.batchrows import dict_rows
+        opened, denied, missed, damaged, last_seq, last_chain = dict_rows(out, oplog, aseq, achain, n, reasons,
+                                                                           hours)
     global LAST_TO
     LAST_TO = last_seq  # the sync op records what a session was given (an ack may not go beyond)
     agg = {"open": opened, "deny": denied, "missed": missed, "reasons": reasons, "hours": hours}
@@ -207,75 +184,6 @@ def _flush_hour(hours, cur, agg, reasons):
             hb[rc] = hb.get(rc, 0) + k
             reasons[rc] = reasons.get(rc, 0) + k
             agg[8 + rc] = 0
-
-
-def _row_raw(b, dst, p, agg):
-    """offgate.sync.rowenc.row in Python (CPython, ports without viper): the same bytes and counts."""
-    t = struct.unpack_from(">I", b, 8)[0]
-    rel = t - (agg[4] & 0xFFFFFFFF)
-    if rel < agg[2] or rel >= agg[3]:
-        return -1
-    out = bytearray()
-    out.append(0x87)
-    _u32(out, b, 4)
-    _u32(out, b, 8)
-    if b[3] & 1:
-        out.append(0x48)
-        out.extend(b[16:24])
-    else:
-        out.append(0xF6)
-    _u32(out, b, 12)
-    if b[1] == OPEN:
-        out.append(1)
-        agg[0] += 1
-    else:
-        out.append(0)
-        agg[1] += 1
-    rc = b[2]
-    if rc >= 24:
-        out.append(0x18)
-    out.append(rc)
-    agg[8 + rc] += 1
-    _u32(out, b, 24)
-    dst[p:p + len(out)] = out
-    return p + len(out)
-
-
-def _u32(out, b, o):
-    """Append the CBOR uint (major type 0, shortest form) of the big-endian u32 at b[o:o+4]."""
-    if b[o] or b[o + 1]:
-        out.append(0x1A)
-        out.extend(b[o:o + 4])
-    elif b[o + 2]:
-        out.append(0x19)
-        out.extend(b[o + 2:o + 4])
-    else:
-        v = b[o + 3]
-        if v >= 24:
-            out.append(0x18)
-        out.append(v)
-
-
-def _row(out, seq, t, cti, ctr, op, rc, missed):
-    """Append the CBOR row [seq, t, cti, ctr, open, reason, missed] (what cbor.dumps of that list
-    gives, byte for byte; tests/cross/test_batch.py): written head by head, because a generic encode per
-    row (a list, a buffer and a copy each) was most of a pull's gate CPU."""
-    h = cbor._head
-    out.append(0x87)
-    h(out, 0, seq)
-    h(out, 0, t)
-    if cti is None:
-        out.append(0xF6)
-    else:
-        h(out, 2, len(cti))
-        out.extend(cti)
-    h(out, 0, ctr)
-    out.append(1 if op else 0)
-    if isinstance(rc, int):
-        h(out, 0, rc)
-    else:
-        _enc(out, rc)
-    h(out, 0, missed)
 
 
 def _cose_key(pub65):

@@ -39,9 +39,12 @@ class Pulls:
 # Heap a pull needs, measured (bench/sync_heap.py): the batch exists as plaintext, signed and
 # sealed copies and then as the response body and frame (at most three at once, ~35 bytes per
 # record each), plus the sealing's own working set (fast-path scalar multiplications, HKDF,
-# AES-CCM): PULL_PER_RECORD bytes per record over PULL_RESERVE bytes.
+# AES-CCM): PULL_PER_RECORD bytes per record over PULL_RESERVE bytes. Measured on the 32-bit build
+# (a seal, signed or not, once the session's ephemeral key exists: ~2.6 KB; ~147 bytes more per
+# record): 6 KiB over that leaves room for a scan between frames. Too large a guess costs only a
+# retry (halved), too small a reserve made every batch one record on a small heap.
 PULL_PER_RECORD = 160
-PULL_RESERVE = 12 * 1024
+PULL_RESERVE = 6 * 1024
 
 
 # The largest copy (the response frame) holds up to ROW_MAX bytes per record over BATCH_FIXED: it

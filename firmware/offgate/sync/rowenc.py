@@ -4,7 +4,7 @@ row encoding was most of batch.build's gate CPU (docs/performance.md "Sync on th
 
 32-bit safe: only byte loads and stores, and one 32-bit time difference (wraps like the ESP32's
 machine word; exact while a batch's times are within 2^31 s of its first). CPython and ports
-without viper use offgate.sync.batch._row_raw, the same encoding in Python (tests/firmware/test_batchrow.py
+without viper use offgate.sync.batchrows.row_raw, the same encoding in Python (tests/firmware/mp/test_batchrow.py
 compares the two byte for byte, on the 32-bit build too). Each uint field is written inline (its
 CBOR head and bytes copied from the record): a viper-to-viper call would box its arguments."""
 import micropython

@@ -314,7 +314,7 @@ class Session:
             self.pulls.new_request()
         if op in ADMIN_OPS:
             if "offgate.sync.ops" in sys.modules:
-                unload("sync.batch", "sync.ops")  # this session's Pulls keeps what it needs of ops
+                unload("sync.batch", "sync.batchrows", "sync.ops")  # this session's Pulls keeps what it needs of ops
             from offgate.sync import admin
             if self.admin is None:
                 self.admin = admin.AdminState()

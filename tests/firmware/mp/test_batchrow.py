@@ -1,4 +1,4 @@
-# batch._row (a pull's rows written head by head) must give exactly what cbor.dumps of the row list
+# batchrows.row (a pull's rows from read() dicts, written head by head) must give exactly what cbor.dumps of the row list
 # gives: the batch format (docs/protocol.md "Batch summaries") is unchanged by the faster encoder.
 import sys
 
@@ -8,7 +8,7 @@ except ImportError:  # CPython: the AES shim the sync tests use (batch imports a
     sys.path.append(__file__.rsplit("/", 3)[0] + "/support/syncshim")
 
 from offgate.codec import cbor
-from offgate.sync import batch  # noqa: E402
+from offgate.sync import batch, batchrows  # noqa: E402
 
 
 def test_row_matches_generic_encoder():
@@ -17,7 +17,7 @@ def test_row_matches_generic_encoder():
             for rc in (0, 14, 23, 24, "OK"):
                 for op in (True, False):
                     out = bytearray()
-                    batch._row(out, seq, 800000000 + seq, cti, seq % 300, op, rc, seq % 7)
+                    batchrows.row(out, seq, 800000000 + seq, cti, seq % 300, op, rc, seq % 7)
                     want = cbor.dumps([seq, 800000000 + seq, cti, seq % 300, 1 if op else 0, rc, seq % 7])
                     assert bytes(out) == want, (seq, cti, rc, op)
 
