@@ -39,6 +39,23 @@ class OutdatedDatabase(DatabaseError):
     """The database's schema is older than this offgate: `offgate db upgrade` moves it forward."""
 
 
+class NewerDatabase(DatabaseError):
+    """The database's schema is newer than this offgate knows (written by a newer offgate)."""
+
+
+def known_revisions():
+    """The revision ids of this offgate's migrations (their file names' prefixes)."""
+    return {p.name.split("_", 1)[0] for p in (Path(__file__).parent / "migrations" / "versions").glob("[0-9]*_*.py")}
+
+
+def check_known(rev, url):
+    """Raise NewerDatabase if `rev` (a database's revision; None: none yet) is not one of this offgate's:
+    an older offgate must not touch, nor advise upgrading, a database a newer one has moved on."""
+    if rev is not None and rev not in known_revisions():
+        raise NewerDatabase("database %s is at schema revision %s, newer than this offgate (it knows up to %s): "
+                            "use the offgate version that wrote it" % (safe_url(url), rev, HEAD))
+
+
 def first_line(e) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return lines[0] if lines else type(e).__name__
@@ -97,6 +114,16 @@ class _Row(tuple):
 
 
 _ROW_CLASSES = {}
+
+
+def _whole_numeric_loader():
+    from psycopg.types.numeric import NumericLoader
+
+    class WholeNumericLoader(NumericLoader):
+        def load(self, data):
+            v = super().load(data)
+            return int(v) if v.is_finite() and v == v.to_integral_value() else v
+    return WholeNumericLoader
 
 
 def _pg_row_factory(cursor):
@@ -169,6 +196,8 @@ class Database:
             self._connect()
             if create or check:
                 rev = self.revision()
+                if rev != HEAD:
+                    check_known(rev, self.url)
                 if rev != HEAD and create and rev is None and self._empty():
                     self.close(dispose=False)
                     upgrade(self.engine)   # a new database: the migrations make the schema
@@ -206,6 +235,9 @@ class Database:
             # nothing here uses) is Python code run for every value
             from psycopg.adapt import PyFormat
             self.conn.adapters.register_dumper(bytes, self.conn.adapters.get_dumper(bytes, PyFormat.BINARY))
+            # SUM(bigint) is numeric on PostgreSQL (an int on SQLite): money is in minor units, so a
+            # whole numeric comes back as an int (a Decimal would not serialise to JSON, nor mix with floats)
+            self.conn.adapters.register_loader("numeric", _whole_numeric_loader())
 
     # ------------------------------------------------------------------ SQL
     def sql(self, q):
@@ -396,7 +428,9 @@ def revision_of(url):
     d = Database(url, create=False, check=False)
     try:
         _not_empty(d)
-        return d.revision()
+        rev = d.revision()
+        check_known(rev, url)
+        return rev
     finally:
         d.close()
 
@@ -415,6 +449,7 @@ def upgrade_url(url):
     try:
         _not_empty(d)
         before = d.revision()
+        check_known(before, url)
         d.close(dispose=False)
         if before != HEAD:
             upgrade(d.engine)

@@ -2,6 +2,8 @@
 from before migrations upgraded (SQLite) or merged into its ledger's database (PostgreSQL),
 settlement in one transaction, passages partitioned by month on PostgreSQL.
 PostgreSQL parts run when OFFGATE_TEST_PG_URL is set (CI sets it)."""
+import decimal
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -59,7 +61,7 @@ def test_legacy_sqlite_back_office_is_upgraded(tmp_path):
     assert "revision none" in run("db", "current", "--data", bo)   # nothing changed
     assert "revision none -> %s" % dbmod.HEAD in run("db", "upgrade", "--data", bo)
     assert "(current)" in run("db", "current", "--data", bo)
-    assert "revision %s -> %s" % (dbmod.HEAD, dbmod.HEAD) in run("db", "upgrade", "--data", bo)  # idempotent
+    assert "already at revision %s" % dbmod.HEAD in run("db", "upgrade", "--data", bo)  # idempotent
     with BackOffice(bo, create=False) as b, Ledger.for_backoffice(b) as led:
         a = b.get_account("alice")
         assert a["balance"] == LEGACY_BALANCE and a["credit"] == 200
@@ -118,6 +120,16 @@ def test_cli_on_postgresql_one_database(tmp_path):
     other = str(tmp_path / "other.db")
     run("init", "--data", tmp_path / "bo2", "--db", other)
     assert "is not the database of the back office" in run("report", "--data", data, "--db", other, ok=False)
+    # SUM(bigint) is numeric on PostgreSQL: whole values come back as ints (JSON reports, money arithmetic)
+    for fmt in (["--format", "json"], ["--json"]):
+        json.loads(run("report", "--data", data, *fmt))
+    bo = BackOffice(data)
+    try:
+        r = bo.db.execute("SELECT SUM(x), SUM(x) / 2.0 FROM (VALUES (CAST(1 AS BIGINT)), (CAST(2 AS BIGINT))) AS v(x)"
+                          ).fetchone()
+        assert type(r[0]) is int and r[0] == 3 and r[1] == decimal.Decimal("1.5")
+    finally:
+        bo.close()
 
 
 def test_legacy_ledger_on_postgresql_is_merged(tmp_path):
@@ -198,3 +210,19 @@ def test_both_engines_get_the_same_schema(tmp_path):
     finally:
         lite.close()
         pg.close()
+
+
+def test_a_database_from_a_newer_offgate_is_left_alone(tmp_path):
+    """An older offgate on a database a newer one has migrated: one line saying so, for every command
+    (not "run `offgate db upgrade`", which cannot go backwards), and nothing changed."""
+    bo = tmp_path / "bo"
+    run("init", "--data", bo)
+    con = sqlite3.connect(str(bo / "offgate.db"))
+    con.execute("UPDATE alembic_version SET version_num = '9999'")
+    con.commit()
+    con.close()
+    before = (bo / "offgate.db").read_bytes()
+    for cmd in (["db", "current"], ["db", "upgrade"], ["account", "list"], ["report"]):
+        out = run(*cmd, "--data", bo, ok=False)
+        assert "newer than this offgate" in out and len(out.strip().splitlines()) == 1, out
+    assert (bo / "offgate.db").read_bytes() == before

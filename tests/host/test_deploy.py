@@ -275,3 +275,29 @@ def test_romfs_deploy(built, office, tmp_path):
     r = subprocess.run([MP32, "-c", "import offgate, offgate.codec.cbor, offgate.gate;print(offgate.__file__)"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0 and r.stdout.strip().startswith("/rom/offgate"), r.stdout + r.stderr
+
+
+def test_board_build_never_wipes_an_operators_directory(built, office, tmp_path, monkeypatch):
+    """QA: `board build --out ''` (or `.`) replaced the current directory by the build. Only a
+    previous build (its build.json) is replaced; a path under a file is one line, not a traceback;
+    `deploy --build DIR` installs a build made elsewhere, and no build there is refused before
+    anything is staged under it."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    monkeypatch.chdir(mine)
+    for out in ("", ".", str(mine)):
+        r = CliRunner().invoke(cli, ["board", "build", "esp32_devkitc", "--out", out])
+        assert r.exit_code != 0 and len(r.output.strip().splitlines()) == 1, r.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
+    (tmp_path / "afile").write_text("x")
+    r = CliRunner().invoke(cli, ["board", "build", "esp32_devkitc", "--out", str(tmp_path / "afile" / "sub")])
+    assert r.exit_code == 1 and "cannot write the build" in r.output and "Traceback" not in r.output, r.output
+    base = ["deploy", "--data", str(tmp_path / "bo"), "--board", "esp32_devkitc", "--port", PORT, "--gate-id", "9",
+            "--zone", "1", "--dry-run"]
+    r = CliRunner().invoke(cli, base + ["--build", str(mine)])
+    assert r.exit_code == 1 and "no build in" in r.output and not (mine / "stage").exists(), r.output
+    r = CliRunner().invoke(cli, base)  # ./build/esp32_devkitc here: none
+    assert r.exit_code == 1 and "offgate board build esp32_devkitc" in r.output and not (mine / "build").exists()
+    r = CliRunner().invoke(cli, base + ["--build", str(built)])
+    assert r.exit_code == 0 and str(built) in r.output, r.output

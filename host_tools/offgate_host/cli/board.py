@@ -107,15 +107,22 @@ def _gate_files(data_dir, board_name, trust, deny, stage):
 @click.option("--romfs", is_flag=True, help="install the firmware as a ROMFS image (mpremote romfs deploy; boards "
               "whose MicroPython has a ROMFS partition): its bytecode stays out of the heap")
 @click.option("--replace", is_flag=True, help="accept a new device key for an already registered gate id")
+@click.option("--build", "build_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="the build to install (default build/BOARD under the current directory, where "
+                   "`offgate board build` writes)")
 @click.option("--dry-run", is_flag=True, help="print the mpremote commands only")
 @user_errors
-def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provision, frozen, romfs, replace, dry_run):
+def deploy_cmd(data_dir, board_name, port, gate_id, zone, trust, deny, no_provision, frozen, romfs, replace, build_dir,
+               dry_run):
     """Install the built firmware, gate.json, trust store and deny list on a gate over USB, then provision it."""
     from ..device import deploy as dp
     try:
-        stage = dp.build_dir(board_name) / "stage"
+        bdir = build_dir or dp.build_dir(board_name)
+        if not frozen:
+            dp.require_build(bdir, board_name)  # before staging anything under it
+        stage = bdir / "stage"
         trust, deny, files = _gate_files(data_dir, board_name, trust, deny, stage)
-        steps = dp.deploy_plan(board_name, port, gate_id, zone, trust, deny, stage=stage,
+        steps = dp.deploy_plan(board_name, port, gate_id, zone, trust, deny, build=bdir, stage=stage,
                                provision=not no_provision, frozen=frozen, files=files, romfs=romfs)
         if dry_run:
             for s in steps:

@@ -37,6 +37,9 @@ def db_upgrade(data_dir, db):
     office from before the one database into its ledger database."""
     from ..backoffice.backoffice import upgrade_backoffice
     res = upgrade_backoffice(data_dir, db)
+    if res["before"] == res["after"] and not res.get("merged_from"):
+        click.echo("%s: already at revision %s (current)" % (_safe_url(res["url"]), res["after"]))
+        return
     click.echo("%s: revision %s -> %s%s" % (_safe_url(res["url"]), res["before"] or "none", res["after"],
                                            "; merged %d rows of %d tables from %s (kept as %s)"
                                            % (res["rows"], res["tables"], res["merged_from"], res["kept_as"])

@@ -114,9 +114,15 @@ def build(board, out=None, arch="board"):
     chip = cfg["chip"]
     arch = cfg.get("arch") if arch == "board" else arch
     out = (Path(out) if out else build_dir(name)).resolve()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "build.json").is_file())):
+        # only a previous build (it has build.json) is replaced: never wipe an operator's directory
+        raise DeployError("%s exists and is not an offgate build (no build.json): give a new or empty --out" % out)
+    try:
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+    except OSError as e:
+        raise DeployError("cannot write the build to %s: %s" % (out, e.strerror or e)) from None
     fw = firmware_dir()
     cross = _native_mpy_cross()
     pkgs, mods, sources = packages_for(chip)
@@ -253,6 +259,13 @@ def romfs_image(bdir, pkgs, out):
     return out
 
 
+def require_build(bdir, board):
+    """Raise DeployError unless `bdir` holds a build (its build.json) of the firmware."""
+    if not (Path(bdir) / "build.json").is_file():
+        raise DeployError("no build in %s: run `offgate board build %s` in this directory first, or give --build DIR"
+                          % (bdir, board))
+
+
 def deploy_plan(board, port, gate_id, zone, trust, deny=None, *, build=None, stage=None, provision=True,
                 frozen=False, reset=True, files=None, romfs=False):
     """The mpremote commands that install a gate. `trust` (and `deny`) are files from the back office;
@@ -268,8 +281,8 @@ def deploy_plan(board, port, gate_id, zone, trust, deny=None, *, build=None, sta
         raise DeployError("board %s is the simulator: run it with `offgate gate run`" % cfg["board"])
     name = cfg["board"]
     bdir = Path(build) if build else build_dir(name)
-    if not frozen and not (bdir / "build.json").exists():
-        raise DeployError("no build in %s: run `make mpy BOARD=%s` first" % (bdir, name))
+    if not frozen:
+        require_build(bdir, name)
     if not Path(trust).is_file():
         raise DeployError("trust store %s not found (offgate trust export FILE)" % trust)
     if deny is not None and not Path(deny).is_file():
