@@ -158,6 +158,16 @@ def test_cli_topup_adjust_show(tmp_path):
     assert res.exit_code == 1 and "unknown account" in res.stderr
 
 
+def test_cli_settle_says_when_the_clock_is_behind_the_last_settlement(tmp_path):
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    res = r.invoke(main, ["settle", "--now", str(NOW + 1000), *d])
+    assert res.exit_code == 0 and "settlement time" not in res.output, res.output
+    res = r.invoke(main, ["settle", "--now", str(NOW), *d])
+    assert res.exit_code == 0 and "settlement time %d: after the previous" % (NOW + 1001) in res.output, res.output
+
+
 # --------------------------------------------------------------------------- property tests
 OPS = st.lists(st.one_of(
     st.tuples(st.just("issue"), st.one_of(st.none(), st.integers(0, 3000))),

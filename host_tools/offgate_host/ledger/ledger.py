@@ -735,6 +735,7 @@ class Ledger:
         for h in bo.release_expired_holds(now):
             out["released"] += 1
             out["released_amount"] += h["released_amount"]
+        out["time"] = now  # the settlement time used (BackOffice.settlement_time)
         return out
 
     # ------------------------------------------------------------------ queries
