@@ -343,7 +343,7 @@ class World:
 
     def cred(self, account, balance=100000, cap=None, category=None, product=1, now=None):
         if account not in [a["id"] for a in self.bo.list_accounts()]:
-            self.bo.create_account(account, balance=balance)
+            self.bo.create_account(account, balance=balance, now=now or at(W, 2026, 5, 31, 12))
         from offgate_host.wire.formats import parse_credential
         c = self.bo.issue_credential(account, keys.pub_bytes(keys.generate()), zones=[1], cap=cap, product=product,
                                      rider_category=category, valid_seconds=86400 * 30,
@@ -642,8 +642,8 @@ def _lines(bo, account):
 
 
 def _kept(old, new):
-    """Every line of the earlier statement is still there, unchanged (lines sort by time, so new
-    ones may come between)."""
+    """Every line of the earlier statement is still there, unchanged (the statement is also
+    append-only: the random runs check old == new[:len(old)])."""
     return not (Counter(old) - Counter(new))
 
 
@@ -754,6 +754,62 @@ def test_same_version_rerating_is_a_correction_line(world):
     _books(w.bo, "rider")
 
 
+def test_host_clock_stepping_back_does_not_unprice_a_settled_journey(world):
+    """Issue 13 (QA): an incomplete journey charged its maximum fare stays charged when a later
+    settlement runs with an earlier clock (it used to turn pending again: refunded, then charged
+    again as a correction pair); settlement time never moves backwards."""
+    w = world
+    _zak_world(w)
+    cti = w.cred("rider")
+    store.add_version(w.led.db, ZAK, _ZAK, {})
+    t = at(W, 2026, 6, 1, 8)
+    w.tap(10, t, cti)
+    w.sync_all()
+    s = _settle(w, t + 6 * 3600)            # after max_journey_s: incomplete, maximum fare
+    assert s["incomplete"] == 1 and s["charged"] == 500
+    old = _lines(w.bo, "rider")
+    w.tap(10, t + 30, cti)                  # one more scan (a passback-free second entry)
+    w.sync_all()
+    s = _settle(w, t + 60)                  # the host clock stepped back: priced at the last
+    assert s["charged"] == 500              # settlement's time, the new entry is incomplete too
+    assert not [ln for ln in _lines(w.bo, "rider") if ln[0] == "correction"]
+    s = _settle(w, t + 8 * 3600)
+    assert s["charged"] == 0
+    new = _lines(w.bo, "rider")
+    assert new[:len(old)] == old and not [ln for ln in new if ln[0] == "correction"]
+    assert w.charges() == {(10, 1): 500, (10, 2): 500}
+    _books(w.bo, "rider")
+
+
+def test_statement_is_append_only_in_posting_order(world):
+    """A journey priced later (an incomplete one, a late sync) comes after the lines already
+    posted, not above them by its tap time; the tap time is its own field."""
+    w = world
+    _zak_world(w)
+    cti = w.cred("rider")
+    store.add_version(w.led.db, ZAK, _ZAK, {"max_journey_s": 7200})
+    t = at(W, 2026, 6, 1, 8)
+    w.tap(12, t, cti)                       # entry, its exit syncs late
+    w.tap(21, t + 1200, cti)
+    w.tap(10, t + 3600, cti)                # a second ride, synced at once
+    w.tap(22, t + 4800, cti)
+    w.sync(12)
+    w.sync(10)
+    w.sync(22)
+    s = _settle(w, t + 5000)                # the first entry is still pending
+    assert s["pending"] == 1 and s["journeys"] == 1
+    w.bo.top_up("rider", 1000, now=t + 5500)
+    first = w.bo.statement("rider")
+    w.sync(21)
+    _settle(w, t + 9000)                    # the first journey is priced now
+    st = w.bo.statement("rider")
+    assert st[:len(first)] == first         # nothing moved, no running balance changed
+    assert [m["t"] for m in st] == sorted(m["t"] for m in st)
+    late = [m for m in st[len(first):] if m["kind"] == "trip"]
+    assert [m["tap"] for m in late] == [t] and late[0]["t"] >= t + 9000 and late[0]["amount"] == -400
+    assert st[-1]["balance"] == w.bo.get_account("rider")["balance"]
+
+
 # ---------------------------------------------------------------------------- property (seeded)
 
 
@@ -808,7 +864,7 @@ def _random_run(w, rnd):
             _settle(w, now)
             for acct in seen:
                 lines = _lines(w.bo, acct)
-                assert _kept(seen[acct], lines)
+                assert lines[:len(seen[acct])] == seen[acct]   # append-only (posting order)
                 seen[acct] = lines
                 _books(w.bo, acct)
     w.sync_all()

@@ -89,6 +89,26 @@ def test_settlement_below_credit_limit_is_flagged_and_denied(bo):
     led.close()
 
 
+def test_flat_settlement_never_posts_behind_the_last_and_the_statement_only_grows(bo):
+    """Issue 13 (QA): a tap synced late and settled with a host clock stepped back is posted after
+    the lines already on the statement (its tap time is its own field); no running balance moves."""
+    bo.create_account("a", balance=5000, now=NOW)
+    cti = _cti(bo.issue_credential("a", pub(), zones=[1], now=NOW, valid_seconds=86400, cap=2000))
+    led = Ledger.for_backoffice(bo)
+    led.enroll_gate(1, b"\x04" + bytes(64))
+    led.enroll_gate(2, b"\x04" + bytes([2]) * 64)
+    led.ingest(1, make_records(2, cti=cti, t0=NOW + 100))
+    assert led.settle(bo, now=NOW + 1000)["trips"] == 2
+    first = bo.statement("a")
+    led.ingest(2, make_records(1, cti=cti, ctr0=9, t0=NOW + 50))   # tapped earlier, synced late
+    assert led.settle(bo, now=NOW + 500)["trips"] == 1                # the clock stepped back
+    st_ = bo.statement("a")
+    assert st_[:len(first)] == first
+    assert st_[-1]["kind"] == "trip" and st_[-1]["tap"] == NOW + 50 and st_[-1]["t"] > NOW + 1000
+    books_balance(bo, "a")
+    led.close()
+
+
 def test_topup_adjust_audit_trail_and_statement(bo):
     bo.create_account("a", balance=500, credit=100, now=NOW)
     bo.top_up("a", 700, by="kasia", reason="cash, receipt 17", now=NOW)
@@ -130,11 +150,22 @@ def test_cli_topup_adjust_show(tmp_path):
     assert res.exit_code == 1 and res.stderr.startswith("offgate: ") and "credit limit" in res.stderr
     res = r.invoke(main, ["account", "show", "a", *d])
     assert res.exit_code == 0 and "closing balance 450 = the account's balance 450" in res.output, res.output
+    assert "posted (UTC)" in res.output and "tap (UTC)" in res.output  # posting order, tap time apart
     assert all(len(line) <= 200 for line in res.output.splitlines())
     res = r.invoke(main, ["config", "default-cap", "300", *d])
     assert res.exit_code == 0 and "default cap: 300" in res.output
     res = r.invoke(main, ["account", "show", "nobody", *d])
     assert res.exit_code == 1 and "unknown account" in res.stderr
+
+
+def test_cli_settle_says_when_the_clock_is_behind_the_last_settlement(tmp_path):
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    res = r.invoke(main, ["settle", "--now", str(NOW + 1000), *d])
+    assert res.exit_code == 0 and "settlement time" not in res.output, res.output
+    res = r.invoke(main, ["settle", "--now", str(NOW), *d])
+    assert res.exit_code == 0 and "settlement time %d: after the previous" % (NOW + 1001) in res.output, res.output
 
 
 # --------------------------------------------------------------------------- property tests

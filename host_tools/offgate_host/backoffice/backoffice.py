@@ -777,6 +777,24 @@ class BackOffice:
             self._set_config("time_floor", t)
         return t
 
+    def settlement_time(self, now=None) -> int:
+        """The time (Unix seconds) a settlement prices and posts its charges at: `now`, but always
+        after the time the previous settlement used (recorded here, config "settle_floor"; a back
+        office from before it: its newest charge or correction). A host clock stepped back thus
+        neither un-prices a settled journey (an incomplete one turned pending again) nor posts
+        lines above those already on a statement (docs/fares.md "Settled is final"). Records the
+        time returned (inside the caller's transaction)."""
+        t = _now(now)
+        floor = self._get_config("settle_floor")
+        if floor is None:
+            floor = int(self.db.execute(
+                "SELECT MAX(x) FROM (SELECT MAX(settled) AS x FROM charges UNION ALL "
+                "SELECT MAX(t) AS x FROM charge_corrections) m").fetchone()[0] or 0)
+        if floor and t <= floor:
+            t = floor + 1  # strictly after: a statement sorts by posting time
+        self._set_config("settle_floor", t)
+        return t
+
     def _issued_time(self, now=None) -> int:
         return self.signing_time(now)
 
@@ -1225,7 +1243,11 @@ class BackOffice:
         return self.get_account(account_id)
 
     def statement(self, account_id) -> list:
-        """The account's movements, oldest first: dicts {t, kind, amount, balance, hold, detail}.
+        """The account's movements in the order they were posted: dicts {t, tap, kind, amount,
+        balance, hold, detail}. t: when the line was posted (Unix seconds: a charge's or
+        correction's settlement, a top-up's, a hold's creation), so the statement only grows at its
+        end, as the rider saw it (a journey priced late comes last, not above older lines); tap:
+        the time of the charged journey's first tap (trip and correction lines; None otherwise).
         kind: "opening", "top-up", "adjustment", "credit" (a new credit limit), "trip" (a settled
         charge, gate and seq, as charged: never changed later), "correction" (a re-rating of a
         settled charge by the difference, with its reason: docs/fares.md "Settled is final"), "hold" (a credential's cap reserved), "release" (a hold's unused rest
@@ -1233,29 +1255,33 @@ class BackOffice:
         balance: the running balance after it, so the last one is the account's balance; hold: the
         amount a hold reserves (+) or frees (-)."""
         self.get_account(account_id)
-        out = []
+        out, taps = [], {}
         for r in self.db.execute("SELECT * FROM account_audit WHERE account = ? ORDER BY t, id", (account_id,)):
             d = r["reason"] + ("" if r["by"] in ("", "back office") else " (by %s)" % r["by"])
             if r["credit"] is not None:
                 d += "; credit limit %d" % r["credit"]
-            out.append({"t": r["t"], "kind": r["kind"], "amount": r["amount"], "hold": 0, "detail": d, "order": (0, r["id"])})
+            out.append({"t": r["t"], "tap": None, "kind": r["kind"], "amount": r["amount"], "hold": 0, "detail": d,
+                        "order": (0, r["id"])})
         for r in self.db.execute("SELECT * FROM charges WHERE account = ?", (account_id,)):
-            out.append({"t": r["t"], "kind": "trip", "amount": -r["amount"], "hold": 0, "order": (2, r["gate"], r["seq"]),
+            taps[(r["gate"], r["seq"])] = r["t"]
+            out.append({"t": r["settled"], "tap": r["t"], "kind": "trip", "amount": -r["amount"], "hold": 0,
+                        "order": (2, r["gate"], r["seq"]),
                         "detail": "gate %d seq %d, credential %s%s" % (
                             r["gate"], r["seq"], bytes(r["cti"]).hex(),
                             " (%d from its hold)" % r["from_hold"] if r["from_hold"] else "")})
         for r in self.db.execute("SELECT * FROM charge_corrections WHERE account = ?", (account_id,)):
-            out.append({"t": r["t"], "kind": "correction", "amount": -r["amount"], "hold": 0,
+            out.append({"t": r["t"], "tap": taps.get((r["gate"], r["seq"])), "kind": "correction",
+                        "amount": -r["amount"], "hold": 0,
                         "order": (2, r["gate"], r["seq"], r["n"]),
                         "detail": "gate %d seq %d, credential %s: %s%s" % (
                             r["gate"], r["seq"], bytes(r["cti"]).hex(), r["reason"],
                             " (%d on its hold)" % r["from_hold"] if r["from_hold"] else "")})
         for r in self.db.execute("SELECT * FROM holds WHERE account = ?", (account_id,)):
             cti = bytes(r["cti"]).hex()
-            out.append({"t": r["created"], "kind": "hold", "amount": 0, "hold": r["amount"], "order": (1, cti),
+            out.append({"t": r["created"], "tap": None, "kind": "hold", "amount": 0, "hold": r["amount"], "order": (1, cti),
                         "detail": "cap %d held for credential %s" % (r["amount"], cti)})
             if r["state"] == "released":
-                out.append({"t": r["released"], "kind": "release", "amount": 0, "hold": -(r["amount"] - r["used"]),
+                out.append({"t": r["released"], "tap": None, "kind": "release", "amount": 0, "hold": -(r["amount"] - r["used"]),
                             "order": (3, cti), "detail": "credential %s expired: %d of its hold used, %d freed"
                             % (cti, r["used"], r["amount"] - r["used"])})
         out.sort(key=lambda m: (m["t"], m.pop("order")))

@@ -88,7 +88,8 @@ def account_adjust(data_dir, account_id, amount, reason, by, credit):
 @user_errors
 def account_show(data_dir, account_id, as_json):
     """ACCOUNT_ID's balance, credit, holds and statement (opening, top-ups, adjustments, trips,
-    corrections of settled trips, holds, releases) with a running balance that ends at the balance."""
+    corrections of settled trips, holds, releases) in the order they were posted, with a running
+    balance that ends at the balance."""
     import json
     bo = _bo(data_dir)
     a = bo.get_account(account_id)
@@ -102,10 +103,14 @@ def account_show(data_dir, account_id, as_json):
         return
     click.echo("account %s: balance %d, credit limit %d, held %d, can cover %d; %d credential(s)"
                % (account_id, a["balance"], a["credit"], held, summary["available"], summary["credentials"]))
-    click.echo("%-17s %-10s %9s %9s %7s  %s" % ("when (UTC)", "kind", "amount", "balance", "hold", "detail"))
+    # posted order (append-only as the rider sees it); "tap" is the charged journey's first tap
+    click.echo("%-17s %-17s %-10s %9s %9s %7s  %s" % ("posted (UTC)", "tap (UTC)", "kind", "amount", "balance", "hold",
+                                                    "detail"))
     for m in st:
-        line = "%-17s %-10s %9s %9d %7s  %s" % (_iso(m["t"])[:16], m["kind"], "%+d" % m["amount"] if m["amount"] else "",
-                                               m["balance"], "%+d" % m["hold"] if m["hold"] else "", m["detail"])
+        line = "%-17s %-17s %-10s %9s %9d %7s  %s" % (
+            _iso(m["t"])[:16], _iso(m["tap"])[:16] if m["tap"] is not None else "", m["kind"],
+            "%+d" % m["amount"] if m["amount"] else "", m["balance"], "%+d" % m["hold"] if m["hold"] else "",
+            m["detail"])
         click.echo(line[:200])
     click.echo("closing balance %d %s the account's balance %d" % (st[-1]["balance"] if st else 0,
                                                                    "=" if summary["reconciles"] else "DIFFERS FROM",

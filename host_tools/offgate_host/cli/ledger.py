@@ -1,4 +1,5 @@
 """`offgate sync|settle|report|ledger ...`: pull the gates' batches, settle them, report."""
+import time
 from pathlib import Path
 
 import click
@@ -175,8 +176,12 @@ def settle_cmd(data_dir, db, now):
     of expired credentials."""
     bo = _bo(data_dir)
     led = _ledger(bo, db)
-    s = led.settle(bo, now=now)
+    asked = int(time.time()) if now is None else now
+    s = led.settle(bo, now=asked)
     led.close()
+    if s["time"] > asked:  # the host clock is behind the last settlement: priced as of after it
+        click.echo("settlement time %d: after the previous settlement's (the clock given, %d, is behind it; "
+                   "settled is final, docs/fares.md)" % (s["time"], asked))
     if "journeys" in s:  # priced by a fare table (docs/fares.md)
         click.echo("fare table version %d: %d account(s), %d journey(s) priced (%d incomplete, %d exit(s) without "
                    "entry, %d capped), %d entr(ies) pending; charges changed by %d"

@@ -645,7 +645,7 @@ class Ledger:
     def _settle(self, bo, now=None):
         from ..fares import settle as fare_settle
         eng = fare_settle.active_engine(self.db)
-        now = _now(now)
+        now = bo.settlement_time(now)  # never at or behind the previous settlement's time
         if eng is not None:
             return self._settle_end(bo, now, fare_settle.settle(self, bo, now, eng))
         out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0,
@@ -735,6 +735,7 @@ class Ledger:
         for h in bo.release_expired_holds(now):
             out["released"] += 1
             out["released_amount"] += h["released_amount"]
+        out["time"] = now  # the settlement time used (BackOffice.settlement_time)
         return out
 
     # ------------------------------------------------------------------ queries
