@@ -440,6 +440,8 @@ def readme_section(R):
     prov = provenance_line(R)
     if prov:
         head += " " + prov
+    elif R.get("measured"):
+        head += " Measured at commit %s." % (next(iter(R["measured"].values())).get("commit") or "(unrecorded)")
     if missing:  # a partial results.json (sections run with --only and no earlier full run)
         return "\n".join([MARK_START, head, "",
                           "Not measured yet: %s (`make bench ONLY=%s`)." % (", ".join(missing), ",".join(missing)),
@@ -522,12 +524,76 @@ def readme_section(R):
         flash_sync_summary(R),
         "",
         deny_summary(R),
+        "",
+        backlog_summary(R),
         MARK_END,
     ]
     if cg["status"] != "ok":
         lines.insert(-1, "")
         lines.insert(-1, "Callgrind %s: %s" % (cg["status"], cg["reason"]))
     return "\n".join(lines)
+
+
+def backlog_summary(R):
+    """Issue 12 and 13's figures: sync heap by backlog and build, gate CPU per pull, ledger ingest +
+    settlement beside a bare COPY, the op-log upgrade at boot. '' for sections not measured."""
+    out = []
+    sh = R.get("sync_heap") or {}
+    if sh.get("status") == "ok":
+        rows = ["| backlog | " + " | ".join(b for b in ("64-bit .mpy", "32-bit .mpy", "32-bit ROMFS")) + " |",
+                "| --- | ---: | ---: | ---: |"]
+        for n in (2000, 20000):
+            cells = []
+            for b in ("64-bit .mpy", "32-bit .mpy", "32-bit ROMFS"):
+                v = (sh.get("heap") or {}).get("%s, %d records" % (b, n)) or {}
+                cells.append("%sk" % v["min_heapsize_kib"] if v.get("min_heapsize_kib") else "–")
+            rows.append("| %s records | %s |" % (format(n, ","), " | ".join(cells)))
+        seal = sh.get("seal") or {}
+        out.append("**Sync of a large backlog** (bench/sync_heap.py, the real simulator, one `offgate sync`; smallest "
+                   "-X heapsize, 4 KiB steps, two syncs in a row; target: 128k from .mpy on the 32-bit build):")
+        out.append("")
+        out.extend(rows)
+        if seal.get("session"):
+            out.append("")
+            out.append("Gate CPU per 200-record pull (32-bit build, callgrind): %s M instructions ≈ %s ms ESP32 est. "
+                       "(signed pull %s ms; a fresh ephemeral key and signature per batch %s ms; big-integer path "
+                       "%s ms); %s ms amortized per 200 over a 20,000-record backlog, %s s of gate CPU, link %s s at "
+                       "115200 baud (%s bytes/record)." % (
+                           fmt(seal["session"]["instructions_per_200"] / 1e6, 1), fmt(seal["session"]["esp32_ms_per_200"], 0),
+                           fmt(seal["session_signed"]["esp32_ms_per_200"], 0), fmt(seal["per_seal"]["esp32_ms_per_200"], 0),
+                           fmt(seal["bigint"]["esp32_ms_per_200"], 0), fmt(seal.get("amortized_esp32_ms_per_200"), 0),
+                           fmt(seal.get("gate_cpu_20000_s"), 1), fmt(seal.get("link_s_20000_at_115200"), 0),
+                           fmt(seal.get("wire_bytes_per_record"), 1)))
+    led = R.get("ledger") or {}
+    if led.get("status") == "ok":
+        for eng in ("sqlite", "postgresql"):
+            e = led.get(eng)
+            if not e:
+                continue
+            line = "Ledger, %s: ingest %s s + settlement %s s = **%s s** for %s pulled records" % (
+                eng, fmt(e["ingest_s"], 2), fmt(e["settle_s"], 2), fmt(e["ingest_plus_settle_s"], 2),
+                format(e["records"], ","))
+            if e.get("bare_copy_s"):
+                line += ("; a bare COPY of the same rows %s s (ingest %sx wall, %sx CPU; into a table with the same "
+                         "indexes %s s, %sx)" % (fmt(e["bare_copy_s"], 2), fmt(e["ingest_vs_bare_copy"], 2),
+                                                 fmt(e.get("ingest_vs_bare_copy_cpu"), 2),
+                                                 fmt(e.get("bare_copy_indexed_s"), 2),
+                                                 fmt(e.get("ingest_vs_bare_copy_indexed"), 2)))
+            out.append("")
+            out.append(line + ".")
+        t = led.get("targets") or {}
+        if t:
+            out.append("")
+            out.append("Targets (issue 13, PostgreSQL): ingest + settlement ≤ %s s, ingest ≤ %sx a bare COPY." % (
+                t.get("postgresql_ingest_plus_settle_s"), t.get("postgresql_ingest_vs_bare_copy")))
+    ou = R.get("oplog_upgrade") or {}
+    if ou.get("status") == "ok":
+        out.append("")
+        out.append("Operation log upgrade at boot (%d old 64-byte records): converting boot %s ms on the 32-bit "
+                   "build, %s ms on the 64-bit port (a plain recovery of the result: %s / %s ms)." % (
+                       ou["records"], ou["32-bit"]["converting_boot_ms"], ou["64-bit"]["converting_boot_ms"],
+                       ou["32-bit"]["plain_recovery_ms"], ou["64-bit"]["plain_recovery_ms"]))
+    return "\n".join(out)
 
 
 def deny_summary(R):
