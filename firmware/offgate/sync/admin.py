@@ -53,6 +53,16 @@ class AdminState:
         self.time_nonce = urandom(NONCE_LEN)
         return self.time_nonce
 
+    def keep_nonce(self, nonce):
+        """Give back the nonce set_time took when a MemoryError stopped it before the clock was set
+        (the host repeats the request)."""
+        if self.time_nonce is None and not self.setting:
+            self.time_nonce = nonce
+
+    def clock_setting(self, on):
+        """set_time is (on) or is no longer setting the clock: from here the nonce is spent."""
+        self.setting = on
+
     def take_nonce(self):
         """The time nonce, once: None afterwards, whatever happens."""
         n = self.time_nonce
@@ -360,11 +370,10 @@ def op_set_time(srv, st, req):
     try:
         return _set_time(srv, st, signed, nonce)
     except MemoryError:
-        if st.time_nonce is None and not st.setting:
-            st.time_nonce = nonce  # nothing was set: the host repeats this request with it
+        st.keep_nonce(nonce)  # nothing was set: the host repeats this request with it
         raise
     finally:
-        st.setting = False
+        st.clock_setting(False)
 
 
 def _set_time(srv, st, signed, nonce):
@@ -383,11 +392,11 @@ def _set_time(srv, st, signed, nonce):
         why = timekeep.check_signed(tk, t, force)
         if why is not None:
             raise SyncError(why)
-        st.setting = True  # from here a repetition would not find the nonce
+        st.clock_setting(True)  # from here a repetition would not find the nonce
         drift = timekeep.set_signed(tk, clock, t)  # sets the RTC on a device, persists time and floor
     else:
         drift = t - clock.now()
-        st.setting = True
+        st.clock_setting(True)
         clock.set(t)
     state = srv.state
     state["last_set"] = t

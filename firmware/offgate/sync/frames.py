@@ -65,7 +65,8 @@ def header(ftype, n):
 
 
 class Deframer:
-    """Frames out of a byte stream: feed(bytes) -> [(type, payload bytes)], resynchronising on the
+    """Frames out of a byte stream: feed(bytes) -> [(type, payload: bytes, or a memoryview of a frame
+    larger than 256 bytes that filled the buffer alone)], resynchronising on the
     magic after garbage or a bad CRC. The bytes wait in one buffer sized for the frame being
     received once its header is in (a 4 KiB upload chunk is one allocation, not one per read)
     and dropped when it is empty."""
@@ -150,6 +151,14 @@ class Deframer:
                 self.errors += 1
                 buf = None
                 self._skip(1)
+                continue
+            if end == self.fill and end > 256:
+                # the frame is the whole buffer (an upload chunk): its payload is handed over as a
+                # view of it, not copied (a second chunk-sized block is what a low heap lacks)
+                out.append((ftype, buf[HEADER:end - TRAILER]))
+                buf = None
+                self.buf = bytearray(0)
+                self.fill = 0
                 continue
             out.append((ftype, bytes(buf[HEADER:end - TRAILER])))
             buf = None

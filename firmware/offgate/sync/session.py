@@ -36,7 +36,7 @@ from offgate.sync import frames
 from offgate.sync.proto import (ADMIN_OPS, CHALLENGED, CLOCK_OPS, DEAD, IDLE, MAC_LEN, OPEN, Refused, SyncError,
                                 collect, u32, unload)
 
-RESERVE = 1024  # bytes a session holds back for its "retry" answer (docs/protocol.md "Heap")
+RESERVE = 256  # bytes a session holds back for its "retry" answer (docs/protocol.md "Heap")
 _OOM = frames.encode(frames.ERROR, cbor.dumps({1: "gate out of memory"}))  # when nothing else can be built
 
 
@@ -249,7 +249,7 @@ class Session:
         self.rx += 1
         try:
             body = aesccm.decrypt(self.k_hg, _nonce(1, ctr), memoryview(payload)[4:], frames.header(ftype, n) + ctr,
-                                  MAC_LEN)
+                                  MAC_LEN, False)  # decoded at once: no bytes copy of a chunk
         except ValueError:
             return None
         return body
