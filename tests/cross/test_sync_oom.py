@@ -4,7 +4,8 @@ decryption and decoding, the delta's check and merge, the root signature, the in
 response's encoding and sealing) is answered {"retry": true}; the host repeats the command and the
 push ends with the gate holding the new list. A fault that does not go away leaves the old list, no
 temporary file, and a session that still works. The other admin commands (trust, tables, time,
-status) the same way. The firmware runs here under CPython (the gate's code, faults by a fake)."""
+status) the same way, and a request frame the deframer has no buffer for. The firmware runs here
+under CPython (the gate's code, faults by a fake)."""
 import os
 import random
 
@@ -158,3 +159,51 @@ def test_other_admin_commands_answer_retry_and_the_host_repeats_them(gate, monke
                     assert c.push_tables(tables)["tables"] >= 0
                 f.arm(None)
     assert not srv.refused and not _no_tmp(d)
+
+
+class _BigFails:
+    """bytearray for offgate.sync.frames whose `at`-th allocation of 1000 bytes or more fails."""
+
+    def __init__(self, at):
+        self.at, self.big = at, 0
+
+    def __call__(self, *a):
+        if a and isinstance(a[0], int) and a[0] >= 1000:
+            self.big += 1
+            if self.big == self.at:
+                raise MemoryError("injected")
+        return bytearray(*a)
+
+
+def test_a_frame_the_deframer_has_no_buffer_for_is_reported_and_the_stream_goes_on(monkeypatch):
+    from offgate.sync import frames
+    big = frames.encode(frames.REQUEST, bytes(range(256)) * 5)
+    small = frames.encode(frames.REQUEST, b"x" * 40)
+    for step in (256, 7, len(big) + len(small)):  # the serial link's reads, odd ones, one read
+        monkeypatch.setattr(frames, "bytearray", _BigFails(1), raising=False)
+        d = frames.Deframer()
+        stream = big + small + big
+        got = []
+        for i in range(0, len(stream), step):
+            got += d.feed(stream[i:i + step])
+        assert [(t, p if p is None else bytes(p)) for t, p in got] == \
+            [(frames.REQUEST, None), (frames.REQUEST, b"x" * 40), (frames.REQUEST, bytes(range(256)) * 5)], step
+        assert d.dropped == 1 and d.pending() == 0
+
+
+def test_a_deny_push_goes_through_when_request_frames_find_no_buffer(gate, monkeypatch):
+    from offgate.sync import frames
+    bo, g, d, old, new, delta = gate
+    srv = session.SyncServer(g.port())
+    with SyncClient(LoopTransport(srv), *bo.operator_identity()) as c:
+        c.handshake()
+        for at in (1, 2, 5):
+            _reset(g, d, old)
+            f = _BigFails(at)
+            monkeypatch.setattr(frames, "bytearray", f, raising=False)
+            assert c.push_deny(new)["serial"] == bo.deny_serial()
+            assert f.big >= at  # the frame was dropped (the host then sends smaller chunks)
+            assert (d / "deny.bin").read_bytes() == new and not _no_tmp(d)
+            monkeypatch.undo()
+            monkeypatch.setattr(SyncClient, "RETRY_S", 0)
+    assert not srv.refused

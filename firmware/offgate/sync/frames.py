@@ -77,6 +77,25 @@ class Deframer:
         self.max_payload = max_payload
         self.errors = 0     # frames or garbage runs dropped
         self.skipped = 0    # bytes dropped
+        self.drop_left = 0  # bytes still to come of a frame the heap had no buffer for
+        self.drop_type = 0  # its type
+        self.dropped = 0    # frames dropped for want of heap
+
+    def _no_room(self):
+        """The heap has no buffer for the frame at the start of buf (its header is in): its bytes
+        are skipped as they come and it is reported as (type, None) once they are all in, so the
+        session can answer it ("retry"). False if the header is not in (the MemoryError stands)."""
+        if self.fill < HEADER or self.buf[:4] != MAGIC:
+            return False
+        ver, ftype, n = struct.unpack_from(">BBH", self.buf, 4)
+        if ver != VERSION or n > self.max_payload:
+            return False
+        self.drop_left = HEADER + n + TRAILER - self.fill
+        self.drop_type = ftype
+        self.dropped += 1
+        self.buf = bytearray(0)
+        self.fill = 0
+        return True
 
     def _add(self, data):
         k = len(data)
@@ -108,8 +127,27 @@ class Deframer:
 
     def feed(self, data):
         out = []
+        if self.drop_left and data:
+            k = min(self.drop_left, len(data))
+            self.drop_left -= k
+            data = memoryview(data)[k:]
+        if not self.drop_left and self.drop_type:
+            out.append((self.drop_type, None))
+            self.drop_type = 0
         if data:
-            self._add(data)
+            try:
+                self._add(data)
+            except MemoryError:
+                if self.fill + len(data) < HEADER or self.fill >= HEADER and not self._no_room():
+                    raise
+                if self.fill < HEADER:  # the header is in data: take it, then drop the frame
+                    k = HEADER - self.fill
+                    self._add(memoryview(data)[:k])
+                    data = memoryview(data)[k:]
+                    if not self._no_room():
+                        raise
+                out += self.feed(data)  # what the dropped frame left of this read
+                return out
         while True:
             buf = memoryview(self.buf)[:self.fill]
             i = self.buf.find(MAGIC, 0, self.fill)
@@ -142,7 +180,12 @@ class Deframer:
             if self.fill < end:
                 if len(self.buf) < end:  # room for the whole frame now, not one read at a time
                     buf = None
-                    b = bytearray(end)
+                    try:
+                        b = bytearray(end)
+                    except MemoryError:
+                        if i or not self._no_room():
+                            raise
+                        return out
                     b[:self.fill] = memoryview(self.buf)[:self.fill]
                     self.buf = b
                 return out  # truncated so far: wait for the rest

@@ -262,6 +262,11 @@ class Session:
         self._forget()
 
     def handle(self, ftype, payload):
+        if payload is None:  # a frame the deframer had no heap for (frames.Deframer.dropped)
+            if self.state == OPEN and ftype == frames.REQUEST:
+                self.rx += 1  # taken as the next counter: the host repeats the request with its next one
+                return self.retry("a request frame")
+            return self.error("gate low on heap for a frame of type %d" % ftype)
         if ftype == frames.HELLO and self.state != IDLE:
             # A new handshake supersedes the session: a serial line has no connection boundary to
             # end the old one. Whoever can send this could as well cut the link; nothing is read
