@@ -146,8 +146,9 @@ def encrypt(key, nonce, msg, aad=b"", tag_len=16, out=None):
     return bytes(ret) if ret is not None else None
 
 
-def decrypt(key, nonce, data, aad=b"", tag_len=16):
-    """The plaintext of ciphertext || tag, or AuthError."""
+def decrypt(key, nonce, data, aad=b"", tag_len=16, copy=True):
+    """The plaintext of ciphertext || tag (bytes; copy=False: the bytearray it was decrypted
+    into, no second buffer of its size), or AuthError."""
     if len(data) < tag_len:
         raise AuthError("shorter than the tag")
     clen = len(data) - tag_len
@@ -157,4 +158,4 @@ def decrypt(key, nonce, data, aad=b"", tag_len=16):
     t = _mac(key, nonce, aad, msg, tag_len, L)
     if not equal(_xor(t, s0), data[clen:]):
         raise AuthError("CCM tag mismatch")
-    return bytes(msg)
+    return bytes(msg) if copy else msg

@@ -249,15 +249,15 @@ def install(dl, delta_path, new_path, path, head, signed_digest):
     its base dl's serial) with the open DenyList `dl` into `new_path`; if the result's SHA-256 is
     `signed_digest`, rename it over `path` (the list file dl has open) and reopen dl on it.
     Otherwise, or on a write error, remove `new_path` and raise DenyListError: `path` and dl are
-    as they were. A power cut at any point leaves `path` old or new, whole (rename is atomic)."""
+    as they were (also on a MemoryError, which is raised as it is: the merge can be repeated). A power cut at any point leaves `path` old or new, whole (rename is atomic)."""
     try:
         digest = merge(dl._f, dl._h, dl.count, delta_path, new_path, head)
         if digest != signed_digest:
             raise DenyListError("the merged list is not the signed one (wrong base?)")
-    except (DenyListError, OSError) as e:
+        replace(new_path, path)
+    except Exception as e:  # MemoryError too: the half-written new list goes, the caller may repeat
         remove(new_path)
         if isinstance(e, OSError):
             raise DenyListError("writing the new list failed (%s)" % e)
         raise
-    replace(new_path, path)
     dl.open(path, (head[5], head[0], head[1], head[7]))

@@ -15,7 +15,7 @@ from offgate.codec import cbor, cose
 from offgate.statedir import fs_free
 from offgate.statedir import DENY, DENY_NEW, TABLES, remove
 from offgate.sync import frames
-from offgate.sync.proto import NONCE_LEN, SyncError, eq, uint, unload, urandom
+from offgate.sync.proto import NONCE_LEN, SyncError, collect, eq, uint, unload, urandom
 
 UPLOADS = {"deny": DENY, "tables": TABLES}
 TABLES_MAX = 256 * 1024
@@ -26,20 +26,42 @@ class AdminState:
     of a signed-time request."""
 
     def __init__(self):
-        self.upload = None      # {"f", "size", "sha256", "off", "h", "kind", "tmp"}
+        self.upload = None      # {"f", "size", "sha256", "off", "last", "h", "kind", "tmp", "digest"}
+        self.answer = None      # (kind, answer map) of the last commit (AdminState.done)
         self.time_nonce = None
+        self.setting = False    # set_time is setting the clock: a MemoryError no longer gives the nonce back
 
     def begin(self, upload):
         self.drop_upload()
         self.upload = upload
+        self.answer = None
 
-    def done(self):
-        """The upload's file was moved into place: nothing to remove."""
+    def done(self, kind=None, answer=None):
+        """The upload's file was moved into place: nothing to remove. A commit's `answer` is kept
+        for a repetition of that commit (its first answer may have found no heap: "retry")."""
         self.upload = None
+        self.answer = (kind, answer) if answer is not None else None
+
+    def repeated(self, kind):
+        """The answer of the last commit of `kind` in this session, or None."""
+        a = self.answer
+        if a is not None and a[0] == kind:
+            return dict(a[1])
+        return None
 
     def new_nonce(self):
         self.time_nonce = urandom(NONCE_LEN)
         return self.time_nonce
+
+    def keep_nonce(self, nonce):
+        """Give back the nonce set_time took when a MemoryError stopped it before the clock was set
+        (the host repeats the request)."""
+        if self.time_nonce is None and not self.setting:
+            self.time_nonce = nonce
+
+    def clock_setting(self, on):
+        """set_time is (on) or is no longer setting the clock: from here the nonce is spent."""
+        self.setting = on
 
     def take_nonce(self):
         """The time nonce, once: None afterwards, whatever happens."""
@@ -135,7 +157,8 @@ def _begin(srv, st, kind, size, digest):
     if kind == "deny":
         remove(srv.port.path(DENY_NEW))  # a merge a power cut interrupted: the old list stands
     f = open(tmp, "wb")
-    st.begin({"f": f, "size": size, "sha256": digest, "off": 0, "h": hashlib.sha256(), "kind": kind, "tmp": tmp})
+    st.begin({"f": f, "size": size, "sha256": digest, "off": 0, "last": -1, "h": hashlib.sha256(), "kind": kind,
+              "tmp": tmp})
     return {}
 
 
@@ -155,18 +178,26 @@ def op_tables_commit(srv, st, req):
     attach checks every table row by row against its key, and a key whose table is bad stays on the
     generic path (keytables.attach). The tables are public data, so they need no signature."""
     t = st.upload
+    if t is None and st.repeated("tables") is not None:
+        return st.repeated("tables")
     if t is None or t["kind"] != "tables":
         raise SyncError("tables_commit without tables_begin")
+    keep = False
     try:
         t["f"].close()
-        if t["off"] != t["size"] or not eq(t["h"].digest(), t["sha256"]):
+        if t["off"] != t["size"] or not eq(_digest(t), t["sha256"]):
             raise SyncError("tables incomplete or their SHA-256 does not match")
         got = srv.port.install_tables(t["tmp"])
-        st.done()
+        r = {"tables": got[0], "refused": got[1]}
+        st.done("tables", r)
         srv.note("issuer tables installed: %d attached, %d refused" % (got[0], got[1]))
-        return {"tables": got[0], "refused": got[1]}
+        return r
+    except MemoryError:
+        keep = True  # the upload stays for the host's repeated commit
+        raise
     finally:
-        st.drop_upload()
+        if not keep:
+            st.drop_upload()
 
 
 def op_deny_chunk(srv, st, req):
@@ -178,13 +209,27 @@ def _chunk(st, req, kind):
     if t is None or t["kind"] != kind:
         raise SyncError("%s_chunk without %s_begin" % (kind, kind))
     off, data = req.get("off"), req.get("data")
+    if isinstance(data, bytes) and off == t["last"] and off + len(data) == t["off"]:
+        return {"off": t["off"]}  # a repeat of the last chunk, whose answer the gate had no heap for
     if off != t["off"] or not isinstance(data, bytes) or not data or off + len(data) > t["size"]:
         st.drop_upload()
         raise SyncError("%s_chunk out of order or too long" % kind)
-    t["f"].write(data)
+    f = t["f"]
+    f.seek(off)  # a write a MemoryError cut short is written again from here when the host repeats it
+    f.write(data)
     t["h"].update(data)
+    t["last"] = off
     t["off"] += len(data)
     return {"off": t["off"]}
+
+
+def _digest(t):
+    """The upload's SHA-256, taken once (a MicroPython hash is final after digest()) and kept for
+    a commit the host repeats."""
+    d = t.get("digest")
+    if d is None:
+        d = t["digest"] = t["h"].digest()
+    return d
 
 def op_deny_commit(srv, st, req):
     """Install the received list, only if it is whole (size, SHA-256), undamaged (CRC, order), a
@@ -192,11 +237,14 @@ def op_deny_commit(srv, st, req):
     the installed one). Otherwise the gate keeps its list and says why."""
     from offgate.policy.denycheck import DenyListError, check_file
     t = st.upload
+    if t is None and st.repeated("deny") is not None:
+        return st.repeated("deny")
     if t is None or t["kind"] != "deny":
         raise SyncError("deny_commit without deny_begin")
+    keep = False
     try:
         t["f"].close()
-        if t["off"] != t["size"] or not eq(t["h"].digest(), t["sha256"]):
+        if t["off"] != t["size"] or not eq(_digest(t), t["sha256"]):
             raise SyncError("deny list incomplete or its SHA-256 does not match")
         tmp = t["tmp"]
         with open(tmp, "rb") as f:
@@ -220,11 +268,18 @@ def op_deny_commit(srv, st, req):
             raise SyncError("deny list serial %d is not newer than the gate's %d; the gate keeps its list"
                             % (serial, cur))
         count, serial = srv.port.replace_deny(tmp, (n, serial, issued, L))  # a valid list again: DENY_LIST_MISSING ends
-        st.done()
+        r = {"count": count, "serial": serial}
+        st.done("deny", r)
         srv.note("deny list %d installed: %d ids" % (serial, n))
-        return {"count": count, "serial": serial}
+        return r
+    except MemoryError:
+        # nothing installed (the list file is replaced atomically, old or new): the upload and its
+        # file stay for the host's repeated commit (docs/protocol.md "Heap")
+        keep = True
+        raise
     finally:
-        st.drop_upload()
+        if not keep:
+            st.drop_upload()
 
 def _commit_delta(srv, st, t):
     """Install a deny delta (kind 1, offgate/policy/denydelta.py): checked whole (CRC, order), its root
@@ -263,15 +318,17 @@ def _delta(srv, st, t):
     free = fs_free(port.dir)
     if free is not None and free < need + 4096:
         raise SyncError("deny delta: %d bytes free, the new list needs %d; the gate keeps its list" % (free, need))
-    st.done()
+    # the delta file stays the upload's until the end: op_deny_commit removes it, or keeps it after a
+    # MemoryError for the repeated commit (the merge's output, DENY_NEW, is removed or rewritten)
     try:
         count, serial = port.install_deny_delta(tmp, head, body.get(4))  # a valid list: DENY_LIST_MISSING ends
     except DenyListError as e:
         raise SyncError("deny delta refused: %s; the gate keeps its list" % e)
-    finally:
-        remove(tmp)
     srv.note("deny list %d installed from a delta on %d: +%d -%d, %d ids" % (serial, base, a, r, n))
-    return {"count": count, "serial": serial, "delta": True}
+    out = {"count": count, "serial": serial, "delta": True}
+    remove(tmp)  # the delta file: merged, not moved into place
+    st.done("deny", out)
+    return out
 
 
 def op_trust(srv, _, req):
@@ -309,7 +366,17 @@ def op_set_time(srv, st, req):
     signed = req.get("signed")
     if not isinstance(signed, bytes):
         raise SyncError("set_time needs 'signed' (a root-signed COSE_Sign1)")
-    nonce = st.take_nonce()  # one use, whatever happens
+    nonce = st.take_nonce()  # one use, whatever happens (but a MemoryError before the clock is set)
+    try:
+        return _set_time(srv, st, signed, nonce)
+    except MemoryError:
+        st.keep_nonce(nonce)  # nothing was set: the host repeats this request with it
+        raise
+    finally:
+        st.clock_setting(False)
+
+
+def _set_time(srv, st, signed, nonce):
     body = _root_payload(srv, signed, "time")
     gid, n, t = body.get(1), body.get(2), body.get(3)
     if nonce is None or not isinstance(n, bytes) or not eq(n, nonce):
@@ -325,15 +392,21 @@ def op_set_time(srv, st, req):
         why = timekeep.check_signed(tk, t, force)
         if why is not None:
             raise SyncError(why)
+        st.clock_setting(True)  # from here a repetition would not find the nonce
         drift = timekeep.set_signed(tk, clock, t)  # sets the RTC on a device, persists time and floor
     else:
         drift = t - clock.now()
+        st.clock_setting(True)
         clock.set(t)
     state = srv.state
     state["last_set"] = t
     state["drift"] = drift
     state["offset"] = clock.offset
-    srv.save_state()
+    try:
+        srv.save_state()
+    except MemoryError:  # the clock is set (a repetition would not find the nonce): once more after a collection
+        collect()
+        srv.save_state()
     srv.note("time set: drift %d s" % drift)
     return {"drift": drift, "t": clock.now()}
 

@@ -65,7 +65,8 @@ def header(ftype, n):
 
 
 class Deframer:
-    """Frames out of a byte stream: feed(bytes) -> [(type, payload bytes)], resynchronising on the
+    """Frames out of a byte stream: feed(bytes) -> [(type, payload: bytes, or a memoryview of a frame
+    larger than 256 bytes that filled the buffer alone)], resynchronising on the
     magic after garbage or a bad CRC. The bytes wait in one buffer sized for the frame being
     received once its header is in (a 4 KiB upload chunk is one allocation, not one per read)
     and dropped when it is empty."""
@@ -76,6 +77,25 @@ class Deframer:
         self.max_payload = max_payload
         self.errors = 0     # frames or garbage runs dropped
         self.skipped = 0    # bytes dropped
+        self.drop_left = 0  # bytes still to come of a frame the heap had no buffer for
+        self.drop_type = 0  # its type
+        self.dropped = 0    # frames dropped for want of heap
+
+    def _no_room(self):
+        """The heap has no buffer for the frame at the start of buf (its header is in): its bytes
+        are skipped as they come and it is reported as (type, None) once they are all in, so the
+        session can answer it ("retry"). False if the header is not in (the MemoryError stands)."""
+        if self.fill < HEADER or self.buf[:4] != MAGIC:
+            return False
+        ver, ftype, n = struct.unpack_from(">BBH", self.buf, 4)
+        if ver != VERSION or n > self.max_payload:
+            return False
+        self.drop_left = HEADER + n + TRAILER - self.fill
+        self.drop_type = ftype
+        self.dropped += 1
+        self.buf = bytearray(0)
+        self.fill = 0
+        return True
 
     def _add(self, data):
         k = len(data)
@@ -107,8 +127,27 @@ class Deframer:
 
     def feed(self, data):
         out = []
+        if self.drop_left and data:
+            k = min(self.drop_left, len(data))
+            self.drop_left -= k
+            data = memoryview(data)[k:]
+        if not self.drop_left and self.drop_type:
+            out.append((self.drop_type, None))
+            self.drop_type = 0
         if data:
-            self._add(data)
+            try:
+                self._add(data)
+            except MemoryError:
+                if self.fill + len(data) < HEADER or self.fill >= HEADER and not self._no_room():
+                    raise
+                if self.fill < HEADER:  # the header is in data: take it, then drop the frame
+                    k = HEADER - self.fill
+                    self._add(memoryview(data)[:k])
+                    data = memoryview(data)[k:]
+                    if not self._no_room():
+                        raise
+                out += self.feed(data)  # what the dropped frame left of this read
+                return out
         while True:
             buf = memoryview(self.buf)[:self.fill]
             i = self.buf.find(MAGIC, 0, self.fill)
@@ -141,7 +180,12 @@ class Deframer:
             if self.fill < end:
                 if len(self.buf) < end:  # room for the whole frame now, not one read at a time
                     buf = None
-                    b = bytearray(end)
+                    try:
+                        b = bytearray(end)
+                    except MemoryError:
+                        if i or not self._no_room():
+                            raise
+                        return out
                     b[:self.fill] = memoryview(self.buf)[:self.fill]
                     self.buf = b
                 return out  # truncated so far: wait for the rest
@@ -150,6 +194,14 @@ class Deframer:
                 self.errors += 1
                 buf = None
                 self._skip(1)
+                continue
+            if end == self.fill and end > 256:
+                # the frame is the whole buffer (an upload chunk): its payload is handed over as a
+                # view of it, not copied (a second chunk-sized block is what a low heap lacks)
+                out.append((ftype, buf[HEADER:end - TRAILER]))
+                buf = None
+                self.buf = bytearray(0)
+                self.fill = 0
                 continue
             out.append((ftype, bytes(buf[HEADER:end - TRAILER])))
             buf = None

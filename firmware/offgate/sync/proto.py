@@ -35,9 +35,6 @@ ADMIN_OPS = ("status", "config", "tables_begin", "tables_chunk", "tables_commit"
 # credential or its issuer key not valid at the gate's clock): read the gate's time, write
 # root-signed time; nothing else is read or written.
 CLOCK_OPS = ("time_nonce", "set_time")
-# Commands a host may simply repeat after a "retry" answer (the gate was short of heap): they
-# change nothing, or nothing that a repetition would change again.
-RETRY_OPS = ("status", "config", "pull", "ack", "time_nonce")
 
 # session states
 IDLE = 0

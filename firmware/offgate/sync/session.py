@@ -33,8 +33,11 @@ import sys
 from offgate.codec import cbor
 from offgate.statedir import SYNC_STATE, read
 from offgate.sync import frames
-from offgate.sync.proto import (ADMIN_OPS, CHALLENGED, CLOCK_OPS, DEAD, IDLE, MAC_LEN, OPEN, RETRY_OPS, Refused,
-                                SyncError, collect, u32, unload)
+from offgate.sync.proto import (ADMIN_OPS, CHALLENGED, CLOCK_OPS, DEAD, IDLE, MAC_LEN, OPEN, Refused, SyncError,
+                                collect, u32, unload)
+
+RESERVE = 256  # bytes a session holds back for its "retry" answer (docs/protocol.md "Heap")
+_OOM = frames.encode(frames.ERROR, cbor.dumps({1: "gate out of memory"}))  # when nothing else can be built
 
 
 def _nonce(direction, ctr):
@@ -117,6 +120,7 @@ class Session:
         self.admin = None     # upload and time-nonce state (offgate.sync.admin.AdminState)
         self.frames_in = 0
         self.bad_frames = 0
+        self.reserve = None   # RESERVE bytes held while a session is open: freed to answer "retry" (seal)
 
     def close(self):
         """The link is gone: forget the keys and any half-received upload."""
@@ -126,6 +130,7 @@ class Session:
 
     def _forget(self):
         self.hs = None
+        self.reserve = None
         self.k_hg = self.k_gh = None
         self.pulls = None
         if self.admin is not None:
@@ -150,7 +155,10 @@ class Session:
                 if r:
                     out.append(r)
         except Exception as e:
-            out.append(self._fail("internal error: %s" % e))
+            try:
+                out.append(self._fail("internal error: %s" % e))
+            except MemoryError:  # not even an ERROR frame: the one built at import
+                out.append(_OOM)
         if len(out) == 1:
             return out[0]  # the usual case: no joined copy of a large frame
         return b"".join(out)
@@ -174,18 +182,47 @@ class Session:
         try:
             return self._seal1(ftype, body)
         except MemoryError:
+            if body and "batch" not in body:
+                # a small answer to a command that was carried out (a commit): once more with the
+                # reserve freed, since a repeated commit would not find its upload
+                self.reserve = None
+                collect()
+                try:
+                    r = self._seal1(ftype, body)
+                    self._hold()
+                    return r
+                except MemoryError:
+                    pass
             body = None
             if self.pulls is not None:  # a batch: the repeated pull gets at most half as many records
                 self.pulls.shrink()
-            collect()
-            self.srv.note("low on heap for a response: asked the host to retry")
-            return self._seal1(ftype, {"ok": False, "retry": True, "err": "gate low on heap, retry"})
+            return self.retry("a response")
+
+    def retry(self, what):
+        """The secured {"ok": false, "retry": true} answer: the request was not carried out (or
+        changes nothing when repeated) and the host sends it again after this collection. Built
+        with the session's reserve freed first, so that out of memory never ends a session."""
+        self.reserve = None
+        collect()
+        self.srv.note("low on heap for %s: asked the host to retry" % what)
+        r = self._seal1(frames.RESPONSE, {"ok": False, "retry": True, "err": "gate low on heap, retry"})
+        self._hold()
+        return r
+
+    def _hold(self):
+        """Take the reserve back (if the heap has it now; the next retry collects without it)."""
+        if self.reserve is None:
+            try:
+                self.reserve = bytearray(RESERVE)
+            except MemoryError:
+                pass
 
     def _seal1(self, ftype, body):
         from offgate.crypto import aesccm
         d = body
         body = cbor.dumps(d)
-        d.clear()  # the caller's map no longer holds a large value (a batch) beside its encoding
+        if "batch" in d:
+            d.clear()  # the map no longer holds the batch beside its encoding (a small answer is kept for seal)
         n = 4 + len(body) + MAC_LEN
         ctr = u32(self.tx + 1)
         out = bytearray(frames.HEADER + n + frames.TRAILER)
@@ -207,12 +244,14 @@ class Session:
         ctr = bytes(payload[:4])
         if struct.unpack(">I", ctr)[0] != self.rx + 1:
             return None
+        # the counter is used from here on: a bad tag ends the session, and a MemoryError (the
+        # plaintext's buffer) is answered "retry", which the host repeats with its next counter
+        self.rx += 1
         try:
             body = aesccm.decrypt(self.k_hg, _nonce(1, ctr), memoryview(payload)[4:], frames.header(ftype, n) + ctr,
-                                  MAC_LEN)
+                                  MAC_LEN, False)  # decoded at once: no bytes copy of a chunk
         except ValueError:
             return None
-        self.rx += 1
         return body
 
     def _restart(self):
@@ -223,6 +262,11 @@ class Session:
         self._forget()
 
     def handle(self, ftype, payload):
+        if payload is None:  # a frame the deframer had no heap for (frames.Deframer.dropped)
+            if self.state == OPEN and ftype == frames.REQUEST:
+                self.rx += 1  # taken as the next counter: the host repeats the request with its next one
+                return self.retry("a request frame")
+            return self.error("gate low on heap for a frame of type %d" % ftype)
         if ftype == frames.HELLO and self.state != IDLE:
             # A new handshake supersedes the session: a serial line has no connection boundary to
             # end the old one. Whoever can send this could as well cut the link; nothing is read
@@ -232,14 +276,20 @@ class Session:
         if self.state == OPEN:
             if ftype != frames.REQUEST:
                 return self._fail("unexpected frame type %d in a secured session" % ftype)
-            body = self.open(ftype, payload)
-            if body is None:
-                self.srv.refuse()
-                return self._fail("bad tag or counter")
             try:
-                req = cbor.loads(body, max_len=frames.MAX_PAYLOAD)
-            except ValueError:
-                return self._fail("request is not CBOR")
+                body = self.open(ftype, payload)
+                if body is None:
+                    self.srv.refuse()
+                    return self._fail("bad tag or counter")
+                payload = None
+                try:
+                    req = cbor.loads(body, max_len=frames.MAX_PAYLOAD)
+                except ValueError:
+                    return self._fail("request is not CBOR")
+            except MemoryError:  # no heap to decrypt or decode the request: nothing was done
+                body = payload = None
+                return self.retry("a request")
+            body = None
             if not isinstance(req, dict) or not isinstance(req.get("op"), str):
                 return self.seal(frames.RESPONSE, {"ok": False, "err": "request must be a map with 'op'"})
             return self.seal(frames.RESPONSE, self.request(req))
@@ -269,6 +319,7 @@ class Session:
             self.rx = self.tx = 0
             self.state = OPEN
             self.srv.note("session open (operator %s, scope %s)" % (self.op_name, self.scope))
+            self._hold()
             return self.seal(frames.AUTH_OK, {"scope": self.scope, "gate_id": self.port.gate_id})
         self.state = IDLE
         return self.error("expected HELLO" if ftype != frames.AUTH else "AUTH without a challenge")
@@ -296,12 +347,11 @@ class Session:
             r = fn(self.srv, st, req)
         except SyncError as e:
             return {"ok": False, "err": str(e)}
-        except MemoryError as e:
-            why = str(e) if e.args else ""
-            e = None
+        except MemoryError:
+            # every command leaves nothing half done on a MemoryError (offgate/sync/admin.py, ops.py):
+            # the host repeats it after this collection (docs/protocol.md "Heap")
             collect()
-            return {"ok": False, "retry": op in RETRY_OPS,
-                    "err": "gate low on heap for %s%s" % (op, (": " + why) if why else "")}
+            return {"ok": False, "retry": True, "err": "gate low on heap for %s, retry" % op}
         except Exception as e:
             return {"ok": False, "err": "%s: %s" % (type(e).__name__, e)}
         r["ok"] = True

@@ -170,14 +170,19 @@ class SyncClient:
     RETRIES = 5      # answers {"retry": true} (the gate short of heap) before giving up
     RETRY_S = 0.2
 
-    def request(self, op, **fields):
-        """One command. Returns the response map; raises GateRefused if the gate says ok=False."""
+    def _ask(self, op, fields):
+        """One request, one answer (the response map, whatever it says)."""
         if self.k_hg is None:
             raise SyncError("not authenticated")
         fields["op"] = op
+        self.t.send(self._seal(REQUEST, fields))
+        return self._open_secured(RESPONSE, self._expect(RESPONSE))
+
+    def request(self, op, **fields):
+        """One command. Returns the response map; raises GateRefused if the gate says ok=False.
+        A {"retry": true} answer (docs/protocol.md "Heap") is repeated up to RETRIES times."""
         for attempt in range(self.RETRIES + 1):
-            self.t.send(self._seal(REQUEST, fields))
-            r = self._open_secured(RESPONSE, self._expect(RESPONSE))
+            r = self._ask(op, fields)
             if r.get("ok") or not r.get("retry") or attempt == self.RETRIES:
                 break
             # the gate was short of heap for this command (a scan's allocations, fragmentation)
@@ -187,20 +192,35 @@ class SyncClient:
             raise GateRefused("%s: %s" % (op, r.get("err", "refused")))
         return r
 
+    MIN_CHUNK = 128  # bytes: the smallest upload chunk a gate short of heap is sent
+
+    def _upload(self, kind, data, chunk):
+        """`kind`_begin, the chunks, `kind`_commit. A chunk answered "retry" (the gate had no block
+        of its size) is sent again halved, down to MIN_CHUNK, and the rest goes at that size."""
+        self.request(kind + "_begin", size=len(data), sha256=hashlib.sha256(data).digest())
+        off = 0
+        tries = 0
+        while off < len(data):
+            r = self._ask(kind + "_chunk", {"off": off, "data": data[off:off + chunk]})
+            if r.get("ok"):
+                off = r["off"]
+                tries = 0
+                continue
+            if not r.get("retry") or tries == self.RETRIES:
+                raise GateRefused("%s_chunk: %s" % (kind, r.get("err", "refused")))
+            tries += 1
+            chunk = max(self.MIN_CHUNK, chunk // 2)
+            time.sleep(self.RETRY_S)
+        return self.request(kind + "_commit")
+
     # convenience commands
     def push_deny(self, data: bytes):
-        self.request("deny_begin", size=len(data), sha256=hashlib.sha256(data).digest())
-        for off in range(0, len(data), DENY_CHUNK):
-            self.request("deny_chunk", off=off, data=data[off:off + DENY_CHUNK])
-        return self.request("deny_commit")
+        return self._upload("deny", data, DENY_CHUNK)
 
     def push_tables(self, data: bytes):
         """The issuer keys' comb tables file (issuer_tables.bin): in chunks, then checked row by row
         against the trusted keys on the gate and attached."""
-        self.request("tables_begin", size=len(data), sha256=hashlib.sha256(data).digest())
-        for off in range(0, len(data), TABLES_CHUNK):
-            self.request("tables_chunk", off=off, data=data[off:off + TABLES_CHUNK])
-        return self.request("tables_commit")
+        return self._upload("tables", data, TABLES_CHUNK)
 
     def push_trust(self, signed: bytes):
         return self.request("trust", signed=signed)
