@@ -137,7 +137,7 @@ def _apply(led, bo, version, work, now, out):
         [(account, ws, [(j["key"][0], j["key"][1], j["cti"], j["t"], j["charged"],
                          "re-rated by fare table version %d: %s" % (version, j["explain"])) for j in journeys])
          for account, ws, journeys, _, _ in work], now=now, regime=version)
-    rows, marks = [], []
+    rows, marks, gone = [], [], []
     for (account, ws, journeys, pending, taps), res in zip(work, results):
         out["frozen"] += sum(1 for tp in taps if tp.get("frozen"))
         for c in res[len(journeys):]:  # journeys re-rated away: refunded
@@ -187,7 +187,10 @@ def _apply(led, bo, version, work, now, out):
                     marks.append((0, tp["gate"], tp["seq"]))
             elif not tp["settled"]:
                 marks.append((1, tp["gate"], tp["seq"]))
-        db.execute("DELETE FROM fare_journeys WHERE account = ? AND t >= ? AND version = ?", (account, ws, version))
+        gone.append((account, ws, version))
+    # this version's journeys of each account from its week start are replaced by `rows` (one
+    # executemany: pipelined on PostgreSQL, not a round trip per account)
+    db.executemany("DELETE FROM fare_journeys WHERE account = ? AND t >= ? AND version = ?", gone)
     if rows:
         db.executemany(
             "INSERT INTO fare_journeys (account, cti, gate, seq, t, kind, from_station, to_station, exit_gate, exit_seq, "
