@@ -230,3 +230,23 @@ def test_books_always_balance(tmp_path_factory, balance, credit, ops):
             books_balance(b, "a")
     finally:
         b.close()
+
+
+def test_journey_charges_report_the_credentials_running_charged_total(bo):
+    # set_journey_charges reads a capped credential's total once and keeps it by the deltas it
+    # writes (not one query per charge): each charge's charged_total is the total after it, as
+    # charged_total() reads it, through new charges, corrections and a refund
+    bo.create_account("a", balance=100000)
+    cti = _cti(bo.issue_credential("a", pub(), zones=[1], now=NOW, valid_seconds=86400, cap=2000))
+    other = _cti(bo.issue_credential("a", pub(), zones=[1], now=NOW, valid_seconds=86400, cap=5000))
+    bo.charge_trip(9, 1, cti, NOW + 1, 150, now=NOW + 1)  # a flat charge before: part of the total
+    first = [(1, 1, cti, NOW + 10, 400), (1, 2, other, NOW + 20, 300), (1, 3, cti, NOW + 30, 700)]
+    again = [(1, 1, cti, NOW + 10, 250), (1, 2, other, NOW + 20, 300), (1, 3, cti, NOW + 30, 900),
+             (1, 4, cti, NOW + 40, 500)]
+    for charges, now in ((first, NOW + 100), (again, NOW + 200)):
+        seen = {}
+        for c in bo.set_journey_charges("a", NOW + 5, charges, now=now, regime=1):
+            seen.setdefault(c["cap"], []).append(c["charged_total"])
+        assert seen[2000][-1] == bo.charged_total(cti) and seen[5000][-1] == bo.charged_total(other)
+    assert seen[2000] == [150 + 250 + 700, 150 + 250 + 900, 150 + 250 + 900 + 500]
+    assert bo.charged_total(cti) == 1800 and bo.charged_total(other) == 300

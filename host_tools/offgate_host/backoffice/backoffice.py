@@ -1019,6 +1019,7 @@ class BackOffice:
             "k.seq = c.seq), 0) AS corrected_hold FROM charges c WHERE c.account = ? AND c.t >= ?", (account_id, since))}
         want = set()
         caps = {}
+        totals = {}  # cti: its charged total (charged_total), read once, then kept by the deltas written
 
         def hold_of(cti):
             return self.db.execute("SELECT * FROM holds WHERE cti = ?", (cti,)).fetchone()
@@ -1072,12 +1073,17 @@ class BackOffice:
                     take = move(bytes(o["cti"]), delta, fh)
                     self._correct(key, bytes(o["cti"]), account_id, delta, take, reason, now)
                     fh += take
+            paid_by = cti if o is None else bytes(o["cti"])  # the credential the delta was written for
+            if paid_by in totals:
+                totals[paid_by] += delta
             if cti not in caps:
                 cred = self.credential(cti)
                 caps[cti] = cred["cap"] if cred else None
             total = None
             if caps[cti] is not None:  # only a capped credential (one with a hold) needs its total
-                total = self.charged_total(cti)
+                if cti not in totals:
+                    totals[cti] = self.charged_total(cti)
+                total = totals[cti]
             out.append({"account": account_id, "amount": amount, "delta": delta, "from_hold": fh,
                         "over_cap": amount - fh if caps[cti] is not None else 0, "cap": caps[cti],
                         "charged_total": total, "overdrawn": False, "frozen": frozen})

@@ -70,7 +70,10 @@ def settle(led, bo, now=None, eng=None):
         first[a] = min(first.get(a, r["t"]), int(r["t"]))
     accounts = sorted(first)
     for i in range(0, len(accounts), CHUNK_ACCOUNTS):
-        work = [_rate_account(led, bo, eng, version, a, first[a], mj, now) for a in accounts[i:i + CHUNK_ACCOUNTS]]
+        chunk = accounts[i:i + CHUNK_ACCOUNTS]
+        ws = {a: eng.cal.week_start_t(first[a] - mj) for a in chunk}
+        frozen = _frozen_keys(led, bo, version, ws, mj)
+        work = [_rate_account(led, bo, eng, a, ws[a], mj, now, frozen.get(a, ())) for a in chunk]
         _apply(led, bo, version, work, now, out)
     return out  # the ledger denies out["deny"] and releases expired holds
 
@@ -85,24 +88,38 @@ def station_areas(db, station):
     return eng[0], eng[1].areas(station)
 
 
-def _rate_account(led, bo, eng, version, account, first_t, mj, now):
-    """(account, ws, journeys, pending, taps): the account re-rated from the week start ws."""
-    ws = eng.cal.week_start_t(first_t - mj)
+def _frozen_keys(led, bo, version, ws, mj):
+    """{account: {(gate, seq)}}: for the accounts of `ws` ({account: week start, Unix s}), the taps
+    settled by another pricing regime, which settled is final keeps from being priced again: the
+    journey keys of flat charges (charges.regime NULL, in the back office's database) and the taps
+    of another fare table version's journeys (fare_journeys, the ledger's). Two queries for the
+    chunk of accounts, not two per account (round trips on PostgreSQL)."""
+    out = {}
+    lo = min(ws.values()) - 2 * mj
+    for r in bo._in("SELECT account, gate, seq, t FROM charges WHERE regime IS NULL AND t >= %d AND account"
+                    % int(lo + mj), ws):
+        if r[3] >= ws[r[0]] - mj:
+            out.setdefault(r[0], set()).add((r[1], r[2]))
+    marks = ",".join("?" * len(ws))
+    for r in led.db.rows("SELECT account, gate, seq, exit_gate, exit_seq, t FROM fare_journeys WHERE account IN (%s) "
+                         "AND version <> ? AND t >= ?" % marks, list(ws) + [version, lo]):
+        if r["t"] >= ws[r["account"]] - 2 * mj:
+            keys = out.setdefault(r["account"], set())
+            keys.add((r["gate"], r["seq"]))
+            if r["exit_gate"] is not None:
+                keys.add((r["exit_gate"], r["exit_seq"]))
+    return out
+
+
+def _rate_account(led, bo, eng, account, ws, mj, now, frozen):
+    """(account, ws, journeys, pending, taps): the account re-rated from the week start ws (Unix s);
+    taps whose (gate, seq) is in `frozen` (_frozen_keys) are marked frozen, not priced again."""
     creds = {c["cti"]: c for c in bo.credentials(account)}
     ctis = list(creds)
     marks = ",".join("?" * len(ctis))
     taps = led.db.rows("SELECT r.gate, r.seq, r.t, r.cti, r.station, r.direction, %s FROM ledger_records r "
                        "WHERE r.decision = 'OPEN' AND r.cti IN (%s) AND r.t >= ? ORDER BY r.t, r.gate, r.seq"
                        % (led.db.SETTLED_STATE, marks), ctis + [ws - mj])
-    # settled is final: taps a flat charge or another fare table version settled pair, but are
-    # not priced again (their journeys are left as charged)
-    frozen = {(r["gate"], r["seq"]) for r in led.db.rows(
-        "SELECT gate, seq FROM charges WHERE account = ? AND regime IS NULL AND t >= ?", (account, ws - mj))}
-    for r in led.db.rows("SELECT gate, seq, exit_gate, exit_seq FROM fare_journeys WHERE account = ? AND version <> ? "
-                         "AND t >= ?", (account, version, ws - 2 * mj)):
-        frozen.add((r["gate"], r["seq"]))
-        if r["exit_gate"] is not None:
-            frozen.add((r["exit_gate"], r["exit_seq"]))
     for tp in taps:
         tp["cti"] = bytes(tp["cti"])
         if (tp["gate"], tp["seq"]) in frozen:
@@ -120,7 +137,7 @@ def _apply(led, bo, version, work, now, out):
         [(account, ws, [(j["key"][0], j["key"][1], j["cti"], j["t"], j["charged"],
                          "re-rated by fare table version %d: %s" % (version, j["explain"])) for j in journeys])
          for account, ws, journeys, _, _ in work], now=now, regime=version)
-    rows, marks = [], []
+    rows, marks, gone = [], [], []
     for (account, ws, journeys, pending, taps), res in zip(work, results):
         out["frozen"] += sum(1 for tp in taps if tp.get("frozen"))
         for c in res[len(journeys):]:  # journeys re-rated away: refunded
@@ -170,7 +187,10 @@ def _apply(led, bo, version, work, now, out):
                     marks.append((0, tp["gate"], tp["seq"]))
             elif not tp["settled"]:
                 marks.append((1, tp["gate"], tp["seq"]))
-        db.execute("DELETE FROM fare_journeys WHERE account = ? AND t >= ? AND version = ?", (account, ws, version))
+        gone.append((account, ws, version))
+    # this version's journeys of each account from its week start are replaced by `rows` (one
+    # executemany: pipelined on PostgreSQL, not a round trip per account)
+    db.executemany("DELETE FROM fare_journeys WHERE account = ? AND t >= ? AND version = ?", gone)
     if rows:
         db.executemany(
             "INSERT INTO fare_journeys (account, cti, gate, seq, t, kind, from_station, to_station, exit_gate, exit_seq, "
