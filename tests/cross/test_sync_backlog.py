@@ -55,8 +55,9 @@ def test_full_log_syncs_in_one_go_while_the_gate_decides(tmp_path, mp, heap):
         sizes = s["batch_sizes"]
         assert sizes[-1] == 0 or min(sizes) >= 1
         assert max(sizes) <= 200 and s["gate_heap_free"] > 0
-        # one signature per session, not per batch: the first, every 32nd, the final empty one
-        assert s["batches_signed"] <= 2 + len(sizes) // 32 < len(sizes), (s["batches_signed"], len(sizes))
+        # one signature per session, not per batch: the first, every 32nd seal, the final empty one (a
+        # seal lost to a retried pull, the gate short of heap, still counts towards the 32: one more)
+        assert s["batches_signed"] <= 3 + len(sizes) // 32 < len(sizes), (s["batches_signed"], len(sizes))
         seqs = [r["seq"] for r in led.records(7)]
         assert len(seqs) == len(set(seqs))
         again = sync_gate(g.transport(), bo, led)
