@@ -276,7 +276,12 @@ def test_newcomer_run_findings(tmp_path, places):
     with open(gdir / ".gate.lock", "w") as held:  # a running gate holds it
         fcntl.flock(held, fcntl.LOCK_EX)
         res = r.invoke(main, ["gate", "run", str(gdir / "gate.json")])
+        before = (gdir / "gate.json").read_bytes()
+        res2 = r.invoke(main, ["gate", "init", str(gdir), "--gate-id", "7", "--zone", "1", "--data", str(places["good"])])
     assert res.exit_code == 1 and "gate directory in use" in res.stderr, res.output
+    # QA: gate init rewrote a running gate's gate.json, trust store and deny list
+    assert res2.exit_code == 2 and "in use by a running gate" in res2.stderr, res2.output
+    assert (gdir / "gate.json").read_bytes() == before and not (gdir / "trust.cbor").exists()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(1)

@@ -80,6 +80,7 @@ def gate_init(data_dir, gate_dir, gate_id, zone, max_age, skew, station, directi
     from ..device.provision import provision_gate_dir
     bo = _bo(data_dir)
     same = _check_gate_dir(Path(gate_dir), gate_id)
+    _refuse_running_gate(gate_dir)  # its gate.json, trust store and deny list are the running gate's
     if not same:
         led = _ledger(bo, db)
         try:
@@ -185,6 +186,25 @@ def _lock_gate_dir(config):
         os.close(fd)
         raise OffgateError("gate directory in use: another 'offgate gate run' holds %s" % path) from None
     os.set_inheritable(fd, True)
+
+
+def _refuse_running_gate(gate_dir):
+    """UsageError if an 'offgate gate run' holds the gate directory's lock (_lock_gate_dir):
+    rewriting a running gate's files under it is refused, not raced."""
+    import fcntl
+    import os
+    path = os.path.join(os.path.abspath(gate_dir), ".gate.lock")
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return  # no lock file: no gate has run here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise UsageError("gate directory %s is in use by a running gate ('offgate gate run'): stop it first"
+                         % gate_dir) from None
+    finally:
+        os.close(fd)  # closing drops a lock taken here
 
 
 @gate.command("run")
