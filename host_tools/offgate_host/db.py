@@ -264,6 +264,20 @@ class Database:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
+    def rows_in(self, q, values, tail=""):
+        """Rows (tuples) of `q` (ending in "WHERE col") for col in `values`, then `tail` (e.g. GROUP
+        BY): = ANY(array) on PostgreSQL, IN (...) on SQLite (in slices below its parameter limit)."""
+        values = list(values)
+        if not values:
+            return []
+        if self.kind == "pg":
+            return self.execute(q + " = ANY(?)" + tail, (values,)).fetchall()
+        out = []
+        for i in range(0, len(values), 900):
+            part = values[i:i + 900]
+            out += self.execute(q + " IN (%s)" % ", ".join("?" * len(part)) + tail, part).fetchall()
+        return out
+
     def one(self, q, args=()):
         cur = self.execute(q, args)
         r = cur.fetchone()

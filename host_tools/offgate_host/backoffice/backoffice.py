@@ -854,7 +854,7 @@ class BackOffice:
         """credential() for many credential ids (8 bytes each) in one query: {cti: dict}; an id the
         back office never issued is absent."""
         out = {}
-        for r in self._in("SELECT * FROM credentials WHERE cti", {_cti_bytes(c) for c in ctis}):
+        for r in self.db.rows_in("SELECT * FROM credentials WHERE cti", {_cti_bytes(c) for c in ctis}):
             d = dict(r)
             d["cti"], d["kid"], d["rider_pub"] = bytes(d["cti"]), bytes(d["kid"]), bytes(d["rider_pub"])
             out[d["cti"]] = d
@@ -890,14 +890,14 @@ class BackOffice:
             for c in ctis:
                 if creds.get(c) is None:
                     raise BackOfficeError("unknown credential %s" % c.hex())
-            holds = {bytes(r[0]): [r[1], r[2], r[3], False] for r in self._in(
+            holds = {bytes(r[0]): [r[1], r[2], r[3], False] for r in self.db.rows_in(
                 "SELECT cti, amount, used, state FROM holds WHERE cti", ctis)}  # amount, used, state, moved
             totals = dict.fromkeys(ctis, 0)
-            for r in self._in("SELECT cti, SUM(amount) FROM charges WHERE cti", ctis, " GROUP BY cti"):
+            for r in self.db.rows_in("SELECT cti, SUM(amount) FROM charges WHERE cti", ctis, " GROUP BY cti"):
                 totals[bytes(r[0])] = int(r[1])
-            for r in self._in("SELECT cti, SUM(amount) FROM charge_corrections WHERE cti", ctis, " GROUP BY cti"):
+            for r in self.db.rows_in("SELECT cti, SUM(amount) FROM charge_corrections WHERE cti", ctis, " GROUP BY cti"):
                 totals[bytes(r[0])] += int(r[1])
-            accts = {r[0]: [r[1], r[2], 0] for r in self._in(
+            accts = {r[0]: [r[1], r[2], 0] for r in self.db.rows_in(
                 "SELECT id, balance, credit FROM accounts WHERE id", {creds[c]["account"] for c in ctis})}
             done = self._charged([(tr[0], tr[1]) for tr in trips])  # a crash repaired
             rows = []
@@ -930,20 +930,6 @@ class BackOffice:
                                 [(h[1], c) for c, h in holds.items() if h[3]])
             self.db.executemany("UPDATE accounts SET balance = balance - ? WHERE id = ?",
                                 [(a[2], acct) for acct, a in accts.items() if a[2]])
-        return out
-
-    def _in(self, q, values, tail=""):
-        """Rows of `q` (ending in "WHERE col") for col in `values`, then `tail` (e.g. GROUP BY): = ANY(array)
-        on PostgreSQL, IN (...) on SQLite (in slices below its parameter limit)."""
-        values = list(values)
-        if not values:
-            return []
-        if self.db.kind == "pg":
-            return self.db.execute(q + " = ANY(?)" + tail, (values,)).fetchall()
-        out = []
-        for i in range(0, len(values), 900):
-            part = values[i:i + 900]
-            out += self.db.execute(q + " IN (%s)" % ", ".join("?" * len(part)) + tail, part).fetchall()
         return out
 
     def _charged(self, keys) -> set:

@@ -96,8 +96,8 @@ def _frozen_keys(led, bo, version, ws, mj):
     chunk of accounts, not two per account (round trips on PostgreSQL)."""
     out = {}
     lo = min(ws.values()) - 2 * mj
-    for r in bo._in("SELECT account, gate, seq, t FROM charges WHERE regime IS NULL AND t >= %d AND account"
-                    % int(lo + mj), ws):
+    for r in bo.db.rows_in("SELECT account, gate, seq, t FROM charges WHERE regime IS NULL AND t >= %d AND account"
+                           % int(lo + mj), ws):
         if r[3] >= ws[r[0]] - mj:
             out.setdefault(r[0], set()).add((r[1], r[2]))
     marks = ",".join("?" * len(ws))
