@@ -168,43 +168,53 @@ def _check_port_free(host, port):
             raise OffgateError("cannot listen on %s port %d: %s" % (host, port, e.strerror or e)) from None
 
 
-def _lock_gate_dir(config):
-    """One running gate per gate directory: two would append to one operation log (a logged
-    passage lost) and keep two replay tables (a code opening twice). An exclusive flock on
-    <gate dir>/.gate.lock, inherited by the MicroPython process that replaces this one (exec), so
-    it is held exactly as long as the gate runs and goes with it, however it ends."""
+def _flock_gate_dir(gate_dir, create):
+    """The gate directory's lock file (<gate dir>/.gate.lock), opened and exclusively flocked:
+    the fd, or None when it does not exist and create is False. OffgateError (one line) if it
+    cannot be opened; BlockingIOError if a running gate holds it."""
     import fcntl
     import os
-    path = os.path.join(os.path.dirname(os.path.abspath(config)), ".gate.lock")
+    path = os.path.join(os.path.abspath(gate_dir), ".gate.lock")
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+    except FileNotFoundError:
+        if not create:
+            return None
+        raise
     except OSError as e:
         raise OffgateError("cannot lock the gate directory (%s): %s" % (path, e.strerror or e)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise OffgateError("gate directory in use: another 'offgate gate run' holds %s" % path) from None
+        raise BlockingIOError(path) from None
+    return fd
+
+
+def _lock_gate_dir(config):
+    """One running gate per gate directory: two would append to one operation log (a logged
+    passage lost) and keep two replay tables (a code opening twice). An exclusive flock on
+    <gate dir>/.gate.lock, inherited by the MicroPython process that replaces this one (exec), so
+    it is held exactly as long as the gate runs and goes with it, however it ends."""
+    import os
+    try:
+        fd = _flock_gate_dir(os.path.dirname(os.path.abspath(config)), True)
+    except BlockingIOError as e:
+        raise OffgateError("gate directory in use: another 'offgate gate run' holds %s" % e) from None
     os.set_inheritable(fd, True)
 
 
 def _refuse_running_gate(gate_dir):
     """UsageError if an 'offgate gate run' holds the gate directory's lock (_lock_gate_dir):
     rewriting a running gate's files under it is refused, not raced."""
-    import fcntl
     import os
-    path = os.path.join(os.path.abspath(gate_dir), ".gate.lock")
     try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError:
-        return  # no lock file: no gate has run here
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+        fd = _flock_gate_dir(gate_dir, False)
+    except BlockingIOError:
         raise UsageError("gate directory %s is in use by a running gate ('offgate gate run'): stop it first"
                          % gate_dir) from None
-    finally:
-        os.close(fd)  # closing drops a lock taken here
+    if fd is not None:
+        os.close(fd)  # closing drops the lock taken here
 
 
 @gate.command("run")
