@@ -87,6 +87,14 @@ def validate(raw, table=None):
     _minor("unmatched_exit_fare", cfg["unmatched_exit_fare"])
     if not isinstance(cfg["network_id"], str) or not isinstance(cfg["station_networks"], dict):
         raise FareConfigError("fare config network_id must be a string, station_networks an object")
+    nets = (table or {}).get("networks") or {}
+    if nets:
+        # the feed defines its networks (networks.txt or routes.network_id): a gate's must be one
+        for where, n in [("network_id", cfg["network_id"])] + [("station_networks[%r]" % k, v)
+                                                               for k, v in sorted(cfg["station_networks"].items())]:
+            if not isinstance(n, str) or (n and n not in nets):
+                raise FareConfigError("fare config %s: unknown network_id %r (the feed's networks: %s)"
+                                      % (where, n, ", ".join(sorted(nets))))
     products = {p["fare_product_id"] for p in (table or {}).get("fare_products", [])}
     media = (table or {}).get("fare_media", {})
     if cfg["fare_media_ids"] is not None:
@@ -124,6 +132,16 @@ def validate(raw, table=None):
         _minor("caps[%d].daily" % i, c.get("daily"), allow_none=True)
         _minor("caps[%d].weekly" % i, c.get("weekly"), allow_none=True)
     return cfg
+
+
+def warnings(cfg, table):
+    """Lines about settings that leave journeys unpriced (the load still goes ahead)."""
+    out = []
+    rules = table.get("leg_rules", [])
+    if rules and all(r["network_id"] for r in rules) and not cfg["network_id"] and not cfg["station_networks"]:
+        out.append("every fare_leg_rules.txt row names a network_id but no gate has a network (set network_id or "
+                   "station_networks): no journey will find a fare")
+    return out
 
 
 def load(path):

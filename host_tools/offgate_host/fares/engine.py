@@ -18,7 +18,8 @@ Steps (docs/fares.md):
      from/to_leg_group_id the same way, within transfer_count and duration_limit (measured from
      the first leg of the transfer sub-journey); fare_transfer_type 0: the next leg costs the
      transfer product (A + AB); 1: transfer product plus the leg (A + AB + B); 2: the two legs
-     together cost the transfer product (AB; the next leg costs AB less what the previous one did).
+     together cost the transfer product (AB; the next leg costs AB less what the first one did;
+     on a later transfer of the same sub-journey it costs the transfer product, S + BC).
   4. caps(): daily (service day starting at service_day_start) and weekly (Monday to Sunday of
      service days) caps per rider category, in the operator's time zone; incomplete journeys
      outside the caps unless configured.
@@ -29,6 +30,7 @@ import datetime
 import zoneinfo
 
 FIELDS = ("network_id", "from_area_id", "to_area_id", "from_timeframe_group_id", "to_timeframe_group_id")
+TIME_FIELDS = FIELDS[3:]
 
 
 def tap_key(tp):
@@ -182,7 +184,8 @@ class Engine:
         without rule_priority, a field matches if it names the leg's value, or if it is empty and
         no row of the file names the leg's value in that column ("all others"); with
         rule_priority, an empty field matches anything and only the matching rows of the highest
-        rule_priority are kept."""
+        rule_priority are kept. An empty from/to_timeframe_group_id matches any time in both
+        modes ("the start time of the leg does not affect the matching of this rule")."""
         rules = list(self._by_from.get("", ()))
         for a in sorted(leg["from_areas"]):
             rules += self._by_from.get(a, ())
@@ -194,8 +197,11 @@ class Engine:
                 cand = [r for r in cand if r["rule_priority"] == top]
             return cand
         self._listed_cache = {}
+        # "all others" is the reference's reading of an empty network_id, from_area_id and
+        # to_area_id only; an empty timeframe group means the time does not matter, in both modes
         return [r for r in rules
-                if all(self._field_match(f, r[f], leg) if r[f] else not self._listed(f, leg) for f in FIELDS)]
+                if all(self._field_match(f, r[f], leg) if r[f] else (f in TIME_FIELDS or not self._listed(f, leg))
+                       for f in FIELDS)]
 
     def groups_at(self, t):
         """The timeframe groups (those fare_leg_rules.txt uses) that Unix time t falls in."""
@@ -363,7 +369,9 @@ class Engine:
                         if ab is None:
                             continue
                     t = r["fare_transfer_type"]
-                    charge = ab if t == 0 else ab + cur["fare"] if t == 1 else ab - prev["charge"]
+                    # type 2 (AB) replaces the first leg's fare only; on a later transfer of the
+                    # sub-journey it adds like type 0 ("S + BC", the reference's 3-leg table)
+                    charge = ab if t == 0 else ab + cur["fare"] if t == 1 else ab - prev["charge"] if count == 0 else ab
                     charge = max(0, charge)
                     if best is None or (charge, r["line"]) < (best[0], best[1]["line"]):
                         best = (charge, r, ab)

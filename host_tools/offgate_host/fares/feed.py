@@ -19,9 +19,32 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from ..errors import OffgateError
 
-FILES = ("agency.txt", "stops.txt", "areas.txt", "stop_areas.txt", "fare_products.txt", "fare_media.txt",
-         "rider_categories.txt", "fare_leg_rules.txt", "fare_transfer_rules.txt", "timeframes.txt",
-         "calendar.txt", "calendar_dates.txt", "feed_info.txt")
+FILES = ("agency.txt", "stops.txt", "routes.txt", "areas.txt", "stop_areas.txt", "networks.txt", "route_networks.txt",
+         "fare_products.txt", "fare_media.txt", "rider_categories.txt", "fare_leg_rules.txt",
+         "fare_leg_join_rules.txt", "fare_transfer_rules.txt", "timeframes.txt", "calendar.txt",
+         "calendar_dates.txt", "feed_info.txt")
+# the fields of the fare files in the current GTFS Schedule reference (gtfs/spec/en/reference.md);
+# a column not listed here is named in a warning and ignored (it may be an extension that changes
+# prices, e.g. MBTA's transfer_only)
+FARE_FIELDS = {
+    "areas.txt": ("area_id", "area_name"),
+    "stop_areas.txt": ("area_id", "stop_id"),
+    "networks.txt": ("network_id", "network_name"),
+    "route_networks.txt": ("network_id", "route_id"),
+    "fare_media.txt": ("fare_media_id", "fare_media_name", "fare_media_type"),
+    "rider_categories.txt": ("rider_category_id", "rider_category_name", "is_default_fare_category",
+                             "eligibility_url"),
+    "fare_products.txt": ("fare_product_id", "fare_product_name", "rider_category_id", "fare_media_id", "amount",
+                          "currency"),
+    "fare_leg_rules.txt": ("leg_group_id", "network_id", "from_area_id", "to_area_id", "from_timeframe_group_id",
+                           "to_timeframe_group_id", "fare_product_id", "rule_priority"),
+    "fare_leg_join_rules.txt": ("from_network_id", "to_network_id", "from_stop_id", "to_stop_id"),
+    "fare_transfer_rules.txt": ("from_leg_group_id", "to_leg_group_id", "transfer_count", "duration_limit",
+                                "duration_limit_type", "fare_transfer_type", "fare_product_id"),
+    "timeframes.txt": ("timeframe_group_id", "start_time", "end_time", "service_id"),
+}
+# columns outside the reference that offgate reads (a warning of their own says how)
+EXTENSIONS = {"fare_leg_rules.txt": ("transfer_only",)}
 REQUIRED_FILES = ("fare_products.txt", "fare_leg_rules.txt")
 # the largest fare amount, in minor units, either sign: far above any real fare, and far inside
 # the 64-bit integers the ledger stores sums of many fares in
@@ -37,23 +60,33 @@ DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sun
 MAX_ERRORS = 20
 
 
+def describe(p):
+    """One line for a problem or warning (file, line, field, message): 'file line N field F: msg'."""
+    f, line, field, msg = p
+    if line == "-":
+        return "%s%s: %s" % (f, " field %s" % field if field else "", msg)
+    return "%s line %s field %s: %s" % (f, line, field, msg) if field else "%s line %s: %s" % (f, line, msg)
+
+
 class FeedError(OffgateError, ValueError):
     """The feed cannot be used; `problems` lists (file, line, field, message)."""
 
     def __init__(self, problems):
         self.problems = list(problems)
-        shown = [("%s line %s field %s: %s" % p if p[2] else "%s line %s: %s" % (p[0], p[1], p[3]))
-                 if p[1] != "-" else "%s: %s" % (p[0], p[3]) for p in self.problems[:MAX_ERRORS]]
+        shown = [describe(p) for p in self.problems[:MAX_ERRORS]]
         more = len(self.problems) - len(shown)
         super().__init__("GTFS fares feed invalid: " + "; ".join(shown) + ("; and %d more" % more if more > 0 else ""))
 
 
 class _Files:
-    """The feed's text files by name, from a directory or a zip (root of the archive)."""
+    """The feed's text files by name, from a directory or a zip (at the archive's root, or in the
+    one folder of the archive that holds fare_products.txt). `warnings` collects (file, line,
+    field, message) about what is read but not applied."""
 
     def __init__(self, path):
         path = Path(path)
         self.data = {}
+        self.warnings = []
         h = hashlib.sha256()
         if path.is_dir():
             for name in FILES:
@@ -62,10 +95,21 @@ class _Files:
                     self.data[name] = p.read_bytes()
         elif path.is_file() and zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
+                names = {n for n in z.namelist() if not n.startswith("__MACOSX/")}
+                prefix = ""
+                if not any(n in names for n in REQUIRED_FILES):
+                    # the reference wants the files at the root, but zips of a folder are common
+                    dirs = sorted({n[:-len(REQUIRED_FILES[0])] for n in names if n.endswith("/" + REQUIRED_FILES[0])})
+                    if len(dirs) > 1:
+                        raise FeedError([(str(path), "-", "", "%s in several folders of the zip (%s): which feed is meant?"
+                                          % (REQUIRED_FILES[0], ", ".join(dirs)))])
+                    if dirs:
+                        prefix = dirs[0]
+                        self.warnings.append((str(path), "-", "", "files read from folder %s of the zip, not its root "
+                                              "(the GTFS reference wants them at the root)" % prefix))
                 for name in FILES:
-                    if name in names:
-                        self.data[name] = z.read(name)
+                    if prefix + name in names:
+                        self.data[name] = z.read(prefix + name)
         elif path.exists():
             raise FeedError([(str(path), "-", "", "not a directory or a .zip file")])
         else:
@@ -73,9 +117,12 @@ class _Files:
         for name in sorted(self.data):
             h.update(name.encode() + b"\0" + self.data[name])
         self.digest = h.hexdigest()
+        self.headers = {}
 
     def rows(self, name, problems):
-        """[(line, {field: value})] of a file, values stripped; [] when the file is absent."""
+        """[(line, {field: value})] of a file, values stripped; None when the file is absent.
+        Quoted fields, CRLF and a UTF-8 BOM are read as RFC 4180; missing trailing values are
+        empty, extra trailing empty values (a trailing comma) are dropped."""
         raw = self.data.get(name)
         if raw is None:
             return None
@@ -94,13 +141,25 @@ class _Files:
             problems.append((name, 1, "", "CSV: %s" % e))
             return []
         header = [h.strip() for h in header]
+        while header and header[-1] == "":
+            header.pop()  # a trailing comma after the last field name
+        self.headers[name] = header
+        dup = sorted({h for h in header if header.count(h) > 1})
+        if dup:
+            problems.append((name, 1, dup[0], "field name given twice"))
+            return []
+        known = FARE_FIELDS.get(name)
+        if known is not None:
+            for h in header:
+                if h not in known and h not in EXTENSIONS.get(name, ()):
+                    self.warnings.append((name, 1, h, "not a field of the GTFS reference: ignored"))
         out = []
         try:
             for row in rd:
                 if not row or all(not c.strip() for c in row):
                     continue
                 line = rd.line_num
-                if len(row) > len(header):
+                if len(row) > len(header) and any(c.strip() for c in row[len(header):]):
                     problems.append((name, line, "", "%d values for %d columns" % (len(row), len(header))))
                     continue
                 out.append((line, {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header)}))
@@ -109,11 +168,8 @@ class _Files:
         return out
 
     def header(self, name):
-        raw = self.data.get(name)
-        if not raw:
-            return []
-        first = raw.decode("utf-8-sig", "replace").splitlines()[0] if raw else ""
-        return [h.strip() for h in next(csv.reader([first]), [])]
+        """The field names of a file that rows() has read ([] if absent)."""
+        return self.headers.get(name, [])
 
 
 def _time(v):
@@ -138,6 +194,7 @@ def read_feed(path):
     Returns the fare table (dict, see module docstring). Raises FeedError."""
     files = _Files(path)
     P = []  # problems
+    W = files.warnings  # read but not applied, or harmless departures from the reference
 
     def need(name, line, row, field):
         v = row.get(field, "")
@@ -168,6 +225,48 @@ def read_feed(path):
             stops.add(sid)
             if r.get("parent_station"):
                 parent[sid] = r["parent_station"]
+        stz = r.get("stop_timezone", "")
+        if stz and tz and stz != tz and not any(w[2] == "stop_timezone" for w in W):
+            W.append(("stops.txt", line, "stop_timezone", "%s differs from agency_timezone %s: timeframes and caps "
+                      "use the one fare config time zone (timezone)" % (stz, tz)))
+
+    # networks (GTFS reference, networks.txt / route_networks.txt, or routes.network_id): the ids
+    # fare_leg_rules.network_id and fare_leg_join_rules may name. Gates do not know the route, so a
+    # leg's network comes from the fare config (network_id, station_networks).
+    networks = {}
+    routes = set()
+    route_net_col = False
+    for line, r in files.rows("routes.txt", P) or []:
+        routes.add(r.get("route_id", ""))
+        n = r.get("network_id", "")
+        if "network_id" in r:
+            route_net_col = True
+        if n:
+            networks.setdefault(n, "")
+    has_net_files = "networks.txt" in files.data or "route_networks.txt" in files.data
+    if route_net_col and has_net_files:
+        W.append(("routes.txt", 1, "network_id", "forbidden when networks.txt or route_networks.txt exists: "
+                  "networks.txt is used"))
+        networks = {}
+    for line, r in files.rows("networks.txt", P) or []:
+        n = need("networks.txt", line, r, "network_id")
+        if n in networks and has_net_files:
+            P.append(("networks.txt", line, "network_id", "duplicate network_id %r" % n))
+        elif n:
+            networks[n] = r.get("network_name", "")
+    route_network = {}
+    for line, r in files.rows("route_networks.txt", P) or []:
+        n, rid = need("route_networks.txt", line, r, "network_id"), need("route_networks.txt", line, r, "route_id")
+        if n and n not in networks:
+            P.append(("route_networks.txt", line, "network_id", "unknown network_id %r (networks.txt)" % n))
+        if rid and routes and rid not in routes:
+            P.append(("route_networks.txt", line, "route_id", "unknown route_id %r (routes.txt)" % rid))
+        if rid in route_network:
+            P.append(("route_networks.txt", line, "route_id", "route %r is already in network %r: a route is in "
+                      "one network" % (rid, route_network[rid])))
+        elif rid:
+            route_network[rid] = n
+    net_known = bool(networks) or route_net_col or has_net_files
 
     areas = {}
     for line, r in files.rows("areas.txt", P) or []:
@@ -260,6 +359,13 @@ def read_feed(path):
             products.append({"fare_product_id": pid, "fare_media_id": med, "rider_category_id": cat,
                              "name": r.get("fare_product_name", ""), "amount": minor, "line": line})
     product_ids = {p["fare_product_id"] for p in products}
+    eligible = {}
+    for p in products:
+        eligible.setdefault(p["fare_product_id"], (p["line"], set()))[1].add(p["rider_category_id"])
+    for pid, (line, cs) in sorted(eligible.items()):
+        if "" not in cs and len(cs) > 1 and sum(1 for c in cs if cats.get(c, {}).get("default")) != 1:
+            W.append(("fare_products.txt", line, "rider_category_id", "fare product %r: of its rider categories %s, "
+                      "not exactly one is is_default_fare_category=1" % (pid, ", ".join(sorted(cs)))))
 
     services = {}
     for line, r in files.rows("calendar.txt", P) or []:
@@ -314,10 +420,15 @@ def read_feed(path):
         timeframes.append({"group": g, "start": a, "end": b, "service_id": sid, "line": line})
     groups = {t["group"] for t in timeframes}
 
-    header = files.header("fare_leg_rules.txt")
-    priority_mode = "rule_priority" in header
     leg_rules = []
+    never = {}  # timeframe_group_id -> lines of rules naming it while timeframes.txt does not
+    transfer_only = []
     for line, r in files.rows("fare_leg_rules.txt", P) or []:
+        if r.get("transfer_only", "") not in ("", "0"):
+            # MBTA's extension: the row prices a leg only after a transfer. Used as a plain leg
+            # rule it would make legs free; offgate, which cannot tell, leaves it out.
+            transfer_only.append((line, r.get("leg_group_id", "")))
+            continue
         pid = need("fare_leg_rules.txt", line, r, "fare_product_id")
         if pid and pid not in product_ids:
             P.append(("fare_leg_rules.txt", line, "fare_product_id", "unknown fare_product_id %r (fare_products.txt)" % pid))
@@ -328,7 +439,12 @@ def read_feed(path):
         for f in ("from_timeframe_group_id", "to_timeframe_group_id"):
             v = r.get(f, "")
             if v and v not in groups:
-                P.append(("fare_leg_rules.txt", line, f, "unknown timeframe_group_id %r (timeframes.txt)" % v))
+                # the rule matches only in a timeframe of that group (reference): never
+                never.setdefault((f, v), []).append(line)
+        nv = r.get("network_id", "")
+        if nv and net_known and nv not in networks:
+            P.append(("fare_leg_rules.txt", line, "network_id", "unknown network_id %r (%s)"
+                      % (nv, "networks.txt" if has_net_files else "routes.txt network_id")))
         pr = r.get("rule_priority", "")
         prv = 0
         if pr:
@@ -341,7 +457,35 @@ def read_feed(path):
                           "from_timeframe_group_id": r.get("from_timeframe_group_id", ""),
                           "to_timeframe_group_id": r.get("to_timeframe_group_id", ""),
                           "fare_product_id": pid, "rule_priority": prv})
-    leg_groups = {r["leg_group_id"] for r in leg_rules if r["leg_group_id"]}
+    priority_mode = "rule_priority" in files.header("fare_leg_rules.txt")
+    for (f, v), lines in sorted(never.items()):
+        W.append(("fare_leg_rules.txt", lines[0], f, "unknown timeframe_group_id %r (timeframes.txt): %d rule(s) "
+                  "naming it never match" % (v, len(lines))))
+    if transfer_only:
+        W.append(("fare_leg_rules.txt", transfer_only[0][0], "transfer_only", "%d row(s) with transfer_only=1 (not in the "
+                  "GTFS reference) left out: they would price plain legs" % len(transfer_only)))
+    # a transfer rule may name the group of a left-out transfer_only row: it then never applies
+    leg_groups = {r["leg_group_id"] for r in leg_rules if r["leg_group_id"]} | {g for _, g in transfer_only if g}
+
+    # fare_leg_join_rules.txt: checked, not applied. A gated journey (entry tap to exit tap) is
+    # already one leg; joining two journeys would need the legs' networks, which gates do not know.
+    joins = 0
+    for line, r in files.rows("fare_leg_join_rules.txt", P) or []:
+        name = "fare_leg_join_rules.txt"
+        for f in ("from_network_id", "to_network_id"):
+            v = need(name, line, r, f)
+            if v and net_known and v not in networks:
+                P.append((name, line, f, "unknown network_id %r" % v))
+        fs, ts = r.get("from_stop_id", ""), r.get("to_stop_id", "")
+        if bool(fs) != bool(ts):
+            P.append((name, line, "to_stop_id" if fs else "from_stop_id", "from_stop_id and to_stop_id go together"))
+        for f, v in (("from_stop_id", fs), ("to_stop_id", ts)):
+            if v and stops and v not in stops:
+                P.append((name, line, f, "unknown stop_id %r (stops.txt)" % v))
+        joins += 1
+    if joins:
+        W.append(("fare_leg_join_rules.txt", "-", "", "%d join rule(s) not applied: each entry-to-exit journey is "
+                  "priced as one leg" % joins))
 
     transfer_rules = []
     for line, r in files.rows("fare_transfer_rules.txt", P) or []:
@@ -392,6 +536,8 @@ def read_feed(path):
     used_services = {t["service_id"] for t in timeframes}
     return {
         "format": 1,
+        "warnings": [list(w) for w in W],
+        "networks": networks,
         "digest": files.digest,
         "feed_version": feed_version,
         "timezone": tz,
