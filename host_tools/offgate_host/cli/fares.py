@@ -27,7 +27,8 @@ def fares_load(data_dir, feed, config_path, db):
     table = ffeed.read_feed(feed)
     raw = fcfg.load(config_path) if config_path else {}
     cfg = fcfg.validate(raw, table)
-    for w in table["warnings"] + [["fare config", "-", "", m] for m in fcfg.warnings(cfg, table)]:
+    from ..fares.engine import Engine
+    for w in table["warnings"] + Engine(table, cfg).warnings():
         click.echo("warning: " + ffeed.describe(w), err=True)
     led = _ledger(_bo(data_dir), db)
     try:

@@ -134,16 +134,6 @@ def validate(raw, table=None):
     return cfg
 
 
-def warnings(cfg, table):
-    """Lines about settings that leave journeys unpriced (the load still goes ahead)."""
-    out = []
-    rules = table.get("leg_rules", [])
-    if rules and all(r["network_id"] for r in rules) and not cfg["network_id"] and not cfg["station_networks"]:
-        out.append("every fare_leg_rules.txt row names a network_id but no gate has a network (set network_id or "
-                   "station_networks): no journey will find a fare")
-    return out
-
-
 def load(path):
     """The raw fare config object from a JSON file; FareConfigError if unreadable."""
     try:

@@ -114,6 +114,24 @@ class Engine:
         self._tcolumns = {f: {r[f] for r in table["transfer_rules"] if r[f]}
                           for f in ("from_leg_group_id", "to_leg_group_id")}
 
+    def warnings(self):
+        """(file, line, field, message) about this table + config that leave legs unpriced: rules
+        naming a network no gate has, leg rules whose product has no row offgate may charge."""
+        out = []
+        rules = self.table["leg_rules"]
+        gate_nets = {self.cfg["network_id"]} | set(self.cfg["station_networks"].values())
+        if rules and all(r["network_id"] and r["network_id"] not in gate_nets for r in rules):
+            out.append(("fare_leg_rules.txt", "-", "network_id", "every row names a network_id no gate has (set the "
+                        "fare config's network_id or station_networks): no journey will find a fare"))
+        cats = {""} | set(self.table["rider_categories"])
+        dead = [r for r in rules if all(self.product_amount(r["fare_product_id"], c)[0] is None for c in cats)]
+        if dead:
+            out.append(("fare_leg_rules.txt", dead[0]["line"], "fare_product_id", "%d of %d rule(s) price with products "
+                        "that have no row on the fare media offgate codes count as (fare_media_ids; default: type 4, "
+                        "mobile app, or none): journeys they match are not charged, e.g. %r"
+                        % (len(dead), len(rules), dead[0]["fare_product_id"])))
+        return out
+
     # ------------------------------------------------------------------ products
     def _media(self):
         if self.cfg["fare_media_ids"] is not None:
@@ -311,7 +329,16 @@ class Engine:
                     hit = self._memo[key] = self.price_leg(leg, cat, passes)
                 amt, rule, row = hit
                 if amt is None:
-                    notes.append("no fare_leg_rules.txt row prices %s -> %s" % (j["entry"]["station"], j["exit"]["station"]))
+                    leg = self.make_leg(j["entry"]["station"], j["exit"]["station"], j["entry"]["t"], j["exit"]["t"])
+                    matched = self.leg_rules(leg)
+                    if matched:
+                        notes.append("fare_leg_rules.txt line %d matches %s -> %s but fare product %s has no row for "
+                                     "rider category %s on offgate's fare media"
+                                     % (matched[0]["line"], j["entry"]["station"], j["exit"]["station"],
+                                        matched[0]["fare_product_id"], cat or "-"))
+                    else:
+                        notes.append("no fare_leg_rules.txt row prices %s -> %s"
+                                     % (j["entry"]["station"], j["exit"]["station"]))
                     amt = 0
                 elif rule["fare_product_id"] in passes:
                     notes.append("covered by pass %s" % rule["fare_product_id"])

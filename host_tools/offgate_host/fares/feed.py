@@ -528,6 +528,9 @@ def read_feed(path):
         pid = r.get("fare_product_id", "")
         if pid and pid not in product_ids:
             P.append((name, line, "fare_product_id", "unknown fare_product_id %r (fare_products.txt)" % pid))
+        if dl_s == "" and ft is not None and not any(w[0] == name and w[2] == "duration_limit" for w in W):
+            W.append((name, line, "duration_limit", "empty: transfers under this rule never expire (applied between "
+                      "consecutive journeys of a service week, as the reference says)"))
         transfer_rules.append({"line": line, "from_leg_group_id": fg, "to_leg_group_id": tg, "transfer_count": tc,
                                "duration_limit": dl, "duration_limit_type": dt, "fare_transfer_type": ft,
                                "fare_product_id": pid})
