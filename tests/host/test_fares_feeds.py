@@ -330,3 +330,23 @@ def test_cli_load_prints_warnings_on_stderr_and_stores(tmp_path):
     r = subprocess.run(cli + ["fares", "load", str(FIX / "mbta"), "--config", str(cfg)], env=env,
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "unknown network_id 'tram'" in r.stderr
+
+
+def test_timeframe_current_day_is_the_calendar_date_not_the_service_day(tmp_path):
+    """Reference, "Timeframe Local Time Semantics": a tap at 00:30 on Tuesday is on Tuesday for
+    timeframes, although it belongs to Monday's service day for caps (service_day_start 04:30).
+    Times above 24:00:00 are refused; end_time 24:00:00 closes the day."""
+    f = _bus(tmp_path, fare_leg_rules="leg_group_id,from_area_id,to_area_id,from_timeframe_group_id,fare_product_id,"
+                                      "rule_priority\nlocal,a,a,,local,0\nlocal,a,a,night,regional,1\n",
+             timeframes="timeframe_group_id,start_time,end_time,service_id\nnight,22:00:00,24:00:00,mon\n"
+                        "night,00:00:00,02:00:00,mon\n",
+             calendar="service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\n"
+                      "mon,1,0,0,0,0,0,0,20260101,20261231\n")
+    (f / "fare_transfer_rules.txt").unlink()
+    eng = engine(f)
+    assert charges(eng, [(at(W, 2026, 6, 1, 23, 30), "B1", "B2")]) == [300]   # Monday 23:30
+    assert charges(eng, [(at(W, 2026, 6, 1, 0, 30), "B1", "B2")]) == [300]    # Monday 00:30
+    assert charges(eng, [(at(W, 2026, 6, 2, 0, 30), "B1", "B2")]) == [200]    # Tuesday 00:30
+    (f / "timeframes.txt").write_text("timeframe_group_id,start_time,end_time,service_id\nnight,22:00:00,26:00:00,mon\n")
+    with pytest.raises(FeedError, match="timeframes.txt line 2 field end_time: must be HH:MM:SS up to 24:00:00"):
+        read_feed(f)

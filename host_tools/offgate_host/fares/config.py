@@ -10,8 +10,9 @@ operator's settings, kept with each fare table version (a JSON object, all keys 
   incomplete_fare     "max" (the highest fare from the entry station, default) or minor units
   incomplete_counts_toward_caps   default false
   unmatched_exit_fare minor units charged for an exit with no entry (default 0: flagged only)
-  network_id          the route network of every gate's legs (fare_leg_rules.network_id), default ""
-  station_networks    {station: network_id} overriding network_id per station
+  network_id          the route network of every gate's legs (fare_leg_rules.network_id), default "";
+                      one of the feed's networks (networks.txt, routes.network_id) if it defines any
+  station_networks    {station: network_id} overriding network_id per station (same check)
   fare_media_ids      fare media whose products apply to offgate codes (default: media of type 4,
                       mobile app, and products without a medium; if the feed has no type-4 medium,
                       every medium, the cheapest product chosen)

@@ -4,11 +4,15 @@ Source: the GTFS Schedule reference (gtfs.org/documentation/schedule/reference),
 areas.txt, stop_areas.txt, fare_products.txt, fare_media.txt, rider_categories.txt,
 fare_leg_rules.txt, fare_transfer_rules.txt, timeframes.txt, with calendar.txt /
 calendar_dates.txt for the service_ids that timeframes reference, stops.txt for parent
-stations and agency.txt for the time zone. Parsed with the csv module (UTF-8, optional BOM).
+stations, networks.txt / route_networks.txt / routes.txt for network ids, fare_leg_join_rules.txt
+(checked, not applied) and agency.txt for the time zone. Parsed with the csv module (RFC 4180,
+UTF-8, optional BOM).
 
 `read_feed(path)` takes a directory or a .zip and returns a FareTable dict (JSON-serialisable):
 amounts in minor currency units (int), times of day in seconds. Every problem found is a
 FeedError naming file, line and field; all problems are collected, the message lists them.
+What is read but not applied goes to the table's "warnings" ([file, line, field, message];
+describe() makes the one line). docs/fares.md, "What of Fares v2 is supported".
 """
 import csv
 import hashlib
