@@ -350,3 +350,15 @@ def test_timeframe_current_day_is_the_calendar_date_not_the_service_day(tmp_path
     (f / "timeframes.txt").write_text("timeframe_group_id,start_time,end_time,service_id\nnight,22:00:00,26:00:00,mon\n")
     with pytest.raises(FeedError, match="timeframes.txt line 2 field end_time: must be HH:MM:SS up to 24:00:00"):
         read_feed(f)
+
+
+def test_agencies_in_two_time_zones_are_warned(tmp_path):
+    f = copy(FIX / "nelson", tmp_path / "n")
+    with open(f / "agency.txt", "a") as fh:
+        fh.write("X,Other,https://example.org/,America/Toronto,en,\n")
+    t = read_feed(f)
+    assert t["timezone"] == VAN
+    assert [describe(w) for w in t["warnings"]] == ["agency.txt line 3 field agency_timezone: America/Toronto differs "
+                                                    "from America/Vancouver (the reference wants one time zone for all "
+                                                    "agencies): fares use America/Vancouver unless the fare config sets "
+                                                    "timezone"]

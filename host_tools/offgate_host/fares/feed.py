@@ -215,7 +215,11 @@ def read_feed(path):
     # agency.txt: the time zone fares are in (all agencies of a feed share one, by the reference)
     tz = None
     for line, r in files.rows("agency.txt", P) or []:
-        tz = tz or r.get("agency_timezone") or None
+        atz = r.get("agency_timezone") or None
+        if tz and atz and atz != tz:
+            W.append(("agency.txt", line, "agency_timezone", "%s differs from %s (the reference wants one time zone "
+                      "for all agencies): fares use %s unless the fare config sets timezone" % (atz, tz, tz)))
+        tz = tz or atz
     feed_version = None
     for line, r in files.rows("feed_info.txt", P) or []:
         feed_version = r.get("feed_version") or None
