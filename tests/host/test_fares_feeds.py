@@ -289,19 +289,44 @@ def test_currency_minor_units(tmp_path):
         read_feed(f)
 
 
-def test_fare_leg_join_rules_checked_and_warned_not_applied(tmp_path):
+def test_fare_leg_join_rules_checked(tmp_path):
     f = copy(FIX / "svrta", tmp_path / "s")
     (f / "fare_leg_join_rules.txt").write_text("from_network_id,to_network_id,from_stop_id,to_stop_id\n"
                                                "local,robinson,,\n")
-    t = read_feed(f)
-    assert any(describe(w) == "fare_leg_join_rules.txt: 1 join rule(s) not applied: each entry-to-exit journey is "
-               "priced as one leg" for w in t["warnings"])
+    assert read_feed(f)["join_rules"] == [{"line": 2, "from_network_id": "local", "to_network_id": "robinson",
+                                           "from_stop_id": "", "to_stop_id": ""}]
     (f / "fare_leg_join_rules.txt").write_text("from_network_id,to_network_id,from_stop_id,to_stop_id\n"
                                                "local,tram,S1,\n")
     with pytest.raises(FeedError) as e:
         read_feed(f)
     assert "fare_leg_join_rules.txt line 2 field to_network_id: unknown network_id 'tram'" in str(e.value)
     assert "fare_leg_join_rules.txt line 2 field to_stop_id: from_stop_id and to_stop_id go together" in str(e.value)
+
+
+def test_fare_leg_join_rules_make_one_effective_leg(tmp_path):
+    """Out of the gates at Harbour (S3) and back in: with a join rule the two journeys are one
+    effective leg S1 -> S2 (z1 -> z1, 2.00), not z1 -> z2 + z2 -> z1 (3.50 + 3.50)."""
+    f = copy(FIX / "metro", tmp_path / "m")
+    M = "Europe/London"
+    t = at(M, 2026, 6, 1, 12)
+    legs = [(t, "S1", "S3"), (t + 1200, "S3", "S2")]
+    assert charges(engine(f, network_id="metro"), legs) == [350, 350]
+    (f / "fare_leg_join_rules.txt").write_text("from_network_id,to_network_id\nmetro,metro\n")
+    eng = engine(f, network_id="metro")
+    js = rate(eng, ride(t, "S1", "S3", 10) + ride(t + 1200, "S3", "S2", 10))
+    assert [j["charged"] for j in js] == [350, 0]
+    assert "joined to the journey before by fare_leg_join_rules.txt line 2: S1 -> S2 is one leg, 200" in js[1]["explain"]
+    # re-entering elsewhere, later than max_journey_s, or on another network: two legs
+    assert charges(eng, [(t, "S1", "S3"), (t + 1200, "S4", "S2")]) == [350, 1200]
+    assert charges(engine(f, network_id="metro", max_journey_s=1500), legs) == [350, 350]
+    (f / "fare_leg_join_rules.txt").write_text("from_network_id,to_network_id\nmetro,bus\n")
+    assert charges(engine(f, network_id="metro"), legs) == [350, 350]
+    # the rule's stops: out at S3, in at its platform-less neighbour S2 only
+    (f / "fare_leg_join_rules.txt").write_text("from_network_id,to_network_id,from_stop_id,to_stop_id\n"
+                                               "metro,metro,S3,S2\n")
+    eng = engine(f, network_id="metro")
+    assert charges(eng, [(t, "S1", "S3"), (t + 1200, "S2", "S1")]) == [350, 0]
+    assert charges(eng, legs) == [350, 350]
 
 
 def test_default_rider_category_rule_is_warned():

@@ -14,6 +14,9 @@ Steps (docs/fares.md):
      priority are kept. Among the remaining rules,
      a fare product the credential already holds (a pass) costs 0, else the cheapest product for
      the rider category and fare medium is charged (best fare for the rider).
+  2b. _joins(): fare_leg_join_rules.txt: consecutive journeys a join rule matches (networks of
+     their entry stations, the stop between them) are one effective leg, priced from the first
+     entry to the last exit; joined journeys are charged the rest of its fare and are no transfer.
   3. transfers(): fare_transfer_rules.txt between consecutive complete journeys, matched on
      from/to_leg_group_id the same way, within transfer_count and duration_limit (measured from
      the first leg of the transfer sub-journey); fare_transfer_type 0: the next leg costs the
@@ -315,6 +318,7 @@ class Engine:
             j["leg_rule"] = j["product"] = j["transfer"] = j["cap"] = None
             notes = []
             unplaced = [tp for tp in (j["entry"], j["exit"]) if tp is not None and not tp.get("station")]
+            j["unpriced"] = bool(unplaced)
             if unplaced:
                 # a gate with no registered place (offgate gate place): the rider is not charged
                 # for the operator's missing configuration; settlement flags it
@@ -371,11 +375,73 @@ class Engine:
                 j["product"] = rule["fare_product_id"]
             j["charge"] = amt
             j["notes"] = notes
-        self._transfers([j for j in journeys if j["kind"] == "complete"])
+        complete = [j for j in journeys if j["kind"] == "complete"]
+        self._joins(complete, creds)
+        self._transfers(complete)
         self._caps(journeys)
         for j in journeys:
             j["explain"] = explain(j)
         return journeys, pending
+
+    # ------------------------------------------------------------------ joined legs
+    def _same_stop(self, station, stop_id):
+        """True if a gate's station is stop_id, its parent station, or a stop of it."""
+        par = self.table["parent_station"]
+        return station == stop_id or par.get(station) == stop_id or par.get(stop_id) == station \
+            or (par.get(station) is not None and par.get(station) == par.get(stop_id))
+
+    def _join_rule(self, prev, cur):
+        """The first fare_leg_join_rules.txt row joining journey `prev` to the next one `cur`: the
+        networks of their entry stations, prev's exit stop and cur's entry stop (the rule's, or
+        the same station when it names none), within max_journey_s of the first entry."""
+        for r in self.table.get("join_rules", ()):
+            if self.network(prev["entry"]["station"]) != r["from_network_id"] \
+                    or self.network(cur["entry"]["station"]) != r["to_network_id"]:
+                continue
+            a, b = prev["exit"]["station"], cur["entry"]["station"]
+            if r["from_stop_id"]:
+                if not (self._same_stop(a, r["from_stop_id"]) and self._same_stop(b, r["to_stop_id"])):
+                    continue
+            elif not self._same_stop(a, b):
+                continue
+            return r
+        return None
+
+    def _joins(self, legs, creds):
+        """fare_leg_join_rules.txt: consecutive journeys a join rule matches are one effective fare
+        leg, priced from the first entry to the last exit (the reference: departure area and start
+        time of the first leg, arrival area and end time of the last). The first journey keeps its
+        own fare; each joined one is charged what the effective leg costs beyond the fares of the
+        journeys before it in the chain (never below 0), and is no transfer."""
+        if not self.table.get("join_rules"):
+            return
+        head, paid = None, 0
+        for prev, cur in zip([None] + legs[:-1], legs):
+            r = None
+            if prev is not None and not prev.get("unpriced") and not cur.get("unpriced"):
+                start = head or prev
+                if cur["exit"]["t"] - start["entry"]["t"] <= self.cfg["max_journey_s"]:
+                    r = self._join_rule(prev, cur)
+            if r is None:
+                head, paid = cur, cur["fare"]
+                continue
+            c = creds.get(cur["cti"]) or {}
+            passes = (self.cfg["products"].get(str(c.get("product")), {}) or {}).get("passes", ())
+            leg = self.make_leg(head["entry"]["station"], cur["exit"]["station"], head["entry"]["t"], cur["exit"]["t"])
+            amt, rule, row = self.price_leg(leg, cur["category"], passes)
+            if amt is None:
+                head, paid = cur, cur["fare"]
+                continue
+            amt = max(0, amt)
+            cur["fare"] = cur["charge"] = max(0, amt - paid)
+            paid += cur["fare"]
+            cur["joined"] = {"line": r["line"], "from": head["entry"]["station"], "fare": amt}
+            cur["leg_rule"] = {"line": rule["line"], "leg_group_id": rule["leg_group_id"],
+                               "fare_product_id": rule["fare_product_id"], "rule_priority": rule["rule_priority"]}
+            cur["product"] = rule["fare_product_id"]
+            cur["notes"] = [n for n in cur["notes"] if not n.startswith("no fare_leg_rules.txt row")] + [
+                "joined to the journey before by fare_leg_join_rules.txt line %d: %s -> %s is one leg, %d"
+                % (r["line"], head["entry"]["station"], cur["exit"]["station"], amt)]
 
     def _transfers(self, legs):
         if not self.table["transfer_rules"]:
@@ -384,6 +450,9 @@ class Engine:
         count = 0
         prev = None
         for cur in legs:
+            if cur.get("joined") and prev is not None:
+                prev = cur  # part of the effective leg before: no transfer, its leg group goes on
+                continue
             if prev is not None and self.cal.week(prev["t"]) != self.cal.week(cur["t"]):
                 prev = None  # no transfer across the start of a service week (settle.py re-rates by week)
             if prev is not None and first is not None:

@@ -5,7 +5,7 @@ areas.txt, stop_areas.txt, fare_products.txt, fare_media.txt, rider_categories.t
 fare_leg_rules.txt, fare_transfer_rules.txt, timeframes.txt, with calendar.txt /
 calendar_dates.txt for the service_ids that timeframes reference, stops.txt for parent
 stations, networks.txt / route_networks.txt / routes.txt for network ids, fare_leg_join_rules.txt
-(checked, not applied) and agency.txt for the time zone. Parsed with the csv module (RFC 4180,
+and agency.txt for the time zone. Parsed with the csv module (RFC 4180,
 UTF-8, optional BOM).
 
 `read_feed(path)` takes a directory or a .zip and returns a FareTable dict (JSON-serialisable):
@@ -475,9 +475,9 @@ def read_feed(path):
     # a transfer rule may name the group of a left-out transfer_only row: it then never applies
     leg_groups = {r["leg_group_id"] for r in leg_rules if r["leg_group_id"]} | {g for _, g in transfer_only if g}
 
-    # fare_leg_join_rules.txt: checked, not applied. A gated journey (entry tap to exit tap) is
-    # already one leg; joining two journeys would need the legs' networks, which gates do not know.
-    joins = 0
+    # fare_leg_join_rules.txt: two consecutive journeys (an exit, then an entry at the station the
+    # rule names, or the same station) priced as one effective leg (engine.py, _joins)
+    joins = []
     for line, r in files.rows("fare_leg_join_rules.txt", P) or []:
         name = "fare_leg_join_rules.txt"
         for f in ("from_network_id", "to_network_id"):
@@ -490,10 +490,8 @@ def read_feed(path):
         for f, v in (("from_stop_id", fs), ("to_stop_id", ts)):
             if v and stops and v not in stops:
                 P.append((name, line, f, "unknown stop_id %r (stops.txt)" % v))
-        joins += 1
-    if joins:
-        W.append(("fare_leg_join_rules.txt", "-", "", "%d join rule(s) not applied: each entry-to-exit journey is "
-                  "priced as one leg" % joins))
+        joins.append({"line": line, "from_network_id": r.get("from_network_id", ""),
+                      "to_network_id": r.get("to_network_id", ""), "from_stop_id": fs, "to_stop_id": ts})
 
     transfer_rules = []
     for line, r in files.rows("fare_transfer_rules.txt", P) or []:
@@ -563,6 +561,7 @@ def read_feed(path):
         "leg_rules": leg_rules,
         "priority_mode": priority_mode,
         "transfer_rules": transfer_rules,
+        "join_rules": joins,
         "timeframes": timeframes,
         "services": {k: v for k, v in services.items() if k in used_services},
     }
