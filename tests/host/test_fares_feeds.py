@@ -85,6 +85,16 @@ def test_real_feed_loads_and_every_warning_is_one_line_naming_the_file(name, tmp
         assert any("folder %s" % prefix in describe(w) for w in tz["warnings"]) == bool(prefix)
 
 
+def test_directory_with_the_feed_one_folder_down(tmp_path):
+    copy(FIX / "nelson", tmp_path / "d" / "gtfs")
+    t = read_feed(tmp_path / "d")
+    assert t["leg_rules"] == read_feed(FIX / "nelson")["leg_rules"]
+    assert [describe(w) for w in t["warnings"]] == ["%s: files read from its folder gtfs/" % (tmp_path / "d")]
+    copy(FIX / "nelson", tmp_path / "d" / "gtfs2")
+    with pytest.raises(FeedError, match="several folders"):
+        read_feed(tmp_path / "d")
+
+
 def test_zip_with_two_feed_folders_is_refused(tmp_path):
     z = tmp_path / "two.zip"
     with zipfile.ZipFile(z, "w") as zf:

@@ -93,6 +93,15 @@ class _Files:
         self.warnings = []
         h = hashlib.sha256()
         if path.is_dir():
+            if not any((path / n).is_file() for n in REQUIRED_FILES):
+                # an unpacked zip of a folder: the feed one level down
+                subs = sorted(d for d in path.iterdir() if (d / REQUIRED_FILES[0]).is_file())
+                if len(subs) > 1:
+                    raise FeedError([(str(path), "-", "", "%s in several folders (%s): which feed is meant?"
+                                      % (REQUIRED_FILES[0], ", ".join(d.name for d in subs)))])
+                if subs:
+                    self.warnings.append((str(path), "-", "", "files read from its folder %s/" % subs[0].name))
+                    path = subs[0]
             for name in FILES:
                 p = path / name
                 if p.is_file():
