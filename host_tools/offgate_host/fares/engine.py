@@ -314,7 +314,7 @@ class Engine:
             c = creds.get(j["cti"]) or {}
             cat = c.get("rider_category") or self.cfg["default_rider_category"] or ""
             j["category"] = cat
-            passes = (self.cfg["products"].get(str(c.get("product")), {}) or {}).get("passes", ())
+            passes = self.passes(c)
             j["leg_rule"] = j["product"] = j["transfer"] = j["cap"] = None
             notes = []
             unplaced = [tp for tp in (j["entry"], j["exit"]) if tp is not None and not tp.get("station")]
@@ -383,6 +383,10 @@ class Engine:
             j["explain"] = explain(j)
         return journeys, pending
 
+    def passes(self, cred):
+        """The fare_product_ids a credential ({"product": offgate product number}) has paid for."""
+        return (self.cfg["products"].get(str(cred.get("product")), {}) or {}).get("passes", ())
+
     # ------------------------------------------------------------------ joined legs
     def _same_stop(self, station, stop_id):
         """True if a gate's station is stop_id, its parent station, or a stop of it."""
@@ -425,8 +429,7 @@ class Engine:
             if r is None:
                 head, paid = cur, cur["fare"]
                 continue
-            c = creds.get(cur["cti"]) or {}
-            passes = (self.cfg["products"].get(str(c.get("product")), {}) or {}).get("passes", ())
+            passes = self.passes(creds.get(cur["cti"]) or {})
             leg = self.make_leg(head["entry"]["station"], cur["exit"]["station"], head["entry"]["t"], cur["exit"]["t"])
             amt, rule, row = self.price_leg(leg, cur["category"], passes)
             if amt is None:
