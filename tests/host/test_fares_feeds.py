@@ -1,6 +1,7 @@
 """GTFS-Fares v2 from real feeds (docs/fares.md, "What of Fares v2 is supported"): trimmed
-extracts of MBTA, Transcollines, SVRTA and the Nelson streetcar under tests/fixtures/gtfs_fares
-(SOURCE in each), read with feed.py and priced with engine.py; the reference's semantics that
+extracts of MBTA, Transcollines, SVRTA and the Nelson streetcar, kept beside zakroczym in
+../shared/gtfs/ (SOURCE in each; public data is kept only there, never committed: a test whose
+feed is absent is skipped), read with feed.py and priced with engine.py; the reference's semantics that
 real feeds use (networks, timeframes with service_id, empty vs unset, transfer types and
 counts); CSV forms (BOM, CRLF, quoting, extra columns, trailing commas, a zip with a folder);
 everything read but not applied is a one-line warning naming file, line and field."""
@@ -23,6 +24,17 @@ ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures" / "gtfs_fares"
 BOS, MTL, NYC, VAN, W = "America/New_York", "America/Montreal", "America/New_York", "America/Vancouver", "Europe/Warsaw"
 REAL = ("mbta", "transcollines", "svrta", "nelson")
+SHARED_GTFS = ROOT.parent / "shared" / "gtfs"
+if not SHARED_GTFS.is_dir():  # a worktree elsewhere: the machine's shared folder
+    SHARED_GTFS = Path("/work/shared/gtfs")
+
+
+def real(name):
+    """The real feed `name` under ../shared/gtfs/, or skip the test when it is not there."""
+    p = SHARED_GTFS / name
+    if not (p / "fare_products.txt").is_file():
+        pytest.skip("real feed %s not in %s" % (name, SHARED_GTFS))
+    return p
 
 
 def at(tz, y, mo, d, h, mi=0):
@@ -68,7 +80,7 @@ def copy(src, dst):
 # ---------------------------------------------------------------------------- every real feed loads
 @pytest.mark.parametrize("name", REAL)
 def test_real_feed_loads_and_every_warning_is_one_line_naming_the_file(name, tmp_path):
-    t = read_feed(FIX / name)
+    t = read_feed(real(name))
     assert t["leg_rules"] and t["fare_products"]
     for w in t["warnings"]:
         line = describe(w)
@@ -78,7 +90,7 @@ def test_real_feed_loads_and_every_warning_is_one_line_naming_the_file(name, tmp
     for prefix in ("", name + "/"):
         z = tmp_path / ("%s%d.zip" % (name, len(prefix)))
         with zipfile.ZipFile(z, "w") as zf:
-            for f in sorted((FIX / name).glob("*.txt")):
+            for f in sorted(real(name).glob("*.txt")):
                 zf.write(f, prefix + f.name)
         tz = read_feed(z)
         assert tz["leg_rules"] == t["leg_rules"] and tz["fare_products"] == t["fare_products"]
@@ -86,11 +98,11 @@ def test_real_feed_loads_and_every_warning_is_one_line_naming_the_file(name, tmp
 
 
 def test_directory_with_the_feed_one_folder_down(tmp_path):
-    copy(FIX / "nelson", tmp_path / "d" / "gtfs")
+    copy(real("nelson"), tmp_path / "d" / "gtfs")
     t = read_feed(tmp_path / "d")
-    assert t["leg_rules"] == read_feed(FIX / "nelson")["leg_rules"]
+    assert t["leg_rules"] == read_feed(real("nelson"))["leg_rules"]
     assert [describe(w) for w in t["warnings"]] == ["%s: files read from its folder gtfs/" % (tmp_path / "d")]
-    copy(FIX / "nelson", tmp_path / "d" / "gtfs2")
+    copy(real("nelson"), tmp_path / "d" / "gtfs2")
     with pytest.raises(FeedError, match="several folders"):
         read_feed(tmp_path / "d")
 
@@ -99,7 +111,7 @@ def test_zip_with_two_feed_folders_is_refused(tmp_path):
     z = tmp_path / "two.zip"
     with zipfile.ZipFile(z, "w") as zf:
         for d in ("a/", "b/"):
-            for f in (FIX / "nelson").glob("*.txt"):
+            for f in (real("nelson")).glob("*.txt"):
                 zf.write(f, d + f.name)
     with pytest.raises(FeedError, match="several folders"):
         read_feed(z)
@@ -107,7 +119,7 @@ def test_zip_with_two_feed_folders_is_refused(tmp_path):
 
 # ---------------------------------------------------------------------------- MBTA (rapid transit)
 def test_mbta_extensions_and_broken_references_are_warned_not_fatal():
-    ws = warnings(FIX / "mbta")
+    ws = warnings(real("mbta"))
     text = "\n".join(ws)
     # a rule naming a timeframe group timeframes.txt lacks never matches (the real feed has 185)
     assert "fare_leg_rules.txt line 15 field from_timeframe_group_id: unknown timeframe_group_id " \
@@ -120,18 +132,18 @@ def test_mbta_extensions_and_broken_references_are_warned_not_fatal():
     # gates without a network, rapid transit products only on cash / CharlieTicket media
     assert "every row names a network_id no gate has" in text
     assert "rule(s) price with products that have no row on the fare media" in text
-    assert warnings(FIX / "mbta", network_id="rapid_transit", fare_media_ids=["charlieticket", "cash"]) == ws[:6]
+    assert warnings(real("mbta"), network_id="rapid_transit", fare_media_ids=["charlieticket", "cash"]) == ws[:6]
 
 
 def test_mbta_network_must_be_one_of_the_feed():
     with pytest.raises(fcfg.FareConfigError, match="unknown network_id 'subway'"):
-        engine(FIX / "mbta", network_id="subway")
+        engine(real("mbta"), network_id="subway")
     with pytest.raises(fcfg.FareConfigError, match=r"station_networks\['70038'\]"):
-        engine(FIX / "mbta", station_networks={"70038": "bus"})
+        engine(real("mbta"), station_networks={"70038": "bus"})
 
 
 def test_mbta_rapid_transit_fares_all_others_and_service_days():
-    eng = engine(FIX / "mbta", network_id="rapid_transit", fare_media_ids=["charlieticket", "cash"])
+    eng = engine(real("mbta"), network_id="rapid_transit", fare_media_ids=["charlieticket", "cash"])
     t = at(BOS, 2024, 10, 1, 8)
 
     def leg(a, b, when=t):
@@ -148,7 +160,7 @@ def test_mbta_rapid_transit_fares_all_others_and_service_days():
 
 
 def test_mbta_unpriced_for_want_of_an_app_product_says_so():
-    eng = engine(FIX / "mbta", network_id="rapid_transit")  # mticket (type 4) sells no subway product
+    eng = engine(real("mbta"), network_id="rapid_transit")  # mticket (type 4) sells no subway product
     j = rate(eng, ride(at(BOS, 2024, 10, 1, 8), "70038", "70022"))[0]
     assert j["charged"] == 0
     assert "fare_leg_rules.txt line 8 matches 70038 -> 70022 but fare product prod_rapid_transit_quick_subway " \
@@ -156,7 +168,7 @@ def test_mbta_unpriced_for_want_of_an_app_product_says_so():
 
 
 def test_mbta_transfers_types_and_limits():
-    eng = engine(FIX / "mbta", network_id="rapid_transit", fare_media_ids=["charlieticket", "cash"])
+    eng = engine(real("mbta"), network_id="rapid_transit", fare_media_ids=["charlieticket", "cash"])
     t = at(BOS, 2024, 10, 1, 8)
     h = 3600
     # Blue -> Airport within 7200 s of the first departure (type 1 limit): free; later: full fare
@@ -169,7 +181,7 @@ def test_mbta_transfers_types_and_limits():
 
 # ---------------------------------------------------------------------------- Transcollines
 def test_transcollines_network_priority_column_and_fare_service_dates():
-    t = read_feed(FIX / "transcollines")
+    t = read_feed(real("transcollines"))
     assert t["priority_mode"] and t["networks"] == {"REG": ""} and t["currency"] == "CAD"
     eng = Engine(t, fcfg.validate({"network_id": "REG"}, t))
     assert eng.cfg["timezone"] == MTL
@@ -183,12 +195,12 @@ def test_transcollines_network_priority_column_and_fare_service_dates():
     j = rate(eng, ride(at(MTL, 2026, 9, 1, 8), gat, col))[0]
     assert j["charged"] == 0 and "no fare_leg_rules.txt row" in j["explain"]
     # a gate in another network: every row names REG
-    assert charges(engine(FIX / "transcollines"), [(june, gat, col)]) == [0]
+    assert charges(engine(real("transcollines")), [(june, gat, col)]) == [0]
 
 
 # ---------------------------------------------------------------------------- SVRTA (networks.txt)
 def test_svrta_networks_and_route_networks():
-    t = read_feed(FIX / "svrta")
+    t = read_feed(real("svrta"))
     assert sorted(t["networks"]) == ["local", "rayland", "robinson"]
     eng = Engine(t, fcfg.validate({"network_id": "local", "station_networks": {"RB": "robinson", "RY": "rayland"}}, t))
     d = at(NYC, 2026, 6, 1, 8)
@@ -202,7 +214,7 @@ def test_svrta_networks_and_route_networks():
 
 
 def test_route_networks_checks(tmp_path):
-    f = copy(FIX / "svrta", tmp_path / "f")
+    f = copy(real("svrta"), tmp_path / "f")
     with open(f / "route_networks.txt", "a") as fh:
         fh.write("tram,Blue\nlocal,Nowhere\n")
     with open(f / "routes.txt", "r+") as fh:
@@ -227,11 +239,11 @@ def test_route_networks_checks(tmp_path):
 
 # ---------------------------------------------------------------------------- Nelson streetcar
 def test_nelson_day_ticket_by_transfer_rule():
-    eng = engine(FIX / "nelson")
+    eng = engine(real("nelson"))
     d = at(VAN, 2026, 6, 1, 10)
     # one donation, then free transfers for 86400 s from the first departure (type 1)
     assert charges(eng, [(d, "a", "b"), (d + 5 * 3600, "b", "a"), (d + 86400 + 60, "a", "b")]) == [500, 0, 500]
-    assert read_feed(FIX / "nelson")["warnings"] == []
+    assert read_feed(real("nelson"))["warnings"] == []
 
 
 # ---------------------------------------------------------------------------- the reference's semantics
@@ -268,7 +280,7 @@ def test_fare_transfer_type_2_on_a_later_transfer_adds_the_transfer_product(tmp_
 
 
 def test_csv_forms_bom_crlf_quotes_extra_columns_trailing_commas(tmp_path):
-    f = copy(FIX / "nelson", tmp_path / "n")
+    f = copy(real("nelson"), tmp_path / "n")
     (f / "fare_products.txt").write_bytes(
         b"\xef\xbb\xbffare_product_id,fare_product_name,amount,currency,colour\r\n"
         b"donation,\"Fare, by \"\"donation\"\"\",5.00,CAD,red\r\n"
@@ -288,7 +300,7 @@ def test_csv_forms_bom_crlf_quotes_extra_columns_trailing_commas(tmp_path):
 
 
 def test_currency_minor_units(tmp_path):
-    f = copy(FIX / "nelson", tmp_path / "n")
+    f = copy(real("nelson"), tmp_path / "n")
     for cur, amount, minor in (("JPY", "210", 210), ("KWD", "0.250", 250), ("USD", "2", 200), ("CAD", "5.5", 550)):
         (f / "fare_products.txt").write_text("fare_product_id,amount,currency\ndonation,%s,%s\ntransfer,0,%s\n"
                                              % (amount, cur, cur))
@@ -300,7 +312,7 @@ def test_currency_minor_units(tmp_path):
 
 
 def test_fare_leg_join_rules_checked(tmp_path):
-    f = copy(FIX / "svrta", tmp_path / "s")
+    f = copy(real("svrta"), tmp_path / "s")
     (f / "fare_leg_join_rules.txt").write_text("from_network_id,to_network_id,from_stop_id,to_stop_id\n"
                                                "local,robinson,,\n")
     assert read_feed(f)["join_rules"] == [{"line": 2, "from_network_id": "local", "to_network_id": "robinson",
@@ -355,14 +367,14 @@ def test_cli_load_prints_warnings_on_stderr_and_stores(tmp_path):
     assert subprocess.run(cli + ["init"], env=env, capture_output=True).returncode == 0
     cfg = tmp_path / "c.json"
     cfg.write_text('{"network_id": "rapid_transit", "fare_media_ids": ["charlieticket"]}')
-    r = subprocess.run(cli + ["fares", "load", str(FIX / "mbta"), "--config", str(cfg)], env=env,
+    r = subprocess.run(cli + ["fares", "load", str(real("mbta")), "--config", str(cfg)], env=env,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "version 1" in r.stdout and "USD" in r.stdout
     lines = r.stderr.splitlines()
     assert lines and all(x.startswith("warning: fare_") for x in lines) and "Traceback" not in r.stderr
     cfg.write_text('{"network_id": "tram"}')
-    r = subprocess.run(cli + ["fares", "load", str(FIX / "mbta"), "--config", str(cfg)], env=env,
+    r = subprocess.run(cli + ["fares", "load", str(real("mbta")), "--config", str(cfg)], env=env,
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "unknown network_id 'tram'" in r.stderr
 
@@ -388,7 +400,7 @@ def test_timeframe_current_day_is_the_calendar_date_not_the_service_day(tmp_path
 
 
 def test_agencies_in_two_time_zones_are_warned(tmp_path):
-    f = copy(FIX / "nelson", tmp_path / "n")
+    f = copy(real("nelson"), tmp_path / "n")
     with open(f / "agency.txt", "a") as fh:
         fh.write("X,Other,https://example.org/,America/Toronto,en,\n")
     t = read_feed(f)
