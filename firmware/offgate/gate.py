@@ -237,4 +237,4 @@ def build(cfg, actuator, out, clock):
         offgate.unload("offgate.timekeep")
         offgate.unload("offgate.statedir")  # state files are touched again at sync and housekeeping only
         offgate.unload("offgate.log.record")  # its names are bound in offgate.log.oplog
-        offgate.unload("offgate.policy.replayload")  # the replay table's restore from the log
+        offgate.unload("offgate.policy.replayfile")  # the replay table's restore from the log

@@ -235,7 +235,7 @@ class ReplayGuard:
         """Rebuild the table from the file. Safe on a missing, torn, corrupt or unreadable file
         (`load_error` then names the OSError; what was read so far stays) and on a full
         filesystem (compaction is skipped). Never raises. The reading is boot-only code,
-        offgate/policy/replayload.py, loaded for the call and dropped after."""
+        offgate/policy/replayfile.py, loaded for the call and dropped after."""
         import offgate
         self.close()
         self._npend = 0
@@ -243,13 +243,13 @@ class ReplayGuard:
         self._clear()
         from offgate import statedir  # boot and housekeeping only: not resident between scans
         self.stale_tmp = statedir.remove(self.path + statedir.TMP)  # left by a compaction a power cut interrupted
-        from offgate.policy import replayload
+        from offgate.policy import replayfile
         try:
             (self.records, self.skipped, self.corrupt, self.torn, self.missing,
-             self.load_error) = replayload.load(self.path, now, self._put, bytearray(REC))
+             self.load_error) = replayfile.load(self.path, now, self._put, bytearray(REC))
         finally:
-            replayload = None
-            offgate.unload("offgate.policy.replayload")
+            replayfile = None
+            offgate.unload("offgate.policy.replayfile")
         if self.load_error is None and (self.skipped or self.records > 4 * self.slots):
             self.compact()
 
@@ -335,9 +335,9 @@ class ReplayGuard:
         credential's expiry; without a horizon: until evicted); records older than the horizon
         are no longer needed. Table only: the log still holds them, and sync() (called before
         the log frees records) rewrites the file from the table. Returns how many were restored.
-        Boot-only (offgate/policy/replayload.py; gate.build drops it after the boot)."""
-        from offgate.policy import replayload
-        n = replayload.restore(records, now, self.horizon, self.highest, self._put, EXP_MAX)
+        Boot-only (offgate/policy/replayfile.py; gate.build drops it after the boot)."""
+        from offgate.policy import replayfile
+        n = replayfile.restore(records, now, self.horizon, self.highest, self._put, EXP_MAX)
         if n:
             self._dirty = True
         return n
