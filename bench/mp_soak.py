@@ -60,8 +60,11 @@ def main(sdir, codes, every):
                 g.oplog.acknowledge(seq, chain)
                 gc.collect()
                 st = g.status()
+                cache, hits = st["cache"], st["cache_hits"]
+                st = None  # the gate drops its status report once sent: no dict alive across the scans
+                gc.collect()
                 print("CHK " + json.dumps({"n": n, "used": used, "free": gc.mem_free(), "opened": out.opened,
-                                           "cache": st["cache"], "cache_hits": st["cache_hits"]}))
+                                           "cache": cache, "cache_hits": hits}))
                 micropython.mem_info()
     st = g.status()
     print("END " + json.dumps({"scans": n, "opened": out.opened, "denied": out.reasons, "setup_used": setup,

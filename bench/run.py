@@ -997,6 +997,25 @@ def sec_heap_32bit(run):
     return {"heap_32bit": heap32}
 
 
+def sec_boot_heap(run):
+    note("where the gate's heap goes after boot (bench/bootmap.py) ...")
+    bm = run_json_script([ROOT / "bench" / "bootmap.py", "--sim", "--64"], 900)
+    ref = run.R.get("heap_32bit") or {}  # the same run's reference figure, when that section ran
+    for name, v in bm.items():
+        if isinstance(v, dict):
+            res = set(v.get("resident", ()))
+            code = sum(b for n, b in v.get("code_only", ()) if n in res)
+            a = v.get("at_128k") or {}
+            r = (ref.get(name) or {}).get("at_256k") or {}
+            note("  %-11s after boot %s B (heap32 in the same run: %s B), + simulator parts %s B; resident code %d B, "
+                 "names %s B in %s pools; at the device heap: %s B free, largest block %s GC blocks"
+                 % (name, v.get("boot_bytes"), r.get("in_use_after_boot_bytes", "-"), v.get("sim_bytes"), code,
+                    (v.get("qstr") or {}).get("end", {}).get("n_total_bytes"),
+                    (v.get("qstr") or {}).get("end", {}).get("n_pool"), a.get("free_bytes"),
+                    a.get("max_free_blocks")))
+    return {"boot_heap": bm}
+
+
 def sec_oplog_upgrade(run):
     note("operation log: converting boot of the old firmware's 1008-record log vs a plain recovery ...")
     oplog_up = run_json_script([ROOT / "bench" / "oplog_upgrade.py"], 600)
@@ -1106,6 +1125,7 @@ SECTIONS = {
     "flash_ops": (sec_flash_ops, "flash erases / programs per logged scan (bench/flash_ops.py)"),
     "soak": (sec_soak, "10,000 scans in a row at 128k on the 32-bit build (bench/soak_128k.py)"),
     "heap_32bit": (sec_heap_32bit, "gate heap by build: 32-bit .mpy / ROMFS, 64-bit (bench/heap32.py)"),
+    "boot_heap": (sec_boot_heap, "where the heap goes after boot: per module, buffers, names (bench/bootmap.py)"),
     "oplog_upgrade": (sec_oplog_upgrade, "converting boot of an old operation log (bench/oplog_upgrade.py)"),
     "sync": (sec_sync, "sync throughput, SQLite (and PostgreSQL) (bench/sync_bench.py)"),
     "ledger": (sec_ledger, "ledger ingest + settle beside a bare COPY (bench/ledger_bench.py)"),

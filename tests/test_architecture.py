@@ -30,7 +30,7 @@ TREES = (ROOT / "firmware", ROOT / "host_tools")
 # ---------------------------------------------------------------- layers of the gate firmware
 GROUND = {"offgate", "offgate._cpython", "offgate.reasons", "offgate.clock", "offgate.checksum", "offgate.config",
           "offgate.boardcfg", "offgate.statedir", "offgate.timekeep", "offgate.scanner", "offgate.pollread"}
-TOP = {"offgate.gate", "offgate.gateboot", "offgate.gateport"}  # gateport: the gate as sync sees it (sync part)
+TOP = {"offgate.gate", "offgate.gateboot", "offgate.gatestatus", "offgate.gateport"}  # gateport: the gate as sync sees it (sync part)
 FACADE = {"offgate.ecdsa", "offgate.cose"}  # the documented entry points: thin re-exports
 
 

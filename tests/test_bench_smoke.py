@@ -59,3 +59,26 @@ def test_sync_bench_runs_small():
     out = json.loads(r.stdout)
     assert [x["db"] for x in out["results"]] == ["sqlite"]
     assert out["results"][0]["records"] == 300 and out["results"][0]["settled_trips"] > 0
+
+
+def test_boot_only_code_is_not_resident_after_boot():
+    """bench/bootmap.py (docs/performance.md "The gate's heap after boot"): after the gate's boot
+    with the simulator's parts, the boot-only and on-demand modules are gone from the heap (the
+    status report, the replay file's reader, the trust store's checks, the boot wiring, the
+    config checker, log recovery) and the scan path is there. No size is checked: sizes go in
+    `make bench` (section boot_heap)."""
+    import json
+    import subprocess
+    r = subprocess.run([sys.executable, str(BENCH / "bootmap.py"), "--sim", "--64"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    assert "64-bit .mpy" in res
+    for name, v in res.items():
+        resident = set(v["resident"])
+        assert {"offgate.gate", "offgate.policy.verifier", "offgate.log.oplog", "sim.streams"} <= resident, name
+        dropped = {"offgate.gateboot", "offgate.gatestatus", "offgate.policy.replayfile", "offgate.policy.trustfile",
+                   "offgate.config", "offgate.log.oplogrecover", "offgate.timekeep", "offgate.statedir",
+                   "offgate.crypto.keytables", "offgate.log.oplogverify"}
+        assert not dropped & resident, (name, sorted(dropped & resident))
+        assert v["boot_bytes"] > 0 and v["at_128k"]["free_bytes"] > 0, name

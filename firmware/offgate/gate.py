@@ -177,44 +177,15 @@ class Gate:
         self.deny_ok = True
 
     def status(self):
-        v = self.verifier
-        st = {
-            "event": "status",
-            "gate_id": self.cfg["gate_id"],
-            "zone": self.cfg["zone"],
-            "firmware": offgate.VERSION,
-            "t": self.clock.now(),
-            "scans": self.seq,
-            "opened": self.opened,
-            "denied": self.denied,
-            "trust_keys": len(v.trust.keys),
-            "deny_count": v.deny.count,
-            "deny_serial": getattr(v.deny, "serial", 0),
-            "deny_issued": getattr(v.deny, "issued", 0),
-            "trust_serial": getattr(v.trust, "serial", 0),
-            "replay_used": self.replay.used,
-            "replay_slots": self.replay.slots,
-            "replay_evictions": self.replay.evictions,
-            "replay_skipped": self.replay.skipped,
-            "replay_compact_errors": self.replay.compact_errors,
-            "cache": len(v.cache),
-            "cache_hits": v.cache.hits,
-            "partial_lines_dropped": self.asm.dropped if self.asm is not None else 0,
-            "deny_list": "ok" if self.deny_ok else "missing (%s)" % self.cfg.get("deny_list_policy", "refuse"),
-            "disk_full": self.disk_full,
-        }
-        if self.passback is not None:
-            st["passback_refused"] = self.passback.refused
-        from offgate.statedir import fs_free  # not resident: boot, sync and reports only
-        fs = fs_free(self.cfg.get("state_dir", "."))
-        if fs is not None:
-            st["fs_free_bytes"] = fs
-        if self.time is not None:
-            self.time.report(st, self.clock.now())
-        if self.oplog is not None:
-            for k, x in self.oplog.status().items():
-                st["log_" + k] = x
-        return st
+        """The status report (a dict: counters, lists, log, clock; offgate/gatestatus.py). Its code
+        is loaded for the call and dropped after: status is asked at boot, by a sync and by reports,
+        never between scans, so it need not sit in the heap (issue 12)."""
+        from offgate import gatestatus
+        try:
+            return gatestatus.status(self)
+        finally:
+            gatestatus = None
+            offgate.unload("offgate.gatestatus")
 
     async def run(self, reader):
         """Read the scanner stream until it ends (the sim's EOF; never on a real UART). A new
@@ -266,3 +237,4 @@ def build(cfg, actuator, out, clock):
         offgate.unload("offgate.timekeep")
         offgate.unload("offgate.statedir")  # state files are touched again at sync and housekeeping only
         offgate.unload("offgate.log.record")  # its names are bound in offgate.log.oplog
+        offgate.unload("offgate.policy.replayfile")  # the replay table's restore from the log

@@ -265,7 +265,10 @@ def test_main_failing_task_resets_chip_never_the_relay():
             app.main(p)
             raise AssertionError("main returned")
         except machine.ResetCalled:
-            pass
+            # a reset chip starts on an empty heap: drop the stopped loop's tasks (they hold the
+            # whole gate) so the next cases do not run on what is left of this one's heap
+            import asyncio
+            asyncio.new_event_loop()
         machine.UART.fail_any_after[0] = None
         assert [e[3] for e in machine.events("pin", relay)] == [1 - active] * len(machine.events("pin", relay))
         assert machine.events("wdt_start")

@@ -234,48 +234,22 @@ class ReplayGuard:
     def load(self, now=0):
         """Rebuild the table from the file. Safe on a missing, torn, corrupt or unreadable file
         (`load_error` then names the OSError; what was read so far stays) and on a full
-        filesystem (compaction is skipped). Never raises."""
+        filesystem (compaction is skipped). Never raises. The reading is boot-only code,
+        offgate/policy/replayfile.py, loaded for the call and dropped after."""
+        import offgate
         self.close()
         self._npend = 0
         self._dirty = False
         self._clear()
-        self.records = self.skipped = self.corrupt = 0
-        self.load_error = None
-        self.torn = self.missing = False
         from offgate import statedir  # boot and housekeeping only: not resident between scans
         self.stale_tmp = statedir.remove(self.path + statedir.TMP)  # left by a compaction a power cut interrupted
-        buf = bytearray(REC)
-        f = None
+        from offgate.policy import replayfile
         try:
-            f = open(self.path, "rb")
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                if n < REC:
-                    self.skipped += 1  # torn tail
-                    self.torn = True
-                    break
-                body = bytes(buf[:16])
-                if (crc32(body) & 0xFFFFFFFF) != struct.unpack_from(">I", buf, 16)[0]:
-                    self.skipped += 1
-                    self.corrupt += 1
-                    continue
-                ctr, exp = struct.unpack_from(">II", buf, 8)
-                if exp == 0:
-                    self.skipped += 1
-                    continue
-                self.records += 1
-                if exp > now:
-                    self._put(body[:8], ctr, exp, now)
-        except OSError as e:
-            if e.args and e.args[0] != 2:  # ENOENT: no file yet, nothing accepted yet
-                self.load_error = e.args[0]
-            else:
-                self.missing = True
+            (self.records, self.skipped, self.corrupt, self.torn, self.missing,
+             self.load_error) = replayfile.load(self.path, now, self._put, bytearray(REC))
         finally:
-            if f is not None:
-                f.close()
+            replayfile = None
+            offgate.unload("offgate.policy.replayfile")
         if self.load_error is None and (self.skipped or self.records > 4 * self.slots):
             self.compact()
 
@@ -360,20 +334,12 @@ class ReplayGuard:
         into the table, kept for the horizon from the record's time (the log does not hold the
         credential's expiry; without a horizon: until evicted); records older than the horizon
         are no longer needed. Table only: the log still holds them, and sync() (called before
-        the log frees records) rewrites the file from the table. Returns how many were restored."""
-        n = 0
-        h = self.horizon
-        for r in records:
-            c = r["cti"]
-            if r["decision"] != "OPEN" or c is None or r["ctr"] <= self.highest(c):
-                continue
-            t = r.get("t") or now
-            keep = EXP_MAX if not h else max(t, now) + h
-            if h and t + h <= now:
-                continue
-            self._put(c, r["ctr"], min(keep, EXP_MAX), now)
+        the log frees records) rewrites the file from the table. Returns how many were restored.
+        Boot-only (offgate/policy/replayfile.py; gate.build drops it after the boot)."""
+        from offgate.policy import replayfile
+        n = replayfile.restore(records, now, self.horizon, self.highest, self._put, EXP_MAX)
+        if n:
             self._dirty = True
-            n += 1
         return n
 
     def close(self):

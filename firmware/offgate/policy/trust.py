@@ -3,7 +3,6 @@
 The gate holds public keys only. Several issuers (or an old and a new key during rotation) may be
 trusted at once, and several keys may share a kid: the verifier tries every active one.
 """
-from offgate.codec import cbor
 from offgate.crypto import ecdsa
 
 # A bigger store is refused whole ("no issuer trusted", reported) rather than read into the heap:
@@ -32,27 +31,6 @@ class IssuerKey:
         return self.nbf <= now < self.exp
 
 
-def _entry(e, i):
-    if not isinstance(e, dict):
-        raise TrustError("trust key %d: not a map" % i)
-    kid, iss, pub, nbf, exp = e.get("kid"), e.get("iss", ""), e.get("pub"), e.get("nbf"), e.get("exp")
-    if not isinstance(kid, bytes) or not 1 <= len(kid) <= 16:
-        raise TrustError("trust key %d: kid must be 1-16 bytes" % i)
-    if not isinstance(pub, bytes) or len(pub) != 65:
-        raise TrustError("trust key %d: pub must be a 65-byte uncompressed point" % i)
-    if not isinstance(iss, str):
-        raise TrustError("trust key %d: iss must be text" % i)
-    for name, v in (("nbf", nbf), ("exp", exp)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise TrustError("trust key %d: %s must be a non-negative integer" % (i, name))
-    if exp <= nbf:
-        raise TrustError("trust key %d: exp must be after nbf" % i)
-    try:
-        return IssuerKey(kid, iss, pub, nbf, exp)
-    except ValueError:
-        raise TrustError("trust key %d: pub is not a valid P-256 point" % i)
-
-
 class TrustStore:
     # lookup() results
     FOUND = 0
@@ -79,28 +57,31 @@ class TrustStore:
 
     @classmethod
     def from_bytes(cls, data):
-        """Parse a trust store file; any bad entry rejects the whole file (the caller keeps its old store)."""
+        """Parse a trust store file (CBOR {"v": 1, "keys": [...], "serial", "issued", "crc"});
+        any bad entry rejects the whole file with TrustError (the caller keeps its old store).
+        The checks are offgate/policy/trustfile.py, loaded for the call and dropped after (boot
+        and trust pushes only)."""
+        import offgate
+        from offgate.policy import trustfile
         try:
-            doc = cbor.loads(data)
+            entries, serial, issued = trustfile.parse(data, MAX_KEYS)
         except ValueError as e:
-            raise TrustError("trust store is not valid CBOR: %s" % e)
-        if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("keys"), list):
-            raise TrustError("trust store: expected {'v': 1, 'keys': [...]}")
-        if len(doc["keys"]) > MAX_KEYS:
-            raise TrustError("trust store: %d keys, more than %d" % (len(doc["keys"]), MAX_KEYS))
-        if "crc" in doc:
-            from offgate.checksum import crc32
-            n = len(data)
-            if n < 9 or data[n - 9:n - 4] != b"\x63crc\x1a" or doc["crc"] != crc32(data[:n - 9]) & 0xFFFFFFFF:
-                raise TrustError("trust store damaged: CRC mismatch")
-        serial, issued = doc.get("serial", 0), doc.get("issued", 0)
-        for name, v in (("serial", serial), ("issued", issued)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise TrustError("trust store: %s must be a non-negative integer" % name)
-        return cls([_entry(e, i) for i, e in enumerate(doc["keys"])], serial, issued)
+            raise TrustError(str(e))
+        finally:
+            trustfile = None
+            offgate.unload("offgate.policy.trustfile")
+        keys = []
+        for i, (kid, iss, pub, nbf, exp) in enumerate(entries):
+            try:
+                keys.append(IssuerKey(kid, iss, pub, nbf, exp))
+            except ValueError:
+                raise TrustError("trust key %d: pub is not a valid P-256 point" % i)
+        return cls(keys, serial, issued)
 
     @classmethod
     def load(cls, path):
+        """The store in the file at `path` (at most MAX_BYTES bytes) with the comb tables of the
+        file beside it attached. Raises TrustError."""
         try:
             import os
             n = os.stat(path)[6]

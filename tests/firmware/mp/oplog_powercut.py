@@ -20,7 +20,8 @@ import sys
 
 import powercut_bdev
 from powercut_bdev import PowerCutBdev
-from offgate.log.oplog import OpLog, LogFull, verify_records
+from offgate.log.oplog import OpLog, LogFull
+from offgate.log.oplogverify import verify_records
 
 MNT = "/pc"
 T0 = 1800000000

@@ -1,4 +1,5 @@
-from offgate.log.oplog import OpLog, LogFull, REC, HDR, verify_records, ZERO32
+from offgate.log.oplog import OpLog, LogFull, REC, HDR, ZERO32
+from offgate.log.oplogverify import verify_records
 from fwutil import scratch_dir, read, write, cti
 import os
 
