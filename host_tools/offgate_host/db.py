@@ -300,6 +300,21 @@ class Database:
             self.conn.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(cols),
                                                                        ", ".join("?" * len(cols))), rows)
 
+    def insert_new(self, table, cols, rows, types):
+        """INSERT rows (tuples in `cols` order) into `table`, skipping those that conflict with a
+        row there (ON CONFLICT DO NOTHING); returns how many were inserted. PostgreSQL: one
+        statement over arrays (unnest; `types`: the PostgreSQL type names of `cols`), not a
+        statement per row; SQLite: executemany (in-process)."""
+        if not rows:
+            return 0
+        if self.kind == "pg":
+            cur = self.execute("INSERT INTO %s (%s) SELECT * FROM unnest(%s) ON CONFLICT DO NOTHING" % (
+                table, ", ".join(cols), ", ".join("?::%s[]" % t for t in types)), [list(c) for c in zip(*rows)])
+        else:
+            cur = self.executemany("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING" % (
+                table, ", ".join(cols), ", ".join("?" * len(cols))), rows)
+        return max(cur.rowcount, 0)
+
     def pipeline(self):
         """A block whose statements go out together (psycopg pipeline mode: one round trip; read
         the cursors after it); nothing special on SQLite."""

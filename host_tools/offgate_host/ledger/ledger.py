@@ -593,13 +593,10 @@ class Ledger:
         return 1 if cur.rowcount else 0
 
     def note_anomalies(self, rows):
-        """note_anomaly for many rows (gate, seq, kind, detail, t) in one executemany (pipelined on
-        PostgreSQL); returns how many were new. In the caller's transaction."""
-        if not rows:
-            return 0
-        cur = self.db.executemany("INSERT INTO ledger_anomalies (gate, seq, kind, detail, t) VALUES (?, ?, ?, ?, ?) "
-                                  "ON CONFLICT DO NOTHING", rows)
-        return max(cur.rowcount, 0)
+        """note_anomaly for many rows (gate, seq, kind, detail, t) in one statement on PostgreSQL
+        (Database.insert_new); returns how many were new. In the caller's transaction."""
+        return self.db.insert_new("ledger_anomalies", ("gate", "seq", "kind", "detail", "t"), rows,
+                                  ("int8", "int8", "text", "text", "int8"))
 
     def flag_fraud(self, kind, cti, ctr, gate, seq, other_gate, other_seq, detail, now):
         """Flag fraud `kind` ("double_use", "cap_exceeded", "overdraft") of credential `cti` (8 bytes)
@@ -731,12 +728,10 @@ class Ledger:
 
     def flag_fraud_many(self, rows):
         """flag_fraud for many rows (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t) in one
-        executemany (pipelined on PostgreSQL); returns how many were new."""
-        if not rows:
-            return 0
-        cur = self.db.executemany("INSERT INTO ledger_fraud (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, "
-                                  "t) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
-        return max(cur.rowcount, 0)
+        statement on PostgreSQL (Database.insert_new); returns how many were new."""
+        return self.db.insert_new("ledger_fraud", ("kind", "cti", "ctr", "gate", "seq", "other_gate", "other_seq",
+                                                   "detail", "t"), rows,
+                                  ("text", "bytea", "int8", "int8", "int8", "int8", "int8", "text", "int8"))
 
     def _settle_end(self, bo, now, out):
         """Both settlements end alike: deny the credentials flagged, release expired holds."""
