@@ -126,12 +126,13 @@ def _rate_accounts(led, bo, eng, ws, mj, now, frozen):
     for r in led.db.rows_in("SELECT r.gate, r.seq, r.t, r.cti, r.station, r.direction, %s FROM ledger_records r "
                             "WHERE r.decision = 'OPEN' AND r.t >= %d AND r.cti" % (led.db.SETTLED_STATE, int(lo)),
                             list(owner)):
-        cti = bytes(r[3])
+        gate, seq, t, cti, station, direction, settled = r  # unpacked: a PostgreSQL row's r[i] is Python code
+        cti = bytes(cti)
         a = owner[cti]
-        if r[2] >= ws[a] - mj:
-            tp = {"gate": r[0], "seq": r[1], "t": r[2], "cti": cti, "station": r[4], "direction": r[5],
-                  "settled": r[6]}
-            if (r[0], r[1]) in frozen.get(a, ()):
+        if t >= ws[a] - mj:
+            tp = {"gate": gate, "seq": seq, "t": t, "cti": cti, "station": station, "direction": direction,
+                  "settled": settled}
+            if (gate, seq) in frozen.get(a, ()):
                 tp["frozen"] = True
             taps[a].append(tp)
     out = []
