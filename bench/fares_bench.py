@@ -98,13 +98,13 @@ def _pg_url(base):
 
 def run(kind, n, riders, with_fares, pg=None):
     work = Path(tempfile.mkdtemp(prefix="offgate-fares-bench-"))
-    bo = BackOffice(work / "bo")
     schema = None
-    if kind == "pg":
+    if kind == "pg":  # the one database (issue #13): accounts, charges and the ledger on PostgreSQL
         url, schema = _pg_url(pg)
-        led = Ledger(url)
+        bo = BackOffice(work / "bo", db=url)
     else:
-        led = Ledger.for_backoffice(bo)
+        bo = BackOffice(work / "bo")
+    led = Ledger.for_backoffice(bo)
     taps = build_taps(n, riders)
     ingest_s = setup(bo, led, taps, riders, with_fares)
     now = max(t for _, t, _ in taps) + 86400
@@ -112,7 +112,6 @@ def run(kind, n, riders, with_fares, pg=None):
     s = led.settle(bo, now=now)
     dt = time.perf_counter() - t0
     charged = sum(net for _charge, net in bo.net_charges().values())  # charges and their corrections
-    led.close()
     bo.close()
     if schema:
         import psycopg
@@ -134,7 +133,7 @@ def main():
     ap.add_argument("--pg", default=os.environ.get("OFFGATE_TEST_PG_URL"))
     a = ap.parse_args()
     res = {"method": __doc__.strip().splitlines()[0] + " Times: wall clock of one Ledger.settle() call "
-                     "(back office on SQLite; ledger on the named database).",
+                     "(back office and ledger on the one database named).",
            "config": {"taps": a.taps, "riders": a.riders, "fare_config": CONFIG, "feed": "zakroczym"}}
     for kind in (["sqlite"] + (["pg"] if a.pg else [])):
         res[kind] = {"fares": run(kind, a.taps, a.riders, True, a.pg),

@@ -694,8 +694,8 @@ def flash_sync_summary(R):
             if r:
                 x, ref = r["fares"], r["flat_fare_reference"]
                 parts.append(
-                    "Fares (%s ledger): settling %d taps of %d riders (pairing into %d journeys, zakroczym GTFS-Fares "
-                    "v2 leg rules, daily and weekly caps, %d incomplete) took %.1f s, %d taps/s; the flat fare per "
+                    "Fares (%s, back office and ledger on it): settling %d taps of %d riders (pairing into %d "
+                    "journeys, zakroczym GTFS-Fares v2 leg rules, daily and weekly caps, %d incomplete) took %.1f s, %d taps/s; the flat fare per "
                     "passage on the same taps, same run: %.1f s, %d taps/s." % (
                         "PostgreSQL" if db == "pg" else "SQLite", x["taps"], x["riders"], x["journeys"],
                         x["incomplete"], x["settle_s"], x["taps_per_s"], ref["settle_s"], ref["taps_per_s"]))

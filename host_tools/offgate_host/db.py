@@ -300,6 +300,25 @@ class Database:
             self.conn.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(cols),
                                                                        ", ".join("?" * len(cols))), rows)
 
+    def insert_new(self, table, cols, rows, types):
+        """INSERT rows (tuples in `cols` order) into `table`, skipping those that conflict with a
+        row there (ON CONFLICT DO NOTHING); returns how many were inserted. PostgreSQL: a binary
+        COPY (`types`: the PostgreSQL type names of `cols`) into a temporary table of those
+        columns, then one INSERT ... SELECT, not a statement per row; SQLite: executemany
+        (in-process). In the caller's transaction."""
+        if not rows:
+            return 0
+        if self.kind != "pg":
+            cur = self.executemany("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING" % (
+                table, ", ".join(cols), ", ".join("?" * len(cols))), rows)
+            return max(cur.rowcount, 0)
+        new, names = "new_" + table, ", ".join(cols)
+        self.execute("CREATE TEMP TABLE IF NOT EXISTS %s AS SELECT %s FROM %s WITH NO DATA" % (new, names, table))
+        self.load(new, cols, rows, types)
+        n = self.execute("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT DO NOTHING" % (table, names, names, new))
+        self.execute("DELETE FROM %s" % new)  # emptied in the transaction: a rollback undoes both
+        return max(n.rowcount, 0)
+
     def pipeline(self):
         """A block whose statements go out together (psycopg pipeline mode: one round trip; read
         the cursors after it); nothing special on SQLite."""

@@ -570,7 +570,16 @@ class BackOffice:
 
     def credentials(self, account_id=None) -> list:
         q = "SELECT * FROM credentials" + (" WHERE account = ?" if account_id is not None else "") + " ORDER BY iat, " + self._rowid("cti")
-        rows = self.db.execute(q, (account_id,) if account_id is not None else ()).fetchall()
+        return self._credential_dicts(self.db.execute(q, (account_id,) if account_id is not None else ()).fetchall())
+
+    def credentials_of(self, account_ids) -> list:
+        """credentials() of many accounts in one query (settlement's chunk of accounts), oldest
+        first per account as credentials() gives them."""
+        return self._credential_dicts(self.db.rows_in("SELECT * FROM credentials WHERE account", set(account_ids),
+                                                      " ORDER BY iat, " + self._rowid("cti")))
+
+    @staticmethod
+    def _credential_dicts(rows):
         out = []
         for r in rows:
             d = dict(r)
@@ -968,8 +977,14 @@ class BackOffice:
         it); then one dict ("vanished": True) per refunded vanished key. The balance changed by
         minus the sum of the deltas."""
         now = _now(now)
+        if len({a for a, _s, _c in work}) < len(work):  # an account twice: each sees the one before
+            with self.db:
+                return [self.set_journey_charges_many([w], now, regime)[0] for w in work]
         with self.db:
-            return [self._set_journey_charges(a, since, charges, now, regime) for a, since, charges in work]
+            st = self._journey_state(work)
+            out = [self._set_journey_charges(a, since, charges, now, regime, st) for a, since, charges in work]
+            self._journey_flush(st, out)
+            return out
 
     def net_charges(self, account_id=None) -> dict:
         """{(gate, seq): (charge, net)}: each settled charge's amount as charged and its net amount
@@ -993,26 +1008,66 @@ class BackOffice:
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (key[0], key[1], n, cti, account_id, delta, from_hold,
                                                                reason, now))
 
-    def _set_journey_charges(self, account_id, since, charges, now, regime):
-        out = []
-        # runs inside set_journey_charges_many's transaction
-        # a journey's key is its first tap, and its charge's t that tap's time (>= since): every
-        # key already charged is among these
-        old = {(r["gate"], r["seq"]): dict(r) for r in self.db.execute(
-            "SELECT c.gate, c.seq, c.cti, c.amount, c.from_hold, c.regime, "
-            "COALESCE((SELECT SUM(k.amount) FROM charge_corrections k WHERE k.gate = c.gate AND k.seq = c.seq), 0) "
-            "AS corrected, COALESCE((SELECT SUM(k.from_hold) FROM charge_corrections k WHERE k.gate = c.gate AND "
-            "k.seq = c.seq), 0) AS corrected_hold FROM charges c WHERE c.account = ? AND c.t >= ?", (account_id, since))}
-        want = set()
-        caps = {}
-        totals = {}  # cti: its charged total (charged_total), read once, then kept by the deltas written
+    def _journey_state(self, work):
+        """What set_journey_charges_many reads, once for the whole call (a few IN queries, not
+        several per charge: round trips on PostgreSQL): each account's charges from its `since`
+        with their corrections' sums, the credentials, holds and charged totals involved."""
+        since = {a: s for a, s, _c in work}
+        old = {a: {} for a in since}
+        lo = min(since.values()) if since else 0
+        for r in self.db.rows_in(
+                "SELECT c.account, c.t, c.gate, c.seq, c.cti, c.amount, c.from_hold, c.regime, "
+                "COALESCE((SELECT SUM(k.amount) FROM charge_corrections k WHERE k.gate = c.gate AND k.seq = c.seq), 0), "
+                "COALESCE((SELECT SUM(k.from_hold) FROM charge_corrections k WHERE k.gate = c.gate AND "
+                "k.seq = c.seq), 0) FROM charges c WHERE c.t >= %d AND c.account" % int(lo), list(since)):
+            if r[1] >= since[r[0]]:
+                old[r[0]][(r[2], r[3])] = {"cti": bytes(r[4]), "amount": int(r[5]), "from_hold": int(r[6]),
+                                           "regime": r[7], "corrected": int(r[8]), "corrected_hold": int(r[9])}
+        ctis = {bytes(c[2]) for _a, _s, charges in work for c in charges}
+        ctis.update(o["cti"] for keys in old.values() for o in keys.values())
+        creds = self.credentials_many(ctis)
+        holds = {bytes(r[0]): {"amount": int(r[1]), "used": int(r[2]), "state": r[3]} for r in self.db.rows_in(
+            "SELECT cti, amount, used, state FROM holds WHERE cti", ctis)}
+        capped = [c for c in ctis if creds.get(c) and creds[c]["cap"] is not None]
+        totals = dict.fromkeys(capped, 0)  # charged_total of each capped credential, kept by the deltas
+        for q in ("SELECT cti, SUM(amount) FROM charges WHERE cti", "SELECT cti, SUM(amount) FROM charge_corrections "
+                  "WHERE cti"):
+            for r in self.db.rows_in(q, capped, " GROUP BY cti"):
+                totals[bytes(r[0])] += int(r[1])
+        return {"old": old, "creds": creds, "holds": holds, "totals": totals, "used": {}, "balance": {}, "charges": []}
 
-        def hold_of(cti):
-            return self.db.execute("SELECT * FROM holds WHERE cti = ?", (cti,)).fetchone()
+    def _journey_flush(self, st, out):
+        """Write what _set_journey_charges kept in `st`: the new charges (one COPY on PostgreSQL),
+        the holds' and balances' moves (one executemany each); then flag the charges that took
+        an account below its credit limit (one query)."""
+        if st["charges"]:
+            self.db.load("charges", ("gate", "seq", "cti", "account", "amount", "from_hold", "t", "settled", "regime"),
+                         st["charges"], ("int8", "int8", "bytea", "text", "int8", "int8", "int8", "int8", "int8"))
+        self.db.executemany("UPDATE holds SET used = used + ? WHERE cti = ?",
+                            [(d, c) for c, d in st["used"].items() if d])
+        self.db.executemany("UPDATE accounts SET balance = balance - ? WHERE id = ?",
+                            [(d, a) for a, d in st["balance"].items() if d])
+        charged = {res[0]["account"] for res in out if res}
+        for r in self.db.rows_in("SELECT id, balance, credit FROM accounts WHERE id", charged):
+            if r[1] < -r[2]:  # below the credit limit: each charge that added to it
+                for res in out:
+                    if res and res[0]["account"] == r[0]:
+                        for c in res:
+                            c["overdrawn"] = c["delta"] > 0
+
+    def _set_journey_charges(self, account_id, since, charges, now, regime, st):
+        out = []
+        # runs inside set_journey_charges_many's transaction, on its state `st` (_journey_state):
+        # new charges, hold and balance moves are kept there and written by _journey_flush; a
+        # journey's key is its first tap, and its charge's t that tap's time (>= since): every
+        # key already charged is among st["old"][account_id]
+        old = st["old"][account_id]
+        want = set()
+        totals = st["totals"]  # cti: its charged total (charged_total), kept by the deltas written
 
         def move(cti, delta, from_hold):
             """Apply delta to the balance, and to the hold; returns the part moved on the hold."""
-            hold = hold_of(cti)
+            hold = st["holds"].get(cti)
             take = 0
             if hold is not None and hold["state"] == "held":
                 if delta > 0:
@@ -1020,8 +1075,9 @@ class BackOffice:
                 else:
                     take = -min(-delta, from_hold)
                 if take:
-                    self.db.execute("UPDATE holds SET used = used + ? WHERE cti = ?", (take, cti))
-            self.db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (delta, account_id))
+                    hold["used"] += take
+                    st["used"][cti] = st["used"].get(cti, 0) + take
+            st["balance"][account_id] = st["balance"].get(account_id, 0) + delta
             return take
 
         for c in charges:
@@ -1034,9 +1090,7 @@ class BackOffice:
             frozen = False
             if o is None:
                 fh = move(cti, amount, 0)
-                self.db.execute("INSERT INTO charges (gate, seq, cti, account, amount, from_hold, t, settled, regime) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (gate, seq, cti, account_id, amount, fh, t, now,
-                                                                       regime))
+                st["charges"].append((gate, seq, cti, account_id, amount, fh, t, now, regime))
                 delta = amount
             elif o["regime"] != regime and o["amount"] + o["corrected"] == 0:
                 # refunded in full under another regime (its journey re-rated away), priced again
@@ -1045,8 +1099,8 @@ class BackOffice:
                 fh = o["from_hold"] + o["corrected_hold"]
                 delta = amount
                 if delta:
-                    take = move(bytes(o["cti"]), delta, fh)
-                    self._correct(key, bytes(o["cti"]), account_id, delta, take, reason, now)
+                    take = move(o["cti"], delta, fh)
+                    self._correct(key, o["cti"], account_id, delta, take, reason, now)
                     fh += take
             elif o["regime"] != regime:  # settled by another pricing regime: final
                 frozen, delta, amount = True, 0, o["amount"] + o["corrected"]
@@ -1056,34 +1110,28 @@ class BackOffice:
                 delta = amount - net
                 fh = o["from_hold"] + o["corrected_hold"]
                 if delta:
-                    take = move(bytes(o["cti"]), delta, fh)
-                    self._correct(key, bytes(o["cti"]), account_id, delta, take, reason, now)
+                    take = move(o["cti"], delta, fh)
+                    self._correct(key, o["cti"], account_id, delta, take, reason, now)
                     fh += take
-            paid_by = cti if o is None else bytes(o["cti"])  # the credential the delta was written for
+            paid_by = cti if o is None else o["cti"]  # the credential the delta was written for
             if paid_by in totals:
                 totals[paid_by] += delta
-            if cti not in caps:
-                cred = self.credential(cti)
-                caps[cti] = cred["cap"] if cred else None
-            total = None
-            if caps[cti] is not None:  # only a capped credential (one with a hold) needs its total
-                if cti not in totals:
-                    totals[cti] = self.charged_total(cti)
-                total = totals[cti]
+            cred = st["creds"].get(cti)
+            cap = cred["cap"] if cred else None
+            total = totals[cti] if cap is not None else None  # only a capped credential needs its total
             out.append({"account": account_id, "amount": amount, "delta": delta, "from_hold": fh,
-                        "over_cap": amount - fh if caps[cti] is not None else 0, "cap": caps[cti],
+                        "over_cap": amount - fh if cap is not None else 0, "cap": cap,
                         "charged_total": total, "overdrawn": False, "frozen": frozen})
         for key, o in old.items():
             net = o["amount"] + o["corrected"]
             if key not in want and o["regime"] == regime and net:
-                take = move(bytes(o["cti"]), -net, o["from_hold"] + o["corrected_hold"])
-                self._correct(key, bytes(o["cti"]), account_id, -net, take, "re-rated: journey no longer there, "
+                take = move(o["cti"], -net, o["from_hold"] + o["corrected_hold"])
+                if o["cti"] in totals:
+                    totals[o["cti"]] -= net
+                self._correct(key, o["cti"], account_id, -net, take, "re-rated: journey no longer there, "
                               "refunded", now)
                 out.append({"account": account_id, "amount": 0, "delta": -net, "from_hold": 0, "over_cap": 0,
                             "cap": None, "charged_total": None, "overdrawn": False, "vanished": True})
-        if out and self._overdrawn(account_id):  # below the credit limit: each charge that added to it
-            for c in out:
-                c["overdrawn"] = c["delta"] > 0
         return out
 
     def release_expired_holds(self, now=None) -> list:

@@ -53,10 +53,11 @@ def settle(led, bo, now=None, eng=None):
     db.commit()
     rows = db.rows("SELECT r.cti, MIN(r.t) AS t FROM ledger_records r WHERE r.decision = 'OPEN' AND " + db.UNSETTLED +
                    " GROUP BY r.cti ORDER BY r.cti")
+    creds = bo.credentials_many(bytes(r["cti"]) for r in rows)  # one query, not one per credential
     first = {}
     for r in rows:
         cti = bytes(r["cti"])
-        cred = bo.credential(cti)
+        cred = creds.get(cti)
         if cred is None:
             unknown = db.rows("SELECT r.gate, r.seq FROM ledger_records r WHERE r.cti = ? AND r.decision = 'OPEN' AND "
                               + db.UNSETTLED, (cti,))
@@ -73,7 +74,7 @@ def settle(led, bo, now=None, eng=None):
         chunk = accounts[i:i + CHUNK_ACCOUNTS]
         ws = {a: eng.cal.week_start_t(first[a] - mj) for a in chunk}
         frozen = _frozen_keys(led, bo, version, ws, mj)
-        work = [_rate_account(led, bo, eng, a, ws[a], mj, now, frozen.get(a, ())) for a in chunk]
+        work = _rate_accounts(led, bo, eng, ws, mj, now, frozen)
         _apply(led, bo, version, work, now, out)
     return out  # the ledger denies out["deny"] and releases expired holds
 
@@ -111,21 +112,35 @@ def _frozen_keys(led, bo, version, ws, mj):
     return out
 
 
-def _rate_account(led, bo, eng, account, ws, mj, now, frozen):
-    """(account, ws, journeys, pending, taps): the account re-rated from the week start ws (Unix s);
-    taps whose (gate, seq) is in `frozen` (_frozen_keys) are marked frozen, not priced again."""
-    creds = {c["cti"]: c for c in bo.credentials(account)}
-    ctis = list(creds)
-    marks = ",".join("?" * len(ctis))
-    taps = led.db.rows("SELECT r.gate, r.seq, r.t, r.cti, r.station, r.direction, %s FROM ledger_records r "
-                       "WHERE r.decision = 'OPEN' AND r.cti IN (%s) AND r.t >= ? ORDER BY r.t, r.gate, r.seq"
-                       % (led.db.SETTLED_STATE, marks), ctis + [ws - mj])
-    for tp in taps:
-        tp["cti"] = bytes(tp["cti"])
-        if (tp["gate"], tp["seq"]) in frozen:
-            tp["frozen"] = True
-    journeys, pending = eng.rate(taps, creds, now)
-    return account, ws, [j for j in journeys if j["t"] >= ws], pending, taps
+def _rate_accounts(led, bo, eng, ws, mj, now, frozen):
+    """[(account, ws, journeys, pending, taps)] for the accounts of `ws` ({account: week start,
+    Unix s}), each re-rated from its week start; taps whose (gate, seq) is in frozen[account]
+    (_frozen_keys) are marked frozen, not priced again. Two queries for the chunk (the
+    credentials, the taps), not two per account (round trips on PostgreSQL)."""
+    creds = {}
+    for c in bo.credentials_of(ws):
+        creds.setdefault(c["account"], {})[c["cti"]] = c
+    owner = {cti: a for a, cs in creds.items() for cti in cs}
+    taps = {a: [] for a in ws}
+    lo = min(ws.values()) - mj
+    for r in led.db.rows_in("SELECT r.gate, r.seq, r.t, r.cti, r.station, r.direction, %s FROM ledger_records r "
+                            "WHERE r.decision = 'OPEN' AND r.t >= %d AND r.cti" % (led.db.SETTLED_STATE, int(lo)),
+                            list(owner)):
+        gate, seq, t, cti, station, direction, settled = r  # unpacked: a PostgreSQL row's r[i] is Python code
+        cti = bytes(cti)
+        a = owner[cti]
+        if t >= ws[a] - mj:
+            tp = {"gate": gate, "seq": seq, "t": t, "cti": cti, "station": station, "direction": direction,
+                  "settled": settled}
+            if (gate, seq) in frozen.get(a, ()):
+                tp["frozen"] = True
+            taps[a].append(tp)
+    out = []
+    for a in ws:
+        ts = sorted(taps[a], key=lambda tp: (tp["t"], tp["gate"], tp["seq"]))
+        journeys, pending = eng.rate(ts, creds.get(a, {}), now)
+        out.append((a, ws[a], [j for j in journeys if j["t"] >= ws[a]], pending, ts))
+    return out
 
 
 def _apply(led, bo, version, work, now, out):
@@ -137,7 +152,7 @@ def _apply(led, bo, version, work, now, out):
         [(account, ws, [(j["key"][0], j["key"][1], j["cti"], j["t"], j["charged"],
                          "re-rated by fare table version %d: %s" % (version, j["explain"])) for j in journeys])
          for account, ws, journeys, _, _ in work], now=now, regime=version)
-    rows, marks, gone = [], [], []
+    rows, marks, gone, flags, notes = [], [], [], [], []
     for (account, ws, journeys, pending, taps), res in zip(work, results):
         out["frozen"] += sum(1 for tp in taps if tp.get("frozen"))
         for c in res[len(journeys):]:  # journeys re-rated away: refunded
@@ -153,22 +168,22 @@ def _apply(led, bo, version, work, now, out):
             out["capped"] += j["cap"] is not None
             for tp in (j["entry"], j["exit"]):
                 if tp is not None and not tp.get("station"):
-                    led.note_anomaly(tp["gate"], tp["seq"], "no_place",
-                                 "tap at gate %d, which had no station registered when it synced: not charged"
-                                 % tp["gate"], now)
+                    notes.append((tp["gate"], tp["seq"], "no_place", "tap at gate %d, which had no station registered "
+                                  "when it synced: not charged" % tp["gate"], now))
             if j["kind"] == "unmatched_exit":
-                led.note_anomaly(j["exit"]["gate"], j["exit"]["seq"], "exit_without_entry",
-                             "exit at %s by credential %s with no entry before it" % (j["exit"]["station"], j["cti"].hex()),
-                             now)
+                notes.append((j["exit"]["gate"], j["exit"]["seq"], "exit_without_entry", "exit at %s by credential %s "
+                              "with no entry before it" % (j["exit"]["station"], j["cti"].hex()), now))
             if c["cap"] is not None and c["charged_total"] > c["cap"] and c["delta"] > 0:
                 out["over_cap"] += c["over_cap"]
-                out["fraud"] += led.flag_fraud("cap_exceeded", j["cti"], 0, j["key"][0], j["key"][1], None, None,
-                                          "credential %s charged %d in total, cap %d"
-                                          % (j["cti"].hex(), c["charged_total"], c["cap"]), now)
+                flags.append(("cap_exceeded", j["cti"], 0, j["key"][0], j["key"][1], None, None,
+                              "credential %s charged %d in total, cap %d" % (j["cti"].hex(), c["charged_total"],
+                                                                            c["cap"]), now))
                 if j["cti"] not in out["deny"]:
                     out["deny"].append(j["cti"])
             if c.get("overdrawn"):
-                out["fraud"] += led.flag_overdraft(c, j["cti"], 0, j["key"][0], j["key"][1], now, out)
+                if j["cti"] not in out["deny"]:
+                    out["deny"].append(j["cti"])
+                flags.append(led.overdraft_flag_row(c, j["cti"], 0, j["key"][0], j["key"][1], now, out))
             rows.append((account, j["cti"], j["key"][0], j["key"][1], j["t"], j["kind"],
                          j["entry"]["station"] if j["entry"] else None, j["exit"]["station"] if j["exit"] else None,
                          j["exit"]["gate"] if j["exit"] else None, j["exit"]["seq"] if j["exit"] else None,
@@ -188,16 +203,20 @@ def _apply(led, bo, version, work, now, out):
             elif not tp["settled"]:
                 marks.append((1, tp["gate"], tp["seq"]))
         gone.append((account, ws, version))
+    # the anomalies and fraud flags of the chunk: one executemany each (pipelined on PostgreSQL)
+    led.note_anomalies(notes)
+    out["fraud"] += led.flag_fraud_many(flags)
     # this version's journeys of each account from its week start are replaced by `rows` (one
-    # executemany: pipelined on PostgreSQL, not a round trip per account)
+    # executemany: pipelined on PostgreSQL, not a round trip per account; then one COPY)
     db.executemany("DELETE FROM fare_journeys WHERE account = ? AND t >= ? AND version = ?", gone)
     if rows:
-        db.executemany(
-            "INSERT INTO fare_journeys (account, cti, gate, seq, t, kind, from_station, to_station, exit_gate, exit_seq, "
-            "exit_t, rider_category, fare_product, leg_rule, transfer_rule, cap, fare, charge, charged, service_date, "
-            "version, explain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    if marks:
-        db.set_marks(marks)
+        db.load("fare_journeys", ("account", "cti", "gate", "seq", "t", "kind", "from_station", "to_station", "exit_gate",
+                                  "exit_seq", "exit_t", "rider_category", "fare_product", "leg_rule", "transfer_rule",
+                                  "cap", "fare", "charge", "charged", "service_date", "version", "explain"), rows)
+    # taps unmarked so far get their first mark (one COPY: none has one, under settlement's lock);
+    # taps pending again lose theirs
+    db.mark_settled([m for m in marks if m[0]])
+    db.set_marks([m for m in marks if not m[0]])
     db.commit()
 
 

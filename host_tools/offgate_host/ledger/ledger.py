@@ -592,6 +592,12 @@ class Ledger:
                               "ON CONFLICT DO NOTHING", (gate, seq, kind, detail, now))
         return 1 if cur.rowcount else 0
 
+    def note_anomalies(self, rows):
+        """note_anomaly for many rows (gate, seq, kind, detail, t) in one statement on PostgreSQL
+        (Database.insert_new); returns how many were new. In the caller's transaction."""
+        return self.db.insert_new("ledger_anomalies", ("gate", "seq", "kind", "detail", "t"), rows,
+                                  ("int8", "int8", "text", "text", "int8"))
+
     def flag_fraud(self, kind, cti, ctr, gate, seq, other_gate, other_seq, detail, now):
         """Flag fraud `kind` ("double_use", "cap_exceeded", "overdraft") of credential `cti` (8 bytes)
         at (gate, seq), with the other record if any; 1 if new, 0 if already flagged. In the
@@ -692,12 +698,12 @@ class Ledger:
                         deny_seen.add(cti)
                         out["deny"].append(cti)
                 if overdrawn:
-                    flags.append(self._overdraft_flag({"account": account, "amount": amount}, cti, ctr, gate, seq,
+                    flags.append(self.overdraft_flag_row({"account": account, "amount": amount}, cti, ctr, gate, seq,
                                                       now, out))
                     if cti not in deny_seen:
                         deny_seen.add(cti)
                         out["deny"].append(cti)
-            out["fraud"] += self._flags(flags)
+            out["fraud"] += self.flag_fraud_many(flags)
             self.db.mark_settled(done)
             self.db.commit()
         return self._settle_end(bo, now, out)
@@ -713,21 +719,19 @@ class Ledger:
                           "account %s below its credit limit after charging %d for credential %s"
                           % (c["account"], c["amount"], cti.hex()), now)
 
-    def _overdraft_flag(self, c, cti, ctr, gate, seq, now, out):
-        """flag_overdraft's flag row, for _flags (the caller denies the credential)."""
+    def overdraft_flag_row(self, c, cti, ctr, gate, seq, now, out):
+        """flag_overdraft's flag row, for flag_fraud_many (the caller denies the credential)."""
         out["overdrafts"] = out.get("overdrafts", 0) + 1
         return ("overdraft", cti, ctr, gate, seq, None, None,
                 "account %s below its credit limit after charging %d for credential %s"
                 % (c["account"], c["amount"], cti.hex()), now)
 
-    def _flags(self, rows):
+    def flag_fraud_many(self, rows):
         """flag_fraud for many rows (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, t) in one
-        executemany; returns how many were new."""
-        if not rows:
-            return 0
-        cur = self.db.executemany("INSERT INTO ledger_fraud (kind, cti, ctr, gate, seq, other_gate, other_seq, detail, "
-                                  "t) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
-        return max(cur.rowcount, 0)
+        statement on PostgreSQL (Database.insert_new); returns how many were new."""
+        return self.db.insert_new("ledger_fraud", ("kind", "cti", "ctr", "gate", "seq", "other_gate", "other_seq",
+                                                   "detail", "t"), rows,
+                                  ("text", "bytea", "int8", "int8", "int8", "int8", "int8", "text", "int8"))
 
     def _settle_end(self, bo, now, out):
         """Both settlements end alike: deny the credentials flagged, release expired holds."""
