@@ -83,7 +83,8 @@ def log_warning(gate_id, log):
 def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time=True, max_records=200,
               progress=None, now=None, open_batch=None, force_time=False):
     """One full sync with one gate. Returns a summary dict. Raises LinkError on a broken link
-    (everything committed before the break stays committed; the next sync resumes)."""
+    (everything committed before the break stays committed; the next sync resumes); every
+    SyncError raised carries .summary, the counts of what this session ingested before it."""
     if open_batch is None:
         open_batch = _open_batch
     op_key, op_cred = bo.operator_identity(operator, now=now)

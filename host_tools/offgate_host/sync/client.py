@@ -106,7 +106,8 @@ class SyncClient:
 
     def _check_first_reply(self, data):
         # our HELLO coming back: an echoing line (a pty, a serial loopback), never a gate
-        self.first_bytes += data[:64 - len(self.first_bytes)] if len(self.first_bytes) < 64 else b""
+        if len(self.first_bytes) < 64:
+            self.first_bytes += data[:64 - len(self.first_bytes)]
         if frame_header(HELLO, 0)[:6] in bytes(self.deframer.buf) + data:
             raise NotAGate("%s sent back the HELLO it was sent (an echoing serial line or pty): not a gate, "
                            "or not its sync port" % self.t)
