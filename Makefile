@@ -40,7 +40,10 @@ serve: $(STAMP) $(WEB_STAMP)
 test: $(STAMP) $(WASM_STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP) $(WEB_STAMP)
+# ONLY is checked before npm installs anything; the web wallet's packages only for its section
+bench: $(STAMP)
+	@$(BIN)/python bench/run.py --check $(if $(ONLY),--only $(ONLY))
+	$(if $(or $(if $(ONLY),,all),$(findstring wallet,$(ONLY))),@$(MAKE) --no-print-directory web)
 	$(BIN)/python bench/run.py $(if $(ONLY),--only $(ONLY))
 
 clean:

@@ -1231,6 +1231,8 @@ def main(argv=None):
     ap.add_argument("--only", metavar="SECTION[,SECTION...]",
                     help="run only these sections, keep the others' results from bench/results.json")
     ap.add_argument("--list", action="store_true", help="print the section names and exit")
+    ap.add_argument("--check", action="store_true",
+                    help="only check the arguments (section names) and exit: `make bench` runs it before installing anything")
     ap.error = lambda msg: _fail(msg)
     a = ap.parse_args(argv)
     if a.list:
@@ -1242,6 +1244,8 @@ def main(argv=None):
         prev = load_results()
     except ValueError as e:
         return _fail(str(e))
+    if a.check:
+        return 0
 
     t_start = time.time()
     console.rule("[bold]offgate bench" + ("" if a.only is None else ": " + ", ".join(names)))

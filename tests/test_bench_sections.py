@@ -102,3 +102,21 @@ def test_search_on_a_grid():
     assert (x, info) == (132, 132)
     with pytest.raises(ValueError):
         bracket.smallest_passing(lambda k: (True, None), 61, 320, 4)
+
+
+def test_make_bench_checks_only_before_installing_anything(tmp_path):
+    """`make bench ONLY=nonsense` fails with one line before npm installs the web wallet's packages
+    (the QA run saw npm first); a good ONLY passes the check (--check runs nothing)."""
+    import shutil
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    bindir = str(Path(sys.executable).parent)
+    r = subprocess.run(["make", "--no-print-directory", "bench", "ONLY=nonsense", "STAMP=", "BIN=" + bindir],
+                       capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "unknown bench section 'nonsense'" in out, out
+    assert "npm" not in out, out
+    r = subprocess.run(["make", "-n", "--no-print-directory", "bench", "ONLY=qr", "STAMP=", "BIN=" + bindir],
+                       capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert r.returncode == 0 and "--check --only qr" in r.stdout and "npm" not in r.stdout, r.stdout
+    assert _run("--check", "--only", "qr,scan").returncode == 0

@@ -30,6 +30,9 @@ class NoBackOffice(OffgateError):
 
 # Exit status of a command interrupted with Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
+# Exit status of a command whose stdout reader went away (`offgate report | head`): 128 + SIGPIPE,
+# what a shell reports for a program SIGPIPE ended; no message.
+EXIT_BROKEN_PIPE = 141
 
 
 class Interrupted(OffgateError):

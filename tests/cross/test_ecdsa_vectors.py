@@ -35,7 +35,14 @@ def compress(pub65):
     return bytes([2 | (pub65[64] & 1)]) + pub65[1:33]
 
 
-def test_wycheproof_p1363(mp):
+@pytest.fixture(params=["mp64", "mp32"])
+def rt(request):
+    """The session's firmware oracle on the 64-bit port or on the 32-bit build."""
+    return request.getfixturevalue("mp" if request.param == "mp64" else "mp32")
+
+
+def test_wycheproof_p1363(rt):
+    mp = rt
     assert WYCHEPROOF_FILE.exists(), "Wycheproof vectors missing: expected %s" % WYCHEPROOF_FILE
     cases = wycheproof_cases()
     bad = []
@@ -77,7 +84,8 @@ def nist_sigver_cases():
     return out
 
 
-def test_nist_sigver_p256_sha256(mp):
+def test_nist_sigver_p256_sha256(rt):
+    mp = rt
     cases = nist_sigver_cases()
     assert len(cases) == 15
     assert any(c[3] for c in cases) and not all(c[3] for c in cases)

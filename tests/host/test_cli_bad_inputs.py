@@ -338,3 +338,45 @@ def test_gate_place_warns_about_a_station_the_fare_table_does_not_know(tmp_path)
     res = r.invoke(main, ["gate", "init", str(tmp_path / "g9"), "--gate-id", "9", "--zone", "1", "--station",
                           "nowhere", "--direction", "entry", *d])
     assert res.exit_code == 0 and "warning: station nowhere" in res.stderr, res.output
+
+
+def test_account_adjust_takes_a_negative_amount(tmp_path):
+    """`offgate account adjust A -100` needed `--` before the amount (the QA run)."""
+    r = CliRunner()
+    data = str(tmp_path / "bo")
+    assert r.invoke(main, ["init", "--data", data]).exit_code == 0
+    assert r.invoke(main, ["account", "create", "A", "--balance", "500", "--data", data]).exit_code == 0
+    res = r.invoke(main, ["account", "adjust", "A", "-100", "--reason", "refund reversed", "--data", data])
+    assert res.exit_code == 0 and "balance 400" in res.output, res.output
+    res = r.invoke(main, ["account", "adjust", "A", "--reason", "again", "--data", data, "-50"])
+    assert res.exit_code == 0 and "balance 350" in res.output, res.output
+    res = r.invoke(main, ["account", "adjust", "A", "--reason", "old spelling", "--data", data, "--", "-50"])
+    assert res.exit_code == 0 and "balance 300" in res.output, res.output
+    for bad in (["--bogus"], ["-5x"], ["10", "-7"]):  # still one line, exit 2
+        res = r.invoke(main, ["account", "adjust", "A", "--reason", "x", "--data", data] + bad)
+        check(res, bad)
+        assert res.exit_code == 2, res.output
+
+
+def test_output_to_a_closed_pipe_ends_quietly(tmp_path):
+    """`offgate ... | head`: no "Broken pipe" line, exit status 141 (128 + SIGPIPE), for click's
+    output, rich tables and plain echo alike (the QA run saw `offgate: I/O error: Broken pipe`)."""
+    import subprocess
+    import sys
+    offgate = str(Path(sys.executable).parent / "offgate")
+    data = str(tmp_path / "bo")
+    r = CliRunner()
+    assert r.invoke(main, ["init", "--data", data]).exit_code == 0
+    assert r.invoke(main, ["account", "create", "A", "--balance", "500", "--data", data]).exit_code == 0
+    for args in (["--help"], ["account", "list"], ["account", "show", "A"], ["report", "--json"], ["report"]):
+        if args != ["--help"]:
+            args = args + ["--data", data]
+        p = subprocess.Popen([offgate] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdout.close()  # the reader is gone before the command writes anything
+        err = p.stderr.read().decode()
+        p.stderr.close()
+        assert p.wait(timeout=120) == 141 and err == "", (args, p.returncode, err)
+    # an error is still an error
+    p = subprocess.run([offgate, "account", "show", "nobody", "--data", data], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 1 and p.stderr.startswith("offgate: unknown account"), p.stderr

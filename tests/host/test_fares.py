@@ -898,3 +898,26 @@ def _interrupted_settle(w, now):
         assert sum(a["balance"] for a in w.bo.list_accounts()) <= before + 10 ** 6
     finally:
         fare_settle._apply, fare_settle.CHUNK_ACCOUNTS = real, chunk
+
+
+def test_cli_load_of_the_same_feed_is_unchanged(tmp_path):
+    """A second `offgate fares load` of the same feed and config stores nothing and says so (the QA
+    run found a new version each time); a changed config or feed still makes a new version."""
+    env = dict(os.environ, OFFGATE_DATA=str(tmp_path / "data"))
+    env.pop("OFFGATE_DB", None)
+    cfg = tmp_path / "fares.json"
+    cfg.write_text('{"network_id": "metro"}')
+    assert _cli("init", env=env).returncode == 0
+    assert "version 1 " in _cli("fares", "load", FIX / "metro", "--config", cfg, env=env).stdout
+    copy = _copy(FIX / "metro", tmp_path / "copy")  # the same files elsewhere: still the same feed
+    for src in (FIX / "metro", copy):
+        r = _cli("fares", "load", src, "--config", cfg, env=env)
+        assert r.returncode == 0 and r.stdout.startswith("fare table unchanged, still version 1"), r.stdout
+    assert len(_cli("fares", "versions", env=env).stdout.splitlines()) == 1
+    r = _cli("fares", "load", FIX / "metro", env=env)  # another config (none): a new version
+    assert r.returncode == 0 and "version 2 " in r.stdout, r.stdout
+    lines = (copy / "fare_products.txt").read_text().splitlines()
+    (copy / "fare_products.txt").write_text("\n".join(lines + [lines[-1].replace(lines[-1].split(",")[0], "extra", 1)]) + "\n")
+    r = _cli("fares", "load", copy, env=env)  # a changed feed: a new version
+    assert r.returncode == 0 and "version 3 " in r.stdout, (r.stdout, r.stderr)
+    assert "unchanged, still version 3" in _cli("fares", "load", copy, env=env).stdout

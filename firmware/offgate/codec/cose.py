@@ -118,14 +118,16 @@ def check_alg(sign1):
         raise BadAlgorithm("COSE alg %r is not ES256" % (alg,))
 
 
-def sig_structure(sign1):
-    """The ToBeSigned bytes: ["Signature1", protected, h'', payload] over the exact received
-    protected bstr (never a re-encoding of phdr)."""
-    return cbor.dumps(["Signature1", sign1.protected, b"", sign1.payload])
+def sig_structure(sign1, external_aad=b""):
+    """The ToBeSigned bytes (RFC 9052 4.4): ["Signature1", protected, external_aad, payload]
+    over the exact received protected bstr (never a re-encoding of phdr). offgate's codes and
+    credentials use an empty external_aad; a caller that binds other data passes it as bytes."""
+    return cbor.dumps(["Signature1", sign1.protected, external_aad, sign1.payload])
 
 
-def verify_parsed(sign1, key):
-    """True if sign1's ES256 signature verifies with parsed key (offgate.crypto.ecdsa PublicKey).
+def verify_parsed(sign1, key, external_aad=b""):
+    """True if sign1's ES256 signature verifies with parsed key (offgate.crypto.ecdsa PublicKey)
+    over the Sig_structure with external_aad (bytes, default empty).
     False for a bad signature and also for an unacceptable alg: callers that want BAD_ALG
     check sign1.alg (or check_alg) first; this function never raises for bad input."""
     from offgate.crypto import ecdsa  # imported on first use: parsing alone needs no EC code
@@ -136,17 +138,18 @@ def verify_parsed(sign1, key):
     sig = sign1.signature
     if len(sig) != 64:
         return False
-    return bool(ecdsa.verify_key(key, sig_structure(sign1), sig))
+    return bool(ecdsa.verify_key(key, sig_structure(sign1, external_aad), sig))
 
 
-def sign1_verify(data, pub):
-    """Verify COSE_Sign1 bytes with pub (SEC1 bytes, 65 or 33 long, or a parsed ecdsa key).
-    Returns the payload; raises a ValueError (subclass) on any failure."""
+def sign1_verify(data, pub, external_aad=b""):
+    """Verify COSE_Sign1 bytes with pub (SEC1 bytes, 65 or 33 long, or a parsed ecdsa key) and
+    external_aad (bytes, RFC 9052 4.3; default empty). Returns the payload; raises a ValueError
+    (subclass) on any failure: Malformed/CBORError, BadAlgorithm, BadSignature."""
     from offgate.crypto import ecdsa
     s = sign1_parse(data)
     check_alg(s)
     if isinstance(pub, (bytes, bytearray, memoryview)):
         pub = ecdsa.parse_public_key(bytes(pub))
-    if not verify_parsed(s, pub):
+    if not verify_parsed(s, pub, external_aad):
         raise BadSignature("COSE signature does not verify")
     return s.payload

@@ -57,7 +57,8 @@ def account_topup(data_dir, account_id, amount, reason, by):
     click.echo("account %s topped up by %d: balance %d" % (account_id, amount, a["balance"]))
 
 
-@account.command("adjust")
+# a negative AMOUNT ("-100") reaches the argument instead of being taken for an unknown option
+@account.command("adjust", context_settings={"ignore_unknown_options": True})
 @data_option
 @click.argument("account_id")
 @click.argument("amount", type=click.IntRange(-MAX_AMOUNT, MAX_AMOUNT))
@@ -66,9 +67,8 @@ def account_topup(data_dir, account_id, amount, reason, by):
 @click.option("--credit", type=AMOUNT, default=None, help="also set the credit limit (minor units)")
 @user_errors
 def account_adjust(data_dir, account_id, amount, reason, by, credit):
-    """Change ACCOUNT_ID's balance by AMOUNT (minor units, signed; use -- before a negative
-    amount, after the options: `offgate account adjust A --reason "..." -- -250`), with a reason
-    in the audit trail."""
+    """Change ACCOUNT_ID's balance by AMOUNT (minor units, signed: `offgate account adjust A -250
+    --reason "..."` takes 250 off), with a reason in the audit trail."""
     bo = _bo(data_dir)
     who = by or _operator_name()
     if amount:

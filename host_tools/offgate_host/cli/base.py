@@ -46,8 +46,8 @@ def user_errors(f):
         from ..errors import OffgateError
         try:
             return f(*a, **kw)
-        except OffgateError:
-            raise
+        except (OffgateError, BrokenPipeError):
+            raise  # a closed pipe (`offgate ... | head`) is not an error: OffgateGroup.main ends quietly
         except ValueError as e:
             raise OffgateError(str(e)) from None
         except FileNotFoundError as e:
@@ -82,6 +82,9 @@ class OffgateGroup(click.Group):
         except EOFError as e:
             # end of input at a prompt, or a truncated CBOR file (cbor2's decode errors are EOFErrors)
             raise OffgateError("unexpected end of input%s" % (": %s" % e if str(e) else "")) from None
+        except BrokenPipeError:
+            # past click's own EPIPE handling (exit status 1) to main, which ends quietly
+            raise _ReaderGone() from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         import os
@@ -95,6 +98,13 @@ class OffgateGroup(click.Group):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
+        except _ReaderGone:
+            _quiet_broken_pipe()
+        except SystemExit:
+            # click ends with exit status 1 when its own output (--help, usage) meets a closed pipe
+            if type(sys.stdout).__name__ == "_PacifyFlushWrapper":
+                _quiet_broken_pipe()
+            raise
         except click.UsageError as e:
             # one line like every other error (exit 2): the command, the message, where help is
             where = e.ctx.command_path if e.ctx is not None else "offgate"
@@ -115,17 +125,40 @@ class OffgateGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("offgate: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
-        except BrokenPipeError:  # `offgate report | head`
-            sys.exit(1)
+        except BrokenPipeError:  # `offgate report | head`: the reader has what it wanted
+            _quiet_broken_pipe()
         except Exception as e:
             if os.environ.get("OFFGATE_DEBUG"):
                 raise
             click.echo("offgate: internal error (a bug, please report it with OFFGATE_DEBUG=1 output): %s: %s"
                        % (type(e).__name__, " ".join(str(e).split())), err=True)
             sys.exit(EXIT_INTERNAL)
+        try:  # what is still buffered, now: a reader gone at the interpreter's last flush is exit 120
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         if isinstance(rv, int) and rv:
             sys.exit(rv)
         sys.exit(0)
+
+
+class _ReaderGone(Exception):
+    """stdout's reader went away (BrokenPipeError), carried past click's handler to main."""
+
+
+def _quiet_broken_pipe():
+    """End quietly after the reader of stdout went away: no message, and stdout pointed at
+    /dev/null so the interpreter's last flush cannot complain either (Python's own advice,
+    docs "signal: Note on SIGPIPE"). Exit status 141, as if SIGPIPE had ended the process."""
+    import os
+
+    from ..errors import EXIT_BROKEN_PIPE
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test runner's capture): nothing to redirect
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 def _uint_list(text, what):
@@ -158,7 +191,13 @@ def _operator_name():
 
 def _console():
     from rich.console import Console
-    return Console(width=max(160, shutil.get_terminal_size((160, 24)).columns))
+    c = Console(width=max(160, shutil.get_terminal_size((160, 24)).columns))
+    c.on_broken_pipe = _reader_gone  # rich's own ends with exit status 1
+    return c
+
+
+def _reader_gone():
+    raise _ReaderGone()
 
 
 @click.group(cls=OffgateGroup)

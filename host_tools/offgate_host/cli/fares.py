@@ -20,7 +20,8 @@ def fares_group():
 @user_errors
 def fares_load(data_dir, feed, config_path, db):
     """Validate the GTFS-Fares v2 files of FEED (a directory or a .zip) and store them, with the
-    fare config, as the next fare table version; settlement uses the newest."""
+    fare config, as the next fare table version; settlement uses the newest. The same feed and
+    config as the newest version's store nothing ("unchanged, still version N")."""
     from ..fares import config as fcfg
     from ..fares import feed as ffeed
     from ..fares import store
@@ -32,9 +33,13 @@ def fares_load(data_dir, feed, config_path, db):
         click.echo("warning: " + ffeed.describe(w), err=True)
     led = _ledger(_bo(data_dir), db)
     try:
-        v = store.add_version(led.db, feed, table, fcfg.raw_of(cfg))
+        v, created = store.load(led.db, feed, table, fcfg.raw_of(cfg))
     finally:
         led.close()
+    if not created:
+        click.echo("fare table unchanged, still version %d (%s and its config are the same as that version's)"
+                   % (v, feed))
+        return
     click.echo("fare table version %d from %s: %d fare products, %d leg rules, %d transfer rules, %d timeframes, "
                "%d areas; currency %s, time zone %s, service day from %s, %d cap(s)"
                % (v, feed, len(table["fare_products"]), len(table["leg_rules"]), len(table["transfer_rules"]),

@@ -62,6 +62,7 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
             led.close()
         return
     failed = 0
+    why = []  # "target: error" of each failed gate, for the last line (the bar's note is cut short)
     totals = {"pulled": 0, "new": 0, "fraud": 0}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[note]}"), console=_console()) as prog:
@@ -83,10 +84,16 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
                                       max_records=max_records, progress=progress, force_time=force_time)
             except (SyncError, BackOfficeError) as e:
                 failed += 1
+                why.append("%s: %s" % (target, " ".join(str(e).split())))
+                # what the attempts ingested before the failure is in the ledger: counted, and said
+                got = getattr(e, "summary", None) or {}
+                for k in totals:
+                    totals[k] += got.get(k, 0)
                 # the bar shows what was pulled and committed before the failure, never a full bar:
                 # the rest of the backlog is still on the gate
                 done = seen["done"]
-                prog.update(task, completed=done, total=max(seen["backlog"], done + 1), note="[red]FAILED: %s" % e)
+                prog.update(task, completed=done, total=max(seen["backlog"], done + 1),
+                            note="[red]FAILED%s: %s" % (_ingested(got), e))
                 prog.update(whole, advance=1, note="%d record(s), %d new, %d fraud; [red]%d failed"
                             % (totals["pulled"], totals["new"], totals["fraud"], failed))
                 continue
@@ -102,7 +109,15 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
                            "; [red]%d failed" % failed if failed else ""))
     led.close()
     if failed:
-        raise click.ClickException("%d of %d gate(s) failed to sync" % (failed, len(targets)))
+        raise click.ClickException("%d of %d gate(s) failed to sync (%s); %d record(s) ingested in all (%d new)"
+                                   % (failed, len(targets), "; ".join(why), totals["pulled"], totals["new"]))
+
+
+def _ingested(summary):
+    """' after ingesting N record(s) (M new)' for a failed sync that ingested some, else ''."""
+    if not summary.get("pulled"):
+        return ""
+    return " after ingesting %d record(s) (%d new)" % (summary["pulled"], summary.get("new", 0))
 
 
 _sleep = None  # tests replace it (no real waiting)
@@ -143,8 +158,9 @@ def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
                 fails[target] += 1
                 wait = fleet.backoff(every, fails[target])
                 due[target] = _time.time() + wait
-                click.echo("%s %s FAILED (%d in a row): %s; next try in %ds" % (stamp, target, fails[target],
-                                                                                " ".join(str(e).split()), wait))
+                click.echo("%s %s FAILED (%d in a row)%s: %s; next try in %ds"
+                           % (stamp, target, fails[target], _ingested(getattr(e, "summary", None) or {}),
+                              " ".join(str(e).split()), wait))
                 continue
             fails[target] = 0
             due[target] = _time.time() + every

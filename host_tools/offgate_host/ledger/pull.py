@@ -12,7 +12,7 @@ import time
 from ..device.tables import issuer_tables_from_trust
 from ..sync.batch import open_batch as _open_batch
 from ..sync.client import SyncClient, signed_trust
-from ..sync.frames import GateNotEnrolled, GateRefused, LinkError, SyncError
+from ..sync.frames import GateNotEnrolled, GateRefused, LinkError, NoAnswer, NotAGate, SyncError
 from .ledger import LedgerError, chain_next, chain_next_body
 
 def _normalize_batch(opened, gate_id):
@@ -83,7 +83,8 @@ def log_warning(gate_id, log):
 def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time=True, max_records=200,
               progress=None, now=None, open_batch=None, force_time=False):
     """One full sync with one gate. Returns a summary dict. Raises LinkError on a broken link
-    (everything committed before the break stays committed; the next sync resumes)."""
+    (everything committed before the break stays committed; the next sync resumes); every
+    SyncError raised carries .summary, the counts of what this session ingested before it."""
     if open_batch is None:
         open_batch = _open_batch
     op_key, op_cred = bo.operator_identity(operator, now=now)
@@ -99,6 +100,16 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
         except LedgerError as e:
             raise GateNotEnrolled(str(e)) from None
 
+    try:
+        return _sync_session(transport, bo, ledger, summary, registered, check_gate, op_key, op_cred, push,
+                             set_time, max_records, progress, now, open_batch, force_time)
+    except SyncError as e:
+        e.summary = summary  # what this session ingested before it failed (committed: it stays)
+        raise
+
+
+def _sync_session(transport, bo, ledger, summary, registered, check_gate, op_key, op_cred, push, set_time,
+                  max_records, progress, now, open_batch, force_time):
     with SyncClient(transport, op_key, op_cred) as c:
         c.handshake(check_gate=check_gate)
         gid = c.gate_id
@@ -209,15 +220,38 @@ def sync_gate(transport, bo, ledger, *, operator="operator", push=True, set_time
     return summary
 
 
+COUNTS = ("pulled", "new", "duplicates", "anomalies", "fraud", "batches")  # summed over a sync's attempts
+
+
 def sync_with_retries(make_transport, bo, ledger, retries=3, delay=0.5, **kw):
-    """sync_gate, retried on link errors (each retry is a fresh session with fresh challenges)."""
+    """sync_gate, retried on link errors (each retry is a fresh session with fresh challenges).
+    The summary counts what every attempt ingested (an attempt cut after some batches committed
+    them). On failure the exception carries that count as .summary (the same keys), so a failed
+    sync still says what it ingested. A first attempt that hears nothing at all from the target
+    is not retried: NotAGate."""
+    done = dict.fromkeys(COUNTS, 0)
     last = None
     for attempt in range(retries + 1):
         try:
             s = sync_gate(make_transport(), bo, ledger, **kw)
-            s["attempts"] = attempt + 1
-            return s
-        except LinkError as e:
+        except SyncError as e:
+            for k in COUNTS:
+                done[k] += (getattr(e, "summary", None) or {}).get(k, 0)
+            e.summary = dict(done, attempts=attempt + 1)
+            if isinstance(e, NoAnswer) and attempt == 0:
+                raise _with_summary(NotAGate("%s: not a gate, or not its sync port" % e), e.summary) from None
+            if not isinstance(e, LinkError):
+                raise
             last = e
             time.sleep(delay)
+            continue
+        for k in COUNTS:
+            s[k] = s.get(k, 0) + done[k]
+        s["attempts"] = attempt + 1
+        return s
     raise last
+
+
+def _with_summary(e, summary):
+    e.summary = summary
+    return e

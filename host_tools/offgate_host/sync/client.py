@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from ..wire import keys
 from .frames import (AUTH, AUTH_OK, CHALLENGE, DENY_CHUNK, ERROR, HELLO, MAC_LEN, NONCE_LEN, PROTO, REQUEST, RESPONSE,
-                     TABLES_CHUNK, Deframer, GateRefused, SyncError, encode_frame, frame_header)
+                     TABLES_CHUNK, Deframer, GateRefused, NoAnswer, NotAGate, ReplyTimeout, SyncError, encode_frame,
+                     frame_header)
 
 def _sig_p1363(key: ec.EllipticCurvePrivateKey, msg: bytes) -> bytes:
     r, s = decode_dss_signature(key.sign(msg, ec.ECDSA(hashes.SHA256())))
@@ -65,6 +66,9 @@ class SyncClient:
         self.device_pub = None
         self.scope = None
         self.firmware = None
+        self.heard = 0            # bytes received from the target
+        self.got_frame = False    # a well-formed frame arrived (the target speaks the sync protocol)
+        self.first_bytes = bytearray()  # the start of what came before the first frame, for the error
 
     def __enter__(self):
         self.t.open()
@@ -79,8 +83,34 @@ class SyncClient:
 
     def _recv(self):
         while not self.pending:
-            self.pending.extend(self.deframer.feed(self.t.recv()))
+            try:
+                data = self.t.recv()
+            except ReplyTimeout as e:
+                if not self.heard:
+                    raise NoAnswer("no answer from %s: %s" % (self.t, e)) from None
+                raise
+            if not self.got_frame:
+                self._check_first_reply(data)
+            self.heard += len(data)
+            self.pending.extend(self.deframer.feed(data))
+            if not self.got_frame and not self.pending and b"OG1:" in bytes(self.first_bytes):
+                raise NotAGate("%s sent a scanner's output (an OG1: code), not a gate's sync frame: not a gate, "
+                               "or not its sync port" % self.t)
+            if not self.got_frame and not self.pending \
+                    and self.deframer.skipped > getattr(self.t, "noise_allowance", 0):
+                raise NotAGate("%s answered with something that is not a gate's sync frame (%d byte(s), "
+                               "starting %r): not a gate, or not its sync port"
+                               % (self.t, self.deframer.skipped, bytes(self.first_bytes[:24])))
+        self.got_frame = True
         return self.pending.pop(0)
+
+    def _check_first_reply(self, data):
+        # our HELLO coming back: an echoing line (a pty, a serial loopback), never a gate
+        if len(self.first_bytes) < 64:
+            self.first_bytes += data[:64 - len(self.first_bytes)]
+        if frame_header(HELLO, 0)[:6] in bytes(self.deframer.buf) + data:
+            raise NotAGate("%s sent back the HELLO it was sent (an echoing serial line or pty): not a gate, "
+                           "or not its sync port" % self.t)
 
     def _expect(self, want):
         ftype, payload = self._recv()

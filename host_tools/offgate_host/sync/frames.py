@@ -31,6 +31,20 @@ class LinkError(SyncError):
     """The link broke (timeout, closed, dropped on purpose): a retry may succeed."""
 
 
+class ReplyTimeout(LinkError):
+    """Nothing (more) arrived within the transport's timeout."""
+
+
+class NoAnswer(LinkError):
+    """The target connected but sent nothing at all within the timeout (a first attempt that hears
+    nothing is not retried: sync_with_retries makes it NotAGate)."""
+
+
+class NotAGate(SyncError):
+    """What answered is not a gate's sync link (garbage, our own bytes echoed, or silence from the
+    start): one line at once, no retries (a retry would wait the same timeout for the same)."""
+
+
 class GateRefused(SyncError):
     """The gate answered with an ERROR frame or ok=False."""
 
@@ -56,6 +70,7 @@ class Deframer:
     def __init__(self):
         self.buf = bytearray()
         self.errors = 0
+        self.skipped = 0  # bytes dropped as not part of a frame
 
     def feed(self, data: bytes):
         self.buf += data
@@ -66,16 +81,19 @@ class Deframer:
                 keep = next((k for k in (3, 2, 1) if self.buf.endswith(MAGIC[:k])), 0)
                 if len(self.buf) > keep:
                     self.errors += 1
+                    self.skipped += len(self.buf) - keep
                     del self.buf[:len(self.buf) - keep]
                 return out
             if i:
                 self.errors += 1
+                self.skipped += i
                 del self.buf[:i]
             if len(self.buf) < HEADER:
                 return out
             ver, ftype, n = struct.unpack(">BBH", self.buf[4:8])
             if ver != VERSION or n > MAX_PAYLOAD:
                 self.errors += 1
+                self.skipped += 1
                 del self.buf[:1]
                 continue
             end = HEADER + n + 4
@@ -84,6 +102,7 @@ class Deframer:
             (crc,) = struct.unpack(">I", self.buf[end - 4:end])
             if crc != zlib.crc32(bytes(self.buf[:end - 4])) & 0xFFFFFFFF:
                 self.errors += 1
+                self.skipped += 1
                 del self.buf[:1]
                 continue
             out.append((ftype, bytes(self.buf[HEADER:end - 4])))

@@ -4,9 +4,13 @@ raises LinkError."""
 import socket
 import time
 
-from .frames import LinkError
+from .frames import LinkError, ReplyTimeout
 
 class TcpTransport:
+    # bytes before a gate's first frame that may be something else: none on TCP (a gate's first
+    # bytes are its frame), so anything else is not a gate (SyncClient says so at once)
+    noise_allowance = 0
+
     def __init__(self, host, port, timeout=30.0):
         self.addr = (host, int(port))
         self.timeout = timeout
@@ -29,7 +33,7 @@ class TcpTransport:
         try:
             d = self.sock.recv(65536)
         except socket.timeout:
-            raise LinkError("gate did not answer within %.0f s" % self.timeout) from None
+            raise ReplyTimeout("gate did not answer within %.0f s" % self.timeout) from None
         except OSError as e:
             raise LinkError("receive failed: %s" % e) from None
         if not d:
@@ -49,6 +53,8 @@ class TcpTransport:
 
 class SerialTransport:
     """USB serial to a device running the sync server on its REPL-free port (pyserial)."""
+    # a board reset by opening the port prints its boot messages first (ROM loader, MicroPython)
+    noise_allowance = 4096
 
     def __init__(self, port, baudrate=115200, timeout=30.0):
         self.port = port
@@ -80,7 +86,7 @@ class SerialTransport:
                 raise LinkError("serial read failed: %s" % e) from None
             if d:
                 return d
-        raise LinkError("gate did not answer within %.0f s" % self.timeout)
+        raise ReplyTimeout("gate did not answer within %.0f s" % self.timeout)
 
     def close(self):
         if self.ser is not None:

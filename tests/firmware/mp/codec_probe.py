@@ -22,3 +22,34 @@ def cose_fields(data):
     from offgate import cose
     s = cose.sign1_parse(data)
     return [s.protected, s.payload, s.signature, s.alg, s.kid, cose.sig_structure(s)]
+
+
+def cose_verify(data, pub, external_aad):
+    """offgate.codec.cose.sign1_verify: the payload, or the firmware's exception."""
+    from offgate.codec import cose
+    return cose.sign1_verify(data, pub, external_aad)
+
+
+def cwt_verify(data, pub):
+    """A signed CWT (RFC 8392): verify, then decode the claims with the gate's decoder. Returns
+    [re-encoded claims, the credential parser's verdict ("ok" or "CredentialError: ...")]."""
+    from offgate.codec import cose
+    from offgate.policy import credential
+    payload = cose.sign1_verify(data, pub)
+    try:
+        credential.parse(payload)
+        verdict = "ok"
+    except credential.CredentialError as e:
+        verdict = "CredentialError: %s" % e
+    return [cbor.dumps(cbor.loads(payload)), verdict]
+
+
+def cose_verify_kid(data, pub, kid, external_aad):
+    """As the gate picks a key (docs/protocol.md §2): the key is used only for a Sign1 whose kid
+    (protected first, else unprotected) is kid; the payload, or the firmware's exception."""
+    from offgate.codec import cose
+    s = cose.sign1_parse(data)
+    cose.check_alg(s)
+    if s.kid != kid:
+        raise cose.BadSignature("no trusted key with that kid")
+    return cose.sign1_verify(data, pub, external_aad)

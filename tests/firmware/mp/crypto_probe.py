@@ -75,3 +75,13 @@ def make_batch(root, d_bytes, bo_pub, n, max_records, ack_to, eph_bytes, hedge):
     with open(root + ".sealed", "wb") as f:
         f.write(sealed)
     return [dk.public_bytes(), lg.acked()[1], lg.head()[1]]
+
+
+def sha256(msg):
+    import hashlib
+    return hashlib.sha256(msg).digest()
+
+
+def hkdf_full(ikm, salt, info, size):
+    """The OKM itself (small sizes only: RFC 5869's test cases)."""
+    return hkdf.hkdf_sha256(ikm, salt, info, size)

@@ -54,3 +54,29 @@ def test_admit_keeps_opening_and_counts():
         assert g.scan(b"open:%d:1" % i).reason == R.OK
     st = g.status()
     assert st["log_not_logged"] == 2 and st["log_backlog"] == 3 and st["log_policy"] == "admit"
+
+
+
+class _Lines:
+    def __init__(self):
+        self.buf = []
+
+    def write(self, s):
+        self.buf.append(s)
+
+
+def test_scan_line_ms_is_a_short_decimal():
+    """The scan line's "ms" is n/10 written as decimal digits: MicroPython's float repr of 8.2 is
+    8.199999999999999 (found by the QA run)."""
+    import json
+    g, lg, rp, act = _gate("refuse")
+    for us in (8200, 8300, 12300, 0, 99, 1234567):
+        g.out = _Lines()
+        d = g.scan(b"open:1:%d" % (us + 1))
+        g.out = _Lines()
+        g.report(d, NOW, us, 7)
+        line = "".join(g.out.buf).strip()
+        want = "%d.%d" % (us // 1000, us // 100 % 10)
+        assert line.endswith('"ms": %s}' % want), line
+        rec = json.loads(line)
+        assert rec["ms"] == float(want) and rec["event"] == "scan" and rec["seq"] == 7, rec
