@@ -4,7 +4,8 @@ Transport-agnostic: offgate.sync.serve feeds it from a byte pipe (a TCP socket i
 the USB serial port or a UART on a device). One `Session` per connection; the `SyncServer` holds
 what outlives a session (the persisted sync state, the gate port it serves: offgate.gateport).
 Modules: proto (constants), frames, handshake (loaded for HELLO/AUTH only), ops (pull, ack),
-admin (every other command; never in the heap together with a pull's batch), batch, serve.
+status (status, config), admin (every other command; never in the heap together with a pull's
+batch), batch, serve.
 
 Handshake (OGSYNC2; the operator proves itself first, the gate signs nothing for anyone):
 
@@ -33,8 +34,8 @@ import sys
 from offgate.codec import cbor
 from offgate.statedir import SYNC_STATE, read
 from offgate.sync import frames
-from offgate.sync.proto import (ADMIN_OPS, CHALLENGED, CLOCK_OPS, DEAD, IDLE, MAC_LEN, OPEN, Refused, SyncError,
-                                collect, u32, unload)
+from offgate.sync.proto import (ADMIN_OPS, CHALLENGED, CLOCK_OPS, DEAD, IDLE, MAC_LEN, OPEN, STATUS_OPS, Refused,
+                                SyncError, collect, u32, unload)
 
 RESERVE = 256  # bytes a session holds back for its "retry" answer (docs/protocol.md "Heap")
 _OOM = frames.encode(frames.ERROR, cbor.dumps({1: "gate out of memory"}))  # when nothing else can be built
@@ -314,7 +315,10 @@ class Session:
                 return self._refused(e)
             finally:
                 hs = None
-                unload("sync.handshake")  # not needed again in this session: give its heap to the commands
+                # not needed again in this session: give their heap to the commands (a pull's batch
+                # loads the device key again: read from its file, no key derivation)
+                self.port.drop_device_key()
+                unload("sync.handshake", "crypto.devicekey")
             self.k_hg, self.k_gh, self.scope, self.op_name = keys
             self.rx = self.tx = 0
             self.state = OPEN
@@ -332,7 +336,6 @@ class Session:
     # -- commands (offgate/sync/ops.py, loaded on the first request; offgate/sync/admin.py) --------
     def request(self, req):
         op = req["op"]
-        collect()
         try:
             fn, st = self._load(op)
         except MemoryError:  # nothing was done: the host retries after the gate's next collection
@@ -357,14 +360,27 @@ class Session:
         r["ok"] = True
         return r
 
+    def _drop_pull_code(self):
+        """Drop the pull's code and the device key (this session's Pulls keeps what it needs of ops)."""
+        if "offgate.sync.ops" in sys.modules or "offgate.crypto.devicekey" in sys.modules:
+            self.port.drop_device_key()
+            unload("sync.batch", "sync.batchrows", "sync.ops", "crypto.devicekey")
+
     def _load(self, op):
         """(function, its state) of command `op` (function None if unknown), its module loaded and
         the other command module dropped: a pull's code and the rest are never in the heap together."""
         if self.pulls is not None:
             self.pulls.new_request()
+        if op in STATUS_OPS:  # the smallest module, first after the handshake: nothing else beside it
+            self._drop_pull_code()
+            if "offgate.sync.admin" in sys.modules:
+                unload("sync.admin")  # an upload's state stays in self.admin
+            from offgate.sync import status
+            return status.OPS.get(op), None
+        if "offgate.sync.status" in sys.modules:
+            unload("sync.status")
         if op in ADMIN_OPS:
-            if "offgate.sync.ops" in sys.modules:
-                unload("sync.batch", "sync.batchrows", "sync.ops")  # this session's Pulls keeps what it needs of ops
+            self._drop_pull_code()
             from offgate.sync import admin
             if self.admin is None:
                 self.admin = admin.AdminState()
