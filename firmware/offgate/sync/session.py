@@ -180,10 +180,11 @@ class Session:
         """A secured frame of `body` (a map; emptied here). Short of heap for it, a small
         {"ok": false, "retry": true} response goes instead (the request was not carried out, or,
         for pull and ack, may be repeated): out of memory does not end a session."""
+        batch = body is not None and "batch" in body
         try:
             return self._seal1(ftype, body)
         except MemoryError:
-            if body and "batch" not in body:
+            if body and not batch:
                 # a small answer to a command that was carried out (a commit): once more with the
                 # reserve freed, since a repeated commit would not find its upload
                 self.reserve = None
@@ -219,20 +220,48 @@ class Session:
                 pass
 
     def _seal1(self, ftype, body):
+        """The secured frame of map `body`. A pull's batch (body["batch"], the session's largest
+        object) is copied once, straight into the frame, and encrypted there in place: no CBOR
+        encoding of the whole map beside it (a growing buffer and its bytes copy, each another
+        block of the batch's size on a fragmented heap)."""
         from offgate.crypto import aesccm
         d = body
-        body = cbor.dumps(d)
-        if "batch" in d:
-            d.clear()  # the map no longer holds the batch beside its encoding (a small answer is kept for seal)
-        n = 4 + len(body) + MAC_LEN
+        big = d.pop("batch", None)
+        H = frames.HEADER + 4  # the plaintext's offset in the frame: header, counter
+        if big is None:
+            body = cbor.dumps(d)
+            m = len(body)
+        else:
+            # {"batch": big, ...rest}: a map head for one entry more, the "batch" pair, then the
+            # rest's entries (its own map head skipped)
+            rest = cbor.dumps(d)
+            d.clear()  # a small answer is kept for seal's retry only when no batch is in it
+            cnt, skip = rest[0] & 31, 1
+            if cnt == 24:  # 24 .. 255 entries: the count in the next byte (a response has a few)
+                cnt, skip = rest[1], 2
+            pre = bytearray()
+            cbor._head(pre, 5, cnt + 1)
+            pre += cbor.dumps("batch")
+            cbor._head(pre, 2, len(big))
+            m = len(pre) + len(big) + len(rest) - skip
+        n = 4 + m + MAC_LEN
         ctr = u32(self.tx + 1)
         out = bytearray(frames.HEADER + n + frames.TRAILER)
         h = frames.header(ftype, n)
         out[:frames.HEADER] = h
-        out[frames.HEADER:frames.HEADER + 4] = ctr
-        aesccm.encrypt(self.k_gh, _nonce(2, ctr), body, h + ctr, MAC_LEN,
-                       memoryview(out)[frames.HEADER + 4:frames.HEADER + n])
-        body = None
+        out[frames.HEADER:H] = ctr
+        mv = memoryview(out)
+        if big is not None:
+            k = H + len(pre)
+            out[H:k] = pre
+            out[k:k + len(big)] = big
+            big = None
+            k = H + m - (len(rest) - skip)
+            out[k:H + m] = memoryview(rest)[skip:]
+            rest = pre = None
+            body = mv[H:H + m]  # encrypted in place (aesccm reads each chunk before writing it)
+        aesccm.encrypt(self.k_gh, _nonce(2, ctr), body, h + ctr, MAC_LEN, mv[H:H + m + MAC_LEN])
+        body = mv = None
         self.tx += 1  # counted once the frame exists (a MemoryError above leaves the counter)
         return frames.finish(out)
 
