@@ -27,6 +27,7 @@ class GatePort:
         self.time = gate.time         # offgate.clock.ClockTrust (None: the clock is trusted as is)
         self.oplog = gate.oplog       # offgate.oplog.OpLog (None: this gate keeps no log)
         self._device_key = device_key
+        self._loaded_key = False
         self.keep = keep if keep is not None else {}
         # handshake rate limit: [tokens, ms] (offgate.sync.handshake), across sessions and ports
         self.hs_bucket = self.keep.setdefault("hs", [])
@@ -38,8 +39,17 @@ class GatePort:
     def device_key(self):
         if self._device_key is None:
             from offgate.crypto import devicekey
-            self._device_key = devicekey.load_or_create(self.path(DEVICE_KEY))
+            self._device_key = devicekey.load_or_create(self.path(DEVICE_KEY), self.keep.get("dpub"))
+            self._loaded_key = True
         return self._device_key
+
+    def drop_device_key(self):
+        """Forget a device key loaded from DEVICE_KEY (one given to the constructor stays): the
+        next device_key() reads it again. Lets a session drop offgate.crypto.devicekey between
+        the handshake and a pull (sync.session)."""
+        if self._loaded_key:
+            self._device_key = None
+            self._loaded_key = False
 
     def device_pub(self):
         """The device public key, 65 bytes (a scalar multiplication, made once and kept)."""

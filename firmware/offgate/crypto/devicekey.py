@@ -162,8 +162,10 @@ def _encode(d):
     return bytes(b) + struct.pack(">I", crc32(b) & 0xFFFFFFFF)
 
 
-def load_or_create(path):
-    """The gate's key from `path`; made (and stored atomically) on first boot."""
+def load_or_create(path, pub=None):
+    """The gate's key from `path`; made (and stored atomically) on first boot. `pub`: its public
+    key (65 bytes) as computed before from this file, if the caller kept it: spares the scalar
+    multiplication when the key is read again (a sync session drops and re-reads it)."""
     raw = statedir.read(path)
     if raw is None:
         d = random_scalar()
@@ -171,4 +173,7 @@ def load_or_create(path):
         return DeviceKey(d)
     if len(raw) != 40 or raw[:4] != _MAGIC or struct.unpack(">I", raw[36:])[0] != crc32(raw[:36]) & 0xFFFFFFFF:
         raise ValueError("device key file %s is corrupt" % path)
-    return DeviceKey(_int(raw[4:36]))
+    k = DeviceKey(_int(raw[4:36]))
+    if pub is not None and len(pub) == 65:
+        k._pub = bytes(pub)
+    return k

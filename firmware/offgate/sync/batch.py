@@ -27,7 +27,7 @@ import hashlib
 import struct
 from array import array
 
-from offgate.crypto import aesccm, devicekey
+from offgate.crypto import aesccm
 from offgate.codec import cbor
 from offgate.crypto.hkdf import hkdf_sha256
 
@@ -228,7 +228,7 @@ SEAL_INDEX = -65537  # protected header (private-use label): the seal's number u
 SIGN_EVERY = 32  # under a session key, at least every this many seals is signed (ops.op_pull)
 
 
-def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None, sign=True):
+def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None, sign=True, gate_pub=None):
     """Signed by device_key, encrypted to backoffice_pub65. eph (a DeviceKey) and hedge=False
     only for reproducible test vectors: in service a fresh ephemeral key is made per seal, or,
     with `ctx` (a list, empty at first, kept by the caller for one sync session), once per
@@ -241,18 +241,28 @@ def seal(plain, device_key, backoffice_pub65, eph=None, hedge=True, ctx=None, si
     session key to the gate; once the caller has seen the back office accept a signed seal of the
     session (ops.op_ack sets ctx[3]), sign=False seals the bare plaintext (no COSE_Sign1:
     authenticated by AES-CCM under a key only this gate and the back office can derive). Every record still ends up under a gate signature: a later signed batch's
-    `prev` chain covers it (docs/protocol.md "One signature per session")."""
+    `prev` chain covers it (docs/protocol.md "One signature per session").
+
+    device_key may be None for an unsigned seal under a session key (ctx bound, sign=False) if
+    `gate_pub` (the device public key, 65 bytes) is given: such a pull needs no code of
+    offgate.crypto.devicekey in the heap (ops.op_pull). The session key's back office key is
+    kept in ctx (ctx[4]): a different one later raises ValueError."""
     bo = bytes(backoffice_pub65)
-    devicekey.parse_point(bo)  # a bad back office key fails here, before anything is signed
-    gate_pub = device_key.public_bytes()
+    if gate_pub is None:
+        gate_pub = device_key.public_bytes()
     hdr = {1: ALG_CCM_16_128_256, 4: gate_kid(gate_pub)}
     if ctx is None or not ctx:
+        from offgate.crypto import devicekey  # loaded only where a key is made (and a signature)
+        devicekey.parse_point(bo)  # a bad back office key fails here, before anything is signed
         e = eph if eph is not None else devicekey.generate()
+        devicekey = None
         E = e.public_bytes()
         z = e.ecdh(bo)
         e = None
         if ctx is not None:
-            ctx.extend((E, z, 0, False))
+            ctx.extend((E, z, 0, False, bo))
+    elif ctx[4] != bo:
+        raise ValueError("back office batch key changed within the session")
     if ctx:
         E, z = ctx[0], ctx[1]
         if sign or not ctx[3]:

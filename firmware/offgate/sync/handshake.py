@@ -153,7 +153,6 @@ class Handshake:
         then are the session keys made. Returns (k_hg, k_gh, scope, operator name); the session's
         sealed AUTH_OK then proves the gate holds the device key (only it and the host know Z).
         Nothing is signed for an unauthenticated peer."""
-        from offgate.crypto import aesccm
         port = self.port
         if not _hs_allowed(port):
             raise Refused("busy: too many handshakes, retry in a second")
@@ -164,13 +163,13 @@ class Handshake:
         box = m.get(1) if isinstance(m, dict) else None
         if not isinstance(box, bytes):
             raise SyncError("AUTH: sealed credential missing")
-        collect()
         try:
             z = port.device_key().ecdh(self.eph)
         except MemoryError:
             raise
         except Exception:
             raise SyncError("bad ephemeral key")
+        from offgate.crypto import aesccm  # after the ECDH: its working set had that heap too
         salt = self.nonce_h + self.nonce_g
         tr0 = self._transcript(b"")
         k_hs = hkdf_sha256(z, salt, PROTO + b"/hs" + sha256(tr0), 32)
@@ -183,7 +182,6 @@ class Handshake:
         if not isinstance(cred, bytes) or not isinstance(sig, bytes):
             raise SyncError("AUTH: credential or signature missing")
         inner = box = None
-        collect()
         try:
             op_key, name, scope = check_operator(port, cred, port.clock.now())
         except SyncError as e:

@@ -6,6 +6,8 @@ the session (offgate/sync/serve.py).
 Each op(server, state, request map) returns a response map or raises SyncError (-> ok: false);
 `state` is this module's Pulls, one per session.
 """
+import sys
+
 from offgate.sync import frames
 from offgate.sync.proto import BATCH_MAX_RECORDS, SyncError, grab, mem_free, uint, unload
 
@@ -16,7 +18,7 @@ class Pulls:
 
     def __init__(self):
         self.pulled_to = 0    # highest seq sent in a batch in THIS session: an ack may not go beyond it
-        self.seal_ctx = []    # this session's batch ephemeral key: [E, Z, seals so far, signed seal accepted] (batch.seal)
+        self.seal_ctx = []    # this session's batch ephemeral key: [E, Z, seals so far, signed seal accepted, bo key] (batch.seal)
         self.last_sent = 0    # records in the batch being answered (0: the response is not a batch)
         self.cap = None       # at most this many records per batch, after a batch found no heap to go out
 
@@ -94,32 +96,41 @@ def op_pull(srv, st, req):
     if bpub is None:
         raise SyncError("no back-office batch key on the gate (batch.pub)")
     limit = frames.MAX_PAYLOAD - 64
-    while True:
-        sealed = None
-        try:
-            plain = batch.build(log, gid, srv.clock_state(), n)
-            # one ephemeral key and ECDH per session (batch.seal); signed: the session's first
-            # seal (in batch.seal), every SIGN_EVERY-th, and an empty batch (the end of the host's
-            # pull loop: its `prev` commits to every record acked)
-            ctx = st.seal_ctx
-            sign = batch.LAST_TO == log.acked()[0] or \
-                (len(ctx) > 2 and (ctx[2] + 1) % batch.SIGN_EVERY == 0)
-            sealed = batch.seal(plain, port.device_key(), bpub, ctx=ctx, sign=sign)
-            plain = None
-        except MemoryError:
-            # fragmentation or a scan's allocations: smaller, after a collection (heap is never
-            # exhausted for good by a pull: a one-record batch is ~13 KB of working set)
-            plain = sealed = None
-            mem_free()
-            if n == 1:
-                # not an end: the host asks again (pull is repeatable) after the gate's collection
-                raise MemoryError("not even a one-record batch fits (%s bytes free, largest block %s)" % (free, block))
+    try:
+        while True:
+            sealed = None
+            try:
+                plain = batch.build(log, gid, srv.clock_state(), n)
+                # one ephemeral key and ECDH per session (batch.seal); signed: the session's first
+                # seal (in batch.seal), every SIGN_EVERY-th, and an empty batch (the end of the host's
+                # pull loop: its `prev` commits to every record acked)
+                ctx = st.seal_ctx
+                sign = batch.LAST_TO == log.acked()[0] or \
+                    (len(ctx) > 2 and (ctx[2] + 1) % batch.SIGN_EVERY == 0)
+                # the device key (offgate.crypto.devicekey, 2.3 KB from .mpy) only for a seal that
+                # signs or makes the session key: an unsigned seal needs just the public key
+                keyed = sign or not ctx or not ctx[3]
+                sealed = batch.seal(plain, port.device_key() if keyed else None, bpub, ctx=ctx, sign=sign,
+                                    gate_pub=port.device_pub())
+                plain = None
+            except MemoryError:
+                # fragmentation or a scan's allocations: smaller, after a collection (heap is never
+                # exhausted for good by a pull: a one-record batch is ~13 KB of working set)
+                plain = sealed = None
+                mem_free()
+                if n == 1:
+                    # not an end: the host asks again (pull is repeatable) after the gate's collection
+                    raise MemoryError("not even a one-record batch fits (%s bytes free, largest block %s)" % (free, block))
+                n = max(1, n // 2)
+                continue
+            if len(sealed) <= limit or n == 1:
+                break
             n = max(1, n // 2)
-            continue
-        if len(sealed) <= limit or n == 1:
-            break
-        n = max(1, n // 2)
-        sealed = None
+            sealed = None
+    finally:
+        if "offgate.crypto.devicekey" in sys.modules:  # read again from its file for the next signed seal
+            port.drop_device_key()
+            unload("crypto.devicekey")
     if len(sealed) > limit:
         raise SyncError("a one-record batch does not fit in a frame")
     head = log.head()

@@ -27,9 +27,11 @@ ROLE_OPERATOR = "operator"
 DENY_CHUNK = 1024   # the host's deny list chunk (offgate_host.sync.frames): one heap block per request frame
 BATCH_MAX_RECORDS = 200
 
-# Status, config, lists, tables and time (offgate/sync/admin.py): loaded only for those requests, so a
-# pull's batch has the heap that code would take (the two are never in the heap together).
-ADMIN_OPS = ("status", "config", "tables_begin", "tables_chunk", "tables_commit", "deny_begin", "deny_chunk",
+# Status and config (offgate/sync/status.py), lists, tables and time (offgate/sync/admin.py): each
+# module loaded only for its requests, so a pull's batch has the heap that code would take (none of
+# them is in the heap together with another or with the pull's code).
+STATUS_OPS = ("status", "config")
+ADMIN_OPS = ("tables_begin", "tables_chunk", "tables_commit", "deny_begin", "deny_chunk",
              "deny_commit", "trust", "time_nonce", "set_time")
 # What each scope may do (docs/protocol.md "Scopes"). "full": every op. "clock" (operator
 # credential or its issuer key not valid at the gate's clock): read the gate's time, write

@@ -14,7 +14,7 @@ IDLE_S = 60        # a silent host is dropped: its session keys are forgotten
 CHUNK = 256        # bytes read at a time (a frame waits in the deframer's one buffer; the ESP32 link reads 256 too)
 
 # Loaded for sync sessions and dropped after them (names under offgate.).
-TRANSIENT = ("sync.ops", "sync.admin", "sync.handshake", "sync.session", "sync.batch", "sync.batchrows", "sync.frames",
+TRANSIENT = ("sync.ops", "sync.admin", "sync.status", "sync.handshake", "sync.session", "sync.batch", "sync.batchrows", "sync.frames",
              "sync.proto",
              "gateport", "crypto.aesccm", "crypto.devicekey", "crypto.hkdf", "crypto.hmac256", "timekeep", "statedir")
 

@@ -4,7 +4,8 @@ Transport-agnostic: offgate.sync.serve feeds it from a byte pipe (a TCP socket i
 the USB serial port or a UART on a device). One `Session` per connection; the `SyncServer` holds
 what outlives a session (the persisted sync state, the gate port it serves: offgate.gateport).
 Modules: proto (constants), frames, handshake (loaded for HELLO/AUTH only), ops (pull, ack),
-admin (every other command; never in the heap together with a pull's batch), batch, serve.
+status (status, config), admin (every other command; never in the heap together with a pull's
+batch), batch, serve.
 
 Handshake (OGSYNC2; the operator proves itself first, the gate signs nothing for anyone):
 
@@ -33,8 +34,8 @@ import sys
 from offgate.codec import cbor
 from offgate.statedir import SYNC_STATE, read
 from offgate.sync import frames
-from offgate.sync.proto import (ADMIN_OPS, CHALLENGED, CLOCK_OPS, DEAD, IDLE, MAC_LEN, OPEN, Refused, SyncError,
-                                collect, u32, unload)
+from offgate.sync.proto import (ADMIN_OPS, CHALLENGED, CLOCK_OPS, DEAD, IDLE, MAC_LEN, OPEN, STATUS_OPS, Refused,
+                                SyncError, collect, u32, unload)
 
 RESERVE = 256  # bytes a session holds back for its "retry" answer (docs/protocol.md "Heap")
 _OOM = frames.encode(frames.ERROR, cbor.dumps({1: "gate out of memory"}))  # when nothing else can be built
@@ -179,10 +180,11 @@ class Session:
         """A secured frame of `body` (a map; emptied here). Short of heap for it, a small
         {"ok": false, "retry": true} response goes instead (the request was not carried out, or,
         for pull and ack, may be repeated): out of memory does not end a session."""
+        batch = body is not None and "batch" in body
         try:
             return self._seal1(ftype, body)
         except MemoryError:
-            if body and "batch" not in body:
+            if body and not batch:
                 # a small answer to a command that was carried out (a commit): once more with the
                 # reserve freed, since a repeated commit would not find its upload
                 self.reserve = None
@@ -218,20 +220,48 @@ class Session:
                 pass
 
     def _seal1(self, ftype, body):
+        """The secured frame of map `body`. A pull's batch (body["batch"], the session's largest
+        object) is copied once, straight into the frame, and encrypted there in place: no CBOR
+        encoding of the whole map beside it (a growing buffer and its bytes copy, each another
+        block of the batch's size on a fragmented heap)."""
         from offgate.crypto import aesccm
         d = body
-        body = cbor.dumps(d)
-        if "batch" in d:
-            d.clear()  # the map no longer holds the batch beside its encoding (a small answer is kept for seal)
-        n = 4 + len(body) + MAC_LEN
+        big = d.pop("batch", None)
+        H = frames.HEADER + 4  # the plaintext's offset in the frame: header, counter
+        if big is None:
+            body = cbor.dumps(d)
+            m = len(body)
+        else:
+            # {"batch": big, ...rest}: a map head for one entry more, the "batch" pair, then the
+            # rest's entries (its own map head skipped)
+            rest = cbor.dumps(d)
+            d.clear()  # a small answer is kept for seal's retry only when no batch is in it
+            cnt, skip = rest[0] & 31, 1
+            if cnt == 24:  # 24 .. 255 entries: the count in the next byte (a response has a few)
+                cnt, skip = rest[1], 2
+            pre = bytearray()
+            cbor._head(pre, 5, cnt + 1)
+            pre += cbor.dumps("batch")
+            cbor._head(pre, 2, len(big))
+            m = len(pre) + len(big) + len(rest) - skip
+        n = 4 + m + MAC_LEN
         ctr = u32(self.tx + 1)
         out = bytearray(frames.HEADER + n + frames.TRAILER)
         h = frames.header(ftype, n)
         out[:frames.HEADER] = h
-        out[frames.HEADER:frames.HEADER + 4] = ctr
-        aesccm.encrypt(self.k_gh, _nonce(2, ctr), body, h + ctr, MAC_LEN,
-                       memoryview(out)[frames.HEADER + 4:frames.HEADER + n])
-        body = None
+        out[frames.HEADER:H] = ctr
+        mv = memoryview(out)
+        if big is not None:
+            k = H + len(pre)
+            out[H:k] = pre
+            out[k:k + len(big)] = big
+            big = None
+            k = H + m - (len(rest) - skip)
+            out[k:H + m] = memoryview(rest)[skip:]
+            rest = pre = None
+            body = mv[H:H + m]  # encrypted in place (aesccm reads each chunk before writing it)
+        aesccm.encrypt(self.k_gh, _nonce(2, ctr), body, h + ctr, MAC_LEN, mv[H:H + m + MAC_LEN])
+        body = mv = None
         self.tx += 1  # counted once the frame exists (a MemoryError above leaves the counter)
         return frames.finish(out)
 
@@ -314,7 +344,10 @@ class Session:
                 return self._refused(e)
             finally:
                 hs = None
-                unload("sync.handshake")  # not needed again in this session: give its heap to the commands
+                # not needed again in this session: give their heap to the commands (a pull's batch
+                # loads the device key again: read from its file, no key derivation)
+                self.port.drop_device_key()
+                unload("sync.handshake", "crypto.devicekey")
             self.k_hg, self.k_gh, self.scope, self.op_name = keys
             self.rx = self.tx = 0
             self.state = OPEN
@@ -332,7 +365,6 @@ class Session:
     # -- commands (offgate/sync/ops.py, loaded on the first request; offgate/sync/admin.py) --------
     def request(self, req):
         op = req["op"]
-        collect()
         try:
             fn, st = self._load(op)
         except MemoryError:  # nothing was done: the host retries after the gate's next collection
@@ -357,14 +389,27 @@ class Session:
         r["ok"] = True
         return r
 
+    def _drop_pull_code(self):
+        """Drop the pull's code and the device key (this session's Pulls keeps what it needs of ops)."""
+        if "offgate.sync.ops" in sys.modules or "offgate.crypto.devicekey" in sys.modules:
+            self.port.drop_device_key()
+            unload("sync.batch", "sync.batchrows", "sync.ops", "crypto.devicekey")
+
     def _load(self, op):
         """(function, its state) of command `op` (function None if unknown), its module loaded and
         the other command module dropped: a pull's code and the rest are never in the heap together."""
         if self.pulls is not None:
             self.pulls.new_request()
+        if op in STATUS_OPS:  # the smallest module, first after the handshake: nothing else beside it
+            self._drop_pull_code()
+            if "offgate.sync.admin" in sys.modules:
+                unload("sync.admin")  # an upload's state stays in self.admin
+            from offgate.sync import status
+            return status.OPS.get(op), None
+        if "offgate.sync.status" in sys.modules:
+            unload("sync.status")
         if op in ADMIN_OPS:
-            if "offgate.sync.ops" in sys.modules:
-                unload("sync.batch", "sync.batchrows", "sync.ops")  # this session's Pulls keeps what it needs of ops
+            self._drop_pull_code()
             from offgate.sync import admin
             if self.admin is None:
                 self.admin = admin.AdminState()

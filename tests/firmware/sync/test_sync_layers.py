@@ -10,7 +10,7 @@ FW = Path(__file__).resolve().parents[3] / "firmware"
 SYNC = FW / "offgate" / "sync"
 
 # each sync module may import only the sync modules listed before it
-ORDER = ["proto", "frames", "rowenc", "batchrows", "batch", "handshake", "ops", "admin", "session", "serve"]
+ORDER = ["proto", "frames", "rowenc", "batchrows", "batch", "handshake", "ops", "status", "admin", "session", "serve"]
 # module-level helpers of other modules that a sync module may use (CBOR heads, written in place)
 PRIVATE_OK = {("cbor", "_head")}
 
