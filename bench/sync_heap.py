@@ -34,20 +34,21 @@ CG_K = 2
 
 
 def sync_once(work, bo, n, heap, mp, romfs, settings):
-    """True if one sync_gate pulls all n records at `heap` KiB, with the batch sizes."""
+    """True if one sync (as `offgate sync` makes it with default options: sync_with_retries, 3
+    retries, each a fresh session) pulls all n records at `heap` KiB, with the batch sizes."""
     from backlog import BacklogGate, backlog_gate_dir
     from offgate_host.ledger.ledger import Ledger
-    from offgate_host.ledger.pull import sync_gate
+    from offgate_host.ledger.pull import sync_with_retries
     d = work / ("g%d" % time.monotonic_ns())
     cfg = backlog_gate_dir(d, bo, n, gate_id=int(time.monotonic_ns() % 100000) + 100, **settings)
     led = Ledger.for_backoffice(bo)
     g = BacklogGate(cfg, "%dk" % heap, mp=mp, romfs=romfs)
     try:
         g.start()
-        s = sync_gate(g.transport(), bo, led)
+        s = sync_with_retries(g.transport, bo, led, retries=3)
         sizes = s.get("batch_sizes", [])
         return s["pulled"] >= n, {"batches": s["batches"], "min_batch": min(sizes) if sizes else None,
-                                  "max_batch": max(sizes) if sizes else None}
+                                  "max_batch": max(sizes) if sizes else None, "sessions": s["attempts"]}
     except Exception as e:
         return False, {"error": str(e)[:120]}
     finally:

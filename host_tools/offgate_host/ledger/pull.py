@@ -12,7 +12,7 @@ import time
 from ..device.tables import issuer_tables_from_trust
 from ..sync.batch import open_batch as _open_batch
 from ..sync.client import SyncClient, signed_trust
-from ..sync.frames import GateNotEnrolled, GateRefused, LinkError, NoAnswer, NotAGate, SyncError
+from ..sync.frames import GateNotEnrolled, GateRefused, GateShortOfHeap, LinkError, NoAnswer, NotAGate, SyncError
 from .ledger import LedgerError, chain_next, chain_next_body
 
 def _normalize_batch(opened, gate_id):
@@ -175,6 +175,8 @@ def _sync_session(transport, bo, ledger, summary, registered, check_gate, op_key
                     try:
                         d = c.push_deny(delta)
                         summary["deny_delta_bytes"] = len(delta)
+                    except GateShortOfHeap:
+                        raise  # the full list would need more heap still: a fresh session retries
                     except GateRefused as e:
                         summary["warnings"].append("gate %d refused the deny delta (%s): sending the full list"
                                                    % (gid, e))
@@ -224,7 +226,9 @@ COUNTS = ("pulled", "new", "duplicates", "anomalies", "fraud", "batches")  # sum
 
 
 def sync_with_retries(make_transport, bo, ledger, retries=3, delay=0.5, **kw):
-    """sync_gate, retried on link errors (each retry is a fresh session with fresh challenges).
+    """sync_gate, retried on link errors and on a gate that stayed short of heap for a command
+    (GateShortOfHeap: its heap is given back with the session), each retry a fresh session with
+    fresh challenges that goes on from what the last one acknowledged.
     The summary counts what every attempt ingested (an attempt cut after some batches committed
     them). On failure the exception carries that count as .summary (the same keys), so a failed
     sync still says what it ingested. A first attempt that hears nothing at all from the target
@@ -240,7 +244,7 @@ def sync_with_retries(make_transport, bo, ledger, retries=3, delay=0.5, **kw):
             e.summary = dict(done, attempts=attempt + 1)
             if isinstance(e, NoAnswer) and attempt == 0:
                 raise _with_summary(NotAGate("%s: not a gate, or not its sync port" % e), e.summary) from None
-            if not isinstance(e, LinkError):
+            if not isinstance(e, (LinkError, GateShortOfHeap)):
                 raise
             last = e
             time.sleep(delay)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from ..wire import keys
 from .frames import (AUTH, AUTH_OK, CHALLENGE, DENY_CHUNK, ERROR, HELLO, MAC_LEN, NONCE_LEN, PROTO, REQUEST, RESPONSE,
-                     TABLES_CHUNK, Deframer, GateRefused, NoAnswer, NotAGate, ReplyTimeout, SyncError, encode_frame,
+                     TABLES_CHUNK, Deframer, GateRefused, GateShortOfHeap, NoAnswer, NotAGate, ReplyTimeout, SyncError, encode_frame,
                      frame_header)
 
 def _sig_p1363(key: ec.EllipticCurvePrivateKey, msg: bytes) -> bytes:
@@ -119,7 +119,9 @@ class SyncClient:
                 msg = cbor2.loads(payload).get(1, "?")
             except Exception:
                 msg = payload[:80]
-            raise GateRefused("gate refused: %s" % msg)
+            # the gate's ERROR frames for a heap it could not even answer in (docs/protocol.md "Heap")
+            short = isinstance(msg, str) and ("out of memory" in msg or "low on heap" in msg)
+            raise (GateShortOfHeap if short else GateRefused)("gate refused: %s" % msg)
         if ftype != want:
             raise SyncError("expected frame type 0x%02x, got 0x%02x" % (want, ftype))
         return payload
@@ -219,7 +221,7 @@ class SyncClient:
             # and did not carry it out: it has collected; ask again
             time.sleep(self.RETRY_S)
         if not r.get("ok"):
-            raise GateRefused("%s: %s" % (op, r.get("err", "refused")))
+            raise (GateShortOfHeap if r.get("retry") else GateRefused)("%s: %s" % (op, r.get("err", "refused")))
         return r
 
     MIN_CHUNK = 128  # bytes: the smallest upload chunk a gate short of heap is sent
@@ -236,8 +238,10 @@ class SyncClient:
                 off = r["off"]
                 tries = 0
                 continue
-            if not r.get("retry") or tries == self.RETRIES:
+            if not r.get("retry"):
                 raise GateRefused("%s_chunk: %s" % (kind, r.get("err", "refused")))
+            if tries == self.RETRIES:
+                raise GateShortOfHeap("%s_chunk: %s" % (kind, r.get("err", "refused")))
             tries += 1
             chunk = max(self.MIN_CHUNK, chunk // 2)
             time.sleep(self.RETRY_S)

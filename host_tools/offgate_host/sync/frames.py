@@ -49,6 +49,12 @@ class GateRefused(SyncError):
     """The gate answered with an ERROR frame or ok=False."""
 
 
+class GateShortOfHeap(GateRefused):
+    """The gate answered {"retry": true} (short of heap, docs/protocol.md "Heap") every time a
+    command was repeated. Nothing was carried out; a fresh session (the old one's heap given back)
+    usually fits: sync_with_retries starts one."""
+
+
 class GateNotEnrolled(SyncError):
     """The gate is not enrolled in the ledger with the device key it presented: nothing is pulled."""
 
