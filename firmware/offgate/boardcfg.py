@@ -174,7 +174,7 @@ def check_board(raw):
     heap = c.get_int(raw, "", "heap_kb", 32, 16384)
     if heap is not None and psram is False and chip == "esp32" and heap > MAX_HEAP_NO_PSRAM:
         c.err("heap_kb", "an ESP32 without PSRAM gives at most %d, got %d" % (MAX_HEAP_NO_PSRAM, heap))
-    slots = raw.get("replay_slots", 256)
+    slots = raw.get("replay_slots", 512)
     if heap is not None and isinstance(slots, int) and not isinstance(slots, bool) and slots * 16 * 8 > heap * 1024:
         c.err("replay_slots", "%d slots take %d KB, more than 1/8 of heap_kb %d" % (slots, slots * 16 // 1024, heap))
     rms = raw.get("relay_ms", 500)

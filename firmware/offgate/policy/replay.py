@@ -47,7 +47,7 @@ def _record(cti, ctr, exp):
 
 
 class ReplayGuard:
-    def __init__(self, path, slots=256, horizon=0):
+    def __init__(self, path, slots=512, horizon=0):
         """path: the replay file; slots: table size (16 bytes each); horizon: seconds an accepted
         counter is kept at most (0: until the credential expires)."""
         self.path = path
