@@ -11,7 +11,7 @@ SCHEMA = {
     "max_age_s": (60, int, 1),         # how old a code may be when scanned
     "skew_s": (30, int, 0),            # tolerated clock difference between phone and gate
     "cache_size": (8, int, 0),         # credentials whose issuer signature is already verified (260 B each)
-    "replay_slots": (512, int, 16),    # credentials whose counters the gate remembers (16 B each)
+    "replay_slots": (512, int, 16),    # most credentials whose counters the gate remembers (16 B each; 128 held between rushes)
     "max_line": (1024, int, 64),       # longest scanner line accepted
     "line_gap_ms": (300, int, 0),      # a partial line idle this long is dropped (0: never)
     "relay_ms": (500, int, 10),

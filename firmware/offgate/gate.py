@@ -214,16 +214,26 @@ class Gate:
             self.idle()  # nothing queued: precomputation for the next scans
 
     def idle(self):
-        """Between scans (never inside a decision): write the replay file's queued records, then
-        the verifier's precomputation. Never raises."""
+        """Between scans (never inside a decision): write the replay file's queued records, give
+        back the replay table's heap once a rush has passed, then the verifier's precomputation.
+        Never raises."""
         try:
             self.replay.sync()
         except Exception:  # the operation log still holds the counters; boot restores them
             pass
+        self.tidy(60)
         try:
             if self.verifier.idle():
                 gc.collect()
         except Exception:  # MemoryError included: it is only an optimisation
+            pass
+
+    def tidy(self, every=0):
+        """Shrink the replay table if a rush has passed (ReplayGuard.tidy), at most once every
+        `every` seconds: between scans, and when a sync session starts (its heap). Never raises."""
+        try:
+            self.replay.tidy(self.clock.now(), every)
+        except Exception:
             pass
 
 

@@ -12,7 +12,7 @@ from offgate.statedir import BATCH_PUB, DENY, DENY_NEW, DEVICE_KEY, ROOT_PUB, TA
 
 class GatePort:
     """What sync may see and do of a gate (an offgate.gate.Gate or anything with its cfg, clock,
-    time, oplog, verifier, status() and deny_list_installed()).
+    time, oplog, verifier, status(), deny_list_installed() and tidy()).
 
     device_key: an offgate.devicekey key (None: loaded from DEVICE_KEY in the state directory on
     first use; a P-256 key costs heap). keep: a dict kept by the adapter across ports for this gate
@@ -31,6 +31,11 @@ class GatePort:
         self.keep = keep if keep is not None else {}
         # handshake rate limit: [tokens, ms] (offgate.sync.handshake), across sessions and ports
         self.hs_bucket = self.keep.setdefault("hs", [])
+
+    def tidy(self):
+        """Give the sync session the heap the gate can spare: the replay table shrinks if a rush
+        has passed (offgate.gate.Gate.tidy). Never raises."""
+        self._gate.tidy()
 
     def path(self, name):
         return self.dir + "/" + name

@@ -25,7 +25,9 @@ def status(g):
         "deny_issued": getattr(v.deny, "issued", 0),
         "trust_serial": getattr(v.trust, "serial", 0),
         "replay_used": rp.used,
-        "replay_slots": rp.slots,
+        "replay_slots": rp.slots,       # its size now (grows with live entries up to the cap)
+        "replay_cap": rp.cap,           # the configured replay_slots
+        "replay_grow_failed": rp.grow_failed,
         "replay_evictions": rp.evictions,
         "replay_skipped": rp.skipped,
         "replay_compact_errors": rp.compact_errors,

@@ -28,7 +28,7 @@ from offgate_host.device.provision import provision_gate_dir
 
 class FakeGate:
     """What the sync link's gate port (offgate.gateport.GatePort) uses of a gate: cfg, clock, time,
-    verifier (trust, deny), oplog, status(), deny_list_installed(); and the device key."""
+    verifier (trust, deny), oplog, status(), deny_list_installed(), tidy(); and the device key."""
 
     def __init__(self, d, gate_id, bo, zone=1, clock_offset=0, register=True):
         d = Path(d)
@@ -55,6 +55,9 @@ class FakeGate:
 
     def deny_list_installed(self):
         self.deny_ok = True
+
+    def tidy(self):
+        pass  # no replay table here
 
     def port(self):
         """The gate port the sync link is given (offgate.gateport.GatePort), with this device key."""

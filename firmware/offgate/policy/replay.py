@@ -12,9 +12,15 @@ counter at or below the accepted one has an iat at most skew_s after the accept)
 the entry then costs nothing. The table therefore only has to hold the distinct credentials one
 gate admits within one horizon (default 120 s), not within a credential's lifetime.
 
-Memory: preallocated 1 KB pages of 16-byte slots (cti 8 | ctr 4 | keep-until 4), open addressing
-with linear probing. Pages rather than one block because a 128 KB heap that has loaded the
-firmware's bytecode (.mpy files) is fragmented: measured 59 KB free with no free run above 7 KB.
+Memory: 1 KB pages of 16-byte slots (cti 8 | ctr 4 | keep-until 4), open addressing with linear
+probing. Pages rather than one block because a 128 KB heap that has loaded the firmware's bytecode
+(.mpy files) is fragmented: measured 59 KB free with no free run above 7 KB. The table starts at
+LOW_SLOTS (2 KB) and doubles up to `slots` (the configured capacity) when 3/4 full of live entries;
+tidy() (between scans, at a sync session's start) halves it again once a quarter full. A gate
+admits at most ~1 rider a second, so between rushes the table holds the ~100 credentials of one
+horizon and the 6 KB a full 512-slot table would take stay free for a sync session. A resize
+allocates the new pages and a copy of the live entries (1 KB pieces) before it changes anything:
+short of heap, the table keeps its size and evicts as below (counted in `grow_failed`).
 Making room never allocates per entry: expired entries are deleted in place (backward-shift
 deletion, Knuth 6.4 Algorithm R, so no tombstones and every probe chain stays intact); if the
 table is still 3/4 full of live entries, those kept-until earliest are evicted down to half,
@@ -36,6 +42,7 @@ from offgate.checksum import crc32
 REC = 20
 SLOT = 16
 PAGE_SLOTS = 64  # 1 KB per page
+LOW_SLOTS = 128  # the table's size between rushes (2 KB)
 PEND = 8         # records commit(durable=False) may queue before sync()
 EXP_MAX = 0xFFFFFFFF
 _ZERO = bytes(SLOT)
@@ -51,16 +58,16 @@ class ReplayGuard:
         """path: the replay file; slots: table size (16 bytes each); horizon: seconds an accepted
         counter is kept at most (0: until the credential expires)."""
         self.path = path
-        self.slots = slots
+        self.cap = slots                    # the most slots the table may grow to
+        self.low = min(slots, LOW_SLOTS)    # its size between rushes
+        self.slots = self.low               # its size now
         self.horizon = horizon
-        self.pages = []
-        left = slots
-        while left > 0:
-            n = min(left, PAGE_SLOTS)
-            self.pages.append(memoryview(bytearray(n * SLOT)))
-            left -= n
+        self.pages = self._alloc(self.low, [])
         self.used = 0
         self.evictions = 0
+        self.resizes = 0        # times the table grew or shrank
+        self.grow_failed = 0    # growths refused by a short heap (the table evicted instead)
+        self._tidied = 0        # clock second of the last tidy() that looked at the table
         self.skipped = 0        # torn or corrupt records found at load
         self.records = 0        # records in the file
         self.compact_errors = 0  # compactions that failed (e.g. filesystem full); the table is intact
@@ -73,6 +80,87 @@ class ReplayGuard:
         self._pend = bytearray(REC * PEND)  # records of commit(durable=False) not yet written
         self._npend = 0
         self._dirty = False      # restore() added entries the file lacks: sync() rewrites it
+
+    @staticmethod
+    def _alloc(n, old):
+        """Pages for n slots, reusing the whole pages of `old` (a list of pages) where they fit.
+        Raises MemoryError before anything is changed."""
+        pages = []
+        i = 0
+        while n > 0:
+            k = min(n, PAGE_SLOTS)
+            if i < len(old) and len(old[i]) == k * SLOT:
+                pages.append(old[i])
+            else:
+                pages.append(memoryview(bytearray(k * SLOT)))
+            n -= k
+            i += 1
+        return pages
+
+    def _resize(self, n):
+        """Rehash the table into n slots (n >= used * 4 // 3). The new pages and a copy of the
+        live entries are allocated first: MemoryError leaves the table as it was."""
+        used = self.used
+        tmp = []
+        left = used
+        while left > 0:
+            tmp.append(bytearray(min(left, PAGE_SLOTS) * SLOT))
+            left -= PAGE_SLOTS
+        pages = self._alloc(n, self.pages)
+        k = 0
+        for mv in self.pages:
+            for o in range(0, len(mv), SLOT):
+                if mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]:
+                    t = tmp[k // PAGE_SLOTS]
+                    q = (k % PAGE_SLOTS) * SLOT
+                    t[q:q + SLOT] = mv[o:o + SLOT]
+                    k += 1
+                mv[o:o + SLOT] = _ZERO  # reused pages start empty; dropped ones go with the list
+        self.pages = pages
+        self.slots = n
+        for k in range(used):
+            t = tmp[k // PAGE_SLOTS]
+            q = (k % PAGE_SLOTS) * SLOT
+            i = ((t[q] << 16) | (t[q + 1] << 8) | t[q + 2]) % n
+            while True:
+                mv, o = self._slot(i)
+                if not (mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]):
+                    mv[o:o + SLOT] = t[q:q + SLOT]
+                    break
+                i += 1
+                if i == n:
+                    i = 0
+        self.resizes += 1
+
+    def _grow(self):
+        """Double the table (up to cap). False if it is at cap or the heap is short."""
+        if self.slots >= self.cap:
+            return False
+        try:
+            self._resize(min(self.cap, self.slots * 2))
+            return True
+        except MemoryError:
+            self.grow_failed += 1
+            return False
+
+    def tidy(self, now, every=60):
+        """Between scans: delete expired entries and give back half of the table while it is at
+        most a quarter full, at most once every `every` seconds (0: now). Bounded work: one pass
+        over the table and a rehash of at most a quarter of it. Never raises."""
+        if self.slots <= self.low or (every and 0 <= now - self._tidied < every):
+            return False
+        self._tidied = now
+        try:
+            self._sweep(now >> 16, now & 0xFFFF, 0, 0)
+            n = self.low
+            while n * 2 < self.slots:
+                n *= 2
+            if self.used * 2 > n:
+                return False
+            self._resize(n)
+            return True
+        except MemoryError:  # the copy of the entries: next time
+            return False
 
     def _slot(self, i):
         """(page, byte offset) of slot i."""
@@ -197,12 +285,14 @@ class ReplayGuard:
         return n
 
     def _make_room(self, now):
-        """Delete expired entries; if the table is still 3/4 full, evict those kept-until earliest
-        down to half. In place: no list of entries, no sort; at most 27 passes over the table."""
+        """Delete expired entries; if the table is still 3/4 full, grow it (up to cap) or, at cap
+        or short of heap, evict those kept-until earliest down to half. In place: no list of entries, no sort; at most 27 passes over the table."""
         nh = now >> 16
         nl = now & 0xFFFF
         self._sweep(nh, nl, 0, 0)
         if self.used * 4 < self.slots * 3:
+            return
+        if self._grow():
             return
         need = self.used - self.slots // 2
         # the smallest K with at least `need` entries kept at most K seconds more: bisection up to
@@ -250,7 +340,7 @@ class ReplayGuard:
         finally:
             replayfile = None
             offgate.unload("offgate.policy.replayfile")
-        if self.load_error is None and (self.skipped or self.records > 4 * self.slots):
+        if self.load_error is None and (self.skipped or self.records > 4 * self.cap):
             self.compact()
 
     def compact(self):
@@ -306,7 +396,7 @@ class ReplayGuard:
         else:
             self._append(rec)
         self._put(cti, ctr, exp, now)
-        if self.records > 4 * self.slots:
+        if self.records > 4 * self.cap:
             self.compact()  # never raises: the record above is already written
 
     def _append(self, data):

@@ -51,6 +51,7 @@ async def serve(port, io, log=None, idle_s=IDLE_S, once=False, chunk=CHUNK):
                 if once:
                     break
             if s is None:
+                port.tidy()  # the replay table's spare pages first: a session needs the heap
                 _g_table()
                 from offgate.sync.session import SyncServer
                 s = SyncServer(port, log=log).session()

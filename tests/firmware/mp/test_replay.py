@@ -207,3 +207,53 @@ def test_unreadable_file_and_stale_tmp_do_not_stop_load():
     g.load(NOW)
     assert g.stale_tmp
     assert g.used == 0
+
+
+def test_table_grows_with_live_entries_and_gives_heap_back_when_they_expire():
+    # starts at LOW_SLOTS (2 KB), doubles up to the configured slots with no eviction while the
+    # heap allows, and tidy() halves it again once the entries have expired
+    from offgate.policy.replay import LOW_SLOTS
+    d = scratch_dir("rp")
+    g = ReplayGuard(d + "/r.log", 512, horizon=120)
+    g.load(NOW)
+    assert g.slots == LOW_SLOTS and len(g.pages) == LOW_SLOTS // 64
+    for i in range(300):  # 300 credentials within one horizon (the full-fs field case's count)
+        g.commit(_rcti(i), i + 1, EXP, NOW + i // 10)
+    assert g.slots == 512 and g.evictions == 0 and g.grow_failed == 0 and g.resizes == 2
+    for i in range(300):
+        assert g.highest(_rcti(i)) == i + 1
+    _check_reachable(g)
+    assert not g.tidy(NOW + 60)                   # all still live: nothing to give back
+    for i in range(20):                           # later riders, after the rush has expired
+        g.commit(_rcti(1000 + i), 1, EXP, NOW + 480 + i)
+    assert g.tidy(NOW + 500) and g.slots == 256
+    assert not g.tidy(NOW + 501)                  # at most once a minute
+    assert g.tidy(NOW + 561) and g.slots == LOW_SLOTS and len(g.pages) == LOW_SLOTS // 64
+    assert not g.tidy(NOW + 700)                  # at its low size: nothing to do
+    for i in range(20):
+        assert g.highest(_rcti(1000 + i)) == 1
+    for i in range(300):
+        assert g.highest(_rcti(i)) == -1
+    _check_reachable(g)
+    g.close()
+    h = ReplayGuard(d + "/r.log", 512, horizon=120)
+    h.load(NOW + 560)
+    assert h.slots == LOW_SLOTS and h.highest(_rcti(1019)) == 1
+
+
+def test_growth_refused_by_a_short_heap_evicts_instead_and_changes_nothing():
+    d = scratch_dir("rp")
+    g = ReplayGuard(d + "/r.log", 512)
+    g.load(NOW)
+
+    def short(n, old):
+        raise MemoryError
+
+    g._alloc = short  # the heap has no 1 KB page left
+    for i in range(200):
+        g.commit(_rcti(i), i + 1, EXP + i, NOW)
+        assert g.highest(_rcti(i)) == i + 1
+    assert g.slots == 128 and g.grow_failed > 0 and g.evictions > 0 and g.resizes == 0
+    _check_reachable(g)
+    for i in range(200 - 64, 200):  # the latest-expiring are kept, as at the configured size
+        assert g.highest(_rcti(i)) == i + 1
