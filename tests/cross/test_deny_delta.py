@@ -25,9 +25,9 @@ from offgate_host.ledger.pull import sync_gate
 from offgate_host.wallet import Wallet
 
 NOW = int(time.time())
-# the 32-bit gate's heap for the delta sync: 4k under the simulator's SYNC_HEAP_32, where a request
-# frame's MemoryError used to end the session (docs/performance.md "Sync on the gate")
-DELTA_HEAP_32 = "140k"
+# the 32-bit gate's heap for the delta sync: the device's (where a request frame's MemoryError used
+# to end the session: docs/performance.md "Sync on the gate")
+DELTA_HEAP_32 = "128k"
 
 
 @pytest.fixture(autouse=True)
@@ -186,7 +186,7 @@ def test_gate_with_a_list_the_back_office_does_not_know_gets_the_full_list(world
 
 @pytest.mark.parametrize("mp", RUNTIMES)
 def test_sync_sends_a_delta_and_the_gate_and_gateview_agree(world, mp):
-    """A simulated gate (real firmware as .mpy, at the simulator's 64-bit sync heap, 140k on 32-bit;
+    """A simulated gate (real firmware as .mpy, at the simulator's 64-bit sync heap, 128k on 32-bit;
     the merge itself at 128k: tests/firmware/mp/test_denydelta.py) with a 20,000-id list gets a 1,000-id change as a delta
     over TCP; its file is then the back office's list byte for byte and a revoked rider is refused,
     as the host's gateview decides with the ids of formats.apply_deny_delta."""
