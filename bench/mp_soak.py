@@ -64,7 +64,8 @@ def main(sdir, codes, every):
                 st = None  # the gate drops its status report once sent: no dict alive across the scans
                 gc.collect()
                 print("CHK " + json.dumps({"n": n, "used": used, "free": gc.mem_free(), "opened": out.opened,
-                                           "cache": cache, "cache_hits": hits}))
+                                           "cache": cache, "cache_hits": hits,
+                                           "replay_bytes": g.replay.slots * 16}))
                 micropython.mem_info()
     st = g.status()
     print("END " + json.dumps({"scans": n, "opened": out.opened, "denied": out.reasons, "setup_used": setup,

@@ -60,6 +60,7 @@ PURE = {
     "test_p256_mul": "the gate's own key operations: fast path absent here, big-int fallback",
     "test_credcache": "verified-credential cache, LRU and heap trim",
     "test_passback": "passback table (entry gates) and its place in Gate.scan",
+    "test_pulls": "a sync session's batch sizing from the gate's heap",
 }
 # Firmware test modules NOT run on the 32-bit port, each with the reason (the port lacks viper /
 # native code, cryptolib, `machine` and littlefs). Kept explicit: nothing is skipped silently.
