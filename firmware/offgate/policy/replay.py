@@ -48,6 +48,12 @@ EXP_MAX = 0xFFFFFFFF
 _ZERO = bytes(SLOT)
 
 
+def _copy(dst, d, src, s):
+    """One slot from src[s:] to dst[d:], byte by byte: no object made (a resize must not fail half way)."""
+    for j in range(SLOT):
+        dst[d + j] = src[s + j]
+
+
 def _record(cti, ctr, exp):
     body = bytes(cti) + struct.pack(">II", ctr, exp)
     return body + struct.pack(">I", crc32(body) & 0xFFFFFFFF)
@@ -107,15 +113,15 @@ class ReplayGuard:
             tmp.append(bytearray(min(left, PAGE_SLOTS) * SLOT))
             left -= PAGE_SLOTS
         pages = self._alloc(n, self.pages)
+        # from here on nothing is allocated (byte copies: reading a slice makes an object), so no
+        # MemoryError can leave the table half moved
         k = 0
         for mv in self.pages:
             for o in range(0, len(mv), SLOT):
                 if mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]:
-                    t = tmp[k // PAGE_SLOTS]
-                    q = (k % PAGE_SLOTS) * SLOT
-                    t[q:q + SLOT] = mv[o:o + SLOT]
+                    _copy(tmp[k // PAGE_SLOTS], (k % PAGE_SLOTS) * SLOT, mv, o)
                     k += 1
-                mv[o:o + SLOT] = _ZERO  # reused pages start empty; dropped ones go with the list
+                mv[o:o + SLOT] = _ZERO  # (a slice store allocates nothing) reused pages start empty
         self.pages = pages
         self.slots = n
         for k in range(used):
@@ -125,7 +131,7 @@ class ReplayGuard:
             while True:
                 mv, o = self._slot(i)
                 if not (mv[o + 12] or mv[o + 13] or mv[o + 14] or mv[o + 15]):
-                    mv[o:o + SLOT] = t[q:q + SLOT]
+                    _copy(mv, o, t, q)
                     break
                 i += 1
                 if i == n:
