@@ -60,6 +60,8 @@ class Gate:
                 self.holdoff = None
             elif d.iat is not None and d.iat <= ho[1]:
                 d.reason = R.REPLAY  # issued before the boot that lost counters: cannot be shown new
+        if d.reason == R.OK and self.replay.maybe_evicted(d.cred.cti, now):
+            d.reason = R.REPLAY  # its counter was evicted from a full table: unknown, so refused
         if d.reason == R.OK and not self.deny_ok and self.cfg.get("deny_list_policy", "refuse") == "refuse":
             d.reason = R.DENY_LIST_MISSING  # revocations cannot be checked: refused, loudly
         lg = self.oplog

@@ -73,6 +73,11 @@ class ReplayGuard:
         self.evictions = 0
         self.resizes = 0        # times the table grew or shrank
         self.grow_failed = 0    # growths refused by a short heap (the table evicted instead)
+        # ctis of live entries evicted because the table could not grow (a 4096-bit Bloom filter,
+        # 3 bits each) while one of their codes could still be fresh: until evict_until (0: none).
+        # Preallocated: such evictions happen when the heap is short.
+        self.evicted = bytearray(512)
+        self.evict_until = 0
         self._tidied = 0        # clock second of the last tidy() that looked at the table
         self.skipped = 0        # torn or corrupt records found at load
         self.records = 0        # records in the file
@@ -261,9 +266,9 @@ class ReplayGuard:
             mj[oj:oj + SLOT] = _ZERO
             i = j
 
-    def _sweep(self, nh, nl, kmax, eq):
+    def _sweep(self, nh, nl, kmax, eq, mark=False):
         """Delete (in place) expired entries, those with _rel below kmax, and `eq` of those at
-        kmax. Returns how many live entries were deleted."""
+        kmax (their ctis marked in `evicted` if `mark`). Returns how many live entries were deleted."""
         evicted = 0
         i = 0
         while i < self.slots:
@@ -276,6 +281,8 @@ class ReplayGuard:
                 if k < kmax or (k == kmax and eq > 0):
                     if k == kmax:
                         eq -= 1
+                    if mark:
+                        self._mark(mv, o)
                     self._delete(i)
                     evicted += 1
                     continue
@@ -318,7 +325,37 @@ class ReplayGuard:
             else:
                 lo = mid + 1
         below = self._count_le(lo - 1, nh, nl)
-        self.evictions += self._sweep(nh, nl, lo, need - below)
+        # below its cap the table evicts only because the heap is short (a sync session on a
+        # 128 KB gate): fail closed then, so that no number of credentials can push a counter
+        # out and replay it (at the cap the documented overflow rule applies: docs/security.md)
+        mark = self.slots < self.cap
+        if mark:
+            if now >= self.evict_until:
+                for j in range(512):
+                    self.evicted[j] = 0
+            if now + lo > self.evict_until:
+                self.evict_until = now + lo  # what is evicted now is kept at most lo s more
+        self.evictions += self._sweep(nh, nl, lo, need - below, mark)
+
+    def _mark(self, mv, o):
+        b = self.evicted
+        for j in (3, 5, 7):
+            h = ((mv[o + j] << 8) | mv[o + j - 3]) & 4095
+            b[h >> 3] |= 1 << (h & 7)
+
+    def maybe_evicted(self, cti, now):
+        """True if cti has no entry here but may have been evicted while one of its codes could
+        still be fresh (then the code must be refused: its counter is unknown). False positives
+        (~0.3 % at 200 evicted ctis) refuse an honest first code; the rider's next one opens
+        once evict_until has passed."""
+        b = self.evicted
+        if now >= self.evict_until:
+            return False
+        for j in (3, 5, 7):
+            h = ((cti[j] << 8) | cti[j - 3]) & 4095
+            if not b[h >> 3] & (1 << (h & 7)):
+                return False
+        return self.highest(cti) < 0
 
     def _clear(self):
         for mv in self.pages:

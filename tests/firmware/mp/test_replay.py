@@ -257,3 +257,18 @@ def test_growth_refused_by_a_short_heap_evicts_instead_and_changes_nothing():
     _check_reachable(g)
     for i in range(200 - 64, 200):  # the latest-expiring are kept, as at the configured size
         assert g.highest(_rcti(i)) == i + 1
+    # fail closed below the cap: an evicted credential is not forgotten while one of its codes
+    # could be fresh (Gate.scan refuses it as REPLAY); those still in the table are not affected
+    evicted = [i for i in range(200) if g.highest(_rcti(i)) < 0]
+    assert evicted and all(g.maybe_evicted(_rcti(i), NOW) for i in evicted)
+    assert not any(g.maybe_evicted(_rcti(i), NOW) for i in range(200 - 64, 200))
+    assert not g.maybe_evicted(_rcti(evicted[0]), g.evict_until)  # its codes are stale by then
+
+
+def test_eviction_at_the_cap_keeps_the_documented_rule():
+    g = ReplayGuard(scratch_dir("rp") + "/r.log", 64)
+    g.load(NOW)
+    for i in range(200):
+        g.commit(_rcti(i), i + 1, EXP + i, NOW)
+    assert g.evictions > 0 and g.evict_until == 0
+    assert not g.maybe_evicted(_rcti(0), NOW)
