@@ -11,7 +11,7 @@ from backlog import BacklogGate, backlog_gate_dir
 from mpbridge import MP32, needs_mp32
 
 from offgate_host.backoffice.backoffice import BackOffice
-from offgate_host.device.simgate import SYNC_HEAP_32, SYNC_HEAP_64
+from offgate_host.device.simgate import SYNC_HEAP_64
 from offgate_host.ledger.ledger import Ledger
 from faults import DropAfter
 from offgate_host.sync.frames import LinkError
@@ -21,7 +21,6 @@ from offgate_host.wallet import Wallet
 NOW = int(time.time())
 FULL_LOG = 2016      # a small log's capacity (16 segments of 4 KiB, 126 records each; the default holds 31,558)
 SMALL_LOG = {"log_segment_bytes": 4096, "log_max_segments": 16}
-HEAP32 = SYNC_HEAP_32
 # One session (sync_gate, no retry) with scans between its frames: at the device's 128k a session
 # may end GateShortOfHeap, and `offgate sync` then starts a fresh one (sync_with_retries; the bench
 # and test_deny_delta sync at 128k that way; 1 of ~6 runs here ended so). This test is about one
