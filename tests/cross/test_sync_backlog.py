@@ -54,7 +54,9 @@ def test_full_log_syncs_in_one_go_while_the_gate_decides(tmp_path, mp, heap):
         s = sync_gate(g.transport(), bo, led, progress=progress)
         assert s["pulled"] >= FULL_LOG - 8 and s["anomalies"] == 0
         # warned well before the log is full (LOG_WARN_PCT), with what happens then
-        assert any("operation log 99% full" in x and "refuses every rider" in x for x in s["warnings"]), s["warnings"]
+        # said after the pull: the fill found before it, and what is left (0, or the riders since)
+        assert any("operation log was 99% full before this sync" in x and "refuses every rider" in x
+                   for x in s["warnings"]), s["warnings"]
         assert decided == ["OPEN"] * 3
         sizes = s["batch_sizes"]
         assert sizes[-1] == 0 or min(sizes) >= 1
@@ -91,6 +93,30 @@ def test_cut_at_every_frame_of_a_large_backlog(tmp_path):
         g.kill()
 
 
+def test_progress_of_a_retried_sync_counts_every_attempt(tmp_path):
+    """A sync whose first session is cut after some batches committed: the retry's fresh session
+    counts from 0 against what is left, yet the progress the caller sees is one sync (records
+    pulled by every attempt, of the whole backlog), never going back (QA: "0/0 2250 new")."""
+    from offgate_host.ledger.pull import sync_with_retries
+    bo, w, cfg, led = _setup(tmp_path, 600)
+    g = BacklogGate(cfg, HEAP64).start()
+    seen, made = [], []
+
+    def transport():
+        made.append(1)
+        return DropAfter(g.transport(), 12) if len(made) == 1 else g.transport()
+
+    try:
+        s = sync_with_retries(transport, bo, led, retries=2, delay=0, max_records=50,
+                              progress=lambda gid, done, backlog: seen.append((done, backlog)))
+    finally:
+        g.kill()
+    assert s["attempts"] == 2 and s["pulled"] == 600 and s["new"] == 600, s
+    dones = [d for d, _b in seen]
+    assert dones == sorted(dones) and seen[-1] == (600, 600), seen
+    assert all(b >= d for d, b in seen) and min(b for _d, b in seen) == 600, seen
+
+
 def test_cli_sync_progress_per_gate_and_totals(tmp_path):
     """`offgate sync` with a gate holding a backlog and a target that is not there: a bar per gate
     and one for all gates; the failed gate's bar is not full; one line of error, non-zero exit."""
@@ -123,3 +149,6 @@ def test_log_warning_threshold():
     w = log_warning(3, {"backlog": cap // 2, "capacity_records": cap, "policy": "admit"})
     assert w.startswith("gate 3: operation log 50% full") and "opens without logging" in w
     assert log_warning(3, {}) is None  # an older gate's status without the fields
+    w = log_warning(3, {"backlog": cap - 16, "capacity_records": cap}, synced=cap - 10)
+    assert w.startswith("gate 3: operation log was 99% full before this sync") and "; 0 left)" in w, w
+    assert "refuses every rider" in w

@@ -380,3 +380,18 @@ def test_output_to_a_closed_pipe_ends_quietly(tmp_path):
     p = subprocess.run([offgate, "account", "show", "nobody", "--data", data], stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True, timeout=120)
     assert p.returncode == 1 and p.stderr.startswith("offgate: unknown account"), p.stderr
+
+
+@pytest.mark.parametrize("target", ["tcp:127.0.0.1:99999", "tcp:127.0.0.1:0", "serial:/dev/ttyUSB0@fast",
+                                    "serial:@9600"])
+def test_sync_refuses_a_target_that_cannot_be_one(tmp_path, target):
+    """QA: `tcp:127.0.0.1:99999` was tried as a target instead of refused. A port outside 1..65535
+    or a baud that is not a number is one line, exit 1, before anything is opened or stored;
+    `gates target` refuses it alike."""
+    r = CliRunner()
+    assert r.invoke(main, ["init", "--data", str(tmp_path / "bo")]).exit_code == 0
+    res = r.invoke(main, ["sync", target, "--data", str(tmp_path / "bo")])
+    assert res.exit_code == 1 and "bad target" in res.stderr, res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output, res.output
+    res = r.invoke(main, ["gates", "target", "1", target, "--data", str(tmp_path / "bo")])
+    assert res.exit_code != 0 and "bad target" in res.stderr and "Traceback" not in res.output, res.output

@@ -164,6 +164,8 @@ def test_cli_settle_says_when_the_clock_is_behind_the_last_settlement(tmp_path):
     assert r.invoke(main, ["init", *d]).exit_code == 0
     res = r.invoke(main, ["settle", "--now", str(NOW + 1000), *d])
     assert res.exit_code == 0 and "settlement time" not in res.output, res.output
+    # QA: "50250 charged (46250 beyond caps)" read as two counts; it is money, and part of a whole
+    assert "0 charged in all (minor units), 0 of it beyond credential caps" in res.output, res.output
     res = r.invoke(main, ["settle", "--now", str(NOW), *d])
     assert res.exit_code == 0 and "settlement time %d: after the previous" % (NOW + 1001) in res.output, res.output
 

@@ -206,9 +206,12 @@ def settle_cmd(data_dir, db, now):
         if s.get("frozen"):
             click.echo("%d tap(s) settled under an earlier fare regime (flat fare or another version) left as "
                        "charged: settled charges are final (docs/fares.md)" % s["frozen"])
-    click.echo("settled %d trip(s), %d charged (%d beyond caps); %d fraud flag(s); %d unknown credential(s); "
-               "%d hold(s) released (%d)" % (s["trips"], s["charged"], s["over_cap"], s["fraud"], s["unknown"],
-                                            s["released"], s["released_amount"]))
+    # amounts in minor currency units; the part beyond caps is charged all the same (the ride
+    # happened), flagged and its credential denied (docs/backoffice.md)
+    click.echo("settled %d trip(s): %d charged in all (minor units), %d of it beyond credential caps; %d fraud "
+               "flag(s); %d unknown credential(s); %d hold(s) released (%d minor units)"
+               % (s["trips"], s["charged"], s["over_cap"], s["fraud"], s["unknown"], s["released"],
+                  s["released_amount"]))
 
 
 @main.command("report")

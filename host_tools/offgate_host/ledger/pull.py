@@ -66,16 +66,22 @@ def _normalize_batch(opened, gate_id):
 LOG_WARN_PCT = 50  # unsynced share of a gate's log at which every sync warns (docs/oplog.md "When full")
 
 
-def log_warning(gate_id, log):
-    """A one-line warning when a gate's operation log is LOG_WARN_PCT % full or more of unsynced
-    records (status "log": backlog, capacity_records, policy), else None. At 100 % a gate with
-    policy "refuse" refuses every rider (LOG_FULL) until a sync frees records."""
+def log_warning(gate_id, log, synced=0):
+    """A one-line warning when a gate's operation log was LOG_WARN_PCT % full or more of unsynced
+    records when the sync began (status "log": backlog, capacity_records, policy), else None.
+    `synced`: records this sync has pulled and acknowledged since (the warning then says the fill
+    was found before it, and how many are left). At 100 % a gate with policy "refuse" refuses every
+    rider (LOG_FULL) until a sync frees records."""
     cap = log.get("capacity_records") or 0
     backlog = log.get("backlog") or 0
     if not cap or backlog * 100 < LOG_WARN_PCT * cap:
         return None
     when_full = ("refuses every rider (LOG_FULL)" if log.get("policy", "refuse") == "refuse"
                  else "opens without logging (counted as not_logged)")
+    if synced:
+        return ("gate %d: operation log was %d%% full before this sync (%d of %d records unsynced; %d left); when "
+                "full it %s until a sync: sync it more often or give it a larger log"
+                % (gate_id, backlog * 100 // cap, backlog, cap, max(backlog - synced, 0), when_full))
     return ("gate %d: operation log %d%% full (%d of %d records unsynced); when full it %s until a sync: "
             "sync it more often or give it a larger log" % (gate_id, backlog * 100 // cap, backlog, cap, when_full))
 
@@ -123,9 +129,6 @@ def _sync_session(transport, bo, ledger, summary, registered, check_gate, op_key
         st = c.request("status")
         ledger.note_status(gid, st, now)
         log = st.get("log") or {}
-        w = log_warning(gid, log)
-        if w:
-            summary["warnings"].append(w)
         if progress:
             progress(gid, 0, log.get("backlog", 0))
         bkey = bo.batch_key()
@@ -160,6 +163,11 @@ def _sync_session(transport, bo, ledger, summary, registered, check_gate, op_key
                 raise SyncError("gate %d refused the acknowledgement of seq %d" % (gid, last["seq"]))
             if progress:
                 progress(gid, summary["pulled"], log.get("backlog", 0))
+        # said after the pulls, against what they acknowledged: the fill found is a sign the gate is
+        # synced too seldom even when this sync emptied its log
+        w = log_warning(gid, log, synced=summary["pulled"])
+        if w:
+            summary["warnings"].append(w)
         if push:
             # lists go only forward: pushed when the back office's is newer than the gate's
             deny = bo.deny_bytes()
@@ -235,6 +243,11 @@ def sync_with_retries(make_transport, bo, ledger, retries=3, delay=0.5, **kw):
     is not retried: NotAGate."""
     done = dict.fromkeys(COUNTS, 0)
     last = None
+    report = kw.get("progress")
+    if report is not None:
+        # a retry is a fresh session that counts from 0 against what is left on the gate: the
+        # caller sees one sync, records pulled by every attempt against the whole backlog
+        kw["progress"] = lambda gid, n, backlog: report(gid, done["pulled"] + n, done["pulled"] + max(backlog, n))
     for attempt in range(retries + 1):
         try:
             s = sync_gate(make_transport(), bo, ledger, **kw)

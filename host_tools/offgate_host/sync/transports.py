@@ -102,10 +102,13 @@ def parse_target(target: str, timeout=30.0):
     kind, _, rest = target.partition(":")
     if kind == "tcp":
         host, _, port = rest.rpartition(":")
-        if not port.isdigit():
-            raise ValueError("bad target %r: expected tcp:HOST:PORT" % target)
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError("bad target %r: expected tcp:HOST:PORT, PORT 1..65535" % target)
         return TcpTransport(host or "127.0.0.1", int(port), timeout)
     if kind == "serial" and rest:
         dev, _, baud = rest.partition("@")
+        if not dev or (baud and not (baud.isdigit() and 0 < int(baud) <= 10000000)):
+            raise ValueError("bad target %r: expected serial:/dev/ttyUSB0[@BAUD], BAUD a whole number of "
+                             "bits per second" % target)
         return SerialTransport(dev, int(baud) if baud else 115200, timeout)
     raise ValueError("bad target %r: expected tcp:HOST:PORT or serial:/dev/ttyUSB0" % target)
