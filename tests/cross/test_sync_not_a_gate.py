@@ -173,3 +173,24 @@ def test_cli_failed_sync_line_counts_ingested(bo, monkeypatch):
     monkeypatch.setattr("offgate_host.cli.ledger._sleep", lambda s: None)
     res = CliRunner().invoke(main, ["sync", "tcp:127.0.0.1:9", "--data", str(bo), "--rounds", "1"])
     assert "FAILED (1 in a row) after ingesting 400 record(s) (398 new): gate 11 refused" in res.output, res.output
+
+
+def test_a_gate_short_of_heap_in_every_session_says_what_to_do(monkeypatch):
+    """QA7: after a rush the gate's replay table is at its largest and a sync at 128k may find it
+    short of heap in every fresh session ("gate refused: out of memory"). The error now says that
+    nothing was lost and to sync again later, and still carries what the attempts ingested."""
+    from offgate_host.sync.frames import GateShortOfHeap
+    calls = []
+
+    def short(transport, bo, led, **kw):
+        calls.append(1)
+        e = GateShortOfHeap("gate refused: out of memory")
+        e.summary = {"pulled": 40, "new": 40} if len(calls) == 1 else {}
+        raise e
+    monkeypatch.setattr(pull, "sync_gate", short)
+    with pytest.raises(GateShortOfHeap) as ei:
+        sync_with_retries(lambda: None, None, None, retries=2, delay=0)
+    msg = str(ei.value)
+    assert len(calls) == 3 and msg.startswith("gate refused: out of memory (in each of 3 sessions"), msg
+    assert "nothing was lost" in msg and "sync again" in msg and "\n" not in msg, msg
+    assert ei.value.summary["pulled"] == 40 and ei.value.summary["attempts"] == 3, ei.value.summary
