@@ -107,8 +107,10 @@ class ClockSimGate(SimGate):
 
     def sync(self, bo, led, **kw):
         from offgate_host.sync.transports import TcpTransport
-        from offgate_host.ledger.pull import sync_gate
-        return sync_gate(TcpTransport("127.0.0.1", self.port, timeout=60), bo, led, **kw)
+        from offgate_host.ledger.pull import sync_with_retries
+        # as `offgate sync` does: on the 32-bit build at 128k a session may end short of heap, and
+        # a fresh one goes on from the last acknowledgement
+        return sync_with_retries(lambda: TcpTransport("127.0.0.1", self.port, timeout=60), bo, led, delay=0.2, **kw)
 
 
 def _time_setup(tmp_path, **settings):
