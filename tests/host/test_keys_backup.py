@@ -57,3 +57,51 @@ def test_encrypt_keys_backup_restore(tmp_path, monkeypatch):
     (tmp_path / "junk.tar.gz").write_bytes(b"junk")
     res = r.invoke(main, ["restore", str(tmp_path / "junk.tar.gz"), "--data", str(tmp_path / "bo4")])
     assert res.exit_code == 1 and "not a readable offgate backup" in res.stderr
+
+
+def test_new_key_in_an_encrypted_store_is_encrypted(tmp_path, monkeypatch):
+    """QA8: a key made while the passphrase comes from the prompt (env unset) joins an encrypted
+    store encrypted, never in plaintext; without any passphrase nothing is written."""
+    monkeypatch.delenv(keys.PASSPHRASE_ENV, raising=False)
+    d = tmp_path / "keys"
+    keys.save_private_pem(d / "old.pem", keys.generate(), password="correct horse battery")
+    keys.set_passphrase_provider(lambda path=None: None)
+    try:
+        try:
+            keys.save_private_pem(d / "new.pem", keys.generate())
+            raise AssertionError("a plaintext key was added to an encrypted store")
+        except keys.KeyLocked:
+            pass
+        assert not (d / "new.pem").exists()
+        keys.set_passphrase_provider(lambda path=None: "correct horse battery")
+        keys.save_private_pem(d / "new.pem", keys.generate())
+        assert keys.is_encrypted_pem((d / "new.pem").read_bytes())
+        keys.set_passphrase_provider(lambda path=None: "another passphrase")
+        try:
+            keys.save_private_pem(d / "other.pem", keys.generate())
+            raise AssertionError("a second passphrase was accepted into the store")
+        except keys.KeyLocked:
+            pass
+        assert not (d / "other.pem").exists()
+    finally:
+        keys.set_passphrase_provider(None)
+
+
+def test_a_back_office_on_postgresql_backs_up_its_keys(tmp_path, monkeypatch):
+    """QA8: `offgate backup` refused a PostgreSQL back office outright, so its private keys (which
+    no pg_dump holds) had no backup. Now the archive has the keys and the file naming the database,
+    and both commands say the database itself goes with pg_dump / pg_restore."""
+    from ledgerhelp import backoffice_on
+    bo = backoffice_on("postgresql", tmp_path / "bo")
+    bo.init_issuer("t")
+    bo.close()
+    r = CliRunner()
+    res = r.invoke(main, ["backup", str(tmp_path / "bo.tar.gz"), "--data", str(tmp_path / "bo")])
+    assert res.exit_code == 0 and "not in it: back it up with pg_dump" in res.output, res.output
+    res = r.invoke(main, ["restore", str(tmp_path / "bo.tar.gz"), "--data", str(tmp_path / "bo2")])
+    assert res.exit_code == 0 and "pg_restore" in res.output, res.output
+    assert (tmp_path / "bo2" / "database.url").read_bytes() == (tmp_path / "bo" / "database.url").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "bo2" / "keys").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "bo" / "keys").iterdir())
+    res = r.invoke(main, ["gates", "--data", str(tmp_path / "bo2")])  # the same back office
+    assert res.exit_code == 0, res.output

@@ -1,8 +1,9 @@
 """Back-office backup and restore, and encrypting its keys at rest (issue #13).
 
 A backup is a gzip'd tar: `offgate.db` (a consistent copy taken with SQLite's online backup, so a
-running `offgate serve` or sync does not tear it), every file under `keys/` as it is (encrypted
-keys stay encrypted), and `MANIFEST.json` with the SHA-256 of each. Restore checks the manifest
+running `offgate serve` or sync does not tear it) or, for a back office on PostgreSQL, the
+`database.url` naming it (its data is backed up with pg_dump), every file under `keys/` as it is
+(encrypted keys stay encrypted), and `MANIFEST.json` with the SHA-256 of each. Restore checks the manifest
 before it writes anything and only into a directory without a back office.
 """
 import hashlib
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from ..atomicfile import replacing
 from ..wire import keys
-from .backoffice import DB_NAME, BackOfficeError, database_url, exists
+from .backoffice import DB_NAME, DB_URL_FILE, BackOfficeError, database_url, exists
 
 FORMAT = "offgate-backup-1"
 
@@ -42,9 +43,29 @@ def backup(data_dir, out) -> dict:
         raise BackOfficeError("%s exists: give a new file name" % out)
     from ..db import parse_url, safe_url
     kind, where = parse_url(database_url(data_dir), BackOfficeError)
-    if kind == "pg":  # its data is not in the directory: the server's own tools back it up
-        raise BackOfficeError("the back office's database is PostgreSQL (%s): back it up with pg_dump; "
-                              "`offgate backup` copies a SQLite back office" % safe_url(where))
+    files = {}
+    if kind == "pg":
+        # its data is on the server, which backs it up with its own tools (pg_dump); the keys,
+        # which no database dump holds, and the file naming the database are copied here
+        files[DB_URL_FILE] = (data_dir / DB_URL_FILE).read_bytes()
+    else:
+        _sqlite_snapshot(where, files)
+    for p in sorted((data_dir / "keys").glob("*")) if (data_dir / "keys").is_dir() else ():
+        if p.is_file() and not p.name.endswith(".tmp"):
+            files["keys/" + p.name] = p.read_bytes()
+    manifest = {"format": FORMAT, "created": int(time.time()),
+                "database": "postgresql, not included: %s (pg_dump)" % safe_url(where) if kind == "pg" else "sqlite",
+                "files": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
+                "encrypted_keys": sorted(n for n, b in files.items() if n.startswith("keys/") and keys.is_encrypted_pem(b))}
+    with replacing(out, mode=0o600) as tmp_out:
+        with tarfile.open(tmp_out, "w:gz") as tar:
+            _add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=1).encode(), 0o644)
+            for n, b in files.items():
+                _add_bytes(tar, n, b)
+    return manifest
+
+
+def _sqlite_snapshot(where, files):
     with tempfile.TemporaryDirectory() as tmp:
         snap = Path(tmp) / DB_NAME
         src = sqlite3.connect(str(where))  # its own offgate.db, or the SQLite file it names
@@ -54,19 +75,7 @@ def backup(data_dir, out) -> dict:
         finally:
             dst.close()
             src.close()
-        files = {DB_NAME: snap.read_bytes()}
-    for p in sorted((data_dir / "keys").glob("*")) if (data_dir / "keys").is_dir() else ():
-        if p.is_file() and not p.name.endswith(".tmp"):
-            files["keys/" + p.name] = p.read_bytes()
-    manifest = {"format": FORMAT, "created": int(time.time()),
-                "files": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
-                "encrypted_keys": sorted(n for n, b in files.items() if n.startswith("keys/") and keys.is_encrypted_pem(b))}
-    with replacing(out, mode=0o600) as tmp_out:
-        with tarfile.open(tmp_out, "w:gz") as tar:
-            _add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=1).encode(), 0o644)
-            for n, b in files.items():
-                _add_bytes(tar, n, b)
-    return manifest
+        files[DB_NAME] = snap.read_bytes()
 
 
 def restore(archive, data_dir) -> dict:
@@ -88,7 +97,7 @@ def restore(archive, data_dir) -> dict:
             files = {}
             for name, digest in manifest["files"].items():
                 m = members.get(name)
-                if m is None or not m.isfile() or (name != DB_NAME and not (name.startswith("keys/")
+                if m is None or not m.isfile() or (name not in (DB_NAME, DB_URL_FILE) and not (name.startswith("keys/")
                                                                           and "/" not in name[5:] and ".." not in name)):
                     raise BackOfficeError("%s: missing or unexpected member %r" % (archive, name))
                 data = tar.extractfile(m).read()

@@ -55,8 +55,9 @@ def backup_cmd(data_dir, out):
     to the archive OUT (.tar.gz, with SHA-256 checksums)."""
     from ..backoffice import backup
     m = backup.backup(data_dir, out)
-    click.echo("backup of %s -> %s: %d file(s), %d encrypted key(s)" % (data_dir, out, len(m["files"]),
-                                                                       len(m["encrypted_keys"])))
+    click.echo("backup of %s -> %s: %d file(s), %d encrypted key(s)%s" % (
+        data_dir, out, len(m["files"]), len(m["encrypted_keys"]),
+        "; the PostgreSQL database is not in it: back it up with pg_dump" if m["database"] != "sqlite" else ""))
 
 
 @main.command("restore")
@@ -68,7 +69,9 @@ def restore_cmd(data_dir, archive):
     every file is checked against the backup's checksums before anything is written."""
     from ..backoffice import backup
     m = backup.restore(archive, data_dir)
-    click.echo("restored %d file(s) into %s (backup of %s)" % (len(m["files"]), data_dir, _iso(m["created"])))
+    click.echo("restored %d file(s) into %s (backup of %s)%s" % (
+        len(m["files"]), data_dir, _iso(m["created"]),
+        "; its database is on PostgreSQL, restored with pg_restore" if m.get("database", "sqlite") != "sqlite" else ""))
 
 
 

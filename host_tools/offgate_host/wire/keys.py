@@ -121,7 +121,25 @@ def save_private_pem(path, key, password=None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     password = password or passphrase()
+    if password is None:
+        locked = encrypted_key_in(path.parent)
+        if locked is not None:
+            # the store is encrypted: never add a plaintext key to it (the prompt's passphrase, checked
+            # against a key already there, so one store never holds two passphrases)
+            password = passphrase(required=True, path=locked)
+            load_private_pem_bytes(locked.read_bytes(), path=locked)
     atomic_write(path, private_pem(key, password), mode=0o600)
+
+
+def encrypted_key_in(directory):
+    """A PEM file under `directory` that is encrypted, or None."""
+    for f in sorted(Path(directory).glob("*.pem")):
+        try:
+            if is_encrypted_pem(f.read_bytes()):
+                return f
+        except OSError:
+            continue
+    return None
 
 
 def load_private_pem(path) -> ec.EllipticCurvePrivateKey:
