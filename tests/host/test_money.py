@@ -109,6 +109,40 @@ def test_flat_settlement_never_posts_behind_the_last_and_the_statement_only_grow
     led.close()
 
 
+def test_a_settlement_clock_far_ahead_is_refused_and_changes_nothing(bo):
+    """QA8: `settle --now` 30+ days ahead of anything the back office knows released every live
+    hold as expired and dated every later posting after it (settled is final). Refused like a
+    signing time that far ahead, unless forced; nothing moves."""
+    from offgate_host.backoffice.backoffice import ClockRefused
+    bo.create_account("a", balance=5000, now=NOW)
+    bo.issue_credential("a", pub(), zones=[1], now=NOW, valid_seconds=7 * 86400, cap=2000)
+    led = Ledger.for_backoffice(bo)
+    with pytest.raises(ClockRefused, match="days ahead of the newest time"):
+        led.settle(bo, now=NOW + 40 * 86400)
+    assert [h["state"] for h in bo.holds("a")] == ["held"] and bo.coverable("a") == 3000
+    assert led.settle(bo, now=NOW + 60)["released"] == 0       # a plausible time still settles
+    assert led.settle(bo, now=NOW + 40 * 86400, force_time=True)["released"] == 1  # checked by hand
+    books_balance(bo, "a")
+    led.close()
+
+
+def test_a_clock_stepped_back_posts_trips_after_the_account_lines(bo):
+    """QA8: settled with a clock behind the account's opening, the trips came above "opening" on
+    the statement (posted before the account existed). Settlement posts after every line the back
+    office has posted."""
+    bo.create_account("a", balance=3000, now=NOW)
+    cti = _cti(bo.issue_credential("a", pub(), zones=[1], now=NOW, valid_seconds=86400, cap=1000))
+    led = Ledger.for_backoffice(bo)
+    led.enroll_gate(1, b"\x04" + bytes(64))
+    led.ingest(1, make_records(2, cti=cti, t0=NOW + 60))
+    s = led.settle(bo, now=NOW - 86400)
+    assert s["trips"] == 2 and s["time"] > NOW, s
+    kinds = [m["kind"] for m in bo.statement("a")]
+    assert kinds[0] == "opening" and kinds[-2:] == ["trip", "trip"], kinds
+    books_balance(bo, "a")
+    led.close()
+
+
 def test_topup_adjust_audit_trail_and_statement(bo):
     bo.create_account("a", balance=500, credit=100, now=NOW)
     bo.top_up("a", 700, by="kasia", reason="cash, receipt 17", now=NOW)

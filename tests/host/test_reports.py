@@ -39,7 +39,7 @@ def test_report_filters_time_zone_revenue_and_exports(tmp_path):
         deny = make_records(1, start_seq=4, prev=prev, cti=None, decision="DENY", t0=T0 + 4200)
         led.ingest(1, recs + deny)
         led.ingest(2, make_records(2, cti=ctis[1], t0=T0 + 86400 + 60))  # the next day, product 2
-        led.settle(bo, now=T0 + 2 * 86400)
+        led.settle(bo, now=T0 + 2 * 86400, force_time=True)  # a fixed day in 2027, not the host clock
     res = r.invoke(main, ["report", "--tz", "Europe/Warsaw", *d])
     assert res.exit_code == 0, res.output
     out = res.output

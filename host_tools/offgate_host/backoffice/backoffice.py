@@ -786,19 +786,35 @@ class BackOffice:
             self._set_config("time_floor", t)
         return t
 
-    def settlement_time(self, now=None) -> int:
+    def settlement_time(self, now=None, force=False) -> int:
         """The time (Unix seconds) a settlement prices and posts its charges at: `now`, but always
         after the time the previous settlement used (recorded here, config "settle_floor"; a back
         office from before it: its newest charge or correction). A host clock stepped back thus
         neither un-prices a settled journey (an incomplete one turned pending again) nor posts
-        lines above those already on a statement (docs/fares.md "Settled is final"). Records the
-        time returned (inside the caller's transaction)."""
+        lines above those already on a statement (docs/fares.md "Settled is final"), nor above the
+        account lines the back office posted (openings, top-ups, holds). Refused (ClockRefused)
+        more than `clock_max_jump_s` (30 days) ahead of the newest time the back office knows (it
+        signed, or settled at), unless `force` (--force-time, after checking the clock): a time far
+        ahead would release every live hold as expired and date every later posting after it.
+        Records the time returned (inside the caller's transaction)."""
         t = _now(now)
         floor = self._get_config("settle_floor")
+        known = max(self.time_floor(), floor or 0)
+        jump = self._get_config("clock_max_jump_s", CLOCK_MAX_JUMP_S)
+        if not force and known and jump and t > known + jump:
+            raise ClockRefused("settlement time %s is %d days ahead of the newest time this back office knows "
+                               "(%s), more than the plausible %d; check the host clock (or --force-time): not "
+                               "settling" % (_utc(t), (t - known) // DAY, _utc(known), jump // DAY))
         if floor is None:
             floor = int(self.db.execute(
                 "SELECT MAX(x) FROM (SELECT MAX(settled) AS x FROM charges UNION ALL "
                 "SELECT MAX(t) AS x FROM charge_corrections) m").fetchone()[0] or 0)
+        # nor before a line already posted by the back office (an opening, a top-up, a hold): a
+        # statement sorts by posting time, so a trip must not land above the account's opening
+        posted = int(self.db.execute(
+            "SELECT MAX(x) FROM (SELECT MAX(t) AS x FROM account_audit UNION ALL "
+            "SELECT MAX(created) AS x FROM holds) m").fetchone()[0] or 0)
+        floor = max(floor, posted)
         if floor and t <= floor:
             t = floor + 1  # strictly after: a statement sorts by posting time
         self._set_config("settle_floor", t)

@@ -636,22 +636,24 @@ class Ledger:
         return n
 
     # ------------------------------------------------------------------ settlement
-    def settle(self, bo, now=None):
+    def settle(self, bo, now=None, force_time=False):
         """Charge every unsettled OPEN passage to its account (against the credential's hold), flag
         use beyond the cap, release the holds of expired credentials. Idempotent. One transaction
         on the one database: the charges, holds and balances (back office) and the records'
         settled marks (ledger) commit together or not at all.
         With a fare table loaded (`offgate fares load`) taps are paired into journeys and priced
-        by it instead (offgate_host.fares.settle, docs/fares.md)."""
+        by it instead (offgate_host.fares.settle, docs/fares.md).
+        Raises ClockRefused for a time implausibly far ahead (BackOffice.settlement_time) unless
+        `force_time`: nothing is settled."""
         with self.db:
             if self.db.kind == "pg":  # one settlement at a time (charges are checked, then written)
                 self.db.execute("SELECT pg_advisory_xact_lock(7130002)")
-            return self._settle(bo, now)
+            return self._settle(bo, now, force_time)
 
-    def _settle(self, bo, now=None):
+    def _settle(self, bo, now=None, force_time=False):
         from ..fares import settle as fare_settle
         eng = fare_settle.active_engine(self.db)
-        now = bo.settlement_time(now)  # never at or behind the previous settlement's time
+        now = bo.settlement_time(now, force=force_time)  # never at or behind the previous settlement's time
         if eng is not None:
             return self._settle_end(bo, now, fare_settle.settle(self, bo, now, eng))
         out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0,
