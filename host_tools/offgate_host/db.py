@@ -43,6 +43,19 @@ class NewerDatabase(DatabaseError):
     """The database's schema is newer than this offgate knows (written by a newer offgate)."""
 
 
+def connection_lost(e):
+    """A DatabaseError saying so when `e` is the database server gone in the middle of a command
+    (PostgreSQL restarted or stopped: psycopg's OperationalError, also under SQLAlchemy), else None.
+    What was committed before it stays; the open transaction is rolled back by the server."""
+    import sys
+    psycopg = sys.modules.get("psycopg")
+    orig = getattr(e, "orig", None) or e
+    if psycopg is not None and isinstance(orig, psycopg.OperationalError):
+        return DatabaseError("lost the connection to PostgreSQL: %s (what was committed before it is kept; "
+                             "nothing after it was stored)" % first_line(orig))
+    return None
+
+
 def known_revisions():
     """The revision ids of this offgate's migrations (their file names' prefixes)."""
     return {p.name.split("_", 1)[0] for p in (Path(__file__).parent / "migrations" / "versions").glob("[0-9]*_*.py")}

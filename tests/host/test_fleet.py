@@ -37,6 +37,9 @@ def test_gates_registry_alerts_thresholds_and_cli(tmp_path):
         late = fleet.gates(bo, led, now=NOW, thresholds={"sync_late_s": 3600, "drift_s": 60, "log_fill": 0.95})
         text = " | ".join(late[0]["alerts"])
         assert "not synced for 3 h" in text and "off" not in text.replace("clock not", "") and "full" not in text
+        # QA8: a threshold under an hour said "not synced for 0 h"
+        soon = fleet.gates(bo, led, now=NOW - 3 * 3600 + 25 * 60, thresholds={"sync_late_s": 60})
+        assert "not synced for 25 min" in soon[0]["alerts"], soon[0]["alerts"]
         from offgate_host.web import data
         assert data.gates(bo, led, NOW) == rows  # the dashboard's view is the same computation
     res = r.invoke(main, ["gates", *d])
@@ -85,3 +88,48 @@ def test_sync_all_every_backs_off_per_gate_one_line_each(tmp_path, monkeypatch):
     assert fleet.backoff(300, 10) == 3600  # retried at least hourly
     res = r.invoke(main, ["sync", "--all", "--every", "2s", *d])
     assert res.exit_code == 2 and "at least 10s" in res.stderr
+
+
+def test_sync_every_outlives_a_database_restart(tmp_path, monkeypatch):
+    """QA8: `offgate sync --all --every` died with an internal error (exit 3, a SQLAlchemy
+    traceback) when PostgreSQL restarted. The round now says so in one line, waits one interval,
+    connects again and goes on; a command that loses the server mid-way is one line, exit 1."""
+    import psycopg
+
+    from offgate_host.cli import ledger as cli
+    from offgate_host.ledger import pull
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    assert r.invoke(main, ["gates", "target", "4", "tcp:127.0.0.1:9", *d]).exit_code == 0
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    monkeypatch.setattr(cli, "_sleep", lambda sec: clock.__setitem__(0, clock[0] + sec))
+    calls, reopened = [], []
+
+    def sync(connect, bo, led, **kw):
+        calls.append(led)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("terminating connection due to administrator command")
+        return {"gate_id": 4, "new": 3, "duplicates": 0, "anomalies": 0, "fraud": 0, "drift": 0}
+    monkeypatch.setattr(pull, "sync_with_retries", sync)
+    real = cli._reopen
+
+    def reopen(*a):
+        reopened.append(1)
+        if len(reopened) == 1:  # the server still starting
+            from offgate_host.db import DatabaseError
+            raise DatabaseError("cannot connect to PostgreSQL at postgresql://x/y: Connection refused")
+        return real(*a)
+    monkeypatch.setattr(cli, "_reopen", reopen)
+    res = r.invoke(main, ["sync", "--all", "--every", "5m", "--rounds", "3", *d])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 3 and "FAILED: lost the connection to PostgreSQL" in lines[0], lines
+    assert "connecting again in 300s" in lines[0] and "database still unavailable: cannot connect" in lines[1]
+    assert "gate 4 ok: 3 new" in lines[2], lines
+    assert reopened == [1, 1] and calls[1] is not calls[0]  # a new ledger on a new connection
+    calls.clear()
+    res = r.invoke(main, ["sync", "tcp:127.0.0.1:9", *d])  # the same loss in a one-off sync
+    assert res.exit_code == 1 and res.stderr.startswith("offgate: lost the connection to PostgreSQL"), res.output
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -59,9 +59,26 @@ def user_errors(f):
 
 def _prompt_passphrase(path=None):
     """The keys' passphrase from the terminal (None without one: the caller says what to do)."""
+    global _prompted
     if not sys.stdin.isatty():
         return None
-    return click.prompt("passphrase for the back office's keys", hide_input=True, err=True)
+    if _prompted is None:  # asked once per command, not once per key
+        _prompted = click.prompt("passphrase for the back office's keys", hide_input=True, err=True)
+    return _prompted
+
+
+_prompted = None
+
+
+def _ask_passphrase_first(data_dir):
+    """Ask for the keys' passphrase now (once, at a terminal) when the key store is encrypted and
+    OFFGATE_PASSPHRASE is not set: before a progress display starts that would draw over the
+    prompt. Without a terminal nothing happens; the key's loader then says what to do."""
+    import os
+
+    from ..wire import keys
+    if not os.environ.get(keys.PASSPHRASE_ENV) and keys.encrypted_key_in(Path(data_dir) / "keys") is not None:
+        _prompt_passphrase()
 
 
 class OffgateGroup(click.Group):
@@ -85,6 +102,12 @@ class OffgateGroup(click.Group):
         except BrokenPipeError:
             # past click's own EPIPE handling (exit status 1) to main, which ends quietly
             raise _ReaderGone() from None
+        except Exception as e:
+            from ..db import connection_lost
+            lost = connection_lost(e)  # PostgreSQL restarted mid-command: one line, not a bug
+            if lost is None:
+                raise
+            raise lost from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         import os
@@ -92,6 +115,10 @@ class OffgateGroup(click.Group):
         from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OffgateError
         from ..wire import keys
         keys.set_passphrase_provider(_prompt_passphrase)
+        # SQLAlchemy logs a traceback when it returns a connection whose server is gone; the
+        # command's one-line error says what happened
+        import logging
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:

@@ -5,7 +5,8 @@ from pathlib import Path
 import click
 
 from ..errors import OffgateError, UsageError
-from .base import AMOUNT, DB_HELP, ID, UNIX_T, _bo, _console, _iso, _ledger, data_option, main, user_errors
+from .base import (AMOUNT, DB_HELP, ID, UNIX_T, _ask_passphrase_first, _bo, _console, _iso, _ledger, data_option, main,
+                   user_errors)
 
 
 @main.command("sync")
@@ -53,13 +54,16 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
     for t in targets:
         parse_target(t)  # bad targets fail before anything happens
     led = _ledger(bo, db)
+    _ask_passphrase_first(data_dir)  # before the progress bars, once for every key the sync signs with
     kw = dict(retries=retries, operator=operator, push=not no_push, set_time=not no_time, max_records=max_records,
               force_time=force_time)
     if interval is not None or rounds is not None:
         try:
-            _sync_unattended(bo, led, targets, interval or 300, rounds, timeout, kw)
+            state = _sync_unattended([bo, led], lambda: _reopen(data_dir, db), targets, interval or 300, rounds,
+                                     timeout, kw)
+            led = state[1] or led
         finally:
-            led.close()
+            _close_quietly(led)
         return
     failed = 0
     why = []  # "target: error" of each failed gate, for the last line (the bar's note is cut short)
@@ -123,15 +127,33 @@ def _ingested(summary):
 _sleep = None  # tests replace it (no real waiting)
 
 
-def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
+def _reopen(data_dir, db):
+    bo = _bo(data_dir)
+    return [bo, _ledger(bo, db)]
+
+
+def _close_quietly(led):
+    if led is None:
+        return
+    try:
+        led.close()
+    except Exception:  # a connection whose server is gone: nothing left to close cleanly
+        pass
+
+
+def _sync_unattended(state, reopen, targets, every, rounds, timeout, kw):
     """`offgate sync --every`: each round syncs the gates that are due, one log line each (UTC time,
     target, gate, outcome); a gate that fails is retried after a back-off (fleet.backoff) instead
-    of every round. Runs until interrupted (or `rounds` rounds, for tests)."""
+    of every round. Runs until interrupted (or `rounds` rounds, for tests).
+    state: [back office, ledger] on their one database; when its server goes away (a PostgreSQL
+    restart) the round says so in one line and the next round connects again (`reopen()`: a new
+    [back office, ledger]). Returns the state at the end."""
     import signal
     import time as _time
 
     from ..ledger import fleet
     from ..backoffice.backoffice import BackOfficeError
+    from ..db import connection_lost
     from ..ledger.pull import sync_with_retries
     from ..sync.frames import SyncError
     from ..sync.transports import parse_target
@@ -146,14 +168,26 @@ def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
     due = {t: 0.0 for t in targets}
     fails = {t: 0 for t in targets}
     done = 0
+
+    def db_down(wait):  # no gate is due before the database is tried again
+        for t in due:
+            due[t] = max(due[t], _time.time() + wait)
     while rounds is None or done < rounds:
         now = _time.time()
         for target in targets:
             if due[target] > now:
                 continue
             stamp = _iso(int(_time.time()))
+            if state[1] is None:
+                try:
+                    state[:] = reopen()
+                except OffgateError as e:  # the server still down: its one-line reason
+                    click.echo("%s database still unavailable: %s; next try in %ds"
+                               % (stamp, " ".join(str(e).split()), every))
+                    db_down(every)
+                    break
             try:
-                s = sync_with_retries(lambda target=target: parse_target(target, timeout), bo, led, **kw)
+                s = sync_with_retries(lambda target=target: parse_target(target, timeout), state[0], state[1], **kw)
             except (SyncError, BackOfficeError, OSError) as e:
                 fails[target] += 1
                 wait = fleet.backoff(every, fails[target])
@@ -162,6 +196,17 @@ def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
                            % (stamp, target, fails[target], _ingested(getattr(e, "summary", None) or {}),
                               " ".join(str(e).split()), wait))
                 continue
+            except Exception as e:
+                lost = connection_lost(e)
+                if lost is None:
+                    raise
+                # the server went away mid-sync: what it committed stays, the gate keeps the rest
+                # (unacknowledged); every gate waits for the next round, on a new connection
+                click.echo("%s %s FAILED: %s; connecting again in %ds" % (stamp, target, lost, every))
+                _close_quietly(state[1])
+                state[:] = [None, None]
+                db_down(every)
+                break
             fails[target] = 0
             due[target] = _time.time() + every
             click.echo("%s %s gate %s ok: %d new, %d duplicate, %d anomalies, %d fraud, drift %s s%s"
@@ -171,6 +216,7 @@ def _sync_unattended(bo, led, targets, every, rounds, timeout, kw):
         if rounds is not None and done >= rounds:
             break
         sleep(max(1.0, min(due.values()) - _time.time()))
+    return state
 
 
 def _duration(text, what):
@@ -186,14 +232,16 @@ def _duration(text, what):
 @data_option
 @click.option("--db", default=None, envvar="OFFGATE_DB", help=DB_HELP)
 @click.option("--now", type=UNIX_T, default=None, help="settlement time, Unix seconds (default: now)")
+@click.option("--force-time", is_flag=True, help="settle at a time more than 30 days ahead of the newest the back "
+              "office knows (after checking the host clock by hand)")
 @user_errors
-def settle_cmd(data_dir, db, now):
+def settle_cmd(data_dir, db, now, force_time):
     """Charge settled trips against the accounts' holds, flag use beyond the cap, release the holds
     of expired credentials."""
     bo = _bo(data_dir)
     led = _ledger(bo, db)
     asked = int(time.time()) if now is None else now
-    s = led.settle(bo, now=asked)
+    s = led.settle(bo, now=asked, force_time=force_time)
     led.close()
     if s["time"] > asked:  # the host clock is behind the last settlement: priced as of after it
         click.echo("settlement time %d: after the previous settlement's (the clock given, %d, is behind it; "

@@ -56,7 +56,7 @@ def gates(bo, led, now=None, thresholds=None):
         notes = st.get("notes") or []
         alerts = []
         if age is None or age > th["sync_late_s"]:
-            alerts.append("not synced for %s" % ("ever" if age is None else "%d h" % (age // HOUR)))
+            alerts.append("not synced for %s" % ("ever" if age is None else _age(age)))
         if g["drift"] is not None and abs(g["drift"]) > th["drift_s"]:
             alerts.append("clock was %+d s off at the last sync" % g["drift"])
         if clock is not None and clock.get("trusted") is False:
@@ -111,3 +111,12 @@ def backoff(every, failures, ceiling=3600):
     doubled per failure, at most max(every, ceiling) (a gate that is down is not hammered, and is
     retried at least hourly)."""
     return min(every * (2 ** failures), max(every, ceiling))
+
+
+def _age(seconds):
+    """'3 h', or '25 min' under an hour (a --sync-late under an hour said "0 h"), '2 d' from 2 days."""
+    if seconds < HOUR:
+        return "%d min" % (seconds // 60)
+    if seconds < 48 * HOUR:
+        return "%d h" % (seconds // HOUR)
+    return "%d d" % (seconds // (24 * HOUR))
