@@ -66,6 +66,11 @@ def test_sync_all_every_backs_off_per_gate_one_line_each(tmp_path, monkeypatch):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens: every sync fails at once
+    res = r.invoke(main, ["gates", "target", "4", "tcp:127.0.0.1:%d" % port, *d])
+    # QA8: a target for a gate nobody provisioned or enrolled was kept (never shown, always synced)
+    assert res.exit_code == 1 and "gate 4 is neither provisioned nor enrolled" in res.stderr, res.output
+    with BackOffice(tmp_path / "bo", create=False) as bo:
+        bo.register_gate(4, keys.pub_bytes(keys.generate()), "esp32_devkitc")
     assert r.invoke(main, ["gates", "target", "4", "tcp:127.0.0.1:%d" % port, *d]).exit_code == 0
     res = r.invoke(main, ["gates", "target", "5", "carrier-pigeon", *d])
     assert res.exit_code == 1 and res.stderr.startswith("offgate: ")
@@ -101,6 +106,8 @@ def test_sync_every_outlives_a_database_restart(tmp_path, monkeypatch):
     r = CliRunner()
     d = ["--data", str(tmp_path / "bo")]
     assert r.invoke(main, ["init", *d]).exit_code == 0
+    with BackOffice(tmp_path / "bo", create=False) as bo:
+        bo.register_gate(4, keys.pub_bytes(keys.generate()), "esp32_devkitc")
     assert r.invoke(main, ["gates", "target", "4", "tcp:127.0.0.1:9", *d]).exit_code == 0
     clock = [1000.0]
     monkeypatch.setattr(time, "time", lambda: clock[0])
@@ -133,3 +140,29 @@ def test_sync_every_outlives_a_database_restart(tmp_path, monkeypatch):
     res = r.invoke(main, ["sync", "tcp:127.0.0.1:9", *d])  # the same loss in a one-off sync
     assert res.exit_code == 1 and res.stderr.startswith("offgate: lost the connection to PostgreSQL"), res.output
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_sync_all_says_when_a_target_reaches_another_gate(tmp_path, monkeypatch):
+    """QA8: with gate 101's target pointing at gate 102's port, `sync --all` synced 102 twice and
+    101 never, saying nothing. The gate that answers must be the one registered at the target;
+    otherwise that gate's sync fails in one line naming both (its records stay, as gate 102's)."""
+    from offgate_host.ledger import pull
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    with BackOffice(tmp_path / "bo", create=False) as bo:
+        for g in (101, 102):
+            bo.register_gate(g, keys.pub_bytes(keys.generate()), "esp32_devkitc")
+    for g, port in ((101, 7702), (102, 7702)):
+        assert r.invoke(main, ["gates", "target", str(g), "tcp:127.0.0.1:%d" % port, *d]).exit_code == 0
+    assert r.invoke(main, ["gates", "target", "101", "tcp:127.0.0.1:7701", *d]).exit_code == 0
+
+    def sync(connect, bo, led, **kw):  # both targets answer as gate 102
+        return {"gate_id": 102, "pulled": 5, "new": 5, "duplicates": 0, "anomalies": 0, "fraud": 0, "drift": 0}
+    monkeypatch.setattr(pull, "sync_with_retries", sync)
+    res = r.invoke(main, ["sync", "--all", *d])
+    assert res.exit_code == 1, res.output
+    assert "tcp:127.0.0.1:7701 answered as gate 102, not gate 101" in res.stderr, res.stderr
+    assert "1 of 2 gate(s) failed" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    res = r.invoke(main, ["sync", "tcp:127.0.0.1:7701", *d])  # a target given by hand: any gate
+    assert res.exit_code == 0, res.output

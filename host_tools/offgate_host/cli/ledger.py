@@ -36,7 +36,6 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
 
     from ..ledger import fleet
     from ..backoffice.backoffice import BackOfficeError
-    from ..ledger.pull import sync_with_retries
     from ..sync.frames import SyncError
     from ..sync.transports import parse_target
     interval = _duration(every, "--every") if every is not None else None
@@ -46,11 +45,14 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
     if all_gates:
         if targets:
             raise UsageError("give TARGETs or --all, not both")
-        targets = tuple(fleet.targets(bo).values())
+        expected = {t: g for g, t in fleet.targets(bo).items()}  # target -> the gate it should reach
+        targets = tuple(expected)
         if not targets:
             raise OffgateError("no gate has a sync target: set them with `offgate gates target GATE_ID TARGET`")
     elif not targets:
         raise UsageError("give one or more TARGETs (tcp:HOST:PORT, serial:/dev/ttyUSB0) or --all")
+    else:
+        expected = {}
     for t in targets:
         parse_target(t)  # bad targets fail before anything happens
     led = _ledger(bo, db)
@@ -60,7 +62,7 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
     if interval is not None or rounds is not None:
         try:
             state = _sync_unattended([bo, led], lambda: _reopen(data_dir, db), targets, interval or 300, rounds,
-                                     timeout, kw)
+                                     timeout, kw, expected)
             led = state[1] or led
         finally:
             _close_quietly(led)
@@ -83,9 +85,7 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
                             total=max(backlog, done), note="records" if backlog or done else "nothing to pull")
 
             try:
-                s = sync_with_retries(lambda target=target: parse_target(target, timeout), bo, led, retries=retries,
-                                      operator=operator, push=not no_push, set_time=not no_time,
-                                      max_records=max_records, progress=progress, force_time=force_time)
+                s = _sync_one(target, timeout, bo, led, expected, dict(kw, progress=progress))
             except (SyncError, BackOfficeError) as e:
                 failed += 1
                 why.append("%s: %s" % (target, " ".join(str(e).split())))
@@ -127,6 +127,24 @@ def _ingested(summary):
 _sleep = None  # tests replace it (no real waiting)
 
 
+def _sync_one(target, timeout, bo, led, expected, kw):
+    """One gate's sync (ledger.pull.sync_with_retries). With --all, `expected` maps each target to
+    the gate registered there: a different gate answering is a failure (SyncError, its records kept
+    as that gate's, which they are), so a wrong target is not taken for a synced gate."""
+    from ..ledger.pull import sync_with_retries
+    from ..sync.frames import SyncError
+    from ..sync.transports import parse_target
+    s = sync_with_retries(lambda: parse_target(target, timeout), bo, led, **kw)
+    want, got = expected.get(target), s.get("gate_id")
+    if want is not None and got is not None and got != want:
+        e = SyncError("%s answered as gate %d, not gate %d: its records were taken as gate %d's; gate %d was "
+                      "not synced: fix its target (`offgate gates target %d TARGET`)"
+                      % (target, got, want, got, want, want))
+        e.summary = s
+        raise e
+    return s
+
+
 def _reopen(data_dir, db):
     bo = _bo(data_dir)
     return [bo, _ledger(bo, db)]
@@ -141,7 +159,7 @@ def _close_quietly(led):
         pass
 
 
-def _sync_unattended(state, reopen, targets, every, rounds, timeout, kw):
+def _sync_unattended(state, reopen, targets, every, rounds, timeout, kw, expected=None):
     """`offgate sync --every`: each round syncs the gates that are due, one log line each (UTC time,
     target, gate, outcome); a gate that fails is retried after a back-off (fleet.backoff) instead
     of every round. Runs until interrupted (or `rounds` rounds, for tests).
@@ -154,9 +172,7 @@ def _sync_unattended(state, reopen, targets, every, rounds, timeout, kw):
     from ..ledger import fleet
     from ..backoffice.backoffice import BackOfficeError
     from ..db import connection_lost
-    from ..ledger.pull import sync_with_retries
     from ..sync.frames import SyncError
-    from ..sync.transports import parse_target
     sleep = _sleep or _time.sleep
 
     def stop(*_):
@@ -187,7 +203,7 @@ def _sync_unattended(state, reopen, targets, every, rounds, timeout, kw):
                     db_down(every)
                     break
             try:
-                s = sync_with_retries(lambda target=target: parse_target(target, timeout), state[0], state[1], **kw)
+                s = _sync_one(target, timeout, state[0], state[1], expected or {}, kw)
             except (SyncError, BackOfficeError, OSError) as e:
                 fails[target] += 1
                 wait = fleet.backoff(every, fails[target])
