@@ -109,6 +109,18 @@ def test_flat_settlement_never_posts_behind_the_last_and_the_statement_only_grow
     led.close()
 
 
+def test_an_adjustment_cannot_take_what_holds_reserve(bo):
+    """QA8: an adjustment took money a live credential's hold reserved; the rider's next trip,
+    within the cap, was then flagged overdraft and the credential denied."""
+    bo.create_account("a", balance=1500, now=NOW)
+    bo.issue_credential("a", pub(), zones=[1], now=NOW, valid_seconds=3600, cap=1000)
+    with pytest.raises(BackOfficeError, match="holds reserve \\(1000; 500 can be adjusted\\)"):
+        bo.adjust("a", -1250, "chargeback")
+    assert bo.get_account("a")["balance"] == 1500
+    assert bo.adjust("a", -500, "chargeback")["balance"] == 1000 and bo.coverable("a") == 0
+    books_balance(bo, "a")
+
+
 def test_a_settlement_clock_far_ahead_is_refused_and_changes_nothing(bo):
     """QA8: `settle --now` 30+ days ahead of anything the back office knows released every live
     hold as expired and dated every later posting after it (settled is final). Refused like a

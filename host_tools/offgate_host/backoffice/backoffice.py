@@ -492,7 +492,8 @@ class BackOffice:
     def adjust(self, account_id, amount, reason, by="back office", now=None) -> dict:
         """Change the balance by `amount` (minor units, signed, non-zero): a correction, refund or
         write-off, with its reason in the audit trail. A negative adjustment may not take the
-        account below its credit limit (-credit)."""
+        account below its credit limit (-credit), nor take what its open holds reserve for trips
+        already made offline (BackOfficeError)."""
         if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0 or abs(amount) > MAX_AMOUNT:
             raise BackOfficeError("an adjustment must be a non-zero integer from -%d to %d (minor units), got %r"
                                   % (MAX_AMOUNT, MAX_AMOUNT, amount))
@@ -503,6 +504,14 @@ class BackOffice:
         if amount < 0 and a["balance"] + amount < -a["credit"]:
             raise BackOfficeError("account %r: adjusting by %d would take the balance %d below the credit limit -%d"
                                   % (account_id, amount, a["balance"], a["credit"]))
+        held = self.outstanding_holds(account_id) if amount < 0 else 0
+        if held and a["balance"] + a["credit"] + amount < held:
+            # the holds back trips already made offline: taking that money would flag an honest
+            # rider's next trips as overdraft and deny the credential (QA8)
+            raise BackOfficeError("account %r: adjusting by %d would take money its live credentials' holds "
+                                  "reserve (%d; %d can be adjusted): wait for them to expire, or deny them and "
+                                  "settle, first" % (account_id, amount, held,
+                                                     max(0, a["balance"] + a["credit"] - held)))
         with self.db:
             self.db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, account_id))
             self._audit(account_id, "adjustment", amount, reason, by, _now(now))
