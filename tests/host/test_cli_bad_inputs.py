@@ -395,3 +395,22 @@ def test_sync_refuses_a_target_that_cannot_be_one(tmp_path, target):
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output, res.output
     res = r.invoke(main, ["gates", "target", "1", target, "--data", str(tmp_path / "bo")])
     assert res.exit_code != 0 and "bad target" in res.stderr and "Traceback" not in res.output, res.output
+
+
+def test_credential_zones_are_ids_the_gate_can_hold(tmp_path):
+    """QA8: `credential issue --zones 99999999999` (and `1,,2`) was accepted; zone and gate ids are
+    small ints on the gate (0..2^30-1, as gate ids). One line, exit 2, nothing issued; the back
+    office refuses them too."""
+    from offgate_host.backoffice.backoffice import BackOffice, BackOfficeError
+    r = CliRunner()
+    d = ["--data", str(tmp_path / "bo")]
+    assert r.invoke(main, ["init", *d]).exit_code == 0
+    assert r.invoke(main, ["account", "create", "a", "--balance", "5000", *d]).exit_code == 0
+    assert r.invoke(main, ["wallet", "new", str(tmp_path / "w.json")]).exit_code == 0
+    for zones in ("99999999999", "1,,2", "1,", "-1"):
+        res = r.invoke(main, ["credential", "issue", "a", "--wallet", str(tmp_path / "w.json"), "--zones", zones, *d])
+        assert res.exit_code == 2 and "--zones" in res.stderr and "Traceback" not in res.output, (zones, res.output)
+    with BackOffice(tmp_path / "bo", create=False) as bo:
+        assert bo.credentials("a") == []
+        with pytest.raises(BackOfficeError, match="zone ids must be integers"):
+            bo.issue_credential("a", bytes(65), zones=[2 ** 30])

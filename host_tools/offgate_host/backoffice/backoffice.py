@@ -528,6 +528,13 @@ class BackOffice:
         rider_category_id fares are charged for (kept here, not in the credential: no QR growth)."""
         if rider_category is not None and (not isinstance(rider_category, str) or not rider_category):
             raise BackOfficeError("rider category must be a non-empty GTFS rider_category_id")
+        for what, ids in (("zone", zones), ("gate", gates or ())):
+            # the gate keeps ids as small ints (31 bits on the ESP32): formats.MAX_ID, as gate ids
+            if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= formats.MAX_ID for i in ids):
+                raise BackOfficeError("%s ids must be integers from 0 to %d, got %r" % (what, formats.MAX_ID,
+                                                                                       list(ids)))
+        if not zones:
+            raise BackOfficeError("a credential needs at least one zone")
         now = _now(now)
         acct = self.get_account(account_id)
         minimum = self.min_balance()

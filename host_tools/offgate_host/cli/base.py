@@ -191,12 +191,13 @@ def _quiet_broken_pipe():
 def _uint_list(text, what):
     if text is None:
         return None
+    parts = text.replace(" ", "").split(",")
     try:
-        vals = [int(p) for p in text.replace(" ", "").split(",") if p != ""]
+        vals = [int(p) for p in parts]  # an empty part ("1,,2", "1,") is a typo, not nothing
     except ValueError:
         raise click.BadParameter("%s must be comma-separated integers, e.g. 1,2" % what) from None
-    if not vals or any(v < 0 for v in vals):
-        raise click.BadParameter("%s must be a non-empty list of non-negative integers" % what)
+    if any(v < 0 or v > ID.max for v in vals):
+        raise click.BadParameter("%s must be a non-empty list of integers from 0 to %d" % (what, ID.max))
     return vals
 
 
