@@ -24,8 +24,9 @@ SMALL_LOG = {"log_segment_bytes": 4096, "log_max_segments": 16}
 # One session (sync_gate, no retry) with scans between its frames: at the device's 128k a session
 # may end GateShortOfHeap, and `offgate sync` then starts a fresh one (sync_with_retries; the bench
 # and test_deny_delta sync at 128k that way; 1 of ~6 runs here ended so). This test is about one
-# session carrying a full log, so it gets 4k more.
-ONE_SESSION_HEAP32 = "132k"
+# session carrying a full log, so it gets 8k more (at 132k one of three full `make test` runs on a
+# loaded machine ended "pull: gate low on heap" in its one session).
+ONE_SESSION_HEAP32 = "136k"
 HEAP64 = SYNC_HEAP_64
 
 

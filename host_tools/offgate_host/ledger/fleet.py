@@ -91,10 +91,10 @@ def gates(bo, led, now=None, thresholds=None):
 def set_target(bo, gate_id, target, now=None):
     """Record how `offgate sync --all` reaches gate `gate_id` (None: forget it). The target is
     checked (sync.transports.parse_target raises ValueError for a bad one), and the gate must be
-    known: provisioned (the back office's registry) or enrolled in the ledger (BackOfficeError: a
+    known: provisioned (the back office's registry) or enrolled in the ledger (LedgerError: a
     target for a gate that is not would never show in `offgate gates`, yet be synced)."""
-    from ..backoffice.backoffice import BackOfficeError
     from ..sync.transports import parse_target
+    from .ledger import LedgerError
     with bo.db:
         if target is None:
             bo.db.execute("DELETE FROM gate_targets WHERE gate_id = ?", (gate_id,))
@@ -102,7 +102,7 @@ def set_target(bo, gate_id, target, now=None):
             parse_target(target)
             if bo.db.execute("SELECT 1 FROM ledger_gates WHERE gate = ?", (gate_id,)).fetchone() is None and \
                     not any(g["gate_id"] == gate_id for g in bo.gates()):
-                raise BackOfficeError("gate %d is neither provisioned nor enrolled: `offgate provision` or "
+                raise LedgerError("gate %d is neither provisioned nor enrolled: `offgate provision` or "
                                       "`offgate gates enroll` it first" % gate_id)
             bo.db.upsert("gate_targets", ("gate_id",), {"gate_id": gate_id, "target": target,
                                                         "set_at": int(time.time() if now is None else now)})
