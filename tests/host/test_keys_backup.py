@@ -1,6 +1,8 @@
 """Keys encrypted at rest with a passphrase, backup and restore (issue #13)."""
 import tarfile
 
+import pytest
+
 from click.testing import CliRunner
 
 from offgate_host.wire import keys
@@ -67,21 +69,15 @@ def test_new_key_in_an_encrypted_store_is_encrypted(tmp_path, monkeypatch):
     keys.save_private_pem(d / "old.pem", keys.generate(), password="correct horse battery")
     keys.set_passphrase_provider(lambda path=None: None)
     try:
-        try:
+        with pytest.raises(keys.KeyLocked):  # no passphrase: no plaintext key added to the store
             keys.save_private_pem(d / "new.pem", keys.generate())
-            raise AssertionError("a plaintext key was added to an encrypted store")
-        except keys.KeyLocked:
-            pass
         assert not (d / "new.pem").exists()
         keys.set_passphrase_provider(lambda path=None: "correct horse battery")
         keys.save_private_pem(d / "new.pem", keys.generate())
         assert keys.is_encrypted_pem((d / "new.pem").read_bytes())
         keys.set_passphrase_provider(lambda path=None: "another passphrase")
-        try:
+        with pytest.raises(keys.KeyLocked):  # not a second passphrase in one store
             keys.save_private_pem(d / "other.pem", keys.generate())
-            raise AssertionError("a second passphrase was accepted into the store")
-        except keys.KeyLocked:
-            pass
         assert not (d / "other.pem").exists()
     finally:
         keys.set_passphrase_provider(None)
