@@ -79,6 +79,10 @@ def test_new_key_in_an_encrypted_store_is_encrypted(tmp_path, monkeypatch):
         with pytest.raises(keys.KeyLocked):  # not a second passphrase in one store
             keys.save_private_pem(d / "other.pem", keys.generate())
         assert not (d / "other.pem").exists()
+        monkeypatch.setenv(keys.PASSPHRASE_ENV, "another passphrase")  # nor from the environment
+        with pytest.raises(keys.KeyLocked):
+            keys.save_private_pem(d / "other.pem", keys.generate())
+        assert not (d / "other.pem").exists()
     finally:
         keys.set_passphrase_provider(None)
 

@@ -120,14 +120,14 @@ def save_private_pem(path, key, password=None) -> None:
     `password` or the configured passphrase (OFFGATE_PASSPHRASE), if any. Atomic (temp + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    explicit = password is not None  # encrypt_keys: checked against the store by its caller
     password = password or passphrase()
-    if password is None:
-        locked = encrypted_key_in(path.parent)
-        if locked is not None:
-            # the store is encrypted: never add a plaintext key to it (the prompt's passphrase, checked
-            # against a key already there, so one store never holds two passphrases)
-            password = passphrase(required=True, path=locked)
-            load_private_pem_bytes(locked.read_bytes(), path=locked)
+    locked = None if explicit else encrypted_key_in(path.parent)
+    if locked is not None:
+        # the store is encrypted: never add a plaintext key to it, nor one under another passphrase
+        # (the environment's or the prompt's, checked against a key already there)
+        password = password or passphrase(required=True, path=locked)
+        load_private_pem_bytes(locked.read_bytes(), path=locked)
     atomic_write(path, private_pem(key, password), mode=0o600)
 
 
