@@ -154,8 +154,10 @@ def test_sync_all_says_when_a_target_reaches_another_gate(tmp_path, monkeypatch)
         for g in (101, 102):
             bo.register_gate(g, keys.pub_bytes(keys.generate()), "esp32_devkitc")
     for g, port in ((101, 7702), (102, 7702)):
-        assert r.invoke(main, ["gates", "target", str(g), "tcp:127.0.0.1:%d" % port, *d]).exit_code == 0
+        assert r.invoke(main, ["gates", "target", str(g), "tcp:127.0.0.1:%d" % port, *d]).exit_code == (g == 102)
+    # QA9: one target for two gates is refused (sync --all would sync one under the other's name)
     assert r.invoke(main, ["gates", "target", "101", "tcp:127.0.0.1:7701", *d]).exit_code == 0
+    assert r.invoke(main, ["gates", "target", "102", "tcp:127.0.0.1:7702", *d]).exit_code == 0
 
     def sync(connect, bo, led, **kw):  # both targets answer as gate 102
         return {"gate_id": 102, "pulled": 5, "new": 5, "duplicates": 0, "anomalies": 0, "fraud": 0, "drift": 0}

@@ -155,6 +155,33 @@ def test_a_clock_stepped_back_posts_trips_after_the_account_lines(bo):
     led.close()
 
 
+def test_a_line_posted_ahead_does_not_release_live_holds(bo):
+    """QA9: a top-up made while the host clock was 200 days ahead pushed the next settlement's
+    time past it, and that settlement released every live credential's hold as expired. Lines
+    are still posted after it; what has expired is judged by the clock."""
+    bo.create_account("a", balance=3000, now=NOW)
+    bo.create_account("b", balance=100, now=NOW)
+    _cti(bo.issue_credential("a", pub(), zones=[1], now=NOW, valid_seconds=86400, cap=1000))
+    bo.top_up("b", 100, reason="clock ahead", now=NOW + 200 * 86400)
+    led = Ledger.for_backoffice(bo)
+    s = led.settle(bo, now=NOW + 60)
+    assert s["released"] == 0 and bo.outstanding_holds("a") == 1000, s
+    assert led.settle(bo, now=NOW + 2 * 86400)["released"] == 1  # expired by the clock: released
+    led.close()
+
+
+def test_adjust_checks_again_as_it_writes(bo, monkeypatch):
+    """QA9: two adjustments at once both passed a check made before either wrote (the balance went
+    below the credit limit). The UPDATE checks again: a check made on stale figures (here the holds
+    as if none) changes nothing."""
+    bo.create_account("a", balance=1000, now=NOW)
+    bo.issue_credential("a", pub(), zones=[1], now=NOW, valid_seconds=86400, cap=1000)
+    monkeypatch.setattr(bo, "outstanding_holds", lambda account_id: 0)  # what a racing reader saw
+    with pytest.raises(BackOfficeError, match="changed while adjusting"):
+        bo.adjust("a", -500, "stale check")
+    assert bo.get_account("a")["balance"] == 1000 and [m["kind"] for m in bo.statement("a")] == ["opening", "hold"]
+
+
 def test_topup_adjust_audit_trail_and_statement(bo):
     bo.create_account("a", balance=500, credit=100, now=NOW)
     bo.top_up("a", 700, by="kasia", reason="cash, receipt 17", now=NOW)
@@ -269,8 +296,9 @@ def test_books_always_balance(tmp_path_factory, balance, credit, ops):
                 a = b.get_account("a")
                 try:
                     b.adjust("a", arg, "p")
-                except BackOfficeError:
-                    assert a["balance"] + arg < -a["credit"]
+                except BackOfficeError:  # below the credit limit, or into what the holds reserve
+                    assert a["balance"] + arg < -a["credit"] or \
+                        a["balance"] + a["credit"] + arg < b.outstanding_holds("a")
             elif op == "credit":
                 b.update_account("a", credit=arg, reason="p")
             elif op == "release":

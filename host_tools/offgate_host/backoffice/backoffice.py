@@ -509,11 +509,21 @@ class BackOffice:
             # the holds back trips already made offline: taking that money would flag an honest
             # rider's next trips as overdraft and deny the credential (QA8)
             raise BackOfficeError("account %r: adjusting by %d would take money its live credentials' holds "
-                                  "reserve (%d; %d can be adjusted): wait for them to expire, or deny them and "
-                                  "settle, first" % (account_id, amount, held,
+                                  "reserve (%d; %d can be adjusted): their holds are released by the first "
+                                  "settlement after they expire" % (account_id, amount, held,
                                                      max(0, a["balance"] + a["credit"] - held)))
         with self.db:
-            self.db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, account_id))
+            # the checks above again, in the UPDATE itself: two adjustments (or an adjustment and a
+            # hold) racing both passed a check made before either wrote (QA9)
+            cur = self.db.execute(
+                "UPDATE accounts SET balance = balance + ? WHERE id = ? AND (? >= 0 OR (balance + ? >= -credit "
+                "AND balance + credit + ? >= (SELECT COALESCE(SUM(amount - used), 0) FROM holds "
+                "WHERE account = accounts.id AND state = 'held')))",
+                (amount, account_id, amount, amount, amount))
+            if cur.rowcount != 1:
+                raise BackOfficeError("account %r changed while adjusting by %d (another adjustment or a new hold): "
+                                      "nothing changed; look at `offgate account show` and try again"
+                                      % (account_id, amount))
             self._audit(account_id, "adjustment", amount, reason, by, _now(now))
         return self.get_account(account_id)
 
@@ -1166,13 +1176,15 @@ class BackOffice:
                             "cap": None, "charged_total": None, "overdrawn": False, "vanished": True})
         return out
 
-    def release_expired_holds(self, now=None) -> list:
-        """Release the unused part of every hold whose credential has expired. Returns the released holds."""
+    def release_expired_holds(self, now=None, expired_by=None) -> list:
+        """Release the unused part of every hold whose credential has expired by `expired_by`
+        (default `now`), posted at `now` (Unix seconds). Returns the released holds."""
         now = _now(now)
+        by = now if expired_by is None else min(now, expired_by)
         with self.db:
-            rows = [dict(r) for r in self.db.execute("SELECT * FROM holds WHERE state = 'held' AND exp <= ?", (now,))]
+            rows = [dict(r) for r in self.db.execute("SELECT * FROM holds WHERE state = 'held' AND exp <= ?", (by,))]
             self.db.execute("UPDATE holds SET state = 'released', released = ? WHERE state = 'held' AND exp <= ?",
-                            (now, now))
+                            (now, by))
         for r in rows:
             r["cti"] = bytes(r["cti"])
             r["released_amount"] = r["amount"] - r["used"]

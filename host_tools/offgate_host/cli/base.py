@@ -119,6 +119,8 @@ class OffgateGroup(click.Group):
         # command's one-line error says what happened
         import logging
         logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
+        # and psycopg logs "error ignored terminating <Pipeline>" (three lines) when it dies in a pipeline (QA9)
+        logging.getLogger("psycopg").setLevel(logging.CRITICAL)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:

@@ -71,7 +71,7 @@ def restore_cmd(data_dir, archive):
     m = backup.restore(archive, data_dir)
     click.echo("restored %d file(s) into %s (backup of %s)%s" % (
         len(m["files"]), data_dir, _iso(m["created"]),
-        "; its database is on PostgreSQL, restored with pg_restore" if m.get("database", "sqlite") != "sqlite" else ""))
+        "; its database is on PostgreSQL: restore that with pg_restore" if m.get("database", "sqlite") != "sqlite" else ""))
 
 
 

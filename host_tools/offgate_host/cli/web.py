@@ -96,7 +96,10 @@ def serve(data_dir, db, host, port, base_url):
         pw = _prompt_passphrase()
         if not pw:
             raise UsageError("the keys are encrypted: set %s or start the server from a terminal" % keys.PASSPHRASE_ENV)
+        locked = keys.encrypted_key_in(Path(data_dir) / "keys")
         os.environ[keys.PASSPHRASE_ENV] = pw
+        # checked now: a typo would otherwise surface in a request, or encrypt a new key (receipts) with it (QA9)
+        keys.load_private_pem(locked)
     keys.set_passphrase_provider(None)
     if not VENDOR.is_dir():
         raise click.ClickException("the wallet's JavaScript libraries are missing: run `make web` "

@@ -104,6 +104,13 @@ def set_target(bo, gate_id, target, now=None):
                     not any(g["gate_id"] == gate_id for g in bo.gates()):
                 raise LedgerError("gate %d is neither provisioned nor enrolled: `offgate provision` or "
                                       "`offgate gates enroll` it first" % gate_id)
+            other = bo.db.execute("SELECT gate_id FROM gate_targets WHERE target = ? AND gate_id <> ?",
+                                  (target, gate_id)).fetchone()
+            if other is not None:
+                # `sync --all` keys its rounds by target: two gates on one target would sync one of
+                # them under the other's name and never the other (QA9)
+                raise LedgerError("%s is already gate %d's target: one target reaches one gate"
+                                  % (target, other[0]))
             bo.db.upsert("gate_targets", ("gate_id",), {"gate_id": gate_id, "target": target,
                                                         "set_at": int(time.time() if now is None else now)})
 

@@ -653,9 +653,10 @@ class Ledger:
     def _settle(self, bo, now=None, force_time=False):
         from ..fares import settle as fare_settle
         eng = fare_settle.active_engine(self.db)
-        now = bo.settlement_time(now, force=force_time)  # never at or behind the previous settlement's time
+        clock = _now(now)  # what has expired is judged by the clock itself, not by the floor (QA9)
+        now = bo.settlement_time(clock, force=force_time)  # never at or behind the previous settlement's time
         if eng is not None:
-            return self._settle_end(bo, now, fare_settle.settle(self, bo, now, eng))
+            return self._settle_end(bo, now, fare_settle.settle(self, bo, now, eng), clock)
         out = {"trips": 0, "charged": 0, "over_cap": 0, "fraud": 0, "unknown": 0, "released": 0,
                "released_amount": 0, "deny": []}
         # one read of the unsettled passages, the credentials they name and the fare table; then
@@ -708,7 +709,7 @@ class Ledger:
             out["fraud"] += self.flag_fraud_many(flags)
             self.db.mark_settled(done)
             self.db.commit()
-        return self._settle_end(bo, now, out)
+        return self._settle_end(bo, now, out, clock)
 
     def flag_overdraft(self, c, cti, ctr, gate, seq, now, out):
         """A charge took the account below its credit limit: flag it (fraud kind "overdraft") and
@@ -735,10 +736,13 @@ class Ledger:
                                                    "detail", "t"), rows,
                                   ("text", "bytea", "int8", "int8", "int8", "int8", "int8", "text", "int8"))
 
-    def _settle_end(self, bo, now, out):
+    def _settle_end(self, bo, now, out, clock):
         """Both settlements end alike: deny the credentials flagged, release expired holds."""
         bo.deny_many(out["deny"], "double use found at settlement")
-        for h in bo.release_expired_holds(now):
+        # posted at the settlement time, but only holds expired by the clock: a time pushed ahead by
+        # the floor (a line posted with a clock ahead, an earlier settlement) must not release live
+        # credentials' holds (QA9)
+        for h in bo.release_expired_holds(now, expired_by=clock):
             out["released"] += 1
             out["released_amount"] += h["released_amount"]
         out["time"] = now  # the settlement time used (BackOffice.settlement_time)
