@@ -122,20 +122,25 @@ def test_sync_every_outlives_a_database_restart(tmp_path, monkeypatch):
     monkeypatch.setattr(pull, "sync_with_retries", sync)
     real = cli._reopen
 
-    def reopen(*a):
+    assert r.invoke(main, ["init", "--data", str(tmp_path / "other")]).exit_code == 0
+
+    def reopen(data_dir, db):
         reopened.append(1)
         if len(reopened) == 1:  # the server still starting
             from offgate_host.db import DatabaseError
             raise DatabaseError("cannot connect to PostgreSQL at postgresql://x/y: Connection refused")
-        return real(*a)
+        if len(reopened) == 2:  # another back office's database now answers at the URL (QA9)
+            return real(tmp_path / "other", None)
+        return real(data_dir, db)
     monkeypatch.setattr(cli, "_reopen", reopen)
-    res = r.invoke(main, ["sync", "--all", "--every", "5m", "--rounds", "3", *d])
+    res = r.invoke(main, ["sync", "--all", "--every", "5m", "--rounds", "4", *d])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    assert len(lines) == 3 and "FAILED: lost the connection to PostgreSQL" in lines[0], lines
+    assert len(lines) == 4 and "FAILED: lost the connection to PostgreSQL" in lines[0], lines
     assert "connecting again in 300s" in lines[0] and "database still unavailable: cannot connect" in lines[1]
-    assert "gate 4 ok: 3 new" in lines[2], lines
-    assert reopened == [1, 1] and calls[1] is not calls[0]  # a new ledger on a new connection
+    assert "is not this back office's (its issuer keys differ)" in lines[2], lines
+    assert "gate 4 ok: 3 new" in lines[3], lines
+    assert reopened == [1, 1, 1] and calls[1] is not calls[0]  # a new ledger on a new connection
     calls.clear()
     res = r.invoke(main, ["sync", "tcp:127.0.0.1:9", *d])  # the same loss in a one-off sync
     assert res.exit_code == 1 and res.stderr.startswith("offgate: lost the connection to PostgreSQL"), res.output

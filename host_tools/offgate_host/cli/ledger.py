@@ -61,8 +61,20 @@ def sync_cmd(data_dir, targets, all_gates, every, rounds, db, operator, retries,
               force_time=force_time)
     if interval is not None or rounds is not None:
         try:
-            state = _sync_unattended([bo, led], lambda: _reopen(data_dir, db), targets, interval or 300, rounds,
-                                     timeout, kw, expected)
+            from ..db import safe_url
+            kids = _issuer_kids(bo)
+
+            def reopen():
+                # the same back office again, not whatever now answers at its URL (QA9: another
+                # one's database restored under the name; its "not enrolled" advice would enrol
+                # these gates there): every issuer key it had, kept or retired, is still there
+                st = _reopen(data_dir, db)
+                if not kids <= _issuer_kids(st[0]):
+                    _close_quietly(st[1])
+                    raise OffgateError("the database now at %s is not this back office's (its issuer keys "
+                                       "differ): not syncing into it" % safe_url(st[0].db.url))
+                return st
+            state = _sync_unattended([bo, led], reopen, targets, interval or 300, rounds, timeout, kw, expected)
             led = state[1] or led
         finally:
             _close_quietly(led)
@@ -143,6 +155,10 @@ def _sync_one(target, timeout, bo, led, expected, kw):
         e.summary = s
         raise e
     return s
+
+
+def _issuer_kids(bo):
+    return {k["kid"] for k in bo.issuer_keys(include_retired=True)}
 
 
 def _reopen(data_dir, db):
