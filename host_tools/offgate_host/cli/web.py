@@ -91,12 +91,11 @@ def serve(data_dir, db, host, port, base_url):
 
     from ..wire import keys
     # encrypted keys: the passphrase is asked once here, never from a request's thread
-    if any(keys.is_encrypted_pem(p.read_bytes()) for p in (Path(data_dir) / "keys").glob("*.pem")) \
-            and not os.environ.get(keys.PASSPHRASE_ENV):
+    locked = keys.encrypted_key_in(Path(data_dir) / "keys")
+    if locked is not None and not os.environ.get(keys.PASSPHRASE_ENV):
         pw = _prompt_passphrase()
         if not pw:
             raise UsageError("the keys are encrypted: set %s or start the server from a terminal" % keys.PASSPHRASE_ENV)
-        locked = keys.encrypted_key_in(Path(data_dir) / "keys")
         os.environ[keys.PASSPHRASE_ENV] = pw
         # checked now: a typo would otherwise surface in a request, or encrypt a new key (receipts) with it (QA9)
         keys.load_private_pem(locked)

@@ -103,7 +103,7 @@ def set_target(bo, gate_id, target, now=None):
             if bo.db.execute("SELECT 1 FROM ledger_gates WHERE gate = ?", (gate_id,)).fetchone() is None and \
                     not any(g["gate_id"] == gate_id for g in bo.gates()):
                 raise LedgerError("gate %d is neither provisioned nor enrolled: `offgate provision` or "
-                                      "`offgate gates enroll` it first" % gate_id)
+                                  "`offgate gates enroll` it first" % gate_id)
             other = bo.db.execute("SELECT gate_id FROM gate_targets WHERE target = ? AND gate_id <> ?",
                                   (target, gate_id)).fetchone()
             if other is not None:
